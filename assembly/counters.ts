@@ -1,0 +1,57 @@
+// Switch-wide counters: one u64 per drop reason and one per named statistic, in linear memory so a
+// host reads them without a call. Per-port counters live in the port records (ports.ts) and in the
+// per-port drop array; count() keeps all three in step so the per-port figures always add up to the
+// switch-wide ones.
+import { Reason } from "./reasons";
+import { maxPorts, portDropBase, port } from "./ports";
+
+export const enum Stat {
+  RxPackets = 0,
+  RxBytes,
+  TxPackets,
+  TxBytes,
+  Dropped,
+  Flooded,       // frames flooded (unknown unicast, broadcast, multicast)
+  MacLearned,    // new MAC table entries
+  MacMoves,      // a learned MAC seen on another port of its domain
+  MacAged,       // entries removed after the aging time
+  MacTableFull,  // a MAC not learned because the table was full
+  Batches,       // calls of process()
+  Count,
+}
+
+const STAT_NAMES: StaticArray<string> = [
+  "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "dropped", "flooded",
+  "mac_learned", "mac_moves", "mac_aged", "mac_table_full", "batches",
+];
+
+export function statName(i: u32): string {
+  return i < <u32>STAT_NAMES.length ? unchecked(STAT_NAMES[i]) : "unknown";
+}
+
+export let dropBase: usize = 0;
+export let statBase: usize = 0;
+
+export function allocCounters(): void {
+  dropBase = heap.alloc(<usize>Reason.Count * 8);
+  memory.fill(dropBase, 0, <usize>Reason.Count * 8);
+  statBase = heap.alloc(<usize>Stat.Count * 8);
+  memory.fill(statBase, 0, <usize>Stat.Count * 8);
+}
+
+@inline export function bump(s: Stat, n: u64 = 1): void {
+  let a = statBase + (<usize>s << 3);
+  store<u64>(a, load<u64>(a) + n);
+}
+
+// Counts a dropped frame under its reason, switch-wide and on the ingress port.
+export function drop(inPort: u32, r: Reason): void {
+  let a = dropBase + (<usize>r << 3);
+  store<u64>(a, load<u64>(a) + 1);
+  bump(Stat.Dropped);
+  if (inPort < maxPorts) {
+    let c = portDropBase + (<usize>inPort * <usize>Reason.Count + <usize>r) * 8;
+    store<u64>(c, load<u64>(c) + 1);
+    port(inPort).dropped += 1;
+  }
+}

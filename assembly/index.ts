@@ -1,0 +1,258 @@
+// The ABI: the only exports of the module (docs/ABI.md is their reference). Numbers and addresses
+// only, so any WebAssembly host can drive the switch: write frames and rx descriptors into the rx
+// areas, call process() once per batch, read tx descriptors. Configuration goes through the port_* and
+// mac_* calls; counters and the MAC table are read straight from linear memory.
+//
+// One module instance is one switch; a process runs as many switches as it instantiates modules.
+// Configuration calls return 0 or a negative Error; they check every argument before changing anything,
+// so a refused call leaves the switch exactly as it was.
+import { Reason, reasonName } from "./reasons";
+import { Stat, statName, allocCounters, dropBase, statBase } from "./counters";
+import * as ports from "./ports";
+import * as mac from "./tables/mac";
+import * as tx from "./tx";
+import * as pipeline from "./pipeline";
+import * as checksum from "./wire/checksum";
+import { META_SIZE, metaBase as _metaBase, meta, resetMeta } from "./packet";
+import * as packet from "./packet";
+import { parse } from "./nodes/parse";
+
+export { abortMessage, abortFile, abortLine, abortColumn } from "./abort";
+
+const enum Error {
+  Ok = 0,
+  AlreadyCreated = -1,
+  NotCreated = -2,
+  BadArgument = -3,
+  BadPort = -4,
+  BadVlan = -5,
+  BadNetwork = -6,
+  TableFull = -7,
+  NotFound = -8,
+  BadMac = -9,
+}
+
+export const ABI_VERSION: u32 = 1;
+
+let created = false;
+
+// Creates the switch's tables. Called once per instance, before anything else.
+//   maxPorts:    port numbers 0 .. maxPorts-1 (1 .. 65535)
+//   macEntries:  MAC table capacity (the table has the next power of two >= 2x slots)
+//   batch:       most frames per process() call (1 .. 65536)
+//   rxBytes:     size of the rx buffer that frames are written into
+export function create(maxPorts: u32, macEntries: u32, batch: u32, rxBytes: u32): i32 {
+  if (created) return Error.AlreadyCreated;
+  if (maxPorts == 0 || maxPorts > 65535) return Error.BadArgument;
+  if (macEntries == 0 || macEntries > (1 << 28)) return Error.BadArgument;
+  if (batch == 0 || batch > 65536) return Error.BadArgument;
+  if (rxBytes < 64 || rxBytes > (1 << 30)) return Error.BadArgument;
+  created = true;
+  allocCounters();
+  ports.maxPorts = maxPorts;
+  ports.portBase = zeroed(<usize>maxPorts * ports.PORT_SIZE);
+  ports.vlanBase = zeroed(<usize>maxPorts * ports.VLAN_BITMAP_BYTES);
+  ports.portDropBase = zeroed(<usize>maxPorts * <usize>Reason.Count * 8);
+  mac.alloc(macEntries);
+  pipeline.maxBatch = batch;
+  pipeline.rxDescBase = zeroed(<usize>batch * pipeline.RX_DESCRIPTOR_SIZE);
+  pipeline.rxBufBase = zeroed(rxBytes);
+  pipeline.rxBufSize = rxBytes;
+  pipeline.sinkBase = zeroed(8);
+  packet.metaBase = zeroed(<usize>batch * META_SIZE);
+  // Flooding can send each frame to every other port, and a VLAN rewrite needs at most two copies of
+  // a frame (one untagged, one tagged), each at most 4 bytes longer, rounded to 8.
+  let descriptors = <u64>batch * <u64>(maxPorts < 64 ? maxPorts : 64);
+  tx.alloc(<u32>min<u64>(descriptors, 1 << 20), rxBytes * 2 + batch * 24);
+  return Error.Ok;
+}
+
+function zeroed(n: usize): usize {
+  let p = heap.alloc(n);
+  memory.fill(p, 0, n);
+  return p;
+}
+
+// ---- batch ----------------------------------------------------------------------------------------
+
+export function rx_descriptors(): usize { return pipeline.rxDescBase; }
+export function rx_buffer(): usize { return pipeline.rxBufBase; }
+export function rx_buffer_size(): u32 { return pipeline.rxBufSize; }
+export function max_batch(): u32 { return pipeline.maxBatch; }
+export function tx_descriptors(): usize { return tx.descBase; }
+export function tx_capacity(): u32 { return tx.descMax; }
+
+// Processes rx descriptors 0 .. n-1 at time `now` (milliseconds, any monotonic origin). Returns the
+// number of tx descriptors written.
+export function process(n: u32, now: f64): u32 {
+  if (!created) return 0;
+  return pipeline.process(n, now);
+}
+
+// ---- ports ----------------------------------------------------------------------------------------
+
+// Configures (or reconfigures) port `p`. mode: 0 access, 1 trunk. vlan: the access VLAN or the trunk's
+// native VLAN (0 = untagged domain). flags: 1 spoof guard, 2 no learning, 4 trunk drops untagged.
+// learnLimit: 0xffffffff for none. A reconfigured port keeps its counters; its learned MACs are
+// forgotten if its network or VLANs changed.
+export function port_configure(p: u32, network: u32, mode: u32, vlan: u32, flags: u32, learnLimit: u32): i32 {
+  if (!created) return Error.NotCreated;
+  if (p >= ports.maxPorts) return Error.BadPort;
+  if (network > 0xffff) return Error.BadNetwork;
+  if (mode > 1) return Error.BadArgument;
+  if (vlan >= 4095) return Error.BadVlan;
+  if (flags & ~<u32>ports.PORT_FLAGS_ALL) return Error.BadArgument;
+  let pt = ports.port(p);
+  let fresh = pt.state == ports.STATE_FREE;
+  if (!fresh && (<u32>pt.network != network || <u32>pt.vlan != vlan || <u32>pt.mode != mode)) mac.flushPort(p);
+  if (fresh) {
+    memory.fill(changetype<usize>(pt), 0, ports.PORT_SIZE);
+    memory.fill(ports.portDropBase + <usize>p * <usize>Reason.Count * 8, 0, <usize>Reason.Count * 8);
+    ports.clearVlans(p);
+    pt.state = ports.STATE_UP;
+  }
+  pt.network = <u16>network;
+  pt.mode = <u8>mode;
+  pt.vlan = <u16>vlan;
+  pt.flags = <u16>flags;
+  pt.learnLimit = learnLimit;
+  if (p >= ports.highPort) ports.highPort = p + 1;
+  return Error.Ok;
+}
+
+// Adds (allowed=1) or removes (allowed=0) VLAN `vlan` from a trunk port's allowed list.
+export function port_allow_vlan(p: u32, vlan: u32, allowed: u32): i32 {
+  let e = checkPort(p);
+  if (e) return e;
+  if (vlan == 0 || vlan >= 4095) return Error.BadVlan;
+  ports.setVlanAllowed(p, vlan, allowed != 0);
+  if (!allowed) mac.flushPort(p);
+  return Error.Ok;
+}
+
+// Sets the MAC the spoof guard checks: macHi = bytes 0-1, macLo = bytes 2-5 (big-endian values, so
+// 02:00:00:00:00:01 is macHi 0x0200, macLo 0x00000001).
+export function port_set_guard_mac(p: u32, macHi: u32, macLo: u32): i32 {
+  let e = checkPort(p);
+  if (e) return e;
+  if (macHi > 0xffff) return Error.BadMac;
+  ports.port(p).guardMac = macFromParts(macHi, macLo);
+  return Error.Ok;
+}
+
+// Administratively up (1) or down (0): a down port neither receives nor sends.
+export function port_set_up(p: u32, up: u32): i32 {
+  let e = checkPort(p);
+  if (e) return e;
+  ports.port(p).state = up ? ports.STATE_UP : ports.STATE_DOWN;
+  return Error.Ok;
+}
+
+// Removes a port: its MACs are forgotten, its counters cleared.
+export function port_remove(p: u32): i32 {
+  let e = checkPort(p);
+  if (e) return e;
+  mac.flushPort(p);
+  let pt = ports.port(p);
+  memory.fill(changetype<usize>(pt), 0, ports.PORT_SIZE);
+  memory.fill(ports.portDropBase + <usize>p * <usize>Reason.Count * 8, 0, <usize>Reason.Count * 8);
+  ports.clearVlans(p);
+  return Error.Ok;
+}
+
+export function port_record(p: u32): usize {
+  return p < ports.maxPorts ? changetype<usize>(ports.port(p)) : 0;
+}
+export function port_record_size(): u32 { return <u32>ports.PORT_SIZE; }
+export function port_drops(p: u32): usize {
+  return p < ports.maxPorts ? ports.portDropBase + <usize>p * <usize>Reason.Count * 8 : 0;
+}
+export function max_ports(): u32 { return ports.maxPorts; }
+
+function checkPort(p: u32): i32 {
+  if (!created) return Error.NotCreated;
+  if (p >= ports.maxPorts || ports.port(p).state == ports.STATE_FREE) return Error.BadPort;
+  return Error.Ok;
+}
+
+function macFromParts(hi: u32, lo: u32): u64 {
+  // Wire order packed little-endian: byte 0 is the low byte.
+  let b0 = <u64>(hi >> 8) & 0xff, b1 = <u64>hi & 0xff;
+  let b2 = <u64>(lo >> 24) & 0xff, b3 = <u64>(lo >> 16) & 0xff, b4 = <u64>(lo >> 8) & 0xff, b5 = <u64>lo & 0xff;
+  return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24) | (b4 << 32) | (b5 << 40);
+}
+
+// ---- MAC table ------------------------------------------------------------------------------------
+
+export function mac_add_static(network: u32, vlan: u32, macHi: u32, macLo: u32, p: u32, now: f64): i32 {
+  let e = checkPort(p);
+  if (e) return e;
+  if (network > 0xffff) return Error.BadNetwork;
+  if (vlan >= 4095) return Error.BadVlan;
+  if (macHi > 0xffff) return Error.BadMac;
+  let m = macFromParts(macHi, macLo);
+  if (m & 1) return Error.BadMac; // a group address is never a station
+  return mac.addStatic(mac.key(m, vlan), network, p, <u32><u64>now) ? Error.Ok : Error.TableFull;
+}
+
+export function mac_remove(network: u32, vlan: u32, macHi: u32, macLo: u32): i32 {
+  if (!created) return Error.NotCreated;
+  if (network > 0xffff) return Error.BadNetwork;
+  if (vlan >= 4095) return Error.BadVlan;
+  if (macHi > 0xffff) return Error.BadMac;
+  return mac.remove(mac.key(macFromParts(macHi, macLo), vlan), network) ? Error.Ok : Error.NotFound;
+}
+
+export function mac_flush_port(p: u32): i32 {
+  let e = checkPort(p);
+  if (e) return e;
+  return <i32>mac.flushPort(p);
+}
+export function mac_flush(): i32 {
+  if (!created) return Error.NotCreated;
+  return <i32>mac.flushLearned();
+}
+export function mac_set_aging(ms: u32): i32 {
+  if (ms == 0 || ms > 0x7fffffff) return Error.BadArgument;
+  mac.agingMs = ms;
+  return Error.Ok;
+}
+export function mac_aging(): u32 { return mac.agingMs; }
+// Removes aged entries among the next `slots` slots of the table; returns how many it removed.
+export function mac_age(now: f64, slots: u32): u32 {
+  if (!created) return 0;
+  return mac.sweep(<u32><u64>now, slots);
+}
+export function mac_table(): usize { return mac.base; }
+export function mac_table_slots(): u32 { return mac.slots; }
+export function mac_count(): u32 { return mac.count; }
+export function mac_capacity(): u32 { return mac.capacity; }
+
+// ---- counters -------------------------------------------------------------------------------------
+
+export function drops(): usize { return dropBase; }
+export function reason_count(): u32 { return <u32>Reason.Count; }
+export function reason_name(r: u32): usize { return changetype<usize>(reasonName(r)); }
+export function stats(): usize { return statBase; }
+export function stat_count(): u32 { return <u32>Stat.Count; }
+export function stat_name(i: u32): usize { return changetype<usize>(statName(i)); }
+
+// ---- utilities ------------------------------------------------------------------------------------
+
+// Parses `len` bytes at `addr` (inside the rx buffer) as the pipeline would and returns the reason it
+// is malformed (0 if well formed); the dissected offsets are in the record at parse_result().
+export function frame_parse(addr: usize, len: u32): u32 {
+  if (!created) return <u32>Reason.RxBadDescriptor;
+  let b = pipeline.rxBufBase;
+  if (addr < b || <u64>(addr - b) + <u64>len > <u64>pipeline.rxBufSize) return <u32>Reason.RxBadDescriptor;
+  let m = meta(0);
+  resetMeta(m, addr, len, 0xffff);
+  return <u32>parse(m);
+}
+export function parse_result(): usize { return packet.metaBase; }
+
+// The Internet checksum of `len` bytes at `addr`, and its incremental update (RFC 1624).
+export function inet_checksum(addr: usize, len: u32): u32 { return checksum.compute(addr, len); }
+export function inet_checksum_adjust16(check: u32, old: u32, now: u32): u32 { return checksum.adjust16(check, old, now); }
+export function inet_checksum_adjust32(check: u32, old: u32, now: u32): u32 { return checksum.adjust32(check, old, now); }
+export function abi_version(): u32 { return ABI_VERSION; }

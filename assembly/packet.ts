@@ -1,0 +1,60 @@
+// Per-packet metadata for one batch, as VPP keeps its buffer metadata: the stages of the pipeline read
+// and write these fixed records instead of re-parsing the frame. One record per rx descriptor, in a
+// fixed array allocated at creation (no allocation per packet). The layout is part of the ABI because
+// frame_parse() exposes one record to the host as a dissector result.
+import { Reason } from "./reasons";
+
+
+export const FLAG_TAGGED: u32 = 1;        // the frame carries an 802.1Q tag on the wire
+export const FLAG_FRAGMENT: u32 = 2;      // an IP fragment (IPv4 MF/offset, IPv6 Fragment header)
+export const FLAG_LATER_FRAGMENT: u32 = 4; // a fragment other than the first: no L4 header
+export const FLAG_GROUP_DST: u32 = 8;     // broadcast or multicast destination MAC
+
+@unmanaged
+export class Meta {
+  frame: usize;     // 0: absolute address of the first byte of the frame
+  len: u32;         // 4: frame length in bytes
+  inPort: u32;      // 8: ingress port
+  network: u32;     // 12: the ingress port's network
+  vlan: u32;        // 16: the broadcast domain's VLAN (0 = the untagged domain)
+  tci: u32;         // 20: the 802.1Q TCI on the wire, if FLAG_TAGGED
+  ethertype: u32;   // 24: EtherType after any tag
+  l3: u32;          // 28: offset of the L3 header from the frame start
+  l4: u32;          // 32: offset of the L4 header (0 if none)
+  l4len: u32;       // 36: bytes of L4 header and payload the IP header announces
+  protocol: u32;    // 40: IP protocol / IPv6 upper-layer next header
+  flags: u32;       // 44: FLAG_*
+  reason: u32;      // 48: Reason, 0 while the packet is alive
+  srcHash: u32;     // 52: MAC table hash of (network, vlan, source MAC)
+  dstHash: u32;     // 56: MAC table hash of (network, vlan, destination MAC)
+  untagged: usize;  // 60: the untagged variant of the frame in tx memory, once built (0 = not yet)
+  retagged: usize;  // 64: the variant tagged with `vlan`, once built (0 = not yet)
+}
+
+export const META_SIZE: usize = offsetof<Meta>();
+
+export let metaBase: usize = 0;
+
+@inline export function meta(i: u32): Meta {
+  return changetype<Meta>(metaBase + <usize>i * META_SIZE);
+}
+
+export function resetMeta(m: Meta, frame: usize, len: u32, port: u32): void {
+  m.frame = frame;
+  m.len = len;
+  m.inPort = port;
+  m.network = 0;
+  m.vlan = 0;
+  m.tci = 0;
+  m.ethertype = 0;
+  m.l3 = 0;
+  m.l4 = 0;
+  m.l4len = 0;
+  m.protocol = 0;
+  m.flags = 0;
+  m.reason = Reason.None;
+  m.srcHash = 0;
+  m.dstHash = 0;
+  m.untagged = 0;
+  m.retagged = 0;
+}

@@ -1,0 +1,238 @@
+// The MAC table: (network, VLAN, MAC) -> port, with a last-seen time for aging.
+//
+// Fixed 16-byte records in one power-of-two array of slots, open addressing with linear probing, at
+// most half full (slots >= 2 x capacity), so a lookup is one cache line in the common case. Deletion is
+// backward-shift (no tombstones), so lookups never slow down as entries come and go. Entries older
+// than the aging time are treated as absent at once and removed by an incremental sweep that every
+// batch advances by a few slots, so no call ever walks the whole table.
+//
+// Record layout (docs/ABI.md), little-endian:
+//   0  6 bytes  MAC, wire order
+//   6  u16      VLAN (bits 0-11) | STATIC (bit 14) | OCCUPIED (bit 15)
+//   8  u16      network
+//   10 u16      port
+//   12 u32      last seen, milliseconds modulo 2^32 (the `now` of the last frame from this MAC)
+import { port, maxPorts } from "../ports";
+import { bump, Stat } from "../counters";
+
+export const RECORD_SIZE: usize = 16;
+const OCCUPIED: u64 = 1 << 63;
+const STATIC: u64 = 1 << 62;
+const KEY_MASK: u64 = 0x0fff_ffff_ffff_ffff; // MAC and VLAN, without the flag bits
+
+export let base: usize = 0;
+export let slots: u32 = 0;
+export let mask: u32 = 0;
+export let capacity: u32 = 0;
+export let count: u32 = 0;
+export let agingMs: u32 = 300_000;
+let sweepCursor: u32 = 0;
+
+export function alloc(entries: u32): void {
+  capacity = entries;
+  let n: u32 = 16;
+  while (n < entries * 2) n <<= 1;
+  slots = n;
+  mask = n - 1;
+  base = heap.alloc(<usize>n * RECORD_SIZE);
+  memory.fill(base, 0, <usize>n * RECORD_SIZE);
+}
+
+@inline export function key(mac: u64, vid: u32): u64 {
+  return mac | (<u64>vid << 48);
+}
+
+// A 64-bit mixer (the MurmurHash3 finalizer) over the key and the network.
+@inline export function hash(k: u64, network: u32): u32 {
+  let h = k ^ (<u64>network * 0x9e3779b97f4a7c15);
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccd;
+  h ^= h >> 33;
+  return <u32>h;
+}
+
+@inline function slot(i: u32): usize { return base + (<usize>i << 4); }
+@inline function recKey(s: usize): u64 { return load<u64>(s); }
+@inline function recNetwork(s: usize): u32 { return <u32>load<u16>(s, 8); }
+@inline export function recPort(s: usize): u32 { return <u32>load<u16>(s, 10); }
+@inline function recSeen(s: usize): u32 { return load<u32>(s, 12); }
+@inline export function isStatic(s: usize): bool { return (recKey(s) & STATIC) != 0; }
+@inline function expired(s: usize, now: u32): bool {
+  return (recKey(s) & STATIC) == 0 && now - recSeen(s) > agingMs;
+}
+
+// Touches the home slot of a hash so that the later lookup hits the cache: the batch computes every
+// hash first and touches every slot, letting the CPU overlap the cache misses (group prefetching).
+@inline export function touch(h: u32): u64 {
+  return load<u64>(slot(h & mask));
+}
+
+// The record holding (network, k), or 0.
+export function find(k: u64, network: u32, h: u32): usize {
+  let i = h & mask;
+  let want = k | OCCUPIED;
+  while (true) {
+    let s = slot(i);
+    let rk = recKey(s);
+    if (rk == 0) return 0;
+    if ((rk & ~STATIC) == want && recNetwork(s) == network) return s;
+    i = (i + 1) & mask;
+  }
+}
+
+// Forwarding lookup: the port for a destination, or -1 when unknown or aged out.
+export function lookup(k: u64, network: u32, h: u32, now: u32): i32 {
+  let s = find(k, network, h);
+  if (s == 0 || expired(s, now)) return -1;
+  return <i32>recPort(s);
+}
+
+export const enum Learn { Refreshed = 0, Learned, Moved, NotLearned, LimitReached, StaticConflict }
+
+// Learns or refreshes (network, k) on port `p`. Returns what happened; LimitReached and StaticConflict
+// mean the frame must be dropped (port security), NotLearned only that the table was full.
+export function learn(k: u64, network: u32, h: u32, p: u32, now: u32): Learn {
+  let s = find(k, network, h);
+  if (s != 0) {
+    let old = recPort(s);
+    if (isStatic(s)) return old == p ? Learn.Refreshed : Learn.StaticConflict;
+    if (old == p) {
+      // Write only when the time changed, so established hosts do not dirty cache lines every frame.
+      if (recSeen(s) != now) store<u32>(s, now, 12);
+      return Learn.Refreshed;
+    }
+    let pt = port(p);
+    if (pt.learned >= pt.learnLimit) return Learn.LimitReached;
+    pt.learned++;
+    if (!expired(s, now)) {
+      bump(Stat.MacMoves);
+    } else {
+      bump(Stat.MacAged);
+    }
+    port(old).learned--;
+    store<u16>(s, <u16>p, 10);
+    store<u32>(s, now, 12);
+    return Learn.Moved;
+  }
+  let pt = port(p);
+  if (pt.learned >= pt.learnLimit) return Learn.LimitReached;
+  if (count >= capacity) {
+    bump(Stat.MacTableFull);
+    return Learn.NotLearned;
+  }
+  insert(k, network, h, p, now, false);
+  pt.learned++;
+  bump(Stat.MacLearned);
+  return Learn.Learned;
+}
+
+function insert(k: u64, network: u32, h: u32, p: u32, now: u32, isStatic: bool): void {
+  let i = h & mask;
+  while (recKey(slot(i)) != 0) i = (i + 1) & mask;
+  let s = slot(i);
+  store<u64>(s, k | OCCUPIED | (isStatic ? STATIC : 0));
+  store<u16>(s, <u16>network, 8);
+  store<u16>(s, <u16>p, 10);
+  store<u32>(s, now, 12);
+  count++;
+}
+
+// Adds or replaces a static entry. Returns false when the table is full.
+export function addStatic(k: u64, network: u32, p: u32, now: u32): bool {
+  let h = hash(k, network);
+  let s = find(k, network, h);
+  if (s != 0) {
+    if (!isStatic(s)) port(recPort(s)).learned--;
+    store<u64>(s, k | OCCUPIED | STATIC);
+    store<u16>(s, <u16>p, 10);
+    store<u32>(s, now, 12);
+    return true;
+  }
+  if (count >= capacity) return false;
+  insert(k, network, h, p, now, true);
+  return true;
+}
+
+export function remove(k: u64, network: u32): bool {
+  let s = find(k, network, hash(k, network));
+  if (s == 0) return false;
+  erase(<u32>((s - base) >> 4));
+  return true;
+}
+
+// Backward-shift deletion: later records of the probe run move up into the hole when their home slot
+// is not cyclically between the hole and themselves.
+function erase(i: u32): void {
+  let s = slot(i);
+  if (!isStatic(s)) {
+    let p = recPort(s);
+    if (p < maxPorts) port(p).learned--;
+  }
+  count--;
+  let j = i;
+  while (true) {
+    j = (j + 1) & mask;
+    let sj = slot(j);
+    let kj = recKey(sj);
+    if (kj == 0) break;
+    let home = hash(kj & KEY_MASK, recNetwork(sj)) & mask;
+    let stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!stays) {
+      memory.copy(slot(i), sj, RECORD_SIZE);
+      i = j;
+    }
+  }
+  store<u64>(slot(i), 0);
+  store<u64>(slot(i), 0, 8);
+}
+
+// Removes aged entries among the next `budget` slots. Returns how many it removed.
+export function sweep(now: u32, budget: u32): u32 {
+  let removed: u32 = 0;
+  let i = sweepCursor;
+  for (let n: u32 = 0; n < budget; n++) {
+    let s = slot(i);
+    if (recKey(s) != 0 && expired(s, now)) {
+      erase(i);
+      removed++;
+      // erase() may have shifted a later record into slot i: look at it again.
+      continue;
+    }
+    i = (i + 1) & mask;
+  }
+  sweepCursor = i;
+  if (removed) bump(Stat.MacAged, removed);
+  return removed;
+}
+
+// Removes every entry on port p (static ones too). Returns how many.
+export function flushPort(p: u32): u32 {
+  let removed: u32 = 0;
+  let i: u32 = 0;
+  while (i < slots) {
+    let s = slot(i);
+    if (recKey(s) != 0 && recPort(s) == p) {
+      erase(i);
+      removed++;
+      continue;
+    }
+    i++;
+  }
+  return removed;
+}
+
+// Removes every learned (not static) entry, as `ovs-appctl fdb/flush` does.
+export function flushLearned(): u32 {
+  let removed: u32 = 0;
+  let i: u32 = 0;
+  while (i < slots) {
+    let s = slot(i);
+    if (recKey(s) != 0 && !isStatic(s)) {
+      erase(i);
+      removed++;
+      continue;
+    }
+    i++;
+  }
+  return removed;
+}

@@ -1,0 +1,48 @@
+// The Internet checksum (RFC 1071) and its incremental update (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')).
+// `sum` returns the 32-bit running one's-complement sum of a byte range so pseudo-headers and payloads
+// can be added up separately; `fold` turns a running sum into the 16-bit field value.
+
+// Adds len bytes at p, as big-endian 16-bit words, to a running sum. An odd last byte is padded with zero.
+export function sum(p: usize, len: u32, acc: u64 = 0): u64 {
+  let end = p + len;
+  // 8 bytes at a time: four 16-bit words in host order. Byte-swapping the final fold is equivalent to
+  // swapping every word first (the one's-complement sum is byte-order independent, RFC 1071 §2(B)).
+  let s: u64 = 0;
+  while (p + 8 <= end) {
+    let w = load<u64>(p);
+    s += (w & 0xffffffff) + (w >> 32);
+    p += 8;
+  }
+  while (p + 2 <= end) {
+    s += <u64>load<u16>(p);
+    p += 2;
+  }
+  if (p < end) s += <u64>load<u8>(p);
+  // Fold the host-order sum to 16 bits, then swap to network order.
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return acc + <u64>bswap<u16>(<u16>s);
+}
+
+// Folds a running sum into the checksum field value (the complement of the folded sum).
+@inline export function fold(s: u64): u32 {
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return (~<u32>s) & 0xffff;
+}
+
+// The checksum of a byte range.
+export function compute(p: usize, len: u32): u32 {
+  return fold(sum(p, len));
+}
+
+// RFC 1624: the new checksum after one 16-bit word of the covered data changed from `old` to `now`.
+@inline export function adjust16(check: u32, old: u32, now: u32): u32 {
+  let s: u32 = (~check & 0xffff) + (~old & 0xffff) + (now & 0xffff);
+  s = (s & 0xffff) + (s >> 16);
+  s = (s & 0xffff) + (s >> 16);
+  return ~s & 0xffff;
+}
+
+// The same for a 32-bit value (an IPv4 address): two 16-bit words.
+@inline export function adjust32(check: u32, old: u32, now: u32): u32 {
+  return adjust16(adjust16(check, old >> 16, now >> 16), old & 0xffff, now & 0xffff);
+}

@@ -1,0 +1,59 @@
+// TCP header (RFC 9293). `check` validates the data offset and walks the options with the same rules as
+// IPv4 options (End, NOP, then kind/length with 2 <= length <= what is left), so nothing after it can read
+// outside the segment.
+import { Reason } from "../reasons";
+import { get8, get16, get32, set16, set32 } from "./bytes";
+
+export const MIN_LEN: u32 = 20;
+export const SRC_PORT: usize = 0;
+export const DST_PORT: usize = 2;
+export const SEQ: usize = 4;
+export const ACK: usize = 8;
+export const DATA_OFFSET: usize = 12;
+export const FLAGS: usize = 13;
+export const WINDOW: usize = 14;
+export const CHECKSUM: usize = 16;
+export const URGENT: usize = 18;
+
+export const FIN: u32 = 0x01;
+export const SYN: u32 = 0x02;
+export const RST: u32 = 0x04;
+export const PSH: u32 = 0x08;
+export const ACKF: u32 = 0x10;
+export const URG: u32 = 0x20;
+
+export function check(p: usize, len: u32): Reason {
+  if (len < MIN_LEN) return Reason.TcpTruncated;
+  let hl = (get8(p + DATA_OFFSET) >> 4) << 2;
+  if (hl < MIN_LEN || hl > len) return Reason.TcpBadDataOffset;
+  if (hl > MIN_LEN) return checkOptions(p + MIN_LEN, hl - MIN_LEN);
+  return Reason.None;
+}
+
+function checkOptions(p: usize, len: u32): Reason {
+  let i: u32 = 0;
+  while (i < len) {
+    let k = get8(p + i);
+    if (k == 0) return Reason.None;
+    if (k == 1) { i++; continue; }
+    if (i + 1 >= len) return Reason.TcpBadOption;
+    let ol = get8(p + i + 1);
+    if (ol < 2 || i + ol > len) return Reason.TcpBadOption;
+    i += ol;
+  }
+  return Reason.None;
+}
+
+@inline export function srcPort(p: usize): u32 { return get16(p + SRC_PORT); }
+@inline export function setSrcPort(p: usize, v: u32): void { set16(p + SRC_PORT, v); }
+@inline export function dstPort(p: usize): u32 { return get16(p + DST_PORT); }
+@inline export function setDstPort(p: usize, v: u32): void { set16(p + DST_PORT, v); }
+@inline export function seq(p: usize): u32 { return get32(p + SEQ); }
+@inline export function setSeq(p: usize, v: u32): void { set32(p + SEQ, v); }
+@inline export function ack(p: usize): u32 { return get32(p + ACK); }
+@inline export function setAck(p: usize, v: u32): void { set32(p + ACK, v); }
+@inline export function headerLen(p: usize): u32 { return (get8(p + DATA_OFFSET) >> 4) << 2; }
+@inline export function flags(p: usize): u32 { return get8(p + FLAGS); }
+@inline export function window(p: usize): u32 { return get16(p + WINDOW); }
+@inline export function checksum(p: usize): u32 { return get16(p + CHECKSUM); }
+@inline export function setChecksum(p: usize, v: u32): void { set16(p + CHECKSUM, v); }
