@@ -130,6 +130,17 @@ export function port_allow_vlan(p: u32, vlan: u32, allowed: u32): i32 {
   return Error.Ok;
 }
 
+// Empties a trunk port's allowed VLAN list (the MACs it learned in them are forgotten).
+export function port_clear_vlans(p: u32): i32 {
+  let e = checkPort(p);
+  if (e) return e;
+  if (ports.hasVlans(p)) {
+    ports.clearVlans(p);
+    mac.flushPort(p);
+  }
+  return Error.Ok;
+}
+
 // Sets the MAC the spoof guard checks: macHi = bytes 0-1, macLo = bytes 2-5 (big-endian values, so
 // 02:00:00:00:00:01 is macHi 0x0200, macLo 0x00000001).
 export function port_set_guard_mac(p: u32, macHi: u32, macLo: u32): i32 {

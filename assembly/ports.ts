@@ -65,6 +65,12 @@ export function setVlanAllowed(i: u32, vid: u32, allowed: bool): void {
   store<u8>(b, allowed ? load<u8>(b) | bit : load<u8>(b) & ~bit);
 }
 
+export function hasVlans(i: u32): bool {
+  let b = vlanBase + <usize>i * VLAN_BITMAP_BYTES;
+  for (let o: usize = 0; o < VLAN_BITMAP_BYTES; o += 8) if (load<u64>(b + o) != 0) return true;
+  return false;
+}
+
 export function clearVlans(i: u32): void {
   memory.fill(vlanBase + <usize>i * VLAN_BITMAP_BYTES, 0, VLAN_BITMAP_BYTES);
 }

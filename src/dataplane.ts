@@ -1,0 +1,509 @@
+// The TypeScript side of the ABI: instantiates the WebAssembly module, makes its typed-array views
+// once, and moves frames in and out in batches. Nothing here runs per packet inside WebAssembly calls:
+// send() only copies a frame into the rx buffer and writes its descriptor; flush() makes one call to
+// process() for the whole batch, then hands each tx descriptor's bytes to the egress port's consumer.
+//
+// The Dataplane class is the raw ABI with names (for hosts that batch frames themselves, like the
+// benchmarks); Switch adds ports, frame delivery, and readable views of the MAC table and counters.
+import loader from '@assemblyscript/loader';
+import { readFileSync } from 'node:fs';
+import { formatMac, parseMac } from './frames.js';
+
+export type Build = 'release' | 'debug';
+
+// The raw exports (docs/ABI.md).
+export interface NetplaneExports {
+  memory: WebAssembly.Memory;
+  create(maxPorts: number, macEntries: number, batch: number, rxBytes: number): number;
+  rx_descriptors(): number;
+  rx_buffer(): number;
+  rx_buffer_size(): number;
+  max_batch(): number;
+  tx_descriptors(): number;
+  tx_capacity(): number;
+  process(n: number, now: number): number;
+  port_configure(p: number, network: number, mode: number, vlan: number, flags: number, learnLimit: number): number;
+  port_allow_vlan(p: number, vlan: number, allowed: number): number;
+  port_clear_vlans(p: number): number;
+  port_set_guard_mac(p: number, macHi: number, macLo: number): number;
+  port_set_up(p: number, up: number): number;
+  port_remove(p: number): number;
+  port_record(p: number): number;
+  port_record_size(): number;
+  port_drops(p: number): number;
+  max_ports(): number;
+  mac_add_static(network: number, vlan: number, macHi: number, macLo: number, p: number, now: number): number;
+  mac_remove(network: number, vlan: number, macHi: number, macLo: number): number;
+  mac_flush_port(p: number): number;
+  mac_flush(): number;
+  mac_set_aging(ms: number): number;
+  mac_aging(): number;
+  mac_age(now: number, slots: number): number;
+  mac_table(): number;
+  mac_table_slots(): number;
+  mac_count(): number;
+  mac_capacity(): number;
+  drops(): number;
+  reason_count(): number;
+  reason_name(r: number): number;
+  stats(): number;
+  stat_count(): number;
+  stat_name(i: number): number;
+  frame_parse(addr: number, len: number): number;
+  parse_result(): number;
+  inet_checksum(addr: number, len: number): number;
+  inet_checksum_adjust16(check: number, old: number, now: number): number;
+  inet_checksum_adjust32(check: number, old: number, now: number): number;
+  abi_version(): number;
+  abortLine: WebAssembly.Global;
+  __getString(ptr: number): string;
+}
+
+// Errors returned by configuration calls (negative numbers), by name.
+export const ABI_ERRORS: Record<number, string> = {
+  [-1]: 'already created',
+  [-2]: 'not created',
+  [-3]: 'bad argument',
+  [-4]: 'no such port',
+  [-5]: 'VLAN out of range (0-4094)',
+  [-6]: 'network out of range (0-65535)',
+  [-7]: 'MAC table full',
+  [-8]: 'not found',
+  [-9]: 'bad MAC address',
+};
+
+export class NetplaneError extends Error {
+  constructor(readonly field: string, readonly reason: string) {
+    super(`${field}: ${reason}`);
+    this.name = 'NetplaneError';
+  }
+}
+
+const modules = new Map<Build, WebAssembly.Module>();
+
+function wasmCandidates(build: Build): URL[] {
+  const file = `netplane.${build}.wasm`;
+  // From src/ (tests, tsx) the module is in ../build/; from the bundle in build/dist/ it is in ../.
+  return [new URL(`../build/${file}`, import.meta.url), new URL(`../${file}`, import.meta.url)];
+}
+
+// Compiles (once per build per process) the WebAssembly module.
+export function loadModule(build: Build = 'release'): WebAssembly.Module {
+  let m = modules.get(build);
+  if (m) return m;
+  let bytes: Buffer | undefined;
+  const tried: string[] = [];
+  for (const url of wasmCandidates(build)) {
+    try {
+      bytes = readFileSync(url);
+      break;
+    } catch {
+      tried.push(url.pathname);
+    }
+  }
+  if (!bytes) throw new Error(`netplane: the ${build} WebAssembly module is not built (looked in ${tried.join(', ')}); run \`npm run build\``);
+  m = new WebAssembly.Module(bytes);
+  modules.set(build, m);
+  return m;
+}
+
+// The build the tests and tools use when not told otherwise: NETPLANE_BUILD=debug|release.
+export function defaultBuild(): Build {
+  const b = typeof process !== 'undefined' ? process.env.NETPLANE_BUILD : undefined;
+  return b === 'debug' ? 'debug' : 'release';
+}
+
+export interface DataplaneOptions {
+  build?: Build;
+  module?: WebAssembly.Module;
+  maxPorts?: number;
+  macEntries?: number;
+  batch?: number;
+  rxBytes?: number;
+}
+
+export const DEFAULTS = { maxPorts: 256, macEntries: 65536, batch: 256, rxBytes: 256 * 2048 };
+
+// One instance of the module: one switch. Views are remade if the memory ever grows.
+export class Dataplane {
+  readonly exports: NetplaneExports;
+  readonly build: Build;
+  readonly maxPorts: number;
+  readonly batch: number;
+  readonly reasons: string[];
+  readonly statNames: string[];
+  private buffer!: ArrayBuffer;
+  u8!: Uint8Array;
+  dv!: DataView;
+  rxBuffer!: Uint8Array;       // the rx buffer, for writing frames
+  rxDescriptors!: DataView;    // batch x 8 bytes: u32 offset, u16 length, u16 port
+  txDescriptors!: DataView;    // tx_capacity x 8 bytes: u32 address, u16 length, u16 port
+
+  constructor(opts: DataplaneOptions = {}) {
+    this.build = opts.build ?? defaultBuild();
+    const module = opts.module ?? loadModule(this.build);
+    const { exports } = loader.instantiateSync<Record<string, unknown>>(module, {});
+    this.exports = exports as unknown as NetplaneExports;
+    const maxPorts = opts.maxPorts ?? DEFAULTS.maxPorts;
+    const macEntries = opts.macEntries ?? DEFAULTS.macEntries;
+    const batch = opts.batch ?? DEFAULTS.batch;
+    const rxBytes = opts.rxBytes ?? Math.max(DEFAULTS.rxBytes, batch * 2048);
+    check('maxPorts', maxPorts, 1, 65535);
+    check('macEntries', macEntries, 1, 1 << 28);
+    check('batch', batch, 1, 65536);
+    check('rxBytes', rxBytes, 64, 1 << 30);
+    const e = this.exports.create(maxPorts, macEntries, batch, rxBytes);
+    if (e !== 0) throw new NetplaneError('create', ABI_ERRORS[e] ?? `error ${e}`);
+    this.maxPorts = maxPorts;
+    this.batch = batch;
+    this.reasons = names(this.exports.reason_count(), (i) => this.exports.__getString(this.exports.reason_name(i)));
+    this.statNames = names(this.exports.stat_count(), (i) => this.exports.__getString(this.exports.stat_name(i)));
+    this.views();
+  }
+
+  // (Re)makes the typed-array views; cheap to call, does nothing if the memory did not grow.
+  views(): void {
+    const buf = this.exports.memory.buffer;
+    if (buf === this.buffer) return;
+    this.buffer = buf;
+    this.u8 = new Uint8Array(buf);
+    this.dv = new DataView(buf);
+    const x = this.exports;
+    this.rxBuffer = new Uint8Array(buf, x.rx_buffer(), x.rx_buffer_size());
+    this.rxDescriptors = new DataView(buf, x.rx_descriptors(), x.max_batch() * 8);
+    this.txDescriptors = new DataView(buf, x.tx_descriptors(), x.tx_capacity() * 8);
+  }
+
+  process(n: number, now: number): number {
+    try {
+      return this.exports.process(n, now);
+    } catch (err) {
+      const line = Number(this.exports.abortLine?.value ?? 0);
+      if (line) throw new Error(`netplane dataplane assertion failed at line ${line}: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  u64(addr: number): number {
+    return Number(this.dv.getBigUint64(addr, true));
+  }
+}
+
+function check(field: string, v: number, lo: number, hi: number): void {
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new NetplaneError(field, `must be an integer from ${lo} to ${hi}, got ${v}`);
+}
+
+function names(n: number, get: (i: number) => string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(get(i));
+  return out;
+}
+
+// ---- the switch -----------------------------------------------------------------------------------
+
+export type PortMode = 'access' | 'trunk';
+
+export interface PortSpec {
+  id?: number;               // port number; the lowest free one when absent
+  network?: number;          // the network (broadcast domain without VLANs) the port belongs to; 0
+  mode?: PortMode;           // 'access' (default) or 'trunk'
+  vlan?: number;             // access VLAN, or the trunk's native VLAN; 0 = the untagged domain
+  allowedVlans?: number[];   // trunk: the tagged VLANs it carries
+  dropUntagged?: boolean;    // trunk: drop untagged frames instead of putting them in the native VLAN
+  mac?: string;              // endpoint MAC: turns the spoof guard on
+  learning?: boolean;        // learn source MACs (default true)
+  learnLimit?: number;       // most MACs learned on the port (default: no limit)
+  queueLimit?: number;       // frames kept for receive() before the oldest are dropped (default 4096)
+}
+
+export interface PortCounters {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  dropped: number;
+  drops: Record<string, number>;
+  hostQueueDrops: number;
+}
+
+export interface MacEntry {
+  mac: string;
+  network: number;
+  vlan: number;
+  port: number;
+  static: boolean;
+  lastSeen: number; // the `now` (ms, modulo 2^32) of the last frame from this MAC
+}
+
+export type FrameHandler = (frame: Uint8Array, port: number) => void;
+
+const FLAG_GUARD = 1, FLAG_NO_LEARN = 2, FLAG_DROP_UNTAGGED = 4;
+const NO_LIMIT = 0xffffffff;
+
+export interface SwitchOptions extends DataplaneOptions {
+  macAgingMs?: number;
+  clock?: () => number;
+}
+
+export class SwitchPort {
+  readonly queue: Uint8Array[] = [];
+  handler?: FrameHandler;
+  hostQueueDrops = 0;
+  constructor(readonly sw: Switch, readonly id: number, readonly spec: Required<Pick<PortSpec, 'network' | 'mode' | 'vlan' | 'queueLimit'>> & PortSpec) {}
+  send(frame: Uint8Array): void { this.sw.send(this.id, frame); }
+  // Frames that left the switch on this port since the last call (when no handler is set).
+  receive(): Uint8Array[] { return this.queue.splice(0); }
+  onFrame(h: FrameHandler | undefined): void { this.handler = h; }
+  counters(): PortCounters { return this.sw.portCounters(this.id); }
+}
+
+export class Switch {
+  readonly dp: Dataplane;
+  readonly ports = new Map<number, SwitchPort>();
+  private clock: () => number;
+  private pending = 0;
+  private rxUsed = 0;
+  private anyHandler?: FrameHandler;
+
+  constructor(opts: SwitchOptions = {}) {
+    this.dp = new Dataplane(opts);
+    this.clock = opts.clock ?? (() => performance.now());
+    if (opts.macAgingMs !== undefined) this.setMacAging(opts.macAgingMs);
+  }
+
+  get reasons(): string[] { return this.dp.reasons; }
+
+  addPort(spec: PortSpec = {}): SwitchPort {
+    const id = spec.id ?? this.freePort();
+    check('id', id, 0, this.dp.maxPorts - 1);
+    if (this.ports.has(id)) throw new NetplaneError('id', `port ${id} already exists`);
+    const full = { network: 0, mode: 'access' as PortMode, vlan: 0, queueLimit: 4096, ...spec, id };
+    const applied = this.configure(id, full);
+    const port = new SwitchPort(this, id, applied);
+    this.ports.set(id, port);
+    return port;
+  }
+
+  // Changes a port's configuration. Every field is validated before anything changes.
+  modifyPort(id: number, changes: Omit<PortSpec, 'id'>): SwitchPort {
+    const old = this.port(id);
+    const full = { ...old.spec, ...changes, id };
+    const applied = this.configure(id, full);
+    Object.assign(old.spec, applied);
+    return old;
+  }
+
+  private configure(id: number, s: PortSpec & { network: number; mode: PortMode; vlan: number; queueLimit: number }) {
+    check('network', s.network, 0, 65535);
+    if (s.mode !== 'access' && s.mode !== 'trunk') throw new NetplaneError('mode', `must be "access" or "trunk", got ${JSON.stringify(s.mode)}`);
+    check('vlan', s.vlan, 0, 4094);
+    const allowed = s.allowedVlans ?? [];
+    if (allowed.length && s.mode !== 'trunk') throw new NetplaneError('allowedVlans', 'only a trunk port carries tagged VLANs');
+    allowed.forEach((v, i) => check(`allowedVlans[${i}]`, v, 1, 4094));
+    if (s.dropUntagged && s.mode !== 'trunk') throw new NetplaneError('dropUntagged', 'only applies to a trunk port');
+    if (s.learnLimit !== undefined) check('learnLimit', s.learnLimit, 0, NO_LIMIT - 1);
+    check('queueLimit', s.queueLimit, 0, 1 << 24);
+    let mac: Uint8Array | undefined;
+    if (s.mac !== undefined) {
+      try { mac = parseMac(s.mac); } catch (e) { throw new NetplaneError('mac', (e as Error).message); }
+      if (mac[0] & 1) throw new NetplaneError('mac', `${s.mac} is a group address, not a station`);
+    }
+    const flags = (mac ? FLAG_GUARD : 0) | (s.learning === false ? FLAG_NO_LEARN : 0) | (s.dropUntagged ? FLAG_DROP_UNTAGGED : 0);
+    const x = this.dp.exports;
+    abi('port', x.port_configure(id, s.network, s.mode === 'trunk' ? 1 : 0, s.vlan, flags, s.learnLimit ?? NO_LIMIT));
+    abi('allowedVlans', x.port_clear_vlans(id));
+    for (const v of allowed) abi('allowedVlans', x.port_allow_vlan(id, v, 1));
+    if (mac) abi('mac', x.port_set_guard_mac(id, (mac[0] << 8) | mac[1], ((mac[2] << 24) | (mac[3] << 16) | (mac[4] << 8) | mac[5]) >>> 0));
+    return s;
+  }
+
+  removePort(id: number): void {
+    this.port(id);
+    this.flush();
+    abi('port', this.dp.exports.port_remove(id));
+    this.ports.delete(id);
+  }
+
+  setPortUp(id: number, up: boolean): void {
+    this.port(id);
+    abi('port', this.dp.exports.port_set_up(id, up ? 1 : 0));
+  }
+
+  port(id: number): SwitchPort {
+    const p = this.ports.get(id);
+    if (!p) throw new NetplaneError('port', `no port ${id}`);
+    return p;
+  }
+
+  private freePort(): number {
+    for (let i = 0; i < this.dp.maxPorts; i++) if (!this.ports.has(i)) return i;
+    throw new NetplaneError('id', `all ${this.dp.maxPorts} ports are in use`);
+  }
+
+  // Every frame leaving any port goes to this handler (in addition to the port's own handler/queue).
+  onFrame(h: FrameHandler | undefined): void { this.anyHandler = h; }
+
+  // Queues a frame received on `port`. The batch is processed when it is full or on flush().
+  send(port: number, frame: Uint8Array): void {
+    const dp = this.dp;
+    if (frame.length > 65535) throw new NetplaneError('frame', `${frame.length} bytes is longer than 65535`);
+    if (frame.length > dp.rxBuffer.length) throw new NetplaneError('frame', `${frame.length} bytes does not fit the rx buffer`);
+    if (this.pending === dp.batch || this.rxUsed + frame.length > dp.rxBuffer.length) this.flush();
+    dp.views();
+    const off = this.rxUsed;
+    dp.rxBuffer.set(frame, off);
+    const d = this.pending * 8;
+    dp.rxDescriptors.setUint32(d, off, true);
+    dp.rxDescriptors.setUint16(d + 4, frame.length, true);
+    dp.rxDescriptors.setUint16(d + 6, port, true);
+    this.pending++;
+    // Keep frames 8-byte aligned in the rx buffer.
+    this.rxUsed = (off + frame.length + 7) & ~7;
+  }
+
+  // Processes the queued frames at time `now` (ms) and delivers what leaves. Returns the tx count.
+  flush(now: number = this.clock()): number {
+    const dp = this.dp;
+    const n = this.pending;
+    this.pending = 0;
+    this.rxUsed = 0;
+    const tx = dp.process(n, now);
+    dp.views();
+    const td = dp.txDescriptors;
+    for (let i = 0; i < tx; i++) {
+      const addr = td.getUint32(i * 8, true);
+      const len = td.getUint16(i * 8 + 4, true);
+      const out = td.getUint16(i * 8 + 6, true);
+      const view = dp.u8.subarray(addr, addr + len);
+      this.anyHandler?.(view, out);
+      const p = this.ports.get(out);
+      if (!p) continue;
+      if (p.handler) p.handler(view, out);
+      else if (p.spec.queueLimit > 0) {
+        if (p.queue.length >= p.spec.queueLimit) {
+          p.queue.shift();
+          p.hostQueueDrops++;
+        }
+        p.queue.push(view.slice());
+      }
+    }
+    return tx;
+  }
+
+  // Sends one batch of frames and processes it: convenience for tests and tools.
+  inject(frames: Array<[port: number, frame: Uint8Array]>, now?: number): number {
+    for (const [p, f] of frames) this.send(p, f);
+    return this.flush(now);
+  }
+
+  // ---- MAC table ----
+
+  macTable(): MacEntry[] {
+    const dp = this.dp;
+    dp.views();
+    const x = dp.exports;
+    const base = x.mac_table();
+    const slots = x.mac_table_slots();
+    const out: MacEntry[] = [];
+    const u8 = dp.u8, v = dp.dv;
+    for (let i = 0; i < slots; i++) {
+      const s = base + i * 16;
+      const flags = v.getUint16(s + 6, true);
+      if (!(flags & 0x8000)) continue;
+      out.push({
+        mac: formatMac(u8, s),
+        vlan: flags & 0x0fff,
+        static: (flags & 0x4000) !== 0,
+        network: v.getUint16(s + 8, true),
+        port: v.getUint16(s + 10, true),
+        lastSeen: v.getUint32(s + 12, true),
+      });
+    }
+    out.sort((a, b) => a.network - b.network || a.vlan - b.vlan || a.mac.localeCompare(b.mac));
+    return out;
+  }
+
+  addStaticMac(e: { mac: string; port: number; network?: number; vlan?: number }): void {
+    this.port(e.port);
+    const m = macArg(e.mac);
+    const network = e.network ?? 0, vlan = e.vlan ?? 0;
+    check('network', network, 0, 65535);
+    check('vlan', vlan, 0, 4094);
+    if (m[0] & 1) throw new NetplaneError('mac', `${e.mac} is a group address, not a station`);
+    abi('mac', this.dp.exports.mac_add_static(network, vlan, (m[0] << 8) | m[1], macLo(m), e.port, this.clock()));
+  }
+
+  removeMac(e: { mac: string; network?: number; vlan?: number }): boolean {
+    const m = macArg(e.mac);
+    const r = this.dp.exports.mac_remove(e.network ?? 0, e.vlan ?? 0, (m[0] << 8) | m[1], macLo(m));
+    if (r === -8) return false;
+    abi('mac', r);
+    return true;
+  }
+
+  flushMacs(port?: number): number {
+    if (port === undefined) return this.dp.exports.mac_flush();
+    this.port(port);
+    return this.dp.exports.mac_flush_port(port);
+  }
+
+  setMacAging(ms: number): void {
+    check('macAgingMs', ms, 1, 0x7fffffff);
+    abi('macAgingMs', this.dp.exports.mac_set_aging(ms));
+  }
+
+  // Removes aged MAC entries now (the dataplane also does this a little every batch).
+  ageMacs(now: number = this.clock()): number {
+    return this.dp.exports.mac_age(now, this.dp.exports.mac_table_slots());
+  }
+
+  // ---- counters ----
+
+  counters(): { stats: Record<string, number>; drops: Record<string, number> } {
+    const dp = this.dp;
+    dp.views();
+    const x = dp.exports;
+    const stats: Record<string, number> = {};
+    dp.statNames.forEach((n, i) => (stats[n] = dp.u64(x.stats() + i * 8)));
+    return { stats, drops: readDrops(dp, x.drops()) };
+  }
+
+  portCounters(id: number): PortCounters {
+    const p = this.port(id);
+    const dp = this.dp;
+    dp.views();
+    const r = dp.exports.port_record(id);
+    return {
+      rxPackets: dp.u64(r + 24),
+      rxBytes: dp.u64(r + 32),
+      txPackets: dp.u64(r + 40),
+      txBytes: dp.u64(r + 48),
+      dropped: dp.u64(r + 56),
+      drops: readDrops(dp, dp.exports.port_drops(id)),
+      hostQueueDrops: p.hostQueueDrops,
+    };
+  }
+}
+
+// Non-zero drop counters by reason name.
+function readDrops(dp: Dataplane, base: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  dp.reasons.forEach((name, i) => {
+    if (i === 0) return;
+    const c = dp.u64(base + i * 8);
+    if (c) out[name] = c;
+  });
+  return out;
+}
+
+function abi(field: string, code: number): void {
+  if (code < 0) throw new NetplaneError(field, ABI_ERRORS[code] ?? `error ${code}`);
+}
+
+function macArg(s: string): Uint8Array {
+  try { return parseMac(s); } catch (e) { throw new NetplaneError('mac', (e as Error).message); }
+}
+
+function macLo(m: Uint8Array): number {
+  return ((m[2] << 24) | (m[3] << 16) | (m[4] << 8) | m[5]) >>> 0;
+}
