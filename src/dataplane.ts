@@ -5,7 +5,7 @@
 //
 // The Dataplane class is the raw ABI with names (for hosts that batch frames themselves, like the
 // benchmarks); Switch adds ports, frame delivery, and readable views of the MAC table and counters.
-import loader from '@assemblyscript/loader';
+import { instantiateSync } from '@assemblyscript/loader';
 import { readFileSync } from 'node:fs';
 import { formatMac, parseMac } from './frames.js';
 
@@ -102,7 +102,7 @@ export function loadModule(build: Build = 'release'): WebAssembly.Module {
     }
   }
   if (!bytes) throw new Error(`netplane: the ${build} WebAssembly module is not built (looked in ${tried.join(', ')}); run \`npm run build\``);
-  m = new WebAssembly.Module(bytes);
+  m = new WebAssembly.Module(new Uint8Array(bytes));
   modules.set(build, m);
   return m;
 }
@@ -142,7 +142,7 @@ export class Dataplane {
   constructor(opts: DataplaneOptions = {}) {
     this.build = opts.build ?? defaultBuild();
     const module = opts.module ?? loadModule(this.build);
-    const { exports } = loader.instantiateSync<Record<string, unknown>>(module, {});
+    const { exports } = instantiateSync<Record<string, unknown>>(module, {});
     this.exports = exports as unknown as NetplaneExports;
     const maxPorts = opts.maxPorts ?? DEFAULTS.maxPorts;
     const macEntries = opts.macEntries ?? DEFAULTS.macEntries;
