@@ -44,6 +44,24 @@ export function allocCounters(): void {
   store<u64>(a, load<u64>(a) + n);
 }
 
+// The per-packet switch-wide counts are kept in globals during a batch and added to memory once at its
+// end (flushBatch), so the hot loop does not carry a chain of read-modify-writes through memory.
+export let batchRxPackets: u64 = 0;
+export let batchRxBytes: u64 = 0;
+export let batchTxPackets: u64 = 0;
+export let batchTxBytes: u64 = 0;
+
+export function flushBatch(): void {
+  bump(Stat.RxPackets, batchRxPackets);
+  bump(Stat.RxBytes, batchRxBytes);
+  bump(Stat.TxPackets, batchTxPackets);
+  bump(Stat.TxBytes, batchTxBytes);
+  batchRxPackets = 0;
+  batchRxBytes = 0;
+  batchTxPackets = 0;
+  batchTxBytes = 0;
+}
+
 // Counts a dropped frame under its reason, switch-wide and on the ingress port.
 export function drop(inPort: u32, r: Reason): void {
   let a = dropBase + (<usize>r << 3);

@@ -40,11 +40,10 @@ export let metaBase: usize = 0;
 }
 
 export function resetMeta(m: Meta, frame: usize, len: u32, port: u32): void {
+  // Only what a stage may read before another writes it; the rest is written by parse and ingress.
   m.frame = frame;
   m.len = len;
   m.inPort = port;
-  m.network = 0;
-  m.vlan = 0;
   m.tci = 0;
   m.ethertype = 0;
   m.l3 = 0;
@@ -53,7 +52,6 @@ export function resetMeta(m: Meta, frame: usize, len: u32, port: u32): void {
   m.protocol = 0;
   m.flags = 0;
   m.reason = Reason.None;
-  m.srcHash = 0;
   m.dstHash = 0;
   m.untagged = 0;
   m.retagged = 0;

@@ -8,7 +8,7 @@ import { Port, MODE_ACCESS, PORT_SPOOF_GUARD, PORT_DROP_UNTAGGED, vlanAllowed } 
 import { loadMac, isGroupMac } from "../wire/bytes";
 import * as eth from "../wire/ethernet";
 
-export function ingress(m: Meta, pt: Port): Reason {
+@inline export function ingress(m: Meta, pt: Port): Reason {
   let vid: u32 = (m.flags & FLAG_TAGGED) ? m.tci & 0x0fff : 0;
   let native = <u32>pt.vlan;
   m.network = <u32>pt.network;

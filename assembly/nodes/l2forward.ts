@@ -16,7 +16,7 @@ import { loadMac, isGroupMac, set16 } from "../wire/bytes";
 import * as eth from "../wire/ethernet";
 import * as vlan from "../wire/vlan";
 
-export function l2forward(m: Meta, now: u32): void {
+@inline export function l2forward(m: Meta, now: u32): void {
   let dst = loadMac(m.frame + eth.DST);
   if (!isGroupMac(dst)) {
     let out = mac.lookup(mac.key(dst, m.vlan), m.network, m.dstHash, now);
@@ -52,7 +52,7 @@ function flood(m: Meta): void {
 }
 
 // Sends the frame out of one port in the form that port wants. Returns false if it was dropped.
-function deliver(m: Meta, pt: Port, o: u32): bool {
+@inline function deliver(m: Meta, pt: Port, o: u32): bool {
   let wantTag = pt.mode == MODE_TRUNK && <u32>pt.vlan != m.vlan;
   let tagged = (m.flags & FLAG_TAGGED) != 0;
   if (wantTag) {

@@ -12,7 +12,7 @@ import * as mac from "../tables/mac";
 import { loadMac } from "../wire/bytes";
 import * as eth from "../wire/ethernet";
 
-export function l2learn(m: Meta, pt: Port, now: u32): Reason {
+@inline export function l2learn(m: Meta, pt: Port, now: u32): Reason {
   if (pt.flags & PORT_NO_LEARN) return Reason.None;
   let k = mac.key(loadMac(m.frame + eth.SRC), m.vlan);
   let r = mac.learn(k, m.network, m.srcHash, m.inPort, now);

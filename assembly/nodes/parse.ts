@@ -5,6 +5,10 @@
 // This runs for every frame, including frames the switch only bridges: a VFP port classifies every
 // packet, and a malformed IP header that a bridge would pass on is exactly what a later L3 stage,
 // ACL or capture must never see.
+//
+// A first fragment (IPv4 MF with offset 0, or an IPv6 Fragment header with offset 0 and M set) holds
+// the transport header but not the whole datagram, so a UDP length covering the later fragments is
+// normal there; checkL4 is told so and only requires the header itself.
 import { Reason } from "../reasons";
 import { Meta, FLAG_TAGGED, FLAG_FRAGMENT, FLAG_LATER_FRAGMENT } from "../packet";
 import * as eth from "../wire/ethernet";
@@ -22,7 +26,7 @@ export const PROTO_TCP: u32 = 6;
 export const PROTO_UDP: u32 = 17;
 export const PROTO_ICMPV6: u32 = 58;
 
-export function parse(m: Meta): Reason {
+@inline export function parse(m: Meta): Reason {
   let p = m.frame;
   let len = m.len;
   let r = eth.check(len);
@@ -47,7 +51,7 @@ export function parse(m: Meta): Reason {
   return Reason.None;
 }
 
-function parseIpv4(m: Meta, h: usize, avail: u32): Reason {
+@inline function parseIpv4(m: Meta, h: usize, avail: u32): Reason {
   let r = ipv4.check(h, avail);
   if (r) return r;
   let hl = ipv4.headerLen(h);
@@ -63,9 +67,9 @@ function parseIpv4(m: Meta, h: usize, avail: u32): Reason {
       return Reason.None;
     }
     // A first fragment too short to hold its transport header is the tiny-fragment attack (RFC 1858).
-    return checkL4(proto, h + hl, m.l4len, false) ? Reason.Ipv4TinyFragment : Reason.None;
+    return checkL4(proto, h + hl, m.l4len, false, true) ? Reason.Ipv4TinyFragment : Reason.None;
   }
-  return checkL4(proto, h + hl, m.l4len, false);
+  return checkL4(proto, h + hl, m.l4len, false, false);
 }
 
 function parseIpv6(m: Meta, h: usize, avail: u32): Reason {
@@ -81,12 +85,12 @@ function parseIpv6(m: Meta, h: usize, avail: u32): Reason {
   }
   m.l4 = m.l3 + ipv6.upperOffset;
   m.l4len = ipv6.HEADER_LEN + ipv6.payloadLength(h) - ipv6.upperOffset;
-  return checkL4(ipv6.upperProtocol, h + ipv6.upperOffset, m.l4len, true);
+  return checkL4(ipv6.upperProtocol, h + ipv6.upperOffset, m.l4len, true, ipv6.upperMoreFragments);
 }
 
-function checkL4(proto: u32, p: usize, len: u32, v6: bool): Reason {
+@inline function checkL4(proto: u32, p: usize, len: u32, v6: bool, firstFragment: bool): Reason {
   if (proto == PROTO_TCP) return tcp.check(p, len);
-  if (proto == PROTO_UDP) return udp.check(p, len);
+  if (proto == PROTO_UDP) return firstFragment ? udp.checkFirstFragment(p, len) : udp.check(p, len);
   if (proto == PROTO_ICMP && !v6) return icmp.check(len);
   if (proto == PROTO_ICMPV6 && v6) return icmpv6.check(len);
   return Reason.None;

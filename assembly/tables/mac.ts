@@ -26,6 +26,8 @@ export let mask: u32 = 0;
 export let capacity: u32 = 0;
 export let count: u32 = 0;
 export let agingMs: u32 = 300_000;
+// Last-seen times are refreshed at this granularity: aging is accurate to it.
+const REFRESH_MS: u32 = 1000;
 let sweepCursor: u32 = 0;
 
 export function alloc(entries: u32): void {
@@ -68,7 +70,7 @@ export function alloc(entries: u32): void {
 }
 
 // The record holding (network, k), or 0.
-export function find(k: u64, network: u32, h: u32): usize {
+@inline export function find(k: u64, network: u32, h: u32): usize {
   let i = h & mask;
   let want = k | OCCUPIED;
   while (true) {
@@ -81,7 +83,7 @@ export function find(k: u64, network: u32, h: u32): usize {
 }
 
 // Forwarding lookup: the port for a destination, or -1 when unknown or aged out.
-export function lookup(k: u64, network: u32, h: u32, now: u32): i32 {
+@inline export function lookup(k: u64, network: u32, h: u32, now: u32): i32 {
   let s = find(k, network, h);
   if (s == 0 || expired(s, now)) return -1;
   return <i32>recPort(s);
@@ -97,8 +99,8 @@ export function learn(k: u64, network: u32, h: u32, p: u32, now: u32): Learn {
     let old = recPort(s);
     if (isStatic(s)) return old == p ? Learn.Refreshed : Learn.StaticConflict;
     if (old == p) {
-      // Write only when the time changed, so established hosts do not dirty cache lines every frame.
-      if (recSeen(s) != now) store<u32>(s, now, 12);
+      // Refresh at most once per REFRESH_MS, so busy hosts do not dirty a cache line every frame.
+      if (now - recSeen(s) >= REFRESH_MS) store<u32>(s, now, 12);
       return Learn.Refreshed;
     }
     let pt = port(p);

@@ -24,7 +24,7 @@ export const FRAG_OFFSET_MASK: u32 = 0x1fff;
 const OPT_END: u32 = 0;
 const OPT_NOP: u32 = 1;
 
-export function check(p: usize, len: u32): Reason {
+@inline export function check(p: usize, len: u32): Reason {
   if (len < MIN_LEN) return Reason.Ipv4Truncated;
   let vi = get8(p + VER_IHL);
   if ((vi >> 4) != 4) return Reason.Ipv4BadVersion;

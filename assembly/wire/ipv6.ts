@@ -33,11 +33,14 @@ export function check(p: usize, len: u32): Reason {
 }
 
 // The result of the extension-header walk: the upper-layer protocol, its offset from the IPv6 header,
-// and whether a Fragment header with a non-zero offset means there is no upper-layer header here.
+// and whether a Fragment header with a non-zero offset means there is no upper-layer header here. With
+// upperMoreFragments (M set) the upper-layer message continues past this packet: its own length field
+// may be longer than what is here.
 export let upperProtocol: u32 = 0;
 export let upperOffset: u32 = 0;
 export let upperIsLaterFragment: bool = false;
 export let upperIsFragment: bool = false;
+export let upperMoreFragments: bool = false;
 
 export function walk(p: usize): Reason {
   let end = HEADER_LEN + get16(p + PAYLOAD_LENGTH);
@@ -46,6 +49,7 @@ export function walk(p: usize): Reason {
   let n: u32 = 0;
   upperIsLaterFragment = false;
   upperIsFragment = false;
+  upperMoreFragments = false;
   while (true) {
     if (nh == NH_HOP_BY_HOP || nh == NH_ROUTING || nh == NH_DEST_OPTS || nh == NH_MOBILITY) {
       if (n == MAX_EXTENSION_HEADERS) return Reason.Ipv6TooManyExtensionHeaders;
@@ -63,6 +67,7 @@ export function walk(p: usize): Reason {
       let fo = get16(p + off + 2);
       upperIsFragment = true;
       if ((fo & 0xfff8) != 0) upperIsLaterFragment = true;
+      if ((fo & 1) != 0) upperMoreFragments = true;
       nh = get8(p + off);
       off += 8;
       n++;

@@ -22,7 +22,7 @@ export const PSH: u32 = 0x08;
 export const ACKF: u32 = 0x10;
 export const URG: u32 = 0x20;
 
-export function check(p: usize, len: u32): Reason {
+@inline export function check(p: usize, len: u32): Reason {
   if (len < MIN_LEN) return Reason.TcpTruncated;
   let hl = (get8(p + DATA_OFFSET) >> 4) << 2;
   if (hl < MIN_LEN || hl > len) return Reason.TcpBadDataOffset;

@@ -1,5 +1,7 @@
 // UDP header (RFC 768). The length field must cover the header and fit in what the IP layer delivered.
 // A zero checksum means "not computed" for IPv4 and must stay zero when a translator rewrites the header.
+// A first fragment carries only the start of the datagram, so there the length may run past what this
+// fragment holds (checkFirstFragment): only the header itself has to be present.
 import { Reason } from "../reasons";
 import { get16, set16 } from "./bytes";
 
@@ -9,10 +11,16 @@ export const DST_PORT: usize = 2;
 export const LENGTH: usize = 4;
 export const CHECKSUM: usize = 6;
 
-export function check(p: usize, len: u32): Reason {
+@inline export function check(p: usize, len: u32): Reason {
   if (len < HEADER_LEN) return Reason.UdpTruncated;
   let ul = get16(p + LENGTH);
   if (ul < HEADER_LEN || ul > len) return Reason.UdpBadLength;
+  return Reason.None;
+}
+
+export function checkFirstFragment(p: usize, len: u32): Reason {
+  if (len < HEADER_LEN) return Reason.UdpTruncated;
+  if (get16(p + LENGTH) < HEADER_LEN) return Reason.UdpBadLength;
   return Reason.None;
 }
 
