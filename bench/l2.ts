@@ -26,7 +26,8 @@ function template(): Uint8Array {
   return f.subarray(12);
 }
 
-export function l2Case(hosts: number, build: 'release' | 'debug' = 'release'): BenchRecord {
+// Builds the switch and the traffic and returns the function that moves one batch.
+export function l2Setup(hosts: number, build: 'release' | 'debug' = 'release'): () => void {
   const dp = new Dataplane({ build, maxPorts: PORTS, macEntries: hosts, batch: BATCH, rxBytes: BATCH * FRAME });
   const x = dp.exports;
   for (let p = 0; p < PORTS; p++) x.port_configure(p, 0, 0, 0, 0, 0xffffffff);
@@ -83,6 +84,11 @@ export function l2Case(hosts: number, build: 'release' | 'debug' = 'release'): B
   for (let i = 0; i < batches * 2; i++) run();
   learned = true;
   if (x.mac_count() !== hosts) throw new Error(`expected ${hosts} MACs learned, got ${x.mac_count()}`);
+  return run;
+}
+
+export function l2Case(hosts: number): BenchRecord {
+  const run = l2Setup(hosts);
   const label = hosts >= 1 << 20 ? `${hosts >> 20}M` : hosts >= 1024 ? `${hosts >> 10}k` : `${hosts}`;
   const mpps = measure(`l2 learn+forward, ${label} MACs`, BATCH, run);
   return { name: `l2-forward-${label}`, mpps: round(mpps), entries: hosts };
