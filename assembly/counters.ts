@@ -17,12 +17,24 @@ export const enum Stat {
   MacAged,       // entries removed after the aging time
   MacTableFull,  // a MAC not learned because the table was full
   Batches,       // calls of process()
+  Routed,        // packets forwarded by a router (fast or slow path)
+  CtCreated,     // connections created
+  CtEarlyDrop,   // connections evicted to make room (table full)
+  CtExpired,     // connections removed after their timeout
+  ArpReplies,    // ARP replies and neighbour advertisements sent for gateway addresses
+  ArpRequests,   // ARP requests / neighbour solicitations sent to resolve next hops
+  IcmpErrors,    // ICMP errors sent (time exceeded, unreachable)
+  IcmpRateLimited, // ICMP errors and ARP requests not sent because of the rate limit
+  IcmpTranslated,  // ICMP errors translated through NAT
+  EchoReplies,   // echo replies sent by a gateway address
   Count,
 }
 
 const STAT_NAMES: StaticArray<string> = [
   "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "dropped", "flooded",
   "mac_learned", "mac_moves", "mac_aged", "mac_table_full", "batches",
+  "routed", "ct_created", "ct_early_drop", "ct_expired", "arp_replies", "arp_requests", "icmp_errors",
+  "icmp_rate_limited", "icmp_translated", "echo_replies",
 ];
 
 export function statName(i: u32): string {

@@ -16,6 +16,13 @@ import * as checksum from "./wire/checksum";
 import { META_SIZE, metaBase as _metaBase, meta, resetMeta } from "./packet";
 import * as packet from "./packet";
 import { parse } from "./nodes/parse";
+import * as router from "./router";
+import * as lpm from "./tables/lpm";
+import * as neighbor from "./tables/neighbor";
+import * as flow from "./tables/flow";
+import * as natrules from "./tables/natrules";
+import * as ct from "./nodes/ct";
+import { icmpErrors, arpRequests, initBuckets } from "./ratelimit";
 
 export { abortMessage, abortFile, abortLine, abortColumn } from "./abort";
 
@@ -30,6 +37,10 @@ const enum Error {
   TableFull = -7,
   NotFound = -8,
   BadMac = -9,
+  NoL3 = -10,
+  BadInterface = -11,
+  BadZone = -12,
+  BadPrefix = -13,
 }
 
 export const ABI_VERSION: u32 = 1;
@@ -43,7 +54,7 @@ let created = false;
 //   rxBytes:     size of the rx buffer that frames are written into
 export function create(maxPorts: u32, macEntries: u32, batch: u32, rxBytes: u32): i32 {
   if (created) return Error.AlreadyCreated;
-  if (maxPorts == 0 || maxPorts > 65535) return Error.BadArgument;
+  if (maxPorts == 0 || maxPorts > router.ROUTER_PORT) return Error.BadArgument;
   if (macEntries == 0 || macEntries > (1 << 28)) return Error.BadArgument;
   if (batch == 0 || batch > 65536) return Error.BadArgument;
   if (rxBytes < 64 || rxBytes > (1 << 30)) return Error.BadArgument;
@@ -59,7 +70,8 @@ export function create(maxPorts: u32, macEntries: u32, batch: u32, rxBytes: u32)
   pipeline.rxBufBase = zeroed(rxBytes);
   pipeline.rxBufSize = rxBytes;
   pipeline.sinkBase = zeroed(8);
-  packet.metaBase = zeroed(<usize>batch * META_SIZE);
+  packet.metaBase = zeroed(<usize>(batch + 1) * META_SIZE);
+  packet.scratchBase = packet.metaBase + <usize>batch * META_SIZE;
   // Flooding can send each frame to every other port, and a VLAN rewrite needs at most two copies of
   // a frame (one untagged, one tagged), each at most 4 bytes longer, rounded to 8.
   let descriptors = <u64>batch * <u64>(maxPorts < 64 ? maxPorts : 64);
@@ -267,3 +279,233 @@ export function inet_checksum(addr: usize, len: u32): u32 { return checksum.comp
 export function inet_checksum_adjust16(check: u32, old: u32, now: u32): u32 { return checksum.adjust16(check, old, now); }
 export function inet_checksum_adjust32(check: u32, old: u32, now: u32): u32 { return checksum.adjust32(check, old, now); }
 export function abi_version(): u32 { return ABI_VERSION; }
+
+// ---- L3: router interfaces, routes, neighbours, conntrack, NAT -------------------------------------
+
+let l3 = false;
+
+// Creates the L3 tables, once, after create(): `routes` routes, `neighbors` neighbour entries, `conns`
+// tracked connections, `mappings` port mappings (DNAT). Memory: 48 B a route, 32 B a neighbour,
+// 128 B a connection, 24 B a mapping (each table at most half full).
+export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32): i32 {
+  if (!created) return Error.NotCreated;
+  if (l3) return Error.AlreadyCreated;
+  if (routes == 0 || routes > (1 << 24) || neighbors == 0 || neighbors > (1 << 24)) return Error.BadArgument;
+  if (conns == 0 || conns > (1 << 26) || mappings == 0 || mappings > (1 << 20)) return Error.BadArgument;
+  l3 = true;
+  router.alloc();
+  lpm.alloc(routes);
+  neighbor.alloc(neighbors);
+  flow.alloc(conns);
+  natrules.alloc(mappings);
+  ct.allocTimeouts();
+  initBuckets();
+  return Error.Ok;
+}
+
+function checkL3(): i32 { return !created ? Error.NotCreated : (!l3 ? Error.NoL3 : Error.Ok); }
+function checkZone(z: u32): i32 { return z < lpm.MAX_ZONES ? Error.Ok : Error.BadZone; }
+function checkIface(i: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (i >= router.MAX_INTERFACES || router.iface(i).state == router.IF_FREE) return Error.BadInterface;
+  return Error.Ok;
+}
+
+// Creates or reconfigures router interface i: compartment `zone`, in broadcast domain (network, vlan),
+// with gateway MAC (macHi, macLo). flags: 1 external (the uplink SNAT translates to).
+export function iface_configure(i: u32, zone: u32, network: u32, vlan: u32, macHi: u32, macLo: u32, flags: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (i >= router.MAX_INTERFACES) return Error.BadInterface;
+  if (checkZone(zone)) return Error.BadZone;
+  if (network > 0xffff) return Error.BadNetwork;
+  if (vlan >= 4095) return Error.BadVlan;
+  if (macHi > 0xffff) return Error.BadMac;
+  if (flags & ~<u32>router.IF_EXTERNAL) return Error.BadArgument;
+  let m = macFromParts(macHi, macLo);
+  if (m & 1) return Error.BadMac;
+  let other = router.ifaceOfDomain(network, vlan);
+  if (other >= 0 && <u32>other != i) return Error.BadArgument; // one interface per broadcast domain
+  let f = router.iface(i);
+  if (f.state != router.IF_FREE) {
+    mac.remove(mac.key(f.mac, <u32>f.vlan), <u32>f.network);
+    if (<u32>f.zone != zone && f.ipv4 != 0) lpm.remove(<u32>f.zone, 4, <u32>f.prefixLen4, 0, <u64>f.ipv4);
+  }
+  if (!mac.addStatic(mac.key(m, vlan), network, router.ROUTER_PORT + i, 0)) return Error.TableFull;
+  let oldZone = <u32>f.zone, hadAddr = f.state != router.IF_FREE && f.ipv4 != 0;
+  f.state = router.IF_UP;
+  f.zone = <u16>zone;
+  f.network = <u16>network;
+  f.vlan = <u16>vlan;
+  f.mac = m;
+  f.flags = <u16>flags;
+  if (i >= router.ifCount) router.ifCount = i + 1;
+  router.rebuildDomains();
+  if (hadAddr && oldZone != zone) lpm.add(zone, 4, <u32>f.prefixLen4, 0, <u64>f.ipv4, i, 0, 0, 0, 0);
+  router.bumpEpoch();
+  return Error.Ok;
+}
+
+// Sets interface i's gateway IPv4 address and on-link prefix (addr 0 removes it); installs the
+// connected route (prefix -> i, on-link) in its compartment.
+export function iface_set_ipv4(i: u32, addr: u32, prefixLen: u32): i32 {
+  let e = checkIface(i);
+  if (e) return e;
+  if (prefixLen > 32 || (addr != 0 && prefixLen == 0)) return Error.BadPrefix;
+  let f = router.iface(i);
+  if (f.ipv4 != 0) lpm.remove(<u32>f.zone, 4, <u32>f.prefixLen4, 0, <u64>f.ipv4);
+  f.ipv4 = addr;
+  f.prefixLen4 = <u16>prefixLen;
+  if (addr != 0 && !lpm.add(<u32>f.zone, 4, prefixLen, 0, <u64>addr, i, 0, 0, 0, 0)) {
+    f.ipv4 = 0;
+    return Error.TableFull;
+  }
+  router.bumpEpoch();
+  return Error.Ok;
+}
+
+export function iface_remove(i: u32): i32 {
+  let e = checkIface(i);
+  if (e) return e;
+  let f = router.iface(i);
+  mac.remove(mac.key(f.mac, <u32>f.vlan), <u32>f.network);
+  if (f.ipv4 != 0) lpm.remove(<u32>f.zone, 4, <u32>f.prefixLen4, 0, <u64>f.ipv4);
+  memory.fill(changetype<usize>(f), 0, router.IFACE_SIZE);
+  router.rebuildDomains();
+  router.bumpEpoch();
+  return Error.Ok;
+}
+export function iface_record(i: u32): usize { return i < router.MAX_INTERFACES && l3 ? changetype<usize>(router.iface(i)) : 0; }
+export function iface_record_size(): u32 { return <u32>router.IFACE_SIZE; }
+
+// Adds or replaces the IPv4 route prefix/len -> interface, via nextHop (0 = on-link). flags: 1 blackhole.
+export function route_add4(zone: u32, prefix: u32, len: u32, ifIndex: u32, nextHop: u32, flags: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (checkZone(zone)) return Error.BadZone;
+  if (len > 32) return Error.BadPrefix;
+  if (flags & ~<u32>lpm.ROUTE_BLACKHOLE) return Error.BadArgument;
+  if (!(flags & lpm.ROUTE_BLACKHOLE) && checkIface(ifIndex)) return Error.BadInterface;
+  if (!lpm.add(zone, 4, len, 0, <u64>prefix, ifIndex, 0, <u64>nextHop, flags, 0)) return Error.TableFull;
+  router.bumpEpoch();
+  return Error.Ok;
+}
+export function route_remove4(zone: u32, prefix: u32, len: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (checkZone(zone)) return Error.BadZone;
+  if (len > 32) return Error.BadPrefix;
+  if (!lpm.remove(zone, 4, len, 0, <u64>prefix)) return Error.NotFound;
+  router.bumpEpoch();
+  return Error.Ok;
+}
+export function route_table(): usize { return lpm.base; }
+export function route_slots(): u32 { return lpm.slots; }
+
+// A static neighbour: addr in zone is at MAC (macHi, macLo) behind interface ifIndex.
+export function neighbor_set4(zone: u32, addr: u32, macHi: u32, macLo: u32, ifIndex: u32, now: f64): i32 {
+  let e = checkIface(ifIndex);
+  if (e) return e;
+  if (checkZone(zone)) return Error.BadZone;
+  if (macHi > 0xffff) return Error.BadMac;
+  let m = macFromParts(macHi, macLo);
+  if (m & 1) return Error.BadMac;
+  return neighbor.update(zone, 4, 0, <u64>addr, m, ifIndex, neighbor.STATIC, <u32><u64>now) ? Error.Ok : Error.TableFull;
+}
+export function neighbor_remove4(zone: u32, addr: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (checkZone(zone)) return Error.BadZone;
+  return neighbor.remove(zone, 4, 0, <u64>addr) ? Error.Ok : Error.NotFound;
+}
+export function neighbor_table(): usize { return neighbor.base; }
+export function neighbor_slots(): u32 { return neighbor.slots; }
+export function neighbor_set_reachable(ms: u32): i32 {
+  if (ms == 0 || ms > 0x7fffffff) return Error.BadArgument;
+  neighbor.reachableMs = ms;
+  return Error.Ok;
+}
+
+// SNAT rule slot i (0 .. 255): traffic of `zone` from prefix/len leaving through interface ifIndex takes
+// address ext (0 = the interface's address) and a port in [portLo, portHi].
+export function snat_set(i: u32, zone: u32, prefix: u32, len: u32, ifIndex: u32, ext: u32, portLo: u32, portHi: u32): i32 {
+  let e = checkIface(ifIndex);
+  if (e) return e;
+  if (i >= natrules.MAX_SNAT_RULES) return Error.BadArgument;
+  if (checkZone(zone)) return Error.BadZone;
+  if (len > 32) return Error.BadPrefix;
+  if (portLo == 0 || portLo > portHi || portHi > 65535) return Error.BadArgument;
+  natrules.setSnat(i, zone, prefix, len, ifIndex, portLo, portHi, ext);
+  return Error.Ok;
+}
+export function snat_clear(i: u32): i32 {
+  if (i >= natrules.MAX_SNAT_RULES) return Error.BadArgument;
+  let e = checkL3();
+  if (e) return e;
+  memory.fill(natrules.snatRule(i), 0, natrules.SNAT_SIZE);
+  return Error.Ok;
+}
+// Exception slot i (0 .. 1023): traffic of `zone` to prefix/len is never source-translated.
+export function snat_exception_set(i: u32, zone: u32, prefix: u32, len: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (i >= natrules.MAX_EXCEPTIONS) return Error.BadArgument;
+  if (checkZone(zone)) return Error.BadZone;
+  if (len > 32) return Error.BadPrefix;
+  natrules.setException(i, zone, prefix, len);
+  return Error.Ok;
+}
+export function snat_exception_clear(i: u32): i32 {
+  if (i >= natrules.MAX_EXCEPTIONS) return Error.BadArgument;
+  let e = checkL3();
+  if (e) return e;
+  memory.fill(natrules.exception(i), 0, natrules.EXCEPTION_SIZE);
+  return Error.Ok;
+}
+
+// Port mapping (DNAT): `proto` (6 or 17) traffic of `zone` to vip:extPort (vip 0 = any router
+// address of the zone) goes to intAddr:intPort.
+export function port_mapping_add(zone: u32, proto: u32, vip: u32, extPort: u32, intAddr: u32, intPort: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (checkZone(zone)) return Error.BadZone;
+  if (proto != 6 && proto != 17) return Error.BadArgument;
+  if (extPort == 0 || extPort > 65535 || intPort == 0 || intPort > 65535 || intAddr == 0) return Error.BadArgument;
+  return natrules.addMapping(zone, proto, extPort, vip, intAddr, intPort) ? Error.Ok : Error.TableFull;
+}
+export function port_mapping_remove(zone: u32, proto: u32, vip: u32, extPort: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  return natrules.removeMapping(zone, proto, extPort, vip) ? Error.Ok : Error.NotFound;
+}
+
+// Connection tracking: the records are read directly (docs/ABI.md); timeouts per state in ms.
+export function ct_table(): usize { return flow.recBase; }
+export function ct_record_size(): u32 { return <u32>flow.RECORD_SIZE; }
+export function ct_capacity(): u32 { return flow.capacity; }
+export function ct_count(): u32 { return flow.count; }
+export function ct_flush(zone: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  return <i32>flow.flush(zone);
+}
+export function ct_state_count(): u32 { return <u32>ct.State.Count; }
+export function ct_state_name(s: u32): usize { return changetype<usize>(ct.stateName(s)); }
+export function ct_set_timeout(state: u32, ms: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (state == 0 || state >= <u32>ct.State.Count || ms == 0 || ms > 0x7fffffff) return Error.BadArgument;
+  store<u32>(ct.timeoutBase + (<usize>state << 2), ms);
+  return Error.Ok;
+}
+export function ct_timeout(state: u32): u32 {
+  return l3 && state < <u32>ct.State.Count ? load<u32>(ct.timeoutBase + (<usize>state << 2)) : 0;
+}
+
+// Rate limits of what the router originates: which 0 = ICMP errors, 1 = ARP requests.
+export function ratelimit_set(which: u32, perSecond: u32, burst: u32): i32 {
+  if (which > 1 || perSecond == 0 || burst == 0 || burst > 1_000_000) return Error.BadArgument;
+  (which == 0 ? icmpErrors : arpRequests).set(perSecond, burst);
+  return Error.Ok;
+}

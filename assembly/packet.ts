@@ -34,6 +34,9 @@ export class Meta {
 export const META_SIZE: usize = offsetof<Meta>();
 
 export let metaBase: usize = 0;
+// One more record after the batch's: the scratch record for frames the router builds itself.
+export let scratchBase: usize = 0;
+@inline export function scratchMeta(): Meta { return changetype<Meta>(scratchBase); }
 
 @inline export function meta(i: u32): Meta {
   return changetype<Meta>(metaBase + <usize>i * META_SIZE);

@@ -19,6 +19,8 @@ import { parse } from "./nodes/parse";
 import { ingress } from "./nodes/ingress";
 import { l2learn } from "./nodes/l2learn";
 import { l2forward } from "./nodes/l2forward";
+import { l3input } from "./nodes/l3";
+import * as flow from "./tables/flow";
 import { loadMac, isGroupMac } from "./wire/bytes";
 import * as eth from "./wire/ethernet";
 
@@ -77,10 +79,13 @@ export function process(n: u32, now: f64): u32 {
       drop(m.inPort, r);
       continue;
     }
-    l2forward(m, t);
+    let r3 = l2forward(m, t, m.inPort);
+    if (r3 != 0) l3input(m, r3 - 1, t);
   }
 
   mac.sweep(t, SWEEP_SLOTS_PER_BATCH);
+  let expired = flow.sweep(t, SWEEP_SLOTS_PER_BATCH);
+  if (expired) bump(Stat.CtExpired, expired);
   flushBatch();
   return tx.count;
 }

@@ -40,6 +40,18 @@ export const enum Reason {
   NoDestination,
   TxDescriptorsFull,
   TxBufferFull,
+  L3UnsupportedEthertype,
+  IpFragment,
+  TtlExceeded,
+  NoRoute,
+  RouteBlackhole,
+  NeighborUnresolved,
+  LocalUnsupported,
+  CtInvalidNew,
+  CtTcpInvalid,
+  CtTableFull,
+  NatPortExhausted,
+  IcmpErrorUnmatched,
   Count,
 }
 
@@ -81,6 +93,18 @@ const NAMES: StaticArray<string> = [
   "no_destination",
   "tx_descriptors_full",
   "tx_buffer_full",
+  "l3_unsupported_ethertype",
+  "ip_fragment",
+  "ttl_exceeded",
+  "no_route",
+  "route_blackhole",
+  "neighbor_unresolved",
+  "local_unsupported",
+  "ct_invalid_new",
+  "ct_tcp_invalid",
+  "ct_table_full",
+  "nat_port_exhausted",
+  "icmp_error_unmatched",
 ];
 
 export function reasonName(r: u32): string {

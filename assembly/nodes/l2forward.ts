@@ -15,40 +15,59 @@ import * as tx from "../tx";
 import { loadMac, isGroupMac, set16 } from "../wire/bytes";
 import * as eth from "../wire/ethernet";
 import * as vlan from "../wire/vlan";
+import { ROUTER_PORT, ifaceOfDomain } from "../router";
 
-@inline export function l2forward(m: Meta, now: u32): void {
+export const NO_PORT: u32 = 0xffffffff;
+
+// Forwards m in its domain. `exclude` is the port the frame must not go back to (the ingress port
+// when bridging; NO_PORT for a frame the router sends). Returns the router interface index + 1 when
+// the frame is also for the router (unicast to a gateway MAC: only the router gets it; an ARP or
+// IPv6 multicast in a domain with a router interface: flooded and given to the router), else 0.
+@inline export function l2forward(m: Meta, now: u32, exclude: u32): u32 {
   let dst = loadMac(m.frame + eth.DST);
   if (!isGroupMac(dst)) {
     let out = mac.lookup(mac.key(dst, m.vlan), m.network, m.dstHash, now);
     if (out >= 0) {
       let o = <u32>out;
-      if (o == m.inPort) {
+      if (o >= ROUTER_PORT) return o - ROUTER_PORT + 1;
+      if (o == exclude) {
         drop(m.inPort, Reason.SamePort);
-        return;
+        return 0;
       }
       let pt = port(o);
       if (isMember(pt, o, m.network, m.vlan)) {
         deliver(m, pt, o);
-        return;
+        return 0;
       }
       // The learned port left the domain (reconfigured or down): fall back to flooding.
     }
   }
-  flood(m);
+  flood(m, exclude);
+  if (isGroupMac(dst) && (m.ethertype == eth.TYPE_ARP || m.ethertype == eth.TYPE_IPV6)) {
+    let f = ifaceOfDomain(m.network, m.vlan);
+    if (f >= 0) return <u32>f + 1;
+  }
+  return 0;
 }
 
-function flood(m: Meta): void {
+// The MAC table hash of the frame's destination in its domain, for frames that did not come through
+// the first pass (routed and generated frames).
+@inline export function dstHash(m: Meta): u32 {
+  return mac.hash(mac.key(loadMac(m.frame + eth.DST), m.vlan), m.network);
+}
+
+function flood(m: Meta, exclude: u32): void {
   bump(Stat.Flooded);
   let members: u32 = 0;
   let n = highPort;
   for (let i: u32 = 0; i < n; i++) {
-    if (i == m.inPort) continue;
+    if (i == exclude) continue;
     let pt = port(i);
     if (!isMember(pt, i, m.network, m.vlan)) continue;
     members++;
     deliver(m, pt, i);
   }
-  if (members == 0) drop(m.inPort, Reason.NoDestination);
+  if (members == 0 && ifaceOfDomain(m.network, m.vlan) < 0) drop(m.inPort, Reason.NoDestination);
 }
 
 // Sends the frame out of one port in the form that port wants. Returns false if it was dropped.

@@ -46,3 +46,17 @@ export function compute(p: usize, len: u32): u32 {
 @inline export function adjust32(check: u32, old: u32, now: u32): u32 {
   return adjust16(adjust16(check, old >> 16, now >> 16), old & 0xffff, now & 0xffff);
 }
+
+// Precomputed updates: a NAT connection changes the same words of every packet the same way, so the
+// one's-complement sum of (~old + new) over all of them is computed once per connection and each
+// packet's checksum is then adjusted with one addition (RFC 1624 eqn. 3 with the terms pre-summed).
+@inline export function delta16(old: u32, now: u32): u32 { return (~old & 0xffff) + (now & 0xffff); }
+@inline export function delta32(old: u32, now: u32): u32 { return delta16(old >> 16, now >> 16) + delta16(old & 0xffff, now & 0xffff); }
+@inline export function foldSum(s: u32): u32 {
+  s = (s & 0xffff) + (s >> 16);
+  s = (s & 0xffff) + (s >> 16);
+  return s;
+}
+@inline export function applyDelta(check: u32, delta: u32): u32 {
+  return ~foldSum((~check & 0xffff) + delta) & 0xffff;
+}

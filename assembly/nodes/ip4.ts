@@ -1,0 +1,242 @@
+// Stage: IPv4 at a router interface. The packet's connection is looked up by (zone, protocol,
+// addresses, ports / echo id) - the compartment of the interface it came in by is the conntrack zone.
+// A hit is the fast path: the connection's state moves, its cached translation and next hop are
+// applied with precomputed checksum deltas, and the frame is forwarded in the egress domain. A miss
+// goes through nodes/nat.ts once. ICMP errors are matched to their connection through the header
+// they quote and translated with it.
+//
+// Routed IP fragments are dropped (counted): without reassembly a non-first fragment carries no
+// ports to find its connection by, and translating some fragments but not others would be worse.
+import { Reason } from "../reasons";
+import { Meta, FLAG_FRAGMENT } from "../packet";
+import { iface, Iface, epoch } from "../router";
+import * as flow from "../tables/flow";
+import * as lpm from "../tables/lpm";
+import * as neighbor from "../tables/neighbor";
+import * as ipv4 from "../wire/ipv4";
+import * as icmpw from "../wire/icmp";
+import * as checksum from "../wire/checksum";
+import * as eth from "../wire/ethernet";
+import { get16, set16, loadMac, storeMac } from "../wire/bytes";
+import { drop, bump, Stat } from "../counters";
+import * as ct from "./ct";
+import { newConnection, LOCAL } from "./nat";
+import { echoReply, sendError, quoted, rewriteQuoted, refreshIpChecksum, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
+import { arpRequest } from "./arp";
+import { l2forward, dstHash, NO_PORT } from "./l2forward";
+
+export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
+  let f = iface(ifIndex);
+  if (m.flags & FLAG_FRAGMENT) {
+    drop(m.inPort, Reason.IpFragment);
+    return;
+  }
+  let ip = m.frame + m.l3;
+  let zone = <u32>f.zone;
+  let proto = m.protocol;
+  let src = ipv4.src(ip);
+  let dst = ipv4.dst(ip);
+  let sport: u32 = 0, dport: u32 = 0, tcpFlags: u32 = 0;
+  let l4 = m.frame + m.l4;
+  if (proto == 6 || proto == 17) {
+    sport = get16(l4);
+    dport = get16(l4 + 2);
+    if (proto == 6) tcpFlags = <u32>load<u8>(l4, 13);
+  } else if (proto == 1) {
+    let t = icmpw.type(l4);
+    if (t == icmpw.ECHO_REQUEST) sport = icmpw.ident(l4);
+    else if (t == icmpw.ECHO_REPLY) dport = icmpw.ident(l4);
+    else if (icmpw.isError(t)) {
+      icmpErrorInput(m, f, zone, now);
+      return;
+    }
+  }
+
+  let h = flow.hashKey(zone, proto, src, dst, sport, dport);
+  let v = flow.lookup(h, zone, proto, src, dst, sport, dport);
+  if (v != 0) {
+    let ri = (v - 1) >> 1;
+    let dir = (v - 1) & 1;
+    let r = flow.rec(ri);
+    if (flow.expired(r, now)) {
+      flow.release(ri);
+      bump(Stat.CtExpired);
+      v = 0;
+    } else if (proto == 6 && ct.reopens(r, dir, tcpFlags)) {
+      flow.release(ri);
+      v = 0;
+    } else {
+      if (!ct.update(r, proto, dir, tcpFlags, now)) {
+        drop(m.inPort, Reason.CtTcpInvalid);
+        return;
+      }
+      forward(m, f, r, dir, now);
+      return;
+    }
+  }
+
+  // Only echo requests start an ICMP connection; a stray reply or other message has nothing to match.
+  if (proto == 1 && sport == 0) {
+    drop(m.inPort, Reason.CtInvalidNew);
+    return;
+  }
+  let res = newConnection(ifIndex, zone, proto, src, dst, sport, dport, tcpFlags, now);
+  if (res >= 0) {
+    let r = flow.rec(<u32>res);
+    ct.update(r, proto, 0, tcpFlags, now);
+    forward(m, f, r, 0, now);
+    return;
+  }
+  if (res == LOCAL) {
+    if (proto == 1 && sport != 0) echoReply(m, f, now);
+    else drop(m.inPort, Reason.LocalUnsupported);
+    return;
+  }
+  let reason = <Reason>(-res);
+  if (reason == Reason.NoRoute) sendError(m, f, icmpw.DEST_UNREACHABLE, 0, now);
+  drop(m.inPort, reason);
+}
+
+// Applies direction `dir` of connection r to the packet and sends it on.
+function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
+  let ip = m.frame + m.l3;
+  let ttl = ipv4.ttl(ip);
+  if (ttl <= 1) {
+    sendError(m, fin, icmpw.TIME_EXCEEDED, 0, now);
+    drop(m.inPort, Reason.TtlExceeded);
+    return;
+  }
+  if (<u32>load<u16>(r, 30) != (epoch & 0xffff)) {
+    if (!resolve(r, now)) {
+      drop(m.inPort, Reason.NeighborUnresolved);
+      return;
+    }
+  }
+  let o: usize = dir ? 0 : 12;           // the other direction's tuple holds this one's translation
+  let nsrc = load<u32>(r + o, 4);
+  let ndst = load<u32>(r + o);
+  let nsport = <u32>load<u16>(r + o, 10);
+  let ndport = <u32>load<u16>(r + o, 8);
+  let d: usize = dir ? 4 : 0;
+  let ipDelta = <u32>load<u16>(r + d, 56);
+  let l4Delta = <u32>load<u16>(r + d, 58);
+
+  ipv4.setSrc(ip, nsrc);
+  ipv4.setDst(ip, ndst);
+  ipv4.setTtl(ip, ttl - 1);
+  ipv4.setChecksum(ip, checksum.applyDelta(ipv4.checksum(ip), ipDelta));
+  let proto = m.protocol;
+  let l4 = m.frame + m.l4;
+  if (proto == 6) {
+    set16(l4, nsport);
+    set16(l4 + 2, ndport);
+    set16(l4 + 16, checksum.applyDelta(get16(l4 + 16), l4Delta));
+  } else if (proto == 17) {
+    set16(l4, nsport);
+    set16(l4 + 2, ndport);
+    let c = get16(l4 + 6);
+    if (c != 0) {
+      let n = checksum.applyDelta(c, l4Delta);
+      set16(l4 + 6, n == 0 ? 0xffff : n);
+    }
+  } else if (proto == 1) {
+    set16(l4 + 4, icmpw.type(l4) == icmpw.ECHO_REQUEST ? nsport : ndport);
+    set16(l4 + 2, checksum.applyDelta(get16(l4 + 2), l4Delta));
+  }
+
+  let c: usize = dir ? 2 : 0;
+  let out = iface(<u32>load<u16>(r + c, 40));
+  let nm: usize = dir ? 6 : 0;
+  storeMac(m.frame + eth.DST, <u64>load<u32>(r + nm, 44) | (<u64>load<u16>(r + nm, 48) << 32));
+  storeMac(m.frame + eth.SRC, out.mac);
+  let pk: usize = dir ? 4 : 0;
+  store<u32>(r + pk, load<u32>(r + pk, 64) + 1, 64);
+  let bk: usize = dir ? 8 : 0;
+  store<u64>(r + bk, load<u64>(r + bk, 72) + <u64>(m.len - m.l3), 72);
+  bump(Stat.Routed);
+  m.network = <u32>out.network;
+  m.vlan = <u32>out.vlan;
+  m.dstHash = dstHash(m);
+  l2forward(m, now, NO_PORT);
+}
+
+// Resolves both directions' egress interface and next-hop MAC under the current epoch. Returns false
+// (after asking ARP for the missing next hop) if a neighbour is unknown.
+function resolve(r: usize, now: u32): bool {
+  let zone = <u32>load<u16>(r, 24);
+  // Original direction packets go to the reply tuple's source; reply packets to the original source.
+  let ok = resolveOne(r, zone, load<u32>(r, 12), 0, now);
+  ok = resolveOne(r, zone, load<u32>(r), 1, now) && ok;
+  if (ok) store<u16>(r, <u16>(epoch & 0xffff), 30);
+  return ok;
+}
+
+function resolveOne(r: usize, zone: u32, to: u32, dir: u32, now: u32): bool {
+  let rt = lpm.lookup4(zone, to);
+  if (rt == 0) return false;
+  let outIf = lpm.routeIface(rt);
+  let nh = <u32>lpm.routeNextHopLo(rt);
+  if (nh == 0) nh = to;
+  let n = neighbor.resolve(zone, 4, 0, <u64>nh, now);
+  if (n == 0) {
+    arpRequest(outIf, nh, now);
+    return false;
+  }
+  let mac = neighbor.entryMac(n);
+  let c: usize = dir ? 2 : 0;
+  store<u16>(r + c, <u16>outIf, 40);
+  let nm: usize = dir ? 6 : 0;
+  store<u32>(r + nm, <u32>mac, 44);
+  store<u16>(r + nm, <u16>(mac >> 32), 48);
+  return true;
+}
+
+// An ICMP error: find the connection of the packet it quotes (its reverse is a key of ours), map the
+// quote back to what the original sender sent, and forward the error in that sender's direction.
+function icmpErrorInput(m: Meta, f: Iface, zone: u32, now: u32): void {
+  let ip = m.frame + m.l3;
+  let ic = m.frame + m.l4;
+  if (!quoted(ic, m.l4len)) {
+    drop(m.inPort, Reason.IcmpErrorUnmatched);
+    return;
+  }
+  let h = flow.hashKey(zone, qProto, qDst, qSrc, qDport, qSport);
+  let v = flow.lookup(h, zone, qProto, qDst, qSrc, qDport, qSport);
+  if (v == 0) {
+    drop(m.inPort, Reason.IcmpErrorUnmatched);
+    return;
+  }
+  let r = flow.rec((v - 1) >> 1);
+  let dir = (v - 1) & 1;           // the direction the error travels
+  let q: usize = dir ? 0 : 12;     // the quoted packet went the other way: its pre-translation tuple
+  let osrc = load<u32>(r + q), odst = load<u32>(r + q, 4);
+  let osport = <u32>load<u16>(r + q, 8), odport = <u32>load<u16>(r + q, 10);
+  let ttl = ipv4.ttl(ip);
+  if (ttl <= 1) {
+    drop(m.inPort, Reason.TtlExceeded);
+    return;
+  }
+  if (<u32>load<u16>(r, 30) != (epoch & 0xffff) && !resolve(r, now)) {
+    drop(m.inPort, Reason.NeighborUnresolved);
+    return;
+  }
+  let quotedDst = qDst;
+  rewriteQuoted(ic, m.l4len, osrc, odst, osport, odport);
+  // The error goes to the original sender; if it came from the quoted destination itself, its source
+  // is that destination as the original sender knew it.
+  if (ipv4.src(ip) == quotedDst) ipv4.setSrc(ip, odst);
+  ipv4.setDst(ip, osrc);
+  ipv4.setTtl(ip, ttl - 1);
+  refreshIpChecksum(ip);
+  let c: usize = dir ? 2 : 0;
+  let out = iface(<u32>load<u16>(r + c, 40));
+  let nm: usize = dir ? 6 : 0;
+  storeMac(m.frame + eth.DST, <u64>load<u32>(r + nm, 44) | (<u64>load<u16>(r + nm, 48) << 32));
+  storeMac(m.frame + eth.SRC, out.mac);
+  bump(Stat.IcmpTranslated);
+  bump(Stat.Routed);
+  m.network = <u32>out.network;
+  m.vlan = <u32>out.vlan;
+  m.dstHash = dstHash(m);
+  l2forward(m, now, NO_PORT);
+}

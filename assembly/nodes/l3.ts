@@ -1,0 +1,29 @@
+// Stage: the router's entry. A frame reaches it addressed to a gateway MAC (routing), or as an ARP or
+// IPv6 multicast in a domain with a router interface (neighbour resolution). It goes to the stage for
+// its protocol.
+import { Reason } from "../reasons";
+import { Meta, FLAG_GROUP_DST } from "../packet";
+import { iface, IF_UP } from "../router";
+import { drop } from "../counters";
+import * as eth from "../wire/ethernet";
+import { arpInput } from "./arp";
+import { ip4input } from "./ip4";
+
+export function l3input(m: Meta, ifIndex: u32, now: u32): void {
+  let f = iface(ifIndex);
+  let group = (m.flags & FLAG_GROUP_DST) != 0;
+  if (m.ethertype == eth.TYPE_ARP) {
+    arpInput(m, ifIndex, now);
+    return;
+  }
+  if (group) return; // multicast the router has no use for: it was flooded, that is all
+  if (f.state != IF_UP) {
+    drop(m.inPort, Reason.PortDown);
+    return;
+  }
+  if (m.ethertype == eth.TYPE_IPV4) {
+    ip4input(m, ifIndex, now);
+    return;
+  }
+  drop(m.inPort, Reason.L3UnsupportedEthertype);
+}

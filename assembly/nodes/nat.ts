@@ -1,0 +1,140 @@
+// Stage: a new connection's slow path (VFP's layers on the first packet): destination NAT (port
+// mappings), the route, source NAT (masquerade, or hairpin), the choice of a free reply tuple, and
+// the connection record with everything the fast path will need, including the checksum deltas of
+// its translations. Later packets of the connection never come here.
+//
+// Hairpin: a client reaching a published port through a router address, whose mapped server sits
+// behind the same interface the client came in by, would get the server's reply straight over L2
+// from an address it never talked to. Like Docker's hairpin NAT, the client's source is then
+// translated to the interface's gateway address, so the reply comes back through the router.
+//
+// Port choice (as OVS's conntrack NAT): the original source port if it is in the range and its reply
+// tuple is free, else the first free one probing the range from a hash of the tuple; a tuple is free
+// when the connection table has no key for it, so a port is reused towards different destinations
+// (endpoint-dependent mapping, RFC 4787 §4.1), and exhaustion is only per destination.
+import { Reason } from "../reasons";
+import { iface, IF_EXTERNAL, isRouterAddressV4 } from "../router";
+import * as flow from "../tables/flow";
+import * as lpm from "../tables/lpm";
+import * as natrules from "../tables/natrules";
+import * as checksum from "../wire/checksum";
+import * as ct from "./ct";
+import { bump, Stat } from "../counters";
+
+const DEFAULT_PORT_LO: u32 = 1024;
+const DEFAULT_PORT_HI: u32 = 65535;
+const EVICT_SCAN: u32 = 64;
+// The IPv4 header checksum change of the TTL decrement every forwarded packet gets: the word (TTL,
+// protocol) drops by 0x0100, i.e. ~old + new = 0xfeff in one's complement.
+const TTL_DELTA: u32 = 0xfeff;
+
+// Results besides a record index (>= 0): -1 the packet is for the router itself; other negative
+// values are -Reason.
+export const LOCAL: i32 = -1;
+
+export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32,
+                              tcpFlags: u32, now: u32): i32 {
+  let state = ct.initialState(proto, tcpFlags);
+  if (state == ct.State.None) return -<i32>Reason.CtInvalidNew;
+
+  let dstIsRouter = isRouterAddressV4(zone, dst);
+  let ndst = dst, ndport = dport;
+  let dnat = false;
+  if (proto == 6 || proto == 17) {
+    let mp = natrules.findMapping(zone, proto, dst, dport, dstIsRouter);
+    if (mp != 0) {
+      ndst = load<u32>(mp, 12);
+      ndport = <u32>load<u16>(mp, 6);
+      dnat = true;
+    }
+  }
+  if (!dnat && dstIsRouter) return LOCAL;
+
+  let rt = lpm.lookup4(zone, ndst);
+  if (rt == 0) return -<i32>Reason.NoRoute;
+  if (lpm.routeFlags(rt) & lpm.ROUTE_BLACKHOLE) return -<i32>Reason.RouteBlackhole;
+  let outIf = lpm.routeIface(rt);
+
+  let nsrc = src, nsport = sport;
+  let snat = false;
+  let lo = DEFAULT_PORT_LO, hi = DEFAULT_PORT_HI;
+  let rule = natrules.findSnat(zone, outIf, src, ndst);
+  if (rule != 0) {
+    let ext = load<u32>(rule, 16);
+    nsrc = ext != 0 ? ext : iface(outIf).ipv4;
+    lo = <u32>load<u16>(rule, 10);
+    hi = <u32>load<u16>(rule, 12);
+    snat = true;
+  } else if (dnat && outIf == ifIn && (iface(ifIn).flags & IF_EXTERNAL) == 0) {
+    nsrc = iface(outIf).ipv4;
+    snat = true;
+  }
+
+  // The reply tuple: (ndst -> nsrc, ndport -> nsport); for echo the id travels as the reply's
+  // destination "port" (see nodes/ip4.ts).
+  let rSport = proto == 1 ? 0 : ndport;
+  if (snat) {
+    let port = pickPort(zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport);
+    if (port < 0) return -<i32>Reason.NatPortExhausted;
+    nsport = <u32>port;
+  }
+
+  let ri = flow.take();
+  if (ri < 0) {
+    if (!flow.evictOne(now, EVICT_SCAN)) return -<i32>Reason.CtTableFull;
+    bump(Stat.CtEarlyDrop);
+    ri = flow.take();
+  }
+  let r = flow.rec(<u32>ri);
+  store<u32>(r, src);
+  store<u32>(r, dst, 4);
+  store<u16>(r, <u16>sport, 8);
+  store<u16>(r, <u16>dport, 10);
+  store<u32>(r, ndst, 12);
+  store<u32>(r, nsrc, 16);
+  store<u16>(r, <u16>rSport, 20);
+  store<u16>(r, <u16>nsport, 22);
+  store<u16>(r, <u16>zone, 24);
+  store<u8>(r, <u8>proto, 26);
+  store<u8>(r, <u8>state, 27);
+  store<u8>(r, (snat ? flow.CT_SNAT : 0) | (dnat ? flow.CT_DNAT : 0), 28);
+  store<u32>(r, now, 32);
+  store<u32>(r, now + ct.timeout(state), 36);
+  store<u32>(r, now, 88);
+  // Checksum deltas. Original direction: (src, dst, sport, dport) -> (nsrc, ndst, nsport, ndport);
+  // reply direction: the inverse on the reply tuple.
+  let a = checksum.delta32(src, nsrc) + checksum.delta32(dst, ndst);
+  let b = checksum.delta32(ndst, dst) + checksum.delta32(nsrc, src);
+  let pa: u32 = 0, pb: u32 = 0;
+  if (proto == 6 || proto == 17) {
+    pa = checksum.delta16(sport, nsport) + checksum.delta16(dport, ndport);
+    pb = checksum.delta16(ndport, dport) + checksum.delta16(nsport, sport);
+  } else if (proto == 1) {
+    pa = checksum.delta16(sport, nsport);
+    pb = checksum.delta16(nsport, sport);
+  }
+  store<u16>(r, <u16>checksum.foldSum(a + TTL_DELTA), 56);
+  store<u16>(r, <u16>checksum.foldSum(proto == 1 ? pa : a + pa), 58);
+  store<u16>(r, <u16>checksum.foldSum(b + TTL_DELTA), 60);
+  store<u16>(r, <u16>checksum.foldSum(proto == 1 ? pb : b + pb), 62);
+  flow.commit(<u32>ri);
+  bump(Stat.CtCreated);
+  return ri;
+}
+
+// A source port (or echo id) in [lo, hi] whose reply tuple (rsrc -> rdst, rsport -> port) is free.
+function pickPort(zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, want: u32, lo: u32, hi: u32,
+                  src: u32, dst: u32, dport: u32): i32 {
+  if (want >= lo && want <= hi && free(zone, proto, rsrc, rdst, rsport, want)) return <i32>want;
+  let range = hi - lo + 1;
+  let start = flow.hashKey(zone, proto, src, dst, want, dport) % range;
+  for (let n: u32 = 0; n < range; n++) {
+    let port = lo + (start + n) % range;
+    if (free(zone, proto, rsrc, rdst, rsport, port)) return <i32>port;
+  }
+  return -1;
+}
+
+@inline function free(zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, port: u32): bool {
+  return flow.lookup(flow.hashKey(zone, proto, rsrc, rdst, rsport, port), zone, proto, rsrc, rdst, rsport, port) == 0;
+}

@@ -1,0 +1,218 @@
+// The connection table (conntrack), IPv4: one record per connection and two keys in the index, the
+// original direction and the reply direction (as Open vSwitch keeps them), so a packet of either
+// direction finds its connection with one lookup. The reply key is the tuple replies really carry
+// after NAT, so the NAT allocator can test whether a reply tuple is free by looking it up.
+//
+// The record caches everything the fast path needs per direction: the translated addresses and
+// ports, the checksum deltas they cause (with the TTL decrement folded in), the egress interface and
+// the next-hop MAC. An established packet is one index probe, one record, a few stores.
+//
+// Memory per connection: a 96-byte record plus four 8-byte index slots (two keys, index at most half
+// full) = 128 bytes. The index slot holds the key's 32-bit hash and (record << 1 | direction) + 1, so
+// a probe only touches the record when the hash matches.
+//
+// Record (96 bytes, little-endian; addresses and ports as numbers, not wire order):
+//   0  u32 orig src        4  u32 orig dst        8  u16 orig sport     10 u16 orig dport
+//   12 u32 reply src       16 u32 reply dst       20 u16 reply sport    22 u16 reply dport
+//   24 u16 zone            26 u8 protocol         27 u8 state           28 u8 flags
+//   29 u8 tcp flags seen   30 u16 route generation (low 16 bits; 0 = egress not resolved)
+//   32 u32 last seen (ms)  36 u32 expires (ms)
+//   40 u16 orig egress interface     42 u16 reply egress interface
+//   44 6 bytes orig next-hop MAC     50 6 bytes reply next-hop MAC
+//   56 u16 orig IP checksum delta    58 u16 orig L4 checksum delta
+//   60 u16 reply IP checksum delta   62 u16 reply L4 checksum delta
+//   64 u32 orig packets    68 u32 reply packets  72 u64 orig bytes      80 u64 reply bytes
+//   88 u32 created (ms)    92 u32 policy generation (free records: next free record + 1)
+import { mix64, nextPow2 } from "./hash";
+
+export const RECORD_SIZE: usize = 96;
+
+// flags
+export const CT_IN_USE: u8 = 1;
+export const CT_SNAT: u8 = 2;
+export const CT_DNAT: u8 = 4;
+export const CT_SEEN_REPLY: u8 = 8;
+export const CT_ASSURED: u8 = 16;   // established both ways: never early-dropped
+
+export let recBase: usize = 0;
+export let capacity: u32 = 0;
+export let count: u32 = 0;
+let freeHead: u32 = 0;              // next free record + 1 (0 = none)
+let idxBase: usize = 0;
+export let idxSlots: u32 = 0;
+let idxMask: u32 = 0;
+let sweepCursor: u32 = 0;
+let evictCursor: u32 = 0;
+
+export function alloc(conns: u32): void {
+  capacity = conns;
+  recBase = heap.alloc(<usize>conns * RECORD_SIZE);
+  memory.fill(recBase, 0, <usize>conns * RECORD_SIZE);
+  // Thread the free list through the records, lowest first.
+  for (let i: u32 = 0; i < conns; i++) store<u32>(rec(i), i + 2 <= conns ? i + 2 : 0, 92);
+  freeHead = 1;
+  idxSlots = nextPow2(conns * 4);
+  idxMask = idxSlots - 1;
+  idxBase = heap.alloc(<usize>idxSlots * 8);
+  memory.fill(idxBase, 0, <usize>idxSlots * 8);
+}
+
+@inline export function rec(i: u32): usize { return recBase + <usize>i * RECORD_SIZE; }
+
+@inline export function hashKey(zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): u32 {
+  let a = (<u64>src << 32) | <u64>dst;
+  let b = (<u64>sport << 48) | (<u64>dport << 32) | (<u64>proto << 16) | <u64>zone;
+  let h = mix64(a ^ mix64(b));
+  let r = <u32>h;
+  return r == 0 ? 1 : r; // 0 marks an empty index slot's hash
+}
+
+@inline function matches(r: usize, dir: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): bool {
+  let o: usize = dir ? 12 : 0;
+  return load<u32>(r + o) == src && load<u32>(r + o, 4) == dst &&
+    <u32>load<u16>(r + o, 8) == sport && <u32>load<u16>(r + o, 10) == dport &&
+    <u32>load<u16>(r, 24) == zone && <u32>load<u8>(r, 26) == proto;
+}
+
+// Finds a key: returns (record << 1 | direction) + 1, or 0.
+export function lookup(h: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): u32 {
+  let i = h & idxMask;
+  while (true) {
+    let s = idxBase + (<usize>i << 3);
+    let e = load<u64>(s);
+    if (e == 0) return 0;
+    if (<u32>e == h) {
+      let v = <u32>(e >> 32);
+      let ri = (v - 1) >> 1;
+      if (matches(rec(ri), (v - 1) & 1, zone, proto, src, dst, sport, dport)) return v;
+    }
+    i = (i + 1) & idxMask;
+  }
+}
+
+// Touches a key's home index slot (see the MAC table: the batch overlaps its cache misses).
+@inline export function touch(h: u32): u64 { return load<u64>(idxBase + (<usize>(h & idxMask) << 3)); }
+
+function insertKey(h: u32, v: u32): void {
+  let i = h & idxMask;
+  while (load<u64>(idxBase + (<usize>i << 3)) != 0) i = (i + 1) & idxMask;
+  store<u64>(idxBase + (<usize>i << 3), <u64>h | (<u64>v << 32));
+}
+
+function removeKey(h: u32, v: u32): void {
+  let i = h & idxMask;
+  while (true) {
+    let e = load<u64>(idxBase + (<usize>i << 3));
+    if (e == 0) return;
+    if (<u32>(e >> 32) == v) break;
+    i = (i + 1) & idxMask;
+  }
+  // Backward-shift deletion.
+  let j = i;
+  while (true) {
+    j = (j + 1) & idxMask;
+    let e = load<u64>(idxBase + (<usize>j << 3));
+    if (e == 0) break;
+    let home = <u32>e & idxMask;
+    let stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!stays) {
+      store<u64>(idxBase + (<usize>i << 3), e);
+      i = j;
+    }
+  }
+  store<u64>(idxBase + (<usize>i << 3), 0);
+}
+
+@inline function keyHashOf(r: usize, dir: u32): u32 {
+  let o: usize = dir ? 12 : 0;
+  return hashKey(<u32>load<u16>(r, 24), <u32>load<u8>(r, 26), load<u32>(r + o), load<u32>(r + o, 4),
+    <u32>load<u16>(r + o, 8), <u32>load<u16>(r + o, 10));
+}
+
+// Takes a free record, or -1 when the table is full. The caller fills it, then calls commit().
+export function take(): i32 {
+  if (freeHead == 0) return -1;
+  let i = freeHead - 1;
+  freeHead = load<u32>(rec(i), 92);
+  memory.fill(rec(i), 0, RECORD_SIZE);
+  return <i32>i;
+}
+
+// Puts an unused taken record back.
+export function giveBack(i: u32): void {
+  memory.fill(rec(i), 0, RECORD_SIZE);
+  store<u32>(rec(i), freeHead, 92);
+  freeHead = i + 1;
+}
+
+// Indexes a filled record under both its keys.
+export function commit(i: u32): void {
+  let r = rec(i);
+  store<u8>(r, load<u8>(r, 28) | CT_IN_USE, 28);
+  insertKey(keyHashOf(r, 0), (i << 1) + 1);
+  insertKey(keyHashOf(r, 1), (i << 1) + 2);
+  count++;
+}
+
+// Removes a connection: both keys and the record.
+export function release(i: u32): void {
+  let r = rec(i);
+  if ((load<u8>(r, 28) & CT_IN_USE) == 0) return;
+  removeKey(keyHashOf(r, 0), (i << 1) + 1);
+  removeKey(keyHashOf(r, 1), (i << 1) + 2);
+  giveBack(i);
+  count--;
+}
+
+@inline export function expired(r: usize, now: u32): bool {
+  return <i32>(now - load<u32>(r, 36)) > 0;
+}
+
+// Removes expired connections among the next `budget` records. Returns how many.
+export function sweep(now: u32, budget: u32): u32 {
+  if (capacity == 0) return 0;
+  let removed: u32 = 0;
+  let i = sweepCursor;
+  for (let n: u32 = 0; n < budget; n++) {
+    let r = rec(i);
+    if ((load<u8>(r, 28) & CT_IN_USE) != 0 && expired(r, now)) {
+      release(i);
+      removed++;
+    }
+    i = i + 1 == capacity ? 0 : i + 1;
+  }
+  sweepCursor = i;
+  return removed;
+}
+
+// Early drop (as Linux does when its table is full): frees one connection that is expired or not
+// yet assured, looking at up to `budget` records from a rotating cursor. Returns false if none.
+export function evictOne(now: u32, budget: u32): bool {
+  let i = evictCursor;
+  for (let n: u32 = 0; n < budget; n++) {
+    let r = rec(i);
+    let f = load<u8>(r, 28);
+    let next = i + 1 == capacity ? 0 : i + 1;
+    if ((f & CT_IN_USE) != 0 && ((f & CT_ASSURED) == 0 || expired(r, now))) {
+      release(i);
+      evictCursor = next;
+      return true;
+    }
+    i = next;
+  }
+  evictCursor = i;
+  return false;
+}
+
+// Removes every connection (optionally only of one zone: zone < 0x10000). Returns how many.
+export function flush(zone: u32): u32 {
+  let removed: u32 = 0;
+  for (let i: u32 = 0; i < capacity; i++) {
+    let r = rec(i);
+    if ((load<u8>(r, 28) & CT_IN_USE) == 0) continue;
+    if (zone <= 0xffff && <u32>load<u16>(r, 24) != zone) continue;
+    release(i);
+    removed++;
+  }
+  return removed;
+}

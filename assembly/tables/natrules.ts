@@ -1,0 +1,162 @@
+// NAT configuration as the first packet of a connection consults it (never later packets: the
+// connection record caches the result).
+//
+// Source NAT (HNS OutBoundNAT): rules per compartment, "traffic from this prefix leaving through this
+// external interface takes this address and a port from this range", each with destination
+// exceptions that are not translated. Few rules per compartment, so a fixed array scanned in order.
+//
+// Destination NAT (HNS PortMapping): (compartment, protocol, external port, optional VIP) ->
+// (internal address, internal port), in a hash table keyed by (compartment, protocol, port); a VIP of
+// 0 matches any address the compartment's router owns.
+import { hash3, nextPow2 } from "./hash";
+
+export const MAX_SNAT_RULES: u32 = 256;
+export const MAX_EXCEPTIONS: u32 = 1024;
+
+// SNAT rule (24 bytes): 0 u16 zone, 2 u8 prefix length, 3 u8 in use, 4 u32 source prefix,
+// 8 u16 external interface, 10 u16 port low, 12 u16 port high, 14 u16 reserved, 16 u32 external
+// address (0 = the external interface's address), 20 u32 reserved.
+export const SNAT_SIZE: usize = 24;
+// Exception (8 bytes): 0 u16 zone, 2 u8 prefix length, 3 u8 in use, 4 u32 destination prefix.
+export const EXCEPTION_SIZE: usize = 8;
+// Port mapping (24 bytes): 0 u16 zone, 2 u8 protocol, 3 u8 in use, 4 u16 external port,
+// 6 u16 internal port, 8 u32 VIP (0 = any router address), 12 u32 internal address, 16 u64 reserved.
+export const MAPPING_SIZE: usize = 24;
+
+export let snatBase: usize = 0;
+export let exceptionBase: usize = 0;
+export let mappingBase: usize = 0;
+export let mappingSlots: u32 = 0;
+export let mappingCount: u32 = 0;
+let mappingCapacity: u32 = 0;
+let mappingMask: u32 = 0;
+
+export function alloc(mappings: u32): void {
+  snatBase = heap.alloc(<usize>MAX_SNAT_RULES * SNAT_SIZE);
+  memory.fill(snatBase, 0, <usize>MAX_SNAT_RULES * SNAT_SIZE);
+  exceptionBase = heap.alloc(<usize>MAX_EXCEPTIONS * EXCEPTION_SIZE);
+  memory.fill(exceptionBase, 0, <usize>MAX_EXCEPTIONS * EXCEPTION_SIZE);
+  mappingCapacity = mappings;
+  mappingSlots = nextPow2(mappings * 2);
+  mappingMask = mappingSlots - 1;
+  mappingBase = heap.alloc(<usize>mappingSlots * MAPPING_SIZE);
+  memory.fill(mappingBase, 0, <usize>mappingSlots * MAPPING_SIZE);
+}
+
+@inline export function prefixMask(len: u32): u32 { return len == 0 ? 0 : <u32>0xffffffff << (32 - len); }
+@inline export function inPrefix(addr: u32, prefix: u32, len: u32): bool { return ((addr ^ prefix) & prefixMask(len)) == 0; }
+
+@inline export function snatRule(i: u32): usize { return snatBase + <usize>i * SNAT_SIZE; }
+@inline export function exception(i: u32): usize { return exceptionBase + <usize>i * EXCEPTION_SIZE; }
+
+// The first SNAT rule of `zone` for traffic from `src` leaving through interface `outIf` to `dst`,
+// or 0 (no rule, or dst is an exception of the zone).
+export function findSnat(zone: u32, outIf: u32, src: u32, dst: u32): usize {
+  let hit: usize = 0;
+  for (let i: u32 = 0; i < MAX_SNAT_RULES; i++) {
+    let r = snatRule(i);
+    if (load<u8>(r, 3) == 0 || <u32>load<u16>(r) != zone || <u32>load<u16>(r, 8) != outIf) continue;
+    if (inPrefix(src, load<u32>(r, 4), <u32>load<u8>(r, 2))) { hit = r; break; }
+  }
+  if (hit == 0) return 0;
+  for (let i: u32 = 0; i < MAX_EXCEPTIONS; i++) {
+    let e = exception(i);
+    if (load<u8>(e, 3) == 0 || <u32>load<u16>(e) != zone) continue;
+    if (inPrefix(dst, load<u32>(e, 4), <u32>load<u8>(e, 2))) return 0;
+  }
+  return hit;
+}
+
+export function setSnat(i: u32, zone: u32, prefix: u32, len: u32, outIf: u32, portLo: u32, portHi: u32, ext: u32): void {
+  let r = snatRule(i);
+  store<u16>(r, <u16>zone);
+  store<u8>(r, <u8>len, 2);
+  store<u8>(r, 1, 3);
+  store<u32>(r, prefix & prefixMask(len), 4);
+  store<u16>(r, <u16>outIf, 8);
+  store<u16>(r, <u16>portLo, 10);
+  store<u16>(r, <u16>portHi, 12);
+  store<u32>(r, ext, 16);
+}
+
+export function setException(i: u32, zone: u32, prefix: u32, len: u32): void {
+  let e = exception(i);
+  store<u16>(e, <u16>zone);
+  store<u8>(e, <u8>len, 2);
+  store<u8>(e, 1, 3);
+  store<u32>(e, prefix & prefixMask(len), 4);
+}
+
+@inline function mappingHash(zone: u32, proto: u32, port: u32): u32 {
+  return hash3(<u64>zone, <u64>proto, <u64>port ^ 0x706f72746d6170);
+}
+@inline function mappingSlot(i: u32): usize { return mappingBase + <usize>i * MAPPING_SIZE; }
+
+// The port mapping for a packet to (dst, port), preferring one whose VIP is dst over one for any
+// router address (`dstIsRouter` says whether dst is one). Returns the record or 0.
+export function findMapping(zone: u32, proto: u32, dst: u32, port: u32, dstIsRouter: bool): usize {
+  let i = mappingHash(zone, proto, port) & mappingMask;
+  let any: usize = 0;
+  while (true) {
+    let s = mappingSlot(i);
+    if (load<u8>(s, 3) == 0) break;
+    if (<u32>load<u16>(s) == zone && <u32>load<u8>(s, 2) == proto && <u32>load<u16>(s, 4) == port) {
+      let vip = load<u32>(s, 8);
+      if (vip == dst) return s;
+      if (vip == 0 && dstIsRouter) any = s;
+    }
+    i = (i + 1) & mappingMask;
+  }
+  return any;
+}
+
+function findExact(zone: u32, proto: u32, port: u32, vip: u32): usize {
+  let i = mappingHash(zone, proto, port) & mappingMask;
+  while (true) {
+    let s = mappingSlot(i);
+    if (load<u8>(s, 3) == 0) return 0;
+    if (<u32>load<u16>(s) == zone && <u32>load<u8>(s, 2) == proto && <u32>load<u16>(s, 4) == port && load<u32>(s, 8) == vip) return s;
+    i = (i + 1) & mappingMask;
+  }
+}
+
+// Adds or replaces a mapping. Returns false when the table is full.
+export function addMapping(zone: u32, proto: u32, port: u32, vip: u32, intAddr: u32, intPort: u32): bool {
+  let s = findExact(zone, proto, port, vip);
+  if (s == 0) {
+    if (mappingCount >= mappingCapacity) return false;
+    let i = mappingHash(zone, proto, port) & mappingMask;
+    while (load<u8>(mappingSlot(i), 3) != 0) i = (i + 1) & mappingMask;
+    s = mappingSlot(i);
+    store<u16>(s, <u16>zone);
+    store<u8>(s, <u8>proto, 2);
+    store<u8>(s, 1, 3);
+    store<u16>(s, <u16>port, 4);
+    store<u32>(s, vip, 8);
+    mappingCount++;
+  }
+  store<u16>(s, <u16>intPort, 6);
+  store<u32>(s, intAddr, 12);
+  return true;
+}
+
+export function removeMapping(zone: u32, proto: u32, port: u32, vip: u32): bool {
+  let s = findExact(zone, proto, port, vip);
+  if (s == 0) return false;
+  let i = <u32>((s - mappingBase) / MAPPING_SIZE);
+  let j = i;
+  while (true) {
+    j = (j + 1) & mappingMask;
+    let sj = mappingSlot(j);
+    if (load<u8>(sj, 3) == 0) break;
+    let home = mappingHash(<u32>load<u16>(sj), <u32>load<u8>(sj, 2), <u32>load<u16>(sj, 4)) & mappingMask;
+    let stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!stays) {
+      memory.copy(mappingSlot(i), sj, MAPPING_SIZE);
+      i = j;
+    }
+  }
+  memory.fill(mappingSlot(i), 0, MAPPING_SIZE);
+  mappingCount--;
+  return true;
+}
