@@ -8,6 +8,7 @@
 import { instantiateSync } from '@assemblyscript/loader';
 import { readFileSync } from 'node:fs';
 import { formatMac, parseMac } from './frames.js';
+import { Router } from './router.js';
 
 export type Build = 'release' | 'debug';
 
@@ -55,6 +56,36 @@ export interface NetplaneExports {
   inet_checksum_adjust16(check: number, old: number, now: number): number;
   inet_checksum_adjust32(check: number, old: number, now: number): number;
   abi_version(): number;
+  create_l3(routes: number, neighbors: number, conns: number, mappings: number): number;
+  iface_configure(i: number, zone: number, network: number, vlan: number, macHi: number, macLo: number, flags: number): number;
+  iface_set_ipv4(i: number, addr: number, prefixLen: number): number;
+  iface_remove(i: number): number;
+  iface_record(i: number): number;
+  route_add4(zone: number, prefix: number, len: number, ifIndex: number, nextHop: number, flags: number): number;
+  route_remove4(zone: number, prefix: number, len: number): number;
+  route_table(): number;
+  route_slots(): number;
+  neighbor_set4(zone: number, addr: number, macHi: number, macLo: number, ifIndex: number, now: number): number;
+  neighbor_remove4(zone: number, addr: number): number;
+  neighbor_table(): number;
+  neighbor_slots(): number;
+  neighbor_set_reachable(ms: number): number;
+  snat_set(i: number, zone: number, prefix: number, len: number, ifIndex: number, ext: number, portLo: number, portHi: number): number;
+  snat_clear(i: number): number;
+  snat_exception_set(i: number, zone: number, prefix: number, len: number): number;
+  snat_exception_clear(i: number): number;
+  port_mapping_add(zone: number, proto: number, vip: number, extPort: number, intAddr: number, intPort: number): number;
+  port_mapping_remove(zone: number, proto: number, vip: number, extPort: number): number;
+  ct_table(): number;
+  ct_record_size(): number;
+  ct_capacity(): number;
+  ct_count(): number;
+  ct_flush(zone: number): number;
+  ct_state_count(): number;
+  ct_state_name(s: number): number;
+  ct_set_timeout(state: number, ms: number): number;
+  ct_timeout(state: number): number;
+  ratelimit_set(which: number, perSecond: number, burst: number): number;
   abortLine: WebAssembly.Global;
   __getString(ptr: number): string;
 }
@@ -70,6 +101,10 @@ export const ABI_ERRORS: Record<number, string> = {
   [-7]: 'MAC table full',
   [-8]: 'not found',
   [-9]: 'bad MAC address',
+  [-10]: 'L3 tables not created',
+  [-11]: 'no such interface',
+  [-12]: 'compartment out of range (0-1023)',
+  [-13]: 'bad prefix length',
 };
 
 export class NetplaneError extends Error {
@@ -120,9 +155,16 @@ export interface DataplaneOptions {
   macEntries?: number;
   batch?: number;
   rxBytes?: number;
+  routes?: number;
+  neighbors?: number;
+  connections?: number;
+  portMappings?: number;
 }
 
-export const DEFAULTS = { maxPorts: 256, macEntries: 65536, batch: 256, rxBytes: 256 * 2048 };
+export const DEFAULTS = {
+  maxPorts: 256, macEntries: 65536, batch: 256, rxBytes: 256 * 2048,
+  routes: 4096, neighbors: 16384, connections: 65536, portMappings: 4096,
+};
 
 // One instance of the module: one switch. Views are remade if the memory ever grows.
 export class Dataplane {
@@ -132,6 +174,7 @@ export class Dataplane {
   readonly batch: number;
   readonly reasons: string[];
   readonly statNames: string[];
+  readonly ctStates: string[];
   private buffer!: ArrayBuffer;
   u8!: Uint8Array;
   dv!: DataView;
@@ -148,14 +191,25 @@ export class Dataplane {
     const macEntries = opts.macEntries ?? DEFAULTS.macEntries;
     const batch = opts.batch ?? DEFAULTS.batch;
     const rxBytes = opts.rxBytes ?? Math.max(DEFAULTS.rxBytes, batch * 2048);
-    check('maxPorts', maxPorts, 1, 65535);
+    check('maxPorts', maxPorts, 1, 0xf000);
     check('macEntries', macEntries, 1, 1 << 28);
     check('batch', batch, 1, 65536);
     check('rxBytes', rxBytes, 64, 1 << 30);
     const e = this.exports.create(maxPorts, macEntries, batch, rxBytes);
     if (e !== 0) throw new NetplaneError('create', ABI_ERRORS[e] ?? `error ${e}`);
+    const routes = opts.routes ?? DEFAULTS.routes;
+    const neighbors = opts.neighbors ?? DEFAULTS.neighbors;
+    const conns = opts.connections ?? DEFAULTS.connections;
+    const mappings = opts.portMappings ?? DEFAULTS.portMappings;
+    check('routes', routes, 1, 1 << 24);
+    check('neighbors', neighbors, 1, 1 << 24);
+    check('connections', conns, 1, 1 << 26);
+    check('portMappings', mappings, 1, 1 << 20);
+    const e3 = this.exports.create_l3(routes, neighbors, conns, mappings);
+    if (e3 !== 0) throw new NetplaneError('create_l3', ABI_ERRORS[e3] ?? `error ${e3}`);
     this.maxPorts = maxPorts;
     this.batch = batch;
+    this.ctStates = names(this.exports.ct_state_count(), (i) => this.exports.__getString(this.exports.ct_state_name(i)));
     this.reasons = names(this.exports.reason_count(), (i) => this.exports.__getString(this.exports.reason_name(i)));
     this.statNames = names(this.exports.stat_count(), (i) => this.exports.__getString(this.exports.stat_name(i)));
     this.views();
@@ -259,6 +313,7 @@ export class SwitchPort {
 
 export class Switch {
   readonly dp: Dataplane;
+  readonly router: Router;
   readonly ports = new Map<number, SwitchPort>();
   private clock: () => number;
   private pending = 0;
@@ -268,6 +323,7 @@ export class Switch {
   constructor(opts: SwitchOptions = {}) {
     this.dp = new Dataplane(opts);
     this.clock = opts.clock ?? (() => performance.now());
+    this.router = new Router(this.dp, () => this.clock());
     if (opts.macAgingMs !== undefined) this.setMacAging(opts.macAgingMs);
   }
 

@@ -1,4 +1,5 @@
 // netplane's SDK entry point: the switch and its raw dataplane, frame builders and a dissector, pcap.
 export * from './dataplane.js';
+export * from './router.js';
 export * from './frames.js';
 export * from './pcap.js';

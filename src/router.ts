@@ -1,0 +1,342 @@
+// The router side of a switch, in the SDK's words: interfaces (a gateway in a broadcast domain,
+// belonging to a compartment), routes, neighbours, source NAT (HNS OutBoundNAT), port mappings (HNS
+// PortMapping) and the connection table. Every call validates all of its arguments before it changes
+// anything, and names the field it refuses.
+import { Dataplane, NetplaneError, ABI_ERRORS } from './dataplane.js';
+import { parseIPv4, parseMac, formatIPv4, formatMac } from './frames.js';
+
+export interface InterfaceSpec {
+  id?: number;              // 0-4095; the lowest free one when absent
+  compartment?: number;     // routing table and conntrack zone, 0-1023 (default 0)
+  network: number;          // the broadcast domain's network
+  vlan?: number;            // ... and VLAN (default 0)
+  mac?: string;             // gateway MAC (default 02:6e:70:00:hi:lo from the id)
+  address?: string;         // gateway address with on-link prefix, "10.0.0.1/24"
+  external?: boolean;       // the compartment's uplink: source NAT translates to its address
+}
+
+export interface RouteSpec {
+  compartment?: number;
+  destination: string;      // "0.0.0.0/0"
+  interface?: number;       // egress interface (not for a blackhole)
+  nextHop?: string;         // gateway on that interface; absent = on-link
+  blackhole?: boolean;      // drop what matches, counted as route_blackhole
+}
+
+export interface SourceNatSpec {
+  id?: number;              // rule slot 0-255
+  compartment?: number;
+  source: string;           // internal prefix, "10.0.0.0/24"
+  interface: number;        // the external interface traffic leaves through
+  address?: string;         // external address (default: the interface's address)
+  ports?: [number, number]; // port range (default [1024, 65535])
+}
+
+export interface PortMappingSpec {
+  compartment?: number;
+  protocol: 'tcp' | 'udp';
+  externalPort: number;
+  internalAddress: string;
+  internalPort: number;
+  vip?: string;             // the external address it applies to (default: any router address)
+}
+
+export interface ConnectionTuple { src: string; dst: string; sport: number; dport: number }
+
+export interface Connection {
+  compartment: number;
+  protocol: number;
+  state: string;
+  original: ConnectionTuple;
+  reply: ConnectionTuple;
+  snat: boolean;
+  dnat: boolean;
+  seenReply: boolean;
+  assured: boolean;
+  packets: [number, number];
+  bytes: [number, number];
+  expires: number;          // the `now` (ms, modulo 2^32) it expires at
+}
+
+const IF_EXTERNAL = 1;
+const ROUTE_BLACKHOLE = 1;
+const MAX_INTERFACES = 4096;
+const MAX_SNAT = 256;
+const MAX_EXCEPTIONS = 1024;
+const MAX_COMPARTMENTS = 1024;
+
+export function ipv4Number(s: string, field: string): number {
+  try {
+    const b = parseIPv4(s);
+    return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
+  } catch (e) {
+    throw new NetplaneError(field, (e as Error).message);
+  }
+}
+
+export function ipv4String(n: number): string {
+  return formatIPv4(new Uint8Array([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]));
+}
+
+export function parsePrefix(s: string, field: string): [number, number] {
+  const m = /^([^/]+)\/(\d{1,2})$/.exec(s);
+  if (!m) throw new NetplaneError(field, `expected an IPv4 prefix like 10.0.0.0/24, got ${JSON.stringify(s)}`);
+  const len = Number(m[2]);
+  if (len > 32) throw new NetplaneError(field, `prefix length ${len} is over 32`);
+  return [ipv4Number(m[1], field), len];
+}
+
+function intIn(field: string, v: number, lo: number, hi: number): void {
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new NetplaneError(field, `must be an integer from ${lo} to ${hi}, got ${v}`);
+}
+
+function abi(field: string, code: number): void {
+  if (code < 0) throw new NetplaneError(field, ABI_ERRORS[code] ?? `error ${code}`);
+}
+
+function macParts(s: string, field: string): [number, number] {
+  let m: Uint8Array;
+  try { m = parseMac(s); } catch (e) { throw new NetplaneError(field, (e as Error).message); }
+  if (m[0] & 1) throw new NetplaneError(field, `${s} is a group address, not a station`);
+  return [(m[0] << 8) | m[1], ((m[2] << 24) | (m[3] << 16) | (m[4] << 8) | m[5]) >>> 0];
+}
+
+export class Router {
+  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address'>> & { address?: string }>();
+  private snatUsed = new Set<number>();
+  private exceptionsUsed = new Set<number>();
+
+  constructor(private readonly dp: Dataplane, private readonly clock: () => number) {}
+
+  addInterface(spec: InterfaceSpec): number {
+    const id = spec.id ?? this.free(this.interfaces, MAX_INTERFACES, 'id');
+    intIn('id', id, 0, MAX_INTERFACES - 1);
+    if (this.interfaces.has(id)) throw new NetplaneError('id', `interface ${id} already exists`);
+    const compartment = spec.compartment ?? 0;
+    intIn('compartment', compartment, 0, MAX_COMPARTMENTS - 1);
+    intIn('network', spec.network, 0, 65535);
+    const vlan = spec.vlan ?? 0;
+    intIn('vlan', vlan, 0, 4094);
+    for (const [other, f] of this.interfaces) {
+      if (f.network === spec.network && f.vlan === vlan) throw new NetplaneError('network', `network ${spec.network} VLAN ${vlan} already has interface ${other}`);
+    }
+    const mac = spec.mac ?? `02:6e:70:00:${(id >> 8).toString(16).padStart(2, '0')}:${(id & 255).toString(16).padStart(2, '0')}`;
+    const [hi, lo] = macParts(mac, 'mac');
+    const addr = spec.address !== undefined ? parsePrefix(spec.address, 'address') : undefined;
+    if (addr && addr[1] === 0) throw new NetplaneError('address', 'an interface address needs an on-link prefix length of 1 to 32');
+    const x = this.dp.exports;
+    abi('interface', x.iface_configure(id, compartment, spec.network, vlan, hi, lo, spec.external ? IF_EXTERNAL : 0));
+    if (addr) {
+      const e = x.iface_set_ipv4(id, addr[0], addr[1]);
+      if (e < 0) {
+        x.iface_remove(id);
+        abi('address', e);
+      }
+    }
+    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, address: spec.address });
+    return id;
+  }
+
+  removeInterface(id: number): void {
+    if (!this.interfaces.has(id)) throw new NetplaneError('interface', `no interface ${id}`);
+    abi('interface', this.dp.exports.iface_remove(id));
+    this.interfaces.delete(id);
+  }
+
+  addRoute(r: RouteSpec): void {
+    const c = r.compartment ?? 0;
+    intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
+    const [prefix, len] = parsePrefix(r.destination, 'destination');
+    let ifIndex = 0;
+    if (!r.blackhole) {
+      if (r.interface === undefined) throw new NetplaneError('interface', 'a route needs an egress interface (or blackhole: true)');
+      const f = this.interfaces.get(r.interface);
+      if (!f) throw new NetplaneError('interface', `no interface ${r.interface}`);
+      if (f.compartment !== c) throw new NetplaneError('interface', `interface ${r.interface} is in compartment ${f.compartment}, not ${c}`);
+      ifIndex = r.interface;
+    }
+    const nh = r.nextHop !== undefined ? ipv4Number(r.nextHop, 'nextHop') : 0;
+    abi('route', this.dp.exports.route_add4(c, prefix, len, ifIndex, nh, r.blackhole ? ROUTE_BLACKHOLE : 0));
+  }
+
+  removeRoute(r: { compartment?: number; destination: string }): boolean {
+    const c = r.compartment ?? 0;
+    intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
+    const [prefix, len] = parsePrefix(r.destination, 'destination');
+    const e = this.dp.exports.route_remove4(c, prefix, len);
+    if (e === -8) return false;
+    abi('route', e);
+    return true;
+  }
+
+  setNeighbor(n: { compartment?: number; address: string; mac: string; interface: number }): void {
+    const c = n.compartment ?? 0;
+    intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
+    const a = ipv4Number(n.address, 'address');
+    const [hi, lo] = macParts(n.mac, 'mac');
+    if (!this.interfaces.has(n.interface)) throw new NetplaneError('interface', `no interface ${n.interface}`);
+    abi('neighbor', this.dp.exports.neighbor_set4(c, a, hi, lo, n.interface, this.clock()));
+  }
+
+  removeNeighbor(n: { compartment?: number; address: string }): boolean {
+    const c = n.compartment ?? 0;
+    intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
+    const e = this.dp.exports.neighbor_remove4(c, ipv4Number(n.address, 'address'));
+    if (e === -8) return false;
+    abi('neighbor', e);
+    return true;
+  }
+
+  addSourceNat(r: SourceNatSpec): number {
+    const id = r.id ?? this.free(this.snatUsed, MAX_SNAT, 'id');
+    intIn('id', id, 0, MAX_SNAT - 1);
+    const c = r.compartment ?? 0;
+    intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
+    const [prefix, len] = parsePrefix(r.source, 'source');
+    const f = this.interfaces.get(r.interface);
+    if (!f) throw new NetplaneError('interface', `no interface ${r.interface}`);
+    if (f.compartment !== c) throw new NetplaneError('interface', `interface ${r.interface} is in compartment ${f.compartment}, not ${c}`);
+    const ext = r.address !== undefined ? ipv4Number(r.address, 'address') : 0;
+    if (!ext && !f.address) throw new NetplaneError('address', `interface ${r.interface} has no address to translate to; give one`);
+    const [plo, phi] = r.ports ?? [1024, 65535];
+    intIn('ports[0]', plo, 1, 65535);
+    intIn('ports[1]', phi, plo, 65535);
+    abi('sourceNat', this.dp.exports.snat_set(id, c, prefix, len, r.interface, ext, plo, phi));
+    this.snatUsed.add(id);
+    return id;
+  }
+
+  removeSourceNat(id: number): void {
+    if (!this.snatUsed.has(id)) throw new NetplaneError('id', `no source NAT rule ${id}`);
+    abi('sourceNat', this.dp.exports.snat_clear(id));
+    this.snatUsed.delete(id);
+  }
+
+  addNatException(e: { id?: number; compartment?: number; destination: string }): number {
+    const id = e.id ?? this.free(this.exceptionsUsed, MAX_EXCEPTIONS, 'id');
+    intIn('id', id, 0, MAX_EXCEPTIONS - 1);
+    const c = e.compartment ?? 0;
+    intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
+    const [prefix, len] = parsePrefix(e.destination, 'destination');
+    abi('exception', this.dp.exports.snat_exception_set(id, c, prefix, len));
+    this.exceptionsUsed.add(id);
+    return id;
+  }
+
+  removeNatException(id: number): void {
+    if (!this.exceptionsUsed.has(id)) throw new NetplaneError('id', `no NAT exception ${id}`);
+    abi('exception', this.dp.exports.snat_exception_clear(id));
+    this.exceptionsUsed.delete(id);
+  }
+
+  addPortMapping(p: PortMappingSpec): void {
+    const [c, proto, vip, ext, int, intPort] = this.mappingArgs(p);
+    abi('portMapping', this.dp.exports.port_mapping_add(c, proto, vip, ext, int, intPort));
+  }
+
+  removePortMapping(p: Omit<PortMappingSpec, 'internalAddress' | 'internalPort'>): boolean {
+    const [c, proto, vip, ext] = this.mappingArgs({ ...p, internalAddress: '0.0.0.1', internalPort: 1 });
+    const e = this.dp.exports.port_mapping_remove(c, proto, vip, ext);
+    if (e === -8) return false;
+    abi('portMapping', e);
+    return true;
+  }
+
+  private mappingArgs(p: PortMappingSpec): number[] {
+    const c = p.compartment ?? 0;
+    intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
+    if (p.protocol !== 'tcp' && p.protocol !== 'udp') throw new NetplaneError('protocol', `must be "tcp" or "udp", got ${JSON.stringify(p.protocol)}`);
+    intIn('externalPort', p.externalPort, 1, 65535);
+    intIn('internalPort', p.internalPort, 1, 65535);
+    const int = ipv4Number(p.internalAddress, 'internalAddress');
+    const vip = p.vip !== undefined ? ipv4Number(p.vip, 'vip') : 0;
+    return [c, p.protocol === 'tcp' ? 6 : 17, vip, p.externalPort, int, p.internalPort];
+  }
+
+  // The connection table, like `conntrack -L`.
+  connections(): Connection[] {
+    const dp = this.dp;
+    dp.views();
+    const x = dp.exports;
+    const base = x.ct_table(), size = x.ct_record_size(), n = x.ct_capacity();
+    const v = dp.dv;
+    const out: Connection[] = [];
+    const tuple = (r: number, o: number): ConnectionTuple => ({
+      src: ipv4String(v.getUint32(r + o, true)),
+      dst: ipv4String(v.getUint32(r + o + 4, true)),
+      sport: v.getUint16(r + o + 8, true),
+      dport: v.getUint16(r + o + 10, true),
+    });
+    for (let i = 0; i < n; i++) {
+      const r = base + i * size;
+      const flags = v.getUint8(r + 28);
+      if (!(flags & 1)) continue;
+      out.push({
+        compartment: v.getUint16(r + 24, true),
+        protocol: v.getUint8(r + 26),
+        state: dp.ctStates[v.getUint8(r + 27)] ?? 'unknown',
+        original: tuple(r, 0),
+        reply: tuple(r, 12),
+        snat: (flags & 2) !== 0,
+        dnat: (flags & 4) !== 0,
+        seenReply: (flags & 8) !== 0,
+        assured: (flags & 16) !== 0,
+        packets: [v.getUint32(r + 64, true), v.getUint32(r + 68, true)],
+        bytes: [Number(v.getBigUint64(r + 72, true)), Number(v.getBigUint64(r + 80, true))],
+        expires: v.getUint32(r + 36, true),
+      });
+    }
+    return out;
+  }
+
+  flushConnections(compartment?: number): number {
+    if (compartment !== undefined) intIn('compartment', compartment, 0, MAX_COMPARTMENTS - 1);
+    return this.dp.exports.ct_flush(compartment ?? 0x10000);
+  }
+
+  // Timeout of a conntrack state by name (e.g. "ESTABLISHED", "UDP_UNREPLIED"), in ms.
+  setConntrackTimeout(state: string, ms: number): void {
+    const i = this.dp.ctStates.indexOf(state);
+    if (i <= 0) throw new NetplaneError('state', `unknown conntrack state ${JSON.stringify(state)}; one of ${this.dp.ctStates.slice(1).join(', ')}`);
+    intIn('ms', ms, 1, 0x7fffffff);
+    abi('timeout', this.dp.exports.ct_set_timeout(i, ms));
+  }
+
+  conntrackTimeouts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    this.dp.ctStates.forEach((name, i) => { if (i > 0) out[name] = this.dp.exports.ct_timeout(i); });
+    return out;
+  }
+
+  neighbors(): Array<{ compartment: number; address: string; mac: string; interface: number; static: boolean }> {
+    const dp = this.dp;
+    dp.views();
+    const x = dp.exports;
+    const base = x.neighbor_table(), n = x.neighbor_slots();
+    const v = dp.dv;
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      const s = base + i * 32;
+      if (v.getUint8(s + 18) !== 4) continue;
+      out.push({
+        compartment: v.getUint16(s + 16, true),
+        address: ipv4String(Number(v.getBigUint64(s + 8, true))),
+        mac: formatMac(dp.u8, s + 22),
+        interface: v.getUint16(s + 20, true),
+        static: v.getUint8(s + 19) === 2,
+      });
+    }
+    return out;
+  }
+
+  setRateLimit(which: 'icmpErrors' | 'arpRequests', perSecond: number, burst: number): void {
+    intIn('perSecond', perSecond, 1, 0xffffffff);
+    intIn('burst', burst, 1, 1_000_000);
+    abi(which, this.dp.exports.ratelimit_set(which === 'icmpErrors' ? 0 : 1, perSecond, burst));
+  }
+
+  private free(used: { has(i: number): boolean }, max: number, field: string): number {
+    for (let i = 0; i < max; i++) if (!used.has(i)) return i;
+    throw new NetplaneError(field, `all ${max} are in use`);
+  }
+}
