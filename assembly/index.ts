@@ -484,6 +484,7 @@ export function port_mapping_remove(zone: u32, proto: u32, vip: u32, extPort: u3
 export function ct_table(): usize { return flow.recBase; }
 export function ct_record_size(): u32 { return <u32>flow.RECORD_SIZE; }
 export function ct_capacity(): u32 { return flow.capacity; }
+export function ct_index_slots(): u32 { return flow.idxSlots; }
 export function ct_count(): u32 { return flow.count; }
 export function ct_flush(zone: u32): i32 {
   let e = checkL3();

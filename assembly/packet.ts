@@ -29,6 +29,7 @@ export class Meta {
   dstHash: u32;     // 56: MAC table hash of (network, vlan, destination MAC)
   untagged: usize;  // 60: the untagged variant of the frame in tx memory, once built (0 = not yet)
   retagged: usize;  // 64: the variant tagged with `vlan`, once built (0 = not yet)
+  flowHash: u32;    // 68: conntrack key hash, when the first pass saw a routed TCP/UDP packet (0 = not)
 }
 
 export const META_SIZE: usize = offsetof<Meta>();
@@ -58,4 +59,5 @@ export function resetMeta(m: Meta, frame: usize, len: u32, port: u32): void {
   m.dstHash = 0;
   m.untagged = 0;
   m.retagged = 0;
+  m.flowHash = 0;
 }

@@ -21,6 +21,8 @@ import { l2learn } from "./nodes/l2learn";
 import { l2forward } from "./nodes/l2forward";
 import { l3input } from "./nodes/l3";
 import * as flow from "./tables/flow";
+import * as router from "./router";
+import { routedFlowHash } from "./nodes/ip4";
 import { loadMac, isGroupMac } from "./wire/bytes";
 import * as eth from "./wire/ethernet";
 
@@ -58,17 +60,29 @@ export function process(n: u32, now: f64): u32 {
     if (isGroupMac(dst)) m.flags |= FLAG_GROUP_DST;
     else m.dstHash = mac.hash(mac.key(dst, m.vlan), m.network);
     m.srcHash = mac.hash(mac.key(loadMac(m.frame + eth.SRC), m.vlan), m.network);
+    if (router.ifCount != 0 && !isGroupMac(dst)) m.flowHash = routedFlowHash(m, dst);
   }
 
+  let touched: u64 = 0;
   if (mac.slots > TOUCH_MIN_SLOTS) {
     // A tight loop of independent loads, so the out-of-order core keeps many misses in flight.
-    let touched: u64 = 0;
     for (let i: u32 = 0; i < n; i++) {
       let m = meta(i);
       touched ^= mac.touch(m.srcHash) ^ mac.touch(m.dstHash);
     }
-    store<u64>(sinkBase, touched);
   }
+  if (flow.idxSlots > TOUCH_MIN_SLOTS) {
+    // The same for routed packets' connections: their index slots, then the records those name.
+    for (let i: u32 = 0; i < n; i++) {
+      let h = meta(i).flowHash;
+      if (h) touched ^= flow.touch(h);
+    }
+    for (let i: u32 = 0; i < n; i++) {
+      let h = meta(i).flowHash;
+      if (h) touched ^= flow.touchRecord(h);
+    }
+  }
+  store<u64>(sinkBase, touched);
 
   for (let i: u32 = 0; i < n; i++) {
     let m = meta(i);

@@ -79,6 +79,7 @@ export interface NetplaneExports {
   ct_table(): number;
   ct_record_size(): number;
   ct_capacity(): number;
+  ct_index_slots(): number;
   ct_count(): number;
   ct_flush(zone: number): number;
   ct_state_count(): number;

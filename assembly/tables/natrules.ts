@@ -24,6 +24,9 @@ export const EXCEPTION_SIZE: usize = 8;
 export const MAPPING_SIZE: usize = 24;
 
 export let snatBase: usize = 0;
+// One past the highest slot ever set: the scans stop there instead of walking every slot.
+let snatHigh: u32 = 0;
+let exceptionHigh: u32 = 0;
 export let exceptionBase: usize = 0;
 export let mappingBase: usize = 0;
 export let mappingSlots: u32 = 0;
@@ -53,13 +56,13 @@ export function alloc(mappings: u32): void {
 // or 0 (no rule, or dst is an exception of the zone).
 export function findSnat(zone: u32, outIf: u32, src: u32, dst: u32): usize {
   let hit: usize = 0;
-  for (let i: u32 = 0; i < MAX_SNAT_RULES; i++) {
+  for (let i: u32 = 0; i < snatHigh; i++) {
     let r = snatRule(i);
     if (load<u8>(r, 3) == 0 || <u32>load<u16>(r) != zone || <u32>load<u16>(r, 8) != outIf) continue;
     if (inPrefix(src, load<u32>(r, 4), <u32>load<u8>(r, 2))) { hit = r; break; }
   }
   if (hit == 0) return 0;
-  for (let i: u32 = 0; i < MAX_EXCEPTIONS; i++) {
+  for (let i: u32 = 0; i < exceptionHigh; i++) {
     let e = exception(i);
     if (load<u8>(e, 3) == 0 || <u32>load<u16>(e) != zone) continue;
     if (inPrefix(dst, load<u32>(e, 4), <u32>load<u8>(e, 2))) return 0;
@@ -69,6 +72,7 @@ export function findSnat(zone: u32, outIf: u32, src: u32, dst: u32): usize {
 
 export function setSnat(i: u32, zone: u32, prefix: u32, len: u32, outIf: u32, portLo: u32, portHi: u32, ext: u32): void {
   let r = snatRule(i);
+  if (i >= snatHigh) snatHigh = i + 1;
   store<u16>(r, <u16>zone);
   store<u8>(r, <u8>len, 2);
   store<u8>(r, 1, 3);
@@ -81,6 +85,7 @@ export function setSnat(i: u32, zone: u32, prefix: u32, len: u32, outIf: u32, po
 
 export function setException(i: u32, zone: u32, prefix: u32, len: u32): void {
   let e = exception(i);
+  if (i >= exceptionHigh) exceptionHigh = i + 1;
   store<u16>(e, <u16>zone);
   store<u8>(e, <u8>len, 2);
   store<u8>(e, 1, 3);
