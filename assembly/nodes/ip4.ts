@@ -20,7 +20,7 @@ import * as eth from "../wire/ethernet";
 import { get16, set16, loadMac, storeMac } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import * as ct from "./ct";
-import { newConnection, LOCAL } from "./nat";
+import { newConnection, LOCAL, routedIface, routedNextHop } from "./nat";
 import { echoReply, sendError, quoted, rewriteQuoted, refreshIpChecksum, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
 import { arpRequest } from "./arp";
 import { l2forward, dstHash, NO_PORT } from "./l2forward";
@@ -80,10 +80,11 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
     drop(m.inPort, Reason.CtInvalidNew);
     return;
   }
-  let res = newConnection(ifIndex, zone, proto, src, dst, sport, dport, tcpFlags, now);
+  let res = newConnection(ifIndex, zone, proto, src, dst, sport, dport, tcpFlags, h, now);
   if (res >= 0) {
     let r = flow.rec(<u32>res);
     ct.update(r, proto, 0, tcpFlags, now);
+    prime(r, zone, ifIndex, loadMac(m.frame + eth.SRC), now);
     forward(m, f, r, 0, now);
     return;
   }
@@ -172,6 +173,22 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
   m.vlan = <u32>out.vlan;
   m.dstHash = dstHash(m);
   l2forward(m, now, NO_PORT);
+}
+
+// Fills a new connection's egress cache without looking anything up twice (VFP's transposition):
+// replies go back out of the interface the first packet came in by, to the MAC it came from; the
+// original direction goes where the route just chosen says, to its next hop's neighbour entry.
+function prime(r: usize, zone: u32, ifIn: u32, srcMac: u64, now: u32): void {
+  store<u16>(r, <u16>ifIn, 42);
+  store<u32>(r, <u32>srcMac, 50);
+  store<u16>(r, <u16>(srcMac >> 32), 54);
+  let n = neighbor.resolve(zone, 4, 0, <u64>routedNextHop, now);
+  if (n == 0) return; // forward() resolves (and asks ARP) under the epoch check
+  let mac = neighbor.entryMac(n);
+  store<u16>(r, <u16>routedIface, 40);
+  store<u32>(r, <u32>mac, 44);
+  store<u16>(r, <u16>(mac >> 32), 48);
+  store<u16>(r, <u16>(epoch & 0xffff), 30);
 }
 
 // Resolves both directions' egress interface and next-hop MAC under the current epoch. Returns false

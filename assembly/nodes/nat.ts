@@ -32,8 +32,12 @@ const TTL_DELTA: u32 = 0xfeff;
 // values are -Reason.
 export const LOCAL: i32 = -1;
 
+// The egress the new connection's route chose, for the caller to prime the connection's cache with.
+export let routedIface: u32 = 0;
+export let routedNextHop: u32 = 0;
+
 export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32,
-                              tcpFlags: u32, now: u32): i32 {
+                              tcpFlags: u32, origHash: u32, now: u32): i32 {
   let state = ct.initialState(proto, tcpFlags);
   if (state == ct.State.None) return -<i32>Reason.CtInvalidNew;
 
@@ -54,6 +58,9 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   if (rt == 0) return -<i32>Reason.NoRoute;
   if (lpm.routeFlags(rt) & lpm.ROUTE_BLACKHOLE) return -<i32>Reason.RouteBlackhole;
   let outIf = lpm.routeIface(rt);
+  routedIface = outIf;
+  routedNextHop = <u32>lpm.routeNextHopLo(rt);
+  if (routedNextHop == 0) routedNextHop = ndst;
 
   let nsrc = src, nsport = sport;
   let snat = false;
@@ -77,7 +84,10 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
     let port = pickPort(zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport);
     if (port < 0) return -<i32>Reason.NatPortExhausted;
     nsport = <u32>port;
+  } else {
+    pickedHash = flow.hashKey(zone, proto, ndst, nsrc, rSport, nsport);
   }
+  let replyHash = pickedHash;
 
   let ri = flow.take();
   if (ri < 0) {
@@ -117,12 +127,16 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   store<u16>(r, <u16>checksum.foldSum(proto == 1 ? pa : a + pa), 58);
   store<u16>(r, <u16>checksum.foldSum(b + TTL_DELTA), 60);
   store<u16>(r, <u16>checksum.foldSum(proto == 1 ? pb : b + pb), 62);
-  flow.commit(<u32>ri);
+  flow.commit(<u32>ri, origHash, replyHash);
   bump(Stat.CtCreated);
   return ri;
 }
 
-// A source port (or echo id) in [lo, hi] whose reply tuple (rsrc -> rdst, rsport -> port) is free.
+// The reply key hash of the port pickPort chose (or of the untranslated reply tuple).
+let pickedHash: u32 = 0;
+
+// A source port (or echo id) in [lo, hi] whose reply tuple (rsrc -> rdst, rsport -> port) is free;
+// leaves that tuple's hash in pickedHash.
 function pickPort(zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, want: u32, lo: u32, hi: u32,
                   src: u32, dst: u32, dport: u32): i32 {
   if (want >= lo && want <= hi && free(zone, proto, rsrc, rdst, rsport, want)) return <i32>want;
@@ -136,5 +150,6 @@ function pickPort(zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, want
 }
 
 @inline function free(zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, port: u32): bool {
-  return flow.lookup(flow.hashKey(zone, proto, rsrc, rdst, rsport, port), zone, proto, rsrc, rdst, rsport, port) == 0;
+  pickedHash = flow.hashKey(zone, proto, rsrc, rdst, rsport, port);
+  return flow.lookup(pickedHash, zone, proto, rsrc, rdst, rsport, port) == 0;
 }

@@ -152,12 +152,12 @@ export function giveBack(i: u32): void {
   freeHead = i + 1;
 }
 
-// Indexes a filled record under both its keys.
-export function commit(i: u32): void {
+// Indexes a filled record under both its keys, whose hashes the caller has already computed.
+export function commit(i: u32, origHash: u32, replyHash: u32): void {
   let r = rec(i);
   store<u8>(r, load<u8>(r, 28) | CT_IN_USE, 28);
-  insertKey(keyHashOf(r, 0), (i << 1) + 1);
-  insertKey(keyHashOf(r, 1), (i << 1) + 2);
+  insertKey(origHash, (i << 1) + 1);
+  insertKey(replyHash, (i << 1) + 2);
   count++;
 }
 
