@@ -331,9 +331,11 @@ export function iface_configure(i: u32, zone: u32, network: u32, vlan: u32, macH
   if (f.state != router.IF_FREE) {
     mac.remove(mac.key(f.mac, <u32>f.vlan), <u32>f.network);
     if (<u32>f.zone != zone && f.ipv4 != 0) lpm.remove(<u32>f.zone, 4, <u32>f.prefixLen4, 0, <u64>f.ipv4);
+    if (<u32>f.zone != zone && (f.ipv6a | f.ipv6b) != 0) lpm.remove(<u32>f.zone, 6, f.prefixLen6, f.ipv6a, f.ipv6b);
   }
   if (!mac.addStatic(mac.key(m, vlan), network, router.ROUTER_PORT + i, 0)) return Error.TableFull;
   let oldZone = <u32>f.zone, hadAddr = f.state != router.IF_FREE && f.ipv4 != 0;
+  let had6 = f.state != router.IF_FREE && (f.ipv6a | f.ipv6b) != 0;
   f.state = router.IF_UP;
   f.zone = <u16>zone;
   f.network = <u16>network;
@@ -343,6 +345,7 @@ export function iface_configure(i: u32, zone: u32, network: u32, vlan: u32, macH
   if (i >= router.ifCount) router.ifCount = i + 1;
   router.rebuildDomains();
   if (hadAddr && oldZone != zone) lpm.add(zone, 4, <u32>f.prefixLen4, 0, <u64>f.ipv4, i, 0, 0, 0, 0);
+  if (had6 && oldZone != zone) lpm.add(zone, 6, f.prefixLen6, f.ipv6a, f.ipv6b, i, 0, 0, 0, 0);
   router.bumpEpoch();
   return Error.Ok;
 }
@@ -365,12 +368,76 @@ export function iface_set_ipv4(i: u32, addr: u32, prefixLen: u32): i32 {
   return Error.Ok;
 }
 
+// IPv6 addresses cross the ABI as four u32 words, most significant first (2001:db8::1 is
+// 0x20010db8, 0, 0, 1).
+@inline function v6hi(a0: u32, a1: u32): u64 { return (<u64>a0 << 32) | <u64>a1; }
+@inline function v6lo(a2: u32, a3: u32): u64 { return (<u64>a2 << 32) | <u64>a3; }
+
+// Sets interface i's gateway IPv6 address and on-link prefix (all zero removes it), with its
+// connected route. The interface also answers for its link-local address (fe80:: + EUI-64 of its MAC).
+export function iface_set_ipv6(i: u32, a0: u32, a1: u32, a2: u32, a3: u32, prefixLen: u32): i32 {
+  let e = checkIface(i);
+  if (e) return e;
+  let hi = v6hi(a0, a1), lo = v6lo(a2, a3);
+  if (prefixLen > 128 || ((hi | lo) != 0 && prefixLen == 0)) return Error.BadPrefix;
+  let f = router.iface(i);
+  if ((f.ipv6a | f.ipv6b) != 0) lpm.remove(<u32>f.zone, 6, f.prefixLen6, f.ipv6a, f.ipv6b);
+  f.ipv6a = hi;
+  f.ipv6b = lo;
+  f.prefixLen6 = prefixLen;
+  if ((hi | lo) != 0 && !lpm.add(<u32>f.zone, 6, prefixLen, hi, lo, i, 0, 0, 0, 0)) {
+    f.ipv6a = 0;
+    f.ipv6b = 0;
+    return Error.TableFull;
+  }
+  router.bumpEpoch();
+  return Error.Ok;
+}
+
+export function route_add6(zone: u32, a0: u32, a1: u32, a2: u32, a3: u32, len: u32, ifIndex: u32,
+                           n0: u32, n1: u32, n2: u32, n3: u32, flags: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (checkZone(zone)) return Error.BadZone;
+  if (len > 128) return Error.BadPrefix;
+  if (flags & ~<u32>lpm.ROUTE_BLACKHOLE) return Error.BadArgument;
+  if (!(flags & lpm.ROUTE_BLACKHOLE) && checkIface(ifIndex)) return Error.BadInterface;
+  if (!lpm.add(zone, 6, len, v6hi(a0, a1), v6lo(a2, a3), ifIndex, v6hi(n0, n1), v6lo(n2, n3), flags, 0)) return Error.TableFull;
+  router.bumpEpoch();
+  return Error.Ok;
+}
+export function route_remove6(zone: u32, a0: u32, a1: u32, a2: u32, a3: u32, len: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (checkZone(zone)) return Error.BadZone;
+  if (len > 128) return Error.BadPrefix;
+  if (!lpm.remove(zone, 6, len, v6hi(a0, a1), v6lo(a2, a3))) return Error.NotFound;
+  router.bumpEpoch();
+  return Error.Ok;
+}
+export function neighbor_set6(zone: u32, a0: u32, a1: u32, a2: u32, a3: u32, macHi: u32, macLo: u32, ifIndex: u32, now: f64): i32 {
+  let e = checkIface(ifIndex);
+  if (e) return e;
+  if (checkZone(zone)) return Error.BadZone;
+  if (macHi > 0xffff) return Error.BadMac;
+  let m = macFromParts(macHi, macLo);
+  if (m & 1) return Error.BadMac;
+  return neighbor.update(zone, 6, v6hi(a0, a1), v6lo(a2, a3), m, ifIndex, neighbor.STATIC, <u32><u64>now) ? Error.Ok : Error.TableFull;
+}
+export function neighbor_remove6(zone: u32, a0: u32, a1: u32, a2: u32, a3: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (checkZone(zone)) return Error.BadZone;
+  return neighbor.remove(zone, 6, v6hi(a0, a1), v6lo(a2, a3)) ? Error.Ok : Error.NotFound;
+}
+
 export function iface_remove(i: u32): i32 {
   let e = checkIface(i);
   if (e) return e;
   let f = router.iface(i);
   mac.remove(mac.key(f.mac, <u32>f.vlan), <u32>f.network);
   if (f.ipv4 != 0) lpm.remove(<u32>f.zone, 4, <u32>f.prefixLen4, 0, <u64>f.ipv4);
+  if ((f.ipv6a | f.ipv6b) != 0) lpm.remove(<u32>f.zone, 6, f.prefixLen6, f.ipv6a, f.ipv6b);
   memory.fill(changetype<usize>(f), 0, router.IFACE_SIZE);
   router.rebuildDomains();
   router.bumpEpoch();

@@ -61,6 +61,11 @@ export interface NetplaneExports {
   iface_set_ipv4(i: number, addr: number, prefixLen: number): number;
   iface_remove(i: number): number;
   iface_record(i: number): number;
+  iface_set_ipv6(i: number, a0: number, a1: number, a2: number, a3: number, prefixLen: number): number;
+  route_add6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number, ifIndex: number, n0: number, n1: number, n2: number, n3: number, flags: number): number;
+  route_remove6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number): number;
+  neighbor_set6(zone: number, a0: number, a1: number, a2: number, a3: number, macHi: number, macLo: number, ifIndex: number, now: number): number;
+  neighbor_remove6(zone: number, a0: number, a1: number, a2: number, a3: number): number;
   route_add4(zone: number, prefix: number, len: number, ifIndex: number, nextHop: number, flags: number): number;
   route_remove4(zone: number, prefix: number, len: number): number;
   route_table(): number;

@@ -3,7 +3,7 @@
 // PortMapping) and the connection table. Every call validates all of its arguments before it changes
 // anything, and names the field it refuses.
 import { Dataplane, NetplaneError, ABI_ERRORS } from './dataplane.js';
-import { parseIPv4, parseMac, formatIPv4, formatMac } from './frames.js';
+import { parseIPv4, parseIPv6, parseMac, formatIPv4, formatIPv6, formatMac } from './frames.js';
 
 export interface InterfaceSpec {
   id?: number;              // 0-4095; the lowest free one when absent
@@ -12,12 +12,13 @@ export interface InterfaceSpec {
   vlan?: number;            // ... and VLAN (default 0)
   mac?: string;             // gateway MAC (default 02:6e:70:00:hi:lo from the id)
   address?: string;         // gateway address with on-link prefix, "10.0.0.1/24"
+  address6?: string;        // gateway IPv6 address with on-link prefix, "fd00::1/64"
   external?: boolean;       // the compartment's uplink: source NAT translates to its address
 }
 
 export interface RouteSpec {
   compartment?: number;
-  destination: string;      // "0.0.0.0/0"
+  destination: string;      // "0.0.0.0/0" or "::/0"
   interface?: number;       // egress interface (not for a blackhole)
   nextHop?: string;         // gateway on that interface; absent = on-link
   blackhole?: boolean;      // drop what matches, counted as route_blackhole
@@ -78,6 +79,32 @@ export function ipv4String(n: number): string {
   return formatIPv4(new Uint8Array([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]));
 }
 
+// An IPv6 address as the ABI takes it: four u32 words, most significant first.
+export function ipv6Words(s: string, field: string): [number, number, number, number] {
+  let b: Uint8Array;
+  try { b = parseIPv6(s); } catch (e) { throw new NetplaneError(field, (e as Error).message); }
+  const w = (i: number) => ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0;
+  return [w(0), w(4), w(8), w(12)];
+}
+
+export function parsePrefix6(s: string, field: string): [[number, number, number, number], number] {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
+  if (!m) throw new NetplaneError(field, `expected an IPv6 prefix like fd00::/64, got ${JSON.stringify(s)}`);
+  const len = Number(m[2]);
+  if (len > 128) throw new NetplaneError(field, `prefix length ${len} is over 128`);
+  return [ipv6Words(m[1], field), len];
+}
+
+const isV6 = (s: string) => s.includes(':');
+
+function ipv6String(hi: bigint, lo: bigint): string {
+  const b = new Uint8Array(16);
+  const d = new DataView(b.buffer);
+  d.setBigUint64(0, hi);
+  d.setBigUint64(8, lo);
+  return formatIPv6(b);
+}
+
 export function parsePrefix(s: string, field: string): [number, number] {
   const m = /^([^/]+)\/(\d{1,2})$/.exec(s);
   if (!m) throw new NetplaneError(field, `expected an IPv4 prefix like 10.0.0.0/24, got ${JSON.stringify(s)}`);
@@ -102,7 +129,7 @@ function macParts(s: string, field: string): [number, number] {
 }
 
 export class Router {
-  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address'>> & { address?: string }>();
+  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6'>> & { address?: string; address6?: string }>();
   private snatUsed = new Set<number>();
   private exceptionsUsed = new Set<number>();
 
@@ -124,16 +151,18 @@ export class Router {
     const [hi, lo] = macParts(mac, 'mac');
     const addr = spec.address !== undefined ? parsePrefix(spec.address, 'address') : undefined;
     if (addr && addr[1] === 0) throw new NetplaneError('address', 'an interface address needs an on-link prefix length of 1 to 32');
+    const addr6 = spec.address6 !== undefined ? parsePrefix6(spec.address6, 'address6') : undefined;
+    if (addr6 && addr6[1] === 0) throw new NetplaneError('address6', 'an interface address needs an on-link prefix length of 1 to 128');
     const x = this.dp.exports;
     abi('interface', x.iface_configure(id, compartment, spec.network, vlan, hi, lo, spec.external ? IF_EXTERNAL : 0));
-    if (addr) {
-      const e = x.iface_set_ipv4(id, addr[0], addr[1]);
-      if (e < 0) {
-        x.iface_remove(id);
-        abi('address', e);
-      }
-    }
-    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, address: spec.address });
+    const undo = (field: string, e: number) => {
+      if (e >= 0) return;
+      x.iface_remove(id);
+      abi(field, e);
+    };
+    if (addr) undo('address', x.iface_set_ipv4(id, addr[0], addr[1]));
+    if (addr6) undo('address6', x.iface_set_ipv6(id, ...addr6[0], addr6[1]));
+    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, address: spec.address, address6: spec.address6 });
     return id;
   }
 
@@ -146,7 +175,9 @@ export class Router {
   addRoute(r: RouteSpec): void {
     const c = r.compartment ?? 0;
     intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
-    const [prefix, len] = parsePrefix(r.destination, 'destination');
+    const v6 = isV6(r.destination);
+    const [prefix, len] = v6 ? [0, 0] : parsePrefix(r.destination, 'destination');
+    const p6 = v6 ? parsePrefix6(r.destination, 'destination') : undefined;
     let ifIndex = 0;
     if (!r.blackhole) {
       if (r.interface === undefined) throw new NetplaneError('interface', 'a route needs an egress interface (or blackhole: true)');
@@ -155,15 +186,27 @@ export class Router {
       if (f.compartment !== c) throw new NetplaneError('interface', `interface ${r.interface} is in compartment ${f.compartment}, not ${c}`);
       ifIndex = r.interface;
     }
+    const flags = r.blackhole ? ROUTE_BLACKHOLE : 0;
+    if (p6) {
+      const nh = r.nextHop !== undefined ? ipv6Words(r.nextHop, 'nextHop') : [0, 0, 0, 0];
+      abi('route', this.dp.exports.route_add6(c, ...p6[0], p6[1], ifIndex, nh[0], nh[1], nh[2], nh[3], flags));
+      return;
+    }
     const nh = r.nextHop !== undefined ? ipv4Number(r.nextHop, 'nextHop') : 0;
-    abi('route', this.dp.exports.route_add4(c, prefix, len, ifIndex, nh, r.blackhole ? ROUTE_BLACKHOLE : 0));
+    abi('route', this.dp.exports.route_add4(c, prefix, len, ifIndex, nh, flags));
   }
 
   removeRoute(r: { compartment?: number; destination: string }): boolean {
     const c = r.compartment ?? 0;
     intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
-    const [prefix, len] = parsePrefix(r.destination, 'destination');
-    const e = this.dp.exports.route_remove4(c, prefix, len);
+    let e: number;
+    if (isV6(r.destination)) {
+      const [w, len] = parsePrefix6(r.destination, 'destination');
+      e = this.dp.exports.route_remove6(c, ...w, len);
+    } else {
+      const [prefix, len] = parsePrefix(r.destination, 'destination');
+      e = this.dp.exports.route_remove4(c, prefix, len);
+    }
     if (e === -8) return false;
     abi('route', e);
     return true;
@@ -172,16 +215,21 @@ export class Router {
   setNeighbor(n: { compartment?: number; address: string; mac: string; interface: number }): void {
     const c = n.compartment ?? 0;
     intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
-    const a = ipv4Number(n.address, 'address');
+    const v6 = isV6(n.address);
+    const a = v6 ? 0 : ipv4Number(n.address, 'address');
+    const w = v6 ? ipv6Words(n.address, 'address') : undefined;
     const [hi, lo] = macParts(n.mac, 'mac');
     if (!this.interfaces.has(n.interface)) throw new NetplaneError('interface', `no interface ${n.interface}`);
-    abi('neighbor', this.dp.exports.neighbor_set4(c, a, hi, lo, n.interface, this.clock()));
+    if (w) abi('neighbor', this.dp.exports.neighbor_set6(c, ...w, hi, lo, n.interface, this.clock()));
+    else abi('neighbor', this.dp.exports.neighbor_set4(c, a, hi, lo, n.interface, this.clock()));
   }
 
   removeNeighbor(n: { compartment?: number; address: string }): boolean {
     const c = n.compartment ?? 0;
     intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
-    const e = this.dp.exports.neighbor_remove4(c, ipv4Number(n.address, 'address'));
+    const e = isV6(n.address)
+      ? this.dp.exports.neighbor_remove6(c, ...ipv6Words(n.address, 'address'))
+      : this.dp.exports.neighbor_remove4(c, ipv4Number(n.address, 'address'));
     if (e === -8) return false;
     abi('neighbor', e);
     return true;
@@ -317,10 +365,11 @@ export class Router {
     const out = [];
     for (let i = 0; i < n; i++) {
       const s = base + i * 32;
-      if (v.getUint8(s + 18) !== 4) continue;
+      const fam = v.getUint8(s + 18);
+      if (fam !== 4 && fam !== 6) continue;
       out.push({
         compartment: v.getUint16(s + 16, true),
-        address: ipv4String(Number(v.getBigUint64(s + 8, true))),
+        address: fam === 4 ? ipv4String(Number(v.getBigUint64(s + 8, true))) : ipv6String(v.getBigUint64(s, true), v.getBigUint64(s + 8, true)),
         mac: formatMac(dp.u8, s + 22),
         interface: v.getUint16(s + 20, true),
         static: v.getUint8(s + 19) === 2,

@@ -8,12 +8,17 @@ import { drop } from "../counters";
 import * as eth from "../wire/ethernet";
 import { arpInput } from "./arp";
 import { ip4input } from "./ip4";
+import { ip6input } from "./ip6";
 
 export function l3input(m: Meta, ifIndex: u32, now: u32): void {
   let f = iface(ifIndex);
   let group = (m.flags & FLAG_GROUP_DST) != 0;
   if (m.ethertype == eth.TYPE_ARP) {
     arpInput(m, ifIndex, now);
+    return;
+  }
+  if (m.ethertype == eth.TYPE_IPV6) {
+    ip6input(m, ifIndex, now);
     return;
   }
   if (group) return; // multicast the router has no use for: it was flooded, that is all

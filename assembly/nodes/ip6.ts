@@ -1,0 +1,262 @@
+// Stage: IPv6 at a router interface: neighbour discovery for the gateway addresses (RFC 4861), echo
+// replies from them, and forwarding by longest-prefix match with the hop limit decremented and the
+// MACs rewritten; an expired hop limit or a missing route gets an ICMPv6 error back (RFC 4443),
+// rate-limited like ICMPv4's.
+//
+// IPv6 is routed without connection tracking or NAT for now: each packet takes the LPM and neighbour
+// lookups (there is no header checksum to fix). Conntrack for IPv6 needs its own record layout (the
+// addresses alone are 64 bytes of tuple), and is left for the policy work that needs it.
+import { Reason } from "../reasons";
+import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT } from "../packet";
+import { iface, Iface, IF_UP, ifCount } from "../router";
+import * as lpm from "../tables/lpm";
+import * as neighbor from "../tables/neighbor";
+import * as ipv6 from "../wire/ipv6";
+import * as icmpv6 from "../wire/icmpv6";
+import * as eth from "../wire/ethernet";
+import * as checksum from "../wire/checksum";
+import { loadMac, storeMac, get8, set16 } from "../wire/bytes";
+import { drop, bump, Stat } from "../counters";
+import { icmpErrors, arpRequests } from "../ratelimit";
+import { newFrame, ethHeader, sendFromRouter, GENERATED_PORT } from "./output";
+import { l2forward, dstHash, NO_PORT } from "./l2forward";
+
+const ND_HOP_LIMIT: u32 = 255;
+const OPT_SOURCE_LLA: u32 = 1;
+const OPT_TARGET_LLA: u32 = 2;
+const NA_ROUTER: u32 = 0x80;
+const NA_SOLICITED: u32 = 0x40;
+const NA_OVERRIDE: u32 = 0x20;
+const MIN_MTU: u32 = 1280;
+
+// An IPv6 address as (hi, lo): bytes 0-7 and 8-15, big-endian numbers (tables/lpm.ts).
+@inline export function addrHi(p: usize): u64 { return bswap<u64>(load<u64>(p)); }
+@inline export function addrLo(p: usize): u64 { return bswap<u64>(load<u64>(p, 8)); }
+@inline function storeAddr(p: usize, hi: u64, lo: u64): void {
+  store<u64>(p, bswap<u64>(hi));
+  store<u64>(p, bswap<u64>(lo), 8);
+}
+
+// The link-local address of an interface (fe80::/64 with the modified EUI-64 of its MAC): the router
+// answers neighbour solicitations for it as well as for its configured address.
+@inline function linkLocalLo(mac: u64): u64 {
+  let b0 = (mac & 0xff) ^ 0x02, b1 = (mac >> 8) & 0xff, b2 = (mac >> 16) & 0xff;
+  let b3 = (mac >> 24) & 0xff, b4 = (mac >> 32) & 0xff, b5 = (mac >> 40) & 0xff;
+  return (b0 << 56) | (b1 << 48) | (b2 << 40) | (<u64>0xfffe << 24) | (b3 << 16) | (b4 << 8) | b5;
+}
+const LINK_LOCAL_HI: u64 = 0xfe80_0000_0000_0000;
+
+@inline function isOurs(f: Iface, hi: u64, lo: u64): bool {
+  if (hi == LINK_LOCAL_HI && lo == linkLocalLo(f.mac)) return true;
+  return (f.ipv6a | f.ipv6b) != 0 && hi == f.ipv6a && lo == f.ipv6b;
+}
+
+export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
+  let f = iface(ifIndex);
+  let ip = m.frame + m.l3;
+  let icmp = m.l4 != 0 && m.protocol == 58 ? m.frame + m.l4 : 0;
+  if (icmp != 0) {
+    let t = icmpv6.type(icmp);
+    if (t == icmpv6.NEIGHBOR_SOLICITATION || t == icmpv6.NEIGHBOR_ADVERTISEMENT) {
+      ndInput(m, f, ifIndex, ip, icmp, t, now);
+      return;
+    }
+  }
+  if (m.flags & FLAG_GROUP_DST) return; // other multicast: flooded, nothing for the router
+  if (f.state != IF_UP) return;
+  let dhi = addrHi(ip + ipv6.DST), dlo = addrLo(ip + ipv6.DST);
+  let zone = <u32>f.zone;
+  if (isRouterAddress6(zone, dhi, dlo)) {
+    if (icmp != 0 && icmpv6.type(icmp) == icmpv6.ECHO_REQUEST) echoReply6(m, f, ip, icmp, now);
+    else drop(m.inPort, Reason.LocalUnsupported);
+    return;
+  }
+  let hl = ipv6.hopLimit(ip);
+  if (hl <= 1) {
+    sendError6(m, f, icmpv6.TIME_EXCEEDED, 0, now);
+    drop(m.inPort, Reason.TtlExceeded);
+    return;
+  }
+  let rt = lpm.lookup6(zone, dhi, dlo);
+  if (rt == 0) {
+    sendError6(m, f, icmpv6.DEST_UNREACHABLE, 0, now);
+    drop(m.inPort, Reason.NoRoute);
+    return;
+  }
+  if (lpm.routeFlags(rt) & lpm.ROUTE_BLACKHOLE) {
+    drop(m.inPort, Reason.RouteBlackhole);
+    return;
+  }
+  let outIf = lpm.routeIface(rt);
+  let nhi = lpm.routeNextHopHi(rt), nlo = lpm.routeNextHopLo(rt);
+  if ((nhi | nlo) == 0) { nhi = dhi; nlo = dlo; }
+  let n = neighbor.resolve(zone, 6, nhi, nlo, now);
+  if (n == 0) {
+    solicit(outIf, nhi, nlo, now);
+    drop(m.inPort, Reason.NeighborUnresolved);
+    return;
+  }
+  let out = iface(outIf);
+  ipv6.setHopLimit(ip, hl - 1);
+  storeMac(m.frame + eth.DST, neighbor.entryMac(n));
+  storeMac(m.frame + eth.SRC, out.mac);
+  bump(Stat.Routed);
+  m.network = <u32>out.network;
+  m.vlan = <u32>out.vlan;
+  m.dstHash = dstHash(m);
+  l2forward(m, now, NO_PORT);
+}
+
+export function isRouterAddress6(zone: u32, hi: u64, lo: u64): bool {
+  for (let i: u32 = 0; i < ifCount; i++) {
+    let f = iface(i);
+    if (f.state == IF_UP && <u32>f.zone == zone && isOurs(f, hi, lo)) return true;
+  }
+  return false;
+}
+
+// Neighbour solicitations for a gateway address are answered; the sender's link-layer address from a
+// solicitation, or the target's from an advertisement, is learned.
+function ndInput(m: Meta, f: Iface, ifIndex: u32, ip: usize, icmp: usize, t: u32, now: u32): void {
+  let len = m.l4len;
+  if (len < 24 || ipv6.hopLimit(ip) != ND_HOP_LIMIT || f.state != IF_UP) return;
+  let thi = addrHi(icmp + 8), tlo = addrLo(icmp + 8);
+  let lla: u64 = 0;
+  let hasLla = false;
+  // Options: type, length in 8-byte units (0 is invalid: stop), data.
+  let o: u32 = 24;
+  while (o + 8 <= len) {
+    let ot = get8(icmp + o);
+    let ol = get8(icmp + o + 1) << 3;
+    if (ol == 0 || o + ol > len) break;
+    if ((t == icmpv6.NEIGHBOR_SOLICITATION && ot == OPT_SOURCE_LLA) || (t == icmpv6.NEIGHBOR_ADVERTISEMENT && ot == OPT_TARGET_LLA)) {
+      lla = loadMac(icmp + o + 2);
+      hasLla = true;
+    }
+    o += ol;
+  }
+  let zone = <u32>f.zone;
+  let shi = addrHi(ip + ipv6.SRC), slo = addrLo(ip + ipv6.SRC);
+  if (t == icmpv6.NEIGHBOR_ADVERTISEMENT) {
+    if (hasLla) neighbor.update(zone, 6, thi, tlo, lla, ifIndex, neighbor.LEARNED, now);
+    return;
+  }
+  if (!isOurs(f, thi, tlo)) return;
+  let unspecified = (shi | slo) == 0;
+  if (hasLla && !unspecified) neighbor.update(zone, 6, shi, slo, lla, ifIndex, neighbor.LEARNED, now);
+  // The advertisement: to the solicitor (or all nodes, for duplicate address detection).
+  let flen: u32 = 14 + 40 + 32;
+  let p = newFrame(flen, m.inPort);
+  if (p == 0) return;
+  let dstMac = unspecified ? <u64>0x0100_0000_3333 : loadMac(m.frame + eth.SRC);
+  ethHeader(p, dstMac, f, eth.TYPE_IPV6);
+  let o6 = p + 14;
+  ipv6Header(o6, 32, ND_HOP_LIMIT, thi, tlo, unspecified ? 0xff02_0000_0000_0000 : shi, unspecified ? 1 : slo);
+  let na = o6 + 40;
+  store<u64>(na, 0);
+  icmpv6.setType(na, icmpv6.NEIGHBOR_ADVERTISEMENT);
+  store<u8>(na + 4, <u8>(NA_ROUTER | NA_OVERRIDE | (unspecified ? 0 : NA_SOLICITED)));
+  storeAddr(na + 8, thi, tlo);
+  store<u8>(na + 24, <u8>OPT_TARGET_LLA);
+  store<u8>(na + 25, 1);
+  storeMac(na + 26, f.mac);
+  icmpv6.setChecksum(na, icmp6Checksum(o6, na, 32));
+  bump(Stat.ArpReplies);
+  sendFromRouter(p, flen, f, now);
+}
+
+// Sends a neighbour solicitation for (hi, lo) from interface ifIndex, to its solicited-node group.
+function solicit(ifIndex: u32, hi: u64, lo: u64, now: u32): void {
+  let f = iface(ifIndex);
+  if ((f.ipv6a | f.ipv6b) == 0) return;
+  if (!arpRequests.take(now)) {
+    bump(Stat.IcmpRateLimited);
+    return;
+  }
+  let flen: u32 = 14 + 40 + 32;
+  let p = newFrame(flen, GENERATED_PORT);
+  if (p == 0) return;
+  let low24 = lo & 0xff_ffff;
+  // 33:33:ff:xx:xx:xx, the solicited-node group's MAC, packed as tables/mac keys are.
+  let mac = <u64>0x3333 | (<u64>0xff << 16) | (((low24 >> 16) & 0xff) << 24) | (((low24 >> 8) & 0xff) << 32) | ((low24 & 0xff) << 40);
+  ethHeader(p, mac, f, eth.TYPE_IPV6);
+  let o6 = p + 14;
+  ipv6Header(o6, 32, ND_HOP_LIMIT, f.ipv6a, f.ipv6b, 0xff02_0000_0000_0000, 0x0000_0001_ff00_0000 | low24);
+  let ns = o6 + 40;
+  store<u64>(ns, 0);
+  icmpv6.setType(ns, icmpv6.NEIGHBOR_SOLICITATION);
+  storeAddr(ns + 8, hi, lo);
+  store<u8>(ns + 24, <u8>OPT_SOURCE_LLA);
+  store<u8>(ns + 25, 1);
+  storeMac(ns + 26, f.mac);
+  icmpv6.setChecksum(ns, icmp6Checksum(o6, ns, 32));
+  bump(Stat.ArpRequests);
+  sendFromRouter(p, flen, f, now);
+}
+
+function echoReply6(m: Meta, f: Iface, ip: usize, icmp: usize, now: u32): void {
+  let plen = m.len - m.l3;
+  let p = newFrame(14 + plen, m.inPort);
+  if (p == 0) return;
+  ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_IPV6);
+  let o6 = p + 14;
+  memory.copy(o6, ip, plen);
+  // Swap the addresses; the reply keeps the extension headers' layout, so the ICMPv6 offset is the same.
+  memory.copy(o6 + ipv6.DST, ip + ipv6.SRC, 16);
+  memory.copy(o6 + ipv6.SRC, ip + ipv6.DST, 16);
+  ipv6.setHopLimit(o6, 64);
+  let ic = o6 + (icmp - ip);
+  icmpv6.setType(ic, icmpv6.ECHO_REPLY);
+  icmpv6.setChecksum(ic, 0);
+  icmpv6.setChecksum(ic, icmp6Checksum(o6, ic, m.l4len));
+  bump(Stat.EchoReplies);
+  sendFromRouter(p, 14 + plen, f, now);
+}
+
+// An ICMPv6 error about packet m back to its source, from the interface's address, quoting as much of
+// the packet as fits in the minimum MTU (RFC 4443 §2.4), never about an ICMPv6 error or a multicast.
+function sendError6(m: Meta, f: Iface, type: u32, code: u32, now: u32): void {
+  let ip = m.frame + m.l3;
+  if ((f.ipv6a | f.ipv6b) == 0 || (m.flags & FLAG_LATER_FRAGMENT)) return;
+  let shi = addrHi(ip + ipv6.SRC), slo = addrLo(ip + ipv6.SRC);
+  if ((shi | slo) == 0 || (shi >> 56) == 0xff) return;
+  if (m.l4 != 0 && m.protocol == 58 && icmpv6.isError(icmpv6.type(m.frame + m.l4))) return;
+  if (!icmpErrors.take(now)) {
+    bump(Stat.IcmpRateLimited);
+    return;
+  }
+  let quoted = m.len - m.l3;
+  if (quoted > MIN_MTU - 48) quoted = MIN_MTU - 48;
+  let flen = 14 + 40 + 8 + quoted;
+  let p = newFrame(flen, m.inPort);
+  if (p == 0) return;
+  ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_IPV6);
+  let o6 = p + 14;
+  ipv6Header(o6, 8 + quoted, 64, f.ipv6a, f.ipv6b, shi, slo);
+  let ic = o6 + 40;
+  store<u64>(ic, 0);
+  icmpv6.setType(ic, type);
+  store<u8>(ic + 1, <u8>code);
+  memory.copy(ic + 8, ip, quoted);
+  icmpv6.setChecksum(ic, icmp6Checksum(o6, ic, 8 + quoted));
+  bump(Stat.IcmpErrors);
+  sendFromRouter(p, flen, f, now);
+}
+
+function ipv6Header(o: usize, payloadLen: u32, hopLimit: u32, shi: u64, slo: u64, dhi: u64, dlo: u64): void {
+  store<u32>(o, 0x60); // version 6, traffic class 0, flow label 0 (first byte 0x60 in memory)
+  ipv6.setPayloadLength(o, payloadLen);
+  store<u8>(o + ipv6.NEXT_HEADER, 58);
+  ipv6.setHopLimit(o, hopLimit);
+  storeAddr(o + ipv6.SRC, shi, slo);
+  storeAddr(o + ipv6.DST, dhi, dlo);
+}
+
+// The ICMPv6 checksum: the message plus the pseudo-header (addresses, upper-layer length, next header).
+function icmp6Checksum(ip: usize, icmp: usize, len: u32): u32 {
+  set16(icmp + icmpv6.CHECKSUM, 0);
+  let s = checksum.sum(ip + ipv6.SRC, 32);
+  s += <u64>len + 58;
+  s = checksum.sum(icmp, len, s);
+  return checksum.fold(s);
+}
