@@ -30,6 +30,7 @@ export class Meta {
   untagged: usize;  // 60: the untagged variant of the frame in tx memory, once built (0 = not yet)
   retagged: usize;  // 64: the variant tagged with `vlan`, once built (0 = not yet)
   flowHash: u32;    // 68: conntrack key hash, when the first pass saw a routed TCP/UDP packet (0 = not)
+  toRouter: u32;    // 72: router interface + 1 when the first pass saw it addressed to its gateway MAC
 }
 
 export const META_SIZE: usize = offsetof<Meta>();
@@ -60,4 +61,5 @@ export function resetMeta(m: Meta, frame: usize, len: u32, port: u32): void {
   m.untagged = 0;
   m.retagged = 0;
   m.flowHash = 0;
+  m.toRouter = 0;
 }

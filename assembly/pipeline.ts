@@ -68,7 +68,7 @@ export function process(n: u32, now: f64): u32 {
     // A tight loop of independent loads, so the out-of-order core keeps many misses in flight.
     for (let i: u32 = 0; i < n; i++) {
       let m = meta(i);
-      touched ^= mac.touch(m.srcHash) ^ mac.touch(m.dstHash);
+      touched ^= mac.touch(m.srcHash) ^ (m.toRouter ? 0 : mac.touch(m.dstHash));
     }
   }
   if (flow.idxSlots > TOUCH_MIN_SLOTS) {
@@ -93,7 +93,8 @@ export function process(n: u32, now: f64): u32 {
       drop(m.inPort, r);
       continue;
     }
-    let r3 = l2forward(m, t, m.inPort);
+    // A frame the first pass already found addressed to a gateway MAC skips the L2 lookup.
+    let r3 = m.toRouter != 0 ? m.toRouter : l2forward(m, t, m.inPort);
     if (r3 != 0) l3input(m, r3 - 1, t);
   }
 

@@ -82,7 +82,8 @@ function push(dp: Dataplane, frames: Uint8Array[], port: number[], now: number, 
   return sent;
 }
 
-function establishedCase(flows: number): BenchRecord {
+// Builds the host, opens `flows` connections and returns the function that moves one batch.
+export function establishedSetup(flows: number): () => void {
   const dp = natHost(flows);
   // Open every connection: SYN out, learn its NAT port from what leaves, SYN-ACK in, ACK out.
   const syn: Uint8Array[] = [], natPorts: number[] = [];
@@ -116,6 +117,11 @@ function establishedCase(flows: number): BenchRecord {
     if (tx !== BATCH) throw new Error(`expected ${BATCH} frames routed, got ${tx}`);
     k = k + 1 === batches ? 0 : k + 1;
   };
+  return run;
+}
+
+function establishedCase(flows: number): BenchRecord {
+  const run = establishedSetup(flows);
   const label = flows >= 1 << 20 ? `${Math.round(flows / (1 << 20))}M` : `${Math.round(flows / 1000)}k`;
   const mpps = measure(`nat established, ${label} connections`, BATCH, run);
   return { name: `nat-established-${label}`, mpps: round(mpps), entries: flows };

@@ -9,7 +9,7 @@
 // ports to find its connection by, and translating some fragments but not others would be worse.
 import { Reason } from "../reasons";
 import { Meta, FLAG_FRAGMENT } from "../packet";
-import { iface, Iface, epoch, ifaceOfDomain } from "../router";
+import { iface, Iface, epoch, ifaceOfDomain, IF_UP } from "../router";
 import * as flow from "../tables/flow";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
@@ -101,12 +101,15 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
 // For the first pass of a batch: the conntrack hash of a TCP or UDP packet addressed to the gateway
 // MAC of its domain's router interface (0 for anything else), so the batch can touch its connection
 // before it is processed. ip4input uses it instead of hashing again.
+// Also records in m.toRouter that the frame is for the router, so forwarding need not look the gateway
+// MAC up again.
 export function routedFlowHash(m: Meta, dstMac: u64): u32 {
   if (m.ethertype != eth.TYPE_IPV4 || m.l4 == 0 || (m.protocol != 6 && m.protocol != 17)) return 0;
   let i = ifaceOfDomain(m.network, m.vlan);
   if (i < 0) return 0;
   let f = iface(<u32>i);
-  if (f.mac != dstMac) return 0;
+  if (f.mac != dstMac || f.state != IF_UP) return 0;
+  m.toRouter = <u32>i + 1;
   let ip = m.frame + m.l3;
   let l4 = m.frame + m.l4;
   return flow.hashKey(<u32>f.zone, m.protocol, ipv4.src(ip), ipv4.dst(ip), get16(l4), get16(l4 + 2));
