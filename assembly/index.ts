@@ -21,6 +21,7 @@ import * as lpm from "./tables/lpm";
 import * as neighbor from "./tables/neighbor";
 import * as flow from "./tables/flow";
 import * as natrules from "./tables/natrules";
+import * as eim from "./tables/eim";
 import * as ct from "./nodes/ct";
 import { icmpErrors, arpRequests, initBuckets } from "./ratelimit";
 
@@ -297,6 +298,7 @@ export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32
   lpm.alloc(routes);
   neighbor.alloc(neighbors);
   flow.alloc(conns);
+  eim.alloc(conns, natrules.MAX_SNAT_RULES);
   natrules.alloc(mappings);
   ct.allocTimeouts();
   initBuckets();
@@ -495,15 +497,18 @@ export function neighbor_set_reachable(ms: u32): i32 {
 }
 
 // SNAT rule slot i (0 .. 255): traffic of `zone` from prefix/len leaving through interface ifIndex takes
-// address ext (0 = the interface's address) and a port in [portLo, portHi].
-export function snat_set(i: u32, zone: u32, prefix: u32, len: u32, ifIndex: u32, ext: u32, portLo: u32, portHi: u32): i32 {
+// address ext (0 = the interface's address) and a port in [portLo, portHi]. flags: 1 endpoint-
+// independent mapping (RFC 4787): an internal endpoint keeps one external port for every destination.
+export function snat_set(i: u32, zone: u32, prefix: u32, len: u32, ifIndex: u32, ext: u32, portLo: u32, portHi: u32, flags: u32): i32 {
   let e = checkIface(ifIndex);
   if (e) return e;
   if (i >= natrules.MAX_SNAT_RULES) return Error.BadArgument;
   if (checkZone(zone)) return Error.BadZone;
   if (len > 32) return Error.BadPrefix;
   if (portLo == 0 || portLo > portHi || portHi > 65535) return Error.BadArgument;
-  natrules.setSnat(i, zone, prefix, len, ifIndex, portLo, portHi, ext);
+  if (flags & ~<u32>natrules.SNAT_EIM) return Error.BadArgument;
+  if (flags & natrules.SNAT_EIM) eim.prepareRule(i);
+  natrules.setSnat(i, zone, prefix, len, ifIndex, portLo, portHi, ext, flags);
   return Error.Ok;
 }
 export function snat_clear(i: u32): i32 {

@@ -36,7 +36,7 @@ function natHost(conns: number) {
   ok(x.iface_configure(1, 0, 2, 0, macHi(GW_OUT), macLo(GW_OUT), 1), 'if 1');
   ok(x.iface_set_ipv4(1, ip('192.168.1.1'), 24), 'if 1 addr');
   ok(x.route_add4(0, 0, 0, 1, ip('192.168.1.254'), 0), 'default route');
-  ok(x.snat_set(0, 0, ip('10.0.0.0'), 8, 1, 0, 1024, 65535), 'snat');
+  ok(x.snat_set(0, 0, ip('10.0.0.0'), 8, 1, 0, 1024, 65535, 0), 'snat');
   ok(x.neighbor_set4(0, ip('192.168.1.254'), macHi(R_MAC), macLo(R_MAC), 1, 0), 'neighbor R');
   for (let h = 0; h < HOSTS; h++) ok(x.neighbor_set4(0, ip(hostIp(h)), macHi(hostMac(h)), macLo(hostMac(h)), 0, 0), 'neighbor host');
   return dp;

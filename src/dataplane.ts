@@ -75,7 +75,7 @@ export interface NetplaneExports {
   neighbor_table(): number;
   neighbor_slots(): number;
   neighbor_set_reachable(ms: number): number;
-  snat_set(i: number, zone: number, prefix: number, len: number, ifIndex: number, ext: number, portLo: number, portHi: number): number;
+  snat_set(i: number, zone: number, prefix: number, len: number, ifIndex: number, ext: number, portLo: number, portHi: number, flags: number): number;
   snat_clear(i: number): number;
   snat_exception_set(i: number, zone: number, prefix: number, len: number): number;
   snat_exception_clear(i: number): number;

@@ -31,6 +31,7 @@ export interface SourceNatSpec {
   interface: number;        // the external interface traffic leaves through
   address?: string;         // external address (default: the interface's address)
   ports?: [number, number]; // port range (default [1024, 65535])
+  endpointIndependent?: boolean; // RFC 4787 endpoint-independent mapping: one external port per internal endpoint
 }
 
 export interface PortMappingSpec {
@@ -249,7 +250,7 @@ export class Router {
     const [plo, phi] = r.ports ?? [1024, 65535];
     intIn('ports[0]', plo, 1, 65535);
     intIn('ports[1]', phi, plo, 65535);
-    abi('sourceNat', this.dp.exports.snat_set(id, c, prefix, len, r.interface, ext, plo, phi));
+    abi('sourceNat', this.dp.exports.snat_set(id, c, prefix, len, r.interface, ext, plo, phi, r.endpointIndependent ? 1 : 0));
     this.snatUsed.add(id);
     return id;
   }

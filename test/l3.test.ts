@@ -281,6 +281,39 @@ test('port exhaustion is a counted drop; ports are reused towards other destinat
   assert.ok(p4 === 5000 || p4 === 5001);
 });
 
+test('endpoint-independent mapping: one external port per internal endpoint, whatever the destination', () => {
+  for (const eim of [false, true]) {
+    const { send, rt } = host();
+    rt.removeSourceNat(0);
+    rt.addSourceNat({ source: '10.0.0.0/24', interface: 1, endpointIndependent: eim });
+    const out = (src: typeof A, dst: string) => frame(src.mac, GW0.mac, v4(src.ip, dst, udp({ srcPort: 40000, dstPort: 3478, payload })));
+    const port = (f: Uint8Array) => dissect(f).udp!.srcPort;
+    assert.is(port(only(send(0, out(A, '1.1.1.1')), 2)), 40000, 'A keeps its port towards D1');
+    const b = port(only(send(1, out(B, '2.2.2.2')), 2));
+    const a2 = port(only(send(0, out(A, '2.2.2.2')), 2));
+    if (eim) {
+      assert.is.not(b, 40000, 'B may not take the port A\'s mapping owns');
+      assert.is(a2, 40000, 'A has the same external port towards D2');
+    } else {
+      assert.is(b, 40000, 'endpoint-dependent: 40000 is free towards D2');
+      assert.is.not(a2, 40000, 'endpoint-dependent: towards D2 A needs another port');
+    }
+  }
+});
+
+test('endpoint-independent mapping is released with its last connection', () => {
+  const { send, rt } = host();
+  rt.removeSourceNat(0);
+  rt.addSourceNat({ source: '10.0.0.0/24', interface: 1, endpointIndependent: true });
+  const out = (src: typeof A, dst: string) => frame(src.mac, GW0.mac, v4(src.ip, dst, udp({ srcPort: 40000, dstPort: 3478, payload })));
+  send(0, out(A, '1.1.1.1'));
+  send(0, out(A, '2.2.2.2'));
+  assert.ok(rt.connections().every((c) => c.reply.dport === 40000));
+  assert.is(rt.flushConnections(), 2);
+  // With A's mapping gone, B can have port 40000.
+  assert.is(dissect(only(send(1, out(B, '3.3.3.3')), 2)).udp!.srcPort, 40000);
+});
+
 test('NAT exceptions: destinations in an exception leave untranslated', () => {
   const { send, rt } = host();
   rt.addNatException({ destination: '192.168.0.0/16' });

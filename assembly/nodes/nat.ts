@@ -11,12 +11,14 @@
 // Port choice (as OVS's conntrack NAT): the original source port if it is in the range and its reply
 // tuple is free, else the first free one probing the range from a hash of the tuple; a tuple is free
 // when the connection table has no key for it, so a port is reused towards different destinations
-// (endpoint-dependent mapping, RFC 4787 §4.1), and exhaustion is only per destination.
+// (endpoint-dependent mapping, RFC 4787 §4.1), and exhaustion is only per destination. A rule with
+// endpoint-independent mapping instead keeps one external port per internal endpoint (tables/eim.ts).
 import { Reason } from "../reasons";
 import { iface, IF_EXTERNAL, isRouterAddressV4 } from "../router";
 import * as flow from "../tables/flow";
 import * as lpm from "../tables/lpm";
 import * as natrules from "../tables/natrules";
+import * as eim from "../tables/eim";
 import * as checksum from "../wire/checksum";
 import * as ct from "./ct";
 import { bump, Stat } from "../counters";
@@ -66,12 +68,14 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   let snat = false;
   let lo = DEFAULT_PORT_LO, hi = DEFAULT_PORT_HI;
   let rule = natrules.findSnat(zone, outIf, src, ndst);
+  let eimRule: i32 = -1;
   if (rule != 0) {
     let ext = load<u32>(rule, 16);
     nsrc = ext != 0 ? ext : iface(outIf).ipv4;
     lo = <u32>load<u16>(rule, 10);
     hi = <u32>load<u16>(rule, 12);
     snat = true;
+    if (load<u16>(rule, 14) & natrules.SNAT_EIM) eimRule = <i32>((rule - natrules.snatBase) / natrules.SNAT_SIZE);
   } else if (dnat && outIf == ifIn && (iface(ifIn).flags & IF_EXTERNAL) == 0) {
     nsrc = iface(outIf).ipv4;
     snat = true;
@@ -80,8 +84,21 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   // The reply tuple: (ndst -> nsrc, ndport -> nsport); for echo the id travels as the reply's
   // destination "port" (see nodes/ip4.ts).
   let rSport = proto == 1 ? 0 : ndport;
-  if (snat) {
-    let port = pickPort(zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport);
+  let mapping: usize = 0;
+  if (eimRule >= 0) {
+    // Endpoint-independent: the endpoint's existing mapping, or a port no other mapping owns.
+    mapping = eim.find(zone, proto, src, sport, nsrc);
+    let port: i32 = -1;
+    if (mapping != 0) {
+      let p = eim.externalPort(mapping);
+      if (free(zone, proto, ndst, nsrc, rSport, p)) port = <i32>p;
+    } else {
+      port = pickPort(eimRule, zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport);
+    }
+    if (port < 0) return -<i32>Reason.NatPortExhausted;
+    nsport = <u32>port;
+  } else if (snat) {
+    let port = pickPort(-1, zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport);
     if (port < 0) return -<i32>Reason.NatPortExhausted;
     nsport = <u32>port;
   } else {
@@ -95,6 +112,13 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
     bump(Stat.CtEarlyDrop);
     ri = flow.take();
   }
+  if (eimRule >= 0) {
+    if (mapping != 0) eim.ref(mapping);
+    else if (!eim.add(zone, proto, src, sport, nsrc, nsport, <u32>eimRule)) {
+      flow.giveBack(<u32>ri);
+      return -<i32>Reason.NatPortExhausted;
+    }
+  }
   let r = flow.rec(<u32>ri);
   store<u32>(r, src);
   store<u32>(r, dst, 4);
@@ -107,7 +131,7 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   store<u16>(r, <u16>zone, 24);
   store<u8>(r, <u8>proto, 26);
   store<u8>(r, <u8>state, 27);
-  store<u8>(r, (snat ? flow.CT_SNAT : 0) | (dnat ? flow.CT_DNAT : 0), 28);
+  store<u8>(r, (snat ? flow.CT_SNAT : 0) | (dnat ? flow.CT_DNAT : 0) | (eimRule >= 0 ? flow.CT_EIM : 0), 28);
   store<u32>(r, now, 32);
   store<u32>(r, now + ct.timeout(state), 36);
   store<u32>(r, now, 88);
@@ -132,22 +156,27 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   return ri;
 }
 
-// The reply key hash of the port pickPort chose (or of the untranslated reply tuple).
-let pickedHash: u32 = 0;
-
-// A source port (or echo id) in [lo, hi] whose reply tuple (rsrc -> rdst, rsport -> port) is free;
-// leaves that tuple's hash in pickedHash.
-function pickPort(zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, want: u32, lo: u32, hi: u32,
+// A source port (or echo id) in [lo, hi] whose reply tuple (rsrc -> rdst, rsport -> port) is free and,
+// for an endpoint-independent rule (rule >= 0), that no other mapping owns; leaves that tuple's hash in
+// pickedHash.
+function pickPort(rule: i32, zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, want: u32, lo: u32, hi: u32,
                   src: u32, dst: u32, dport: u32): i32 {
-  if (want >= lo && want <= hi && free(zone, proto, rsrc, rdst, rsport, want)) return <i32>want;
+  if (want >= lo && want <= hi && usable(rule, zone, proto, rsrc, rdst, rsport, want)) return <i32>want;
   let range = hi - lo + 1;
   let start = flow.hashKey(zone, proto, src, dst, want, dport) % range;
   for (let n: u32 = 0; n < range; n++) {
     let port = lo + (start + n) % range;
-    if (free(zone, proto, rsrc, rdst, rsport, port)) return <i32>port;
+    if (usable(rule, zone, proto, rsrc, rdst, rsport, port)) return <i32>port;
   }
   return -1;
 }
+
+@inline function usable(rule: i32, zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, port: u32): bool {
+  return (rule < 0 || !eim.owned(<u32>rule, proto, port)) && free(zone, proto, rsrc, rdst, rsport, port);
+}
+
+// The reply key hash of the port pickPort chose (or of the untranslated reply tuple).
+let pickedHash: u32 = 0;
 
 @inline function free(zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, port: u32): bool {
   pickedHash = flow.hashKey(zone, proto, rsrc, rdst, rsport, port);

@@ -24,6 +24,7 @@
 //   64 u32 orig packets    68 u32 reply packets  72 u64 orig bytes      80 u64 reply bytes
 //   88 u32 created (ms)    92 u32 policy generation (free records: next free record + 1)
 import { mix64, nextPow2 } from "./hash";
+import * as eim from "./eim";
 
 export const RECORD_SIZE: usize = 96;
 
@@ -33,6 +34,7 @@ export const CT_SNAT: u8 = 2;
 export const CT_DNAT: u8 = 4;
 export const CT_SEEN_REPLY: u8 = 8;
 export const CT_ASSURED: u8 = 16;   // established both ways: never early-dropped
+export const CT_EIM: u8 = 32;       // its source NAT holds an endpoint-independent mapping
 
 export let recBase: usize = 0;
 export let capacity: u32 = 0;
@@ -167,6 +169,9 @@ export function release(i: u32): void {
   if ((load<u8>(r, 28) & CT_IN_USE) == 0) return;
   removeKey(keyHashOf(r, 0), (i << 1) + 1);
   removeKey(keyHashOf(r, 1), (i << 1) + 2);
+  if (load<u8>(r, 28) & CT_EIM) {
+    eim.unref(<u32>load<u16>(r, 24), <u32>load<u8>(r, 26), load<u32>(r), <u32>load<u16>(r, 8), load<u32>(r, 16));
+  }
   giveBack(i);
   count--;
 }

@@ -14,9 +14,10 @@ export const MAX_SNAT_RULES: u32 = 256;
 export const MAX_EXCEPTIONS: u32 = 1024;
 
 // SNAT rule (24 bytes): 0 u16 zone, 2 u8 prefix length, 3 u8 in use, 4 u32 source prefix,
-// 8 u16 external interface, 10 u16 port low, 12 u16 port high, 14 u16 reserved, 16 u32 external
-// address (0 = the external interface's address), 20 u32 reserved.
+// 8 u16 external interface, 10 u16 port low, 12 u16 port high, 14 u16 flags (SNAT_EIM), 16 u32
+// external address (0 = the external interface's address), 20 u32 reserved.
 export const SNAT_SIZE: usize = 24;
+export const SNAT_EIM: u16 = 1;   // endpoint-independent mapping (tables/eim.ts)
 // Exception (8 bytes): 0 u16 zone, 2 u8 prefix length, 3 u8 in use, 4 u32 destination prefix.
 export const EXCEPTION_SIZE: usize = 8;
 // Port mapping (24 bytes): 0 u16 zone, 2 u8 protocol, 3 u8 in use, 4 u16 external port,
@@ -70,8 +71,9 @@ export function findSnat(zone: u32, outIf: u32, src: u32, dst: u32): usize {
   return hit;
 }
 
-export function setSnat(i: u32, zone: u32, prefix: u32, len: u32, outIf: u32, portLo: u32, portHi: u32, ext: u32): void {
+export function setSnat(i: u32, zone: u32, prefix: u32, len: u32, outIf: u32, portLo: u32, portHi: u32, ext: u32, flags: u32): void {
   let r = snatRule(i);
+  store<u16>(r, <u16>flags, 14);
   if (i >= snatHigh) snatHigh = i + 1;
   store<u16>(r, <u16>zone);
   store<u8>(r, <u8>len, 2);
