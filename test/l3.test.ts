@@ -197,12 +197,13 @@ test('an ICMP error about a NATed datagram is translated, quoted header and all 
 });
 
 test('TTL expiry: time exceeded from the gateway quotes the packet; counted', () => {
-  const { send, sw } = host();
+  const { send, sw, rt } = host();
   const pkt = frame(A.mac, GW0.mac, v4(A.ip, '8.8.8.8', udp({ srcPort: 40000, dstPort: 53, payload }), 1));
   const f = only(send(0, pkt), 0);
   assert.equal(f, frame(GW0.mac, A.mac, v4(GW0.ip, A.ip, icmp({ type: 11, code: 0, payload: pkt.subarray(14) }))));
   assert.is(sw.counters().drops.ttl_exceeded, 1);
   assert.is(sw.counters().stats.icmp_errors, 1);
+  assert.is(rt.connections().length, 0, 'a packet that expired leaves no connection behind');
 });
 
 test('no route: destination unreachable (net) and a counted drop; errors are rate-limited', () => {

@@ -9,7 +9,7 @@
 // ports to find its connection by, and translating some fragments but not others would be worse.
 import { Reason } from "../reasons";
 import { Meta, FLAG_FRAGMENT } from "../packet";
-import { iface, Iface, epoch, ifaceOfDomain, IF_UP } from "../router";
+import { iface, Iface, epoch, ifaceOfDomain, IF_UP, isRouterAddressV4 } from "../router";
 import * as flow from "../tables/flow";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
@@ -78,6 +78,13 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   // Only echo requests start an ICMP connection; a stray reply or other message has nothing to match.
   if (proto == 1 && sport == 0) {
     drop(m.inPort, Reason.CtInvalidNew);
+    return;
+  }
+  // A packet that could not leave anyway must not leave a connection behind (as Linux confirms a
+  // connection only once its first packet is sent).
+  if (ipv4.ttl(ip) <= 1 && !isRouterAddressV4(zone, dst)) {
+    sendError(m, f, icmpw.TIME_EXCEEDED, 0, now);
+    drop(m.inPort, Reason.TtlExceeded);
     return;
   }
   let res = newConnection(ifIndex, zone, proto, src, dst, sport, dport, tcpFlags, h, now);
