@@ -7,7 +7,7 @@
 //
 // Mapping record (24 bytes): 0 u32 internal address, 4 u32 external address, 8 u16 internal port,
 // 10 u16 external port, 12 u16 zone, 14 u8 protocol, 15 u8 in use, 16 u32 connections, 20 u32 rule.
-import { hash3, nextPow2 } from "./hash";
+import { hash3, nextPow2, eraseAt } from "./hash";
 
 const RECORD_SIZE: usize = 24;
 const BITMAP_BYTES: usize = 8192; // 65536 ports
@@ -57,6 +57,11 @@ export function prepareRule(r: u32): void {
   return hash3((<u64>zone << 32) | (<u64>proto << 16) | <u64>intPort, <u64>intAddr, <u64>extAddr ^ 0x65696d);
 }
 
+function used(s: usize): bool { return load<u8>(s, 15) != 0; }
+function home(s: usize): u32 {
+  return keyHash(<u32>load<u16>(s, 12), <u32>load<u8>(s, 14), load<u32>(s), <u32>load<u16>(s, 8), load<u32>(s, 4));
+}
+
 // The mapping of an internal endpoint towards an external address, or 0.
 export function find(zone: u32, proto: u32, intAddr: u32, intPort: u32, extAddr: u32): usize {
   let i = keyHash(zone, proto, intAddr, intPort, extAddr) & mask;
@@ -102,19 +107,6 @@ export function unref(zone: u32, proto: u32, intAddr: u32, intPort: u32, extAddr
     return;
   }
   setOwned(load<u32>(s, 20), proto, <u32>load<u16>(s, 10), false);
-  let i = <u32>((s - base) / RECORD_SIZE);
-  let j = i;
-  while (true) {
-    j = (j + 1) & mask;
-    let sj = slot(j);
-    if (load<u8>(sj, 15) == 0) break;
-    let home = keyHash(<u32>load<u16>(sj, 12), <u32>load<u8>(sj, 14), load<u32>(sj), <u32>load<u16>(sj, 8), load<u32>(sj, 4)) & mask;
-    let stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!stays) {
-      memory.copy(slot(i), sj, RECORD_SIZE);
-      i = j;
-    }
-  }
-  memory.fill(slot(i), 0, RECORD_SIZE);
+  eraseAt(base, RECORD_SIZE, mask, <u32>((s - base) / RECORD_SIZE), used, home);
   count--;
 }

@@ -23,7 +23,7 @@
 //   60 u16 reply IP checksum delta   62 u16 reply L4 checksum delta
 //   64 u32 orig packets    68 u32 reply packets  72 u64 orig bytes      80 u64 reply bytes
 //   88 u32 created (ms)    92 u32 policy generation (free records: next free record + 1)
-import { mix64, nextPow2 } from "./hash";
+import { mix64, nextPow2, eraseAt } from "./hash";
 import * as eim from "./eim";
 
 export const RECORD_SIZE: usize = 96;
@@ -116,21 +116,12 @@ function removeKey(h: u32, v: u32): void {
     if (<u32>(e >> 32) == v) break;
     i = (i + 1) & idxMask;
   }
-  // Backward-shift deletion.
-  let j = i;
-  while (true) {
-    j = (j + 1) & idxMask;
-    let e = load<u64>(idxBase + (<usize>j << 3));
-    if (e == 0) break;
-    let home = <u32>e & idxMask;
-    let stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!stays) {
-      store<u64>(idxBase + (<usize>i << 3), e);
-      i = j;
-    }
-  }
-  store<u64>(idxBase + (<usize>i << 3), 0);
+  eraseAt(idxBase, 8, idxMask, i, slotUsed, slotHome);
 }
+
+// An index slot's entry: its key's hash in the low word (which is also its home), 0 when empty.
+function slotUsed(s: usize): bool { return load<u64>(s) != 0; }
+function slotHome(s: usize): u32 { return load<u32>(s); }
 
 @inline function keyHashOf(r: usize, dir: u32): u32 {
   let o: usize = dir ? 12 : 0;

@@ -19,3 +19,24 @@
   while (s < n) s <<= 1;
   return s;
 }
+
+// Backward-shift deletion for the linear-probing tables (Knuth's Algorithm R): empties slot i, then
+// moves each later record of the probe run up into the hole unless its home slot lies cyclically
+// between the hole and itself. No tombstones, so lookups never slow down as entries come and go.
+// `used` says whether a slot holds a record; `home` is the slot a record hashes to. Configuration and
+// expiry paths only: the two calls per moved record are indirect.
+export function eraseAt(base: usize, size: usize, mask: u32, i: u32, used: (s: usize) => bool, home: (s: usize) => u32): void {
+  let j = i;
+  while (true) {
+    j = (j + 1) & mask;
+    let sj = base + <usize>j * size;
+    if (!used(sj)) break;
+    let h = home(sj) & mask;
+    let stays = i <= j ? (h > i && h <= j) : (h > i || h <= j);
+    if (!stays) {
+      memory.copy(base + <usize>i * size, sj, size);
+      i = j;
+    }
+  }
+  memory.fill(base + <usize>i * size, 0, size);
+}

@@ -13,7 +13,7 @@
 // Record (48 bytes): 0 u64 prefix hi, 8 u64 prefix lo, 16 u16 zone, 18 u8 length, 19 u8 family
 // (4 or 6; 0 = free), 20 u16 interface, 22 u16 flags, 24 u64 next hop hi, 32 u64 next hop lo
 // (0 = on-link: the destination itself is the next hop), 40 u32 metric, 44 u32 reserved.
-import { hash3, nextPow2 } from "./hash";
+import { hash3, nextPow2, eraseAt } from "./hash";
 
 export const RECORD_SIZE: usize = 48;
 export const MAX_ZONES: u32 = 1024;
@@ -129,28 +129,13 @@ export function remove(zone: u32, fam: u32, len: u32, hi: u64, lo: u64): bool {
     let w = lenBit(zone, fam, len);
     store<u64>(w, load<u64>(w) & ~(<u64>1 << lenBitIndex(fam, len)));
   }
-  erase(<u32>((s - base) / RECORD_SIZE));
+  eraseAt(base, RECORD_SIZE, mask, <u32>((s - base) / RECORD_SIZE), used, home);
   count--;
   return true;
 }
 
-// Backward-shift deletion, as in tables/mac.ts.
-function erase(i: u32): void {
-  let j = i;
-  while (true) {
-    j = (j + 1) & mask;
-    let sj = slot(j);
-    let fam = <u32>load<u8>(sj, 19);
-    if (fam == 0) break;
-    let home = keyHash(<u32>load<u16>(sj, 16), fam, <u32>load<u8>(sj, 18), load<u64>(sj), load<u64>(sj, 8)) & mask;
-    let stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!stays) {
-      memory.copy(slot(i), sj, RECORD_SIZE);
-      i = j;
-    }
-  }
-  memory.fill(slot(i), 0, RECORD_SIZE);
-}
+function used(s: usize): bool { return load<u8>(s, 19) != 0; }
+function home(s: usize): u32 { return keyHash(<u32>load<u16>(s, 16), <u32>load<u8>(s, 19), <u32>load<u8>(s, 18), load<u64>(s), load<u64>(s, 8)); }
 
 // Longest-prefix match of an IPv4 address in a zone: the route record, or 0.
 export function lookup4(zone: u32, addr: u32): usize {

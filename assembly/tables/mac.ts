@@ -2,7 +2,7 @@
 //
 // Fixed 16-byte records in one power-of-two array of slots, open addressing with linear probing, at
 // most half full (slots >= 2 x capacity), so a lookup is one cache line in the common case. Deletion is
-// backward-shift (no tombstones), so lookups never slow down as entries come and go. Entries older
+// backward-shift (tables/hash.ts: no tombstones), so lookups never slow down as entries come and go. Entries older
 // than the aging time are treated as absent at once and removed by an incremental sweep that every
 // batch advances by a few slots, so no call ever walks the whole table.
 //
@@ -14,6 +14,7 @@
 //   12 u32      last seen, milliseconds modulo 2^32 (the `now` of the last frame from this MAC)
 import { port, maxPorts } from "../ports";
 import { bump, Stat } from "../counters";
+import { eraseAt } from "./hash";
 
 export const RECORD_SIZE: usize = 16;
 const OCCUPIED: u64 = 1 << 63;
@@ -162,8 +163,10 @@ export function remove(k: u64, network: u32): bool {
   return true;
 }
 
-// Backward-shift deletion: later records of the probe run move up into the hole when their home slot
-// is not cyclically between the hole and themselves.
+function used(s: usize): bool { return recKey(s) != 0; }
+function home(s: usize): u32 { return hash(recKey(s) & KEY_MASK, recNetwork(s)); }
+
+// Removes the record in slot i (backward-shift deletion, tables/hash.ts), keeping its port's count.
 function erase(i: u32): void {
   let s = slot(i);
   if (!isStatic(s)) {
@@ -171,21 +174,7 @@ function erase(i: u32): void {
     if (p < maxPorts) port(p).learned--;
   }
   count--;
-  let j = i;
-  while (true) {
-    j = (j + 1) & mask;
-    let sj = slot(j);
-    let kj = recKey(sj);
-    if (kj == 0) break;
-    let home = hash(kj & KEY_MASK, recNetwork(sj)) & mask;
-    let stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!stays) {
-      memory.copy(slot(i), sj, RECORD_SIZE);
-      i = j;
-    }
-  }
-  store<u64>(slot(i), 0);
-  store<u64>(slot(i), 0, 8);
+  eraseAt(base, RECORD_SIZE, mask, i, used, home);
 }
 
 // Removes aged entries among the next `budget` slots. Returns how many it removed.

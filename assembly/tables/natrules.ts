@@ -8,7 +8,7 @@
 // Destination NAT (HNS PortMapping): (compartment, protocol, external port, optional VIP) ->
 // (internal address, internal port), in a hash table keyed by (compartment, protocol, port); a VIP of
 // 0 matches any address the compartment's router owns.
-import { hash3, nextPow2 } from "./hash";
+import { hash3, nextPow2, eraseAt } from "./hash";
 
 export const MAX_SNAT_RULES: u32 = 256;
 export const MAX_EXCEPTIONS: u32 = 1024;
@@ -147,23 +147,13 @@ export function addMapping(zone: u32, proto: u32, port: u32, vip: u32, intAddr: 
   return true;
 }
 
+function mappingUsed(s: usize): bool { return load<u8>(s, 3) != 0; }
+function mappingHome(s: usize): u32 { return mappingHash(<u32>load<u16>(s), <u32>load<u8>(s, 2), <u32>load<u16>(s, 4)); }
+
 export function removeMapping(zone: u32, proto: u32, port: u32, vip: u32): bool {
   let s = findExact(zone, proto, port, vip);
   if (s == 0) return false;
-  let i = <u32>((s - mappingBase) / MAPPING_SIZE);
-  let j = i;
-  while (true) {
-    j = (j + 1) & mappingMask;
-    let sj = mappingSlot(j);
-    if (load<u8>(sj, 3) == 0) break;
-    let home = mappingHash(<u32>load<u16>(sj), <u32>load<u8>(sj, 2), <u32>load<u16>(sj, 4)) & mappingMask;
-    let stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!stays) {
-      memory.copy(mappingSlot(i), sj, MAPPING_SIZE);
-      i = j;
-    }
-  }
-  memory.fill(mappingSlot(i), 0, MAPPING_SIZE);
+  eraseAt(mappingBase, MAPPING_SIZE, mappingMask, <u32>((s - mappingBase) / MAPPING_SIZE), mappingUsed, mappingHome);
   mappingCount--;
   return true;
 }

@@ -7,7 +7,7 @@
 // Record (32 bytes): 0 u64 address hi, 8 u64 address lo (as in tables/lpm.ts), 16 u16 zone, 18 u8
 // family (4/6; 0 = free), 19 u8 state (1 learned, 2 static), 20 u16 interface, 22 6 bytes MAC, 28 u32
 // last confirmed (ms).
-import { hash3, nextPow2 } from "./hash";
+import { hash3, nextPow2, eraseAt } from "./hash";
 import { bumpEpoch } from "../router";
 
 export const RECORD_SIZE: usize = 32;
@@ -84,24 +84,13 @@ export function update(zone: u32, fam: u32, hi: u64, lo: u64, mac: u64, ifIndex:
   return true;
 }
 
+function used(s: usize): bool { return load<u8>(s, 18) != 0; }
+function home(s: usize): u32 { return keyHash(<u32>load<u16>(s, 16), <u32>load<u8>(s, 18), load<u64>(s), load<u64>(s, 8)); }
+
 export function remove(zone: u32, fam: u32, hi: u64, lo: u64): bool {
   let s = find(zone, fam, hi, lo);
   if (s == 0) return false;
-  let i = <u32>((s - base) >> 5);
-  let j = i;
-  while (true) {
-    j = (j + 1) & mask;
-    let sj = slot(j);
-    let f = <u32>load<u8>(sj, 18);
-    if (f == 0) break;
-    let home = keyHash(<u32>load<u16>(sj, 16), f, load<u64>(sj), load<u64>(sj, 8)) & mask;
-    let stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!stays) {
-      memory.copy(slot(i), sj, RECORD_SIZE);
-      i = j;
-    }
-  }
-  memory.fill(slot(i), 0, RECORD_SIZE);
+  eraseAt(base, RECORD_SIZE, mask, <u32>((s - base) >> 5), used, home);
   count--;
   bumpEpoch();
   return true;
