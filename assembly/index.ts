@@ -22,6 +22,7 @@ import * as neighbor from "./tables/neighbor";
 import * as flow from "./tables/flow";
 import * as natrules from "./tables/natrules";
 import * as eim from "./tables/eim";
+import * as addr6 from "./tables/addr6";
 import * as ct from "./nodes/ct";
 import { icmpErrors, arpRequests, initBuckets } from "./ratelimit";
 
@@ -286,18 +287,21 @@ export function abi_version(): u32 { return ABI_VERSION; }
 let l3 = false;
 
 // Creates the L3 tables, once, after create(): `routes` routes, `neighbors` neighbour entries, `conns`
-// tracked connections, `mappings` port mappings (DNAT). Memory: 48 B a route, 32 B a neighbour,
-// 128 B a connection, 24 B a mapping (each table at most half full).
-export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32): i32 {
+// tracked connections, `mappings` port mappings (DNAT), `addrs6` distinct IPv6 addresses in tracked
+// connections. Memory: 48 B a route, 32 B a neighbour, 128 B a connection, 24 B a mapping, 40 B an
+// IPv6 address (each table at most half full).
+export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32, addrs6: u32): i32 {
   if (!created) return Error.NotCreated;
   if (l3) return Error.AlreadyCreated;
   if (routes == 0 || routes > (1 << 24) || neighbors == 0 || neighbors > (1 << 24)) return Error.BadArgument;
   if (conns == 0 || conns > (1 << 26) || mappings == 0 || mappings > (1 << 20)) return Error.BadArgument;
+  if (addrs6 == 0 || addrs6 > (1 << 24)) return Error.BadArgument;
   l3 = true;
   router.alloc();
   lpm.alloc(routes);
   neighbor.alloc(neighbors);
   flow.alloc(conns);
+  addr6.alloc(addrs6);
   eim.alloc(conns, natrules.MAX_SNAT_RULES);
   natrules.alloc(mappings);
   ct.allocTimeouts();
@@ -557,6 +561,8 @@ export function ct_table(): usize { return flow.recBase; }
 export function ct_record_size(): u32 { return <u32>flow.RECORD_SIZE; }
 export function ct_capacity(): u32 { return flow.capacity; }
 export function ct_index_slots(): u32 { return flow.idxSlots; }
+// IPv6 connections store address ids: id n is the 16 bytes at addr6_table() + (n - 1) * 24.
+export function addr6_table(): usize { return addr6.recBase; }
 export function ct_count(): u32 { return flow.count; }
 export function ct_flush(zone: u32): i32 {
   let e = checkL3();

@@ -56,7 +56,8 @@ export interface NetplaneExports {
   inet_checksum_adjust16(check: number, old: number, now: number): number;
   inet_checksum_adjust32(check: number, old: number, now: number): number;
   abi_version(): number;
-  create_l3(routes: number, neighbors: number, conns: number, mappings: number): number;
+  create_l3(routes: number, neighbors: number, conns: number, mappings: number, addrs6: number): number;
+  addr6_table(): number;
   iface_configure(i: number, zone: number, network: number, vlan: number, macHi: number, macLo: number, flags: number): number;
   iface_set_ipv4(i: number, addr: number, prefixLen: number): number;
   iface_remove(i: number): number;
@@ -165,11 +166,12 @@ export interface DataplaneOptions {
   neighbors?: number;
   connections?: number;
   portMappings?: number;
+  ipv6Addresses?: number;
 }
 
 export const DEFAULTS = {
   maxPorts: 256, macEntries: 65536, batch: 256, rxBytes: 256 * 2048,
-  routes: 4096, neighbors: 16384, connections: 65536, portMappings: 4096,
+  routes: 4096, neighbors: 16384, connections: 65536, portMappings: 4096, ipv6Addresses: 16384,
 };
 
 // One instance of the module: one switch. Views are remade if the memory ever grows.
@@ -211,7 +213,9 @@ export class Dataplane {
     check('neighbors', neighbors, 1, 1 << 24);
     check('connections', conns, 1, 1 << 26);
     check('portMappings', mappings, 1, 1 << 20);
-    const e3 = this.exports.create_l3(routes, neighbors, conns, mappings);
+    const addrs6 = opts.ipv6Addresses ?? DEFAULTS.ipv6Addresses;
+    check('ipv6Addresses', addrs6, 1, 1 << 24);
+    const e3 = this.exports.create_l3(routes, neighbors, conns, mappings, addrs6);
     if (e3 !== 0) throw new NetplaneError('create_l3', ABI_ERRORS[e3] ?? `error ${e3}`);
     this.maxPorts = maxPorts;
     this.batch = batch;

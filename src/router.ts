@@ -47,6 +47,7 @@ export interface ConnectionTuple { src: string; dst: string; sport: number; dpor
 
 export interface Connection {
   compartment: number;
+  family: 4 | 6;
   protocol: number;
   state: string;
   original: ConnectionTuple;
@@ -310,9 +311,13 @@ export class Router {
     const base = x.ct_table(), size = x.ct_record_size(), n = x.ct_capacity();
     const v = dp.dv;
     const out: Connection[] = [];
-    const tuple = (r: number, o: number): ConnectionTuple => ({
-      src: ipv4String(v.getUint32(r + o, true)),
-      dst: ipv4String(v.getUint32(r + o + 4, true)),
+    const a6 = x.addr6_table();
+    const addr = (n: number, v6: boolean) => v6
+      ? ipv6String(v.getBigUint64(a6 + (n - 1) * 24, true), v.getBigUint64(a6 + (n - 1) * 24 + 8, true))
+      : ipv4String(n);
+    const tuple = (r: number, o: number, v6: boolean): ConnectionTuple => ({
+      src: addr(v.getUint32(r + o, true), v6),
+      dst: addr(v.getUint32(r + o + 4, true), v6),
       sport: v.getUint16(r + o + 8, true),
       dport: v.getUint16(r + o + 10, true),
     });
@@ -320,12 +325,14 @@ export class Router {
       const r = base + i * size;
       const flags = v.getUint8(r + 28);
       if (!(flags & 1)) continue;
+      const v6 = (flags & 64) !== 0;
       out.push({
-        compartment: v.getUint16(r + 24, true),
+        compartment: v.getUint16(r + 24, true) & 0x7fff,
+        family: v6 ? 6 : 4,
         protocol: v.getUint8(r + 26),
         state: dp.ctStates[v.getUint8(r + 27)] ?? 'unknown',
-        original: tuple(r, 0),
-        reply: tuple(r, 12),
+        original: tuple(r, 0, v6),
+        reply: tuple(r, 12, v6),
         snat: (flags & 2) !== 0,
         dnat: (flags & 4) !== 0,
         seenReply: (flags & 8) !== 0,

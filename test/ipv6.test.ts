@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Switch } from '../src/dataplane.js';
-import { ethernet, ipv6, icmpv6, udp, parseIPv6, parseMac, dissect, verifyChecksums, type L4 } from '../src/frames.js';
+import { ethernet, ipv6, icmpv6, udp, tcp, parseIPv6, parseMac, dissect, verifyChecksums, type L4 } from '../src/frames.js';
 
 const A = { mac: '02:00:00:00:00:0a', ip: 'fd00::2' };
 const B = { mac: '02:00:00:00:00:0b', ip: 'fd01::2' };
@@ -127,6 +127,55 @@ test('IPv6 routes: longest prefix wins, blackholes drop, removal falls back', ()
   assert.ok(rt.removeRoute({ destination: '2001:db8:1::/48' }));
   assert.is(dissect(only(send(0, to('2001:db8:1::1')), 1)).dst, C);
   assert.throws(() => rt.addRoute({ destination: '2001:db8::/129', interface: 1 }), /destination: prefix length 129/);
+});
+
+test('IPv6 connections are tracked: TCP states, replies matched, listed with their addresses', () => {
+  const { send, rt, sw } = host();
+  rt.setNeighbor({ address: B.ip, mac: B.mac, interface: 1 });
+  rt.setNeighbor({ address: A.ip, mac: A.mac, interface: 0 });
+  const ab = (flags: string) => ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, B.ip, tcp({ srcPort: 5555, dstPort: 22, flags })) });
+  const ba = (flags: string) => ethernet({ src: B.mac, dst: GW1.mac, payload: v6(B.ip, A.ip, tcp({ srcPort: 22, dstPort: 5555, flags })) });
+  assert.equal(send(0, ab('A')), [], 'a segment without SYN starts nothing');
+  assert.is(sw.counters().drops.ct_invalid_new, 1);
+  only(send(0, ab('S')), 1);
+  only(send(1, ba('SA')), 0);
+  only(send(0, ab('A')), 1);
+  const c = rt.connections();
+  assert.is(c.length, 1);
+  assert.equal({ family: c[0].family, state: c[0].state, original: c[0].original, reply: c[0].reply }, {
+    family: 6, state: 'ESTABLISHED',
+    original: { src: A.ip, dst: B.ip, sport: 5555, dport: 22 },
+    reply: { src: B.ip, dst: A.ip, sport: 22, dport: 5555 },
+  });
+  assert.equal(c[0].packets, [2, 1]);
+  assert.equal(send(1, ba('S')), [], 'a SYN from the server side of an established connection is invalid');
+  assert.is(sw.counters().drops.ct_tcp_invalid, 1);
+});
+
+test('IPv6 echo through the router is tracked by identifier; a stray echo reply is not let in', () => {
+  const { send, rt, sw } = host();
+  rt.setNeighbor({ address: B.ip, mac: B.mac, interface: 1 });
+  rt.setNeighbor({ address: A.ip, mac: A.mac, interface: 0 });
+  assert.equal(send(1, ethernet({ src: B.mac, dst: GW1.mac, payload: v6(B.ip, A.ip, icmpv6({ type: 129, id: 42 })) })), []);
+  assert.is(sw.counters().drops.ct_invalid_new, 1);
+  const f = only(send(0, ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, B.ip, icmpv6({ type: 128, id: 42, seq: 1, payload })) })), 1);
+  assert.equal(f, ethernet({ src: GW1.mac, dst: B.mac, payload: v6(A.ip, B.ip, icmpv6({ type: 128, id: 42, seq: 1, payload }), 63) }));
+  only(send(1, ethernet({ src: B.mac, dst: GW1.mac, payload: v6(B.ip, A.ip, icmpv6({ type: 129, id: 42, seq: 1, payload })) })), 0);
+  assert.is(rt.connections()[0].state, 'ICMP_REPLIED');
+});
+
+test('IPv6 and IPv4 connections with the same numbers never meet; flushing frees the interned addresses', () => {
+  const { send, rt } = host();
+  rt.setNeighbor({ address: B.ip, mac: B.mac, interface: 1 });
+  rt.setNeighbor({ address: A.ip, mac: A.mac, interface: 0 });
+  for (let p = 1; p <= 20; p++) send(0, ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, B.ip, udp({ srcPort: 1000 + p, dstPort: 53, payload })) }));
+  assert.is(rt.connections().length, 20);
+  assert.ok(rt.connections().every((c) => c.family === 6 && c.original.src === A.ip));
+  assert.is(rt.flushConnections(0), 20);
+  assert.is(rt.connections().length, 0);
+  // After the flush the same tuples are new connections again, and still resolve to the right hosts.
+  only(send(0, ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, B.ip, udp({ srcPort: 1001, dstPort: 53, payload })) })), 1);
+  assert.equal(rt.connections()[0].original.dst, B.ip);
 });
 
 test.run();

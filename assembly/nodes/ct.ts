@@ -55,7 +55,7 @@ export function initialState(proto: u32, tcpFlags: u32): State {
     return (tcpFlags & (tcp.SYN | tcp.ACKF | tcp.RST | tcp.FIN)) == tcp.SYN ? State.TcpSynSent : State.None;
   }
   if (proto == 17) return State.UdpUnreplied;
-  if (proto == 1) return State.IcmpUnreplied;
+  if (proto == 1 || proto == 58) return State.IcmpUnreplied;
   return State.OtherUnreplied;
 }
 
@@ -110,7 +110,7 @@ function tcpNext(r: usize, s: u32, dir: u32, f: u32): u32 {
       if (fin) {
         let both = seen | (dir == 0 ? FIN_ORIG : FIN_REPLY);
         store<u8>(r, both, 29);
-        if (both == (FIN_ORIG | FIN_REPLY)) return State.TcpLastAck;
+        if ((both & (FIN_ORIG | FIN_REPLY)) == (FIN_ORIG | FIN_REPLY)) return State.TcpLastAck;
       }
       return s;
     }

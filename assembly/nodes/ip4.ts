@@ -23,7 +23,7 @@ import * as ct from "./ct";
 import { newConnection, LOCAL, routedIface, routedNextHop } from "./nat";
 import { echoReply, sendError, quoted, rewriteQuoted, refreshIpChecksum, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
 import { arpRequest } from "./arp";
-import { l2forward, dstHash, NO_PORT } from "./l2forward";
+import * as egress from "./egress";
 
 export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   let f = iface(ifIndex);
@@ -91,7 +91,7 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   if (res >= 0) {
     let r = flow.rec(<u32>res);
     ct.update(r, proto, 0, tcpFlags, now);
-    prime(r, zone, ifIndex, loadMac(m.frame + eth.SRC), now);
+    egress.prime(r, zone, ifIndex, loadMac(m.frame + eth.SRC), routedIface, 0, <u64>routedNextHop, now);
     forward(m, f, r, 0, now);
     return;
   }
@@ -131,11 +131,9 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     drop(m.inPort, Reason.TtlExceeded);
     return;
   }
-  if (<u32>load<u16>(r, 30) != (epoch & 0xffff)) {
-    if (!resolve(r, now)) {
-      drop(m.inPort, Reason.NeighborUnresolved);
-      return;
-    }
+  if (!egress.resolved(r) && !egress.resolve(r, now)) {
+    drop(m.inPort, Reason.NeighborUnresolved);
+    return;
   }
   let o: usize = dir ? 0 : 12;           // the other direction's tuple holds this one's translation
   let nsrc = load<u32>(r + o, 4);
@@ -168,68 +166,8 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     set16(l4 + 4, icmpw.type(l4) == icmpw.ECHO_REQUEST ? nsport : ndport);
     set16(l4 + 2, checksum.applyDelta(get16(l4 + 2), l4Delta));
   }
-
-  let c: usize = dir ? 2 : 0;
-  let out = iface(<u32>load<u16>(r + c, 40));
-  let nm: usize = dir ? 6 : 0;
-  storeMac(m.frame + eth.DST, <u64>load<u32>(r + nm, 44) | (<u64>load<u16>(r + nm, 48) << 32));
-  storeMac(m.frame + eth.SRC, out.mac);
-  let pk: usize = dir ? 4 : 0;
-  store<u32>(r + pk, load<u32>(r + pk, 64) + 1, 64);
-  let bk: usize = dir ? 8 : 0;
-  store<u64>(r + bk, load<u64>(r + bk, 72) + <u64>(m.len - m.l3), 72);
-  bump(Stat.Routed);
-  m.network = <u32>out.network;
-  m.vlan = <u32>out.vlan;
-  m.dstHash = dstHash(m);
-  l2forward(m, now, NO_PORT);
-}
-
-// Fills a new connection's egress cache without looking anything up twice (VFP's transposition):
-// replies go back out of the interface the first packet came in by, to the MAC it came from; the
-// original direction goes where the route just chosen says, to its next hop's neighbour entry.
-function prime(r: usize, zone: u32, ifIn: u32, srcMac: u64, now: u32): void {
-  store<u16>(r, <u16>ifIn, 42);
-  store<u32>(r, <u32>srcMac, 50);
-  store<u16>(r, <u16>(srcMac >> 32), 54);
-  let n = neighbor.resolve(zone, 4, 0, <u64>routedNextHop, now);
-  if (n == 0) return; // forward() resolves (and asks ARP) under the epoch check
-  let mac = neighbor.entryMac(n);
-  store<u16>(r, <u16>routedIface, 40);
-  store<u32>(r, <u32>mac, 44);
-  store<u16>(r, <u16>(mac >> 32), 48);
-  store<u16>(r, <u16>(epoch & 0xffff), 30);
-}
-
-// Resolves both directions' egress interface and next-hop MAC under the current epoch. Returns false
-// (after asking ARP for the missing next hop) if a neighbour is unknown.
-function resolve(r: usize, now: u32): bool {
-  let zone = <u32>load<u16>(r, 24);
-  // Original direction packets go to the reply tuple's source; reply packets to the original source.
-  let ok = resolveOne(r, zone, load<u32>(r, 12), 0, now);
-  ok = resolveOne(r, zone, load<u32>(r), 1, now) && ok;
-  if (ok) store<u16>(r, <u16>(epoch & 0xffff), 30);
-  return ok;
-}
-
-function resolveOne(r: usize, zone: u32, to: u32, dir: u32, now: u32): bool {
-  let rt = lpm.lookup4(zone, to);
-  if (rt == 0) return false;
-  let outIf = lpm.routeIface(rt);
-  let nh = <u32>lpm.routeNextHopLo(rt);
-  if (nh == 0) nh = to;
-  let n = neighbor.resolve(zone, 4, 0, <u64>nh, now);
-  if (n == 0) {
-    arpRequest(outIf, nh, now);
-    return false;
-  }
-  let mac = neighbor.entryMac(n);
-  let c: usize = dir ? 2 : 0;
-  store<u16>(r + c, <u16>outIf, 40);
-  let nm: usize = dir ? 6 : 0;
-  store<u32>(r + nm, <u32>mac, 44);
-  store<u16>(r + nm, <u16>(mac >> 32), 48);
-  return true;
+  egress.account(r, dir, m.len - m.l3);
+  egress.send(m, r, dir, now);
 }
 
 // An ICMP error: find the connection of the packet it quotes (its reverse is a key of ours), map the
@@ -257,7 +195,7 @@ function icmpErrorInput(m: Meta, f: Iface, zone: u32, now: u32): void {
     drop(m.inPort, Reason.TtlExceeded);
     return;
   }
-  if (<u32>load<u16>(r, 30) != (epoch & 0xffff) && !resolve(r, now)) {
+  if (!egress.resolved(r) && !egress.resolve(r, now)) {
     drop(m.inPort, Reason.NeighborUnresolved);
     return;
   }
@@ -269,15 +207,6 @@ function icmpErrorInput(m: Meta, f: Iface, zone: u32, now: u32): void {
   ipv4.setDst(ip, osrc);
   ipv4.setTtl(ip, ttl - 1);
   refreshIpChecksum(ip);
-  let c: usize = dir ? 2 : 0;
-  let out = iface(<u32>load<u16>(r + c, 40));
-  let nm: usize = dir ? 6 : 0;
-  storeMac(m.frame + eth.DST, <u64>load<u32>(r + nm, 44) | (<u64>load<u16>(r + nm, 48) << 32));
-  storeMac(m.frame + eth.SRC, out.mac);
   bump(Stat.IcmpTranslated);
-  bump(Stat.Routed);
-  m.network = <u32>out.network;
-  m.vlan = <u32>out.vlan;
-  m.dstHash = dstHash(m);
-  l2forward(m, now, NO_PORT);
+  egress.send(m, r, dir, now);
 }

@@ -1,21 +1,26 @@
 // Stage: IPv6 at a router interface: neighbour discovery for the gateway addresses (RFC 4861), echo
-// replies from them, and forwarding by longest-prefix match with the hop limit decremented and the
-// MACs rewritten; an expired hop limit or a missing route gets an ICMPv6 error back (RFC 4443),
-// rate-limited like ICMPv4's.
+// replies from them, and forwarding with the hop limit decremented and the MACs rewritten; an expired
+// hop limit or a missing route gets an ICMPv6 error back (RFC 4443), rate-limited like ICMPv4's.
 //
-// IPv6 is routed without connection tracking or NAT for now: each packet takes the LPM and neighbour
-// lookups (there is no header checksum to fix). Conntrack for IPv6 needs its own record layout (the
-// addresses alone are 64 bytes of tuple), and is left for the policy work that needs it.
+// Routed IPv6 is tracked like IPv4, in the same connection table: the addresses are interned as
+// 32-bit ids (tables/addr6.ts) so an IPv6 connection fits the same record, state machine, timeouts
+// and fast path (one lookup, the cached next hop). There is no NAT for IPv6, so the reply tuple is
+// the original reversed; ICMPv6 errors, which would only need translating through NAT, are routed
+// without conntrack.
 import { Reason } from "../reasons";
-import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT } from "../packet";
+import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT } from "../packet";
 import { iface, Iface, IF_UP, ifCount } from "../router";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
+import * as flow from "../tables/flow";
+import * as addr6 from "../tables/addr6";
+import * as ct from "./ct";
+import * as egress from "./egress";
 import * as ipv6 from "../wire/ipv6";
 import * as icmpv6 from "../wire/icmpv6";
 import * as eth from "../wire/ethernet";
 import * as checksum from "../wire/checksum";
-import { loadMac, storeMac, get8, set16 } from "../wire/bytes";
+import { loadMac, storeMac, get8, get16, set16 } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import { icmpErrors, arpRequests } from "../ratelimit";
 import { newFrame, ethHeader, sendFromRouter, GENERATED_PORT } from "./output";
@@ -28,6 +33,7 @@ const NA_ROUTER: u32 = 0x80;
 const NA_SOLICITED: u32 = 0x40;
 const NA_OVERRIDE: u32 = 0x20;
 const MIN_MTU: u32 = 1280;
+const EVICT_SCAN: u32 = 64;
 
 // An IPv6 address as (hi, lo): bytes 0-7 and 8-15, big-endian numbers (tables/lpm.ts).
 @inline export function addrHi(p: usize): u64 { return bswap<u64>(load<u64>(p)); }
@@ -71,8 +77,62 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
     else drop(m.inPort, Reason.LocalUnsupported);
     return;
   }
-  let hl = ipv6.hopLimit(ip);
-  if (hl <= 1) {
+  if (m.flags & FLAG_FRAGMENT) {
+    drop(m.inPort, Reason.IpFragment);
+    return;
+  }
+  let proto = m.protocol;
+  let sport: u32 = 0, dport: u32 = 0, tcpFlags: u32 = 0;
+  let l4 = m.frame + m.l4;
+  if (proto == 6 || proto == 17) {
+    sport = get16(l4);
+    dport = get16(l4 + 2);
+    if (proto == 6) tcpFlags = get8(l4 + 13);
+  } else if (proto == 58) {
+    let t = icmpv6.type(l4);
+    if (t == icmpv6.ECHO_REQUEST) sport = icmpv6.ident(l4);
+    else if (t == icmpv6.ECHO_REPLY) dport = icmpv6.ident(l4);
+    else if (icmpv6.isError(t)) {
+      forwardUntracked(m, f, zone, dhi, dlo, now);
+      return;
+    }
+  }
+  let shi = addrHi(ip + ipv6.SRC), slo = addrLo(ip + ipv6.SRC);
+
+  // The connection, if both addresses are known to conntrack at all.
+  let zkey = zone | flow.ZONE_V6;
+  let sid = addr6.find(shi, slo), did = addr6.find(dhi, dlo);
+  let h: u32 = 0;
+  if (sid != 0 && did != 0) {
+    h = flow.hashKey(zkey, proto, sid, did, sport, dport);
+    let v = flow.lookup(h, zkey, proto, sid, did, sport, dport);
+    if (v != 0) {
+      let ri = (v - 1) >> 1;
+      let dir = (v - 1) & 1;
+      let r = flow.rec(ri);
+      if (flow.expired(r, now)) {
+        flow.release(ri);
+        bump(Stat.CtExpired);
+      } else if (proto == 6 && ct.reopens(r, dir, tcpFlags)) {
+        flow.release(ri);
+      } else {
+        if (!ct.update(r, proto, dir, tcpFlags, now)) {
+          drop(m.inPort, Reason.CtTcpInvalid);
+          return;
+        }
+        forward6(m, f, r, dir, now);
+        return;
+      }
+    }
+  }
+
+  // A new connection: only echo requests start an ICMPv6 one, only a lone SYN a TCP one.
+  let state = ct.initialState(proto, tcpFlags);
+  if (state == ct.State.None || (proto == 58 && sport == 0)) {
+    drop(m.inPort, Reason.CtInvalidNew);
+    return;
+  }
+  if (ipv6.hopLimit(ip) <= 1) {
     sendError6(m, f, icmpv6.TIME_EXCEEDED, 0, now);
     drop(m.inPort, Reason.TtlExceeded);
     return;
@@ -80,6 +140,84 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
   let rt = lpm.lookup6(zone, dhi, dlo);
   if (rt == 0) {
     sendError6(m, f, icmpv6.DEST_UNREACHABLE, 0, now);
+    drop(m.inPort, Reason.NoRoute);
+    return;
+  }
+  if (lpm.routeFlags(rt) & lpm.ROUTE_BLACKHOLE) {
+    drop(m.inPort, Reason.RouteBlackhole);
+    return;
+  }
+  let ri = flow.take();
+  if (ri < 0) {
+    if (!flow.evictOne(now, EVICT_SCAN)) {
+      drop(m.inPort, Reason.CtTableFull);
+      return;
+    }
+    bump(Stat.CtEarlyDrop);
+    ri = flow.take();
+  }
+  sid = addr6.acquire(shi, slo);
+  did = addr6.acquire(dhi, dlo);
+  if (sid == 0 || did == 0) {
+    addr6.release(sid);
+    addr6.release(did);
+    flow.giveBack(<u32>ri);
+    drop(m.inPort, Reason.CtTableFull);
+    return;
+  }
+  if (h == 0) h = flow.hashKey(zkey, proto, sid, did, sport, dport);
+  // No NAT for IPv6: the reply tuple is the original reversed, and nothing's checksum changes.
+  let r = flow.rec(<u32>ri);
+  store<u32>(r, sid);
+  store<u32>(r, did, 4);
+  store<u16>(r, <u16>sport, 8);
+  store<u16>(r, <u16>dport, 10);
+  store<u32>(r, did, 12);
+  store<u32>(r, sid, 16);
+  store<u16>(r, <u16>dport, 20);
+  store<u16>(r, <u16>sport, 22);
+  store<u16>(r, <u16>zkey, 24);
+  store<u8>(r, <u8>proto, 26);
+  store<u8>(r, <u8>state, 27);
+  store<u8>(r, flow.CT_V6, 28);
+  store<u32>(r, now, 88);
+  flow.commit(<u32>ri, h, flow.hashKey(zkey, proto, did, sid, dport, sport));
+  bump(Stat.CtCreated);
+  ct.update(r, proto, 0, tcpFlags, now);
+  let nhHi = lpm.routeNextHopHi(rt), nhLo = lpm.routeNextHopLo(rt);
+  if ((nhHi | nhLo) == 0) { nhHi = dhi; nhLo = dlo; }
+  egress.prime(r, zone, ifIndex, loadMac(m.frame + eth.SRC), lpm.routeIface(rt), nhHi, nhLo, now);
+  forward6(m, f, r, 0, now);
+}
+
+// Sends a tracked packet on: hop limit, cached next hop, L2 out.
+function forward6(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
+  let ip = m.frame + m.l3;
+  let hl = ipv6.hopLimit(ip);
+  if (hl <= 1) {
+    sendError6(m, fin, icmpv6.TIME_EXCEEDED, 0, now);
+    drop(m.inPort, Reason.TtlExceeded);
+    return;
+  }
+  if (!egress.resolved(r) && !egress.resolve(r, now)) {
+    drop(m.inPort, Reason.NeighborUnresolved);
+    return;
+  }
+  ipv6.setHopLimit(ip, hl - 1);
+  egress.account(r, dir, m.len - m.l3);
+  egress.send(m, r, dir, now);
+}
+
+// ICMPv6 errors are routed without conntrack (there is no NAT to translate them through).
+function forwardUntracked(m: Meta, f: Iface, zone: u32, dhi: u64, dlo: u64, now: u32): void {
+  let ip = m.frame + m.l3;
+  let hl = ipv6.hopLimit(ip);
+  if (hl <= 1) {
+    drop(m.inPort, Reason.TtlExceeded);
+    return;
+  }
+  let rt = lpm.lookup6(zone, dhi, dlo);
+  if (rt == 0) {
     drop(m.inPort, Reason.NoRoute);
     return;
   }
@@ -166,7 +304,7 @@ function ndInput(m: Meta, f: Iface, ifIndex: u32, ip: usize, icmp: usize, t: u32
 }
 
 // Sends a neighbour solicitation for (hi, lo) from interface ifIndex, to its solicited-node group.
-function solicit(ifIndex: u32, hi: u64, lo: u64, now: u32): void {
+export function solicit(ifIndex: u32, hi: u64, lo: u64, now: u32): void {
   let f = iface(ifIndex);
   if ((f.ipv6a | f.ipv6b) == 0) return;
   if (!arpRequests.take(now)) {

@@ -23,7 +23,8 @@
 //   60 u16 reply IP checksum delta   62 u16 reply L4 checksum delta
 //   64 u32 orig packets    68 u32 reply packets  72 u64 orig bytes      80 u64 reply bytes
 //   88 u32 created (ms)    92 u32 policy generation (free records: next free record + 1)
-import { mix64, nextPow2, eraseAt } from "./hash";
+import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
+import * as addr6 from "./addr6";
 import * as eim from "./eim";
 
 export const RECORD_SIZE: usize = 96;
@@ -35,6 +36,9 @@ export const CT_DNAT: u8 = 4;
 export const CT_SEEN_REPLY: u8 = 8;
 export const CT_ASSURED: u8 = 16;   // established both ways: never early-dropped
 export const CT_EIM: u8 = 32;       // its source NAT holds an endpoint-independent mapping
+export const CT_V6: u8 = 64;        // IPv6: the addresses are tables/addr6.ts ids
+// An IPv6 connection's zone field carries this bit, so IPv4 and IPv6 keys never meet.
+export const ZONE_V6: u32 = 0x8000;
 
 export let recBase: usize = 0;
 export let capacity: u32 = 0;
@@ -116,12 +120,8 @@ function removeKey(h: u32, v: u32): void {
     if (<u32>(e >> 32) == v) break;
     i = (i + 1) & idxMask;
   }
-  eraseAt(idxBase, 8, idxMask, i, slotUsed, slotHome);
+  eraseAt(idxBase, 8, idxMask, i, indexSlotUsed, indexSlotHome);
 }
-
-// An index slot's entry: its key's hash in the low word (which is also its home), 0 when empty.
-function slotUsed(s: usize): bool { return load<u64>(s) != 0; }
-function slotHome(s: usize): u32 { return load<u32>(s); }
 
 @inline function keyHashOf(r: usize, dir: u32): u32 {
   let o: usize = dir ? 12 : 0;
@@ -160,8 +160,13 @@ export function release(i: u32): void {
   if ((load<u8>(r, 28) & CT_IN_USE) == 0) return;
   removeKey(keyHashOf(r, 0), (i << 1) + 1);
   removeKey(keyHashOf(r, 1), (i << 1) + 2);
-  if (load<u8>(r, 28) & CT_EIM) {
+  let f = load<u8>(r, 28);
+  if (f & CT_EIM) {
     eim.unref(<u32>load<u16>(r, 24), <u32>load<u8>(r, 26), load<u32>(r), <u32>load<u16>(r, 8), load<u32>(r, 16));
+  }
+  if (f & CT_V6) {
+    addr6.release(load<u32>(r));
+    addr6.release(load<u32>(r, 4));
   }
   giveBack(i);
   count--;
@@ -207,13 +212,13 @@ export function evictOne(now: u32, budget: u32): bool {
   return false;
 }
 
-// Removes every connection (optionally only of one zone: zone < 0x10000). Returns how many.
+// Removes every connection (optionally only of one zone, either family: zone < 0x10000). Returns how many.
 export function flush(zone: u32): u32 {
   let removed: u32 = 0;
   for (let i: u32 = 0; i < capacity; i++) {
     let r = rec(i);
     if ((load<u8>(r, 28) & CT_IN_USE) == 0) continue;
-    if (zone <= 0xffff && <u32>load<u16>(r, 24) != zone) continue;
+    if (zone <= 0xffff && (<u32>load<u16>(r, 24) & ~ZONE_V6) != zone) continue;
     release(i);
     removed++;
   }

@@ -20,6 +20,11 @@
   return s;
 }
 
+// The 8-byte index slots of the record tables (conntrack, interned addresses): the key's 32-bit hash
+// in the low word (0 = empty slot), the record reference in the high word.
+export function indexSlotUsed(s: usize): bool { return load<u64>(s) != 0; }
+export function indexSlotHome(s: usize): u32 { return load<u32>(s); }
+
 // Backward-shift deletion for the linear-probing tables (Knuth's Algorithm R): empties slot i, then
 // moves each later record of the probe run up into the hole unless its home slot lies cyclically
 // between the hole and itself. No tombstones, so lookups never slow down as entries come and go.

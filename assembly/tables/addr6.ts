@@ -1,0 +1,99 @@
+// IPv6 addresses interned as 32-bit ids, so IPv6 connections fit the same 96-byte conntrack record
+// (and the same lookup, state machine, timeouts and expiry) as IPv4 ones: a connection stores the ids
+// of its two addresses where an IPv4 connection stores the addresses themselves. Each connection holds
+// a reference to both; an address is forgotten with its last connection. Ids are stable (record
+// indexes from a free list), the hash index over them is the only thing that moves.
+//
+// Record (24 bytes): 0 u64 address hi, 8 u64 lo (big-endian halves, as tables/lpm.ts), 16 u32
+// references (0 = free; for free records: 20 u32 next free + 1).
+import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
+
+const RECORD_SIZE: usize = 24;
+
+export let recBase: usize = 0;
+let capacity: u32 = 0;
+let freeHead: u32 = 0;
+let idxBase: usize = 0;
+let idxMask: u32 = 0;
+export let count: u32 = 0;
+
+export function alloc(entries: u32): void {
+  capacity = entries;
+  recBase = heap.alloc(<usize>entries * RECORD_SIZE);
+  memory.fill(recBase, 0, <usize>entries * RECORD_SIZE);
+  for (let i: u32 = 0; i < entries; i++) store<u32>(rec(i), i + 2 <= entries ? i + 2 : 0, 20);
+  freeHead = entries > 0 ? 1 : 0;
+  let slots = nextPow2(entries * 2);
+  idxMask = slots - 1;
+  idxBase = heap.alloc(<usize>slots * 8);
+  memory.fill(idxBase, 0, <usize>slots * 8);
+}
+
+@inline function rec(i: u32): usize { return recBase + <usize>i * RECORD_SIZE; }
+@inline export function hi(id: u32): u64 { return load<u64>(rec(id - 1)); }
+@inline export function lo(id: u32): u64 { return load<u64>(rec(id - 1), 8); }
+
+@inline function hashOf(h: u64, l: u64): u32 {
+  let x = <u32>mix64(h ^ mix64(l ^ 0x6164647236));
+  return x == 0 ? 1 : x;
+}
+
+// The id of an address, or 0 if no connection uses it.
+export function find(h: u64, l: u64): u32 {
+  let k = hashOf(h, l);
+  let i = k & idxMask;
+  while (true) {
+    let e = load<u64>(idxBase + (<usize>i << 3));
+    if (e == 0) return 0;
+    if (<u32>e == k) {
+      let id = <u32>(e >> 32);
+      let r = rec(id - 1);
+      if (load<u64>(r) == h && load<u64>(r, 8) == l) return id;
+    }
+    i = (i + 1) & idxMask;
+  }
+}
+
+// The id of an address with one more reference, or 0 when the table is full.
+export function acquire(h: u64, l: u64): u32 {
+  let id = find(h, l);
+  if (id != 0) {
+    let r = rec(id - 1);
+    store<u32>(r, load<u32>(r, 16) + 1, 16);
+    return id;
+  }
+  if (freeHead == 0) return 0;
+  id = freeHead;
+  let r = rec(id - 1);
+  freeHead = load<u32>(r, 20);
+  store<u64>(r, h);
+  store<u64>(r, l, 8);
+  store<u32>(r, 1, 16);
+  store<u32>(r, 0, 20);
+  let k = hashOf(h, l);
+  let i = k & idxMask;
+  while (load<u64>(idxBase + (<usize>i << 3)) != 0) i = (i + 1) & idxMask;
+  store<u64>(idxBase + (<usize>i << 3), <u64>k | (<u64>id << 32));
+  count++;
+  return id;
+}
+
+// Drops one reference; the last one frees the id.
+export function release(id: u32): void {
+  if (id == 0 || id > capacity) return;
+  let r = rec(id - 1);
+  let n = load<u32>(r, 16);
+  if (n == 0) return;
+  if (n > 1) {
+    store<u32>(r, n - 1, 16);
+    return;
+  }
+  let k = hashOf(load<u64>(r), load<u64>(r, 8));
+  let i = k & idxMask;
+  while (<u32>(load<u64>(idxBase + (<usize>i << 3)) >> 32) != id) i = (i + 1) & idxMask;
+  eraseAt(idxBase, 8, idxMask, i, indexSlotUsed, indexSlotHome);
+  memory.fill(r, 0, RECORD_SIZE);
+  store<u32>(r, freeHead, 20);
+  freeHead = id;
+  count--;
+}
