@@ -1,9 +1,9 @@
-// Runs one batch through the stages. The first pass runs over the whole batch (VPP's vector model):
-// it parses every frame, applies the ingress checks and computes both MAC table hashes. For a table
-// larger than the cache, a second tight pass touches every slot those hashes name, so the cache misses
-// overlap instead of stalling one after another. The last pass learns and forwards each packet: the
-// two are separate stages (l2learn, l2forward) but share one loop, so each packet's metadata is read
-// once while it is still in cache.
+// Runs one batch through the stages. When the MAC table or the connection table is larger than the
+// cache, the stages run over the whole batch in turn (VPP's vector model): the first pass parses every
+// frame, applies the ingress checks and computes the table hashes; a tight pass touches every slot
+// those hashes name, so the cache misses overlap instead of stalling one after another; the last pass
+// learns and forwards. When the tables fit in cache there is nothing to overlap, and each packet runs
+// through all stages to completion instead, which saves writing and re-reading its metadata.
 //
 // rx descriptor (8 bytes, little-endian): u32 offset of the frame in the rx buffer, u16 length,
 // u16 ingress port. A descriptor pointing outside the rx buffer is a counted drop, so a host bug can
@@ -47,32 +47,55 @@ export function process(n: u32, now: f64): u32 {
   if (n > maxBatch) n = maxBatch;
   let t = <u32><u64>now;
 
-  for (let i: u32 = 0; i < n; i++) {
-    let d = rxDescBase + <usize>i * RX_DESCRIPTOR_SIZE;
-    let off = load<u32>(d);
-    let len = <u32>load<u16>(d, 4);
-    let p = <u32>load<u16>(d, 6);
-    let m = meta(i);
-    resetMeta(m, rxBufBase + <usize>off, len, p);
-    m.reason = classify(m, off, len, p);
-    if (m.reason) continue;
-    let dst = loadMac(m.frame + eth.DST);
-    if (isGroupMac(dst)) m.flags |= FLAG_GROUP_DST;
-    else m.dstHash = mac.hash(mac.key(dst, m.vlan), m.network);
-    m.srcHash = mac.hash(mac.key(loadMac(m.frame + eth.SRC), m.vlan), m.network);
-    if (router.ifCount != 0 && !isGroupMac(dst)) m.flowHash = routedFlowHash(m, dst);
+  if (mac.slots > TOUCH_MIN_SLOTS || flow.idxSlots > TOUCH_MIN_SLOTS) {
+    // Tables larger than the cache: classify the whole batch, touch every slot it will need, then
+    // learn and forward, so the cache misses overlap.
+    for (let i: u32 = 0; i < n; i++) first(meta(i), i);
+    touchAll(n);
+    for (let i: u32 = 0; i < n; i++) second(meta(i), t);
+  } else {
+    // Tables in cache: each packet runs to completion while its metadata is still in registers.
+    for (let i: u32 = 0; i < n; i++) {
+      let m = meta(i);
+      first(m, i);
+      second(m, t);
+    }
   }
 
+  mac.sweep(t, SWEEP_SLOTS_PER_BATCH);
+  let expired = flow.sweep(t, SWEEP_SLOTS_PER_BATCH);
+  if (expired) bump(Stat.CtExpired, expired);
+  flushBatch();
+  return tx.count;
+}
+
+// The first stages of packet i: descriptor, port, parse, ingress; the MAC table and conntrack hashes.
+@inline function first(m: Meta, i: u32): void {
+  let d = rxDescBase + <usize>i * RX_DESCRIPTOR_SIZE;
+  let off = load<u32>(d);
+  let len = <u32>load<u16>(d, 4);
+  let p = <u32>load<u16>(d, 6);
+  resetMeta(m, rxBufBase + <usize>off, len, p);
+  m.reason = classify(m, off, len, p);
+  if (m.reason) return;
+  let dst = loadMac(m.frame + eth.DST);
+  if (isGroupMac(dst)) m.flags |= FLAG_GROUP_DST;
+  else m.dstHash = mac.hash(mac.key(dst, m.vlan), m.network);
+  m.srcHash = mac.hash(mac.key(loadMac(m.frame + eth.SRC), m.vlan), m.network);
+  if (router.ifCount != 0 && !isGroupMac(dst)) m.flowHash = routedFlowHash(m, dst);
+}
+
+// Touches the MAC table slots and the connections (index slot, then record) the batch will need, in
+// tight loops of independent loads, so the out-of-order core keeps many misses in flight.
+function touchAll(n: u32): void {
   let touched: u64 = 0;
   if (mac.slots > TOUCH_MIN_SLOTS) {
-    // A tight loop of independent loads, so the out-of-order core keeps many misses in flight.
     for (let i: u32 = 0; i < n; i++) {
       let m = meta(i);
       touched ^= mac.touch(m.srcHash) ^ (m.toRouter ? 0 : mac.touch(m.dstHash));
     }
   }
   if (flow.idxSlots > TOUCH_MIN_SLOTS) {
-    // The same for routed packets' connections: their index slots, then the records those name.
     for (let i: u32 = 0; i < n; i++) {
       let h = meta(i).flowHash;
       if (h) touched ^= flow.touch(h);
@@ -83,26 +106,20 @@ export function process(n: u32, now: f64): u32 {
     }
   }
   store<u64>(sinkBase, touched);
+}
 
-  for (let i: u32 = 0; i < n; i++) {
-    let m = meta(i);
-    if (m.reason) continue;
-    let r = l2learn(m, port(m.inPort), t);
-    if (r) {
-      m.reason = r;
-      drop(m.inPort, r);
-      continue;
-    }
-    // A frame the first pass already found addressed to a gateway MAC skips the L2 lookup.
-    let r3 = m.toRouter != 0 ? m.toRouter : l2forward(m, t, m.inPort);
-    if (r3 != 0) l3input(m, r3 - 1, t);
+// The last stages: learn the source, then forward by L2 or hand the packet to the router.
+@inline function second(m: Meta, t: u32): void {
+  if (m.reason) return;
+  let r = l2learn(m, port(m.inPort), t);
+  if (r) {
+    m.reason = r;
+    drop(m.inPort, r);
+    return;
   }
-
-  mac.sweep(t, SWEEP_SLOTS_PER_BATCH);
-  let expired = flow.sweep(t, SWEEP_SLOTS_PER_BATCH);
-  if (expired) bump(Stat.CtExpired, expired);
-  flushBatch();
-  return tx.count;
+  // A frame the first pass already found addressed to a gateway MAC skips the L2 lookup.
+  let r3 = m.toRouter != 0 ? m.toRouter : l2forward(m, t, m.inPort);
+  if (r3 != 0) l3input(m, r3 - 1, t);
 }
 
 // Descriptor and port checks, rx counters, parse and ingress. Counts the drop if there is one.
