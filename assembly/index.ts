@@ -23,6 +23,8 @@ import * as flow from "./tables/flow";
 import * as natrules from "./tables/natrules";
 import * as eim from "./tables/eim";
 import * as addr6 from "./tables/addr6";
+import * as acl from "./tables/acl";
+import * as aclnode from "./nodes/acl";
 import * as ct from "./nodes/ct";
 import { icmpErrors, arpRequests, initBuckets } from "./ratelimit";
 
@@ -66,6 +68,7 @@ export function create(maxPorts: u32, macEntries: u32, batch: u32, rxBytes: u32)
   ports.portBase = zeroed(<usize>maxPorts * ports.PORT_SIZE);
   ports.vlanBase = zeroed(<usize>maxPorts * ports.VLAN_BITMAP_BYTES);
   ports.portDropBase = zeroed(<usize>maxPorts * <usize>Reason.Count * 8);
+  acl.alloc(maxPorts);
   mac.alloc(macEntries);
   pipeline.maxBatch = batch;
   pipeline.rxDescBase = zeroed(<usize>batch * pipeline.RX_DESCRIPTOR_SIZE);
@@ -119,6 +122,7 @@ export function port_configure(p: u32, network: u32, mode: u32, vlan: u32, flags
   let pt = ports.port(p);
   let fresh = pt.state == ports.STATE_FREE;
   if (!fresh && (<u32>pt.network != network || <u32>pt.vlan != vlan || <u32>pt.mode != mode)) mac.flushPort(p);
+  let keep = fresh ? 0 : pt.flags & ports.PORT_ACL;
   if (fresh) {
     memory.fill(changetype<usize>(pt), 0, ports.PORT_SIZE);
     memory.fill(ports.portDropBase + <usize>p * <usize>Reason.Count * 8, 0, <usize>Reason.Count * 8);
@@ -128,7 +132,7 @@ export function port_configure(p: u32, network: u32, mode: u32, vlan: u32, flags
   pt.network = <u16>network;
   pt.mode = <u8>mode;
   pt.vlan = <u16>vlan;
-  pt.flags = <u16>flags;
+  pt.flags = <u16>(flags | <u32>keep);
   pt.learnLimit = learnLimit;
   if (p >= ports.highPort) ports.highPort = p + 1;
   return Error.Ok;
@@ -179,6 +183,11 @@ export function port_remove(p: u32): i32 {
   if (e) return e;
   mac.flushPort(p);
   let pt = ports.port(p);
+  if (pt.flags & ports.PORT_ACL) {
+    acl.unbind(p, acl.DIR_OUT);
+    acl.unbind(p, acl.DIR_IN);
+    if (l3) flow.flush(aclnode.ZONE_BASE + p);
+  }
   memory.fill(changetype<usize>(pt), 0, ports.PORT_SIZE);
   memory.fill(ports.portDropBase + <usize>p * <usize>Reason.Count * 8, 0, <usize>Reason.Count * 8);
   ports.clearVlans(p);
@@ -588,3 +597,43 @@ export function ratelimit_set(which: u32, perSecond: u32, burst: u32): i32 {
   (which == 0 ? icmpErrors : arpRequests).set(perSecond, burst);
   return Error.Ok;
 }
+
+// ---- ACLs ---------------------------------------------------------------------------------------
+
+// Room for a compiled rule set of `bytes` bytes (src/compile/acl.ts writes it), or 0.
+export function acl_alloc(bytes: u32): usize {
+  if (!created || bytes < 56 || bytes > (1 << 28)) return 0;
+  return zeroed(bytes);
+}
+export function acl_free(blob: usize): void {
+  if (blob != 0) heap.free(blob);
+}
+
+// Binds port p's direction dir (0 Out: from the endpoint, 1 In: to it) to a compiled rule set
+// (blob 0: none) and a default action (0 block, 1 allow). The blob is checked first; a refused one
+// changes nothing. Every binding change starts a new policy generation: established connections of
+// every port are classified again on their next packet.
+export function acl_bind(p: u32, dir: u32, blob: usize, size: u32, defaultAction: u32): i32 {
+  let e = checkPort(p);
+  if (e) return e;
+  if (!l3) return Error.NoL3;
+  if (p > aclnode.MAX_ACL_PORT || dir > 1 || defaultAction > 1) return Error.BadArgument;
+  if (blob != 0 && !acl.valid(blob, size)) return Error.BadArgument;
+  acl.bind(p, dir, blob, defaultAction);
+  ports.port(p).flags |= ports.PORT_ACL;
+  return Error.Ok;
+}
+
+export function acl_unbind(p: u32, dir: u32): i32 {
+  let e = checkPort(p);
+  if (e) return e;
+  if (dir > 1) return Error.BadArgument;
+  acl.unbind(p, dir);
+  if (!acl.bound(p, acl.DIR_OUT) && !acl.bound(p, acl.DIR_IN)) {
+    ports.port(p).flags &= ~ports.PORT_ACL;
+    if (l3) flow.flush(aclnode.ZONE_BASE + p);
+  }
+  return Error.Ok;
+}
+
+export function acl_generation(): u32 { return acl.generation; }

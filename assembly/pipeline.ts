@@ -10,7 +10,7 @@
 // never make the dataplane read outside its own buffers.
 import { Reason } from "./reasons";
 import { Meta, meta, resetMeta, FLAG_GROUP_DST } from "./packet";
-import { port, maxPorts, STATE_UP, STATE_FREE } from "./ports";
+import { port, maxPorts, STATE_UP, STATE_FREE, PORT_ACL } from "./ports";
 import { drop, bump, Stat, flushBatch } from "./counters";
 import * as counters from "./counters";
 import * as mac from "./tables/mac";
@@ -20,6 +20,8 @@ import { ingress } from "./nodes/ingress";
 import { l2learn } from "./nodes/l2learn";
 import { l2forward } from "./nodes/l2forward";
 import { l3input } from "./nodes/l3";
+import { aclCheck } from "./nodes/acl";
+import { DIR_OUT } from "./tables/acl";
 import * as flow from "./tables/flow";
 import * as router from "./router";
 import { routedFlowHash } from "./nodes/ip4";
@@ -111,7 +113,9 @@ function touchAll(n: u32): void {
 // The last stages: learn the source, then forward by L2 or hand the packet to the router.
 @inline function second(m: Meta, t: u32): void {
   if (m.reason) return;
-  let r = l2learn(m, port(m.inPort), t);
+  let pt = port(m.inPort);
+  let r = l2learn(m, pt, t);
+  if (r == Reason.None && (pt.flags & PORT_ACL)) r = aclCheck(m, m.inPort, DIR_OUT, t);
   if (r) {
     m.reason = r;
     drop(m.inPort, r);

@@ -21,6 +21,8 @@ export const PORT_SPOOF_GUARD: u16 = 1;    // the source MAC must be guardMac
 export const PORT_NO_LEARN: u16 = 2;       // never learn source MACs on this port
 export const PORT_DROP_UNTAGGED: u16 = 4;  // trunk: untagged frames are dropped, not put in the native VLAN
 export const PORT_FLAGS_ALL: u16 = 7;
+// Set by the ACL calls, not by port_configure: the port's IP traffic goes through its ACL stage.
+export const PORT_ACL: u16 = 8;
 
 export const NO_LIMIT: u32 = 0xffffffff;
 

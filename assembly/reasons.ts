@@ -52,6 +52,7 @@ export const enum Reason {
   CtTableFull,
   NatPortExhausted,
   IcmpErrorUnmatched,
+  AclBlocked,
   Count,
 }
 
@@ -105,6 +106,7 @@ const NAMES: StaticArray<string> = [
   "ct_table_full",
   "nat_port_exhausted",
   "icmp_error_unmatched",
+  "acl_blocked",
 ];
 
 export function reasonName(r: u32): string {

@@ -9,6 +9,7 @@ import { instantiateSync } from '@assemblyscript/loader';
 import { readFileSync } from 'node:fs';
 import { formatMac, parseMac } from './frames.js';
 import { Router } from './router.js';
+import { Acls } from './acl.js';
 
 export type Build = 'release' | 'debug';
 
@@ -93,6 +94,11 @@ export interface NetplaneExports {
   ct_set_timeout(state: number, ms: number): number;
   ct_timeout(state: number): number;
   ratelimit_set(which: number, perSecond: number, burst: number): number;
+  acl_alloc(bytes: number): number;
+  acl_free(blob: number): void;
+  acl_bind(p: number, dir: number, blob: number, size: number, defaultAction: number): number;
+  acl_unbind(p: number, dir: number): number;
+  acl_generation(): number;
   abortLine: WebAssembly.Global;
   __getString(ptr: number): string;
 }
@@ -324,6 +330,7 @@ export class SwitchPort {
 export class Switch {
   readonly dp: Dataplane;
   readonly router: Router;
+  readonly acls: Acls;
   readonly ports = new Map<number, SwitchPort>();
   private clock: () => number;
   private pending = 0;
@@ -334,6 +341,8 @@ export class Switch {
     this.dp = new Dataplane(opts);
     this.clock = opts.clock ?? (() => performance.now());
     this.router = new Router(this.dp, () => this.clock());
+    this.acls = new Acls(this.dp, (id) => this.ports.get(id)?.spec.network,
+      (network) => [...this.ports.values()].filter((p) => p.spec.network === network).map((p) => p.id));
     if (opts.macAgingMs !== undefined) this.setMacAging(opts.macAgingMs);
   }
 
@@ -347,6 +356,7 @@ export class Switch {
     const applied = this.configure(id, full);
     const port = new SwitchPort(this, id, applied);
     this.ports.set(id, port);
+    this.acls.portAdded(id);
     return port;
   }
 
@@ -356,6 +366,7 @@ export class Switch {
     const full = { ...old.spec, ...changes, id };
     const applied = this.configure(id, full);
     Object.assign(old.spec, applied);
+    this.acls.portAdded(id);
     return old;
   }
 
@@ -386,6 +397,7 @@ export class Switch {
   removePort(id: number): void {
     this.port(id);
     this.flush();
+    this.acls.portRemoved(id);
     abi('port', this.dp.exports.port_remove(id));
     this.ports.delete(id);
   }

@@ -8,7 +8,9 @@
 // it arrived gets the rx bytes themselves.
 import { Reason } from "../reasons";
 import { Meta, FLAG_TAGGED } from "../packet";
-import { Port, port, highPort, isMember, MODE_TRUNK } from "../ports";
+import { Port, port, highPort, isMember, MODE_TRUNK, PORT_ACL } from "../ports";
+import { aclCheck } from "./acl";
+import { DIR_IN } from "../tables/acl";
 import { drop, bump, Stat } from "../counters";
 import * as mac from "../tables/mac";
 import * as tx from "../tx";
@@ -36,13 +38,13 @@ export const NO_PORT: u32 = 0xffffffff;
       }
       let pt = port(o);
       if (isMember(pt, o, m.network, m.vlan)) {
-        deliver(m, pt, o);
+        deliver(m, pt, o, now);
         return 0;
       }
       // The learned port left the domain (reconfigured or down): fall back to flooding.
     }
   }
-  flood(m, exclude);
+  flood(m, exclude, now);
   if (isGroupMac(dst) && (m.ethertype == eth.TYPE_ARP || m.ethertype == eth.TYPE_IPV6)) {
     let f = ifaceOfDomain(m.network, m.vlan);
     if (f >= 0) return <u32>f + 1;
@@ -56,7 +58,7 @@ export const NO_PORT: u32 = 0xffffffff;
   return mac.hash(mac.key(loadMac(m.frame + eth.DST), m.vlan), m.network);
 }
 
-function flood(m: Meta, exclude: u32): void {
+function flood(m: Meta, exclude: u32, now: u32): void {
   bump(Stat.Flooded);
   let members: u32 = 0;
   let n = highPort;
@@ -65,13 +67,21 @@ function flood(m: Meta, exclude: u32): void {
     let pt = port(i);
     if (!isMember(pt, i, m.network, m.vlan)) continue;
     members++;
-    deliver(m, pt, i);
+    deliver(m, pt, i, now);
   }
   if (members == 0 && ifaceOfDomain(m.network, m.vlan) < 0) drop(m.inPort, Reason.NoDestination);
 }
 
-// Sends the frame out of one port in the form that port wants. Returns false if it was dropped.
-@inline function deliver(m: Meta, pt: Port, o: u32): bool {
+// Sends the frame out of one port in the form that port wants, through the port's ACLs if it has
+// any. Returns false if it was dropped.
+@inline function deliver(m: Meta, pt: Port, o: u32, now: u32): bool {
+  if (pt.flags & PORT_ACL) {
+    let r = aclCheck(m, o, DIR_IN, now);
+    if (r) {
+      drop(m.inPort, r);
+      return false;
+    }
+  }
   let wantTag = pt.mode == MODE_TRUNK && <u32>pt.vlan != m.vlan;
   let tagged = (m.flags & FLAG_TAGGED) != 0;
   if (wantTag) {

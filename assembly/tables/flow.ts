@@ -37,6 +37,7 @@ export const CT_SEEN_REPLY: u8 = 8;
 export const CT_ASSURED: u8 = 16;   // established both ways: never early-dropped
 export const CT_EIM: u8 = 32;       // its source NAT holds an endpoint-independent mapping
 export const CT_V6: u8 = 64;        // IPv6: the addresses are tables/addr6.ts ids
+export const CT_ACL_IN: u8 = 128;   // an ACL connection classified in the In direction (to the port)
 // An IPv6 connection's zone field carries this bit, so IPv4 and IPv6 keys never meet.
 export const ZONE_V6: u32 = 0x8000;
 

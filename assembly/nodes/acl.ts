@@ -1,0 +1,211 @@
+// Stage: a port's ACLs (HNS endpoint ACL semantics), stateful. Every IP packet a port with ACLs
+// receives (direction Out: from the endpoint) or sends (In: to the endpoint) belongs to a connection
+// in the port's own conntrack zone. A packet of a known connection passes without any rule: that is
+// how replies of an allowed connection pass. The first packet of a connection is classified against
+// the rule set bound to the port and direction (the compiled union of its network's and its own
+// rules), or the direction's default action when no rule matches; allowed, it creates the
+// connection, blocked, it is dropped as acl_blocked. A connection classified under an older policy
+// generation is classified again on its next packet, so a Block added now cuts it.
+//
+// Not subject to ACLs: non-IP frames (ARP), IPv6 neighbour discovery and MLD (hosts cannot work
+// without them), and ICMP errors that relate to a connection of the zone. Fragments after the first
+// carry no ports to classify and are dropped (ip_fragment).
+import { Reason } from "../reasons";
+import { Meta, FLAG_LATER_FRAGMENT } from "../packet";
+import * as acl from "../tables/acl";
+import * as flow from "../tables/flow";
+import * as addr6 from "../tables/addr6";
+import * as eth from "../wire/ethernet";
+import * as ipv4 from "../wire/ipv4";
+import * as icmpw from "../wire/icmp";
+import { get8, get16 } from "../wire/bytes";
+import { bump, Stat } from "../counters";
+import { quoted, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
+import * as ct from "./ct";
+
+// Port zones follow the compartments' (0-1023) in the 15-bit zone space.
+export const ZONE_BASE: u32 = 1024;
+export const MAX_ACL_PORT: u32 = 0x7fff - ZONE_BASE;
+const EVICT_SCAN: u32 = 64;
+
+// The packet's tuple, as one direction of a connection sees it.
+let fam: u32 = 0;
+let proto: u32 = 0;
+let shi: u64 = 0, slo: u64 = 0, dhi: u64 = 0, dlo: u64 = 0;
+let sport: u32 = 0, dport: u32 = 0, tcpFlags: u32 = 0;
+
+const EXEMPT: i32 = 1;
+const ICMP_ERROR: i32 = 2;
+
+// Reads the tuple. Returns 0, EXEMPT (not subject to ACLs) or ICMP_ERROR.
+function readTuple(m: Meta): i32 {
+  let ip = m.frame + m.l3;
+  proto = m.protocol;
+  sport = 0;
+  dport = 0;
+  tcpFlags = 0;
+  let l4 = m.frame + m.l4;
+  if (m.ethertype == eth.TYPE_IPV4) {
+    fam = 4;
+    shi = 0;
+    dhi = 0;
+    slo = <u64>ipv4.src(ip);
+    dlo = <u64>ipv4.dst(ip);
+  } else {
+    fam = 6;
+    shi = bswap<u64>(load<u64>(ip, 8));
+    slo = bswap<u64>(load<u64>(ip, 16));
+    dhi = bswap<u64>(load<u64>(ip, 24));
+    dlo = bswap<u64>(load<u64>(ip, 32));
+  }
+  if (proto == 6 || proto == 17) {
+    sport = get16(l4);
+    dport = get16(l4 + 2);
+    if (proto == 6) tcpFlags = get8(l4 + 13);
+  } else if (proto == 1 && fam == 4) {
+    let t = icmpw.type(l4);
+    if (t == icmpw.ECHO_REQUEST) sport = icmpw.ident(l4);
+    else if (t == icmpw.ECHO_REPLY) dport = icmpw.ident(l4);
+    else if (icmpw.isError(t)) return ICMP_ERROR;
+  } else if (proto == 58 && fam == 6) {
+    let t = get8(l4);
+    if (t == 128) sport = get16(l4 + 4);
+    else if (t == 129) dport = get16(l4 + 4);
+    else if (t < 128) return ICMP_ERROR;
+    else if ((t >= 130 && t <= 137) || t == 143) return EXEMPT; // MLD, router and neighbour discovery
+  }
+  return 0;
+}
+
+// The ACL stage for packet m at port p in direction dir. Returns Reason.None to let it pass.
+export function aclCheck(m: Meta, p: u32, dir: u32, now: u32): Reason {
+  if (m.ethertype != eth.TYPE_IPV4 && m.ethertype != eth.TYPE_IPV6) return Reason.None;
+  if (m.flags & FLAG_LATER_FRAGMENT) return Reason.IpFragment;
+  let t = readTuple(m);
+  if (t == EXEMPT) return Reason.None;
+  let zone = ZONE_BASE + p;
+  if (t == ICMP_ERROR) return relatedError(m, zone) ? Reason.None : Reason.AclBlocked;
+
+  let v6 = fam == 6;
+  let zkey = v6 ? zone | flow.ZONE_V6 : zone;
+  let s: u32, d: u32;
+  if (v6) {
+    s = addr6.find(shi, slo);
+    d = addr6.find(dhi, dlo);
+  } else {
+    s = <u32>slo;
+    d = <u32>dlo;
+  }
+  if (!v6 || (s != 0 && d != 0)) {
+    let h = flow.hashKey(zkey, proto, s, d, sport, dport);
+    let v = flow.lookup(h, zkey, proto, s, d, sport, dport);
+    if (v != 0) {
+      let ri = (v - 1) >> 1;
+      let cdir = (v - 1) & 1;
+      let r = flow.rec(ri);
+      if (flow.expired(r, now) || (proto == 6 && ct.reopens(r, cdir, tcpFlags))) {
+        flow.release(ri);
+      } else {
+        if (load<u32>(r, 92) != acl.generation) {
+          if (!stillAllowed(r, p)) {
+            flow.release(ri);
+            return Reason.AclBlocked;
+          }
+          store<u32>(r, acl.generation, 92);
+        }
+        return ct.update(r, proto, cdir, tcpFlags, now) ? Reason.None : Reason.CtTcpInvalid;
+      }
+    }
+  }
+
+  // A first packet: classify, then track it if allowed.
+  let local = dir == acl.DIR_OUT;
+  if (!allowed(p, dir, v6, local ? shi : dhi, local ? slo : dlo, local ? dhi : shi, local ? dlo : slo,
+               local ? sport : dport, local ? dport : sport)) return Reason.AclBlocked;
+  let state = ct.initialState(proto, tcpFlags);
+  if (state == ct.State.None) return Reason.CtInvalidNew;
+  return track(zkey, v6, dir, state, now);
+}
+
+// Classifies under the binding of (p, dir): true if the deciding rule, or the default, allows.
+function allowed(p: u32, dir: u32, v6: bool, lhi: u64, llo: u64, rhi: u64, rlo: u64, lport: u32, rport: u32): bool {
+  if (!acl.bound(p, dir)) return true;
+  let b = acl.binding(p, dir);
+  let blob = <usize>load<u32>(b);
+  let noPorts = proto != 6 && proto != 17;
+  if (blob != 0) {
+    let rule = acl.classify(blob, v6, proto, lhi, llo, rhi, rlo, noPorts ? acl.NO_PORT_VALUE : lport, noPorts ? acl.NO_PORT_VALUE : rport);
+    if (rule >= 0) {
+      acl.hit(blob, <u32>rule);
+      return acl.action(blob, <u32>rule) == acl.ACTION_ALLOW;
+    }
+  }
+  return <u32>load<u8>(b, 4) == acl.ACTION_ALLOW;
+}
+
+// A connection from before the last policy change: classify its first packet again, as it was then.
+function stillAllowed(r: usize, p: u32): bool {
+  let f = load<u8>(r, 28);
+  let dir = (f & flow.CT_ACL_IN) ? acl.DIR_IN : acl.DIR_OUT;
+  let v6 = (f & flow.CT_V6) != 0;
+  let a = load<u32>(r), b = load<u32>(r, 4);
+  let ahi: u64 = v6 ? addr6.hi(a) : 0, alo: u64 = v6 ? addr6.lo(a) : <u64>a;
+  let bhi: u64 = v6 ? addr6.hi(b) : 0, blo: u64 = v6 ? addr6.lo(b) : <u64>b;
+  let sp = <u32>load<u16>(r, 8), dp = <u32>load<u16>(r, 10);
+  proto = <u32>load<u8>(r, 26);
+  let out = dir == acl.DIR_OUT;
+  return allowed(p, dir, v6, out ? ahi : bhi, out ? alo : blo, out ? bhi : ahi, out ? blo : alo, out ? sp : dp, out ? dp : sp);
+}
+
+// Creates the connection of the packet whose tuple was read. Returns the reason it cannot.
+function track(zkey: u32, v6: bool, dir: u32, state: ct.State, now: u32): Reason {
+  let ri = flow.take();
+  if (ri < 0) {
+    if (!flow.evictOne(now, EVICT_SCAN)) return Reason.CtTableFull;
+    bump(Stat.CtEarlyDrop);
+    ri = flow.take();
+  }
+  let s: u32, d: u32;
+  if (v6) {
+    s = addr6.acquire(shi, slo);
+    d = addr6.acquire(dhi, dlo);
+    if (s == 0 || d == 0) {
+      addr6.release(s);
+      addr6.release(d);
+      flow.giveBack(<u32>ri);
+      return Reason.CtTableFull;
+    }
+  } else {
+    s = <u32>slo;
+    d = <u32>dlo;
+  }
+  let r = flow.rec(<u32>ri);
+  store<u32>(r, s);
+  store<u32>(r, d, 4);
+  store<u16>(r, <u16>sport, 8);
+  store<u16>(r, <u16>dport, 10);
+  store<u32>(r, d, 12);
+  store<u32>(r, s, 16);
+  store<u16>(r, <u16>dport, 20);
+  store<u16>(r, <u16>sport, 22);
+  store<u16>(r, <u16>zkey, 24);
+  store<u8>(r, <u8>proto, 26);
+  store<u8>(r, <u8>state, 27);
+  store<u8>(r, (v6 ? flow.CT_V6 : 0) | (dir == acl.DIR_IN ? flow.CT_ACL_IN : 0), 28);
+  store<u32>(r, now, 88);
+  store<u32>(r, acl.generation, 92);
+  flow.commit(<u32>ri, flow.hashKey(zkey, proto, s, d, sport, dport), flow.hashKey(zkey, proto, d, s, dport, sport));
+  bump(Stat.CtCreated);
+  ct.update(r, proto, 0, tcpFlags, now);
+  return Reason.None;
+}
+
+// An ICMPv4 error passes when the packet it quotes belongs to a connection of the zone (either way);
+// ICMPv6 errors pass (their quoted packet is not matched yet).
+function relatedError(m: Meta, zone: u32): bool {
+  if (fam == 6) return true;
+  let ic = m.frame + m.l4;
+  if (!quoted(ic, m.l4len)) return false;
+  if (flow.lookup(flow.hashKey(zone, qProto, qSrc, qDst, qSport, qDport), zone, qProto, qSrc, qDst, qSport, qDport) != 0) return true;
+  return flow.lookup(flow.hashKey(zone, qProto, qDst, qSrc, qDport, qSport), zone, qProto, qDst, qSrc, qDport, qSport) != 0;
+}
