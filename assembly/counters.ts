@@ -27,6 +27,7 @@ export const enum Stat {
   IcmpRateLimited, // ICMP errors and ARP requests not sent because of the rate limit
   IcmpTranslated,  // ICMP errors translated through NAT
   EchoReplies,   // echo replies sent by a gateway address
+  LbChoices,     // backends chosen by load balancers (one per new connection)
   Count,
 }
 
@@ -34,7 +35,7 @@ const STAT_NAMES: StaticArray<string> = [
   "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "dropped", "flooded",
   "mac_learned", "mac_moves", "mac_aged", "mac_table_full", "batches",
   "routed", "ct_created", "ct_early_drop", "ct_expired", "arp_replies", "arp_requests", "icmp_errors",
-  "icmp_rate_limited", "icmp_translated", "echo_replies",
+  "icmp_rate_limited", "icmp_translated", "echo_replies", "lb_choices",
 ];
 
 export function statName(i: u32): string {

@@ -637,3 +637,35 @@ export function acl_unbind(p: u32, dir: u32): i32 {
 }
 
 export function acl_generation(): u32 { return acl.generation; }
+
+// ---- load balancers -----------------------------------------------------------------------------
+
+// A load balancer (HCN LoadBalancer port mapping): `proto` traffic of `zone` to vip:extPort (vip 0 =
+// any gateway address of the zone: NodePort style) is spread over backends, to intPort (0 = extPort).
+// dist: 0 per connection (5-tuple), 1 per source address and protocol, 2 per source address.
+// flags: 1 direct server return. Keeps the backends of an existing balancer.
+export function lb_set(zone: u32, proto: u32, vip: u32, extPort: u32, intPort: u32, dist: u32, flags: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (checkZone(zone)) return Error.BadZone;
+  if (proto != 6 && proto != 17) return Error.BadArgument;
+  if (extPort == 0 || extPort > 65535 || intPort > 65535 || dist > 2 || flags > 1) return Error.BadArgument;
+  if ((flags & natrules.LB_DSR) && intPort != 0 && intPort != extPort) return Error.BadArgument; // DSR cannot change ports
+  return natrules.setBalancer(zone, proto, extPort, vip, intPort, dist, flags) != 0 ? Error.Ok : Error.TableFull;
+}
+export function lb_backend_add(zone: u32, proto: u32, vip: u32, extPort: u32, addr: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  let s = natrules.findBalancer(zone, proto, extPort, vip);
+  if (s == 0) return Error.NotFound;
+  if (addr == 0) return Error.BadArgument;
+  let r = natrules.addBackend(s, addr);
+  return r == 0 ? Error.Ok : r == 1 ? Error.BadArgument : Error.TableFull;
+}
+export function lb_backend_remove(zone: u32, proto: u32, vip: u32, extPort: u32, addr: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  let s = natrules.findBalancer(zone, proto, extPort, vip);
+  if (s == 0) return Error.NotFound;
+  return natrules.removeBackend(s, addr) ? Error.Ok : Error.NotFound;
+}

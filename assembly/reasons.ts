@@ -53,6 +53,7 @@ export const enum Reason {
   NatPortExhausted,
   IcmpErrorUnmatched,
   AclBlocked,
+  LbNoBackend,
   Count,
 }
 
@@ -107,6 +108,7 @@ const NAMES: StaticArray<string> = [
   "nat_port_exhausted",
   "icmp_error_unmatched",
   "acl_blocked",
+  "lb_no_backend",
 ];
 
 export function reasonName(r: u32): string {

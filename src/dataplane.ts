@@ -94,6 +94,9 @@ export interface NetplaneExports {
   ct_set_timeout(state: number, ms: number): number;
   ct_timeout(state: number): number;
   ratelimit_set(which: number, perSecond: number, burst: number): number;
+  lb_set(zone: number, proto: number, vip: number, extPort: number, intPort: number, dist: number, flags: number): number;
+  lb_backend_add(zone: number, proto: number, vip: number, extPort: number, addr: number): number;
+  lb_backend_remove(zone: number, proto: number, vip: number, extPort: number, addr: number): number;
   acl_alloc(bytes: number): number;
   acl_free(blob: number): void;
   acl_bind(p: number, dir: number, blob: number, size: number, defaultAction: number): number;

@@ -43,6 +43,17 @@ export interface PortMappingSpec {
   vip?: string;             // the external address it applies to (default: any router address)
 }
 
+// HCN LoadBalancer: FrontendVIPs (empty: every gateway address, NodePort style), PortMappings with
+// their DistributionType, the backends (HostComputeEndpoints' addresses), and the DSR flag.
+export type Distribution = 'None' | 'SourceIPProtocol' | 'SourceIP';
+export interface LoadBalancerSpec {
+  compartment?: number;
+  frontendVips?: string[];
+  portMappings: Array<{ protocol: 'tcp' | 'udp'; externalPort: number; internalPort?: number; distribution?: Distribution }>;
+  backends: string[];
+  dsr?: boolean;
+}
+
 export interface ConnectionTuple { src: string; dst: string; sport: number; dport: number }
 
 export interface Connection {
@@ -133,6 +144,8 @@ function macParts(s: string, field: string): [number, number] {
 export class Router {
   readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6'>> & { address?: string; address6?: string }>();
   private snatUsed = new Set<number>();
+  private balancers = new Map<number, { spec: LoadBalancerSpec; keys: number[][] }>();
+  private nextBalancer = 1;
   private exceptionsUsed = new Set<number>();
 
   constructor(private readonly dp: Dataplane, private readonly clock: () => number) {}
@@ -301,6 +314,71 @@ export class Router {
     const int = ipv4Number(p.internalAddress, 'internalAddress');
     const vip = p.vip !== undefined ? ipv4Number(p.vip, 'vip') : 0;
     return [c, p.protocol === 'tcp' ? 6 : 17, vip, p.externalPort, int, p.internalPort];
+  }
+
+  // Creates a load balancer; returns its id. Every frontend x port mapping becomes one balancer in the
+  // dataplane, all with the same backends.
+  addLoadBalancer(spec: LoadBalancerSpec): number {
+    const keys = this.balancerKeys(spec);
+    const backends = spec.backends.map((b, i) => ipv4Number(b, `backends[${i}]`));
+    if (new Set(backends).size !== backends.length) throw new NetplaneError('backends', 'lists an address twice');
+    const x = this.dp.exports;
+    const done: number[][] = [];
+    try {
+      for (const k of keys) {
+        abi('loadBalancer', x.lb_set(k[0], k[1], k[2], k[3], k[4], k[5], k[6]));
+        done.push(k);
+        for (const b of backends) abi('backends', x.lb_backend_add(k[0], k[1], k[2], k[3], b));
+      }
+    } catch (e) {
+      for (const k of done) x.port_mapping_remove(k[0], k[1], k[2], k[3]);
+      throw e;
+    }
+    const id = this.nextBalancer++;
+    this.balancers.set(id, { spec: { ...spec, backends: [...spec.backends] }, keys });
+    return id;
+  }
+
+  // Replaces the backends of a load balancer: new ones take new connections at once; removed ones
+  // drain (their connections go on, no new ones come).
+  setBackends(id: number, backends: string[]): void {
+    const lb = this.balancers.get(id);
+    if (!lb) throw new NetplaneError('id', `no load balancer ${id}`);
+    const want = backends.map((b, i) => ipv4Number(b, `backends[${i}]`));
+    const had = lb.spec.backends.map((b) => ipv4Number(b, 'backends'));
+    const x = this.dp.exports;
+    for (const k of lb.keys) {
+      for (const b of want) if (!had.includes(b)) abi('backends', x.lb_backend_add(k[0], k[1], k[2], k[3], b));
+      for (const b of had) if (!want.includes(b)) abi('backends', x.lb_backend_remove(k[0], k[1], k[2], k[3], b));
+    }
+    lb.spec.backends = [...backends];
+  }
+
+  removeLoadBalancer(id: number): void {
+    const lb = this.balancers.get(id);
+    if (!lb) throw new NetplaneError('id', `no load balancer ${id}`);
+    for (const k of lb.keys) this.dp.exports.port_mapping_remove(k[0], k[1], k[2], k[3]);
+    this.balancers.delete(id);
+  }
+
+  private balancerKeys(spec: LoadBalancerSpec): number[][] {
+    const c = spec.compartment ?? 0;
+    intIn('compartment', c, 0, MAX_COMPARTMENTS - 1);
+    if (!Array.isArray(spec.portMappings) || spec.portMappings.length === 0) throw new NetplaneError('portMappings', 'a load balancer needs at least one port mapping');
+    const vips = (spec.frontendVips ?? []).map((v, i) => ipv4Number(v, `frontendVips[${i}]`));
+    const dists: Record<string, number> = { None: 0, SourceIPProtocol: 1, SourceIP: 2 };
+    const keys: number[][] = [];
+    spec.portMappings.forEach((pm, i) => {
+      if (pm.protocol !== 'tcp' && pm.protocol !== 'udp') throw new NetplaneError(`portMappings[${i}].protocol`, `must be "tcp" or "udp", got ${JSON.stringify(pm.protocol)}`);
+      intIn(`portMappings[${i}].externalPort`, pm.externalPort, 1, 65535);
+      const ip = pm.internalPort ?? pm.externalPort;
+      intIn(`portMappings[${i}].internalPort`, ip, 1, 65535);
+      if (spec.dsr && ip !== pm.externalPort) throw new NetplaneError(`portMappings[${i}].internalPort`, 'direct server return cannot change the port');
+      const d = dists[pm.distribution ?? 'None'];
+      if (d === undefined) throw new NetplaneError(`portMappings[${i}].distribution`, `must be one of None, SourceIPProtocol, SourceIP, got ${JSON.stringify(pm.distribution)}`);
+      for (const vip of vips.length ? vips : [0]) keys.push([c, pm.protocol === 'tcp' ? 6 : 17, vip, pm.externalPort, ip, d, spec.dsr ? 1 : 0]);
+    });
+    return keys;
   }
 
   // The connection table, like `conntrack -L`.

@@ -15,6 +15,7 @@ import { storeMac } from "../wire/bytes";
 import { bump, Stat } from "../counters";
 import { arpRequest } from "./arp";
 import { solicit } from "./ip6";
+import { CT_DSR } from "./nat";
 import { l2forward, dstHash, NO_PORT } from "./l2forward";
 
 @inline export function resolved(r: usize): bool {
@@ -50,7 +51,9 @@ export function resolve(r: usize, now: u32): bool {
   // showed); once both are resolved, later epochs look both up again.
   let keepReply = (seen & REPLY_PRIMED) != 0;
   // Original direction packets go to the reply tuple's source; reply packets to the original source.
-  let ok = resolveOne(r, zone, v6, load<u32>(r, 12), 0, now);
+  // A direct-server-return connection's original direction goes to its backend (nodes/nat.ts).
+  let to = (seen & CT_DSR) ? load<u32>(r, 92) : load<u32>(r, 12);
+  let ok = resolveOne(r, zone, v6, to, 0, now);
   if (!keepReply) ok = resolveOne(r, zone, v6, load<u32>(r), 1, now) && ok;
   if (ok) {
     store<u8>(r, seen & ~REPLY_PRIMED, 29);

@@ -3,6 +3,12 @@
 // the connection record with everything the fast path will need, including the checksum deltas of
 // its translations. Later packets of the connection never come here.
 //
+// Load balancing (HCN LoadBalancer) is a port mapping with a list of backends: the first packet picks
+// one by the balancer's distribution, conntrack keeps it for the connection, and a backend removed from
+// the list drains (its connections live on, new ones go elsewhere). With direct server return the
+// destination address is left as the VIP and the packet is only routed to the backend, which answers
+// from the VIP itself: its replies need no translation.
+//
 // Hairpin: a client reaching a published port through a router address, whose mapped server sits
 // behind the same interface the client came in by, would get the server's reply straight over L2
 // from an address it never talked to. Like Docker's hairpin NAT, the client's source is then
@@ -34,6 +40,17 @@ const TTL_DELTA: u32 = 0xfeff;
 // values are -Reason.
 export const LOCAL: i32 = -1;
 
+// In byte 29 of a connection: it goes to a direct-server-return backend, whose address is at 92.
+export const CT_DSR: u8 = 0x40;
+
+// The backend index (before the modulo) for a new connection, by the balancer's distribution:
+// per connection (5-tuple), per source address and protocol, or per source address (stickiness).
+@inline function pickBackend(dist: u32, proto: u32, src: u32, sport: u32, dst: u32, dport: u32): u32 {
+  if (dist == natrules.LB_SOURCE_IP) return flow.hashKey(0, 0, src, 0, 0, 0);
+  if (dist == natrules.LB_SOURCE_IP_PROTOCOL) return flow.hashKey(0, proto, src, 0, 0, 0);
+  return flow.hashKey(0, proto, src, dst, sport, dport);
+}
+
 // The egress the new connection's route chose, for the caller to prime the connection's cache with.
 export let routedIface: u32 = 0;
 export let routedNextHop: u32 = 0;
@@ -46,23 +63,39 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   let dstIsRouter = isRouterAddressV4(zone, dst);
   let ndst = dst, ndport = dport;
   let dnat = false;
+  let dsrBackend: u32 = 0;
   if (proto == 6 || proto == 17) {
     let mp = natrules.findMapping(zone, proto, dst, dport, dstIsRouter);
     if (mp != 0) {
-      ndst = load<u32>(mp, 12);
-      ndport = <u32>load<u16>(mp, 6);
-      dnat = true;
+      if (natrules.isBalancer(mp)) {
+        let n = natrules.backendCount(mp);
+        if (n == 0) return -<i32>Reason.LbNoBackend;
+        let b = natrules.backend(mp, pickBackend(natrules.distribution(mp), proto, src, sport, dst, dport) % n);
+        if (natrules.isDsr(mp)) {
+          dsrBackend = b; // the packet keeps its destination (the VIP) and is only sent to the backend
+        } else {
+          ndst = b;
+          let ip = <u32>load<u16>(mp, 6);
+          ndport = ip != 0 ? ip : dport;
+          dnat = true;
+        }
+        bump(Stat.LbChoices);
+      } else {
+        ndst = load<u32>(mp, 12);
+        ndport = <u32>load<u16>(mp, 6);
+        dnat = true;
+      }
     }
   }
-  if (!dnat && dstIsRouter) return LOCAL;
+  if (!dnat && dsrBackend == 0 && dstIsRouter) return LOCAL;
 
-  let rt = lpm.lookup4(zone, ndst);
+  let rt = lpm.lookup4(zone, dsrBackend != 0 ? dsrBackend : ndst);
   if (rt == 0) return -<i32>Reason.NoRoute;
   if (lpm.routeFlags(rt) & lpm.ROUTE_BLACKHOLE) return -<i32>Reason.RouteBlackhole;
   let outIf = lpm.routeIface(rt);
   routedIface = outIf;
   routedNextHop = <u32>lpm.routeNextHopLo(rt);
-  if (routedNextHop == 0) routedNextHop = ndst;
+  if (routedNextHop == 0) routedNextHop = dsrBackend != 0 ? dsrBackend : ndst;
 
   let nsrc = src, nsport = sport;
   let snat = false;
@@ -135,6 +168,10 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   store<u32>(r, now, 32);
   store<u32>(r, now + ct.timeout(state), 36);
   store<u32>(r, now, 88);
+  if (dsrBackend != 0) {
+    store<u32>(r, dsrBackend, 92);
+    store<u8>(r, CT_DSR, 29);
+  }
   // Checksum deltas. Original direction: (src, dst, sport, dport) -> (nsrc, ndst, nsport, ndport);
   // reply direction: the inverse on the reply tuple.
   let a = checksum.delta32(src, nsrc) + checksum.delta32(dst, ndst);

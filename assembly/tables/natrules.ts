@@ -21,8 +21,19 @@ export const SNAT_EIM: u16 = 1;   // endpoint-independent mapping (tables/eim.ts
 // Exception (8 bytes): 0 u16 zone, 2 u8 prefix length, 3 u8 in use, 4 u32 destination prefix.
 export const EXCEPTION_SIZE: usize = 8;
 // Port mapping (24 bytes): 0 u16 zone, 2 u8 protocol, 3 u8 in use, 4 u16 external port,
-// 6 u16 internal port, 8 u32 VIP (0 = any router address), 12 u32 internal address, 16 u64 reserved.
+// 6 u16 internal port, 8 u32 VIP (0 = any router address), 12 u32 internal address; a load balancer
+// (HCN LoadBalancer) is a mapping with a backend list: 16 u32 backends (address of an array of u32
+// addresses, 0 = a plain mapping), 20 u16 backend count, 22 u8 distribution (LB_*), 23 u8 flags
+// (LB_DSR; LB_ACTIVE marks a load balancer even with no backend).
 export const MAPPING_SIZE: usize = 24;
+
+// Load balancer distributions (HCN DistributionType) and flags.
+export const LB_FIVE_TUPLE: u8 = 0;      // "None": per connection
+export const LB_SOURCE_IP_PROTOCOL: u8 = 1;
+export const LB_SOURCE_IP: u8 = 2;
+export const LB_DSR: u8 = 1;             // direct server return: the destination stays the VIP
+export const LB_ACTIVE: u8 = 2;
+export const MAX_BACKENDS: u32 = 1024;
 
 export let snatBase: usize = 0;
 // One past the highest slot ever set: the scans stop there instead of walking every slot.
@@ -153,7 +164,72 @@ function mappingHome(s: usize): u32 { return mappingHash(<u32>load<u16>(s), <u32
 export function removeMapping(zone: u32, proto: u32, port: u32, vip: u32): bool {
   let s = findExact(zone, proto, port, vip);
   if (s == 0) return false;
+  if (isBalancer(s)) clearBalancer(s);
   eraseAt(mappingBase, MAPPING_SIZE, mappingMask, <u32>((s - mappingBase) / MAPPING_SIZE), mappingUsed, mappingHome);
   mappingCount--;
   return true;
+}
+
+// ---- load balancers --------------------------------------------------------------------------------
+
+@inline export function isBalancer(s: usize): bool { return (load<u8>(s, 23) & LB_ACTIVE) != 0; }
+@inline export function backendCount(s: usize): u32 { return <u32>load<u16>(s, 20); }
+@inline export function backend(s: usize, i: u32): u32 { return load<u32>(<usize>load<u32>(s, 16) + (<usize>i << 2)); }
+@inline export function distribution(s: usize): u32 { return <u32>load<u8>(s, 22); }
+@inline export function isDsr(s: usize): bool { return (load<u8>(s, 23) & LB_DSR) != 0; }
+
+// Makes the mapping (zone, proto, port, vip) a load balancer to intPort with no backends yet (keeping
+// the backends it has if it is one already). Returns the mapping or 0 when the table is full.
+export function setBalancer(zone: u32, proto: u32, port: u32, vip: u32, intPort: u32, dist: u32, flags: u32): usize {
+  let s = findExact(zone, proto, port, vip);
+  let had = s != 0 && isBalancer(s);
+  if (!had && !addMapping(zone, proto, port, vip, 0, intPort)) return 0;
+  s = findExact(zone, proto, port, vip);
+  store<u16>(s, <u16>intPort, 6);
+  store<u8>(s, <u8>dist, 22);
+  store<u8>(s, <u8>(flags | LB_ACTIVE), 23);
+  return s;
+}
+
+export function findBalancer(zone: u32, proto: u32, port: u32, vip: u32): usize {
+  let s = findExact(zone, proto, port, vip);
+  return s != 0 && isBalancer(s) ? s : 0;
+}
+
+// Adds a backend (a copy of the list is made: configuration time). Returns 0, or 1 if it is a backend
+// already, 2 if the list is full.
+export function addBackend(s: usize, addr: u32): u32 {
+  let n = backendCount(s);
+  for (let i: u32 = 0; i < n; i++) if (backend(s, i) == addr) return 1;
+  if (n >= MAX_BACKENDS) return 2;
+  let old = <usize>load<u32>(s, 16);
+  let list = heap.alloc(<usize>(n + 1) << 2);
+  if (n) memory.copy(list, old, <usize>n << 2);
+  store<u32>(list + (<usize>n << 2), addr);
+  store<u32>(s, <u32>list, 16);
+  store<u16>(s, <u16>(n + 1), 20);
+  if (old) heap.free(old);
+  return 0;
+}
+
+// Removes a backend: new connections go to the others; connections to it live on in conntrack
+// (draining). Returns false if it was not there.
+export function removeBackend(s: usize, addr: u32): bool {
+  let n = backendCount(s);
+  let list = <usize>load<u32>(s, 16);
+  for (let i: u32 = 0; i < n; i++) {
+    if (load<u32>(list + (<usize>i << 2)) != addr) continue;
+    memory.copy(list + (<usize>i << 2), list + (<usize>(i + 1) << 2), <usize>(n - 1 - i) << 2);
+    store<u16>(s, <u16>(n - 1), 20);
+    return true;
+  }
+  return false;
+}
+
+// Frees a balancer's backend list before its mapping is removed.
+export function clearBalancer(s: usize): void {
+  let list = <usize>load<u32>(s, 16);
+  if (list) heap.free(list);
+  store<u32>(s, 0, 16);
+  store<u16>(s, 0, 20);
 }
