@@ -3,6 +3,7 @@
 // per-port drop array; count() keeps all three in step so the per-port figures always add up to the
 // switch-wide ones.
 import { Reason } from "./reasons";
+import * as trace from "./trace";
 import { maxPorts, portDropBase, port } from "./ports";
 
 export const enum Stat {
@@ -77,6 +78,7 @@ export function flushBatch(): void {
 
 // Counts a dropped frame under its reason, switch-wide and on the ingress port.
 export function drop(inPort: u32, r: Reason): void {
+  trace.note(trace.Step.Drop, <u32>r, inPort, 0, 0);
   let a = dropBase + (<usize>r << 3);
   store<u64>(a, load<u64>(a) + 1);
   bump(Stat.Dropped);

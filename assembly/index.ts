@@ -25,6 +25,7 @@ import * as eim from "./tables/eim";
 import * as addr6 from "./tables/addr6";
 import * as acl from "./tables/acl";
 import * as aclnode from "./nodes/acl";
+import * as trace from "./trace";
 import * as ct from "./nodes/ct";
 import { icmpErrors, arpRequests, initBuckets } from "./ratelimit";
 
@@ -69,6 +70,7 @@ export function create(maxPorts: u32, macEntries: u32, batch: u32, rxBytes: u32)
   ports.vlanBase = zeroed(<usize>maxPorts * ports.VLAN_BITMAP_BYTES);
   ports.portDropBase = zeroed(<usize>maxPorts * <usize>Reason.Count * 8);
   acl.alloc(maxPorts);
+  trace.alloc();
   mac.alloc(macEntries);
   pipeline.maxBatch = batch;
   pipeline.rxDescBase = zeroed(<usize>batch * pipeline.RX_DESCRIPTOR_SIZE);
@@ -669,3 +671,23 @@ export function lb_backend_remove(zone: u32, proto: u32, vip: u32, extPort: u32,
   if (s == 0) return Error.NotFound;
   return natrules.removeBackend(s, addr) ? Error.Ok : Error.NotFound;
 }
+
+// ---- trace --------------------------------------------------------------------------------------
+
+// Runs one frame (already written at the start of the rx buffer) through the pipeline as received on
+// port p, recording every stage's decision. Returns the number of trace records at trace_buffer();
+// the tx descriptors are those of the traced frame. The dataplane's state changes as for any frame:
+// a host that wants a trace without effects snapshots the memory first and restores it afterwards.
+export function trace_frame(p: u32, len: u32, now: f64): u32 {
+  if (!created || len > pipeline.rxBufSize || p > 0xffff) return 0;
+  store<u32>(pipeline.rxDescBase, 0);
+  store<u16>(pipeline.rxDescBase, <u16>len, 4);
+  store<u16>(pipeline.rxDescBase, <u16>p, 6);
+  trace.start();
+  pipeline.process(1, now);
+  trace.stop();
+  return trace.count;
+}
+export function trace_buffer(): usize { return trace.base; }
+// The number of tx descriptors the last process() or trace_frame() wrote.
+export function tx_count(): u32 { return tx.count; }

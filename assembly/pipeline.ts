@@ -24,6 +24,7 @@ import { aclCheck } from "./nodes/acl";
 import { DIR_OUT } from "./tables/acl";
 import * as flow from "./tables/flow";
 import * as router from "./router";
+import * as trace from "./trace";
 import { routedFlowHash } from "./nodes/ip4";
 import { loadMac, isGroupMac } from "./wire/bytes";
 import * as eth from "./wire/ethernet";
@@ -78,6 +79,7 @@ export function process(n: u32, now: f64): u32 {
   let len = <u32>load<u16>(d, 4);
   let p = <u32>load<u16>(d, 6);
   resetMeta(m, rxBufBase + <usize>off, len, p);
+  trace.note(trace.Step.Rx, p, len, 0, 0);
   m.reason = classify(m, off, len, p);
   if (m.reason) return;
   let dst = loadMac(m.frame + eth.DST);
@@ -122,6 +124,7 @@ function touchAll(n: u32): void {
     return;
   }
   // A frame the first pass already found addressed to a gateway MAC skips the L2 lookup.
+  if (m.toRouter != 0) trace.note(trace.Step.L2, 2, m.toRouter - 1, 0, 0);
   let r3 = m.toRouter != 0 ? m.toRouter : l2forward(m, t, m.inPort);
   if (r3 != 0) l3input(m, r3 - 1, t);
 }
@@ -146,7 +149,11 @@ function touchAll(n: u32): void {
     return Reason.PortDown;
   }
   let r = parse(m);
-  if (r == Reason.None) r = ingress(m, pt);
+  trace.note(trace.Step.Parse, <u32>r, m.ethertype, m.protocol, 0);
+  if (r == Reason.None) {
+    r = ingress(m, pt);
+    trace.note(trace.Step.Ingress, <u32>r, m.network, m.vlan, 0);
+  }
   if (r) drop(p, r);
   return r;
 }

@@ -80,6 +80,11 @@ export class Acls {
 
   generation(): number { return this.dp.exports.acl_generation(); }
 
+  // The rule Ids of a port's direction (0 Out, 1 In) by precedence: what the dataplane's rule numbers mean.
+  ruleIds(port: number, dir: number): string[] {
+    return this.bound.get(`${port}/${DIRS[dir]}`)?.ids ?? [];
+  }
+
   // Compiles every (port, direction) first, then binds them: a compile error binds nothing.
   private applyAll(ports: number[]): void {
     const plans: Array<{ port: number; dir: number; bytes?: Uint8Array; ids: string[]; def: number; active: boolean }> = [];

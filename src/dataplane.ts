@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { formatMac, parseMac } from './frames.js';
 import { Router } from './router.js';
 import { Acls } from './acl.js';
+import { traceFrame, type TraceResult } from './trace.js';
 
 export type Build = 'release' | 'debug';
 
@@ -97,6 +98,9 @@ export interface NetplaneExports {
   lb_set(zone: number, proto: number, vip: number, extPort: number, intPort: number, dist: number, flags: number): number;
   lb_backend_add(zone: number, proto: number, vip: number, extPort: number, addr: number): number;
   lb_backend_remove(zone: number, proto: number, vip: number, extPort: number, addr: number): number;
+  trace_frame(p: number, len: number, now: number): number;
+  trace_buffer(): number;
+  tx_count(): number;
   acl_alloc(bytes: number): number;
   acl_free(blob: number): void;
   acl_bind(p: number, dir: number, blob: number, size: number, defaultAction: number): number;
@@ -351,6 +355,9 @@ export class Switch {
 
   get reasons(): string[] { return this.dp.reasons; }
 
+  // Frames sent but not yet processed (they go with the next flush).
+  get pendingFrames(): number { return this.pending; }
+
   addPort(spec: PortSpec = {}): SwitchPort {
     const id = spec.id ?? this.freePort();
     check('id', id, 0, this.dp.maxPorts - 1);
@@ -475,6 +482,12 @@ export class Switch {
   inject(frames: Array<[port: number, frame: Uint8Array]>, now?: number): number {
     for (const [p, f] of frames) this.send(p, f);
     return this.flush(now);
+  }
+
+  // Runs one frame through the pipeline as if received on `port`, without changing anything, and
+  // returns every stage's decision (src/trace.ts).
+  trace(port: number, frame: Uint8Array, now: number = this.clock()): TraceResult {
+    return traceFrame(this, port, frame, now);
   }
 
   // ---- MAC table ----

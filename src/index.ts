@@ -2,6 +2,7 @@
 export * from './dataplane.js';
 export * from './router.js';
 export * from './acl.js';
+export * from './trace.js';
 export { compileAcl, AclError } from './compile/acl.js';
 export * from './frames.js';
 export * from './pcap.js';

@@ -22,6 +22,7 @@ import { get8, get16 } from "../wire/bytes";
 import { bump, Stat } from "../counters";
 import { quoted, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
 import * as ct from "./ct";
+import * as trace from "../trace";
 
 // Port zones follow the compartments' (0-1023) in the 15-bit zone space.
 export const ZONE_BASE: u32 = 1024;
@@ -113,6 +114,7 @@ export function aclCheck(m: Meta, p: u32, dir: u32, now: u32): Reason {
           }
           store<u32>(r, acl.generation, 92);
         }
+        trace.note(trace.Step.Acl, dir, p, 0, 2);
         return ct.update(r, proto, cdir, tcpFlags, now) ? Reason.None : Reason.CtTcpInvalid;
       }
     }
@@ -137,10 +139,14 @@ function allowed(p: u32, dir: u32, v6: bool, lhi: u64, llo: u64, rhi: u64, rlo: 
     let rule = acl.classify(blob, v6, proto, lhi, llo, rhi, rlo, noPorts ? acl.NO_PORT_VALUE : lport, noPorts ? acl.NO_PORT_VALUE : rport);
     if (rule >= 0) {
       acl.hit(blob, <u32>rule);
-      return acl.action(blob, <u32>rule) == acl.ACTION_ALLOW;
+      let a = acl.action(blob, <u32>rule);
+      trace.note(trace.Step.Acl, dir, p, <u32>rule + 1, a);
+      return a == acl.ACTION_ALLOW;
     }
   }
-  return <u32>load<u8>(b, 4) == acl.ACTION_ALLOW;
+  let d = <u32>load<u8>(b, 4);
+  trace.note(trace.Step.Acl, dir, p, 0, d);
+  return d == acl.ACTION_ALLOW;
 }
 
 // A connection from before the last policy change: classify its first packet again, as it was then.

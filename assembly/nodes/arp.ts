@@ -10,6 +10,7 @@ import * as eth from "../wire/ethernet";
 import { loadMac, storeMac, set16, set32 } from "../wire/bytes";
 import { bump, Stat } from "../counters";
 import { arpRequests } from "../ratelimit";
+import * as trace from "../trace";
 import { newFrame, ethHeader, sendFromRouter, GENERATED_PORT } from "./output";
 
 const ARP_FRAME_LEN: u32 = 42;
@@ -34,6 +35,7 @@ export function arpInput(m: Meta, ifIndex: u32, now: u32): void {
   ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_ARP);
   writeArp(p + 14, arp.OP_REPLY, f.mac, f.ipv4, sha, spa);
   bump(Stat.ArpReplies);
+  trace.note(trace.Step.Local, 1, 0, 0, 0);
   sendFromRouter(p, ARP_FRAME_LEN, f, now);
 }
 

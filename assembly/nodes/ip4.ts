@@ -24,6 +24,7 @@ import { newConnection, LOCAL, routedIface, routedNextHop } from "./nat";
 import { echoReply, sendError, quoted, rewriteQuoted, refreshIpChecksum, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
 import { arpRequest } from "./arp";
 import * as egress from "./egress";
+import * as trace from "../trace";
 
 export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   let f = iface(ifIndex);
@@ -66,7 +67,9 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
       flow.release(ri);
       v = 0;
     } else {
-      if (!ct.update(r, proto, dir, tcpFlags, now)) {
+      let ok = ct.update(r, proto, dir, tcpFlags, now);
+      trace.note(trace.Step.Conntrack, 1, ri, dir, <u32>load<u8>(r, 27));
+      if (!ok) {
         drop(m.inPort, Reason.CtTcpInvalid);
         return;
       }
@@ -75,6 +78,7 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
     }
   }
 
+  trace.note(trace.Step.Conntrack, 0, 0, 0, 0);
   // Only echo requests start an ICMP connection; a stray reply or other message has nothing to match.
   if (proto == 1 && sport == 0) {
     drop(m.inPort, Reason.CtInvalidNew);
@@ -96,8 +100,12 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
     return;
   }
   if (res == LOCAL) {
-    if (proto == 1 && sport != 0) echoReply(m, f, now);
-    else drop(m.inPort, Reason.LocalUnsupported);
+    if (proto == 1 && sport != 0) {
+      trace.note(trace.Step.Local, 2, 0, 0, 0);
+      echoReply(m, f, now);
+    } else {
+      drop(m.inPort, Reason.LocalUnsupported);
+    }
     return;
   }
   let reason = <Reason>(-res);

@@ -16,6 +16,7 @@ import * as flow from "../tables/flow";
 import * as addr6 from "../tables/addr6";
 import * as ct from "./ct";
 import * as egress from "./egress";
+import * as trace from "../trace";
 import * as ipv6 from "../wire/ipv6";
 import * as icmpv6 from "../wire/icmpv6";
 import * as eth from "../wire/ethernet";
@@ -116,7 +117,9 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
       } else if (proto == 6 && ct.reopens(r, dir, tcpFlags)) {
         flow.release(ri);
       } else {
-        if (!ct.update(r, proto, dir, tcpFlags, now)) {
+        let ok = ct.update(r, proto, dir, tcpFlags, now);
+        trace.note(trace.Step.Conntrack, 1, ri, dir, <u32>load<u8>(r, 27));
+        if (!ok) {
           drop(m.inPort, Reason.CtTcpInvalid);
           return;
         }
@@ -126,6 +129,7 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
     }
   }
 
+  trace.note(trace.Step.Conntrack, 0, 0, 0, 0);
   // A new connection: only echo requests start an ICMPv6 one, only a lone SYN a TCP one.
   let state = ct.initialState(proto, tcpFlags);
   if (state == ct.State.None || (proto == 58 && sport == 0)) {
@@ -138,6 +142,7 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
     return;
   }
   let rt = lpm.lookup6(zone, dhi, dlo);
+  trace.note(trace.Step.Route, rt != 0 ? 1 : 0, rt != 0 ? lpm.routeIface(rt) : 0, 0, rt != 0 ? lpm.routeFlags(rt) : 0);
   if (rt == 0) {
     sendError6(m, f, icmpv6.DEST_UNREACHABLE, 0, now);
     drop(m.inPort, Reason.NoRoute);

@@ -18,6 +18,7 @@ import { loadMac, isGroupMac, set16 } from "../wire/bytes";
 import * as eth from "../wire/ethernet";
 import * as vlan from "../wire/vlan";
 import { ROUTER_PORT, ifaceOfDomain } from "../router";
+import * as trace from "../trace";
 
 export const NO_PORT: u32 = 0xffffffff;
 
@@ -31,13 +32,17 @@ export const NO_PORT: u32 = 0xffffffff;
     let out = mac.lookup(mac.key(dst, m.vlan), m.network, m.dstHash, now);
     if (out >= 0) {
       let o = <u32>out;
-      if (o >= ROUTER_PORT) return o - ROUTER_PORT + 1;
+      if (o >= ROUTER_PORT) {
+        trace.note(trace.Step.L2, 2, o - ROUTER_PORT, 0, 0);
+        return o - ROUTER_PORT + 1;
+      }
       if (o == exclude) {
         drop(m.inPort, Reason.SamePort);
         return 0;
       }
       let pt = port(o);
       if (isMember(pt, o, m.network, m.vlan)) {
+        trace.note(trace.Step.L2, 0, o, 0, 0);
         deliver(m, pt, o, now);
         return 0;
       }
@@ -47,7 +52,10 @@ export const NO_PORT: u32 = 0xffffffff;
   flood(m, exclude, now);
   if (isGroupMac(dst) && (m.ethertype == eth.TYPE_ARP || m.ethertype == eth.TYPE_IPV6)) {
     let f = ifaceOfDomain(m.network, m.vlan);
-    if (f >= 0) return <u32>f + 1;
+    if (f >= 0) {
+      trace.note(trace.Step.L2, 2, <u32>f, 0, 0);
+      return <u32>f + 1;
+    }
   }
   return 0;
 }
@@ -60,6 +68,7 @@ export const NO_PORT: u32 = 0xffffffff;
 
 function flood(m: Meta, exclude: u32, now: u32): void {
   bump(Stat.Flooded);
+  trace.note(trace.Step.L2, 1, 0, 0, 0);
   let members: u32 = 0;
   let n = highPort;
   for (let i: u32 = 0; i < n; i++) {

@@ -11,11 +11,14 @@ import { Port, PORT_NO_LEARN } from "../ports";
 import * as mac from "../tables/mac";
 import { loadMac } from "../wire/bytes";
 import * as eth from "../wire/ethernet";
+import * as trace from "../trace";
 
 @inline export function l2learn(m: Meta, pt: Port, now: u32): Reason {
   if (pt.flags & PORT_NO_LEARN) return Reason.None;
   let k = mac.key(loadMac(m.frame + eth.SRC), m.vlan);
   let r = mac.learn(k, m.network, m.srcHash, m.inPort, now);
+  trace.note(trace.Step.Learn, r == mac.Learn.Refreshed ? 0 : r == mac.Learn.Learned ? 1 : r == mac.Learn.Moved ? 2 :
+    r == mac.Learn.NotLearned ? 3 : r == mac.Learn.LimitReached ? 4 : 5, 0, 0, 0);
   if (r == mac.Learn.LimitReached) return Reason.LearnLimit;
   if (r == mac.Learn.StaticConflict) return Reason.StaticMacConflict;
   return Reason.None;

@@ -27,6 +27,7 @@ import * as natrules from "../tables/natrules";
 import * as eim from "../tables/eim";
 import * as checksum from "../wire/checksum";
 import * as ct from "./ct";
+import * as trace from "../trace";
 import { bump, Stat } from "../counters";
 
 const DEFAULT_PORT_LO: u32 = 1024;
@@ -64,6 +65,7 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   let ndst = dst, ndport = dport;
   let dnat = false;
   let dsrBackend: u32 = 0;
+  let lbChosen = false;
   if (proto == 6 || proto == 17) {
     let mp = natrules.findMapping(zone, proto, dst, dport, dstIsRouter);
     if (mp != 0) {
@@ -80,6 +82,7 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
           dnat = true;
         }
         bump(Stat.LbChoices);
+        lbChosen = true;
       } else {
         ndst = load<u32>(mp, 12);
         ndport = <u32>load<u16>(mp, 6);
@@ -89,7 +92,9 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   }
   if (!dnat && dsrBackend == 0 && dstIsRouter) return LOCAL;
 
+  if (dnat || dsrBackend != 0) trace.note(trace.Step.Dnat, 0, dsrBackend != 0 ? dsrBackend : ndst, ndport, lbChosen ? 1 : 0);
   let rt = lpm.lookup4(zone, dsrBackend != 0 ? dsrBackend : ndst);
+  trace.note(trace.Step.Route, rt != 0 ? 1 : 0, rt != 0 ? lpm.routeIface(rt) : 0, rt != 0 ? <u32>lpm.routeNextHopLo(rt) : 0, rt != 0 ? lpm.routeFlags(rt) : 0);
   if (rt == 0) return -<i32>Reason.NoRoute;
   if (lpm.routeFlags(rt) & lpm.ROUTE_BLACKHOLE) return -<i32>Reason.RouteBlackhole;
   let outIf = lpm.routeIface(rt);
@@ -138,6 +143,7 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
     pickedHash = flow.hashKey(zone, proto, ndst, nsrc, rSport, nsport);
   }
   let replyHash = pickedHash;
+  if (snat) trace.note(trace.Step.Snat, 0, nsrc, nsport, 0);
 
   let ri = flow.take();
   if (ri < 0) {
