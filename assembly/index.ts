@@ -686,6 +686,11 @@ export function trace_frame(p: u32, len: u32, now: f64): u32 {
   trace.start();
   pipeline.process(1, now);
   trace.stop();
+  // The frames that leave, from the tx descriptors (noting them here keeps the per-packet path free).
+  for (let i: u32 = 0; i < tx.count; i++) {
+    let d = tx.descBase + <usize>i * tx.DESCRIPTOR_SIZE;
+    trace.record(trace.Step.Egress, <u32>load<u16>(d, 6), <u32>load<u16>(d, 4), 0, 0);
+  }
   return trace.count;
 }
 export function trace_buffer(): usize { return trace.base; }

@@ -31,6 +31,7 @@ export class Meta {
   retagged: usize;  // 64: the variant tagged with `vlan`, once built (0 = not yet)
   flowHash: u32;    // 68: conntrack key hash, when the first pass saw a routed TCP/UDP packet (0 = not)
   toRouter: u32;    // 72: router interface + 1 when the first pass saw it addressed to its gateway MAC
+  parseReason: u8;  // 76: what the parse stage alone said (for the trace)
 }
 
 export const META_SIZE: usize = offsetof<Meta>();

@@ -79,8 +79,8 @@ export function process(n: u32, now: f64): u32 {
   let len = <u32>load<u16>(d, 4);
   let p = <u32>load<u16>(d, 6);
   resetMeta(m, rxBufBase + <usize>off, len, p);
-  trace.note(trace.Step.Rx, p, len, 0, 0);
   m.reason = classify(m, off, len, p);
+  if (trace.traceOn) noteClassify(m);
   if (m.reason) return;
   let dst = loadMac(m.frame + eth.DST);
   if (isGroupMac(dst)) m.flags |= FLAG_GROUP_DST;
@@ -124,9 +124,21 @@ function touchAll(n: u32): void {
     return;
   }
   // A frame the first pass already found addressed to a gateway MAC skips the L2 lookup.
-  if (m.toRouter != 0) trace.note(trace.Step.L2, 2, m.toRouter - 1, 0, 0);
+  if (trace.traceOn && m.toRouter != 0) trace.note(trace.Step.L2, 2, m.toRouter - 1, 0, 0);
   let r3 = m.toRouter != 0 ? m.toRouter : l2forward(m, t, m.inPort);
   if (r3 != 0) l3input(m, r3 - 1, t);
+}
+
+// The trace's record of the first stages (one check on the per-packet path, not one per stage).
+// The drop classify() may have counted is already recorded: it moves after these records.
+function noteClassify(m: Meta): void {
+  let dropped = m.reason != Reason.None && trace.takeLast();
+  trace.note(trace.Step.Rx, m.inPort, m.len, 0, 0);
+  if (m.reason != Reason.RxBadDescriptor && m.reason != Reason.PortInvalid && m.reason != Reason.PortDown) {
+    trace.note(trace.Step.Parse, <u32>m.parseReason, m.ethertype, m.protocol, 0);
+    if (m.parseReason == 0) trace.note(trace.Step.Ingress, m.reason, m.network, m.vlan, 0);
+  }
+  if (dropped) trace.putBack();
 }
 
 // Descriptor and port checks, rx counters, parse and ingress. Counts the drop if there is one.
@@ -149,11 +161,8 @@ function touchAll(n: u32): void {
     return Reason.PortDown;
   }
   let r = parse(m);
-  trace.note(trace.Step.Parse, <u32>r, m.ethertype, m.protocol, 0);
-  if (r == Reason.None) {
-    r = ingress(m, pt);
-    trace.note(trace.Step.Ingress, <u32>r, m.network, m.vlan, 0);
-  }
+  m.parseReason = <u8>r;
+  if (r == Reason.None) r = ingress(m, pt);
   if (r) drop(p, r);
   return r;
 }

@@ -8,7 +8,6 @@ import { Reason } from "./reasons";
 import { drop } from "./counters";
 import * as counters from "./counters";
 import { port } from "./ports";
-import * as trace from "./trace";
 
 export const DESCRIPTOR_SIZE: usize = 8;
 
@@ -48,7 +47,6 @@ export function reserve(len: u32): usize {
     drop(inPort, Reason.TxDescriptorsFull);
     return false;
   }
-  trace.note(trace.Step.Egress, outPort, len, 0, 0);
   let d = descBase + <usize>count * DESCRIPTOR_SIZE;
   store<u32>(d, <u32>frame);
   store<u16>(d, <u16>len, 4);

@@ -42,7 +42,7 @@ export const NO_PORT: u32 = 0xffffffff;
       }
       let pt = port(o);
       if (isMember(pt, o, m.network, m.vlan)) {
-        trace.note(trace.Step.L2, 0, o, 0, 0);
+        if (trace.traceOn) trace.note(trace.Step.L2, 0, o, 0, 0);
         deliver(m, pt, o, now);
         return 0;
       }

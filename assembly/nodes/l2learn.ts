@@ -17,8 +17,7 @@ import * as trace from "../trace";
   if (pt.flags & PORT_NO_LEARN) return Reason.None;
   let k = mac.key(loadMac(m.frame + eth.SRC), m.vlan);
   let r = mac.learn(k, m.network, m.srcHash, m.inPort, now);
-  trace.note(trace.Step.Learn, r == mac.Learn.Refreshed ? 0 : r == mac.Learn.Learned ? 1 : r == mac.Learn.Moved ? 2 :
-    r == mac.Learn.NotLearned ? 3 : r == mac.Learn.LimitReached ? 4 : 5, 0, 0, 0);
+  if (trace.traceOn) trace.note(trace.Step.Learn, <u32>r, 0, 0, 0); // Learn's values are the trace's codes
   if (r == mac.Learn.LimitReached) return Reason.LearnLimit;
   if (r == mac.Learn.StaticConflict) return Reason.StaticMacConflict;
   return Reason.None;
