@@ -99,24 +99,19 @@ export function aclCheck(m: Meta, p: u32, dir: u32, now: u32): Reason {
   }
   if (!v6 || (s != 0 && d != 0)) {
     let h = flow.hashKey(zkey, proto, s, d, sport, dport);
-    let v = flow.lookup(h, zkey, proto, s, d, sport, dport);
+    let v = ct.live(flow.lookup(h, zkey, proto, s, d, sport, dport), proto, tcpFlags, now);
     if (v != 0) {
       let ri = (v - 1) >> 1;
-      let cdir = (v - 1) & 1;
       let r = flow.rec(ri);
-      if (flow.expired(r, now) || (proto == 6 && ct.reopens(r, cdir, tcpFlags))) {
-        flow.release(ri);
-      } else {
-        if (load<u32>(r, 92) != acl.generation) {
-          if (!stillAllowed(r, p)) {
-            flow.release(ri);
-            return Reason.AclBlocked;
-          }
-          store<u32>(r, acl.generation, 92);
+      if (load<u32>(r, 92) != acl.generation) {
+        if (!stillAllowed(r, p)) {
+          flow.release(ri);
+          return Reason.AclBlocked;
         }
-        trace.note(trace.Step.Acl, dir, p, 0, 2);
-        return ct.update(r, proto, cdir, tcpFlags, now) ? Reason.None : Reason.CtTcpInvalid;
+        store<u32>(r, acl.generation, 92);
       }
+      trace.note(trace.Step.Acl, dir, p, 0, 2);
+      return ct.hit(r, ri, proto, (v - 1) & 1, tcpFlags, now) ? Reason.None : Reason.CtTcpInvalid;
     }
   }
 

@@ -7,6 +7,8 @@
 // with the `now` the host passes in.
 import * as flow from "../tables/flow";
 import * as tcp from "../wire/tcp";
+import * as trace from "../trace";
+import { bump, Stat } from "../counters";
 
 export const enum State {
   None = 0,
@@ -133,4 +135,29 @@ function tcpNext(r: usize, s: u32, dir: u32, f: u32): u32 {
   let s = <u32>load<u8>(r, 27);
   return (s == State.TcpTimeWait || s == State.TcpClose) && dir == 0 &&
     (tcpFlags & (tcp.SYN | tcp.ACKF)) == tcp.SYN;
+}
+
+// A connection lookup's result (0: none) if the connection is still alive for this packet: an expired
+// one is removed (counted), and so is one in TIME_WAIT or CLOSE that a new SYN reopens; 0 then.
+export function live(v: u32, proto: u32, tcpFlags: u32, now: u32): u32 {
+  if (v == 0) return 0;
+  let ri = (v - 1) >> 1;
+  let r = flow.rec(ri);
+  if (flow.expired(r, now)) {
+    flow.release(ri);
+    bump(Stat.CtExpired);
+    return 0;
+  }
+  if (proto == 6 && reopens(r, (v - 1) & 1, tcpFlags)) {
+    flow.release(ri);
+    return 0;
+  }
+  return v;
+}
+
+// update() for a hit, noted in the trace.
+export function hit(r: usize, ri: u32, proto: u32, dir: u32, tcpFlags: u32, now: u32): bool {
+  let ok = update(r, proto, dir, tcpFlags, now);
+  trace.note(trace.Step.Conntrack, 1, ri, dir, <u32>load<u8>(r, 27));
+  return ok;
 }

@@ -54,28 +54,17 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   }
 
   let h = m.flowHash != 0 ? m.flowHash : flow.hashKey(zone, proto, src, dst, sport, dport);
-  let v = flow.lookup(h, zone, proto, src, dst, sport, dport);
+  let v = ct.live(flow.lookup(h, zone, proto, src, dst, sport, dport), proto, tcpFlags, now);
   if (v != 0) {
     let ri = (v - 1) >> 1;
     let dir = (v - 1) & 1;
     let r = flow.rec(ri);
-    if (flow.expired(r, now)) {
-      flow.release(ri);
-      bump(Stat.CtExpired);
-      v = 0;
-    } else if (proto == 6 && ct.reopens(r, dir, tcpFlags)) {
-      flow.release(ri);
-      v = 0;
-    } else {
-      let ok = ct.update(r, proto, dir, tcpFlags, now);
-      trace.note(trace.Step.Conntrack, 1, ri, dir, <u32>load<u8>(r, 27));
-      if (!ok) {
-        drop(m.inPort, Reason.CtTcpInvalid);
-        return;
-      }
-      forward(m, f, r, dir, now);
+    if (!ct.hit(r, ri, proto, dir, tcpFlags, now)) {
+      drop(m.inPort, Reason.CtTcpInvalid);
       return;
     }
+    forward(m, f, r, dir, now);
+    return;
   }
 
   trace.note(trace.Step.Conntrack, 0, 0, 0, 0);

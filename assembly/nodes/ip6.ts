@@ -106,26 +106,17 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
   let h: u32 = 0;
   if (sid != 0 && did != 0) {
     h = flow.hashKey(zkey, proto, sid, did, sport, dport);
-    let v = flow.lookup(h, zkey, proto, sid, did, sport, dport);
+    let v = ct.live(flow.lookup(h, zkey, proto, sid, did, sport, dport), proto, tcpFlags, now);
     if (v != 0) {
       let ri = (v - 1) >> 1;
       let dir = (v - 1) & 1;
       let r = flow.rec(ri);
-      if (flow.expired(r, now)) {
-        flow.release(ri);
-        bump(Stat.CtExpired);
-      } else if (proto == 6 && ct.reopens(r, dir, tcpFlags)) {
-        flow.release(ri);
-      } else {
-        let ok = ct.update(r, proto, dir, tcpFlags, now);
-        trace.note(trace.Step.Conntrack, 1, ri, dir, <u32>load<u8>(r, 27));
-        if (!ok) {
-          drop(m.inPort, Reason.CtTcpInvalid);
-          return;
-        }
-        forward6(m, f, r, dir, now);
+      if (!ct.hit(r, ri, proto, dir, tcpFlags, now)) {
+        drop(m.inPort, Reason.CtTcpInvalid);
         return;
       }
+      forward6(m, f, r, dir, now);
+      return;
     }
   }
 
