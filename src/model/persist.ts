@@ -1,0 +1,77 @@
+// The state directory: the model lives in `state.json` there, written atomically (a temporary file
+// in the same directory, fsync, rename over the old one, fsync of the directory), so a crash at any
+// moment leaves either the old state or the new one, never a torn file. Loading refuses, with an
+// error that names the file, a file that is not valid JSON, not a netplane state, from a newer
+// version, or inconsistent: a silent reset would lose every object.
+import { openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync, mkdirSync, existsSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ModelState } from './types.js';
+import { emptyState, checkState } from './store.js';
+import { validateNetwork, validateEndpoint, validateNamespace, validateLoadBalancer, ModelError } from './validate.js';
+
+export const STATE_VERSION = 1;
+export const STATE_FILE = 'state.json';
+
+export class StateFileError extends Error {
+  constructor(readonly file: string, reason: string) {
+    super(`${file}: ${reason}`);
+    this.name = 'StateFileError';
+  }
+}
+
+export function saveState(dir: string, state: ModelState): void {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, STATE_FILE);
+  const tmp = join(dir, `.${STATE_FILE}.${process.pid}.tmp`);
+  const body = JSON.stringify({ netplane: 'state', version: STATE_VERSION, ...state }, null, 2) + '\n';
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, body);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    renameSync(tmp, file);
+  } catch (e) {
+    unlinkSync(tmp);
+    throw e;
+  }
+  const d = openSync(dir, 'r');
+  try { fsyncSync(d); } finally { closeSync(d); }
+}
+
+export function loadState(dir: string): ModelState {
+  const file = join(dir, STATE_FILE);
+  if (!existsSync(file)) return emptyState();
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new StateFileError(file, `corrupt: not valid JSON (${(e as Error).message}); not loaded, nothing was changed`);
+  }
+  if (typeof doc !== 'object' || doc === null || doc.netplane !== 'state') throw new StateFileError(file, 'not a netplane state file');
+  if (typeof doc.version !== 'number') throw new StateFileError(file, 'has no version');
+  if (doc.version > STATE_VERSION) throw new StateFileError(file, `written by a newer netplane (state version ${doc.version}; this one reads ${STATE_VERSION})`);
+  const lists: Array<[keyof ModelState, (v: unknown) => unknown]> = [
+    ['networks', validateNetwork], ['endpoints', validateEndpoint], ['namespaces', validateNamespace], ['loadBalancers', validateLoadBalancer],
+  ];
+  const state = emptyState();
+  try {
+    for (const [k, validate] of lists) {
+      const items = doc[k] ?? [];
+      if (!Array.isArray(items)) throw new ModelError('InvalidArgument', k, 'must be an array');
+      (state[k] as unknown[]) = items.map((x, i) => {
+        try { return validate(x); } catch (e) {
+          if (e instanceof ModelError) throw new ModelError(e.code, `${k}[${i}].${e.field}`, e.reason);
+          throw e;
+        }
+      });
+    }
+    checkState(state);
+  } catch (e) {
+    if (e instanceof ModelError) throw new StateFileError(file, `inconsistent: ${e.field}: ${e.reason}`);
+    throw e;
+  }
+  return state;
+}

@@ -1,0 +1,202 @@
+// The object store: create, get, list, modify and delete for every HCN object, with HNS's error
+// kinds made precise. Creating an object that exists with the same content succeeds (clients retry);
+// with other content it is AlreadyExists. A reference to a missing object is NotFound naming the
+// field; deleting an object others use, or a port mapping another endpoint owns, is a Conflict naming
+// the owner. Endpoints without a MAC or an IP get one from their network's pools.
+//
+// Every change is checked whole against a copy of the state before it is committed, so a refused
+// change leaves the store exactly as it was; `onChange` (the compiler into the dataplane) runs on
+// the new state before it is committed too, and a failure there also refuses the change.
+import { ModelError, validateNetwork, validateEndpoint, validateNamespace, validateLoadBalancer, prefix, macNumber } from './validate.js';
+import type { ModelState, Kind, HostComputeNetwork, HostComputeEndpoint } from './types.js';
+import { formatIPv4, formatIPv6 } from '../frames.js';
+
+// An HCN object as the store hands it out: its ID and the fields of its kind (src/model/types.ts).
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyObject = { ID: string } & Record<string, any>;
+
+const VALIDATE: Record<Kind, (v: unknown) => AnyObject> = {
+  network: validateNetwork,
+  endpoint: validateEndpoint,
+  namespace: validateNamespace,
+  loadbalancer: validateLoadBalancer,
+};
+const LIST: Record<Kind, keyof ModelState> = { network: 'networks', endpoint: 'endpoints', namespace: 'namespaces', loadbalancer: 'loadBalancers' };
+const NAME: Record<Kind, string> = { network: 'HostComputeNetwork', endpoint: 'HostComputeEndpoint', namespace: 'HostComputeNamespace', loadbalancer: 'HostComputeLoadBalancer' };
+
+// Locally administered MACs for endpoints of networks without a MacPool: 02:6e:70:01:xx:xx.
+const DEFAULT_MAC_POOL = { start: 0x026e70010000, end: 0x026e7001ffff };
+
+export const emptyState = (): ModelState => ({ networks: [], endpoints: [], namespaces: [], loadBalancers: [] });
+
+export class Store {
+  private state: ModelState;
+
+  constructor(initial: ModelState = emptyState(), private readonly onChange?: (next: ModelState) => void) {
+    this.state = structuredClone(initial);
+    checkState(this.state);
+  }
+
+  snapshot(): ModelState { return structuredClone(this.state); }
+
+  list(kind: Kind): AnyObject[] { return structuredClone(this.state[LIST[kind]] as AnyObject[]); }
+
+  get(kind: Kind, id: string): AnyObject {
+    const o = (this.state[LIST[kind]] as AnyObject[]).find((x) => x.ID === id);
+    if (!o) throw new ModelError('NotFound', 'ID', `no ${NAME[kind]} ${JSON.stringify(id)}`);
+    return structuredClone(o);
+  }
+
+  create(kind: Kind, value: unknown): AnyObject {
+    const v = VALIDATE[kind](value);
+    const list = this.state[LIST[kind]] as AnyObject[];
+    const existing = list.find((x) => x.ID === v.ID);
+    if (existing) {
+      // A retried create: the same request again returns what exists (with what was assigned).
+      if (sameRequest(v, existing)) return structuredClone(existing);
+      throw new ModelError('AlreadyExists', 'ID', `${NAME[kind]} ${JSON.stringify(v.ID)} exists with other settings`);
+    }
+    const next = structuredClone(this.state);
+    const obj = kind === 'endpoint' ? assign(next, v as HostComputeEndpoint) : v;
+    (next[LIST[kind]] as AnyObject[]).push(obj);
+    this.commit(next);
+    return structuredClone(obj);
+  }
+
+  modify(kind: Kind, id: string, value: unknown): AnyObject {
+    this.get(kind, id);
+    const v = VALIDATE[kind](value);
+    if (v.ID !== id) throw new ModelError('InvalidArgument', 'ID', `cannot change an object's ID (${JSON.stringify(id)} to ${JSON.stringify(v.ID)})`);
+    const next = structuredClone(this.state);
+    const list = next[LIST[kind]] as AnyObject[];
+    const obj = kind === 'endpoint' ? assign({ ...next, endpoints: next.endpoints.filter((e) => e.ID !== id) }, v as HostComputeEndpoint) : v;
+    list[list.findIndex((x) => x.ID === id)] = obj;
+    this.commit(next);
+    return structuredClone(obj);
+  }
+
+  delete(kind: Kind, id: string): void {
+    this.get(kind, id);
+    const next = structuredClone(this.state);
+    (next[LIST[kind]] as AnyObject[]).splice((next[LIST[kind]] as AnyObject[]).findIndex((x) => x.ID === id), 1);
+    this.commit(next);
+  }
+
+  private commit(next: ModelState): void {
+    checkState(next);
+    this.onChange?.(next);
+    this.state = next;
+  }
+}
+
+// The same create request as an existing object: every field the request gives is what the object
+// has (fields the store assigned, like a MAC or an address, may be absent from a retry).
+function sameRequest(req: unknown, existing: unknown): boolean {
+  if (Array.isArray(req)) return Array.isArray(existing) && req.length === existing.length && req.every((x, i) => sameRequest(x, existing[i]));
+  if (typeof req === 'object' && req !== null) {
+    if (typeof existing !== 'object' || existing === null) return false;
+    return Object.entries(req).every(([k, v]) => sameRequest(v, (existing as Record<string, unknown>)[k]));
+  }
+  return req === existing;
+}
+
+// Referential integrity and ownership, over a whole state.
+export function checkState(s: ModelState): void {
+  const networks = new Map(s.networks.map((n) => [n.ID, n]));
+  const namespaces = new Set(s.namespaces.map((n) => n.ID));
+  const endpoints = new Map(s.endpoints.map((e) => [e.ID, e]));
+  const macs = new Map<string, string>();
+  const addrs = new Map<string, string>();
+  const mappings = new Map<string, string>();
+  for (const e of s.endpoints) {
+    const net = networks.get(e.HostComputeNetwork);
+    if (!net) throw new ModelError('NotFound', 'HostComputeNetwork', `endpoint ${e.ID}: no network ${JSON.stringify(e.HostComputeNetwork)}`);
+    if (e.HostComputeNamespace && !namespaces.has(e.HostComputeNamespace)) throw new ModelError('NotFound', 'HostComputeNamespace', `endpoint ${e.ID}: no namespace ${JSON.stringify(e.HostComputeNamespace)}`);
+    if (e.MacAddress) {
+      const k = `${e.HostComputeNetwork}/${e.MacAddress}`;
+      if (macs.has(k)) throw new ModelError('Conflict', 'MacAddress', `${e.MacAddress} belongs to endpoint ${macs.get(k)} of the same network`);
+      macs.set(k, e.ID);
+    }
+    for (const [i, c] of (e.IpConfigurations ?? []).entries()) {
+      const k = `${e.HostComputeNetwork}/${c.IpAddress}`;
+      if (addrs.has(k)) throw new ModelError('Conflict', `IpConfigurations[${i}].IpAddress`, `${c.IpAddress} belongs to endpoint ${addrs.get(k)} of the same network`);
+      addrs.set(k, e.ID);
+      if (!inSubnets(net, c.IpAddress)) throw new ModelError('InvalidArgument', `IpConfigurations[${i}].IpAddress`, `${c.IpAddress} is in no subnet of network ${net.ID}`);
+    }
+    for (const [i, p] of (e.Policies ?? []).entries()) {
+      if (p.Type !== 'PortMapping') continue;
+      const k = `${p.Settings.Protocol}/${p.Settings.VIP ?? '*'}/${p.Settings.ExternalPort}`;
+      const owner = mappings.get(k);
+      if (owner) throw new ModelError('Conflict', `Policies[${i}].Settings.ExternalPort`, `${p.Settings.Protocol === 6 ? 'TCP' : 'UDP'} port ${p.Settings.ExternalPort}${p.Settings.VIP ? ` on ${p.Settings.VIP}` : ''} is mapped by endpoint ${owner}`);
+      mappings.set(k, e.ID);
+    }
+  }
+  for (const lb of s.loadBalancers) {
+    lb.HostComputeEndpoints.forEach((id, i) => {
+      if (!endpoints.has(id)) throw new ModelError('NotFound', `HostComputeEndpoints[${i}]`, `load balancer ${lb.ID}: no endpoint ${JSON.stringify(id)}`);
+    });
+  }
+}
+
+function inSubnets(n: HostComputeNetwork, ip: string): boolean {
+  return (n.Ipams ?? []).some((i) => i.Subnets.some((s) => contains(s.IpAddressPrefix, ip)));
+}
+
+function toBig(b: Uint8Array): bigint { let v = 0n; for (const x of b) v = (v << 8n) | BigInt(x); return v; }
+
+export function contains(cidr: string, ip: string): boolean {
+  const p = prefix(cidr, 'prefix');
+  if (p.v6 !== ip.includes(':')) return false;
+  const a = prefix(`${ip}/${p.v6 ? 128 : 32}`, 'address');
+  const bits = p.v6 ? 128 : 32;
+  const shift = BigInt(bits - p.len);
+  return (toBig(a.bytes) >> shift) === (toBig(p.bytes) >> shift);
+}
+
+// The gateway of a subnet: the NextHop of its default route, else the subnet's first address.
+export function gatewayOf(subnet: { IpAddressPrefix: string; Routes?: Array<{ NextHop: string; DestinationPrefix: string }> }): string {
+  const d = subnet.Routes?.find((r) => r.DestinationPrefix === '0.0.0.0/0' || r.DestinationPrefix === '::/0');
+  if (d) return d.NextHop;
+  const p = prefix(subnet.IpAddressPrefix, 'IpAddressPrefix');
+  const b = p.bytes.slice();
+  b[b.length - 1] |= 1;
+  return p.v6 ? formatIPv6(b) : formatIPv4(b);
+}
+
+// Gives an endpoint a MAC from its network's pool and an address from its first IPv4 subnet when it
+// has none (HNS's assignment), avoiding what other endpoints and the gateway use.
+function assign(s: ModelState, e: HostComputeEndpoint): HostComputeEndpoint {
+  const net = s.networks.find((n) => n.ID === e.HostComputeNetwork);
+  if (!net) throw new ModelError('NotFound', 'HostComputeNetwork', `no network ${JSON.stringify(e.HostComputeNetwork)}`);
+  const peers = s.endpoints.filter((x) => x.HostComputeNetwork === net.ID);
+  const out = structuredClone(e);
+  if (!out.MacAddress) {
+    const used = new Set(peers.map((p) => p.MacAddress).filter(Boolean).map((m) => macNumber(m!)));
+    const ranges = net.MacPool?.Ranges.map((r) => ({ start: macNumber(r.StartMacAddress), end: macNumber(r.EndMacAddress) })) ?? [DEFAULT_MAC_POOL];
+    let found: number | undefined;
+    for (const r of ranges) {
+      for (let m = r.start; m <= r.end && found === undefined; m++) if (!used.has(m) && !(Math.floor(m / 2 ** 40) & 1)) found = m;
+      if (found !== undefined) break;
+    }
+    if (found === undefined) throw new ModelError('Conflict', 'MacAddress', `the MAC pool of network ${net.ID} is exhausted`);
+    out.MacAddress = found.toString(16).padStart(12, '0').replace(/(..)(?!$)/g, '$1:');
+  }
+  if (!out.IpConfigurations || out.IpConfigurations.length === 0) {
+    const subnet = (net.Ipams ?? []).flatMap((i) => i.Subnets).find((x) => !x.IpAddressPrefix.includes(':'));
+    if (subnet) {
+      const p = prefix(subnet.IpAddressPrefix, 'IpAddressPrefix');
+      const base = Number(toBig(p.bytes));
+      const size = 2 ** (32 - p.len);
+      const used = new Set([gatewayOf(subnet), ...peers.flatMap((x) => (x.IpConfigurations ?? []).map((c) => c.IpAddress))]);
+      let ip: string | undefined;
+      for (let i = 1; i < size - 1 && !ip; i++) {
+        const n = base + i;
+        const text = formatIPv4(new Uint8Array([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]));
+        if (!used.has(text)) ip = text;
+      }
+      if (!ip) throw new ModelError('Conflict', 'IpConfigurations', `subnet ${subnet.IpAddressPrefix} of network ${net.ID} has no free address`);
+      out.IpConfigurations = [{ IpAddress: ip, PrefixLength: p.len }];
+    }
+  }
+  return out;
+}

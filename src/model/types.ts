@@ -1,0 +1,128 @@
+// The configuration model, in the shape of the Windows Host Compute Network (HCN) v2 schema as
+// hcsshim writes it (field names included), so an HNS user recognises every object:
+// HostComputeNetwork, HostComputeEndpoint, HostComputeNamespace, HostComputeLoadBalancer.
+// docs/model.md is its reference; src/model/validate.ts says what each field accepts.
+
+export type NetworkType = 'NAT' | 'Transparent' | 'L2Bridge' | 'Internal' | 'Private';
+
+export interface Route {
+  NextHop: string;
+  DestinationPrefix: string;
+  Metric?: number;
+}
+
+export interface SubnetPolicy {
+  Type: 'VLAN';
+  Settings: { IsolationId: number };
+}
+
+export interface Subnet {
+  IpAddressPrefix: string;
+  Routes?: Route[];          // a 0.0.0.0/0 (or ::/0) route's NextHop is the network's gateway
+  Policies?: SubnetPolicy[];
+}
+
+export interface Ipam {
+  Type?: 'Static';
+  Subnets: Subnet[];
+}
+
+export interface AclPolicySetting {
+  Id?: string;
+  Protocols?: string;
+  Action: 'Allow' | 'Block';
+  Direction: 'In' | 'Out';
+  LocalAddresses?: string;
+  RemoteAddresses?: string;
+  LocalPorts?: string;
+  RemotePorts?: string;
+  RuleType?: 'Switch' | 'Host';
+  Priority: number;
+}
+
+export interface OutboundNatPolicySetting {
+  VirtualIP?: string;
+  Exceptions?: string[];
+}
+
+export interface PortMappingPolicySetting {
+  Protocol: number;          // 6 TCP, 17 UDP
+  InternalPort: number;
+  ExternalPort: number;
+  VIP?: string;
+}
+
+export type NetworkPolicy =
+  | { Type: 'NetworkACL'; Settings: AclPolicySetting }
+  | { Type: 'OutBoundNAT'; Settings: OutboundNatPolicySetting };
+
+export type EndpointPolicy =
+  | { Type: 'PortMapping'; Settings: PortMappingPolicySetting }
+  | { Type: 'ACL'; Settings: AclPolicySetting }
+  | { Type: 'OutBoundNAT'; Settings: OutboundNatPolicySetting };
+
+export interface MacPool { Ranges: Array<{ StartMacAddress: string; EndMacAddress: string }> }
+
+export interface HostComputeNetwork {
+  ID: string;
+  Name?: string;
+  Type: NetworkType;
+  Ipams?: Ipam[];
+  Policies?: NetworkPolicy[];
+  MacPool?: MacPool;
+  Dns?: Dns;
+}
+
+export interface IpConfig {
+  IpAddress: string;
+  PrefixLength?: number;
+}
+
+export interface Dns {
+  Domain?: string;
+  Search?: string[];
+  ServerList?: string[];
+  Options?: string[];
+}
+
+export interface HostComputeEndpoint {
+  ID: string;
+  Name?: string;
+  HostComputeNetwork: string;
+  HostComputeNamespace?: string;
+  MacAddress?: string;
+  IpConfigurations?: IpConfig[];
+  Routes?: Route[];
+  Dns?: Dns;
+  Policies?: EndpointPolicy[];
+}
+
+export interface HostComputeNamespace {
+  ID: string;
+  Type?: 'Host' | 'HostDefault' | 'Guest' | 'GuestDefault';
+}
+
+export interface LoadBalancerPortMapping {
+  Protocol: number;
+  InternalPort: number;
+  ExternalPort: number;
+  DistributionType?: 'None' | 'SourceIPProtocol' | 'SourceIP';
+}
+
+export interface HostComputeLoadBalancer {
+  ID: string;
+  HostComputeEndpoints: string[];
+  SourceVIP?: string;
+  FrontendVIPs?: string[];
+  PortMappings: LoadBalancerPortMapping[];
+  Flags?: { DSR?: boolean };
+}
+
+export interface ModelState {
+  networks: HostComputeNetwork[];
+  endpoints: HostComputeEndpoint[];
+  namespaces: HostComputeNamespace[];
+  loadBalancers: HostComputeLoadBalancer[];
+}
+
+export type Kind = 'network' | 'endpoint' | 'namespace' | 'loadbalancer';

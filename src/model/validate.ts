@@ -1,0 +1,299 @@
+// Validation of the HCN-shaped model: every refusal is a ModelError naming the field path (as
+// `Policies[2].Settings.ExternalPort`) and the reason, and nothing is ever half-accepted: objects are
+// validated whole before the store changes. Validation also normalises what HCN leaves loose
+// (addresses in canonical form, MACs lower-case with colons).
+import { parseIPv4, parseIPv6, parseMac, formatMac, formatIPv4, formatIPv6 } from '../frames.js';
+import { normalize as normalizeAcl, AclError } from '../compile/acl.js';
+import type {
+  HostComputeNetwork, HostComputeEndpoint, HostComputeNamespace, HostComputeLoadBalancer,
+  NetworkType, Route, Subnet, AclPolicySetting, OutboundNatPolicySetting, PortMappingPolicySetting,
+} from './types.js';
+
+export type ErrorCode = 'NotFound' | 'AlreadyExists' | 'InvalidArgument' | 'Conflict';
+
+export class ModelError extends Error {
+  constructor(readonly code: ErrorCode, readonly field: string, readonly reason: string) {
+    super(`${code}: ${field}: ${reason}`);
+    this.name = 'ModelError';
+  }
+}
+
+const invalid = (field: string, reason: string) => new ModelError('InvalidArgument', field, reason);
+
+const NETWORK_TYPES: NetworkType[] = ['NAT', 'Transparent', 'L2Bridge', 'Internal', 'Private'];
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+function id(v: unknown, field: string): string {
+  if (typeof v !== 'string' || !ID.test(v)) throw invalid(field, `must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit; got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optString(v: unknown, field: string, max = 256): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v.length > max) throw invalid(field, `must be a string of at most ${max} characters`);
+  return v;
+}
+
+function int(v: unknown, field: string, lo: number, hi: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw invalid(field, `must be an integer from ${lo} to ${hi}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function array<T>(v: unknown, field: string, each: (x: unknown, f: string) => T): T[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw invalid(field, 'must be an array');
+  return v.map((x, i) => each(x, `${field}[${i}]`));
+}
+
+function object(v: unknown, field: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(field, 'must be an object');
+  return v as Record<string, unknown>;
+}
+
+function known(o: Record<string, unknown>, field: string, keys: string[]): void {
+  for (const k of Object.keys(o)) {
+    if (!keys.includes(k)) throw invalid(field ? `${field}.${k}` : k, `unknown field (known: ${keys.join(', ')})`);
+  }
+}
+
+export function address(v: unknown, field: string): { text: string; v6: boolean; bytes: Uint8Array } {
+  if (typeof v !== 'string') throw invalid(field, 'must be an IP address string');
+  try {
+    if (v.includes(':')) { const b = parseIPv6(v); return { text: formatIPv6(b), v6: true, bytes: b }; }
+    const b = parseIPv4(v);
+    return { text: formatIPv4(b), v6: false, bytes: b };
+  } catch (e) {
+    throw invalid(field, (e as Error).message);
+  }
+}
+
+export function prefix(v: unknown, field: string): { text: string; v6: boolean; bytes: Uint8Array; len: number } {
+  if (typeof v !== 'string' || !v.includes('/')) throw invalid(field, `must be a prefix in CIDR form like 10.0.0.0/24, got ${JSON.stringify(v)}`);
+  const [a, l] = v.split('/');
+  const addr = address(a, field);
+  const max = addr.v6 ? 128 : 32;
+  if (!/^\d{1,3}$/.test(l) || Number(l) > max) throw invalid(field, `prefix length must be 0-${max}, got ${JSON.stringify(l)}`);
+  const len = Number(l);
+  // Canonical: host bits cleared.
+  const bytes = addr.bytes.slice();
+  for (let bit = len; bit < max; bit++) bytes[bit >> 3] &= ~(0x80 >> (bit & 7));
+  return { text: `${addr.v6 ? formatIPv6(bytes) : formatIPv4(bytes)}/${len}`, v6: addr.v6, bytes, len };
+}
+
+function mac(v: unknown, field: string): string {
+  if (typeof v !== 'string') throw invalid(field, 'must be a MAC address string');
+  let b: Uint8Array;
+  try { b = parseMac(v); } catch (e) { throw invalid(field, (e as Error).message); }
+  if (b[0] & 1) throw invalid(field, `${v} is a group address, not a station`);
+  return formatMac(b);
+}
+
+function route(v: unknown, field: string): Route {
+  const o = object(v, field);
+  known(o, field, ['NextHop', 'DestinationPrefix', 'Metric']);
+  const r: Route = { NextHop: address(o.NextHop, `${field}.NextHop`).text, DestinationPrefix: prefix(o.DestinationPrefix, `${field}.DestinationPrefix`).text };
+  if (o.Metric !== undefined) r.Metric = int(o.Metric, `${field}.Metric`, 0, 255);
+  return r;
+}
+
+function acl(v: unknown, field: string): AclPolicySetting {
+  const o = object(v, field);
+  known(o, field, ['Id', 'Protocols', 'Action', 'Direction', 'LocalAddresses', 'RemoteAddresses', 'LocalPorts', 'RemotePorts', 'RuleType', 'Priority']);
+  if (o.RuleType !== undefined && o.RuleType !== 'Switch' && o.RuleType !== 'Host') throw invalid(`${field}.RuleType`, 'must be "Switch" or "Host"');
+  try {
+    normalizeAcl(o as unknown as AclPolicySetting, 0);
+  } catch (e) {
+    if (e instanceof AclError) throw invalid(`${field}.${e.field.replace(/^rules\[0\]\./, '')}`, e.reason);
+    throw e;
+  }
+  return o as unknown as AclPolicySetting;
+}
+
+function outboundNat(v: unknown, field: string): OutboundNatPolicySetting {
+  const o = object(v, field);
+  known(o, field, ['VirtualIP', 'Exceptions']);
+  const s: OutboundNatPolicySetting = {};
+  if (o.VirtualIP !== undefined) {
+    const a = address(o.VirtualIP, `${field}.VirtualIP`);
+    if (a.v6) throw invalid(`${field}.VirtualIP`, 'IPv6 is not translated (there is no NAT66)');
+    s.VirtualIP = a.text;
+  }
+  if (o.Exceptions !== undefined) {
+    s.Exceptions = array(o.Exceptions, `${field}.Exceptions`, (x, f) => {
+      const p = typeof x === 'string' && !x.includes('/') ? prefix(`${x}/32`, f) : prefix(x, f);
+      if (p.v6) throw invalid(f, 'IPv6 is not translated (there is no NAT66)');
+      return p.text;
+    });
+  }
+  return s;
+}
+
+function portMapping(v: unknown, field: string): PortMappingPolicySetting {
+  const o = object(v, field);
+  known(o, field, ['Protocol', 'InternalPort', 'ExternalPort', 'VIP']);
+  if (o.Protocol !== 6 && o.Protocol !== 17) throw invalid(`${field}.Protocol`, `must be 6 (TCP) or 17 (UDP), got ${JSON.stringify(o.Protocol)}`);
+  const s: PortMappingPolicySetting = {
+    Protocol: o.Protocol,
+    InternalPort: int(o.InternalPort, `${field}.InternalPort`, 1, 65535),
+    ExternalPort: int(o.ExternalPort, `${field}.ExternalPort`, 1, 65535),
+  };
+  if (o.VIP !== undefined) {
+    const a = address(o.VIP, `${field}.VIP`);
+    if (a.v6) throw invalid(`${field}.VIP`, 'port mappings are IPv4 (there is no NAT66)');
+    s.VIP = a.text;
+  }
+  return s;
+}
+
+export function validateNetwork(v: unknown): HostComputeNetwork {
+  const o = object(v, '');
+  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns']);
+  if (!NETWORK_TYPES.includes(o.Type as NetworkType)) throw invalid('Type', `must be one of ${NETWORK_TYPES.join(', ')}, got ${JSON.stringify(o.Type)}`);
+  const n: HostComputeNetwork = { ID: id(o.ID, 'ID'), Type: o.Type as NetworkType };
+  const name = optString(o.Name, 'Name');
+  if (name !== undefined) n.Name = name;
+  if (o.Ipams !== undefined) {
+    n.Ipams = array(o.Ipams, 'Ipams', (x, f) => {
+      const ipam = object(x, f);
+      known(ipam, f, ['Type', 'Subnets']);
+      if (ipam.Type !== undefined && ipam.Type !== 'Static') throw invalid(`${f}.Type`, 'only "Static" is supported (no DHCP server)');
+      return {
+        ...(ipam.Type ? { Type: 'Static' as const } : {}),
+        Subnets: array(ipam.Subnets, `${f}.Subnets`, (y, g) => {
+          const s = object(y, g);
+          known(s, g, ['IpAddressPrefix', 'Routes', 'Policies']);
+          const p = prefix(s.IpAddressPrefix, `${g}.IpAddressPrefix`);
+          if (!p.v6 && p.len > 30) throw invalid(`${g}.IpAddressPrefix`, 'an IPv4 subnet needs room for a gateway and endpoints (/30 at most)');
+          const subnet: Subnet = { IpAddressPrefix: p.text };
+          if (s.Routes !== undefined) subnet.Routes = array(s.Routes, `${g}.Routes`, route);
+          if (s.Policies !== undefined) {
+            subnet.Policies = array(s.Policies, `${g}.Policies`, (z, h) => {
+              const pol = object(z, h);
+              known(pol, h, ['Type', 'Settings']);
+              if (pol.Type !== 'VLAN') throw invalid(`${h}.Type`, 'the subnet policy supported is "VLAN"');
+              const st = object(pol.Settings, `${h}.Settings`);
+              known(st, `${h}.Settings`, ['IsolationId']);
+              return { Type: 'VLAN' as const, Settings: { IsolationId: int(st.IsolationId, `${h}.Settings.IsolationId`, 1, 4094) } };
+            });
+          }
+          return subnet;
+        }),
+      };
+    });
+  }
+  if (o.Policies !== undefined) {
+    n.Policies = array(o.Policies, 'Policies', (x, f) => {
+      const p = object(x, f);
+      known(p, f, ['Type', 'Settings']);
+      if (p.Type === 'NetworkACL') return { Type: 'NetworkACL' as const, Settings: acl(p.Settings, `${f}.Settings`) };
+      if (p.Type === 'OutBoundNAT') return { Type: 'OutBoundNAT' as const, Settings: outboundNat(p.Settings, `${f}.Settings`) };
+      throw invalid(`${f}.Type`, `network policies supported are "NetworkACL" and "OutBoundNAT", got ${JSON.stringify(p.Type)}`);
+    });
+  }
+  if (o.MacPool !== undefined) {
+    const mp = object(o.MacPool, 'MacPool');
+    known(mp, 'MacPool', ['Ranges']);
+    n.MacPool = {
+      Ranges: array(mp.Ranges, 'MacPool.Ranges', (x, f) => {
+        const r = object(x, f);
+        known(r, f, ['StartMacAddress', 'EndMacAddress']);
+        const s = mac(r.StartMacAddress, `${f}.StartMacAddress`), e = mac(r.EndMacAddress, `${f}.EndMacAddress`);
+        if (macNumber(s) > macNumber(e)) throw invalid(`${f}.EndMacAddress`, 'is before StartMacAddress');
+        return { StartMacAddress: s, EndMacAddress: e };
+      }),
+    };
+  }
+  if (o.Dns !== undefined) n.Dns = dns(o.Dns, 'Dns');
+  if (n.Type === 'NAT' && !(n.Ipams?.some((i) => i.Subnets.some((s) => !s.IpAddressPrefix.includes(':'))))) {
+    throw invalid('Ipams', 'a NAT network needs an IPv4 subnet');
+  }
+  return n;
+}
+
+function dns(v: unknown, field: string) {
+  const o = object(v, field);
+  known(o, field, ['Domain', 'Search', 'ServerList', 'Options']);
+  const d: HostComputeEndpoint['Dns'] = {};
+  const dom = optString(o.Domain, `${field}.Domain`);
+  if (dom !== undefined) d.Domain = dom;
+  if (o.Search !== undefined) d.Search = array(o.Search, `${field}.Search`, (x, f) => optString(x, f) ?? '');
+  if (o.ServerList !== undefined) d.ServerList = array(o.ServerList, `${field}.ServerList`, (x, f) => address(x, f).text);
+  if (o.Options !== undefined) d.Options = array(o.Options, `${field}.Options`, (x, f) => optString(x, f) ?? '');
+  return d;
+}
+
+export function macNumber(m: string): number {
+  return parseInt(m.replace(/:/g, ''), 16);
+}
+
+export function validateEndpoint(v: unknown): HostComputeEndpoint {
+  const o = object(v, '');
+  known(o, '', ['ID', 'Name', 'HostComputeNetwork', 'HostComputeNamespace', 'MacAddress', 'IpConfigurations', 'Routes', 'Dns', 'Policies']);
+  const e: HostComputeEndpoint = { ID: id(o.ID, 'ID'), HostComputeNetwork: id(o.HostComputeNetwork, 'HostComputeNetwork') };
+  const name = optString(o.Name, 'Name');
+  if (name !== undefined) e.Name = name;
+  if (o.HostComputeNamespace !== undefined) e.HostComputeNamespace = id(o.HostComputeNamespace, 'HostComputeNamespace');
+  if (o.MacAddress !== undefined) e.MacAddress = mac(o.MacAddress, 'MacAddress');
+  if (o.IpConfigurations !== undefined) {
+    e.IpConfigurations = array(o.IpConfigurations, 'IpConfigurations', (x, f) => {
+      const c = object(x, f);
+      known(c, f, ['IpAddress', 'PrefixLength']);
+      const a = address(c.IpAddress, `${f}.IpAddress`);
+      const cfg: { IpAddress: string; PrefixLength?: number } = { IpAddress: a.text };
+      if (c.PrefixLength !== undefined) cfg.PrefixLength = int(c.PrefixLength, `${f}.PrefixLength`, 0, a.v6 ? 128 : 32);
+      return cfg;
+    });
+  }
+  if (o.Routes !== undefined) e.Routes = array(o.Routes, 'Routes', route);
+  if (o.Dns !== undefined) e.Dns = dns(o.Dns, 'Dns');
+  if (o.Policies !== undefined) {
+    e.Policies = array(o.Policies, 'Policies', (x, f) => {
+      const p = object(x, f);
+      known(p, f, ['Type', 'Settings']);
+      if (p.Type === 'PortMapping') return { Type: 'PortMapping' as const, Settings: portMapping(p.Settings, `${f}.Settings`) };
+      if (p.Type === 'ACL') return { Type: 'ACL' as const, Settings: acl(p.Settings, `${f}.Settings`) };
+      if (p.Type === 'OutBoundNAT') return { Type: 'OutBoundNAT' as const, Settings: outboundNat(p.Settings, `${f}.Settings`) };
+      throw invalid(`${f}.Type`, `endpoint policies supported are "PortMapping", "ACL" and "OutBoundNAT", got ${JSON.stringify(p.Type)}`);
+    });
+  }
+  return e;
+}
+
+export function validateNamespace(v: unknown): HostComputeNamespace {
+  const o = object(v, '');
+  known(o, '', ['ID', 'Type']);
+  const ns: HostComputeNamespace = { ID: id(o.ID, 'ID') };
+  if (o.Type !== undefined) {
+    if (!['Host', 'HostDefault', 'Guest', 'GuestDefault'].includes(o.Type as string)) throw invalid('Type', 'must be one of Host, HostDefault, Guest, GuestDefault');
+    ns.Type = o.Type as HostComputeNamespace['Type'];
+  }
+  return ns;
+}
+
+export function validateLoadBalancer(v: unknown): HostComputeLoadBalancer {
+  const o = object(v, '');
+  known(o, '', ['ID', 'HostComputeEndpoints', 'SourceVIP', 'FrontendVIPs', 'PortMappings', 'Flags']);
+  const lb: HostComputeLoadBalancer = {
+    ID: id(o.ID, 'ID'),
+    HostComputeEndpoints: array(o.HostComputeEndpoints, 'HostComputeEndpoints', id),
+    PortMappings: array(o.PortMappings, 'PortMappings', (x, f) => {
+      const p = object(x, f);
+      known(p, f, ['Protocol', 'InternalPort', 'ExternalPort', 'DistributionType']);
+      if (p.Protocol !== 6 && p.Protocol !== 17) throw invalid(`${f}.Protocol`, `must be 6 (TCP) or 17 (UDP), got ${JSON.stringify(p.Protocol)}`);
+      const d = p.DistributionType ?? 'None';
+      if (!['None', 'SourceIPProtocol', 'SourceIP'].includes(d as string)) throw invalid(`${f}.DistributionType`, 'must be None, SourceIPProtocol or SourceIP');
+      return { Protocol: p.Protocol, InternalPort: int(p.InternalPort, `${f}.InternalPort`, 1, 65535), ExternalPort: int(p.ExternalPort, `${f}.ExternalPort`, 1, 65535), DistributionType: d as 'None' };
+    }),
+  };
+  if (lb.PortMappings.length === 0) throw invalid('PortMappings', 'a load balancer needs at least one port mapping');
+  if (o.SourceVIP !== undefined) lb.SourceVIP = address(o.SourceVIP, 'SourceVIP').text;
+  if (o.FrontendVIPs !== undefined) lb.FrontendVIPs = array(o.FrontendVIPs, 'FrontendVIPs', (x, f) => address(x, f).text);
+  if (o.Flags !== undefined) {
+    const fl = object(o.Flags, 'Flags');
+    known(fl, 'Flags', ['DSR']);
+    if (fl.DSR !== undefined && typeof fl.DSR !== 'boolean') throw invalid('Flags.DSR', 'must be true or false');
+    lb.Flags = { DSR: !!fl.DSR };
+    if (fl.DSR) lb.PortMappings.forEach((p, i) => { if (p.InternalPort !== p.ExternalPort) throw invalid(`PortMappings[${i}].InternalPort`, 'direct server return cannot change the port'); });
+  }
+  return lb;
+}
