@@ -57,9 +57,9 @@ test('create is idempotent for the same content; other content is AlreadyExists'
 test('MACs and addresses come from the pools; the gateway and taken ones are skipped', () => {
   const s = new Store();
   s.create('network', { ...nat, MacPool: { Ranges: [{ StartMacAddress: '02-00-00-00-10-00', EndMacAddress: '02-00-00-00-10-01' }] } });
-  const a = s.create('endpoint', { ID: 'a', HostComputeNetwork: 'nat' }) as { MacAddress: string; IpConfigurations: Array<{ IpAddress: string }> };
-  const b = s.create('endpoint', { ID: 'b', HostComputeNetwork: 'nat', IpConfigurations: [{ IpAddress: '172.20.0.3' }] }) as typeof a;
-  const c = s.create('endpoint', { ID: 'c', HostComputeNetwork: 'nat', MacAddress: '02:00:00:00:20:00' }) as typeof a;
+  const a = s.create('endpoint', { ID: 'a', HostComputeNetwork: 'nat' });
+  const b = s.create('endpoint', { ID: 'b', HostComputeNetwork: 'nat', IpConfigurations: [{ IpAddress: '172.20.0.3' }] });
+  const c = s.create('endpoint', { ID: 'c', HostComputeNetwork: 'nat', MacAddress: '02:00:00:00:20:00' });
   assert.is(a.MacAddress, '02:00:00:00:10:00');
   assert.is(a.IpConfigurations[0].IpAddress, '172.20.0.2', '.1 is the gateway');
   assert.is(b.MacAddress, '02:00:00:00:10:01');
@@ -93,7 +93,7 @@ test('a change refused by the compiler leaves the store as it was', () => {
   assert.throws(() => s.create('endpoint', { ID: 'e', HostComputeNetwork: 'nat' }), /dataplane refused/);
   assert.is(s.list('endpoint').length, 0);
   assert.throws(() => s.modify('network', 'nat', { ...nat, Name: 'x' }), /dataplane refused/);
-  assert.is((s.get('network', 'nat') as { Name?: string }).Name, undefined);
+  assert.is(s.get('network', 'nat').Name, undefined);
 });
 
 test('the state directory: saved atomically, restored whole; corrupt or newer files refused by name', () => {
