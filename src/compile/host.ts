@@ -1,0 +1,226 @@
+// Compiles the HCN-shaped model into a running switch and keeps the two in step. Each object owns
+// the dataplane items it compiles to (ports, router interfaces, routes, neighbours, source NAT rules,
+// port mappings, load balancers, ACL bindings), recorded with how to undo each. A change touches only
+// the objects that changed: their old items are undone and their new ones applied, so unrelated
+// objects' connections are never disturbed. If any step fails, what this change did is undone and
+// the previous versions re-applied, and the store refuses the change: all or nothing.
+//
+// What each network type does here (docs/model.md says it for users):
+//   NAT        its own broadcast domain with a gateway (router interface in the host compartment 0),
+//              masqueraded to the host's uplink (when one is configured) except for the network's
+//              OutBoundNAT Exceptions.
+//   Internal   a domain with a gateway: routed to the other networks of the host compartment, no uplink.
+//   Private    a domain without a gateway: its endpoints reach only each other.
+//   Transparent, L2Bridge
+//              a domain bridged to the uplink's broadcast domain: the endpoints are on the external
+//              L2 network (attached uplink ports join the domain; see transports).
+import type { Switch } from '../dataplane.js';
+import type { ModelState, HostComputeNetwork, HostComputeEndpoint, HostComputeLoadBalancer, Kind } from '../model/types.js';
+import { gatewayOf } from '../model/store.js';
+import { prefix } from '../model/validate.js';
+import type { AclRule } from './acl.js';
+
+export interface HostConfig {
+  // The host's external side: its address with prefix, and the next hop of the default route.
+  uplink?: { address: string; gateway?: string; mac?: string };
+}
+
+type Undo = () => void;
+interface Applied { value: unknown; undo: Undo[] }
+
+const UPLINK_NETWORK = 1;
+const HOST_COMPARTMENT = 0;
+const ORDER: Kind[] = ['namespace', 'network', 'endpoint', 'loadbalancer'];
+const LISTS: Record<Kind, keyof ModelState> = { network: 'networks', endpoint: 'endpoints', namespace: 'namespaces', loadbalancer: 'loadBalancers' };
+
+export class HostCompiler {
+  private applied = new Map<string, Applied>();
+  private networkNumber = new Map<string, number>();
+  private endpointPort = new Map<string, number>();
+  private gatewayInterface = new Map<string, number>();
+  private uplinkInterface?: number;
+  private state: ModelState = { networks: [], endpoints: [], namespaces: [], loadBalancers: [] };
+
+  constructor(readonly sw: Switch, readonly config: HostConfig = {}) {
+    const up = config.uplink;
+    if (up) {
+      this.uplinkInterface = sw.router.addInterface({ network: UPLINK_NETWORK, address: up.address, external: true, mac: up.mac });
+      if (up.gateway) sw.router.addRoute({ compartment: HOST_COMPARTMENT, destination: '0.0.0.0/0', interface: this.uplinkInterface, nextHop: up.gateway });
+    }
+  }
+
+  // The switch port an endpoint is attached by (transports attach to it).
+  portOf(endpoint: string): number | undefined { return this.endpointPort.get(endpoint); }
+  networkOf(network: string): number | undefined { return this.networkNumber.get(network); }
+  uplinkNetwork(): number { return UPLINK_NETWORK; }
+
+  // Brings the dataplane from the last applied state to `next`; throws (having restored the
+  // dataplane) if any item is refused.
+  apply(next: ModelState): void {
+    const prev = this.state;
+    const changed = (kind: Kind) => {
+      const before = new Map((prev[LISTS[kind]] as Array<{ ID: string }>).map((o) => [o.ID, o]));
+      const after = new Map((next[LISTS[kind]] as Array<{ ID: string }>).map((o) => [o.ID, o]));
+      const gone = [...before.keys()].filter((id) => !after.has(id) || JSON.stringify(after.get(id)) !== JSON.stringify(before.get(id)));
+      const come = [...after.keys()].filter((id) => !before.has(id) || JSON.stringify(after.get(id)) !== JSON.stringify(before.get(id)));
+      return { gone, come, after };
+    };
+    // Endpoints follow their network (a changed network recompiles its endpoints), load balancers
+    // their endpoints (their addresses).
+    const plan = new Map(ORDER.map((k) => [k, changed(k)]));
+    const netChanged = new Set([...plan.get('network')!.gone, ...plan.get('network')!.come]);
+    const epPlan = plan.get('endpoint')!;
+    for (const e of next.endpoints) if (netChanged.has(e.HostComputeNetwork) && !epPlan.come.includes(e.ID)) { epPlan.gone.push(e.ID); epPlan.come.push(e.ID); }
+    for (const e of prev.endpoints) if (netChanged.has(e.HostComputeNetwork) && !epPlan.gone.includes(e.ID)) epPlan.gone.push(e.ID);
+    const epChanged = new Set([...epPlan.gone, ...epPlan.come]);
+    const lbPlan = plan.get('loadbalancer')!;
+    for (const lb of next.loadBalancers) if (lb.HostComputeEndpoints.some((id) => epChanged.has(id)) && !lbPlan.come.includes(lb.ID)) { lbPlan.gone.push(lb.ID); lbPlan.come.push(lb.ID); }
+    for (const lb of prev.loadBalancers) if (lb.HostComputeEndpoints.some((id) => epChanged.has(id)) && !lbPlan.gone.includes(lb.ID)) lbPlan.gone.push(lb.ID);
+
+    const undone: Array<[Kind, string, Applied]> = [];
+    const done: Array<[Kind, string]> = [];
+    try {
+      for (const kind of [...ORDER].reverse()) {
+        for (const id of plan.get(kind)!.gone) {
+          const key = `${kind}/${id}`;
+          const a = this.applied.get(key);
+          if (!a) continue;
+          runUndo(a.undo);
+          this.applied.delete(key);
+          undone.push([kind, id, a]);
+        }
+      }
+      for (const kind of ORDER) {
+        const p = plan.get(kind)!;
+        for (const id of p.come) {
+          const value = p.after.get(id)!;
+          this.applied.set(`${kind}/${id}`, { value, undo: this.compile(kind, value, next) });
+          done.push([kind, id]);
+        }
+      }
+      this.state = structuredClone(next);
+    } catch (e) {
+      // Back to exactly what was: undo this change's items, re-apply what it undid.
+      for (const [kind, id] of done.reverse()) {
+        const a = this.applied.get(`${kind}/${id}`);
+        if (a) runUndo(a.undo);
+        this.applied.delete(`${kind}/${id}`);
+      }
+      for (const [kind, id, a] of undone.reverse()) {
+        this.applied.set(`${kind}/${id}`, { value: a.value, undo: this.compile(kind, a.value, prev) });
+      }
+      throw e;
+    }
+  }
+
+  private compile(kind: Kind, value: unknown, state: ModelState): Undo[] {
+    const undo: Undo[] = [];
+    try {
+      if (kind === 'network') this.compileNetwork(value as HostComputeNetwork, undo);
+      else if (kind === 'endpoint') this.compileEndpoint(value as HostComputeEndpoint, state, undo);
+      else if (kind === 'loadbalancer') this.compileBalancer(value as HostComputeLoadBalancer, state, undo);
+      return undo;
+    } catch (e) {
+      runUndo(undo);
+      throw e;
+    }
+  }
+
+  private compileNetwork(n: HostComputeNetwork, undo: Undo[]): void {
+    const sw = this.sw, rt = sw.router;
+    let num = this.networkNumber.get(n.ID);
+    if (num === undefined) {
+      num = UPLINK_NETWORK + 1;
+      const used = new Set(this.networkNumber.values());
+      while (used.has(num)) num++;
+      this.networkNumber.set(n.ID, num);
+    }
+    const network = num;
+    if (n.Type === 'Transparent' || n.Type === 'L2Bridge') {
+      // Bridged to the uplink: its endpoints join the uplink's broadcast domain.
+      this.networkNumber.set(n.ID, UPLINK_NETWORK);
+      undo.push(() => this.networkNumber.delete(n.ID));
+      return;
+    }
+    undo.push(() => this.networkNumber.delete(n.ID));
+    const subnets = (n.Ipams ?? []).flatMap((i) => i.Subnets);
+    const v4 = subnets.find((s) => !s.IpAddressPrefix.includes(':'));
+    const v6 = subnets.find((s) => s.IpAddressPrefix.includes(':'));
+    const vlan = v4?.Policies?.find((p) => p.Type === 'VLAN')?.Settings.IsolationId ?? 0;
+    if (n.Type !== 'Private' && (v4 || v6)) {
+      const gw = rt.addInterface({
+        compartment: HOST_COMPARTMENT, network, vlan,
+        address: v4 ? `${gatewayOf(v4)}/${prefix(v4.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
+        address6: v6 ? `${gatewayOf(v6)}/${prefix(v6.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
+      });
+      this.gatewayInterface.set(n.ID, gw);
+      undo.push(() => { rt.removeInterface(gw); this.gatewayInterface.delete(n.ID); });
+    }
+    if (n.Type === 'NAT' && v4 && this.uplinkInterface !== undefined) {
+      const rule = rt.addSourceNat({ compartment: HOST_COMPARTMENT, source: v4.IpAddressPrefix, interface: this.uplinkInterface });
+      undo.push(() => rt.removeSourceNat(rule));
+      for (const p of n.Policies ?? []) {
+        if (p.Type !== 'OutBoundNAT') continue;
+        for (const ex of p.Settings.Exceptions ?? []) {
+          const id = rt.addNatException({ compartment: HOST_COMPARTMENT, destination: ex });
+          undo.push(() => rt.removeNatException(id));
+        }
+      }
+    }
+    const acls = (n.Policies ?? []).filter((p) => p.Type === 'NetworkACL').map((p) => p.Settings as AclRule);
+    if (acls.length) {
+      sw.acls.setNetworkRules(network, acls);
+      undo.push(() => sw.acls.setNetworkRules(network, []));
+    }
+  }
+
+  private compileEndpoint(e: HostComputeEndpoint, state: ModelState, undo: Undo[]): void {
+    const sw = this.sw, rt = sw.router;
+    const network = this.networkNumber.get(e.HostComputeNetwork);
+    if (network === undefined) throw new Error(`endpoint ${e.ID}: network ${e.HostComputeNetwork} is not compiled`);
+    const net = state.networks.find((n) => n.ID === e.HostComputeNetwork)!;
+    const vlan = (net.Ipams ?? []).flatMap((i) => i.Subnets).find((s) => !s.IpAddressPrefix.includes(':'))?.Policies?.find((p) => p.Type === 'VLAN')?.Settings.IsolationId ?? 0;
+    const port = sw.addPort({ network, vlan, mac: e.MacAddress });
+    this.endpointPort.set(e.ID, port.id);
+    undo.push(() => { sw.removePort(port.id); this.endpointPort.delete(e.ID); });
+    const gw = this.gatewayInterface.get(e.HostComputeNetwork);
+    const v4 = (e.IpConfigurations ?? []).find((c) => !c.IpAddress.includes(':'))?.IpAddress;
+    for (const c of e.IpConfigurations ?? []) {
+      if (gw === undefined || !e.MacAddress) continue;
+      rt.setNeighbor({ compartment: HOST_COMPARTMENT, address: c.IpAddress, mac: e.MacAddress, interface: gw });
+      undo.push(() => rt.removeNeighbor({ compartment: HOST_COMPARTMENT, address: c.IpAddress }));
+    }
+    const rules: AclRule[] = [];
+    for (const p of e.Policies ?? []) {
+      if (p.Type === 'PortMapping' && v4) {
+        const pm = { compartment: HOST_COMPARTMENT, protocol: p.Settings.Protocol === 6 ? 'tcp' as const : 'udp' as const, externalPort: p.Settings.ExternalPort, vip: p.Settings.VIP };
+        rt.addPortMapping({ ...pm, internalAddress: v4, internalPort: p.Settings.InternalPort });
+        undo.push(() => rt.removePortMapping(pm));
+      } else if (p.Type === 'ACL') {
+        rules.push(p.Settings as AclRule);
+      } else if (p.Type === 'OutBoundNAT' && v4 && p.Settings.VirtualIP && this.uplinkInterface !== undefined) {
+        const rule = rt.addSourceNat({ compartment: HOST_COMPARTMENT, source: `${v4}/32`, interface: this.uplinkInterface, address: p.Settings.VirtualIP });
+        undo.push(() => rt.removeSourceNat(rule));
+      }
+    }
+    if (rules.length) sw.acls.setPortAcl(port.id, { rules });
+  }
+
+  private compileBalancer(lb: HostComputeLoadBalancer, state: ModelState, undo: Undo[]): void {
+    const rt = this.sw.router;
+    const backends = lb.HostComputeEndpoints.map((id) => state.endpoints.find((e) => e.ID === id)?.IpConfigurations?.find((c) => !c.IpAddress.includes(':'))?.IpAddress)
+      .filter((a): a is string => !!a);
+    const id = rt.addLoadBalancer({
+      compartment: HOST_COMPARTMENT,
+      frontendVips: lb.FrontendVIPs,
+      dsr: lb.Flags?.DSR,
+      backends,
+      portMappings: lb.PortMappings.map((p) => ({ protocol: p.Protocol === 6 ? 'tcp' as const : 'udp' as const, externalPort: p.ExternalPort, internalPort: p.InternalPort, distribution: p.DistributionType })),
+    });
+    undo.push(() => rt.removeLoadBalancer(id));
+  }
+}
+
+function runUndo(undo: Undo[]): void {
+  for (const u of [...undo].reverse()) u();
+}
