@@ -1,27 +1,211 @@
-// The `netplane` command. Today it has the demo that `npm start` runs: a real switch (the release
-// WebAssembly build) driven with generated traffic, narrated step by step, ending with the MAC table and
-// the counters. Nothing in it is canned: every line it prints is read back from the dataplane.
+// The `netplane` command: `serve` runs the daemon (src/daemon.ts); the object and view commands are
+// its client, printing human tables or, with --json, the API's JSON; `demo` drives a real switch (the
+// release WebAssembly build) with generated traffic, narrated step by step. Nothing is canned: every
+// line comes from the dataplane or the daemon.
 import { Switch, type SwitchPort } from '../dataplane.js';
 import { arp, ethernet, ipv4, udp, tcp, icmp, dissect } from '../frames.js';
+import { Daemon, readConfig, DEFAULT_PORT, type DaemonConfig } from '../daemon.js';
+import { request as httpRequest } from 'node:http';
+import { readFileSync } from 'node:fs';
 
 const HELP = `netplane — a software-defined host network in WebAssembly
 
-usage: netplane <command>
+usage: netplane <command> [arguments] [--json] [--url URL | --socket PATH]
 
-commands:
-  demo      run the L2 switch on generated traffic and show what it did (npm start)
-  help      this text
+daemon:
+  serve [--config FILE] [--state-dir DIR] [--port N] [--socket PATH]
+                         run the host network and its management API (npm start runs this
+                         with an embedded default: one NAT network with a gateway)
+objects (HCN-shaped; JSON is inline, @file, or - for standard input):
+  network   list | get ID | create JSON | modify ID JSON | delete ID
+  endpoint  list | get ID | create JSON | modify ID JSON | delete ID
+  namespace list | get ID | create JSON | delete ID
+  lb        list | get ID | create JSON | modify ID JSON | delete ID
+views:
+  mac                    the MAC table
+  ct                     the connection table (like conntrack -L)
+  stats                  counters and drops by reason
+  trace --port N --frame HEX
+                         every stage's decision for one frame (nothing changes)
+other:
+  demo                   the switch and the NAT mode on generated traffic, narrated
+  help                   this text
+
+The client talks to the daemon at --url (default http://127.0.0.1:${DEFAULT_PORT}) or --socket.
+Exit codes: 0 done, 1 refused by the daemon (the error names the field), 2 usage, 3 no daemon.
 `;
 
+const OBJECTS: Record<string, string> = { network: 'networks', endpoint: 'endpoints', namespace: 'namespaces', lb: 'loadbalancers' };
+
 export async function main(argv: string[]): Promise<number> {
-  const cmd = argv[0] ?? 'help';
-  if (cmd === 'demo') return demo();
-  if (cmd === 'help' || cmd === '--help' || cmd === '-h') {
-    process.stdout.write(HELP);
-    return 0;
+  const { args, flags } = parseArgs(argv);
+  const cmd = args[0] ?? 'help';
+  try {
+    if (cmd === 'demo') return demo();
+    if (cmd === 'serve') return await serve(flags);
+    if (cmd === 'help' || flags.help) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    if (OBJECTS[cmd]) return await objectCommand(cmd, args.slice(1), flags);
+    if (cmd === 'mac' || cmd === 'ct' || cmd === 'stats' || cmd === 'trace') return await viewCommand(cmd, flags);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`netplane: ${e.message}\n\n${HELP}`);
+      return 2;
+    }
+    if (e instanceof NoDaemon) {
+      process.stderr.write(`netplane: ${e.message}\n`);
+      return 3;
+    }
+    throw e;
   }
   process.stderr.write(`netplane: unknown command "${cmd}"\n\n${HELP}`);
   return 2;
+}
+
+class UsageError extends Error {}
+class NoDaemon extends Error {}
+
+type Flags = Record<string, string | boolean>;
+
+function parseArgs(argv: string[]): { args: string[]; flags: Flags } {
+  const args: string[] = [];
+  const flags: Flags = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-h' || a === '--help') flags.help = true;
+    else if (a === '--json') flags.json = true;
+    else if (a === '--no-default-network') flags['no-default-network'] = true;
+    else if (a.startsWith('--')) {
+      const [k, v] = a.slice(2).split('=', 2);
+      flags[k] = v ?? argv[++i] ?? '';
+    } else args.push(a);
+  }
+  return { args, flags };
+}
+
+async function serve(flags: Flags): Promise<number> {
+  const base: DaemonConfig = typeof flags.config === 'string' ? readConfig(flags.config) : { stateDir: '.netplane', defaults: { network: true } };
+  const config: DaemonConfig = {
+    ...base,
+    stateDir: typeof flags['state-dir'] === 'string' ? flags['state-dir'] : base.stateDir,
+    listen: {
+      ...base.listen,
+      ...(typeof flags.port === 'string' ? { port: Number(flags.port) } : {}),
+      ...(typeof flags.socket === 'string' ? { socket: flags.socket } : {}),
+    },
+    defaults: { network: !flags['no-default-network'] && (base.defaults?.network ?? false) },
+  };
+  const d = new Daemon(config);
+  await d.listen();
+  const nets = d.host.store.list('network').map((n) => `${n.ID} (${n.Type})`).join(', ') || 'none';
+  process.stdout.write(`netplane serving\n  state:    ${config.stateDir}\n  api:      http://127.0.0.1:${d.port}/\n  socket:   ${d.socketPath ?? 'off'}\n  networks: ${nets}\n` +
+    `try:       npx netplane network list   (or: curl http://127.0.0.1:${d.port}/networks)\nstop with Ctrl-C\n`);
+  await new Promise<void>((done) => {
+    const stop = () => { d.close().then(done); };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  process.stdout.write('netplane stopped; state saved\n');
+  return 0;
+}
+
+// ---- the client ----------------------------------------------------------------------------------
+
+function request(flags: Flags, method: string, path: string, body?: unknown): Promise<{ status: number; value: unknown }> {
+  const socket = typeof flags.socket === 'string' ? flags.socket : process.env.NETPLANE_SOCKET;
+  const url = new URL(path, typeof flags.url === 'string' ? flags.url : process.env.NETPLANE_URL ?? `http://127.0.0.1:${DEFAULT_PORT}`);
+  const data = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((ok, fail) => {
+    const req = httpRequest({
+      method, socketPath: socket, host: socket ? undefined : url.hostname, port: socket ? undefined : url.port, path: url.pathname,
+      headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+    }, (res) => {
+      let s = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (s += c));
+      res.on('end', () => {
+        try { ok({ status: res.statusCode ?? 0, value: JSON.parse(s) }); } catch { fail(new Error(`the daemon answered ${res.statusCode} with something that is not JSON`)); }
+      });
+    });
+    req.on('error', (e) => fail(new NoDaemon(`cannot reach the netplane daemon at ${socket ?? url.origin}: ${e.message} (is \`netplane serve\` running?)`)));
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+function readJsonArg(a: string | undefined): unknown {
+  if (a === undefined) throw new UsageError('missing the object as JSON (inline, @file, or - for standard input)');
+  const text = a === '-' ? readFileSync(0, 'utf8') : a.startsWith('@') ? readFileSync(a.slice(1), 'utf8') : a;
+  try { return JSON.parse(text); } catch (e) { throw new UsageError(`not valid JSON: ${(e as Error).message}`); }
+}
+
+function refused(value: unknown): number {
+  const err = (value as { error?: { code: string; field?: string; reason: string } }).error;
+  process.stderr.write(`netplane: ${err ? `${err.code}: ${err.field ? `${err.field}: ` : ''}${err.reason}` : JSON.stringify(value)}\n`);
+  return 1;
+}
+
+async function objectCommand(obj: string, args: string[], flags: Flags): Promise<number> {
+  const path = `/${OBJECTS[obj]}`;
+  const verb = args[0] ?? 'list';
+  let r;
+  if (verb === 'list') r = await request(flags, 'GET', path);
+  else if (verb === 'get') r = await request(flags, 'GET', `${path}/${encodeURIComponent(need(args[1], 'ID'))}`);
+  else if (verb === 'create') r = await request(flags, 'POST', path, readJsonArg(args[1]));
+  else if (verb === 'modify') r = await request(flags, 'PUT', `${path}/${encodeURIComponent(need(args[1], 'ID'))}`, readJsonArg(args[2]));
+  else if (verb === 'delete') r = await request(flags, 'DELETE', `${path}/${encodeURIComponent(need(args[1], 'ID'))}`);
+  else throw new UsageError(`unknown ${obj} verb "${verb}" (list, get, create, modify, delete)`);
+  if (r.status >= 300) return refused(r.value);
+  if (flags.json) process.stdout.write(JSON.stringify(r.value, null, 2) + '\n');
+  else if (verb === 'list') table((r.value as Array<Record<string, unknown>>).map((o) => summary(obj, o)));
+  else if (verb === 'delete') process.stdout.write(`deleted ${args[1]}\n`);
+  else process.stdout.write(JSON.stringify(r.value, null, 2) + '\n');
+  return 0;
+}
+
+function need(v: string | undefined, what: string): string {
+  if (!v) throw new UsageError(`missing ${what}`);
+  return v;
+}
+
+function summary(obj: string, o: Record<string, any>): Record<string, string> {
+  if (obj === 'network') return { ID: o.ID, TYPE: o.Type, SUBNETS: (o.Ipams ?? []).flatMap((i: any) => i.Subnets.map((s: any) => s.IpAddressPrefix)).join(',') };
+  if (obj === 'endpoint') return { ID: o.ID, NETWORK: o.HostComputeNetwork, MAC: o.MacAddress ?? '', ADDRESS: (o.IpConfigurations ?? []).map((c: any) => c.IpAddress).join(','), POLICIES: (o.Policies ?? []).map((p: any) => p.Type).join(',') };
+  if (obj === 'lb') return { ID: o.ID, VIPS: (o.FrontendVIPs ?? []).join(',') || '(all)', PORTS: o.PortMappings.map((p: any) => `${p.ExternalPort}->${p.InternalPort}`).join(','), BACKENDS: o.HostComputeEndpoints.join(',') };
+  return { ID: o.ID, TYPE: o.Type ?? '' };
+}
+
+function table(rows: Array<Record<string, string | number>>): void {
+  if (rows.length === 0) { process.stdout.write('(none)\n'); return; }
+  const cols = Object.keys(rows[0]);
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (cells: Array<string | number>) => cells.map((v, i) => String(v).padEnd(width[i])).join('  ').trimEnd() + '\n';
+  process.stdout.write(line(cols));
+  for (const r of rows) process.stdout.write(line(cols.map((c) => r[c])));
+}
+
+async function viewCommand(cmd: string, flags: Flags): Promise<number> {
+  let r;
+  if (cmd === 'trace') {
+    const port = Number(flags.port);
+    if (!Number.isInteger(port) || typeof flags.frame !== 'string') throw new UsageError('trace needs --port N and --frame HEX');
+    r = await request(flags, 'POST', '/trace', { port, frame: flags.frame });
+  } else {
+    r = await request(flags, 'GET', cmd === 'mac' ? '/mac' : cmd === 'ct' ? '/connections' : '/stats');
+  }
+  if (r.status >= 300) return refused(r.value);
+  const v = r.value as any;
+  if (flags.json) process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+  else if (cmd === 'mac') table(v.map((e: any) => ({ NETWORK: e.network, VLAN: e.vlan, MAC: e.mac, PORT: e.port, TYPE: e.static ? 'static' : 'learned' })));
+  else if (cmd === 'ct') table(v.map((c: any) => ({ PROTO: c.protocol, STATE: c.state, ORIGINAL: `${c.original.src}:${c.original.sport} -> ${c.original.dst}:${c.original.dport}`, REPLY: `${c.reply.src}:${c.reply.sport} -> ${c.reply.dst}:${c.reply.dport}`, NAT: [c.snat ? 'SNAT' : '', c.dnat ? 'DNAT' : ''].filter(Boolean).join(',') })));
+  else if (cmd === 'stats') {
+    table(Object.entries(v.stats).filter(([, n]) => n).map(([k, n]) => ({ STAT: k, VALUE: n as number })));
+    const drops = Object.entries(v.drops);
+    if (drops.length) { process.stdout.write('\n'); table(drops.map(([k, n]) => ({ DROP: k, COUNT: n as number }))); }
+  } else process.stdout.write(v.text + '\n' + (v.output.length ? v.output.map((o: any) => `out port ${o.port}: ${o.frame.length / 2} bytes`).join('\n') + '\n' : ''));
+  return 0;
 }
 
 function demo(): number {

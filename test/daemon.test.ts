@@ -1,0 +1,99 @@
+// The daemon and the CLI as a user runs them: `netplane serve` in its own process, the CLI against it
+// (objects, errors that name the field, exit codes, human tables and --json, the views), and a restart
+// that brings every object back from the state directory.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const bin = join(root, 'bin/netplane.js');
+
+function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((ok) => {
+    execFile(process.execPath, [bin, ...args], { cwd: root }, (e, out, err) => ok({ code: e ? (e as { code?: number }).code ?? 1 : 0, out, err }));
+  });
+}
+
+async function serve(stateDir: string): Promise<{ proc: ChildProcess; url: string }> {
+  const proc = spawn(process.execPath, [bin, 'serve', '--state-dir', stateDir, '--port', '0'], { cwd: root });
+  let text = '';
+  const url = await new Promise<string>((ok, fail) => {
+    const t = setTimeout(() => fail(new Error(`no banner: ${text}`)), 15000);
+    proc.stdout!.on('data', (d) => {
+      text += d;
+      const m = /api: +(http:\/\/127\.0\.0\.1:\d+)\//.exec(text);
+      if (m) { clearTimeout(t); ok(m[1]); }
+    });
+    proc.on('exit', (c) => { clearTimeout(t); fail(new Error(`serve exited ${c}: ${text}`)); });
+  });
+  return { proc, url };
+}
+
+function stop(proc: ChildProcess): Promise<{ code: number | null; out: string }> {
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  return new Promise((ok) => { proc.on('exit', (code) => ok({ code, out })); proc.kill('SIGTERM'); });
+}
+
+const EP = (id: string, port: number) => JSON.stringify({ ID: id, HostComputeNetwork: 'nat', Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 80, ExternalPort: port } }] });
+
+test('serve, the CLI round trip, errors and exit codes, then a restart with the same objects', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'netplane-daemon-'));
+  let { proc, url } = await serve(dir);
+  try {
+    const u = ['--url', url];
+    const nets = await cli(['network', 'list', ...u]);
+    assert.is(nets.code, 0, nets.err);
+    assert.match(nets.out, /^ID +TYPE +SUBNETS\nnat +NAT +172\.20\.0\.0\/24\n$/, 'the default NAT network, as a table');
+    const created = await cli(['endpoint', 'create', EP('web', 8080), '--json', ...u]);
+    assert.is(created.code, 0, created.err);
+    const web = JSON.parse(created.out);
+    assert.is(web.IpConfigurations[0].IpAddress, '172.20.0.2');
+    const again = await cli(['endpoint', 'create', EP('web', 8080), ...u]);
+    assert.is(again.code, 0, 'the same create again succeeds');
+    const conflict = await cli(['endpoint', 'create', EP('web2', 8080), ...u]);
+    assert.is(conflict.code, 1);
+    assert.match(conflict.err, /Conflict: Policies\[0\]\.Settings\.ExternalPort: TCP port 8080 is mapped by endpoint web/);
+    const bad = await cli(['network', 'create', '{"ID":"x","Type":"Mesh"}', ...u]);
+    assert.is(bad.code, 1);
+    assert.match(bad.err, /InvalidArgument: Type: must be one of/);
+    const missing = await cli(['endpoint', 'get', 'nope', ...u]);
+    assert.is(missing.code, 1);
+    assert.match(missing.err, /NotFound/);
+    assert.is((await cli(['frobnicate', ...u])).code, 2);
+    assert.is((await cli(['endpoint', 'create', '{not json', ...u])).code, 2);
+    const eps = await cli(['endpoint', 'list', ...u]);
+    assert.match(eps.out, /web +nat +02:6e:70:01:00:00 +172\.20\.0\.2 +PortMapping/);
+    for (const view of ['mac', 'ct', 'stats']) {
+      const v = await cli([view, '--json', ...u]);
+      assert.is(v.code, 0, `${view}: ${v.err}`);
+      JSON.parse(v.out);
+    }
+  } finally {
+    const s = await stop(proc);
+    assert.is(s.code, 0);
+    assert.match(s.out, /stopped; state saved/);
+  }
+  ({ proc, url } = await serve(dir));
+  try {
+    const eps = await cli(['endpoint', 'get', 'web', '--json', '--url', url]);
+    assert.is(eps.code, 0, eps.err);
+    assert.is(JSON.parse(eps.out).MacAddress, '02:6e:70:01:00:00', 'restored as it was');
+    const del = await cli(['endpoint', 'delete', 'web', '--url', url]);
+    assert.match(del.out, /deleted web/);
+  } finally {
+    await stop(proc);
+  }
+});
+
+test('no daemon: exit code 3 and a message that says what to do', async () => {
+  const r = await cli(['network', 'list', '--url', 'http://127.0.0.1:9']);
+  assert.is(r.code, 3);
+  assert.match(r.err, /cannot reach the netplane daemon.*netplane serve/);
+});
+
+test.run();
