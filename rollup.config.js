@@ -3,7 +3,7 @@
 import typescript from '@rollup/plugin-typescript';
 import { dts } from 'rollup-plugin-dts';
 
-const external = (id) => id.startsWith('node:') || id === '@assemblyscript/loader';
+const external = (id) => id.startsWith('node:') || id === '@assemblyscript/loader' || id === 'ws';
 
 export default [
   {

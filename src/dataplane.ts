@@ -11,6 +11,7 @@ import { formatMac, parseMac } from './frames.js';
 import { Router } from './router.js';
 import { Acls } from './acl.js';
 import { traceFrame, type TraceResult } from './trace.js';
+import { PcapWriter } from './pcap.js';
 
 export type Build = 'release' | 'debug';
 
@@ -343,6 +344,7 @@ export class Switch {
   private pending = 0;
   private rxUsed = 0;
   private anyHandler?: FrameHandler;
+  private captures = new Map<number, PcapWriter>();
 
   constructor(opts: SwitchOptions = {}) {
     this.dp = new Dataplane(opts);
@@ -437,6 +439,7 @@ export class Switch {
     if (frame.length > 65535) throw new NetplaneError('frame', `${frame.length} bytes is longer than 65535`);
     if (frame.length > dp.rxBuffer.length) throw new NetplaneError('frame', `${frame.length} bytes does not fit the rx buffer`);
     if (this.pending === dp.batch || this.rxUsed + frame.length > dp.rxBuffer.length) this.flush();
+    if (this.captures.size) this.captures.get(port)?.write(frame, Date.now());
     dp.views();
     const off = this.rxUsed;
     dp.rxBuffer.set(frame, off);
@@ -463,6 +466,7 @@ export class Switch {
       const len = td.getUint16(i * 8 + 4, true);
       const out = td.getUint16(i * 8 + 6, true);
       const view = dp.u8.subarray(addr, addr + len);
+      if (this.captures.size) this.captures.get(out)?.write(view, Date.now());
       this.anyHandler?.(view, out);
       const p = this.ports.get(out);
       if (!p) continue;
@@ -476,6 +480,20 @@ export class Switch {
       }
     }
     return tx;
+  }
+
+  // Captures every frame a port receives and sends into a classic pcap file (tcpdump, Wireshark).
+  // Returns the function that stops the capture and closes the file.
+  capture(port: number, path: string): () => void {
+    this.port(port);
+    if (this.captures.has(port)) throw new NetplaneError('port', `port ${port} is already being captured`);
+    const w = new PcapWriter(path);
+    this.captures.set(port, w);
+    return () => {
+      if (this.captures.get(port) !== w) return;
+      this.captures.delete(port);
+      w.close();
+    };
   }
 
   // Sends one batch of frames and processes it: convenience for tests and tools.

@@ -12,3 +12,7 @@ export { ModelError } from './model/validate.js';
 export { saveState, loadState, StateFileError } from './model/persist.js';
 export type * from './model/types.js';
 export type { HostConfig } from './compile/host.js';
+export { UdpTransport, type UdpOptions } from './transports/udp.js';
+export { StreamTransport, type StreamOptions } from './transports/stream.js';
+export { WebSocketTransport, type WebSocketOptions } from './transports/websocket.js';
+export { Pump, type TransportStats } from './transports/pump.js';
