@@ -1,0 +1,86 @@
+// Real Linux hosts for the end-to-end tests: network namespaces with a TAP device each, attached to a
+// netplane switch port through `socat TUN,tun-type=tap ... UDP:...` (the TAP is created in the root
+// namespace by socat, then moved into the host's namespace; socat keeps its descriptor). Everything is
+// named `np-<run>-<name>` and torn down by `teardown()`, also after a failure.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import type { Switch } from '../../src/dataplane.js';
+import { UdpTransport } from '../../src/transports/udp.js';
+
+export function requirements(): string | undefined {
+  if (process.getuid?.() !== 0) return 'the end-to-end tests need root (network namespaces, TAP devices)';
+  if (!existsSync('/dev/net/tun')) return 'the end-to-end tests need /dev/net/tun';
+  for (const tool of ['ip', 'socat', 'ping', 'nc']) {
+    try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }); } catch { return `the end-to-end tests need ${tool} (apt-get install socat iproute2 iputils-ping netcat-openbsd)`; }
+  }
+  return undefined;
+}
+
+const run = `${process.pid % 10000}`;
+const made: { netns: string[]; procs: ChildProcess[]; transports: UdpTransport[] } = { netns: [], procs: [], transports: [] };
+
+export function sh(cmd: string[], opts: { ns?: string; input?: string } = {}): string {
+  const argv = opts.ns ? ['ip', 'netns', 'exec', opts.ns, ...cmd] : cmd;
+  return execFileSync(argv[0], argv.slice(1), { encoding: 'utf8', input: opts.input, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+// Runs a command in a namespace without blocking the event loop (the switch runs in this process).
+export function exec(ns: string, cmd: string, timeoutMs = 30000): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((ok) => {
+    const p = spawn('ip', ['netns', 'exec', ns, 'sh', '-c', cmd]);
+    let out = '', err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('exit', (code) => { clearTimeout(t); ok({ code: code ?? -1, out, err }); });
+  });
+}
+
+// Starts a background command in a namespace (a server); killed at teardown.
+export function background(ns: string, cmd: string): ChildProcess {
+  // Its own process group, so that teardown ends the whole pipeline, not only the shell.
+  const p = spawn('ip', ['netns', 'exec', ns, 'sh', '-c', `exec ${cmd}`], { stdio: 'ignore', detached: true });
+  made.procs.push(p);
+  return p;
+}
+
+export interface LinuxHost { ns: string; dev: string; transport: UdpTransport; port: number }
+
+// A Linux host on switch port `port`: its namespace, its TAP with `mac`, `address` and default route.
+export async function linuxHost(sw: Switch, port: number, name: string, opts: { mac: string; address: string; gateway?: string; udpPort?: number }): Promise<LinuxHost> {
+  const ns = `np-${run}-${name}`;
+  const dev = `np${run}${name}`.slice(0, 15);
+  sh(['ip', 'netns', 'add', ns]);
+  made.netns.push(ns);
+  const transport = await UdpTransport.open(sw, port, { bind: { host: '127.0.0.1', port: opts.udpPort ?? 0 } });
+  made.transports.push(transport);
+  // An unconnected UDP socket on socat's side: a moment without the switch (a restart) yields no
+  // ICMP error that would end socat and take the TAP with it.
+  const socat = spawn('socat', ['-b65536', `TUN,tun-type=tap,tun-name=${dev},iff-no-pi,iff-up`, `UDP-DATAGRAM:127.0.0.1:${transport.address().port}`], { stdio: 'ignore', detached: true });
+  made.procs.push(socat);
+  // Wait for the TAP, then move it into the namespace and configure it there.
+  for (let i = 0; i < 100 && !exists(dev); i++) await new Promise((r) => setTimeout(r, 20));
+  if (!exists(dev)) throw new Error(`socat did not create ${dev}`);
+  sh(['ip', 'link', 'set', dev, 'netns', ns]);
+  sh(['ip', 'link', 'set', 'lo', 'up'], { ns });
+  sh(['ip', 'link', 'set', dev, 'address', opts.mac], { ns });
+  sh(['ip', 'addr', 'add', opts.address, 'dev', dev], { ns });
+  sh(['ip', 'link', 'set', dev, 'up'], { ns });
+  if (opts.gateway) sh(['ip', 'route', 'add', 'default', 'via', opts.gateway], { ns });
+  // socat learns nothing until the TAP speaks; the transport learns socat's port from its first
+  // datagram: make the host speak once (an IPv6 router solicitation or ARP follows link-up anyway).
+  await exec(ns, `ping -c 1 -W 1 ${opts.gateway ?? opts.address.split('/')[0]} >/dev/null 2>&1; true`, 5000);
+  return { ns, dev, transport, port };
+}
+
+function exists(dev: string): boolean {
+  try { execFileSync('ip', ['link', 'show', dev], { stdio: 'ignore' }); return true; } catch { return false; }
+}
+
+export async function teardown(): Promise<void> {
+  for (const p of made.procs.splice(0)) {
+    try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { p.kill('SIGKILL'); }
+  }
+  for (const t of made.transports.splice(0)) await t.close().catch(() => {});
+  for (const ns of made.netns.splice(0)) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* already gone */ } }
+}
