@@ -9,13 +9,14 @@ import { existsSync, unlinkSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Host } from './host.js';
 import { ModelError } from './model/validate.js';
-import type { Kind } from './model/types.js';
+import type { Kind, Transport } from './model/types.js';
+import { openTransport } from './host.js';
 import type { HostConfig } from './compile/host.js';
 
 export interface DaemonConfig {
   stateDir: string;
   listen?: { host?: string; port?: number; socket?: string | false };
-  uplink?: HostConfig['uplink'];
+  uplink?: HostConfig['uplink'] & { transport?: Transport };
   defaults?: { network?: boolean };   // create the default NAT network when the state is empty
 }
 
@@ -41,6 +42,7 @@ export class Daemon {
   private servers: Server[] = [];
   socketPath?: string;
   port?: number;
+  private closeUplink?: () => Promise<void>;
 
   constructor(readonly config: DaemonConfig) {
     this.host = new Host({ stateDir: config.stateDir, config: { uplink: config.uplink } });
@@ -49,6 +51,11 @@ export class Daemon {
 
   async listen(): Promise<void> {
     const l = this.config.listen ?? {};
+    if (this.config.uplink?.transport) {
+      const port = this.host.addUplinkPort();
+      this.closeUplink = await openTransport(this.host.sw, port, this.config.uplink.transport, 'uplink.transport');
+    }
+    await this.host.syncTransports();
     const handler = (req: IncomingMessage, res: ServerResponse) => { this.handle(req, res).catch((e) => reply(res, 500, { error: { code: 'Internal', reason: String(e) } })); };
     const tcp = createServer(handler);
     await new Promise<void>((ok, fail) => { tcp.once('error', fail); tcp.listen(l.port ?? DEFAULT_PORT, l.host ?? '127.0.0.1', () => ok()); });
@@ -67,6 +74,8 @@ export class Daemon {
 
   async close(): Promise<void> {
     await Promise.all(this.servers.map((s) => new Promise<void>((ok) => s.close(() => ok()))));
+    await this.host.closeTransports();
+    await this.closeUplink?.();
     this.servers = [];
     if (this.socketPath && existsSync(this.socketPath)) unlinkSync(this.socketPath);
   }
@@ -81,10 +90,23 @@ export class Daemon {
       if (top && KINDS[top]) {
         const kind = KINDS[top];
         if (!id && req.method === 'GET') return reply(res, 200, store.list(kind));
-        if (!id && req.method === 'POST') return reply(res, 201, store.create(kind, json(body)));
         if (id && req.method === 'GET') return reply(res, 200, store.get(kind, id));
-        if (id && req.method === 'PUT') return reply(res, 200, store.modify(kind, id, json(body)));
-        if (id && req.method === 'DELETE') { store.delete(kind, id); return reply(res, 200, { deleted: id }); }
+        // A change, then the transports it implies; if one cannot open, the change is undone.
+        const before = store.snapshot();
+        let result: unknown;
+        if (!id && req.method === 'POST') result = store.create(kind, json(body));
+        else if (id && req.method === 'PUT') result = store.modify(kind, id, json(body));
+        else if (id && req.method === 'DELETE') { store.delete(kind, id); result = { deleted: id }; }
+        if (result !== undefined) {
+          try {
+            await this.host.syncTransports();
+          } catch (e) {
+            this.host.restore(before);
+            await this.host.syncTransports().catch(() => {});
+            throw e;
+          }
+          return reply(res, !id ? 201 : 200, result);
+        }
       }
       if (req.method === 'GET' && top === 'mac') return reply(res, 200, sw.macTable());
       if (req.method === 'GET' && top === 'connections') return reply(res, 200, sw.router.connections());

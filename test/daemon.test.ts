@@ -8,6 +8,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createSocket } from 'node:dgram';
+import { Daemon } from '../src/daemon.js';
+import { ethernet, arp, dissect } from '../src/frames.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(root, 'bin/netplane.js');
@@ -87,6 +90,38 @@ test('serve, the CLI round trip, errors and exit codes, then a restart with the 
     assert.match(del.out, /deleted web/);
   } finally {
     await stop(proc);
+  }
+});
+
+test('an endpoint with a UDP transport: frames flow; a transport that cannot open undoes the change', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'netplane-daemon-tr-'));
+  const free = await new Promise<number>((ok) => { const s = createSocket('udp4'); s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => ok(p)); }); });
+  const d = new Daemon({ stateDir: dir, listen: { port: 0, socket: false }, defaults: { network: true } });
+  await d.listen();
+  const api = (method: string, path: string, body?: unknown) => fetch(`http://127.0.0.1:${d.port}${path}`, { method, body: body ? JSON.stringify(body) : undefined }).then(async (r) => ({ status: r.status, value: await r.json() }));
+  const vm = createSocket('udp4');
+  try {
+    const ep = await api('POST', '/endpoints', { ID: 'vm', HostComputeNetwork: 'nat', Transport: { Type: 'udp', Bind: `127.0.0.1:${free}` } });
+    assert.is(ep.status, 201, JSON.stringify(ep.value));
+    // The VM (QEMU -netdev dgram, here a UDP socket) pings its gateway: an ARP request goes in, the
+    // gateway's ARP reply comes back to the VM.
+    const got: Buffer[] = [];
+    vm.on('message', (m) => got.push(m));
+    await new Promise<void>((ok) => vm.bind(0, '127.0.0.1', () => ok()));
+    const mac = (ep.value as { MacAddress: string }).MacAddress;
+    const req = ethernet({ src: mac, dst: 'ff:ff:ff:ff:ff:ff', payload: arp({ op: 'request', senderMac: mac, senderIp: '172.20.0.2', targetIp: '172.20.0.1' }) });
+    vm.send(req, free, '127.0.0.1');
+    for (let i = 0; i < 100 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.is(got.length, 1, 'the gateway answered over the transport');
+    assert.is(dissect(new Uint8Array(got[0])).arp!.op, 2);
+    const clash = await api('POST', '/endpoints', { ID: 'vm2', HostComputeNetwork: 'nat', Transport: { Type: 'udp', Bind: `127.0.0.1:${free}` } });
+    assert.is(clash.status, 400);
+    assert.is((clash.value as { error: { field: string } }).error.field, 'Transport.Bind');
+    assert.is((await api('GET', '/endpoints/vm2')).status, 404, 'the refused endpoint is not there');
+    assert.is((await api('GET', '/endpoints')).value.length, 1);
+  } finally {
+    vm.close();
+    await d.close();
   }
 });
 

@@ -82,6 +82,12 @@ export class Store {
     this.commit(next);
   }
 
+  // Puts a whole earlier state back (a change undone by its caller), through the same checks and
+  // compile as any change.
+  replace(state: ModelState): void {
+    this.commit(structuredClone(state));
+  }
+
   private commit(next: ModelState): void {
     checkState(next);
     this.onChange?.(next);

@@ -85,6 +85,13 @@ export interface Dns {
   Options?: string[];
 }
 
+// netplane's extension to HCN: how the endpoint's frames reach the switch (HCN attaches a VM's or a
+// container's vNIC; here a VM, a browser VM or a TAP device connects through a transport).
+export type Transport =
+  | { Type: 'udp'; Bind: string; Peer?: string }          // "host:port"
+  | { Type: 'stream'; Listen: string }                    // "tcp:host:port" or "unix:/path"
+  | { Type: 'websocket'; Listen: string };                // "host:port"
+
 export interface HostComputeEndpoint {
   ID: string;
   Name?: string;
@@ -95,6 +102,8 @@ export interface HostComputeEndpoint {
   Routes?: Route[];
   Dns?: Dns;
   Policies?: EndpointPolicy[];
+  Transport?: Transport;   // netplane extension
+  Capture?: string;        // netplane extension: a pcap file of everything the endpoint sends and receives
 }
 
 export interface HostComputeNamespace {

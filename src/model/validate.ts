@@ -6,7 +6,7 @@ import { parseIPv4, parseIPv6, parseMac, formatMac, formatIPv4, formatIPv6 } fro
 import { normalize as normalizeAcl, AclError } from '../compile/acl.js';
 import type {
   HostComputeNetwork, HostComputeEndpoint, HostComputeNamespace, HostComputeLoadBalancer,
-  NetworkType, Route, Subnet, AclPolicySetting, OutboundNatPolicySetting, PortMappingPolicySetting,
+  NetworkType, Route, Subnet, Transport, AclPolicySetting, OutboundNatPolicySetting, PortMappingPolicySetting,
 } from './types.js';
 
 export type ErrorCode = 'NotFound' | 'AlreadyExists' | 'InvalidArgument' | 'Conflict';
@@ -228,7 +228,7 @@ export function macNumber(m: string): number {
 
 export function validateEndpoint(v: unknown): HostComputeEndpoint {
   const o = object(v, '');
-  known(o, '', ['ID', 'Name', 'HostComputeNetwork', 'HostComputeNamespace', 'MacAddress', 'IpConfigurations', 'Routes', 'Dns', 'Policies']);
+  known(o, '', ['ID', 'Name', 'HostComputeNetwork', 'HostComputeNamespace', 'MacAddress', 'IpConfigurations', 'Routes', 'Dns', 'Policies', 'Transport', 'Capture']);
   const e: HostComputeEndpoint = { ID: id(o.ID, 'ID'), HostComputeNetwork: id(o.HostComputeNetwork, 'HostComputeNetwork') };
   const name = optString(o.Name, 'Name');
   if (name !== undefined) e.Name = name;
@@ -256,7 +256,42 @@ export function validateEndpoint(v: unknown): HostComputeEndpoint {
       throw invalid(`${f}.Type`, `endpoint policies supported are "PortMapping", "ACL" and "OutBoundNAT", got ${JSON.stringify(p.Type)}`);
     });
   }
+  if (o.Transport !== undefined) e.Transport = transport(o.Transport, 'Transport');
+  if (o.Capture !== undefined) {
+    if (typeof o.Capture !== 'string' || o.Capture === '') throw invalid('Capture', 'must be the path of a pcap file');
+    e.Capture = o.Capture;
+  }
   return e;
+}
+
+export function hostPort(v: unknown, field: string): { host: string; port: number } {
+  const m = typeof v === 'string' ? /^(.+):(\d{1,5})$/.exec(v) : null;
+  if (!m || Number(m[2]) > 65535) throw invalid(field, `must be "host:port", got ${JSON.stringify(v)}`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+export function transport(v: unknown, field: string): Transport {
+  const o = object(v, field);
+  if (o.Type === 'udp') {
+    known(o, field, ['Type', 'Bind', 'Peer']);
+    hostPort(o.Bind, `${field}.Bind`);
+    if (o.Peer !== undefined) hostPort(o.Peer, `${field}.Peer`);
+    return { Type: 'udp', Bind: o.Bind as string, ...(o.Peer !== undefined ? { Peer: o.Peer as string } : {}) };
+  }
+  if (o.Type === 'stream') {
+    known(o, field, ['Type', 'Listen']);
+    const l = o.Listen;
+    if (typeof l !== 'string' || !(l.startsWith('unix:') ? l.length > 5 : l.startsWith('tcp:') && hostPort(l.slice(4), `${field}.Listen`))) {
+      throw invalid(`${field}.Listen`, `must be "tcp:host:port" or "unix:/path", got ${JSON.stringify(l)}`);
+    }
+    return { Type: 'stream', Listen: l };
+  }
+  if (o.Type === 'websocket') {
+    known(o, field, ['Type', 'Listen']);
+    hostPort(o.Listen, `${field}.Listen`);
+    return { Type: 'websocket', Listen: o.Listen as string };
+  }
+  throw invalid(`${field}.Type`, `must be "udp", "stream" or "websocket", got ${JSON.stringify(o.Type)}`);
 }
 
 export function validateNamespace(v: unknown): HostComputeNamespace {

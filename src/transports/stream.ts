@@ -93,7 +93,7 @@ export class StreamTransport {
   }
 
   close(): Promise<void> {
-    this.sw.port(this.port).onFrame(undefined);
+    this.sw.ports.get(this.port)?.onFrame(undefined); // the port may be gone already
     this.client?.destroy();
     return new Promise((ok) => this.server.close(() => { if (this.opts.unix && existsSync(this.opts.unix)) unlinkSync(this.opts.unix); ok(); }));
   }

@@ -52,7 +52,7 @@ export class UdpTransport {
   }
 
   close(): Promise<void> {
-    this.sw.port(this.port).onFrame(undefined);
+    this.sw.ports.get(this.port)?.onFrame(undefined); // the port may be gone already
     return new Promise((ok) => this.socket.close(() => ok()));
   }
 }

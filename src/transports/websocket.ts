@@ -64,7 +64,7 @@ export class WebSocketTransport {
   }
 
   close(): Promise<void> {
-    this.sw.port(this.port).onFrame(undefined);
+    this.sw.ports.get(this.port)?.onFrame(undefined); // the port may be gone already
     this.client?.terminate();
     return new Promise((ok) => this.server.close(() => ok()));
   }
