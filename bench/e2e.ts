@@ -4,7 +4,7 @@
 // bridge (veth). Needs root, /dev/net/tun, iproute2, socat, iperf3 and vde2:
 // `sudo scripts/install-bench-deps.sh`. Writes bench/results/e2e.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { Switch } from '../src/index.js';
 import { linuxHost, exec, teardown, requirements, sh } from '../test/e2e/netns.js';
 import { writeResults, quick } from './harness.js';
@@ -103,6 +103,7 @@ try {
 } finally {
   for (const p of procs) { try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }
   for (const ns of extraNs) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } }
+  rmSync(`/tmp/npb-vde-${process.pid}`, { recursive: true, force: true });
   await teardown();
   process.exit(0);
 }
