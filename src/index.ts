@@ -16,3 +16,4 @@ export { UdpTransport, type UdpOptions } from './transports/udp.js';
 export { StreamTransport, type StreamOptions } from './transports/stream.js';
 export { WebSocketTransport, type WebSocketOptions } from './transports/websocket.js';
 export { Pump, type TransportStats } from './transports/pump.js';
+export { TapTransport, nativeTapAvailable } from './transports/tap.js';

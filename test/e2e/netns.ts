@@ -6,6 +6,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Switch } from '../../src/dataplane.js';
 import { UdpTransport } from '../../src/transports/udp.js';
+import { TapTransport } from '../../src/transports/tap.js';
 
 export function requirements(): string | undefined {
   if (process.getuid?.() !== 0) return 'the end-to-end tests need root (network namespaces, TAP devices)';
@@ -17,7 +18,7 @@ export function requirements(): string | undefined {
 }
 
 const run = `${process.pid % 10000}`;
-const made: { netns: string[]; procs: ChildProcess[]; transports: UdpTransport[] } = { netns: [], procs: [], transports: [] };
+const made: { netns: string[]; procs: ChildProcess[]; transports: UdpTransport[]; taps: TapTransport[] } = { netns: [], procs: [], transports: [], taps: [] };
 
 export function sh(cmd: string[], opts: { ns?: string; input?: string } = {}): string {
   const argv = opts.ns ? ['ip', 'netns', 'exec', opts.ns, ...cmd] : cmd;
@@ -73,6 +74,23 @@ export async function linuxHost(sw: Switch, port: number, name: string, opts: { 
   return { ns, dev, transport, port };
 }
 
+// The same host attached by netplane's native TAP helper instead of socat and UDP.
+export async function nativeHost(sw: Switch, port: number, name: string, opts: { mac: string; address: string; gateway?: string }): Promise<{ ns: string; dev: string; tap: TapTransport }> {
+  const ns = `np-${run}-${name}`;
+  const dev = `np${run}${name}`.slice(0, 15);
+  sh(['ip', 'netns', 'add', ns]);
+  made.netns.push(ns);
+  const tap = new TapTransport(sw, port, dev);
+  made.taps.push(tap);
+  sh(['ip', 'link', 'set', dev, 'netns', ns]);
+  sh(['ip', 'link', 'set', 'lo', 'up'], { ns });
+  sh(['ip', 'link', 'set', dev, 'address', opts.mac], { ns });
+  sh(['ip', 'addr', 'add', opts.address, 'dev', dev], { ns });
+  sh(['ip', 'link', 'set', dev, 'up'], { ns });
+  if (opts.gateway) sh(['ip', 'route', 'add', 'default', 'via', opts.gateway], { ns });
+  return { ns, dev, tap };
+}
+
 function exists(dev: string): boolean {
   try { execFileSync('ip', ['link', 'show', dev], { stdio: 'ignore' }); return true; } catch { return false; }
 }
@@ -82,5 +100,6 @@ export async function teardown(): Promise<void> {
     try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { p.kill('SIGKILL'); }
   }
   for (const t of made.transports.splice(0)) await t.close().catch(() => {});
+  for (const t of made.taps.splice(0)) t.close();
   for (const ns of made.netns.splice(0)) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* already gone */ } }
 }
