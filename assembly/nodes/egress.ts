@@ -5,7 +5,7 @@
 // packet came in by, to the MAC it came from; the original direction where the route just chosen
 // says, to its next hop's neighbour entry.
 import { Meta } from "../packet";
-import { iface, epoch } from "../router";
+import { iface, Iface, epoch } from "../router";
 import * as flow from "../tables/flow";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
@@ -99,9 +99,14 @@ function resolveOne(r: usize, zone: u32, v6: bool, to: u32, dir: u32, now: u32):
 // Rewrites the MACs for direction `dir` and forwards the frame by L2 in the egress interface's domain.
 export function send(m: Meta, r: usize, dir: u32, now: u32): void {
   let c: usize = dir ? 2 : 0;
-  let out = iface(<u32>load<u16>(r + c, 40));
   let nm: usize = dir ? 6 : 0;
-  storeMac(m.frame + eth.DST, <u64>load<u32>(r + nm, 44) | (<u64>load<u16>(r + nm, 48) << 32));
+  sendVia(m, iface(<u32>load<u16>(r + c, 40)), <u64>load<u32>(r + nm, 44) | (<u64>load<u16>(r + nm, 48) << 32), now);
+}
+
+// Sends a routed frame out of interface `out` to the next hop's MAC: the MACs rewritten, then L2
+// forwarding in the interface's domain.
+export function sendVia(m: Meta, out: Iface, nextHop: u64, now: u32): void {
+  storeMac(m.frame + eth.DST, nextHop);
   storeMac(m.frame + eth.SRC, out.mac);
   bump(Stat.Routed);
   m.network = <u32>out.network;

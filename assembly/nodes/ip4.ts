@@ -9,20 +9,17 @@
 // ports to find its connection by, and translating some fragments but not others would be worse.
 import { Reason } from "../reasons";
 import { Meta, FLAG_FRAGMENT } from "../packet";
-import { iface, Iface, epoch, ifaceOfDomain, IF_UP, isRouterAddressV4 } from "../router";
+import { iface, Iface, ifaceOfDomain, IF_UP, isRouterAddressV4 } from "../router";
 import * as flow from "../tables/flow";
-import * as lpm from "../tables/lpm";
-import * as neighbor from "../tables/neighbor";
 import * as ipv4 from "../wire/ipv4";
 import * as icmpw from "../wire/icmp";
 import * as checksum from "../wire/checksum";
 import * as eth from "../wire/ethernet";
-import { get16, set16, loadMac, storeMac } from "../wire/bytes";
+import { get16, set16, loadMac } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import * as ct from "./ct";
 import { newConnection, LOCAL, routedIface, routedNextHop } from "./nat";
 import { echoReply, sendError, quoted, rewriteQuoted, refreshIpChecksum, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
-import { arpRequest } from "./arp";
 import * as egress from "./egress";
 import * as trace from "../trace";
 

@@ -25,7 +25,6 @@ import { loadMac, storeMac, get8, get16, set16 } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import { icmpErrors, arpRequests } from "../ratelimit";
 import { newFrame, ethHeader, sendFromRouter, GENERATED_PORT } from "./output";
-import { l2forward, dstHash, NO_PORT } from "./l2forward";
 
 const ND_HOP_LIMIT: u32 = 255;
 const OPT_SOURCE_LLA: u32 = 1;
@@ -230,15 +229,8 @@ function forwardUntracked(m: Meta, f: Iface, zone: u32, dhi: u64, dlo: u64, now:
     drop(m.inPort, Reason.NeighborUnresolved);
     return;
   }
-  let out = iface(outIf);
   ipv6.setHopLimit(ip, hl - 1);
-  storeMac(m.frame + eth.DST, neighbor.entryMac(n));
-  storeMac(m.frame + eth.SRC, out.mac);
-  bump(Stat.Routed);
-  m.network = <u32>out.network;
-  m.vlan = <u32>out.vlan;
-  m.dstHash = dstHash(m);
-  l2forward(m, now, NO_PORT);
+  egress.sendVia(m, iface(outIf), neighbor.entryMac(n), now);
 }
 
 export function isRouterAddress6(zone: u32, hi: u64, lo: u64): bool {

@@ -62,12 +62,7 @@ export async function linuxHost(sw: Switch, port: number, name: string, opts: { 
   // Wait for the TAP, then move it into the namespace and configure it there.
   for (let i = 0; i < 100 && !exists(dev); i++) await new Promise((r) => setTimeout(r, 20));
   if (!exists(dev)) throw new Error(`socat did not create ${dev}`);
-  sh(['ip', 'link', 'set', dev, 'netns', ns]);
-  sh(['ip', 'link', 'set', 'lo', 'up'], { ns });
-  sh(['ip', 'link', 'set', dev, 'address', opts.mac], { ns });
-  sh(['ip', 'addr', 'add', opts.address, 'dev', dev], { ns });
-  sh(['ip', 'link', 'set', dev, 'up'], { ns });
-  if (opts.gateway) sh(['ip', 'route', 'add', 'default', 'via', opts.gateway], { ns });
+  configure(ns, dev, opts);
   // socat learns nothing until the TAP speaks; the transport learns socat's port from its first
   // datagram: make the host speak once (an IPv6 router solicitation or ARP follows link-up anyway).
   await exec(ns, `ping -c 1 -W 1 ${opts.gateway ?? opts.address.split('/')[0]} >/dev/null 2>&1; true`, 5000);
@@ -82,13 +77,18 @@ export async function nativeHost(sw: Switch, port: number, name: string, opts: {
   made.netns.push(ns);
   const tap = new TapTransport(sw, port, dev);
   made.taps.push(tap);
+  configure(ns, dev, opts);
+  return { ns, dev, tap };
+}
+
+// Moves a TAP created in the root namespace into `ns` and gives it its MAC, address and route.
+function configure(ns: string, dev: string, opts: { mac: string; address: string; gateway?: string }): void {
   sh(['ip', 'link', 'set', dev, 'netns', ns]);
   sh(['ip', 'link', 'set', 'lo', 'up'], { ns });
   sh(['ip', 'link', 'set', dev, 'address', opts.mac], { ns });
   sh(['ip', 'addr', 'add', opts.address, 'dev', dev], { ns });
   sh(['ip', 'link', 'set', dev, 'up'], { ns });
   if (opts.gateway) sh(['ip', 'route', 'add', 'default', 'via', opts.gateway], { ns });
-  return { ns, dev, tap };
 }
 
 function exists(dev: string): boolean {
