@@ -16,6 +16,7 @@ import * as trace from "../trace";
 @inline export function l2learn(m: Meta, pt: Port, now: u32): Reason {
   if (pt.flags & PORT_NO_LEARN) return Reason.None;
   let k = mac.key(loadMac(m.frame + eth.SRC), m.vlan);
+  if (!trace.traceOn && mac.refreshed(k, m.network, m.srcHash, m.inPort, now)) return Reason.None;
   let r = mac.learn(k, m.network, m.srcHash, m.inPort, now);
   if (trace.traceOn) trace.note(trace.Step.Learn, <u32>r, 0, 0, 0); // Learn's values are the trace's codes
   if (r == mac.Learn.LimitReached) return Reason.LearnLimit;

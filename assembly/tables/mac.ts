@@ -94,6 +94,14 @@ export const enum Learn { Refreshed = 0, Learned, Moved, NotLearned, LimitReache
 
 // Learns or refreshes (network, k) on port `p`. Returns what happened; LimitReached and StaticConflict
 // mean the frame must be dropped (port security), NotLearned only that the table was full.
+// The common case of learning, inline: the source is already learned in its home slot on this port
+// and was seen within REFRESH_MS. Anything else takes learn().
+@inline export function refreshed(k: u64, network: u32, h: u32, p: u32, now: u32): bool {
+  let s = slot(h & mask);
+  return (recKey(s) & ~STATIC) == (k | OCCUPIED) && recNetwork(s) == network && recPort(s) == p &&
+    now - recSeen(s) < REFRESH_MS;
+}
+
 export function learn(k: u64, network: u32, h: u32, p: u32, now: u32): Learn {
   let s = find(k, network, h);
   if (s != 0) {
