@@ -99,6 +99,19 @@ test('restart: the state directory restores every object and the same behaviour'
   assert.is(dissect(i[0][1]).ipv4!.dst, ep.IpConfigurations[0].IpAddress);
 });
 
+test('endpoint ACL policies and explicit defaults from the model reach the dataplane', () => {
+  const { host, send } = boot();
+  host.store.create('network', NAT);
+  const a = host.store.create('endpoint', { ID: 'a', HostComputeNetwork: 'nat' });
+  const b = host.store.create('endpoint', { ID: 'b', HostComputeNetwork: 'nat', AclDefaults: { In: 'Block' },
+    Policies: [{ Type: 'ACL', Settings: { Id: 'dns', Action: 'Allow', Direction: 'In', Priority: 100, Protocols: '17', LocalPorts: '53' } }] });
+  const to = (port: number) => ethernet({ src: a.MacAddress, dst: b.MacAddress, payload: ipv4({ src: a.IpConfigurations[0].IpAddress, dst: b.IpConfigurations[0].IpAddress, payload: udp({ srcPort: 999, dstPort: port }) }) });
+  send(host.portOf('b')!, ethernet({ src: b.MacAddress, dst: 'ff:ff:ff:ff:ff:ff', payload: ipv4({ src: '172.20.0.3', dst: '172.20.0.255', payload: udp({ srcPort: 1, dstPort: 1 }) }) }));
+  assert.equal(send(host.portOf('a')!, to(53)).map(([p]) => p), [host.portOf('b')]);
+  assert.equal(send(host.portOf('a')!, to(54)), [], 'the explicit default blocks what no rule allows');
+  assert.is(host.sw.acls.hits(host.portOf('b'))['dns'], 1);
+});
+
 test('deleting objects removes what they compiled to', () => {
   const { host } = boot();
   host.store.create('network', NAT);

@@ -203,7 +203,7 @@ export class HostCompiler {
         undo.push(() => rt.removeSourceNat(rule));
       }
     }
-    if (rules.length) sw.acls.setPortAcl(port.id, { rules });
+    if (rules.length || e.AclDefaults) sw.acls.setPortAcl(port.id, { rules, defaultIn: e.AclDefaults?.In, defaultOut: e.AclDefaults?.Out });
   }
 
   private compileBalancer(lb: HostComputeLoadBalancer, state: ModelState, undo: Undo[]): void {

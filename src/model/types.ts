@@ -103,6 +103,7 @@ export interface HostComputeEndpoint {
   Dns?: Dns;
   Policies?: EndpointPolicy[];
   Transport?: Transport;   // netplane extension
+  AclDefaults?: { In?: 'Allow' | 'Block'; Out?: 'Allow' | 'Block' };  // netplane extension: the default actions
   Capture?: string;        // netplane extension: a pcap file of everything the endpoint sends and receives
 }
 

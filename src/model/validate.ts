@@ -228,7 +228,7 @@ export function macNumber(m: string): number {
 
 export function validateEndpoint(v: unknown): HostComputeEndpoint {
   const o = object(v, '');
-  known(o, '', ['ID', 'Name', 'HostComputeNetwork', 'HostComputeNamespace', 'MacAddress', 'IpConfigurations', 'Routes', 'Dns', 'Policies', 'Transport', 'Capture']);
+  known(o, '', ['ID', 'Name', 'HostComputeNetwork', 'HostComputeNamespace', 'MacAddress', 'IpConfigurations', 'Routes', 'Dns', 'Policies', 'Transport', 'Capture', 'AclDefaults']);
   const e: HostComputeEndpoint = { ID: id(o.ID, 'ID'), HostComputeNetwork: id(o.HostComputeNetwork, 'HostComputeNetwork') };
   const name = optString(o.Name, 'Name');
   if (name !== undefined) e.Name = name;
@@ -257,6 +257,14 @@ export function validateEndpoint(v: unknown): HostComputeEndpoint {
     });
   }
   if (o.Transport !== undefined) e.Transport = transport(o.Transport, 'Transport');
+  if (o.AclDefaults !== undefined) {
+    const d = object(o.AclDefaults, 'AclDefaults');
+    known(d, 'AclDefaults', ['In', 'Out']);
+    for (const k of ['In', 'Out'] as const) {
+      if (d[k] !== undefined && d[k] !== 'Allow' && d[k] !== 'Block') throw invalid(`AclDefaults.${k}`, `must be "Allow" or "Block", got ${JSON.stringify(d[k])}`);
+    }
+    e.AclDefaults = { ...(d.In ? { In: d.In as 'Allow' } : {}), ...(d.Out ? { Out: d.Out as 'Allow' } : {}) };
+  }
   if (o.Capture !== undefined) {
     if (typeof o.Capture !== 'string' || o.Capture === '') throw invalid('Capture', 'must be the path of a pcap file');
     e.Capture = o.Capture;
