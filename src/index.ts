@@ -13,7 +13,7 @@ export { saveState, loadState, StateFileError } from './model/persist.js';
 export type * from './model/types.js';
 export type { HostConfig } from './compile/host.js';
 export { UdpTransport, type UdpOptions } from './transports/udp.js';
-export { StreamTransport, type StreamOptions } from './transports/stream.js';
+export { StreamTransport, StreamServer, type StreamOptions, type StreamServerOptions } from './transports/stream.js';
 export { WebSocketTransport, type WebSocketOptions } from './transports/websocket.js';
 export { Pump, type TransportStats } from './transports/pump.js';
 export { TapTransport, nativeTapAvailable } from './transports/tap.js';

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { Switch, UdpTransport, StreamTransport, WebSocketTransport, readPcap } from '../src/index.js';
+import { Switch, UdpTransport, StreamTransport, StreamServer, WebSocketTransport, readPcap } from '../src/index.js';
 import { ethernet, ipv4, udp } from '../src/frames.js';
 
 const A = '02:00:00:00:00:0a', B = '02:00:00:00:00:0b', BC = 'ff:ff:ff:ff:ff:ff';
@@ -110,6 +110,38 @@ for (const kind of ['tcp', 'unix'] as const) {
     }
   });
 }
+
+test('one stream listener, several clients, each its own port; a reconnecting client gets its port back', async () => {
+  const sw = new Switch({ maxPorts: 8 });
+  const server = await StreamServer.listen(sw, { tcp: { port: 0 }, newPort: () => sw.addPort({ network: 1 }).id });
+  const addr = server.address() as { host: string; port: number };
+  const dial = () => new Promise<Socket>((ok) => { const s = connect(addr.port, addr.host); s.once('connect', () => ok(s)); });
+  const a = await dial(), b = await dial();
+  const fromA = reader(a), fromB = reader(b);
+  try {
+    a.write(framed([frame(A, BC, 1)]));
+    await until(() => server.portOf(A) !== undefined && fromB.length === 0 && sw.counters().stats.rx_packets === 1);
+    b.write(framed([frame(B, A, 2)]));
+    await until(() => fromA.length === 1);
+    assert.is(fromA[0][43], 2, 'B reached A through the switch');
+    const portA = server.portOf(A), portB = server.portOf(B);
+    assert.ok(portA !== undefined && portB !== undefined && portA !== portB, 'each client its own port');
+    a.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    const a2 = await dial();
+    const fromA2 = reader(a2);
+    a2.write(framed([frame(A, BC, 3)]));
+    await until(() => fromB.length === 1);
+    assert.is(server.portOf(A), portA, 'the same port again');
+    b.write(framed([frame(B, A, 4)]));
+    await until(() => fromA2.length === 1);
+    assert.is(fromA2[0][43], 4, 'and what the switch learned about A still holds');
+    a2.destroy();
+  } finally {
+    a.destroy(); b.destroy();
+    await server.close();
+  }
+});
 
 test('a client that does not read costs dropped frames, not memory', async () => {
   const sw = new Switch({ maxPorts: 4 });

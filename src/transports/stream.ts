@@ -98,3 +98,102 @@ export class StreamTransport {
     return new Promise((ok) => this.server.close(() => { if (this.opts.unix && existsSync(this.opts.unix)) unlinkSync(this.opts.unix); ok(); }));
   }
 }
+
+export interface StreamServerOptions extends StreamOptions {
+  // Makes the port of a new client (for example sw.addPort({ network: 1 }).id).
+  newPort: () => number;
+  maxClients?: number;
+}
+
+// One listener for several clients, each on its own port. A client is known by the source MAC of its
+// first frame, so a VM that reconnects (QEMU restarts its netdev) gets its port back, with what the
+// switch learned about it; a new MAC gets a new port, up to maxClients.
+export class StreamServer {
+  readonly stats = newStats();
+  disconnects: Array<{ reason: string }> = [];
+  private readonly byMac = new Map<string, { port: number; socket?: Socket }>();
+
+  private constructor(readonly sw: Switch, readonly server: Server, readonly opts: StreamServerOptions) {
+    server.on('connection', (s) => this.attach(s));
+  }
+
+  static async listen(sw: Switch, opts: StreamServerOptions): Promise<StreamServer> {
+    const server = createServer();
+    await new Promise<void>((ok, fail) => {
+      server.once('error', fail);
+      if (opts.unix) {
+        if (existsSync(opts.unix)) unlinkSync(opts.unix);
+        server.listen(opts.unix, () => ok());
+      } else {
+        server.listen(opts.tcp?.port ?? 0, opts.tcp?.host ?? '127.0.0.1', () => ok());
+      }
+    });
+    return new StreamServer(sw, server, opts);
+  }
+
+  address(): { host: string; port: number } | string {
+    const a = this.server.address();
+    return typeof a === 'string' || a === null ? String(a) : { host: a.address, port: a.port };
+  }
+
+  // The port of the client with this MAC, if it has been seen.
+  portOf(mac: string): number | undefined { return this.byMac.get(mac)?.port; }
+
+  private attach(s: Socket): void {
+    s.setNoDelay(true);
+    const pump = Pump.of(this.sw);
+    let port: number | undefined;
+    let pending = Buffer.alloc(0);
+    const log = this.opts.log ?? ((m: string) => console.error(m));
+    const refuse = (reason: string) => {
+      this.stats.rxRefused++;
+      this.disconnects.push({ reason });
+      log(`netplane: stream client disconnected: ${reason}`);
+      s.destroy();
+    };
+    s.on('data', (chunk) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      let off = 0;
+      while (pending.length - off >= 4) {
+        const len = pending.readUInt32BE(off);
+        if (len < MIN_FRAME || len > MAX_FRAME) return refuse(`bad length prefix ${len} (a frame is ${MIN_FRAME} to ${MAX_FRAME} bytes)`);
+        if (pending.length - off - 4 < len) break;
+        const frame = pending.subarray(off + 4, off + 4 + len);
+        if (port === undefined) {
+          const mac = [...frame.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+          let c = this.byMac.get(mac);
+          if (c?.socket && !c.socket.destroyed) return refuse(`${mac} is already connected`);
+          if (!c) {
+            if (this.byMac.size >= (this.opts.maxClients ?? 64)) return refuse(`more than ${this.opts.maxClients ?? 64} clients`);
+            const p = this.opts.newPort();
+            c = { port: p };
+            this.byMac.set(mac, c);
+            this.sw.port(p).onFrame((f) => this.write(c!, f));
+          }
+          c.socket = s;
+          port = c.port;
+        }
+        this.stats.rxFrames++;
+        pump.receive(port, frame);
+        off += 4 + len;
+      }
+      pending = off === pending.length ? Buffer.alloc(0) : Buffer.from(pending.subarray(off));
+    });
+    s.on('error', () => {});
+  }
+
+  private write(c: { socket?: Socket }, f: Uint8Array): void {
+    const s = c.socket;
+    if (!s || s.destroyed || s.writableLength > (this.opts.maxQueuedBytes ?? 1 << 20)) { this.stats.txDropped++; return; }
+    const b = Buffer.allocUnsafe(4 + f.length);
+    b.writeUInt32BE(f.length, 0);
+    b.set(f, 4);
+    this.stats.txFrames++;
+    s.write(b);
+  }
+
+  close(): Promise<void> {
+    for (const c of this.byMac.values()) { c.socket?.destroy(); this.sw.ports.get(c.port)?.onFrame(undefined); }
+    return new Promise((ok) => this.server.close(() => { if (this.opts.unix && existsSync(this.opts.unix)) unlinkSync(this.opts.unix); ok(); }));
+  }
+}
