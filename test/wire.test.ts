@@ -413,6 +413,13 @@ test('reason numbers and names match docs/ABI.md, every one documented', () => {
   assert.equal(dp.reasons.slice(0, 5), ['none', 'rx_bad_descriptor', 'port_invalid', 'port_down', 'eth_truncated']);
 });
 
+test('every export of the module is documented in docs/ABI.md', () => {
+  const doc = readFileSync(new URL('../docs/ABI.md', import.meta.url), 'utf8');
+  const wasm = readFileSync(new URL(`../build/netplane.${dp.build}.wasm`, import.meta.url));
+  const missing = WebAssembly.Module.exports(new WebAssembly.Module(wasm)).map((e) => e.name).filter((n) => !doc.includes('`' + n + '`'));
+  assert.equal(missing, []);
+});
+
 test('frame_parse refuses a frame outside the rx buffer', () => {
   const rb = x.rx_buffer(), size = x.rx_buffer_size();
   assert.is(dp.reasons[x.frame_parse(rb - 1, 20)], 'rx_bad_descriptor');
