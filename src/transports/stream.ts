@@ -31,46 +31,21 @@ export class StreamTransport {
 
   static async listen(sw: Switch, port: number, opts: StreamOptions): Promise<StreamTransport> {
     sw.port(port);
-    const server = createServer();
-    await new Promise<void>((ok, fail) => {
-      server.once('error', fail);
-      if (opts.unix) {
-        if (existsSync(opts.unix)) unlinkSync(opts.unix);
-        server.listen(opts.unix, () => ok());
-      } else {
-        server.listen(opts.tcp?.port ?? 0, opts.tcp?.host ?? '127.0.0.1', () => ok());
-      }
-    });
+    const server = await listenOn(opts);
     return new StreamTransport(sw, port, server, opts);
   }
 
-  address(): { host: string; port: number } | string {
-    const a = this.server.address();
-    return typeof a === 'string' || a === null ? String(a) : { host: a.address, port: a.port };
-  }
+  address(): { host: string; port: number } | string { return addressOf(this.server); }
 
   private attach(s: Socket): void {
     if (this.client) this.client.destroy();
     this.client = s;
     s.setNoDelay(true);
     const pump = Pump.of(this.sw);
-    let pending = Buffer.alloc(0);
-    s.on('data', (chunk) => {
-      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-      let off = 0;
-      while (pending.length - off >= 4) {
-        const len = pending.readUInt32BE(off);
-        if (len < MIN_FRAME || len > MAX_FRAME) {
-          this.refuse(s, `bad length prefix ${len} (a frame is ${MIN_FRAME} to ${MAX_FRAME} bytes)`);
-          return;
-        }
-        if (pending.length - off - 4 < len) break;
-        this.stats.rxFrames++;
-        pump.receive(this.port, pending.subarray(off + 4, off + 4 + len));
-        off += 4 + len;
-      }
-      pending = off === pending.length ? Buffer.alloc(0) : Buffer.from(pending.subarray(off));
-    });
+    readFrames(s, (frame) => {
+      this.stats.rxFrames++;
+      pump.receive(this.port, frame);
+    }, (reason) => this.refuse(s, reason));
     s.on('error', () => {});
     s.on('close', () => { if (this.client === s) this.client = undefined; });
   }
@@ -82,20 +57,12 @@ export class StreamTransport {
     s.destroy();
   }
 
-  private write(f: Uint8Array): void {
-    const s = this.client;
-    if (!s || s.destroyed || s.writableLength > this.maxQueuedBytes) { this.stats.txDropped++; return; }
-    const b = Buffer.allocUnsafe(4 + f.length);
-    b.writeUInt32BE(f.length, 0);
-    b.set(f, 4);
-    this.stats.txFrames++;
-    s.write(b);
-  }
+  private write(f: Uint8Array): void { writeFrame(this.client, f, this.maxQueuedBytes, this.stats); }
 
   close(): Promise<void> {
     this.sw.ports.get(this.port)?.onFrame(undefined); // the port may be gone already
     this.client?.destroy();
-    return new Promise((ok) => this.server.close(() => { if (this.opts.unix && existsSync(this.opts.unix)) unlinkSync(this.opts.unix); ok(); }));
+    return closeServer(this.server, this.opts);
   }
 }
 
@@ -118,23 +85,11 @@ export class StreamServer {
   }
 
   static async listen(sw: Switch, opts: StreamServerOptions): Promise<StreamServer> {
-    const server = createServer();
-    await new Promise<void>((ok, fail) => {
-      server.once('error', fail);
-      if (opts.unix) {
-        if (existsSync(opts.unix)) unlinkSync(opts.unix);
-        server.listen(opts.unix, () => ok());
-      } else {
-        server.listen(opts.tcp?.port ?? 0, opts.tcp?.host ?? '127.0.0.1', () => ok());
-      }
-    });
+    const server = await listenOn(opts);
     return new StreamServer(sw, server, opts);
   }
 
-  address(): { host: string; port: number } | string {
-    const a = this.server.address();
-    return typeof a === 'string' || a === null ? String(a) : { host: a.address, port: a.port };
-  }
+  address(): { host: string; port: number } | string { return addressOf(this.server); }
 
   // The port of the client with this MAC, if it has been seen.
   portOf(mac: string): number | undefined { return this.byMac.get(mac)?.port; }
@@ -143,7 +98,6 @@ export class StreamServer {
     s.setNoDelay(true);
     const pump = Pump.of(this.sw);
     let port: number | undefined;
-    let pending = Buffer.alloc(0);
     const log = this.opts.log ?? ((m: string) => console.error(m));
     const refuse = (reason: string) => {
       this.stats.rxRefused++;
@@ -151,49 +105,85 @@ export class StreamServer {
       log(`netplane: stream client disconnected: ${reason}`);
       s.destroy();
     };
-    s.on('data', (chunk) => {
-      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-      let off = 0;
-      while (pending.length - off >= 4) {
-        const len = pending.readUInt32BE(off);
-        if (len < MIN_FRAME || len > MAX_FRAME) return refuse(`bad length prefix ${len} (a frame is ${MIN_FRAME} to ${MAX_FRAME} bytes)`);
-        if (pending.length - off - 4 < len) break;
-        const frame = pending.subarray(off + 4, off + 4 + len);
-        if (port === undefined) {
-          const mac = [...frame.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':');
-          let c = this.byMac.get(mac);
-          if (c?.socket && !c.socket.destroyed) return refuse(`${mac} is already connected`);
-          if (!c) {
-            if (this.byMac.size >= (this.opts.maxClients ?? 64)) return refuse(`more than ${this.opts.maxClients ?? 64} clients`);
-            const p = this.opts.newPort();
-            c = { port: p };
-            this.byMac.set(mac, c);
-            this.sw.port(p).onFrame((f) => this.write(c!, f));
-          }
-          c.socket = s;
-          port = c.port;
+    readFrames(s, (frame) => {
+      if (port === undefined) {
+        const mac = [...frame.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+        let c = this.byMac.get(mac);
+        if (c?.socket && !c.socket.destroyed) return `${mac} is already connected`;
+        if (!c) {
+          if (this.byMac.size >= (this.opts.maxClients ?? 64)) return `more than ${this.opts.maxClients ?? 64} clients`;
+          const p = this.opts.newPort();
+          c = { port: p };
+          this.byMac.set(mac, c);
+          this.sw.port(p).onFrame((f) => this.write(c!, f));
         }
-        this.stats.rxFrames++;
-        pump.receive(port, frame);
-        off += 4 + len;
+        c.socket = s;
+        port = c.port;
       }
-      pending = off === pending.length ? Buffer.alloc(0) : Buffer.from(pending.subarray(off));
-    });
+      this.stats.rxFrames++;
+      pump.receive(port, frame);
+    }, refuse);
     s.on('error', () => {});
   }
 
   private write(c: { socket?: Socket }, f: Uint8Array): void {
-    const s = c.socket;
-    if (!s || s.destroyed || s.writableLength > (this.opts.maxQueuedBytes ?? 1 << 20)) { this.stats.txDropped++; return; }
-    const b = Buffer.allocUnsafe(4 + f.length);
-    b.writeUInt32BE(f.length, 0);
-    b.set(f, 4);
-    this.stats.txFrames++;
-    s.write(b);
+    writeFrame(c.socket, f, this.opts.maxQueuedBytes ?? 1 << 20, this.stats);
   }
 
   close(): Promise<void> {
     for (const c of this.byMac.values()) { c.socket?.destroy(); this.sw.ports.get(c.port)?.onFrame(undefined); }
-    return new Promise((ok) => this.server.close(() => { if (this.opts.unix && existsSync(this.opts.unix)) unlinkSync(this.opts.unix); ok(); }));
+    return closeServer(this.server, this.opts);
   }
+}
+
+// The pieces both listeners share: listening, deframing, framing, closing.
+async function listenOn(opts: StreamOptions): Promise<Server> {
+  const server = createServer();
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    if (opts.unix) {
+      if (existsSync(opts.unix)) unlinkSync(opts.unix);
+      server.listen(opts.unix, () => ok());
+    } else {
+      server.listen(opts.tcp?.port ?? 0, opts.tcp?.host ?? '127.0.0.1', () => ok());
+    }
+  });
+  return server;
+}
+
+function addressOf(server: Server): { host: string; port: number } | string {
+  const a = server.address();
+  return typeof a === 'string' || a === null ? String(a) : { host: a.address, port: a.port };
+}
+
+function closeServer(server: Server, opts: StreamOptions): Promise<void> {
+  return new Promise((ok) => server.close(() => { if (opts.unix && existsSync(opts.unix)) unlinkSync(opts.unix); ok(); }));
+}
+
+// Calls onFrame for each length-prefixed frame read from s, resuming frames split across chunks. A
+// length that is no frame, or a reason returned by onFrame, ends the client through refuse.
+function readFrames(s: Socket, onFrame: (frame: Buffer) => string | void, refuse: (reason: string) => void): void {
+  let pending: Buffer = Buffer.alloc(0);
+  s.on('data', (chunk: Buffer) => {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    let off = 0;
+    while (pending.length - off >= 4) {
+      const len = pending.readUInt32BE(off);
+      if (len < MIN_FRAME || len > MAX_FRAME) return refuse(`bad length prefix ${len} (a frame is ${MIN_FRAME} to ${MAX_FRAME} bytes)`);
+      if (pending.length - off - 4 < len) break;
+      const reason = onFrame(pending.subarray(off + 4, off + 4 + len));
+      if (reason) return refuse(reason);
+      off += 4 + len;
+    }
+    pending = off === pending.length ? Buffer.alloc(0) : Buffer.from(pending.subarray(off));
+  });
+}
+
+function writeFrame(s: Socket | undefined, f: Uint8Array, maxQueuedBytes: number, stats: { txFrames: number; txDropped: number }): void {
+  if (!s || s.destroyed || s.writableLength > maxQueuedBytes) { stats.txDropped++; return; }
+  const b = Buffer.allocUnsafe(4 + f.length);
+  b.writeUInt32BE(f.length, 0);
+  b.set(f, 4);
+  stats.txFrames++;
+  s.write(b);
 }
