@@ -278,17 +278,23 @@ function ndInput(m: Meta, f: Iface, ifIndex: u32, ip: usize, icmp: usize, t: u32
   ethHeader(p, dstMac, f, eth.TYPE_IPV6);
   let o6 = p + 14;
   ipv6Header(o6, 32, ND_HOP_LIMIT, thi, tlo, unspecified ? 0xff02_0000_0000_0000 : shi, unspecified ? 1 : slo);
-  let na = o6 + 40;
-  store<u64>(na, 0);
-  icmpv6.setType(na, icmpv6.NEIGHBOR_ADVERTISEMENT);
-  store<u8>(na + 4, <u8>(NA_ROUTER | NA_OVERRIDE | (unspecified ? 0 : NA_SOLICITED)));
-  storeAddr(na + 8, thi, tlo);
-  store<u8>(na + 24, <u8>OPT_TARGET_LLA);
-  store<u8>(na + 25, 1);
-  storeMac(na + 26, f.mac);
-  icmpv6.setChecksum(na, icmp6Checksum(o6, na, 32));
+  ndMessage(o6, icmpv6.NEIGHBOR_ADVERTISEMENT, NA_ROUTER | NA_OVERRIDE | (unspecified ? 0 : NA_SOLICITED), thi, tlo, OPT_TARGET_LLA, f);
   bump(Stat.ArpReplies);
   sendFromRouter(p, flen, f, now);
+}
+
+// Writes after the IPv6 header at o6 a 32-byte neighbour solicitation or advertisement (type, flags)
+// for target (hi, lo), carrying f's MAC in link-layer address option `option`, and its checksum.
+function ndMessage(o6: usize, type: u32, flags: u32, hi: u64, lo: u64, option: u32, f: Iface): void {
+  let nd = o6 + 40;
+  store<u64>(nd, 0);
+  icmpv6.setType(nd, type);
+  store<u8>(nd + 4, <u8>flags);
+  storeAddr(nd + 8, hi, lo);
+  store<u8>(nd + 24, <u8>option);
+  store<u8>(nd + 25, 1);
+  storeMac(nd + 26, f.mac);
+  icmpv6.setChecksum(nd, icmp6Checksum(o6, nd, 32));
 }
 
 // Sends a neighbour solicitation for (hi, lo) from interface ifIndex, to its solicited-node group.
@@ -308,14 +314,7 @@ export function solicit(ifIndex: u32, hi: u64, lo: u64, now: u32): void {
   ethHeader(p, mac, f, eth.TYPE_IPV6);
   let o6 = p + 14;
   ipv6Header(o6, 32, ND_HOP_LIMIT, f.ipv6a, f.ipv6b, 0xff02_0000_0000_0000, 0x0000_0001_ff00_0000 | low24);
-  let ns = o6 + 40;
-  store<u64>(ns, 0);
-  icmpv6.setType(ns, icmpv6.NEIGHBOR_SOLICITATION);
-  storeAddr(ns + 8, hi, lo);
-  store<u8>(ns + 24, <u8>OPT_SOURCE_LLA);
-  store<u8>(ns + 25, 1);
-  storeMac(ns + 26, f.mac);
-  icmpv6.setChecksum(ns, icmp6Checksum(o6, ns, 32));
+  ndMessage(o6, icmpv6.NEIGHBOR_SOLICITATION, 0, hi, lo, OPT_SOURCE_LLA, f);
   bump(Stat.ArpRequests);
   sendFromRouter(p, flen, f, now);
 }
