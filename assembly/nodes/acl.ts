@@ -27,7 +27,6 @@ import * as trace from "../trace";
 // Port zones follow the compartments' (0-1023) in the 15-bit zone space.
 export const ZONE_BASE: u32 = 1024;
 export const MAX_ACL_PORT: u32 = 0x7fff - ZONE_BASE;
-const EVICT_SCAN: u32 = 64;
 
 // The packet's tuple, as one direction of a connection sees it.
 let fam: u32 = 0;
@@ -160,12 +159,8 @@ function stillAllowed(r: usize, p: u32): bool {
 
 // Creates the connection of the packet whose tuple was read. Returns the reason it cannot.
 function track(zkey: u32, v6: bool, dir: u32, state: ct.State, now: u32): Reason {
-  let ri = flow.take();
-  if (ri < 0) {
-    if (!flow.evictOne(now, EVICT_SCAN)) return Reason.CtTableFull;
-    bump(Stat.CtEarlyDrop);
-    ri = flow.take();
-  }
+  let ri = ct.take(now);
+  if (ri < 0) return Reason.CtTableFull;
   let s: u32, d: u32;
   if (v6) {
     s = addr6.acquire(shi, slo);
@@ -181,19 +176,8 @@ function track(zkey: u32, v6: bool, dir: u32, state: ct.State, now: u32): Reason
     d = <u32>dlo;
   }
   let r = flow.rec(<u32>ri);
-  store<u32>(r, s);
-  store<u32>(r, d, 4);
-  store<u16>(r, <u16>sport, 8);
-  store<u16>(r, <u16>dport, 10);
-  store<u32>(r, d, 12);
-  store<u32>(r, s, 16);
-  store<u16>(r, <u16>dport, 20);
-  store<u16>(r, <u16>sport, 22);
-  store<u16>(r, <u16>zkey, 24);
-  store<u8>(r, <u8>proto, 26);
-  store<u8>(r, <u8>state, 27);
-  store<u8>(r, (v6 ? flow.CT_V6 : 0) | (dir == acl.DIR_IN ? flow.CT_ACL_IN : 0), 28);
-  store<u32>(r, now, 88);
+  flow.setTuples(r, zkey, proto, state, (v6 ? flow.CT_V6 : 0) | (dir == acl.DIR_IN ? flow.CT_ACL_IN : 0),
+                 s, d, sport, dport, d, s, dport, sport, now);
   store<u32>(r, acl.generation, 92);
   flow.commit(<u32>ri, flow.hashKey(zkey, proto, s, d, sport, dport), flow.hashKey(zkey, proto, d, s, dport, sport));
   bump(Stat.CtCreated);

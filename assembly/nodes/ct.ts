@@ -161,3 +161,14 @@ export function hit(r: usize, ri: u32, proto: u32, dir: u32, tcpFlags: u32, now:
   trace.note(trace.Step.Conntrack, 1, ri, dir, <u32>load<u8>(r, 27));
   return ok;
 }
+
+// A record for a new connection: a free one, else one freed by early drop (counted), looking at up to
+// EVICT_SCAN records; -1 when none can be freed (the table is full of assured connections).
+const EVICT_SCAN: u32 = 64;
+export function take(now: u32): i32 {
+  let ri = flow.take();
+  if (ri >= 0) return ri;
+  if (!flow.evictOne(now, EVICT_SCAN)) return -1;
+  bump(Stat.CtEarlyDrop);
+  return flow.take();
+}

@@ -33,7 +33,6 @@ const NA_ROUTER: u32 = 0x80;
 const NA_SOLICITED: u32 = 0x40;
 const NA_OVERRIDE: u32 = 0x20;
 const MIN_MTU: u32 = 1280;
-const EVICT_SCAN: u32 = 64;
 
 // An IPv6 address as (hi, lo): bytes 0-7 and 8-15, big-endian numbers (tables/lpm.ts).
 @inline export function addrHi(p: usize): u64 { return bswap<u64>(load<u64>(p)); }
@@ -142,14 +141,10 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
     drop(m.inPort, Reason.RouteBlackhole);
     return;
   }
-  let ri = flow.take();
+  let ri = ct.take(now);
   if (ri < 0) {
-    if (!flow.evictOne(now, EVICT_SCAN)) {
-      drop(m.inPort, Reason.CtTableFull);
-      return;
-    }
-    bump(Stat.CtEarlyDrop);
-    ri = flow.take();
+    drop(m.inPort, Reason.CtTableFull);
+    return;
   }
   sid = addr6.acquire(shi, slo);
   did = addr6.acquire(dhi, dlo);
@@ -163,19 +158,7 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
   if (h == 0) h = flow.hashKey(zkey, proto, sid, did, sport, dport);
   // No NAT for IPv6: the reply tuple is the original reversed, and nothing's checksum changes.
   let r = flow.rec(<u32>ri);
-  store<u32>(r, sid);
-  store<u32>(r, did, 4);
-  store<u16>(r, <u16>sport, 8);
-  store<u16>(r, <u16>dport, 10);
-  store<u32>(r, did, 12);
-  store<u32>(r, sid, 16);
-  store<u16>(r, <u16>dport, 20);
-  store<u16>(r, <u16>sport, 22);
-  store<u16>(r, <u16>zkey, 24);
-  store<u8>(r, <u8>proto, 26);
-  store<u8>(r, <u8>state, 27);
-  store<u8>(r, flow.CT_V6, 28);
-  store<u32>(r, now, 88);
+  flow.setTuples(r, zkey, proto, state, flow.CT_V6, sid, did, sport, dport, did, sid, dport, sport, now);
   flow.commit(<u32>ri, h, flow.hashKey(zkey, proto, did, sid, dport, sport));
   bump(Stat.CtCreated);
   ct.update(r, proto, 0, tcpFlags, now);

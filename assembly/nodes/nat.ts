@@ -32,7 +32,6 @@ import { bump, Stat } from "../counters";
 
 const DEFAULT_PORT_LO: u32 = 1024;
 const DEFAULT_PORT_HI: u32 = 65535;
-const EVICT_SCAN: u32 = 64;
 // The IPv4 header checksum change of the TTL decrement every forwarded packet gets: the word (TTL,
 // protocol) drops by 0x0100, i.e. ~old + new = 0xfeff in one's complement.
 const TTL_DELTA: u32 = 0xfeff;
@@ -145,12 +144,8 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   let replyHash = pickedHash;
   if (snat) trace.note(trace.Step.Snat, 0, nsrc, nsport, 0);
 
-  let ri = flow.take();
-  if (ri < 0) {
-    if (!flow.evictOne(now, EVICT_SCAN)) return -<i32>Reason.CtTableFull;
-    bump(Stat.CtEarlyDrop);
-    ri = flow.take();
-  }
+  let ri = ct.take(now);
+  if (ri < 0) return -<i32>Reason.CtTableFull;
   if (eimRule >= 0) {
     if (mapping != 0) eim.ref(mapping);
     else if (!eim.add(zone, proto, src, sport, nsrc, nsport, <u32>eimRule)) {
@@ -159,21 +154,10 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
     }
   }
   let r = flow.rec(<u32>ri);
-  store<u32>(r, src);
-  store<u32>(r, dst, 4);
-  store<u16>(r, <u16>sport, 8);
-  store<u16>(r, <u16>dport, 10);
-  store<u32>(r, ndst, 12);
-  store<u32>(r, nsrc, 16);
-  store<u16>(r, <u16>rSport, 20);
-  store<u16>(r, <u16>nsport, 22);
-  store<u16>(r, <u16>zone, 24);
-  store<u8>(r, <u8>proto, 26);
-  store<u8>(r, <u8>state, 27);
-  store<u8>(r, (snat ? flow.CT_SNAT : 0) | (dnat ? flow.CT_DNAT : 0) | (eimRule >= 0 ? flow.CT_EIM : 0), 28);
+  flow.setTuples(r, zone, proto, state, (snat ? flow.CT_SNAT : 0) | (dnat ? flow.CT_DNAT : 0) | (eimRule >= 0 ? flow.CT_EIM : 0),
+                 src, dst, sport, dport, ndst, nsrc, rSport, nsport, now);
   store<u32>(r, now, 32);
   store<u32>(r, now + ct.timeout(state), 36);
-  store<u32>(r, now, 88);
   if (dsrBackend != 0) {
     store<u32>(r, dsrBackend, 92);
     store<u8>(r, CT_DSR, 29);

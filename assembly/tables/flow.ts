@@ -146,6 +146,26 @@ export function giveBack(i: u32): void {
   freeHead = i + 1;
 }
 
+// Writes a taken record's two tuples, zone, protocol, state, flags and creation time: what every new
+// connection has. The caller adds what is particular to it, then calls commit().
+export function setTuples(r: usize, zone: u32, proto: u32, state: u32, flags: u32,
+                          src: u32, dst: u32, sport: u32, dport: u32,
+                          rsrc: u32, rdst: u32, rsport: u32, rdport: u32, now: u32): void {
+  store<u32>(r, src);
+  store<u32>(r, dst, 4);
+  store<u16>(r, <u16>sport, 8);
+  store<u16>(r, <u16>dport, 10);
+  store<u32>(r, rsrc, 12);
+  store<u32>(r, rdst, 16);
+  store<u16>(r, <u16>rsport, 20);
+  store<u16>(r, <u16>rdport, 22);
+  store<u16>(r, <u16>zone, 24);
+  store<u8>(r, <u8>proto, 26);
+  store<u8>(r, <u8>state, 27);
+  store<u8>(r, <u8>flags, 28);
+  store<u32>(r, now, 88);
+}
+
 // Indexes a filled record under both its keys, whose hashes the caller has already computed.
 export function commit(i: u32, origHash: u32, replyHash: u32): void {
   let r = rec(i);
