@@ -12,9 +12,9 @@ const GW0 = { mac: '02:6e:70:00:00:00', ip: 'fd00::1', ll: 'fe80::6e:70ff:fe00:0
 const GW1 = { mac: '02:6e:70:00:00:01', ip: 'fd01::1' };
 const payload = new Uint8Array([9, 8, 7, 6, 5, 4, 3, 2]);
 
-function host() {
+function host(opts: ConstructorParameters<typeof Switch>[0] = {}) {
   let now = 1000;
-  const sw = new Switch({ maxPorts: 4, clock: () => now });
+  const sw = new Switch({ maxPorts: 4, clock: () => now, ...opts });
   const out: Array<[number, Uint8Array]> = [];
   sw.onFrame((f, p) => out.push([p, f.slice()]));
   sw.addPort({ network: 1 });
@@ -176,6 +176,22 @@ test('IPv6 and IPv4 connections with the same numbers never meet; flushing frees
   // After the flush the same tuples are new connections again, and still resolve to the right hosts.
   only(send(0, ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, B.ip, udp({ srcPort: 1001, dstPort: 53, payload })) })), 1);
   assert.equal(rt.connections()[0].original.dst, B.ip);
+});
+
+test('a connection whose addresses do not fit is refused whole: counted, and no address reference kept', () => {
+  const { send, rt, sw } = host({ ipv6Addresses: 2 });
+  rt.setNeighbor({ address: B.ip, mac: B.mac, interface: 1 });
+  rt.setNeighbor({ address: 'fd01::3', mac: '02:00:00:00:00:0c', interface: 1 });
+  const out = (src: string, dst: string) => ethernet({ src: A.mac, dst: GW0.mac, payload: v6(src, dst, udp({ srcPort: 1000, dstPort: 53, payload })) });
+  only(send(0, out(A.ip, B.ip)), 1);
+  // A is known; fd01::3 would be a third address.
+  assert.equal(send(0, out(A.ip, 'fd01::3')), []);
+  assert.is(sw.counters().drops.ct_table_full, 1);
+  assert.is(rt.connections().length, 1);
+  // Once the first connection goes, both slots are free again: the refused one held no reference to A.
+  assert.is(rt.flushConnections(0), 1);
+  only(send(0, out('fd00::3', 'fd01::3')), 1);
+  assert.is(rt.connections().length, 1);
 });
 
 test.run();

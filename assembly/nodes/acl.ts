@@ -163,14 +163,13 @@ function track(zkey: u32, v6: bool, dir: u32, state: ct.State, now: u32): Reason
   if (ri < 0) return Reason.CtTableFull;
   let s: u32, d: u32;
   if (v6) {
-    s = addr6.acquire(shi, slo);
-    d = addr6.acquire(dhi, dlo);
-    if (s == 0 || d == 0) {
-      addr6.release(s);
-      addr6.release(d);
+    let ids = addr6.acquirePair(shi, slo, dhi, dlo);
+    if (ids == 0) {
       flow.giveBack(<u32>ri);
       return Reason.CtTableFull;
     }
+    s = <u32>ids;
+    d = <u32>(ids >> 32);
   } else {
     s = <u32>slo;
     d = <u32>dlo;

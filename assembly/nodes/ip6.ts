@@ -146,15 +146,14 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
     drop(m.inPort, Reason.CtTableFull);
     return;
   }
-  sid = addr6.acquire(shi, slo);
-  did = addr6.acquire(dhi, dlo);
-  if (sid == 0 || did == 0) {
-    addr6.release(sid);
-    addr6.release(did);
+  let ids = addr6.acquirePair(shi, slo, dhi, dlo);
+  if (ids == 0) {
     flow.giveBack(<u32>ri);
     drop(m.inPort, Reason.CtTableFull);
     return;
   }
+  sid = <u32>ids;
+  did = <u32>(ids >> 32);
   if (h == 0) h = flow.hashKey(zkey, proto, sid, did, sport, dport);
   // No NAT for IPv6: the reply tuple is the original reversed, and nothing's checksum changes.
   let r = flow.rec(<u32>ri);

@@ -78,6 +78,16 @@ export function acquire(h: u64, l: u64): u32 {
   return id;
 }
 
+// A connection's two ids, source in the low half and destination in the high half, each with one more
+// reference; both or neither: 0 when the table cannot hold them.
+export function acquirePair(shi: u64, slo: u64, dhi: u64, dlo: u64): u64 {
+  let s = acquire(shi, slo), d = acquire(dhi, dlo);
+  if (s != 0 && d != 0) return <u64>s | (<u64>d << 32);
+  release(s);
+  release(d);
+  return 0;
+}
+
 // Drops one reference; the last one frees the id.
 export function release(id: u32): void {
   if (id == 0 || id > capacity) return;
