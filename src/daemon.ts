@@ -1,28 +1,52 @@
 // `netplane serve`: a Host (model, dataplane, state directory) behind a management API, HTTP + JSON on
-// localhost and on a unix socket. Objects: /networks, /endpoints, /namespaces, /loadbalancers (GET
+// a unix socket and on loopback TCP. Objects: /networks, /endpoints, /namespaces, /loadbalancers (GET
 // the list, POST to create, GET/PUT/DELETE /<kind>/<ID>). Views: /mac, /connections, /stats, and
-// POST /trace. Errors are JSON { error: { code, field, reason } } with 400 (InvalidArgument), 404
-// (NotFound) or 409 (AlreadyExists, Conflict). SIGINT / SIGTERM close the listeners and exit; the
-// state is saved on every change already, so nothing is lost at any moment.
+// POST /trace. Errors are JSON { error: { code, field, reason } }.
+//
+// Who may talk to it (docs/security.md is the threat model):
+// - The unix socket is the main door: mode 0660 (its group is configurable), so the file system says
+//   who may use it, and no web page can reach it.
+// - The TCP listener binds loopback only and requires the bearer token made at first start into the
+//   state directory (0600): another local user cannot read it, so cannot use the API.
+// - A web page in the user's browser is an attacker: any request with an Origin that the config does
+//   not list is refused, so is any Host that is not a loopback name or a configured one (DNS
+//   rebinding), and a body that is not application/json (what a page can send without a preflight).
+// - Slow or greedy clients cannot hold the daemon: header and request timeouts, a connection cap, a
+//   body limit (413).
+// Changes are serialized by the Host (one writer); the state directory is locked for the daemon's
+// life, so a second daemon on it is refused with the first one's pid.
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
-import { existsSync, unlinkSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Host } from './host.js';
+import { readFileSync, chmodSync, chownSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { timingSafeEqual } from 'node:crypto';
+import { Host, openTransport, removeOwnedSocket, type Attached } from './host.js';
 import { ModelError } from './model/validate.js';
 import type { Kind, Transport } from './model/types.js';
-import { openTransport } from './host.js';
 import type { HostConfig } from './compile/host.js';
+import { ownDirectory, removeStaleTemporaries, lockStateDir, loadOrCreateToken, isLoopback, API_SOCKET } from './confine.js';
 
 export interface DaemonConfig {
   stateDir: string;
-  listen?: { host?: string; port?: number; socket?: string | false };
+  captureDir?: string;          // default <stateDir>/captures
+  socketDir?: string;           // default <stateDir>/sockets ("unix:NAME" transports)
+  listen?: {
+    host?: string;              // loopback only (default 127.0.0.1)
+    port?: number;              // default 7073
+    socket?: string | false;    // default <stateDir>/netplane.sock
+    socketGroup?: string | number;   // the group that may use the socket (mode 0660)
+    allowedHosts?: string[];    // Host names accepted besides localhost, 127.0.0.1 and [::1]
+    allowedOrigins?: string[];  // browser origins allowed to call the API (default: none)
+  };
+  transports?: { allowAddresses?: string[]; allowWildcard?: boolean; allowPrivilegedPorts?: boolean };
   uplink?: HostConfig['uplink'] & { transport?: Transport };
   defaults?: { network?: boolean };   // create the default NAT network when the state is empty
 }
 
 export const DEFAULT_PORT = 7073;
+export const BODY_LIMIT = 1 << 20;
 const KINDS: Record<string, Kind> = { networks: 'network', endpoints: 'endpoint', namespaces: 'namespace', loadbalancers: 'loadbalancer' };
 const STATUS: Record<string, number> = { InvalidArgument: 400, NotFound: 404, AlreadyExists: 409, Conflict: 409 };
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
 
 // The network `npm start` begins with: one NAT network with a gateway.
 export const DEFAULT_NETWORK = {
@@ -37,112 +61,205 @@ export function readConfig(file: string): DaemonConfig {
   return c;
 }
 
+// A refusal before the request reaches the API: status, code and reason, and headers to add.
+class Refusal {
+  constructor(readonly status: number, readonly code: string, readonly field: string, readonly reason: string, readonly headers: Record<string, string> = {}) {}
+}
+
 export class Daemon {
   readonly host: Host;
-  private servers: Server[] = [];
+  readonly token: string;
+  readonly stateDir: string;
   socketPath?: string;
   port?: number;
-  private closeUplink?: () => Promise<void>;
+  private servers: Server[] = [];
+  private uplink?: Attached;
+  private release: () => void;
+  private retry?: NodeJS.Timeout;
 
   constructor(readonly config: DaemonConfig) {
-    this.host = new Host({ stateDir: config.stateDir, config: { uplink: config.uplink } });
-    if (config.defaults?.network && this.host.store.list('network').length === 0) this.host.store.create('network', DEFAULT_NETWORK);
+    const l = config.listen ?? {};
+    if (l.host !== undefined && !isLoopback(l.host)) throw new Error(`listen.host: the API listens on loopback only (got ${l.host}); other users use the unix socket`);
+    this.stateDir = resolve(config.stateDir);
+    ownDirectory(this.stateDir, 'the state directory');
+    this.release = lockStateDir(this.stateDir);
+    try {
+      for (const t of removeStaleTemporaries(this.stateDir)) console.error(`netplane: removed ${t}, left by an interrupted write`);
+      this.token = loadOrCreateToken(this.stateDir);
+      this.socketPath = l.socket === false ? undefined : resolve(l.socket ?? join(this.stateDir, API_SOCKET));
+      const t = config.transports ?? {};
+      this.host = new Host({
+        stateDir: this.stateDir, config: { uplink: config.uplink }, captureDir: config.captureDir, socketDir: config.socketDir,
+        bind: { addresses: t.allowAddresses, wildcard: t.allowWildcard, privilegedPorts: t.allowPrivilegedPorts },
+        reserved: this.socketPath ? [this.socketPath] : [],
+      });
+      for (const d of [this.host.confinement.captureDir, this.host.confinement.socketDir]) if (d) ownDirectory(d, 'a directory of netplane\'s');
+      if (config.defaults?.network && this.host.store.list('network').length === 0) this.host.store.create('network', DEFAULT_NETWORK);
+    } catch (e) {
+      this.release();
+      throw e;
+    }
   }
 
   async listen(): Promise<void> {
     const l = this.config.listen ?? {};
-    if (this.config.uplink?.transport) {
-      const port = this.host.addUplinkPort();
-      this.closeUplink = await openTransport(this.host.sw, port, this.config.uplink.transport, 'uplink.transport');
+    try {
+      if (this.config.uplink?.transport) {
+        this.uplink = await openTransport(this.host.sw, this.host.addUplinkPort(), this.config.uplink.transport, 'uplink.transport', this.host.confinement);
+      }
+      await this.host.syncTransports();
+      this.retry = setInterval(() => { this.host.retryDegraded().catch(() => {}); }, 1000);
+      this.retry.unref();
+      const tcp = this.server('tcp');
+      await new Promise<void>((ok, fail) => { tcp.once('error', fail); tcp.listen(l.port ?? DEFAULT_PORT, l.host ?? '127.0.0.1', () => ok()); });
+      const addr = tcp.address();
+      this.port = typeof addr === 'object' && addr ? addr.port : undefined;
+      if (this.socketPath) {
+        const path = this.socketPath;
+        this.host.confinement.owned.clearSocket(path, 'listen.socket');
+        const unix = this.server('unix');
+        await new Promise<void>((ok, fail) => { unix.once('error', fail); unix.listen(path, () => ok()); });
+        this.host.confinement.owned.made(path, 'socket');
+        chmodSync(path, 0o660);
+        if (l.socketGroup !== undefined) chownSync(path, -1, groupId(l.socketGroup));
+      }
+    } catch (e) {
+      await this.close();
+      throw e instanceof ModelError ? new Error(`${e.field}: ${e.reason}`) : e;
     }
-    await this.host.syncTransports();
-    const handler = (req: IncomingMessage, res: ServerResponse) => { this.handle(req, res).catch((e) => reply(res, 500, { error: { code: 'Internal', reason: String(e) } })); };
-    const tcp = createServer(handler);
-    await new Promise<void>((ok, fail) => { tcp.once('error', fail); tcp.listen(l.port ?? DEFAULT_PORT, l.host ?? '127.0.0.1', () => ok()); });
-    const addr = tcp.address();
-    this.port = typeof addr === 'object' && addr ? addr.port : undefined;
-    this.servers.push(tcp);
-    if (l.socket !== false) {
-      const path = l.socket ?? join(this.config.stateDir, 'netplane.sock');
-      if (existsSync(path)) unlinkSync(path);
-      const unix = createServer(handler);
-      await new Promise<void>((ok, fail) => { unix.once('error', fail); unix.listen(path, () => ok()); });
-      this.socketPath = path;
-      this.servers.push(unix);
-    }
+  }
+
+  private server(via: 'tcp' | 'unix'): Server {
+    const s = createServer({ requestTimeout: 15_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+      this.handle(req, res, via).catch((e) => send(res, 500, { error: { code: 'Internal', reason: String(e) } }));
+    });
+    s.maxConnections = 64;
+    s.on('clientError', (_e, socket) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n'); else socket.destroy(); });
+    this.servers.push(s);
+    return s;
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.servers.map((s) => new Promise<void>((ok) => s.close(() => ok()))));
-    await this.host.closeTransports();
-    await this.closeUplink?.();
+    clearInterval(this.retry);
+    await Promise.all(this.servers.map((s) => new Promise<void>((ok) => { s.close(() => ok()); s.closeAllConnections(); })));
     this.servers = [];
-    if (this.socketPath && existsSync(this.socketPath)) unlinkSync(this.socketPath);
+    await this.host.closeTransports();
+    await this.uplink?.close();
+    this.uplink = undefined;
+    if (this.socketPath) removeOwnedSocket(this.host.confinement.owned, this.socketPath);
+    this.release();
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://netplane');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
-    const body = req.method === 'POST' || req.method === 'PUT' ? await readBody(req) : undefined;
+  // Who may talk to the API: the checks every request passes before it is read.
+  private admit(req: IncomingMessage, via: 'tcp' | 'unix'): Refusal | undefined {
+    const l = this.config.listen ?? {};
+    if (via === 'tcp') {
+      const host = (req.headers.host ?? '').toLowerCase().replace(/:\d+$/, '');
+      if (!LOOPBACK_NAMES.includes(host) && !(l.allowedHosts ?? []).includes(host)) {
+        return new Refusal(403, 'Forbidden', 'Host', `Host ${JSON.stringify(req.headers.host ?? '')} is not a loopback name or one in listen.allowedHosts (DNS rebinding is refused)`);
+      }
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && !(l.allowedOrigins ?? []).includes(origin)) {
+      return new Refusal(403, 'Forbidden', 'Origin', `requests from ${origin} are not allowed (listen.allowedOrigins)`);
+    }
+    return undefined;
+  }
+
+  private authorized(req: IncomingMessage, via: 'tcp' | 'unix'): boolean {
+    if (via === 'unix') return true;   // the socket's mode says who can connect
+    const want = Buffer.from(`Bearer ${this.token}`);
+    const got = Buffer.from(req.headers.authorization ?? '');
+    return got.length === want.length && timingSafeEqual(got, want);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, via: 'tcp' | 'unix'): Promise<void> {
     try {
-      const [top, id] = parts;
-      const store = this.host.store, sw = this.host.sw;
-      if (top && KINDS[top]) {
+      const refused = this.admit(req, via);
+      if (refused) throw refused;
+      const url = new URL(req.url ?? '/', 'http://netplane');
+      let parts: string[];
+      try { parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent); } catch {
+        throw new Refusal(400, 'InvalidArgument', 'path', `malformed percent-escape in ${url.pathname}`);
+      }
+      const [top, id, extra] = parts;
+      const allow = extra !== undefined ? undefined
+        : top && KINDS[top] ? (id ? ['GET', 'PUT', 'DELETE'] : ['GET', 'POST'])
+        : !id && ['mac', 'connections', 'stats'].includes(top) ? ['GET']
+        : !id && top === 'trace' ? ['POST'] : undefined;
+      if (!allow) throw new ModelError('NotFound', 'path', `no such resource: ${url.pathname}`);
+      if (!allow.includes(req.method ?? '')) throw new Refusal(405, 'MethodNotAllowed', 'method', `${req.method} is not allowed on ${url.pathname} (${allow.join(', ')})`, { allow: allow.join(', ') });
+      if (!this.authorized(req, via)) {
+        throw new Refusal(401, 'Unauthorized', 'Authorization', `the TCP API needs "Authorization: Bearer <token>" (the token is in ${join(this.stateDir, 'token')}; the netplane CLI sends it)`, { 'www-authenticate': 'Bearer realm="netplane"' });
+      }
+      const body = req.method === 'POST' || req.method === 'PUT' ? await readBody(req) : undefined;
+      const host = this.host, store = host.store, sw = host.sw;
+      const withStatus = (kind: Kind, o: { ID: string }) => kind === 'endpoint' ? { ...o, Status: host.endpointStatus(o.ID) } : o;
+      if (KINDS[top]) {
         const kind = KINDS[top];
-        if (!id && req.method === 'GET') return reply(res, 200, store.list(kind));
-        if (id && req.method === 'GET') return reply(res, 200, store.get(kind, id));
-        // A change, then the transports it implies; if one cannot open, the change is undone.
-        const before = store.snapshot();
-        let result: unknown;
-        if (!id && req.method === 'POST') result = store.create(kind, json(body));
-        else if (id && req.method === 'PUT') result = store.modify(kind, id, json(body));
-        else if (id && req.method === 'DELETE') { store.delete(kind, id); result = { deleted: id }; }
-        if (result !== undefined) {
-          try {
-            await this.host.syncTransports();
-          } catch (e) {
-            this.host.restore(before);
-            await this.host.syncTransports().catch(() => {});
-            throw e;
-          }
-          return reply(res, !id ? 201 : 200, result);
-        }
+        if (req.method === 'GET') return send(res, 200, id ? withStatus(kind, store.get(kind, id)) : store.list(kind).map((o) => withStatus(kind, o)));
+        if (req.method === 'POST') return send(res, 201, withStatus(kind, await host.change({ op: 'create', kind, value: json(body) })));
+        if (req.method === 'PUT') return send(res, 200, withStatus(kind, await host.change({ op: 'modify', kind, id, value: json(body) })));
+        await host.change({ op: 'delete', kind, id });
+        return send(res, 200, { deleted: id });
       }
-      if (req.method === 'GET' && top === 'mac') return reply(res, 200, sw.macTable());
-      if (req.method === 'GET' && top === 'connections') return reply(res, 200, sw.router.connections());
-      if (req.method === 'GET' && top === 'stats') return reply(res, 200, { ...sw.counters(), ports: [...sw.ports.keys()].map((p) => ({ port: p, ...sw.portCounters(p) })) });
-      if (req.method === 'POST' && top === 'trace') {
-        const t = json(body) as { port?: unknown; frame?: unknown };
-        if (typeof t.port !== 'number' || !sw.ports.has(t.port)) throw new ModelError('InvalidArgument', 'port', `no port ${JSON.stringify(t.port)}`);
-        if (typeof t.frame !== 'string' || !/^([0-9a-fA-F]{2})+$/.test(t.frame)) throw new ModelError('InvalidArgument', 'frame', 'must be the frame in hex');
-        const r = sw.trace(t.port, Buffer.from(t.frame, 'hex'));
-        return reply(res, 200, { steps: r.steps, text: r.text, dropped: r.dropped, output: r.output.map((o) => ({ port: o.port, frame: Buffer.from(o.frame).toString('hex') })) });
-      }
-      reply(res, 404, { error: { code: 'NotFound', field: 'path', reason: `no such resource: ${req.method} ${url.pathname}` } });
+      if (top === 'mac') return send(res, 200, sw.macTable());
+      if (top === 'connections') return send(res, 200, sw.router.connections());
+      if (top === 'stats') return send(res, 200, { ...sw.counters(), ports: [...sw.ports.keys()].map((p) => ({ port: p, ...sw.portCounters(p) })), transports: host.transportStats() });
+      const t = json(body) as { port?: unknown; frame?: unknown };
+      if (typeof t.port !== 'number' || !sw.ports.has(t.port)) throw new ModelError('InvalidArgument', 'port', `no port ${JSON.stringify(t.port)}`);
+      if (typeof t.frame !== 'string' || !/^([0-9a-fA-F]{2})+$/.test(t.frame)) throw new ModelError('InvalidArgument', 'frame', 'must be the frame in hex');
+      const r = sw.trace(t.port, Buffer.from(t.frame, 'hex'));
+      return send(res, 200, { steps: r.steps, text: r.text, dropped: r.dropped, output: r.output.map((o) => ({ port: o.port, frame: Buffer.from(o.frame).toString('hex') })) });
     } catch (e) {
-      if (e instanceof ModelError) return reply(res, STATUS[e.code] ?? 400, { error: { code: e.code, field: e.field, reason: e.reason } });
+      if (e instanceof Refusal) {
+        for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v);
+        if (e.status === 413) res.setHeader('connection', 'close');
+        return send(res, e.status, { error: { code: e.code, field: e.field, reason: e.reason } });
+      }
+      if (e instanceof ModelError) return send(res, STATUS[e.code] ?? 400, { error: { code: e.code, field: e.field, reason: e.reason } });
       const err = e as Error & { field?: string; reason?: string };
-      reply(res, 400, { error: { code: 'InvalidArgument', field: err.field ?? '', reason: err.reason ?? err.message } });
+      send(res, 400, { error: { code: 'InvalidArgument', field: err.field ?? '', reason: err.reason ?? err.message } });
     }
   }
+}
+
+function groupId(g: string | number): number {
+  if (typeof g === 'number') return g;
+  for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === g) return Number(gid);
+  }
+  throw new Error(`listen.socketGroup: no group ${JSON.stringify(g)} in /etc/group`);
 }
 
 function json(body: string | undefined): unknown {
   try { return JSON.parse(body ?? ''); } catch { throw new ModelError('InvalidArgument', 'body', 'must be a JSON document'); }
 }
 
+// The body of a change: application/json only (a web page cannot send that without a preflight, which
+// is refused), at most BODY_LIMIT bytes (413, and the connection is closed).
 function readBody(req: IncomingMessage): Promise<string> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/json') return Promise.reject(new Refusal(403, 'Forbidden', 'Content-Type', `a body must be application/json, got ${JSON.stringify(req.headers['content-type'] ?? '(none)')}`));
+  const tooLarge = new Refusal(413, 'PayloadTooLarge', 'body', `a body is at most ${BODY_LIMIT} bytes`);
+  if (Number(req.headers['content-length'] ?? 0) > BODY_LIMIT) return Promise.reject(tooLarge);
   return new Promise((ok, fail) => {
-    let s = '';
-    req.setEncoding('utf8');
-    req.on('data', (c) => { s += c; if (s.length > 1 << 20) { fail(new Error('request body over 1 MiB')); req.destroy(); } });
-    req.on('end', () => ok(s));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > BODY_LIMIT) { req.removeAllListeners('data'); req.pause(); fail(tooLarge); return; }
+      chunks.push(c);
+    });
+    req.on('end', () => ok(Buffer.concat(chunks).toString('utf8')));
     req.on('error', fail);
   });
 }
 
-function reply(res: ServerResponse, status: number, value: unknown): void {
+function send(res: ServerResponse, status: number, value: unknown): void {
+  if (res.headersSent) return;
   const body = JSON.stringify(value, null, 2) + '\n';
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' });
   res.end(body);
 }

@@ -484,10 +484,10 @@ export class Switch {
 
   // Captures every frame a port receives and sends into a classic pcap file (tcpdump, Wireshark).
   // Returns the function that stops the capture and closes the file.
-  capture(port: number, path: string): () => void {
+  capture(port: number, target: string | PcapWriter): () => void {
     this.port(port);
     if (this.captures.has(port)) throw new NetplaneError('port', `port ${port} is already being captured`);
-    const w = new PcapWriter(path);
+    const w = typeof target === 'string' ? new PcapWriter(target) : target;
     this.captures.set(port, w);
     return () => {
       if (this.captures.get(port) !== w) return;

@@ -1,65 +1,145 @@
 // A host network as a user runs it: the object store (HCN-shaped model), the compiler that keeps a
-// switch in step with it, and the state directory that makes it survive a restart. A change is
-// validated, compiled into the dataplane and saved, or refused with the running state unchanged.
+// switch in step with it, the attachments that connect endpoints to the outside (transports and
+// captures), and the state directory that makes it survive a restart.
+//
+// A change goes through `change()`, one at a time (the daemon's API, its retries and its start all
+// queue on the same lock, so no change ever sees another half done): the store checks it whole, the
+// compiler applies it to the dataplane, the endpoint's transport and capture are opened, and only
+// then is the new state written to state.json and committed. If any step is refused, everything
+// before it is undone and the state file is never touched: a refused change cannot reach it, even
+// if the process dies at any moment.
+//
+// An attachment that cannot open when nobody asked for it in that moment (at start, or a port that
+// another program took meanwhile) does not stop the host: the endpoint is degraded, with the reason
+// in its Status, in `stats` and in the log, and it is retried with a growing delay until it opens.
+// An attachment follows its endpoint's switch port (the compiler keeps the port across modifies),
+// so only a change to the endpoint's Transport or Capture reopens it.
 import { Switch, type SwitchOptions } from './dataplane.js';
-import { Store } from './model/store.js';
+import { Store, type AnyObject, type Change } from './model/store.js';
 import { loadState, saveState } from './model/persist.js';
 import { HostCompiler, type HostConfig } from './compile/host.js';
-import type { ModelState, Transport } from './model/types.js';
+import type { ModelState, Transport, EndpointStatus, HostComputeEndpoint } from './model/types.js';
 import { ModelError, hostPort } from './model/validate.js';
 import { UdpTransport } from './transports/udp.js';
 import { StreamTransport } from './transports/stream.js';
 import { WebSocketTransport } from './transports/websocket.js';
+import type { TransportStats } from './transports/pump.js';
+import { Owned, checkAddress, openCapture, socketPath, type BindPolicy, type Confinement } from './confine.js';
+import { lstatSync, unlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
-interface Open { key: string; close: () => Promise<void> }
+export interface Attached {
+  address: string;                       // where the transport listens or binds
+  stats: () => TransportStats;
+  close: () => Promise<void>;
+}
 
-// Opens a transport on a switch port; a failure (an address in use) is an InvalidArgument naming the
-// field.
-export async function openTransport(sw: Switch, port: number, t: Transport, field = 'Transport'): Promise<() => Promise<void>> {
+// Checks a transport against the binding policy and the sockets directory; throws a ModelError
+// naming the field.
+export function checkTransport(t: Transport, field: string, c: Pick<Confinement, 'bind' | 'socketDir' | 'reserved'>): void {
+  if (t.Type === 'udp') {
+    checkAddress(c.bind, hostPort(t.Bind, `${field}.Bind`), `${field}.Bind`);
+    if (t.Peer) checkAddress(c.bind, hostPort(t.Peer, `${field}.Peer`), `${field}.Peer`, true);
+  } else if (t.Type === 'stream' && t.Listen.startsWith('unix:')) {
+    socketPath(c as Confinement, t.Listen.slice(5), `${field}.Listen`);
+  } else {
+    const l = t.Type === 'stream' ? t.Listen.slice(4) : t.Listen;
+    checkAddress(c.bind, hostPort(l, `${field}.Listen`), `${field}.Listen`);
+  }
+}
+
+// Opens a transport on a switch port; a failure (an address in use, a path that is not netplane's)
+// is an InvalidArgument naming the field. Unix sockets live in the confinement's sockets directory.
+export async function openTransport(sw: Switch, port: number, t: Transport, field: string, c: Confinement): Promise<Attached> {
   try {
     if (t.Type === 'udp') {
       const tr = await UdpTransport.open(sw, port, { bind: hostPort(t.Bind, `${field}.Bind`), peer: t.Peer ? hostPort(t.Peer, `${field}.Peer`) : undefined });
-      return () => tr.close();
+      const a = tr.address();
+      return { address: `${a.host}:${a.port}`, stats: () => tr.stats, close: () => tr.close() };
+    }
+    if (t.Type === 'stream' && t.Listen.startsWith('unix:')) {
+      const path = socketPath(c, t.Listen.slice(5), `${field}.Listen`);
+      c.owned.clearSocket(path, `${field}.Listen`);
+      const tr = await StreamTransport.listen(sw, port, { unix: path, mode: 0o660 });
+      c.owned.made(path, 'socket');
+      return {
+        address: `unix:${path}`, stats: () => tr.stats,
+        close: async () => { await tr.close(); removeOwnedSocket(c.owned, path); },
+      };
     }
     if (t.Type === 'stream') {
-      const tr = await StreamTransport.listen(sw, port, t.Listen.startsWith('unix:') ? { unix: t.Listen.slice(5) } : { tcp: hostPort(t.Listen.slice(4), `${field}.Listen`) });
-      return () => tr.close();
+      const tr = await StreamTransport.listen(sw, port, { tcp: hostPort(t.Listen.slice(4), `${field}.Listen`) });
+      return { address: `tcp:${t.Listen.slice(4)}`, stats: () => tr.stats, close: () => tr.close() };
     }
-    const tr = await WebSocketTransport.listen(sw, port, hostPort(t.Listen, `${field}.Listen`));
-    return () => tr.close();
+    const tr = await WebSocketTransport.listen(sw, port, { ...hostPort(t.Listen, `${field}.Listen`), allowedOrigins: t.AllowedOrigins ?? [] });
+    return { address: `ws://${t.Listen}/`, stats: () => tr.stats, close: () => tr.close() };
   } catch (e) {
     if (e instanceof ModelError) throw e;
     throw new ModelError('InvalidArgument', t.Type === 'udp' ? `${field}.Bind` : `${field}.Listen`, (e as Error).message);
   }
 }
 
+// Removes a unix socket netplane made, if it is still there and still the one it made.
+export function removeOwnedSocket(owned: Owned, path: string): void {
+  try {
+    if (owned.owns(path, lstatSync(path), 'socket')) unlinkSync(path);
+  } catch { /* gone already (closing the listener removes it) */ }
+  owned.forget(path);
+}
+
 export interface HostOptions {
   stateDir?: string;           // where state.json lives; absent: in memory only
   config?: HostConfig;         // the uplink
   switch?: SwitchOptions;
+  captureDir?: string;         // where endpoints' captures go (default: <stateDir>/captures)
+  socketDir?: string;          // where "unix:NAME" transports listen (default: <stateDir>/sockets)
+  bind?: BindPolicy;           // which addresses and ports transports may bind (default: loopback, 1024 and up)
+  reserved?: string[];         // more paths that are never a capture or socket (the API socket)
+  log?: (message: string) => void;
 }
+
+interface Open { key: string; attached: Array<Attached | { close: () => Promise<void> }>; address?: string; transport?: Attached }
+interface Degraded { key: string; reason: string; since: string; retryAt: number; delay: number }
+
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 30000;
 
 export class Host {
   readonly sw: Switch;
   readonly store: Store;
   readonly compiler: HostCompiler;
+  readonly confinement: Confinement;
+  private open = new Map<string, Open>();
+  private degraded = new Map<string, Degraded>();
+  private since = new Map<string, string>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly log: (m: string) => void;
 
   constructor(readonly opts: HostOptions = {}) {
+    this.log = opts.log ?? ((m) => console.error(m));
     this.sw = new Switch(opts.switch);
     this.compiler = new HostCompiler(this.sw, opts.config);
-    const initial = opts.stateDir ? loadState(opts.stateDir) : undefined;
+    const dir = opts.stateDir ? resolve(opts.stateDir) : undefined;
+    this.confinement = {
+      captureDir: opts.captureDir ? resolve(opts.captureDir) : dir && join(dir, 'captures'),
+      socketDir: opts.socketDir ? resolve(opts.socketDir) : dir && join(dir, 'sockets'),
+      reserved: [...(dir ? ['state.json', 'lock', 'token', 'owned.json', 'netplane.sock'].map((f) => join(dir, f)) : []), ...(opts.reserved ?? []).map((p) => resolve(p))],
+      owned: new Owned(dir),
+      bind: opts.bind ?? {},
+    };
+    const initial = dir ? loadState(dir) : undefined;
     if (initial) this.compiler.apply(initial);
-    let current: ModelState | undefined = initial;
+    // Changes made directly on the store (the SDK's synchronous path) compile and save here; the
+    // daemon's changes go through change(), which saves only after the attachments opened.
     this.store = new Store(initial, (next) => {
-      const before = current ?? { networks: [], endpoints: [], namespaces: [], loadBalancers: [] };
+      const before = this.store.snapshot();
       this.compiler.apply(next);
       try {
-        if (opts.stateDir) saveState(opts.stateDir, next);
+        if (dir) saveState(dir, next);
       } catch (e) {
         this.compiler.apply(before);
         throw e;
       }
-      current = next;
     });
   }
 
@@ -70,47 +150,140 @@ export class Host {
 
   portOf(endpoint: string): number | undefined { return this.compiler.portOf(endpoint); }
 
-  private open = new Map<string, Open>();
-
-  // Puts the model (and so the dataplane and the state file) back to an earlier snapshot.
-  restore(state: ModelState): void {
-    this.store.replace(state);
+  // Runs `fn` when every change queued before it has finished: one change at a time.
+  serial<T>(fn: () => T | Promise<T>): Promise<T> {
+    const r = this.queue.then(fn);
+    this.queue = r.catch(() => undefined);
+    return r;
   }
 
-  // Brings the endpoints' transports and captures in line with the model: closes those of endpoints
-  // gone or changed, opens the new ones. Throws (a ModelError naming the field) if one cannot open;
-  // the caller undoes the change that asked for it.
-  async syncTransports(): Promise<void> {
-    const want = new Map<string, { key: string; port: number; ep: { Transport?: Transport; Capture?: string } }>();
-    for (const ep of this.store.list('endpoint')) {
-      const port = this.portOf(ep.ID);
-      if (port === undefined || (!ep.Transport && !ep.Capture)) continue;
-      want.set(ep.ID, { key: JSON.stringify([port, ep.Transport, ep.Capture]), port, ep: { Transport: ep.Transport, Capture: ep.Capture } });
-    }
-    for (const [id, o] of this.open) {
-      if (want.get(id)?.key === o.key) continue;
-      await o.close();
-      this.open.delete(id);
-    }
-    for (const [id, w] of want) {
-      if (this.open.has(id)) continue;
-      const closes: Array<() => Promise<void>> = [];
-      if (w.ep.Capture) {
-        const stop = this.sw.capture(w.port, w.ep.Capture);
-        closes.push(async () => stop());
-      }
+  // One change, all or nothing: checked, compiled, attached, saved, committed; or refused with
+  // nothing changed (the dataplane, the attachments, the store and the state file).
+  change(c: Change): Promise<AnyObject> {
+    return this.serial(async () => {
+      const { next, result } = this.store.prepare(c);
+      if (!next) return result;
+      const touched = c.kind === 'endpoint' ? new Set([result.ID]) : new Set<string>();
+      for (const e of next.endpoints) if (touched.has(e.ID)) this.checkAttachment(e, next);
+      const before = this.store.snapshot();
+      this.compiler.apply(next);
       try {
-        if (w.ep.Transport) closes.push(await openTransport(this.sw, w.port, w.ep.Transport));
+        await this.attach(next, touched);
+        if (this.opts.stateDir) saveState(this.opts.stateDir, next);
       } catch (e) {
-        for (const c of closes) await c();
+        this.compiler.apply(before);
+        await this.attach(before, new Set());
         throw e;
       }
-      this.open.set(id, { key: w.key, close: async () => { for (const c of closes) await c(); } });
-    }
+      this.store.accept(next);
+      return result;
+    });
+  }
+
+  // Brings the attachments in line with the store (after changes made directly on it, and at start).
+  // Those that cannot open leave their endpoint degraded; none is refused.
+  syncTransports(): Promise<void> {
+    return this.serial(() => this.attach(this.store.snapshot(), new Set()));
+  }
+
+  // Tries the degraded endpoints whose retry time has come.
+  retryDegraded(now = Date.now()): Promise<void> {
+    if (![...this.degraded.values()].some((d) => d.retryAt <= now)) return Promise.resolve();
+    return this.serial(() => this.attach(this.store.snapshot(), new Set(), now));
   }
 
   async closeTransports(): Promise<void> {
-    for (const o of this.open.values()) await o.close();
-    this.open.clear();
+    await this.serial(async () => {
+      for (const o of this.open.values()) for (const a of o.attached) await a.close();
+      this.open.clear();
+      this.degraded.clear();
+    });
+  }
+
+  // What the daemon reports about an endpoint's attachment.
+  endpointStatus(id: string): EndpointStatus {
+    const d = this.degraded.get(id);
+    if (d) return { Transport: 'degraded', Reason: d.reason, Since: d.since };
+    const o = this.open.get(id);
+    if (o) return { Transport: 'up', Since: this.since.get(id), ...(o.address ? { Address: o.address } : {}) };
+    return { Transport: 'none' };
+  }
+
+  // Every endpoint's transport with its counters, for `stats`.
+  transportStats(): Array<Record<string, unknown>> {
+    const out: Array<Record<string, unknown>> = [];
+    for (const e of this.store.list('endpoint')) {
+      if (!e.Transport && !e.Capture) continue;
+      const o = this.open.get(e.ID);
+      out.push({ endpoint: e.ID, type: e.Transport?.Type ?? 'capture', ...this.endpointStatus(e.ID), ...(o?.transport ? o.transport.stats() : {}) });
+    }
+    return out;
+  }
+
+  // The checks a transport or capture must pass before anything is opened: the binding policy, the
+  // directories, and no two endpoints on one socket name or capture file.
+  private checkAttachment(e: HostComputeEndpoint, state: ModelState): void {
+    if (e.Transport) checkTransport(e.Transport, 'Transport', this.confinement);
+    for (const other of state.endpoints) {
+      if (other.ID === e.ID) continue;
+      if (e.Capture && other.Capture === e.Capture) throw new ModelError('Conflict', 'Capture', `${e.Capture} is the capture of endpoint ${other.ID}`);
+      if (e.Transport?.Type === 'stream' && other.Transport?.Type === 'stream' && e.Transport.Listen === other.Transport.Listen) {
+        throw new ModelError('Conflict', 'Transport.Listen', `${e.Transport.Listen} is the transport of endpoint ${other.ID}`);
+      }
+    }
+  }
+
+  // Closes the attachments of endpoints gone or changed and opens the wanted ones. An endpoint in
+  // `strict` (the one a change is about) that cannot open throws; others become degraded.
+  private async attach(state: ModelState, strict: Set<string>, now = Date.now()): Promise<void> {
+    const want = new Map<string, { key: string; port: number; ep: HostComputeEndpoint }>();
+    for (const ep of state.endpoints) {
+      const port = this.portOf(ep.ID);
+      if (port === undefined || (!ep.Transport && !ep.Capture)) continue;
+      want.set(ep.ID, { key: JSON.stringify([port, ep.Transport, ep.Capture]), port, ep });
+    }
+    for (const [id, o] of this.open) {
+      if (want.get(id)?.key === o.key) continue;
+      for (const a of o.attached) await a.close();
+      this.open.delete(id);
+      this.since.delete(id);
+    }
+    for (const [id, d] of this.degraded) if (want.get(id)?.key !== d.key) this.degraded.delete(id);
+    for (const [id, w] of want) {
+      if (this.open.has(id)) continue;
+      const d = this.degraded.get(id);
+      if (d && !strict.has(id) && d.retryAt > now) continue;
+      try {
+        if (!strict.has(id)) this.checkAttachment(w.ep, state);
+        this.open.set(id, await this.openAttachment(w.key, w.port, w.ep));
+        this.since.set(id, new Date(now).toISOString());
+        if (d) { this.degraded.delete(id); this.log(`netplane: endpoint ${id}: attached again (${this.open.get(id)!.address ?? 'capture'})`); }
+      } catch (e) {
+        if (strict.has(id)) throw e;
+        const reason = e instanceof ModelError ? `${e.field}: ${e.reason}` : (e as Error).message;
+        const delay = d ? Math.min(d.delay * 2, RETRY_MAX_MS) : RETRY_FIRST_MS;
+        if (!d || d.reason !== reason) this.log(`netplane: endpoint ${id}: degraded: ${reason} (retrying)`);
+        this.degraded.set(id, { key: w.key, reason, since: d?.since ?? new Date(now).toISOString(), retryAt: now + delay, delay });
+      }
+    }
+  }
+
+  private async openAttachment(key: string, port: number, ep: HostComputeEndpoint): Promise<Open> {
+    const o: Open = { key, attached: [] };
+    try {
+      if (ep.Capture) {
+        const stop = this.sw.capture(port, openCapture(this.confinement, ep.Capture, 'Capture'));
+        o.attached.push({ close: async () => stop() });
+      }
+      if (ep.Transport) {
+        o.transport = await openTransport(this.sw, port, ep.Transport, 'Transport', this.confinement);
+        o.address = o.transport.address;
+        o.attached.push(o.transport);
+      }
+    } catch (e) {
+      for (const a of o.attached) await a.close();
+      throw e;
+    }
+    return o;
   }
 }

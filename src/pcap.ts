@@ -155,12 +155,15 @@ export class PcapWriter {
   private readonly nanosecond: boolean;
   private readonly snaplen: number;
 
-  constructor(readonly path: string, { nanosecond = false, snaplen = 262144 }: PcapWriteOptions = {}) {
+  // `path` is opened (created or truncated) here; or the caller opens the file its own way and hands
+  // over `fd` (the daemon creates captures only inside its capture directory, never following a
+  // symlink), with `append` when the file already holds this writer's header and records.
+  constructor(readonly path: string, { nanosecond = false, snaplen = 262144, fd, append = false }: PcapWriteOptions & { fd?: number; append?: boolean } = {}) {
     this.nanosecond = nanosecond;
     this.snaplen = checkSnaplen(snaplen);
-    this.fd = openSync(path, 'w');
+    this.fd = fd ?? openSync(path, 'w');
     try {
-      writeAll(this.fd, fileHeader(nanosecond, snaplen));
+      if (!append) writeAll(this.fd, fileHeader(nanosecond, snaplen));
     } catch (e) {
       this.close();
       throw e;

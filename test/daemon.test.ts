@@ -48,7 +48,7 @@ test('serve, the CLI round trip, errors and exit codes, then a restart with the 
   const dir = mkdtempSync(join(tmpdir(), 'netplane-daemon-'));
   let { proc, url } = await serve(dir);
   try {
-    const u = ['--url', url];
+    const u = ['--url', url, '--state-dir', dir];
     const nets = await cli(['network', 'list', ...u]);
     assert.is(nets.code, 0, nets.err);
     assert.match(nets.out, /^ID +TYPE +SUBNETS\nnat +NAT +172\.20\.0\.0\/24\n$/, 'the default NAT network, as a table');
@@ -83,10 +83,10 @@ test('serve, the CLI round trip, errors and exit codes, then a restart with the 
   }
   ({ proc, url } = await serve(dir));
   try {
-    const eps = await cli(['endpoint', 'get', 'web', '--json', '--url', url]);
+    const eps = await cli(['endpoint', 'get', 'web', '--json', '--url', url, '--state-dir', dir]);
     assert.is(eps.code, 0, eps.err);
     assert.is(JSON.parse(eps.out).MacAddress, '02:6e:70:01:00:00', 'restored as it was');
-    const del = await cli(['endpoint', 'delete', 'web', '--url', url]);
+    const del = await cli(['endpoint', 'delete', 'web', '--state-dir', dir]);
     assert.match(del.out, /deleted web/);
   } finally {
     await stop(proc);
@@ -98,7 +98,9 @@ test('an endpoint with a UDP transport: frames flow; a transport that cannot ope
   const free = await new Promise<number>((ok) => { const s = createSocket('udp4'); s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => ok(p)); }); });
   const d = new Daemon({ stateDir: dir, listen: { port: 0, socket: false }, defaults: { network: true } });
   await d.listen();
-  const api = (method: string, path: string, body?: unknown) => fetch(`http://127.0.0.1:${d.port}${path}`, { method, body: body ? JSON.stringify(body) : undefined }).then(async (r) => ({ status: r.status, value: await r.json() }));
+  const api = (method: string, path: string, body?: unknown) => fetch(`http://127.0.0.1:${d.port}${path}`, {
+    method, body: body ? JSON.stringify(body) : undefined, headers: { authorization: `Bearer ${d.token}`, 'content-type': 'application/json' },
+  }).then(async (r) => ({ status: r.status, value: await r.json() }));
   const vm = createSocket('udp4');
   try {
     const ep = await api('POST', '/endpoints', { ID: 'vm', HostComputeNetwork: 'nat', Transport: { Type: 'udp', Bind: `127.0.0.1:${free}` } });

@@ -1,7 +1,7 @@
 // End to end, with real Linux hosts: network namespaces whose TAP devices are attached to netplane
 // ports by socat over UDP, real ping, real TCP through netplane: a NAT network (the HCN model driving
-// the switch), masquerade to an outside host, a port mapping from outside and by hairpin, ACLs
-// stopping and cutting connections, two compartments with the same addresses that never see each
+// the switch), masquerade to an outside host, a port mapping from outside and by hairpin, pings that
+// keep flowing while their endpoints and network are modified, ACLs stopping and cutting connections, two compartments with the same addresses that never see each
 // other, and a restart from the state directory after which the hosts talk again.
 //
 // They need root and /dev/net/tun. Where those are missing they fail loudly in CI (CI=true) and,
@@ -92,6 +92,39 @@ test('a port mapping: reachable from outside, and from another endpoint by the e
   assert.match(outside.out, /hello-from-b/, outside.out + outside.err);
   const hairpin = await exec(A.ns, 'socat -T 5 - TCP:192.168.100.1:8080,retry=20,interval=0.3 </dev/null');
   assert.match(hairpin.out, /hello-from-b/, hairpin.out + hairpin.err);
+});
+
+test('modifying an endpoint and its network while it pings: every ping answered, before and after', async () => {
+  if (missing) return;
+  const portA = host.sw.port(host.portOf('a')!), portB = host.sw.port(host.portOf('b')!);
+  const epA = host.store.get('endpoint', 'a'), net = host.store.get('network', 'nat');
+  const mapped = { ...epA, Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 81, ExternalPort: 8081 } }] };
+  const allowAll = { ...net, Policies: [
+    { Type: 'NetworkACL', Settings: { Id: 'all-in', Action: 'Allow', Direction: 'In', Priority: 100 } },
+    { Type: 'NetworkACL', Settings: { Id: 'all-out', Action: 'Allow', Direction: 'Out', Priority: 100 } },
+  ] };
+  const excepted = { ...net, Policies: [{ Type: 'OutBoundNAT', Settings: { Exceptions: ['10.0.0.0/8'] } }] };
+  // A pings its gateway, B pings A; -D stamps each reply with the time it came.
+  const gateway = exec(A.ns, 'ping -D -n -c 50 -i 0.1 -W 1 172.30.0.1');
+  const peer = exec(B.ns, 'ping -D -n -c 50 -i 0.1 -W 1 172.30.0.2');
+  await wait(500);
+  for (const [kind, id, value] of [
+    ['endpoint', 'a', mapped], ['network', 'nat', allowAll], ['endpoint', 'a', epA], ['network', 'nat', excepted],
+    ['endpoint', 'a', mapped], ['network', 'nat', net], ['endpoint', 'a', epA],
+  ] as const) {
+    host.store.modify(kind, id, value);
+    await wait(400);
+  }
+  const last = Date.now() / 1000;
+  for (const [what, r] of [['A to its gateway', await gateway], ['B to A', await peer]] as const) {
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(r.out);
+    assert.ok(m, `${what}: ${r.out}${r.err}`);
+    assert.ok(Number(m![2]) >= Number(m![1]) - 1, `${what}: ${m![2]} of ${m![1]} answered\n${r.out}`);
+    const after = [...r.out.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)].filter((x) => Number(x[1]) > last).length;
+    assert.ok(after >= 5, `${what}: ${after} replies after the last modify`);
+  }
+  assert.ok(host.sw.port(host.portOf('a')!) === portA && host.sw.port(host.portOf('b')!) === portB, 'the endpoints kept their ports');
+  assert.equal(host.store.get('network', 'nat'), net);
 });
 
 test('ACLs: a Block stops what an Allow lets through, and cuts an established connection', async () => {

@@ -1,14 +1,16 @@
 // The model driving a real switch: a NAT network from HCN objects carries traffic (gateway, masquerade
 // through the uplink, a port mapping in), a change applies as a diff without disturbing established
-// connections, a refused change leaves everything as it was, and a restart from the state directory
-// restores the same behaviour.
+// connections, a refused change leaves everything as it was, a restart from the state directory
+// restores the same behaviour, and an endpoint keeps its switch port (and so its transport) and its
+// network keeps its gateway's MAC across every change that does not delete them.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Host, ModelError } from '../src/index.js';
-import { ethernet, ipv4, icmp, tcp, udp, dissect, verifyChecksums } from '../src/frames.js';
+import type { SwitchOptions } from '../src/dataplane.js';
+import { ethernet, ipv4, icmp, tcp, udp, arp, dissect, verifyChecksums } from '../src/frames.js';
 
 const R = '02:00:00:00:00:fe';
 const NAT = {
@@ -16,9 +18,9 @@ const NAT = {
   Ipams: [{ Subnets: [{ IpAddressPrefix: '172.20.0.0/24', Routes: [{ NextHop: '172.20.0.1', DestinationPrefix: '0.0.0.0/0' }] }] }],
 };
 
-function boot(stateDir?: string) {
+function boot(stateDir?: string, options: SwitchOptions = {}) {
   let now = 1000;
-  const host = new Host({ stateDir, config: { uplink: { address: '192.168.1.1/24', gateway: '192.168.1.254' } }, switch: { maxPorts: 16, clock: () => now } });
+  const host = new Host({ stateDir, config: { uplink: { address: '192.168.1.1/24', gateway: '192.168.1.254' } }, switch: { maxPorts: 16, clock: () => now, ...options } });
   const uplink = host.addUplinkPort();
   const out: Array<[number, Uint8Array]> = [];
   host.sw.onFrame((f, p) => out.push([p, f.slice()]));
@@ -121,6 +123,128 @@ test('deleting objects removes what they compiled to', () => {
   assert.is(host.sw.ports.size, ports - 1);
   host.store.delete('network', 'nat');
   assert.is(host.sw.router.interfaces.size, 1, 'only the uplink interface is left');
+});
+
+const pm = (external: number) => ({ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 80, ExternalPort: external } });
+const ALLOW_ALL = [
+  { Type: 'NetworkACL', Settings: { Id: 'all-in', Action: 'Allow', Direction: 'In', Priority: 100 } },
+  { Type: 'NetworkACL', Settings: { Id: 'all-out', Action: 'Allow', Direction: 'Out', Priority: 100 } },
+];
+
+// An endpoint 'a' whose port has a handler, as a transport sets one, and what reaches that handler
+// when the endpoint pings its gateway or asks the gateway's MAC.
+function attached(options: SwitchOptions = {}) {
+  const b = boot(undefined, options);
+  const { host, send } = b;
+  host.store.create('network', NAT);
+  const a = host.store.create('endpoint', { ID: 'a', HostComputeNetwork: 'nat' });
+  host.store.create('endpoint', { ID: 'b', HostComputeNetwork: 'nat', Policies: [pm(8080)] });
+  const id = host.portOf('a')!;
+  const port = host.sw.port(id);
+  const got: Uint8Array[] = [];
+  port.onFrame((f) => got.push(f.slice()));
+  const ip = a.IpConfigurations[0].IpAddress, mac = a.MacAddress;
+  let seq = 0;
+  const pings = () => {
+    got.length = 0;
+    send(id, ethernet({ src: mac, dst: gwMac(host), payload: ipv4({ src: ip, dst: '172.20.0.1', payload: icmp({ type: 8, id: 7, seq: ++seq }) }) }));
+    return got.filter((f) => dissect(f).icmp?.type === 0 && dissect(f).icmp?.seq === seq).length;
+  };
+  const whoHas = () => {
+    got.length = 0;
+    send(id, ethernet({ src: mac, dst: 'ff:ff:ff:ff:ff:ff', payload: arp({ op: 'request', senderMac: mac, senderIp: ip, targetIp: '172.20.0.1' }) }));
+    return got.map((f) => dissect(f).arp).find((r) => r?.op === 2)?.senderMac;
+  };
+  const same = (what: string) => {
+    assert.is(host.portOf('a'), id, `${what}: the same port id`);
+    assert.ok(host.sw.port(id) === port, `${what}: the same SwitchPort object`);
+    assert.is(pings(), 1, `${what}: the ping reply reaches the port's handler`);
+    assert.is(port.queue.length, 0, `${what}: nothing piles up in the port's queue`);
+  };
+  return { ...b, a, id, port, pings, whoHas, same };
+}
+
+test('an endpoint keeps its port and its handler across a modify of itself and of its network', () => {
+  const { host, a, pings, whoHas, same } = attached();
+  assert.is(pings(), 1);
+  const gw = gwMac(host);
+  assert.is(whoHas(), gw);
+  host.store.modify('endpoint', 'a', { ID: 'a', HostComputeNetwork: 'nat', MacAddress: a.MacAddress, IpConfigurations: a.IpConfigurations, Policies: [pm(9090)] });
+  same('endpoint modify');
+  host.store.modify('network', 'nat', { ...NAT, Policies: ALLOW_ALL });
+  same('network modify');
+  assert.is(gwMac(host), gw, 'the gateway keeps its MAC');
+  assert.is(whoHas(), gw, 'and answers ARP with it, to the same handler');
+  assert.ok(host.sw.acls.ruleIds(host.portOf('a')!, 1).includes('all-in'), 'the network ACL is bound to the kept port');
+  host.store.modify('network', 'nat', NAT);
+  same('network ACL removed');
+  assert.equal(host.sw.acls.ruleIds(host.portOf('a')!, 1), []);
+});
+
+test('a refused change leaves the port object in place: refused by the store, and by the compiler', () => {
+  // Room for two port mappings: b's 8080 and a's 9090, and no third.
+  const { host, a, id, port, same } = attached({ portMappings: 2 });
+  const ep = (policies: unknown[]) => ({ ID: 'a', HostComputeNetwork: 'nat', MacAddress: a.MacAddress, IpConfigurations: a.IpConfigurations, Policies: policies });
+  host.store.modify('endpoint', 'a', ep([pm(9090)]));
+  assert.throws(() => host.store.modify('endpoint', 'a', ep([pm(8080)])), (e: unknown) => e instanceof ModelError && e.code === 'Conflict');
+  same('refused by the store');
+  assert.throws(() => host.store.modify('endpoint', 'a', ep([pm(9090), pm(9091)])), /portMapping/);
+  same('refused by the compiler');
+  // A refused change of the network too (its gateway made again on a VLAN, then put back).
+  const before = host.store.snapshot();
+  const gw = gwMac(host);
+  const next = structuredClone(before);
+  next.networks[0].Ipams![0].Subnets[0].Policies = [{ Type: 'VLAN', Settings: { IsolationId: 5 } }];
+  next.endpoints.find((e) => e.ID === 'a')!.Policies = [pm(9090), pm(9091)] as typeof next.endpoints[0]['Policies'];
+  assert.throws(() => host.store.replace(next), /portMapping/);
+  assert.equal(host.store.snapshot(), before);
+  same('a refused network change');
+  assert.is(gwMac(host), gw);
+  assert.is(host.sw.ports.get(id), port);
+});
+
+test('a network modify that changes the gateway keeps its MAC; the port forgets its MACs only when its VLAN changes', () => {
+  const { host, a, id, pings, whoHas, same } = attached();
+  const gw = gwMac(host);
+  const learned = () => host.sw.macTable().some((m) => m.mac === a.MacAddress && m.port === id);
+  pings();
+  assert.ok(learned());
+  host.store.modify('network', 'nat', { ...NAT, Policies: ALLOW_ALL });
+  assert.ok(learned(), 'same network and VLAN: the learned MAC stays');
+  const vlan = structuredClone(NAT) as typeof NAT & { Ipams: Array<{ Subnets: Array<{ Policies?: unknown[] }> }> };
+  vlan.Ipams[0].Subnets[0].Policies = [{ Type: 'VLAN', Settings: { IsolationId: 5 } }];
+  host.store.modify('network', 'nat', vlan);
+  assert.not.ok(learned(), 'another VLAN: forgotten');
+  assert.is(host.sw.port(id).spec.vlan, 5);
+  assert.is(gwMac(host), gw, 'the gateway, made again on the VLAN, has the same MAC');
+  same('VLAN added');
+  assert.is(whoHas(), gw);
+});
+
+test('a network keeps its gateway interface when a lower interface id has come free', () => {
+  const { host } = boot();
+  const other = { ...NAT, ID: 'other', Ipams: [{ Subnets: [{ IpAddressPrefix: '172.21.0.0/24' }] }] };
+  host.store.create('network', other);
+  host.store.create('network', NAT);
+  const gw = gwMac(host), number = host.compiler.networkOf('nat');
+  host.store.delete('network', 'other');
+  host.store.modify('network', 'nat', { ...NAT, Policies: ALLOW_ALL });
+  assert.is(gwMac(host), gw);
+  assert.is(host.compiler.networkOf('nat'), number, 'and its network number');
+});
+
+test('a deleted endpoint\'s port is removed, and a new endpoint never gets the old port object', () => {
+  const { host, id, port } = attached();
+  host.store.delete('endpoint', 'a');
+  assert.is(host.portOf('a'), undefined);
+  assert.not.ok(host.sw.ports.has(id), 'the port is gone');
+  host.store.create('endpoint', { ID: 'c', HostComputeNetwork: 'nat' });
+  host.store.create('endpoint', { ID: 'a', HostComputeNetwork: 'nat' });
+  for (const ep of ['a', 'c']) {
+    const p = host.sw.port(host.portOf(ep)!);
+    assert.ok(p !== port, `${ep} has a port object of its own`);
+    assert.is(p.handler, undefined);
+  }
 });
 
 test.run();

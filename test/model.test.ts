@@ -48,10 +48,17 @@ test('create is idempotent for the same content; other content is AlreadyExists'
   const s = new Store();
   const a = s.create('network', nat);
   assert.equal(s.create('network', nat), a);
-  refused(() => s.create('network', { ...nat, Type: 'Internal' }), 'AlreadyExists', 'ID');
+  refused(() => s.create('network', { ...nat, Type: 'Internal' }), 'AlreadyExists', 'Type');
   const e = s.create('endpoint', { ID: 'web', HostComputeNetwork: 'nat' });
   assert.equal(s.create('endpoint', { ID: 'web', HostComputeNetwork: 'nat' }), e, 'a retry gets what was assigned');
   assert.is(s.list('endpoint').length, 1);
+  // The object has a PortMapping the request does not ask for: not the same request.
+  const pm = { ID: 'api', HostComputeNetwork: 'nat', Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 80, ExternalPort: 8080 } }] };
+  s.create('endpoint', pm);
+  refused(() => s.create('endpoint', { ID: 'api', HostComputeNetwork: 'nat' }), 'AlreadyExists', 'Policies');
+  refused(() => s.create('endpoint', { ...pm, Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 80, ExternalPort: 8081 } }] }), 'AlreadyExists', 'Policies[0].Settings.ExternalPort');
+  refused(() => s.create('endpoint', { ...pm, MacAddress: '02:00:00:00:00:99' }), 'AlreadyExists', 'MacAddress');
+  assert.equal(s.create('endpoint', pm).Policies, pm.Policies);
 });
 
 test('MACs and addresses come from the pools; the gateway and taken ones are skipped', () => {

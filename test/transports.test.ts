@@ -1,15 +1,18 @@
 // Transports over loopback: UDP datagrams (QEMU dgram, socat), QEMU's length-prefixed stream over TCP
 // and a unix socket (frames split and joined across reads, bad prefixes disconnected, reconnects get
 // their port back, slow readers bounded), WebSocket binary messages, and pcap capture per port.
+// Each transport is also attacked the way a local user or a web page could: a second client or
+// sender for a port that has one, a foreign Origin, an oversized message, a file where a unix socket
+// would go, a port id reused by another endpoint.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { Switch, UdpTransport, StreamTransport, StreamServer, WebSocketTransport, readPcap } from '../src/index.js';
+import { Switch, type SwitchPort, UdpTransport, StreamTransport, StreamServer, WebSocketTransport, readPcap } from '../src/index.js';
 import { ethernet, ipv4, udp } from '../src/frames.js';
 
 const A = '02:00:00:00:00:0a', B = '02:00:00:00:00:0b', BC = 'ff:ff:ff:ff:ff:ff';
@@ -49,6 +52,94 @@ test('UDP: one frame per datagram both ways; the peer is learned; non-frames ref
     hostA.close(); hostB.close();
     await ta.close(); await tb.close();
   }
+});
+
+const udpHost = async () => {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const got: Buffer[] = [];
+  s.on('message', (m) => got.push(m));
+  return { s, got, port: () => s.address().port };
+};
+
+test('UDP: a learned peer keeps its port against other senders until it has been silent for peerIdleMs', async () => {
+  const sw = new Switch({ maxPorts: 4 });
+  const pa = sw.addPort(), pb = sw.addPort();
+  const ta = await UdpTransport.open(sw, pa.id, { bind: { port: 0 }, peerIdleMs: 200 });
+  const tb = await UdpTransport.open(sw, pb.id, { bind: { port: 0 } });
+  const vm = await udpHost(), intruder = await udpHost(), hostB = await udpHost();
+  const toA = ta.address().port;
+  try {
+    hostB.s.send(frame(B, BC, 1), tb.address().port, '127.0.0.1');
+    await until(() => sw.counters().stats.rx_packets === 1);
+    vm.s.send(frame(A, BC, 2), toA, '127.0.0.1');
+    await until(() => hostB.got.length === 1);
+    assert.is(ta.stats.connects, 1);
+    // Another sender, while the peer is fresh: refused, not delivered.
+    intruder.s.send(frame(A, BC, 3), toA, '127.0.0.1');
+    await until(() => ta.stats.refusals === 1);
+    vm.s.send(frame(A, BC, 4), toA, '127.0.0.1');
+    await until(() => hostB.got.length === 2);
+    assert.equal(hostB.got.map((f) => f[43]), [2, 4]);
+    // Frames out still go to the first peer.
+    hostB.s.send(frame(B, A, 5), tb.address().port, '127.0.0.1');
+    await until(() => vm.got.length === 1);
+    assert.is(vm.got[0][43], 5);
+    assert.is(intruder.got.length, 0);
+    // After peerIdleMs of silence, a new sender (a restarted socat) takes the port over.
+    await new Promise((r) => setTimeout(r, 250));
+    intruder.s.send(frame(A, BC, 6), toA, '127.0.0.1');
+    await until(() => hostB.got.length === 3);
+    assert.is(hostB.got[2][43], 6);
+    assert.is(ta.stats.connects, 2);
+    hostB.s.send(frame(B, A, 7), tb.address().port, '127.0.0.1');
+    await until(() => intruder.got.length === 1);
+    assert.is(intruder.got[0][43], 7);
+    assert.is(vm.got.length, 1);
+    // And now the old peer is the stranger.
+    vm.s.send(frame(A, BC, 8), toA, '127.0.0.1');
+    await until(() => ta.stats.refusals === 2);
+    assert.is(ta.stats.rxFrames, 3);
+  } finally {
+    vm.s.close(); intruder.s.close(); hostB.s.close();
+    await ta.close(); await tb.close();
+  }
+});
+
+test('UDP: with a configured peer, every other sender is refused, however long the peer is silent', async () => {
+  const sw = new Switch({ maxPorts: 4 });
+  const pa = sw.addPort(), pb = sw.addPort();
+  const vm = await udpHost(), intruder = await udpHost();
+  const ta = await UdpTransport.open(sw, pa.id, { bind: { port: 0 }, peer: { host: '127.0.0.1', port: vm.port() }, peerIdleMs: 0 });
+  const toA = ta.address().port;
+  try {
+    intruder.s.send(frame(A, BC, 1), toA, '127.0.0.1');
+    await until(() => ta.stats.refusals === 1);
+    vm.s.send(frame(A, BC, 2), toA, '127.0.0.1');
+    await until(() => ta.stats.rxFrames === 1);
+    await until(() => pb.receive().length === 1);
+    intruder.s.send(frame(A, BC, 3), toA, '127.0.0.1');
+    await until(() => ta.stats.refusals === 2);
+    sw.flush();
+    assert.is(pb.receive().length, 0, 'the stranger\'s frame went nowhere');
+    pb.send(frame(B, A, 4));
+    sw.flush();
+    await until(() => vm.got.length === 1);
+    assert.is(vm.got[0][43], 4);
+    assert.is(intruder.got.length, 0);
+    assert.is(ta.stats.connects, 0);
+    // A frame longer than a UDP datagram can be is a counted drop, not a crash.
+    pb.send(ethernet({ src: B, dst: A, ethertype: 0x88b5, payload: new Uint8Array(65535 - 14) }));
+    sw.flush();
+    await until(() => ta.stats.txDropped === 1);
+    assert.is(ta.stats.txFrames, 1);
+  } finally {
+    vm.s.close(); intruder.s.close();
+    await ta.close();
+  }
+  let err: Error | undefined;
+  try { await UdpTransport.open(sw, pa.id, { bind: { port: 0 }, peer: { host: 'localhost', port: 1 } }); } catch (e) { err = e as Error; }
+  assert.match(err?.message ?? '', /numeric IP address/);
 });
 
 function framed(frames: Uint8Array[]): Buffer {
@@ -111,6 +202,119 @@ for (const kind of ['tcp', 'unix'] as const) {
   });
 }
 
+const dialStream = (t: StreamTransport) => new Promise<Socket>((ok) => { const a = t.address(); const s = typeof a === 'string' ? connect(a) : connect(a.port, a.host); s.once('connect', () => ok(s)); });
+const closed = (s: Socket) => until(() => s.destroyed);
+
+test('stream: a second client is refused while the first is alive, and accepted once it has gone', async () => {
+  const sw = new Switch({ maxPorts: 4 });
+  const pa = sw.addPort(), pb = sw.addPort();
+  const logs: string[] = [];
+  const ta = await StreamTransport.listen(sw, pa.id, { tcp: { port: 0 }, log: (m) => logs.push(m) });
+  const tb = await StreamTransport.listen(sw, pb.id, { tcp: { port: 0 } });
+  const a = await dialStream(ta), b = await dialStream(tb);
+  const fromA = reader(a), fromB = reader(b);
+  let intruder: Socket | undefined, a2: Socket | undefined;
+  try {
+    intruder = await dialStream(ta);
+    intruder.on('error', () => {});
+    intruder.write(framed([frame(A, BC, 9)]));
+    await closed(intruder);
+    assert.is(ta.stats.refusals, 1);
+    assert.is(ta.stats.connects, 1);
+    assert.equal(ta.disconnects, [{ reason: 'port 0 already has a client' }]);
+    assert.match(logs[0], /port 0 already has a client; refused/);
+    // The first client still has its port, both ways, and nothing the intruder wrote got in.
+    a.write(framed([frame(A, BC, 1)]));
+    await until(() => fromB.length === 1);
+    b.write(framed([frame(B, A, 2)]));
+    await until(() => fromA.length === 1);
+    assert.equal(fromB.map((f) => f[43]), [1]);
+    assert.is(fromA[0][43], 2);
+    assert.is(ta.stats.rxFrames, 1);
+    // The first client goes; the next one (a restarted QEMU) gets the port.
+    a.destroy();
+    await closed(a);
+    await new Promise((r) => setTimeout(r, 50));
+    a2 = await dialStream(ta);
+    const fromA2 = reader(a2);
+    await until(() => ta.stats.connects === 2);
+    a2.write(framed([frame(A, BC, 3)]));
+    await until(() => fromB.length === 2);
+    assert.is(fromB[1][43], 3);
+    b.write(framed([frame(B, A, 4)]));
+    await until(() => fromA2.length === 1);
+    assert.is(fromA2[0][43], 4);
+    assert.is(ta.stats.refusals, 1);
+  } finally {
+    intruder?.destroy(); a.destroy(); a2?.destroy(); b.destroy();
+    await ta.close(); await tb.close();
+  }
+});
+
+test('unix stream: an existing file is not replaced (EADDRINUSE, same content); the socket gets its mode and goes at close', async () => {
+  const sw = new Switch({ maxPorts: 4 });
+  const pa = sw.addPort();
+  const dir = mkdtempSync(join(tmpdir(), 'netplane-unix-'));
+  const taken = join(dir, 'taken.sock');
+  writeFileSync(taken, 'not netplane\'s');
+  let err: NodeJS.ErrnoException | undefined;
+  try { await (await StreamTransport.listen(sw, pa.id, { unix: taken })).close(); } catch (e) { err = e as NodeJS.ErrnoException; }
+  assert.is(err?.code, 'EADDRINUSE');
+  assert.ok(lstatSync(taken).isFile(), 'still a regular file');
+  assert.is(readFileSync(taken, 'utf8'), 'not netplane\'s');
+  assert.is(pa.handler, undefined, 'a failed listen leaves the port alone');
+
+  const path = join(dir, 'a.sock');
+  const ta = await StreamTransport.listen(sw, pa.id, { unix: path, mode: 0o600 });
+  try {
+    assert.ok(lstatSync(path).isSocket());
+    assert.is(lstatSync(path).mode & 0o777, 0o600);
+  } finally {
+    await ta.close();
+  }
+  assert.not.ok(existsSync(path), 'the socket netplane made is gone');
+});
+
+test('a transport keeps the port object it attached to: a port id reused by another endpoint is not its', async () => {
+  const sw = new Switch({ maxPorts: 4 });
+  const pa = sw.addPort(), pb = sw.addPort();
+  const ta = await UdpTransport.open(sw, pa.id, { bind: { port: 0 } });
+  const host = createSocket('udp4');
+  await new Promise<void>((r) => host.bind(0, '127.0.0.1', () => r()));
+  let other: SwitchPort | undefined;
+  const theirs = () => {};
+  try {
+    host.send(frame(A, BC, 1), ta.address().port, '127.0.0.1');
+    await until(() => pb.receive().length === 1);
+    sw.removePort(pa.id);
+    other = sw.addPort({ id: pa.id });
+    other.onFrame(theirs);
+    const before = sw.counters().stats.rx_packets;
+    host.send(frame(A, BC, 2), ta.address().port, '127.0.0.1');
+    await until(() => ta.stats.rxRefused === 1);
+    sw.flush();
+    assert.is(sw.counters().stats.rx_packets, before, 'nothing entered as the new port');
+    assert.is(ta.stats.rxFrames, 1);
+  } finally {
+    host.close();
+    await ta.close();
+  }
+  assert.is(other?.handler, theirs, 'close left the new endpoint\'s handler alone');
+  // A transport replaced on the same port object (the endpoint's transport changed) leaves the
+  // newer one's handler when it closes.
+  const pc = sw.addPort();
+  const older = await UdpTransport.open(sw, pc.id, { bind: { port: 0 } });
+  const newer = await UdpTransport.open(sw, pc.id, { bind: { port: 0 } });
+  const newers = pc.handler;
+  await older.close();
+  try {
+    assert.ok(newers !== undefined && pc.handler === newers, 'the newer transport still sends for the port');
+  } finally {
+    await newer.close();
+  }
+  assert.is(pc.handler, undefined);
+});
+
 test('one stream listener, several clients, each its own port; a reconnecting client gets its port back', async () => {
   const sw = new Switch({ maxPorts: 8 });
   const server = await StreamServer.listen(sw, { tcp: { port: 0 }, newPort: () => sw.addPort({ network: 1 }).id });
@@ -126,6 +330,13 @@ test('one stream listener, several clients, each its own port; a reconnecting cl
     assert.is(fromA[0][43], 2, 'B reached A through the switch');
     const portA = server.portOf(A), portB = server.portOf(B);
     assert.ok(portA !== undefined && portB !== undefined && portA !== portB, 'each client its own port');
+    // Another connection claiming A's MAC while A is connected does not get A's port.
+    const dup = await dial();
+    dup.on('error', () => {});
+    dup.write(framed([frame(A, BC, 9)]));
+    await until(() => dup.destroyed);
+    assert.equal({ refusals: server.stats.refusals, connects: server.stats.connects }, { refusals: 1, connects: 2 });
+    assert.match(server.disconnects[0].reason, new RegExp(`port ${portA} \\(${A}\\) already has a client; refused`));
     a.destroy();
     await new Promise((r) => setTimeout(r, 50));
     const a2 = await dial();
@@ -181,6 +392,80 @@ test('WebSocket: one binary message per frame; a text message disconnects the cl
     assert.match(logs[0], /text message/);
   } finally {
     a.terminate(); b.terminate();
+    await ta.close(); await tb.close();
+  }
+});
+
+// A handshake's outcome: the open client, or the HTTP status it was refused with.
+const handshake = (t: WebSocketTransport, origin?: string) => new Promise<{ ws?: WebSocket; status?: number }>((ok) => {
+  const ws = new WebSocket(`ws://127.0.0.1:${t.address().port}`, { ...(origin === undefined ? {} : { origin }), handshakeTimeout: 3000 });
+  ws.once('open', () => ok({ ws }));
+  ws.once('error', (e) => ok({ status: Number(/Unexpected server response: (\d+)/.exec(e.message)?.[1]) }));
+});
+const wsClosed = (ws: WebSocket) => new Promise<number>((ok, fail) => {
+  const timer = setTimeout(() => fail(new Error('timed out')), 3000);
+  ws.once('close', (code) => { clearTimeout(timer); ok(code); });
+});
+
+test('WebSocket: a foreign Origin gets 403, a second client 409, an oversized message 1009; the port goes on', async () => {
+  const sw = new Switch({ maxPorts: 4 });
+  const pa = sw.addPort(), pb = sw.addPort();
+  const logs: string[] = [];
+  const ta = await WebSocketTransport.listen(sw, pa.id, { port: 0, allowedOrigins: ['https://vm.example'], log: (m) => logs.push(m) });
+  const tb = await WebSocketTransport.listen(sw, pb.id, { port: 0 });
+  const b = (await handshake(tb)).ws!;
+  const got: Buffer[] = [];
+  b.on('message', (m) => got.push(m as Buffer));
+  const open: WebSocket[] = [b];
+  try {
+    const foreign = await handshake(ta, 'https://evil.example');
+    assert.is(foreign.status, 403);
+    assert.is(ta.stats.refusals, 1);
+    assert.is(ta.stats.connects, 0);
+    assert.match(logs[0], /Origin "https:\/\/evil\.example" is not allowed/);
+    // A listed Origin is let in, and its frames reach the switch.
+    const allowed = await handshake(ta, 'https://vm.example');
+    assert.ok(allowed.ws, 'the listed Origin is accepted');
+    open.push(allowed.ws!);
+    assert.is(ta.stats.connects, 1);
+    allowed.ws!.send(frame(A, BC, 1));
+    await until(() => got.length === 1);
+    // While it is open, nobody else gets the port, with or without an Origin.
+    assert.is((await handshake(ta)).status, 409);
+    assert.is(ta.stats.refusals, 2);
+    assert.match(logs[1], /port already has a client/);
+    allowed.ws!.close();
+    await wsClosed(allowed.ws!);
+    // No Origin (websockproxy, node): accepted once the port is free.
+    const plain = (await handshake(ta)).ws!;
+    open.push(plain);
+    assert.is(ta.stats.connects, 2);
+    // A message longer than any frame ends the client with 1009, and none of it reaches the switch.
+    const rxBefore = sw.counters().stats.rx_packets;
+    const closing = wsClosed(plain);
+    plain.send(Buffer.alloc(70000, 1));
+    assert.is(await closing, 1009);
+    await until(() => ta.stats.rxRefused === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    sw.flush();
+    assert.is(sw.counters().stats.rx_packets, rxBefore);
+    assert.is(ta.stats.rxFrames, 1);
+    assert.is(got.length, 1);
+    assert.match(ta.disconnects[ta.disconnects.length - 1].reason, /over 65535 bytes/);
+    // The next client has the port, both ways.
+    const next = (await handshake(ta)).ws!;
+    open.push(next);
+    const toNext: Buffer[] = [];
+    next.on('message', (m) => toNext.push(m as Buffer));
+    next.send(frame(A, BC, 2));
+    await until(() => got.length === 2);
+    assert.is(got[1][43], 2);
+    b.send(frame(B, A, 3));
+    await until(() => toNext.length === 1);
+    assert.equal(new Uint8Array(toNext[0]), frame(B, A, 3));
+    assert.is(ta.stats.refusals, 2);
+  } finally {
+    for (const ws of open) ws.terminate();
     await ta.close(); await tb.close();
   }
 });

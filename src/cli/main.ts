@@ -6,11 +6,13 @@ import { Switch, type SwitchPort } from '../dataplane.js';
 import { arp, ethernet, ipv4, udp, tcp, icmp, dissect } from '../frames.js';
 import { Daemon, readConfig, DEFAULT_PORT, type DaemonConfig } from '../daemon.js';
 import { request as httpRequest } from 'node:http';
-import { readFileSync } from 'node:fs';
+import { readFileSync, lstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { LockedError } from '../confine.js';
 
 const HELP = `netplane — a software-defined host network in WebAssembly
 
-usage: netplane <command> [arguments] [--json] [--url URL | --socket PATH]
+usage: netplane <command> [arguments] [--json] [--state-dir DIR | --socket PATH | --url URL [--token T]]
 
 daemon:
   serve [--config FILE] [--state-dir DIR] [--port N] [--socket PATH]
@@ -31,7 +33,9 @@ other:
   demo                   the switch and the NAT mode on generated traffic, narrated
   help                   this text
 
-The client talks to the daemon at --url (default http://127.0.0.1:${DEFAULT_PORT}) or --socket.
+The client talks to the daemon through the unix socket of its state directory (--state-dir, default
+.netplane), or --socket PATH, or over TCP at --url (default http://127.0.0.1:${DEFAULT_PORT}) with the
+token from the state directory (or --token / NETPLANE_TOKEN).
 Exit codes: 0 done, 1 refused by the daemon (the error names the field), 2 usage, 3 no daemon.
 `;
 
@@ -97,13 +101,24 @@ async function serve(flags: Flags): Promise<number> {
     },
     defaults: { network: !flags['no-default-network'] && (base.defaults?.network ?? false) },
   };
-  const d = new Daemon(config);
-  await d.listen();
+  let d: Daemon;
+  try {
+    d = new Daemon(config);
+    await d.listen();
+  } catch (e) {
+    process.stderr.write(`netplane: ${e instanceof LockedError ? e.message : `cannot serve: ${(e as Error).message}`}\n`);
+    return 1;
+  }
   const nets = d.host.store.list('network').map((n) => `${n.ID} (${n.Type})`).join(', ') || 'none';
-  process.stdout.write(`netplane serving\n  state:    ${config.stateDir}\n  api:      http://127.0.0.1:${d.port}/\n  socket:   ${d.socketPath ?? 'off'}\n  networks: ${nets}\n` +
-    `try:       npx netplane network list   (or: curl http://127.0.0.1:${d.port}/networks)\nstop with Ctrl-C\n`);
+  process.stdout.write(`netplane serving\n  state:    ${d.stateDir}\n  socket:   ${d.socketPath ?? 'off'}\n  api:      http://127.0.0.1:${d.port}/  (token in ${join(d.stateDir, 'token')})\n  networks: ${nets}\n` +
+    `try:       npx netplane network list` + (d.socketPath ? `   (or: curl --unix-socket ${d.socketPath} http://localhost/networks)` : '') + `\nstop with Ctrl-C\n`);
   await new Promise<void>((done) => {
-    const stop = () => { d.close().then(done); };
+    // Every change is saved when it is made, so a shutdown that hangs (a client that will not let go)
+    // loses nothing by being cut short.
+    const stop = () => {
+      setTimeout(() => { process.stderr.write('netplane: shutdown took over 5 s; exiting anyway (the state was saved with each change)\n'); done(); }, 5000).unref();
+      d.close().then(done, done);
+    };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
@@ -113,14 +128,34 @@ async function serve(flags: Flags): Promise<number> {
 
 // ---- the client ----------------------------------------------------------------------------------
 
+// Where the daemon is and how to prove who we are: --socket (or NETPLANE_SOCKET) or --url (or
+// NETPLANE_URL) when given; otherwise the unix socket of the state directory (--state-dir,
+// NETPLANE_STATE_DIR, or .netplane as `npm start` uses) when it is there, else loopback TCP. Over TCP
+// the token comes from --token, NETPLANE_TOKEN, or the state directory's token file, which only the
+// daemon's user can read.
+function endpointOf(flags: Flags): { socket?: string; url: URL; token?: string } {
+  const stateDir = typeof flags['state-dir'] === 'string' ? flags['state-dir'] : process.env.NETPLANE_STATE_DIR ?? '.netplane';
+  const url = new URL(typeof flags.url === 'string' ? flags.url : process.env.NETPLANE_URL ?? `http://127.0.0.1:${DEFAULT_PORT}`);
+  let socket = typeof flags.socket === 'string' ? flags.socket : process.env.NETPLANE_SOCKET;
+  if (!socket && typeof flags.url !== 'string' && !process.env.NETPLANE_URL) {
+    const p = join(stateDir, 'netplane.sock');
+    try { if (lstatSync(p).isSocket()) socket = p; } catch { /* not there: TCP */ }
+  }
+  let token = typeof flags.token === 'string' ? flags.token : process.env.NETPLANE_TOKEN;
+  if (!token && !socket) {
+    try { token = readFileSync(join(stateDir, 'token'), 'utf8').trim(); } catch { /* not readable: the daemon will say 401 */ }
+  }
+  return { socket, url, token };
+}
+
 function request(flags: Flags, method: string, path: string, body?: unknown): Promise<{ status: number; value: unknown }> {
-  const socket = typeof flags.socket === 'string' ? flags.socket : process.env.NETPLANE_SOCKET;
-  const url = new URL(path, typeof flags.url === 'string' ? flags.url : process.env.NETPLANE_URL ?? `http://127.0.0.1:${DEFAULT_PORT}`);
+  const { socket, url, token } = endpointOf(flags);
   const data = body === undefined ? undefined : JSON.stringify(body);
+  const headers: Record<string, string | number> = data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {};
+  if (token) headers.authorization = `Bearer ${token}`;
   return new Promise((ok, fail) => {
     const req = httpRequest({
-      method, socketPath: socket, host: socket ? undefined : url.hostname, port: socket ? undefined : url.port, path: url.pathname,
-      headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+      method, socketPath: socket, host: socket ? undefined : url.hostname, port: socket ? undefined : url.port, path: url.pathname.replace(/\/$/, '') + path, headers,
     }, (res) => {
       let s = '';
       res.setEncoding('utf8');
@@ -144,6 +179,7 @@ function readJsonArg(a: string | undefined): unknown {
 function refused(value: unknown): number {
   const err = (value as { error?: { code: string; field?: string; reason: string } }).error;
   process.stderr.write(`netplane: ${err ? `${err.code}: ${err.field ? `${err.field}: ` : ''}${err.reason}` : JSON.stringify(value)}\n`);
+  if (err?.code === 'Unauthorized') process.stderr.write('netplane: run this as the user who runs the daemon, from its directory, or give --state-dir DIR, --token or NETPLANE_TOKEN\n');
   return 1;
 }
 
@@ -204,6 +240,13 @@ async function viewCommand(cmd: string, flags: Flags): Promise<number> {
     table(Object.entries(v.stats).filter(([, n]) => n).map(([k, n]) => ({ STAT: k, VALUE: n as number })));
     const drops = Object.entries(v.drops);
     if (drops.length) { process.stdout.write('\n'); table(drops.map(([k, n]) => ({ DROP: k, COUNT: n as number }))); }
+    if (v.transports?.length) {
+      process.stdout.write('\n');
+      table(v.transports.map((t: any) => ({
+        ENDPOINT: t.endpoint, TYPE: t.type, STATE: t.Transport, ADDRESS: t.Address ?? '', CONNECTS: t.connects ?? 0, REFUSALS: t.refusals ?? 0,
+        RX: t.rxFrames ?? 0, TX: t.txFrames ?? 0, 'TX DROPPED': t.txDropped ?? 0, 'RX REFUSED': t.rxRefused ?? 0, REASON: t.Reason ?? '',
+      })));
+    }
   } else process.stdout.write(v.text + '\n' + (v.output.length ? v.output.map((o: any) => `out port ${o.port}: ${o.frame.length / 2} bytes`).join('\n') + '\n' : ''));
   return 0;
 }

@@ -5,6 +5,26 @@
 // objects' connections are never disturbed. If any step fails, what this change did is undone and
 // the previous versions re-applied, and the store refuses the change: all or nothing.
 //
+// What a modified object keeps. Most of its items are simply undone and applied again: no frame is
+// processed inside one apply, so traffic sees only the end state, and these items (neighbours, port
+// mappings, source NAT rules and exceptions, load balancers) hold nothing but their own settings —
+// the connections they made keep their translations in conntrack. Three things are held on to by
+// others, and an object keeps them for as long as it exists, across changes of itself or of its
+// network:
+//   - an endpoint's switch port, the same id and the same SwitchPort object: transports hold that
+//     object and set their frame handler on it, and its counters and learned MACs live on it. It is
+//     reconfigured in place (network, VLAN, MAC; the dataplane forgets its learned MACs only when its
+//     network or VLAN changed), and so is its ACL binding, because unbinding a port's ACLs forgets
+//     the port's ACL connections;
+//   - a network's number: its ports, MAC table entries and ACL rule set are keyed by it. The rule set
+//     too is replaced by the next version's, never cleared in between, for the same reason;
+//   - a network's gateway interface: its MAC is in every guest's ARP cache. It is left untouched when
+//     its settings did not change, and made again with the same id and MAC when they did.
+// The undo of a changed object releases these into a pool under the object's ID instead of removing
+// them; compiling its next version — or, for a refused change, its previous one — claims them back.
+// What is still released when the apply ends belonged to an object that is gone and is removed then;
+// an object created later, even under the same ID, never gets another's port.
+//
 // What each network type does here (docs/model.md says it for users):
 //   NAT        its own broadcast domain with a gateway (router interface in the host compartment 0),
 //              masqueraded to the host's uplink (when one is configured) except for the network's
@@ -14,7 +34,8 @@
 //   Transparent, L2Bridge
 //              a domain bridged to the uplink's broadcast domain: the endpoints are on the external
 //              L2 network (attached uplink ports join the domain; see transports).
-import type { Switch } from '../dataplane.js';
+import type { Switch, SwitchPort } from '../dataplane.js';
+import type { InterfaceSpec } from '../router.js';
 import type { ModelState, HostComputeNetwork, HostComputeEndpoint, HostComputeLoadBalancer, Kind } from '../model/types.js';
 import { gatewayOf } from '../model/store.js';
 import { prefix } from '../model/validate.js';
@@ -40,6 +61,10 @@ export class HostCompiler {
   private gatewayInterface = new Map<string, number>();
   private uplinkInterface?: number;
   private state: ModelState = { networks: [], endpoints: [], namespaces: [], loadBalancers: [] };
+  // What undone objects released, by object ID, for their next version to claim (see the top).
+  private releasedPorts = new Released<SwitchPort>((p) => this.sw.removePort(p.id));
+  private releasedNumbers = new Released<number>((n) => this.sw.acls.setNetworkRules(n, []));
+  private releasedGateways = new Released<number>((i) => this.sw.router.removeInterface(i));
 
   constructor(readonly sw: Switch, readonly config: HostConfig = {}) {
     const up = config.uplink;
@@ -49,7 +74,8 @@ export class HostCompiler {
     }
   }
 
-  // The switch port an endpoint is attached by (transports attach to it).
+  // The switch port an endpoint is attached by (transports attach to it): the same one for as long as
+  // the endpoint exists.
   portOf(endpoint: string): number | undefined { return this.endpointPort.get(endpoint); }
   networkOf(network: string): number | undefined { return this.networkNumber.get(network); }
   uplinkNetwork(): number { return UPLINK_NETWORK; }
@@ -100,7 +126,8 @@ export class HostCompiler {
       }
       this.state = structuredClone(next);
     } catch (e) {
-      // Back to exactly what was: undo this change's items, re-apply what it undid.
+      // Back to exactly what was: undo this change's items, re-apply what it undid (which claims
+      // back the ports, numbers and gateways released on the way).
       for (const [kind, id] of done.reverse()) {
         const a = this.applied.get(`${kind}/${id}`);
         if (a) runUndo(a.undo);
@@ -110,6 +137,11 @@ export class HostCompiler {
         this.applied.set(`${kind}/${id}`, { value: a.value, undo: this.compile(kind, a.value, prev) });
       }
       throw e;
+    } finally {
+      // Released and not claimed back: what belonged to objects that are gone.
+      this.releasedPorts.drop();
+      this.releasedGateways.drop();
+      this.releasedNumbers.drop();
     }
   }
 
@@ -128,33 +160,27 @@ export class HostCompiler {
 
   private compileNetwork(n: HostComputeNetwork, undo: Undo[]): void {
     const sw = this.sw, rt = sw.router;
-    let num = this.networkNumber.get(n.ID);
-    if (num === undefined) {
-      num = UPLINK_NETWORK + 1;
-      const used = new Set(this.networkNumber.values());
-      while (used.has(num)) num++;
-      this.networkNumber.set(n.ID, num);
-    }
-    const network = num;
     if (n.Type === 'Transparent' || n.Type === 'L2Bridge') {
       // Bridged to the uplink: its endpoints join the uplink's broadcast domain.
       this.networkNumber.set(n.ID, UPLINK_NETWORK);
       undo.push(() => this.networkNumber.delete(n.ID));
       return;
     }
-    undo.push(() => this.networkNumber.delete(n.ID));
+    const network = this.releasedNumbers.claim(n.ID) ?? this.freeNetworkNumber();
+    this.networkNumber.set(n.ID, network);
+    undo.push(() => { this.networkNumber.delete(n.ID); this.releasedNumbers.release(n.ID, network); });
     const subnets = (n.Ipams ?? []).flatMap((i) => i.Subnets);
     const v4 = subnets.find((s) => !s.IpAddressPrefix.includes(':'));
     const v6 = subnets.find((s) => s.IpAddressPrefix.includes(':'));
     const vlan = v4?.Policies?.find((p) => p.Type === 'VLAN')?.Settings.IsolationId ?? 0;
     if (n.Type !== 'Private' && (v4 || v6)) {
-      const gw = rt.addInterface({
+      const gw = this.gateway(n.ID, {
         compartment: HOST_COMPARTMENT, network, vlan,
         address: v4 ? `${gatewayOf(v4)}/${prefix(v4.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
         address6: v6 ? `${gatewayOf(v6)}/${prefix(v6.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
       });
       this.gatewayInterface.set(n.ID, gw);
-      undo.push(() => { rt.removeInterface(gw); this.gatewayInterface.delete(n.ID); });
+      undo.push(() => { this.gatewayInterface.delete(n.ID); this.releasedGateways.release(n.ID, gw); });
     }
     if (n.Type === 'NAT' && v4 && this.uplinkInterface !== undefined) {
       const rule = rt.addSourceNat({ compartment: HOST_COMPARTMENT, source: v4.IpAddressPrefix, interface: this.uplinkInterface });
@@ -167,10 +193,32 @@ export class HostCompiler {
         }
       }
     }
-    const acls = (n.Policies ?? []).filter((p) => p.Type === 'NetworkACL').map((p) => p.Settings as AclRule);
-    if (acls.length) {
-      sw.acls.setNetworkRules(network, acls);
-      undo.push(() => sw.acls.setNetworkRules(network, []));
+    // Replaces what the number had (its previous version's rules); they go when the number does.
+    sw.acls.setNetworkRules(network, (n.Policies ?? []).filter((p) => p.Type === 'NetworkACL').map((p) => p.Settings as AclRule));
+  }
+
+  private freeNetworkNumber(): number {
+    const used = new Set([...this.networkNumber.values(), ...this.releasedNumbers.items()]);
+    let num = UPLINK_NETWORK + 1;
+    while (used.has(num)) num++;
+    return num;
+  }
+
+  // The network's gateway interface: the one its previous version released, untouched if its
+  // settings are the same, else made again with the same id and MAC; a new one for a new network.
+  private gateway(network: string, spec: InterfaceSpec): number {
+    const rt = this.sw.router;
+    const kept = this.releasedGateways.claim(network);
+    if (kept === undefined) return rt.addInterface(spec);
+    const old = rt.interfaces.get(kept)!;
+    if (old.compartment === spec.compartment && old.network === spec.network && old.vlan === spec.vlan && old.address === spec.address && old.address6 === spec.address6) return kept;
+    rt.removeInterface(kept);
+    try {
+      return rt.addInterface({ ...spec, id: kept, mac: old.mac });
+    } catch (e) {
+      rt.addInterface(old);
+      this.releasedGateways.release(network, kept);
+      throw e;
     }
   }
 
@@ -180,9 +228,13 @@ export class HostCompiler {
     if (network === undefined) throw new Error(`endpoint ${e.ID}: network ${e.HostComputeNetwork} is not compiled`);
     const net = state.networks.find((n) => n.ID === e.HostComputeNetwork)!;
     const vlan = (net.Ipams ?? []).flatMap((i) => i.Subnets).find((s) => !s.IpAddressPrefix.includes(':'))?.Policies?.find((p) => p.Type === 'VLAN')?.Settings.IsolationId ?? 0;
-    const port = sw.addPort({ network, vlan, mac: e.MacAddress });
+    const spec = { network, vlan, mac: e.MacAddress };
+    const kept = this.releasedPorts.claim(e.ID);
+    const port = kept ?? sw.addPort(spec);
     this.endpointPort.set(e.ID, port.id);
-    undo.push(() => { sw.removePort(port.id); this.endpointPort.delete(e.ID); });
+    undo.push(() => { this.endpointPort.delete(e.ID); this.releasedPorts.release(e.ID, port); });
+    // In place; the dataplane forgets the port's learned MACs itself if its network or VLAN changed.
+    if (kept) sw.modifyPort(port.id, spec);
     const gw = this.gatewayInterface.get(e.HostComputeNetwork);
     const v4 = (e.IpConfigurations ?? []).find((c) => !c.IpAddress.includes(':'))?.IpAddress;
     for (const c of e.IpConfigurations ?? []) {
@@ -203,7 +255,8 @@ export class HostCompiler {
         undo.push(() => rt.removeSourceNat(rule));
       }
     }
-    if (rules.length || e.AclDefaults) sw.acls.setPortAcl(port.id, { rules, defaultIn: e.AclDefaults?.In, defaultOut: e.AclDefaults?.Out });
+    // Replaces what the port had (its previous version's ACL); it goes when the port does.
+    sw.acls.setPortAcl(port.id, { rules, defaultIn: e.AclDefaults?.In, defaultOut: e.AclDefaults?.Out });
   }
 
   private compileBalancer(lb: HostComputeLoadBalancer, state: ModelState, undo: Undo[]): void {
@@ -223,4 +276,23 @@ export class HostCompiler {
 
 function runUndo(undo: Undo[]): void {
   for (const u of [...undo].reverse()) u();
+}
+
+// Items an undone object released, by the object's ID: its next version claims them back within the
+// same apply; what is left at the end of the apply is dropped.
+class Released<T> {
+  private byOwner = new Map<string, T>();
+  constructor(private readonly remove: (item: T) => void) {}
+  release(owner: string, item: T): void { this.byOwner.set(owner, item); }
+  claim(owner: string): T | undefined {
+    const item = this.byOwner.get(owner);
+    this.byOwner.delete(owner);
+    return item;
+  }
+  items(): IterableIterator<T> { return this.byOwner.values(); }
+  drop(): void {
+    const left = [...this.byOwner.values()];
+    this.byOwner.clear();
+    for (const item of left) this.remove(item);
+  }
 }

@@ -3,7 +3,7 @@
 // moment leaves either the old state or the new one, never a torn file. Loading refuses, with an
 // error that names the file, a file that is not valid JSON, not a netplane state, from a newer
 // version, or inconsistent: a silent reset would lose every object.
-import { openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync, mkdirSync, existsSync, unlinkSync } from 'node:fs';
+import { openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync, mkdirSync, existsSync, unlinkSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelState } from './types.js';
 import { emptyState, checkState } from './store.js';
@@ -20,11 +20,15 @@ export class StateFileError extends Error {
 }
 
 export function saveState(dir: string, state: ModelState): void {
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, STATE_FILE);
-  const tmp = join(dir, `.${STATE_FILE}.${process.pid}.tmp`);
-  const body = JSON.stringify({ netplane: 'state', version: STATE_VERSION, ...state }, null, 2) + '\n';
-  const fd = openSync(tmp, 'w', 0o600);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeAtomic(dir, STATE_FILE, JSON.stringify({ netplane: 'state', version: STATE_VERSION, ...state }, null, 2) + '\n');
+}
+
+// Writes a file atomically: a temporary file beside it (".<name>.<pid>.tmp", 0600, never through a
+// symlink), fsync, rename over the old one, fsync of the directory.
+export function writeAtomic(dir: string, name: string, body: string): void {
+  const tmp = join(dir, `.${name}.${process.pid}.tmp`);
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
   try {
     writeSync(fd, body);
     fsyncSync(fd);
@@ -32,7 +36,7 @@ export function saveState(dir: string, state: ModelState): void {
     closeSync(fd);
   }
   try {
-    renameSync(tmp, file);
+    renameSync(tmp, join(dir, name));
   } catch (e) {
     unlinkSync(tmp);
     throw e;

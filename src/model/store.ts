@@ -1,12 +1,16 @@
 // The object store: create, get, list, modify and delete for every HCN object, with HNS's error
-// kinds made precise. Creating an object that exists with the same content succeeds (clients retry);
-// with other content it is AlreadyExists. A reference to a missing object is NotFound naming the
-// field; deleting an object others use, or a port mapping another endpoint owns, is a Conflict naming
-// the owner. Endpoints without a MAC or an IP get one from their network's pools.
+// kinds made precise. Creating an object that exists with the same content succeeds (clients retry)
+// and returns what exists; with other content (a field given that differs, or a field the object has
+// that the request left out) it is AlreadyExists naming the first field that differs. A reference to
+// a missing object is NotFound naming the field; deleting an object others use, or a port mapping
+// another endpoint owns, is a Conflict naming the owner. Endpoints without a MAC or an IP get one from
+// their network's pools (those two fields may be absent from a retried create).
 //
 // Every change is checked whole against a copy of the state before it is committed, so a refused
 // change leaves the store exactly as it was; `onChange` (the compiler into the dataplane) runs on
-// the new state before it is committed too, and a failure there also refuses the change.
+// the new state before it is committed too, and a failure there also refuses the change. A caller
+// with work of its own between the two (the daemon opens transports, then saves) uses `prepare`,
+// which computes and checks a change without committing it, then `accept`.
 import { ModelError, validateNetwork, validateEndpoint, validateNamespace, validateLoadBalancer, prefix, macNumber } from './validate.js';
 import type { ModelState, Kind, HostComputeNetwork, HostComputeEndpoint } from './types.js';
 import { formatIPv4, formatIPv6 } from '../frames.js';
@@ -47,39 +51,53 @@ export class Store {
     return structuredClone(o);
   }
 
-  create(kind: Kind, value: unknown): AnyObject {
-    const v = VALIDATE[kind](value);
-    const list = this.state[LIST[kind]] as AnyObject[];
-    const existing = list.find((x) => x.ID === v.ID);
-    if (existing) {
-      // A retried create: the same request again returns what exists (with what was assigned).
-      if (sameRequest(v, existing)) return structuredClone(existing);
-      throw new ModelError('AlreadyExists', 'ID', `${NAME[kind]} ${JSON.stringify(v.ID)} exists with other settings`);
+  create(kind: Kind, value: unknown): AnyObject { return this.run(this.prepare({ op: 'create', kind, value })); }
+  modify(kind: Kind, id: string, value: unknown): AnyObject { return this.run(this.prepare({ op: 'modify', kind, id, value })); }
+  delete(kind: Kind, id: string): void { this.run(this.prepare({ op: 'delete', kind, id })); }
+
+  // Computes and checks a change without committing it: `next` is the whole state it would make
+  // (undefined for a retried create, which changes nothing), `result` what the caller answers.
+  prepare(c: Change): { next?: ModelState; result: AnyObject } {
+    if (c.op === 'create') {
+      const v = VALIDATE[c.kind](c.value);
+      const existing = (this.state[LIST[c.kind]] as AnyObject[]).find((x) => x.ID === v.ID);
+      if (existing) {
+        // A retried create: the same request again returns what exists (with what was assigned).
+        const diff = firstDifference(v, existing, c.kind === 'endpoint' ? ASSIGNED : [], '');
+        if (diff === undefined) return { result: structuredClone(existing) };
+        throw new ModelError('AlreadyExists', diff, `${NAME[c.kind]} ${JSON.stringify(v.ID)} exists with another ${diff}`);
+      }
+      const next = structuredClone(this.state);
+      const obj = c.kind === 'endpoint' ? assign(next, v as HostComputeEndpoint) : v;
+      (next[LIST[c.kind]] as AnyObject[]).push(obj);
+      checkState(next);
+      return { next, result: structuredClone(obj) };
     }
+    this.get(c.kind, c.id);
     const next = structuredClone(this.state);
-    const obj = kind === 'endpoint' ? assign(next, v as HostComputeEndpoint) : v;
-    (next[LIST[kind]] as AnyObject[]).push(obj);
-    this.commit(next);
-    return structuredClone(obj);
+    const list = next[LIST[c.kind]] as AnyObject[];
+    const at = list.findIndex((x) => x.ID === c.id);
+    if (c.op === 'delete') {
+      const [gone] = list.splice(at, 1);
+      checkState(next);
+      return { next, result: gone };
+    }
+    const v = VALIDATE[c.kind](c.value);
+    if (v.ID !== c.id) throw new ModelError('InvalidArgument', 'ID', `cannot change an object's ID (${JSON.stringify(c.id)} to ${JSON.stringify(v.ID)})`);
+    const obj = c.kind === 'endpoint' ? assign({ ...next, endpoints: next.endpoints.filter((e) => e.ID !== c.id) }, v as HostComputeEndpoint) : v;
+    list[at] = obj;
+    checkState(next);
+    return { next, result: structuredClone(obj) };
   }
 
-  modify(kind: Kind, id: string, value: unknown): AnyObject {
-    this.get(kind, id);
-    const v = VALIDATE[kind](value);
-    if (v.ID !== id) throw new ModelError('InvalidArgument', 'ID', `cannot change an object's ID (${JSON.stringify(id)} to ${JSON.stringify(v.ID)})`);
-    const next = structuredClone(this.state);
-    const list = next[LIST[kind]] as AnyObject[];
-    const obj = kind === 'endpoint' ? assign({ ...next, endpoints: next.endpoints.filter((e) => e.ID !== id) }, v as HostComputeEndpoint) : v;
-    list[list.findIndex((x) => x.ID === id)] = obj;
-    this.commit(next);
-    return structuredClone(obj);
+  // Commits a state prepared (and applied) by the caller, without running onChange again.
+  accept(next: ModelState): void {
+    this.state = structuredClone(next);
   }
 
-  delete(kind: Kind, id: string): void {
-    this.get(kind, id);
-    const next = structuredClone(this.state);
-    (next[LIST[kind]] as AnyObject[]).splice((next[LIST[kind]] as AnyObject[]).findIndex((x) => x.ID === id), 1);
-    this.commit(next);
+  private run(p: { next?: ModelState; result: AnyObject }): AnyObject {
+    if (p.next) this.commit(p.next);
+    return p.result;
   }
 
   // Puts a whole earlier state back (a change undone by its caller), through the same checks and
@@ -95,15 +113,36 @@ export class Store {
   }
 }
 
-// The same create request as an existing object: every field the request gives is what the object
-// has (fields the store assigned, like a MAC or an address, may be absent from a retry).
-function sameRequest(req: unknown, existing: unknown): boolean {
-  if (Array.isArray(req)) return Array.isArray(existing) && req.length === existing.length && req.every((x, i) => sameRequest(x, existing[i]));
-  if (typeof req === 'object' && req !== null) {
-    if (typeof existing !== 'object' || existing === null) return false;
-    return Object.entries(req).every(([k, v]) => sameRequest(v, (existing as Record<string, unknown>)[k]));
+export type Change =
+  | { op: 'create'; kind: Kind; value: unknown }
+  | { op: 'modify'; kind: Kind; id: string; value: unknown }
+  | { op: 'delete'; kind: Kind; id: string };
+
+// Top-level fields the store fills in when a create leaves them out.
+const ASSIGNED = ['MacAddress', 'IpConfigurations'];
+
+// The path of the first field where a create request and an existing object differ, or undefined
+// when the request is the same (both validated, so both normalized); `assigned` fields may be absent
+// from the request.
+function firstDifference(req: unknown, existing: unknown, assigned: string[], path: string): string | undefined {
+  if (Array.isArray(req) || Array.isArray(existing)) {
+    if (!Array.isArray(req) || !Array.isArray(existing)) return path;
+    for (let i = 0; i < Math.max(req.length, existing.length); i++) {
+      const d = firstDifference(req[i], existing[i], [], `${path}[${i}]`);
+      if (d !== undefined) return d;
+    }
+    return undefined;
   }
-  return req === existing;
+  if (typeof req === 'object' && req !== null && typeof existing === 'object' && existing !== null) {
+    const a = req as Record<string, unknown>, b = existing as Record<string, unknown>;
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      if (a[k] === undefined && assigned.includes(k)) continue;
+      const d = firstDifference(a[k], b[k], [], path ? `${path}.${k}` : k);
+      if (d !== undefined) return d;
+    }
+    return undefined;
+  }
+  return req === existing ? undefined : path;
 }
 
 // Referential integrity and ownership, over a whole state.

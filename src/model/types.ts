@@ -89,8 +89,8 @@ export interface Dns {
 // container's vNIC; here a VM, a browser VM or a TAP device connects through a transport).
 export type Transport =
   | { Type: 'udp'; Bind: string; Peer?: string }          // "host:port"
-  | { Type: 'stream'; Listen: string }                    // "tcp:host:port" or "unix:/path"
-  | { Type: 'websocket'; Listen: string };                // "host:port"
+  | { Type: 'stream'; Listen: string }                    // "tcp:host:port" or "unix:NAME" (in the sockets directory)
+  | { Type: 'websocket'; Listen: string; AllowedOrigins?: string[] };  // "host:port"; the browser pages that may connect
 
 export interface HostComputeEndpoint {
   ID: string;
@@ -104,7 +104,15 @@ export interface HostComputeEndpoint {
   Policies?: EndpointPolicy[];
   Transport?: Transport;   // netplane extension
   AclDefaults?: { In?: 'Allow' | 'Block'; Out?: 'Allow' | 'Block' };  // netplane extension: the default actions
-  Capture?: string;        // netplane extension: a pcap file of everything the endpoint sends and receives
+  Capture?: string;        // netplane extension: a pcap file (a name in the capture directory) of everything the endpoint sends and receives
+}
+
+// What the daemon reports about an endpoint's attachment (read only; never stored).
+export interface EndpointStatus {
+  Transport: 'none' | 'up' | 'degraded';
+  Reason?: string;          // why it is degraded
+  Since?: string;           // when it became what it is (ISO 8601)
+  Address?: string;         // where the transport listens (a unix socket's full path)
 }
 
 export interface HostComputeNamespace {

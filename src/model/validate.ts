@@ -228,7 +228,9 @@ export function macNumber(m: string): number {
 
 export function validateEndpoint(v: unknown): HostComputeEndpoint {
   const o = object(v, '');
-  known(o, '', ['ID', 'Name', 'HostComputeNetwork', 'HostComputeNamespace', 'MacAddress', 'IpConfigurations', 'Routes', 'Dns', 'Policies', 'Transport', 'Capture', 'AclDefaults']);
+  // Status is what the daemon reports (read only): accepted back from a client that read the object
+  // and ignored, so get-edit-put works.
+  known(o, '', ['ID', 'Name', 'HostComputeNetwork', 'HostComputeNamespace', 'MacAddress', 'IpConfigurations', 'Routes', 'Dns', 'Policies', 'Transport', 'Capture', 'AclDefaults', 'Status']);
   const e: HostComputeEndpoint = { ID: id(o.ID, 'ID'), HostComputeNetwork: id(o.HostComputeNetwork, 'HostComputeNetwork') };
   const name = optString(o.Name, 'Name');
   if (name !== undefined) e.Name = name;
@@ -265,17 +267,32 @@ export function validateEndpoint(v: unknown): HostComputeEndpoint {
     }
     e.AclDefaults = { ...(d.In ? { In: d.In as 'Allow' } : {}), ...(d.Out ? { Out: d.Out as 'Allow' } : {}) };
   }
-  if (o.Capture !== undefined) {
-    if (typeof o.Capture !== 'string' || o.Capture === '') throw invalid('Capture', 'must be the path of a pcap file');
-    e.Capture = o.Capture;
-  }
+  if (o.Capture !== undefined) e.Capture = fileName(o.Capture, 'Capture', 'the capture directory');
   return e;
 }
 
 export function hostPort(v: unknown, field: string): { host: string; port: number } {
   const m = typeof v === 'string' ? /^(.+):(\d{1,5})$/.exec(v) : null;
-  if (!m || Number(m[2]) > 65535) throw invalid(field, `must be "host:port", got ${JSON.stringify(v)}`);
+  if (!m || Number(m[2]) > 65535 || Number(m[2]) === 0) throw invalid(field, `must be "host:port" with a port 1-65535, got ${JSON.stringify(v)}`);
   return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+// A file that netplane creates lives in a directory of its own (captures, sockets), named by a plain
+// name: no directory part, no "..", no hidden names, so no request can point it anywhere else.
+const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/;
+export function fileName(v: unknown, field: string, where: string): string {
+  if (typeof v !== 'string' || !FILE_NAME.test(v)) {
+    throw invalid(field, `must be a file name in ${where} (letters, digits, ".", "_", "-"; no "/", no leading "."), got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+// An Origin as a browser sends it: scheme://host[:port], nothing else.
+function origin(v: unknown, field: string): string {
+  let u: URL | undefined;
+  try { u = typeof v === 'string' ? new URL(v) : undefined; } catch { u = undefined; }
+  if (!u || u.origin !== v || u.origin === 'null') throw invalid(field, `must be an origin like "https://example.com" or "http://localhost:8000", got ${JSON.stringify(v)}`);
+  return v as string;
 }
 
 export function transport(v: unknown, field: string): Transport {
@@ -289,15 +306,17 @@ export function transport(v: unknown, field: string): Transport {
   if (o.Type === 'stream') {
     known(o, field, ['Type', 'Listen']);
     const l = o.Listen;
-    if (typeof l !== 'string' || !(l.startsWith('unix:') ? l.length > 5 : l.startsWith('tcp:') && hostPort(l.slice(4), `${field}.Listen`))) {
-      throw invalid(`${field}.Listen`, `must be "tcp:host:port" or "unix:/path", got ${JSON.stringify(l)}`);
-    }
+    if (typeof l === 'string' && l.startsWith('unix:')) fileName(l.slice(5), `${field}.Listen`, 'the sockets directory ("unix:NAME")');
+    else if (typeof l !== 'string' || !l.startsWith('tcp:')) throw invalid(`${field}.Listen`, `must be "tcp:host:port" or "unix:NAME", got ${JSON.stringify(l)}`);
+    else hostPort(l.slice(4), `${field}.Listen`);
     return { Type: 'stream', Listen: l };
   }
   if (o.Type === 'websocket') {
-    known(o, field, ['Type', 'Listen']);
+    known(o, field, ['Type', 'Listen', 'AllowedOrigins']);
     hostPort(o.Listen, `${field}.Listen`);
-    return { Type: 'websocket', Listen: o.Listen as string };
+    const t: Transport = { Type: 'websocket', Listen: o.Listen as string };
+    if (o.AllowedOrigins !== undefined) t.AllowedOrigins = array(o.AllowedOrigins, `${field}.AllowedOrigins`, origin);
+    return t;
   }
   throw invalid(`${field}.Type`, `must be "udp", "stream" or "websocket", got ${JSON.stringify(o.Type)}`);
 }

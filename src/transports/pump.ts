@@ -2,7 +2,13 @@
 // rx buffer (Switch.send, which processes a full batch at once), and one flush is scheduled for the
 // end of the current I/O turn, so everything that arrived together crosses into WebAssembly in one
 // call, and the frames that leave are handed back to their transports in one pass.
-import type { Switch } from '../dataplane.js';
+//
+// A transport holds the SwitchPort object it attached to, not just its id: the compiler keeps a port
+// object across endpoint modifications, but after a delete the id can be given to another endpoint.
+// The pump delivers a frame only while that very object is still the switch's port with that id, so
+// a transport that outlives its port never injects frames as someone else's port (it counts them
+// refused instead). The same object carries the transport's tx handler, set and cleared on it.
+import type { Switch, SwitchPort, FrameHandler } from '../dataplane.js';
 
 const pumps = new WeakMap<Switch, Pump>();
 
@@ -15,10 +21,15 @@ export class Pump {
     return p;
   }
 
-  private constructor(readonly sw: Switch) {}
+  private readonly rxBytes: number;
 
-  receive(port: number, frame: Uint8Array): void {
-    this.sw.send(port, frame);
+  private constructor(readonly sw: Switch) { this.rxBytes = sw.dp.exports.rx_buffer_size(); }
+
+  // False when the switch does not take the frame: the port is no longer this transport's, or the
+  // frame is larger than the switch's rx buffer.
+  receive(port: SwitchPort, frame: Uint8Array): boolean {
+    if (this.sw.ports.get(port.id) !== port || frame.length > this.rxBytes) return false;
+    this.sw.send(port.id, frame);
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => {
@@ -26,7 +37,15 @@ export class Pump {
         this.sw.flush();
       });
     }
+    return true;
   }
+}
+
+// Makes h the port's tx handler. The returned detach clears it only while it is still h: another
+// transport may have attached to the same port object since, and its handler is not ours to clear.
+export function attachTx(port: SwitchPort, h: FrameHandler): () => void {
+  port.onFrame(h);
+  return () => { if (port.handler === h) port.onFrame(undefined); };
 }
 
 // Frames shorter than an Ethernet header or longer than a frame can be are not frames: a transport
@@ -38,7 +57,20 @@ export interface TransportStats {
   rxFrames: number;
   txFrames: number;
   txDropped: number;      // frames not sent because the peer was not keeping up (bounded queue) or unknown
-  rxRefused: number;      // datagrams / messages that were not frames
+  rxRefused: number;      // datagrams / messages that were not frames, or that the port could no longer take
+  connects: number;       // clients or peers accepted (a learned UDP peer counts each time it is learned)
+  refusals: number;       // clients or peers turned away: the port already has one, a foreign Origin, a stranger
 }
 
-export const newStats = (): TransportStats => ({ rxFrames: 0, txFrames: 0, txDropped: 0, rxRefused: 0 });
+export const newStats = (): TransportStats => ({ rxFrames: 0, txFrames: 0, txDropped: 0, rxRefused: 0, connects: 0, refusals: 0 });
+
+// Why clients were disconnected or turned away, newest last. Bounded: a client that reconnects in a
+// loop must cost a counter, not memory in a root daemon.
+export const KEPT_DISCONNECTS = 64;
+
+export function noteDisconnect(list: Array<{ reason: string }>, reason: string): void {
+  if (list.length >= KEPT_DISCONNECTS) list.shift();
+  list.push({ reason });
+}
+
+export const logOf = (log?: (message: string) => void): ((message: string) => void) => log ?? ((m) => console.error(m));

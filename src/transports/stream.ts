@@ -1,68 +1,94 @@
 // QEMU's stream framing (`-netdev stream`, and the legacy `-netdev socket`): each frame is preceded by
-// its length as a 32-bit big-endian integer, over TCP or a unix socket. A listener belongs to one
-// switch port: whoever connects is that port, and a client that reconnects gets its port back (the
-// new connection replaces the old). Reads and writes resume mid-frame: a frame split across chunks is
-// reassembled, and Node's stream resumes a partial write. A client that sends a length that is no
-// frame (0, or beyond the largest frame) is disconnected with the reason logged, and the switch goes
-// on. A client that does not read costs dropped frames (its queue is bounded), not memory.
+// its length as a 32-bit big-endian integer, over TCP or a unix socket. Reads and writes resume
+// mid-frame: a frame split across chunks is reassembled, and Node's stream resumes a partial write. A
+// client that sends a length that is no frame (0, or beyond the largest frame) is disconnected with
+// the reason logged, and the switch goes on. A client that does not read costs dropped frames (its
+// queue is bounded), not memory.
+//
+// The daemon running this is root and any local user may dial a TCP port, so a listener belongs to
+// one switch port and one client at a time: while that client is alive, another connection is
+// refused at once (counted in `refusals`, logged, kept in `disconnects`) and cannot take the VM's
+// port; once the client is gone, the next connection is accepted, so a restarting QEMU gets its port
+// back. The transport holds the SwitchPort object it attached to (see pump.ts): it sets and clears
+// its handler on that object and never looks the id up again, since the id may belong to another
+// endpoint by the time it closes.
+//
+// A unix socket is created where the caller says and nowhere else: netplane does not remove what is
+// at the path first (it never deletes what it did not create), so an existing file makes listen fail
+// with EADDRINUSE. Keeping the path free and its directory closed to others is the caller's path
+// policy; `mode` then narrows who may connect (chmod right after listen; until then the process umask
+// applies). Node removes the socket it bound when the server closes, so close has nothing to unlink.
 import { createServer, type Server, type Socket } from 'node:net';
-import { existsSync, unlinkSync } from 'node:fs';
-import type { Switch } from '../dataplane.js';
-import { Pump, MIN_FRAME, MAX_FRAME, newStats } from './pump.js';
+import { chmodSync } from 'node:fs';
+import type { Switch, SwitchPort } from '../dataplane.js';
+import { Pump, MIN_FRAME, MAX_FRAME, newStats, attachTx, noteDisconnect, logOf } from './pump.js';
 
 export interface StreamOptions {
   tcp?: { host?: string; port: number };
   unix?: string;
+  mode?: number;                 // permission bits of the unix socket (for example 0o660)
   maxQueuedBytes?: number;       // bytes waiting to be written to the client before frames are dropped
   log?: (message: string) => void;
 }
 
 export class StreamTransport {
   readonly stats = newStats();
-  disconnects: Array<{ reason: string }> = [];
+  readonly disconnects: Array<{ reason: string }> = [];
   private client?: Socket;
   private readonly maxQueuedBytes: number;
+  private readonly detach: () => void;
+  private readonly log: (message: string) => void;
 
-  private constructor(readonly sw: Switch, readonly port: number, readonly server: Server, readonly opts: StreamOptions) {
+  private constructor(readonly sw: Switch, private readonly swPort: SwitchPort, readonly server: Server, readonly opts: StreamOptions) {
     this.maxQueuedBytes = opts.maxQueuedBytes ?? 1 << 20;
+    this.log = logOf(opts.log);
     server.on('connection', (s) => this.attach(s));
-    sw.port(port).onFrame((f) => this.write(f));
+    server.on('error', (e) => this.log(`netplane: port ${this.port}: listener: ${e.message}`));
+    this.detach = attachTx(swPort, (f) => this.write(f));
   }
 
   static async listen(sw: Switch, port: number, opts: StreamOptions): Promise<StreamTransport> {
-    sw.port(port);
+    const swPort = sw.port(port);
     const server = await listenOn(opts);
-    return new StreamTransport(sw, port, server, opts);
+    return new StreamTransport(sw, swPort, server, opts);
   }
+
+  get port(): number { return this.swPort.id; }
 
   address(): { host: string; port: number } | string { return addressOf(this.server); }
 
   private attach(s: Socket): void {
-    if (this.client) this.client.destroy();
+    s.on('error', () => {});
+    if (this.client && !this.client.destroyed) {
+      const reason = `port ${this.port} already has a client`;
+      this.stats.refusals++;
+      noteDisconnect(this.disconnects, reason);
+      this.log(`netplane: ${reason}; refused`);
+      s.destroy();
+      return;
+    }
     this.client = s;
+    this.stats.connects++;
     s.setNoDelay(true);
     const pump = Pump.of(this.sw);
     readFrames(s, (frame) => {
-      this.stats.rxFrames++;
-      pump.receive(this.port, frame);
-    }, (reason) => this.refuse(s, reason));
-    s.on('error', () => {});
+      if (pump.receive(this.swPort, frame)) this.stats.rxFrames++;
+      else this.stats.rxRefused++;
+    }, (reason) => {
+      this.stats.rxRefused++;
+      noteDisconnect(this.disconnects, reason);
+      this.log(`netplane: port ${this.port}: client disconnected: ${reason}`);
+      s.destroy();
+    });
     s.on('close', () => { if (this.client === s) this.client = undefined; });
-  }
-
-  private refuse(s: Socket, reason: string): void {
-    this.stats.rxRefused++;
-    this.disconnects.push({ reason });
-    (this.opts.log ?? ((m: string) => console.error(m)))(`netplane: port ${this.port}: client disconnected: ${reason}`);
-    s.destroy();
   }
 
   private write(f: Uint8Array): void { writeFrame(this.client, f, this.maxQueuedBytes, this.stats); }
 
   close(): Promise<void> {
-    this.sw.ports.get(this.port)?.onFrame(undefined); // the port may be gone already
+    this.detach();
     this.client?.destroy();
-    return closeServer(this.server, this.opts);
+    return closeServer(this.server);
   }
 }
 
@@ -72,16 +98,24 @@ export interface StreamServerOptions extends StreamOptions {
   maxClients?: number;
 }
 
+interface Client { swPort: SwitchPort; socket?: Socket; detach: () => void }
+
 // One listener for several clients, each on its own port. A client is known by the source MAC of its
 // first frame, so a VM that reconnects (QEMU restarts its netdev) gets its port back, with what the
-// switch learned about it; a new MAC gets a new port, up to maxClients.
+// switch learned about it; a new MAC gets a new port, up to maxClients. The rule of one client per
+// port holds here too: a connection whose MAC's port already has a live client is refused, as is
+// one beyond maxClients. The MAC only sorts the clients the socket lets in; who may connect at all is
+// the listener's (its mode and directory, or a loopback address).
 export class StreamServer {
   readonly stats = newStats();
-  disconnects: Array<{ reason: string }> = [];
-  private readonly byMac = new Map<string, { port: number; socket?: Socket }>();
+  readonly disconnects: Array<{ reason: string }> = [];
+  private readonly byMac = new Map<string, Client>();
+  private readonly log: (message: string) => void;
 
   private constructor(readonly sw: Switch, readonly server: Server, readonly opts: StreamServerOptions) {
+    this.log = logOf(opts.log);
     server.on('connection', (s) => this.attach(s));
+    server.on('error', (e) => this.log(`netplane: stream listener: ${e.message}`));
   }
 
   static async listen(sw: Switch, opts: StreamServerOptions): Promise<StreamServer> {
@@ -92,62 +126,80 @@ export class StreamServer {
   address(): { host: string; port: number } | string { return addressOf(this.server); }
 
   // The port of the client with this MAC, if it has been seen.
-  portOf(mac: string): number | undefined { return this.byMac.get(mac)?.port; }
+  portOf(mac: string): number | undefined { return this.byMac.get(mac)?.swPort.id; }
 
   private attach(s: Socket): void {
+    s.on('error', () => {});
     s.setNoDelay(true);
     const pump = Pump.of(this.sw);
-    let port: number | undefined;
-    const log = this.opts.log ?? ((m: string) => console.error(m));
-    const refuse = (reason: string) => {
-      this.stats.rxRefused++;
-      this.disconnects.push({ reason });
-      log(`netplane: stream client disconnected: ${reason}`);
+    const maxClients = this.opts.maxClients ?? 64;
+    let client: Client | undefined;
+    const end = (reason: string) => {
+      noteDisconnect(this.disconnects, reason);
+      this.log(`netplane: stream client disconnected: ${reason}`);
       s.destroy();
     };
+    const refuse = (reason: string) => {
+      this.stats.refusals++;
+      end(`${reason}; refused`);
+    };
     readFrames(s, (frame) => {
-      if (port === undefined) {
+      if (!client) {
         const mac = [...frame.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':');
         let c = this.byMac.get(mac);
-        if (c?.socket && !c.socket.destroyed) return `${mac} is already connected`;
+        if (c?.socket && !c.socket.destroyed) return refuse(`port ${c.swPort.id} (${mac}) already has a client`);
         if (!c) {
-          if (this.byMac.size >= (this.opts.maxClients ?? 64)) return `more than ${this.opts.maxClients ?? 64} clients`;
-          const p = this.opts.newPort();
-          c = { port: p };
-          this.byMac.set(mac, c);
-          this.sw.port(p).onFrame((f) => this.write(c!, f));
+          if (this.byMac.size >= maxClients) return refuse(`more than ${maxClients} clients`);
+          let swPort: SwitchPort;
+          try { swPort = this.sw.port(this.opts.newPort()); } catch (e) { return refuse(`no port for ${mac}: ${(e as Error).message}`); }
+          const fresh: Client = { swPort, detach: attachTx(swPort, (f) => this.write(fresh, f)) };
+          this.byMac.set(mac, fresh);
+          c = fresh;
         }
         c.socket = s;
-        port = c.port;
+        client = c;
+        this.stats.connects++;
       }
-      this.stats.rxFrames++;
-      pump.receive(port, frame);
-    }, refuse);
-    s.on('error', () => {});
+      if (pump.receive(client.swPort, frame)) this.stats.rxFrames++;
+      else this.stats.rxRefused++;
+    }, (reason) => {
+      this.stats.rxRefused++;
+      end(reason);
+    });
   }
 
-  private write(c: { socket?: Socket }, f: Uint8Array): void {
+  private write(c: Client, f: Uint8Array): void {
     writeFrame(c.socket, f, this.opts.maxQueuedBytes ?? 1 << 20, this.stats);
   }
 
   close(): Promise<void> {
-    for (const c of this.byMac.values()) { c.socket?.destroy(); this.sw.ports.get(c.port)?.onFrame(undefined); }
-    return closeServer(this.server, this.opts);
+    for (const c of this.byMac.values()) { c.socket?.destroy(); c.detach(); }
+    return closeServer(this.server);
   }
 }
 
 // The pieces both listeners share: listening, deframing, framing, closing.
 async function listenOn(opts: StreamOptions): Promise<Server> {
   const server = createServer();
+  // Every connection, also one refused or not yet known by its first frame, so close ends them all
+  // (server.close waits for every open connection).
+  const open = new Set<Socket>();
+  server.on('connection', (s) => { open.add(s); s.on('close', () => open.delete(s)); });
+  openSockets.set(server, open);
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
-    if (opts.unix) {
-      if (existsSync(opts.unix)) unlinkSync(opts.unix);
-      server.listen(opts.unix, () => ok());
-    } else {
-      server.listen(opts.tcp?.port ?? 0, opts.tcp?.host ?? '127.0.0.1', () => ok());
-    }
+    const listening = () => { server.off('error', fail); ok(); };
+    if (opts.unix) server.listen(opts.unix, listening);
+    else server.listen(opts.tcp?.port ?? 0, opts.tcp?.host ?? '127.0.0.1', listening);
   });
+  if (opts.unix && opts.mode !== undefined) {
+    try {
+      chmodSync(opts.unix, opts.mode);
+    } catch (e) {
+      await closeServer(server);
+      throw e;
+    }
+  }
   return server;
 }
 
@@ -156,23 +208,29 @@ function addressOf(server: Server): { host: string; port: number } | string {
   return typeof a === 'string' || a === null ? String(a) : { host: a.address, port: a.port };
 }
 
-function closeServer(server: Server, opts: StreamOptions): Promise<void> {
-  return new Promise((ok) => server.close(() => { if (opts.unix && existsSync(opts.unix)) unlinkSync(opts.unix); ok(); }));
+const openSockets = new WeakMap<Server, Set<Socket>>();
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((ok) => {
+    server.close(() => ok());
+    for (const s of openSockets.get(server) ?? []) s.destroy();
+  });
 }
 
 // Calls onFrame for each length-prefixed frame read from s, resuming frames split across chunks. A
-// length that is no frame, or a reason returned by onFrame, ends the client through refuse.
-function readFrames(s: Socket, onFrame: (frame: Buffer) => string | void, refuse: (reason: string) => void): void {
+// length that is no frame ends the client through badLength; onFrame may end it too (by destroying
+// s), and then nothing more is read.
+function readFrames(s: Socket, onFrame: (frame: Buffer) => void, badLength: (reason: string) => void): void {
   let pending: Buffer = Buffer.alloc(0);
   s.on('data', (chunk: Buffer) => {
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
     let off = 0;
     while (pending.length - off >= 4) {
       const len = pending.readUInt32BE(off);
-      if (len < MIN_FRAME || len > MAX_FRAME) return refuse(`bad length prefix ${len} (a frame is ${MIN_FRAME} to ${MAX_FRAME} bytes)`);
+      if (len < MIN_FRAME || len > MAX_FRAME) return badLength(`bad length prefix ${len} (a frame is ${MIN_FRAME} to ${MAX_FRAME} bytes)`);
       if (pending.length - off - 4 < len) break;
-      const reason = onFrame(pending.subarray(off + 4, off + 4 + len));
-      if (reason) return refuse(reason);
+      onFrame(pending.subarray(off + 4, off + 4 + len));
+      if (s.destroyed) return;
       off += 4 + len;
     }
     pending = off === pending.length ? Buffer.alloc(0) : Buffer.from(pending.subarray(off));

@@ -3,9 +3,12 @@
 // between. The helper tells when the device is readable, then drains up to 256 frames in one call
 // into one staging buffer; each goes into the switch's batch. Without the helper this transport is
 // not available (`nativeTapAvailable()` says so) and the UDP transport with socat does the job.
+// The transport holds the SwitchPort object it attached to (see pump.ts): frames go in only while
+// that object is still the switch's port, and close clears only its own handler, never one another
+// endpoint set on a port that reuses the id.
 import { createRequire } from 'node:module';
 import type { Switch } from '../dataplane.js';
-import { Pump, newStats } from './pump.js';
+import { Pump, newStats, attachTx } from './pump.js';
 
 interface Native {
   open(name: string): number;
@@ -41,11 +44,12 @@ export class TapTransport {
   private readonly poller: object;
   private readonly buf = new Uint8Array(SLOT * BATCH);
   private readonly lens = new Uint32Array(BATCH);
+  private readonly detach: () => void;
 
   constructor(readonly sw: Switch, readonly port: number, readonly name: string) {
     const n = load();
     if (!n) throw new Error('the native TAP helper is not built (npm run build:native needs a C compiler and node-gyp)');
-    sw.port(port);
+    const swPort = sw.port(port);
     this.fd = n.open(name);
     const pump = Pump.of(sw);
     this.poller = n.poll(this.fd, () => {
@@ -53,12 +57,12 @@ export class TapTransport {
       do {
         got = n.read(this.fd, this.buf, this.lens, SLOT);
         for (let i = 0; i < got; i++) {
-          this.stats.rxFrames++;
-          pump.receive(port, this.buf.subarray(i * SLOT, i * SLOT + this.lens[i]));
+          if (pump.receive(swPort, this.buf.subarray(i * SLOT, i * SLOT + this.lens[i]))) this.stats.rxFrames++;
+          else this.stats.rxRefused++;
         }
       } while (got === BATCH);
     });
-    sw.port(port).onFrame((f) => {
+    this.detach = attachTx(swPort, (f) => {
       if (n.write(this.fd, f) > 0) this.stats.txFrames++;
       else this.stats.txDropped++;
     });
@@ -66,7 +70,7 @@ export class TapTransport {
 
   close(): void {
     const n = load()!;
-    this.sw.ports.get(this.port)?.onFrame(undefined);
+    this.detach();
     n.stop(this.poller);
     n.close(this.fd);
   }
