@@ -402,6 +402,41 @@ test('WebSocket: an oversized message closes the client, a foreign Origin is ref
   }
 });
 
+test('an attached guest stays attached while its endpoint and its network are modified through the API', async () => {
+  const d = await serve(newDir());
+  const port = await freeUdp();
+  const vm = createSocket('udp4');
+  try {
+    const ep = await api(d, 'POST', '/endpoints', { ID: 'vm', HostComputeNetwork: 'nat', Transport: { Type: 'udp', Bind: `127.0.0.1:${port}` } });
+    assert.is(ep.status, 201, JSON.stringify(ep.body));
+    const got: Buffer[] = [];
+    vm.on('message', (m) => got.push(m));
+    await new Promise<void>((ok) => vm.bind(0, '127.0.0.1', () => ok()));
+    const answered = async (what: string) => {
+      got.length = 0;
+      vm.send(gatewayArp(ep.body.MacAddress), port, '127.0.0.1');
+      for (let i = 0; i < 150 && got.length === 0; i++) await wait(20);
+      assert.ok(got.length > 0, `the gateway answered ${what}`);
+      assert.is(dissect(new Uint8Array(got[0])).arp!.op, 2);
+    };
+    await answered('before any change');
+    const since = ep.body.Status.Since;
+    const pm = await api(d, 'PUT', '/endpoints/vm', { ...ep.body, Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 80, ExternalPort: 8080 } }] });
+    assert.is(pm.status, 200, JSON.stringify(pm.body));
+    await answered('after the endpoint got a port mapping');
+    const net = (await api(d, 'GET', '/networks/nat')).body;
+    const acl = await api(d, 'PUT', '/networks/nat', { ...net, Policies: [{ Type: 'NetworkACL', Settings: { Action: 'Allow', Direction: 'In', Priority: 100 } }] });
+    assert.is(acl.status, 200, JSON.stringify(acl.body));
+    await answered('after the network got an ACL');
+    const after = (await api(d, 'GET', '/endpoints/vm')).body;
+    assert.is(after.Status.Transport, 'up');
+    assert.is(after.Status.Since, since, 'the transport was never reopened');
+  } finally {
+    vm.close();
+    await stop(d);
+  }
+});
+
 test('degraded, not dead: an endpoint whose port is taken at start leaves the host running, says why, and attaches when the port is free', async () => {
   const dir = newDir();
   const port = await freeUdp();
