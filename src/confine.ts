@@ -158,10 +158,10 @@ export class Owned {
   }
 
   // Says (before making it) that netplane is about to create `path`.
+  // Called when nothing is at `path`, so an older record of it no longer vouches for anything.
   intend(path: string, kind: OwnedEntry['kind']): void {
     const cur = this.entries.get(path);
     if (cur && cur.kind === kind && cur.ino === undefined) return;
-    if (cur?.ino !== undefined) return; // an existing record stays until the file is gone
     this.entries.set(path, { path, kind });
     this.save();
   }
