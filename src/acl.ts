@@ -5,7 +5,7 @@
 // the port in the dataplane. A change compiles everything it touches before binding anything, so a
 // refused rule set leaves every port as it was; every binding starts a new policy generation, which
 // re-classifies established connections on their next packet.
-import { Dataplane, NetplaneError, ABI_ERRORS } from './dataplane.js';
+import { NetplaneError, ABI_ERRORS, type DataplaneView } from './abi.js';
 import { compileAcl, readHits, normalize, AclError, type AclRule, type AclAction } from './compile/acl.js';
 
 export type { AclRule, AclAction };
@@ -25,7 +25,7 @@ export class Acls {
   private portSpecs = new Map<number, PortAclSpec>();
   private bound = new Map<string, Bound>();
 
-  constructor(private readonly dp: Dataplane, private readonly networkOf: (port: number) => number | undefined,
+  constructor(private readonly dp: DataplaneView, private readonly networkOf: (port: number) => number | undefined,
               private readonly portsOf: (network: number) => number[]) {}
 
   // Rules every endpoint (port) of the network gets, before its own.

@@ -1,7 +1,9 @@
 // `netplane serve`: a Host (model, dataplane, state directory) behind a management API, HTTP + JSON on
 // a unix socket and on loopback TCP. Objects: /networks, /endpoints, /namespaces, /loadbalancers (GET
 // the list, POST to create, GET/PUT/DELETE /<kind>/<ID>). Views: /mac, /connections, /stats, and
-// POST /trace. Errors are JSON { error: { code, field, reason } }.
+// POST /trace (a frame in hex, or a flow from an endpoint, built here); they name what the dataplane
+// numbers (network and endpoint IDs, gateways, the uplink) beside the numbers. Errors are JSON
+// { error: { code, field, reason } }.
 //
 // Who may talk to it (docs/security.md is the threat model):
 // - The unix socket is the main door: mode 0660 (its group is configurable), so the file system says
@@ -24,6 +26,7 @@ import { ModelError } from './model/validate.js';
 import type { Kind, Transport } from './model/types.js';
 import type { HostConfig } from './compile/host.js';
 import { ownDirectory, removeStaleTemporaries, lockStateDir, loadOrCreateToken, isLoopback, API_SOCKET } from './confine.js';
+import { checkFlow, flowFrame, describeFlow } from './flow.js';
 
 export interface DaemonConfig {
   stateDir: string;
@@ -47,6 +50,8 @@ export const BODY_LIMIT = 1 << 20;
 const KINDS: Record<string, Kind> = { networks: 'network', endpoints: 'endpoint', namespaces: 'namespace', loadbalancers: 'loadbalancer' };
 const STATUS: Record<string, number> = { InvalidArgument: 400, NotFound: 404, AlreadyExists: 409, Conflict: 409 };
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+// Router interfaces appear in the MAC table on pseudo-ports from here (assembly/router.ts ROUTER_PORT).
+const ROUTER_PORT = 0xf000;
 
 // The network `npm start` begins with: one NAT network with a gateway.
 export const DEFAULT_NETWORK = {
@@ -74,6 +79,7 @@ export class Daemon {
   port?: number;
   private servers: Server[] = [];
   private uplink?: Attached;
+  private uplinkPort?: number;
   private release: () => void;
   private retry?: NodeJS.Timeout;
 
@@ -105,7 +111,8 @@ export class Daemon {
     const l = this.config.listen ?? {};
     try {
       if (this.config.uplink?.transport) {
-        this.uplink = await openTransport(this.host.sw, this.host.addUplinkPort(), this.config.uplink.transport, 'uplink.transport', this.host.confinement);
+        this.uplinkPort = this.host.addUplinkPort();
+        this.uplink = await openTransport(this.host.sw, this.uplinkPort, this.config.uplink.transport, 'uplink.transport', this.host.confinement);
       }
       await this.host.syncTransports();
       this.retry = setInterval(() => { this.host.retryDegraded().catch(() => {}); }, 1000);
@@ -194,7 +201,7 @@ export class Daemon {
       }
       const body = req.method === 'POST' || req.method === 'PUT' ? await readBody(req) : undefined;
       const host = this.host, store = host.store, sw = host.sw;
-      const withStatus = (kind: Kind, o: { ID: string }) => kind === 'endpoint' ? { ...o, Status: host.endpointStatus(o.ID) } : o;
+      const withStatus = (kind: Kind, o: { ID: string }) => kind === 'endpoint' ? { ...o, Status: { ...host.endpointStatus(o.ID), Port: host.portOf(o.ID) } } : o;
       if (KINDS[top]) {
         const kind = KINDS[top];
         if (req.method === 'GET') return send(res, 200, id ? withStatus(kind, store.get(kind, id)) : store.list(kind).map((o) => withStatus(kind, o)));
@@ -203,14 +210,13 @@ export class Daemon {
         await host.change({ op: 'delete', kind, id });
         return send(res, 200, { deleted: id });
       }
-      if (top === 'mac') return send(res, 200, sw.macTable());
+      if (top === 'mac') return send(res, 200, sw.macTable().map((e) => ({ ...e, networkId: this.networkName(e.network), ...this.portName(e.port) })));
       if (top === 'connections') return send(res, 200, sw.router.connections());
-      if (top === 'stats') return send(res, 200, { ...sw.counters(), ports: [...sw.ports.keys()].map((p) => ({ port: p, ...sw.portCounters(p) })), transports: host.transportStats() });
-      const t = json(body) as { port?: unknown; frame?: unknown };
-      if (typeof t.port !== 'number' || !sw.ports.has(t.port)) throw new ModelError('InvalidArgument', 'port', `no port ${JSON.stringify(t.port)}`);
-      if (typeof t.frame !== 'string' || !/^([0-9a-fA-F]{2})+$/.test(t.frame)) throw new ModelError('InvalidArgument', 'frame', 'must be the frame in hex');
-      const r = sw.trace(t.port, Buffer.from(t.frame, 'hex'));
-      return send(res, 200, { steps: r.steps, text: r.text, dropped: r.dropped, output: r.output.map((o) => ({ port: o.port, frame: Buffer.from(o.frame).toString('hex') })) });
+      if (top === 'stats') {
+        const ports = [...sw.ports.keys()].map((p) => ({ port: p, ...this.portName(p), networkId: this.networkName(sw.ports.get(p)!.spec.network ?? 0), ...sw.portCounters(p) }));
+        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats() });
+      }
+      return send(res, 200, this.trace(json(body)));
     } catch (e) {
       if (e instanceof Refusal) {
         for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v);
@@ -221,6 +227,76 @@ export class Daemon {
       const err = e as Error & { field?: string; reason?: string };
       send(res, 400, { error: { code: 'InvalidArgument', field: err.field ?? '', reason: err.reason ?? err.message } });
     }
+  }
+
+  // POST /trace: { port, frame } (hex), { endpoint, frame }, or { endpoint, flow } (src/flow.ts), a
+  // frame built here from the endpoint's MAC and address to its next hop: the endpoint on the same
+  // network that has the destination address, else the network's gateway.
+  private trace(body: unknown): Record<string, unknown> {
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ModelError('InvalidArgument', 'body', 'must be an object: { port, frame }, { endpoint, frame } or { endpoint, flow }');
+    const t = body as { port?: unknown; frame?: unknown; endpoint?: unknown; flow?: unknown };
+    const { store, sw, compiler } = this.host;
+    let port: number;
+    let ep: ReturnType<typeof store.get> | undefined;
+    if (t.endpoint !== undefined) {
+      if (t.port !== undefined) throw new ModelError('InvalidArgument', 'port', 'give the port or the endpoint, not both');
+      if (typeof t.endpoint !== 'string') throw new ModelError('InvalidArgument', 'endpoint', 'must be an endpoint ID');
+      ep = store.list('endpoint').find((e) => e.ID === t.endpoint);
+      if (!ep) throw new ModelError('NotFound', 'endpoint', `no endpoint ${JSON.stringify(t.endpoint)}`);
+      const p = compiler.portOf(ep.ID);
+      if (p === undefined) throw new ModelError('InvalidArgument', 'endpoint', `endpoint ${ep.ID} has no switch port`);
+      port = p;
+    } else {
+      if (typeof t.port !== 'number' || !sw.ports.has(t.port)) throw new ModelError('InvalidArgument', 'port', `no port ${JSON.stringify(t.port)} (netplane endpoint list shows each endpoint's)`);
+      port = t.port;
+    }
+    let frame: Uint8Array;
+    let flow: string | undefined;
+    if (t.flow !== undefined) {
+      if (t.frame !== undefined) throw new ModelError('InvalidArgument', 'frame', 'give the frame or the flow, not both');
+      if (!ep) throw new ModelError('InvalidArgument', 'endpoint', 'a flow needs the endpoint it comes from');
+      const f = checkFlow(t.flow);
+      const v6 = f.dst.includes(':');
+      const src = (ep.IpConfigurations ?? []).map((c: { IpAddress: string }) => c.IpAddress).find((a: string) => a.includes(':') === v6);
+      if (!ep.MacAddress) throw new ModelError('InvalidArgument', 'endpoint', `endpoint ${ep.ID} has no MAC`);
+      const peer = store.list('endpoint').find((e) => e.ID !== ep!.ID && e.HostComputeNetwork === ep!.HostComputeNetwork && e.MacAddress &&
+        (e.IpConfigurations ?? []).some((c: { IpAddress: string }) => c.IpAddress === f.dst));
+      const gw = compiler.gatewayInterfaceOf(ep.HostComputeNetwork);
+      const dstMac = peer?.MacAddress ?? (gw !== undefined ? sw.router.interfaces.get(gw)?.mac : undefined);
+      if (!dstMac) throw new ModelError('InvalidArgument', 'flow.dst', `${f.dst} is no endpoint of network ${ep.HostComputeNetwork}, and the network has no gateway to send it to`);
+      frame = flowFrame(f, { srcMac: ep.MacAddress, dstMac, src });
+      flow = describeFlow(f, f.src ?? src);
+    } else {
+      if (typeof t.frame !== 'string' || !/^([0-9a-fA-F]{2})+$/.test(t.frame)) throw new ModelError('InvalidArgument', 'frame', 'must be the frame in hex (or give an endpoint and a flow)');
+      frame = Buffer.from(t.frame, 'hex');
+    }
+    const r = sw.trace(port, frame);
+    return {
+      port, ...(ep ? { endpoint: ep.ID } : {}), ...(flow ? { flow } : {}), frame: Buffer.from(frame).toString('hex'),
+      steps: r.steps, text: r.text, dropped: r.dropped,
+      output: r.output.map((o) => ({ port: o.port, ...this.portName(o.port), frame: Buffer.from(o.frame).toString('hex') })),
+    };
+  }
+
+  // What a port number is, for views: an endpoint's port, a gateway (a router interface's pseudo-port,
+  // `gateway` names the network whose, or "uplink" for the host's uplink side), the uplink port, or
+  // just a port.
+  private portName(port: number): { kind: 'endpoint' | 'gateway' | 'uplink' | 'port'; endpoint?: string; gateway?: string } {
+    const c = this.host.compiler;
+    if (port >= ROUTER_PORT) {
+      const owner = c.interfaceOwner(port - ROUTER_PORT);
+      return owner ? { kind: 'gateway', gateway: 'network' in owner ? owner.network : 'uplink' } : { kind: 'gateway' };
+    }
+    if (port === this.uplinkPort) return { kind: 'uplink' };
+    const endpoint = c.endpointAt(port);
+    return endpoint ? { kind: 'endpoint', endpoint } : { kind: 'port' };
+  }
+
+  // A network number's name: the IDs of the networks compiled to it (Transparent and L2Bridge ones
+  // share the uplink's), else "uplink" for the uplink's.
+  private networkName(num: number): string {
+    const ids = this.host.compiler.networksNumbered(num);
+    return ids.length ? ids.join(',') : num === this.host.compiler.uplinkNetwork() ? 'uplink' : String(num);
   }
 }
 

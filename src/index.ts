@@ -15,5 +15,6 @@ export type { HostConfig } from './compile/host.js';
 export { UdpTransport, type UdpOptions } from './transports/udp.js';
 export { StreamTransport, StreamServer, type StreamOptions, type StreamServerOptions } from './transports/stream.js';
 export { WebSocketTransport, type WebSocketOptions } from './transports/websocket.js';
+export { WebSocketClientTransport, type WebSocketClientOptions, type WebSocketClientState, type WebSocketLike, type WebSocketClass } from './transports/wsclient.js';
 export { Pump, type TransportStats } from './transports/pump.js';
 export { TapTransport, nativeTapAvailable } from './transports/tap.js';

@@ -2,7 +2,7 @@
 // belonging to a compartment), routes, neighbours, source NAT (HNS OutBoundNAT), port mappings (HNS
 // PortMapping) and the connection table. Every call validates all of its arguments before it changes
 // anything, and names the field it refuses.
-import { Dataplane, NetplaneError, ABI_ERRORS } from './dataplane.js';
+import { NetplaneError, check as intIn, abi, type DataplaneView } from './abi.js';
 import { parseIPv4, parseIPv6, parseMac, formatIPv4, formatIPv6, formatMac } from './frames.js';
 
 export interface InterfaceSpec {
@@ -126,14 +126,6 @@ export function parsePrefix(s: string, field: string): [number, number] {
   return [ipv4Number(m[1], field), len];
 }
 
-function intIn(field: string, v: number, lo: number, hi: number): void {
-  if (!Number.isInteger(v) || v < lo || v > hi) throw new NetplaneError(field, `must be an integer from ${lo} to ${hi}, got ${v}`);
-}
-
-function abi(field: string, code: number): void {
-  if (code < 0) throw new NetplaneError(field, ABI_ERRORS[code] ?? `error ${code}`);
-}
-
 function macParts(s: string, field: string): [number, number] {
   let m: Uint8Array;
   try { m = parseMac(s); } catch (e) { throw new NetplaneError(field, (e as Error).message); }
@@ -148,7 +140,7 @@ export class Router {
   private nextBalancer = 1;
   private exceptionsUsed = new Set<number>();
 
-  constructor(private readonly dp: Dataplane, private readonly clock: () => number) {}
+  constructor(private readonly dp: DataplaneView, private readonly clock: () => number) {}
 
   addInterface(spec: InterfaceSpec): number {
     const id = spec.id ?? this.free(this.interfaces, MAX_INTERFACES, 'id');

@@ -2,7 +2,16 @@
 // its decision (assembly/trace.ts), on a snapshot of the dataplane's memory that is restored
 // afterwards, so tracing a frame learns nothing, creates no connection and moves no counter. The
 // result lists the steps in order, each with a line of text, and the frames that would leave.
-import type { Switch } from './dataplane.js';
+import type { DataplaneView } from './abi.js';
+import type { Acls } from './acl.js';
+
+// What a trace needs of a switch (src/switch.ts's Switch, which calls it).
+export interface Traceable {
+  readonly dp: DataplaneView;
+  readonly acls: Pick<Acls, 'ruleIds'>;
+  readonly pendingFrames: number;
+  flush(now?: number): number;
+}
 import { ipv4String } from './router.js';
 
 export interface TraceStep {
@@ -22,7 +31,7 @@ const STEPS = ['', 'rx', 'parse', 'ingress', 'learn', 'l2', 'acl', 'conntrack', 
 const LEARN = ['refreshed', 'learned', 'moved', 'not learned: table full', 'learn limit reached', 'static entry of another port'];
 const ETHERTYPES: Record<number, string> = { 0x0800: 'IPv4', 0x86dd: 'IPv6', 0x0806: 'ARP' };
 
-export function traceFrame(sw: Switch, port: number, frame: Uint8Array, now: number): TraceResult {
+export function traceFrame(sw: Traceable, port: number, frame: Uint8Array, now: number): TraceResult {
   const dp = sw.dp;
   if (sw.pendingFrames) sw.flush(now);
   dp.views();
@@ -55,7 +64,7 @@ export function traceFrame(sw: Switch, port: number, frame: Uint8Array, now: num
   }
 }
 
-function describe(sw: Switch, s: { step: string; a: number; b: number; c: number; d: number }): string {
+function describe(sw: Traceable, s: { step: string; a: number; b: number; c: number; d: number }): string {
   const reasons = sw.dp.reasons;
   switch (s.step) {
     case 'rx': return `port ${s.a}, ${s.b} bytes`;

@@ -67,10 +67,15 @@ test('serve, the CLI round trip, errors and exit codes, then a restart with the 
     const missing = await cli(['endpoint', 'get', 'nope', ...u]);
     assert.is(missing.code, 1);
     assert.match(missing.err, /NotFound/);
-    assert.is((await cli(['frobnicate', ...u])).code, 2);
+    const usage = await cli(['frobnicate', ...u]);
+    assert.is(usage.code, 2);
+    assert.is(usage.err, 'netplane: unknown command "frobnicate"; see netplane help\n', 'one line, not the whole help');
     assert.is((await cli(['endpoint', 'create', '{not json', ...u])).code, 2);
+    const inUse = await cli(['network', 'delete', 'nat', ...u]);
+    assert.is(inUse.code, 1);
+    assert.match(inUse.err, /Conflict: ID: network nat is used by endpoint web;/);
     const eps = await cli(['endpoint', 'list', ...u]);
-    assert.match(eps.out, /web +nat +02:6e:70:01:00:00 +172\.20\.0\.2 +PortMapping/);
+    assert.match(eps.out, /^ID +NETWORK +MAC +ADDRESS +PORT +TRANSPORT +POLICIES\nweb +nat +02:6e:70:01:00:00 +172\.20\.0\.2 +0 +PortMapping\n$/, 'with its switch port');
     for (const view of ['mac', 'ct', 'stats']) {
       const v = await cli([view, '--json', ...u]);
       assert.is(v.code, 0, `${view}: ${v.err}`);

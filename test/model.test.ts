@@ -83,10 +83,13 @@ test('references and ownership: not found, conflicts naming the owner, deletes r
   s.create('endpoint', { ID: 'web', HostComputeNetwork: 'nat', Policies: [pm(8080)] });
   assert.match(refused(() => s.create('endpoint', { ID: 'web2', HostComputeNetwork: 'nat', Policies: [pm(8080)] }), 'Conflict', 'Policies[0].Settings.ExternalPort'), /mapped by endpoint web/);
   s.create('endpoint', { ID: 'web2', HostComputeNetwork: 'nat', Policies: [pm(8081)] });
-  assert.match(refused(() => s.delete('network', 'nat'), 'NotFound', 'HostComputeNetwork'), /endpoint web/);
+  assert.match(refused(() => s.delete('network', 'nat'), 'Conflict', 'ID'), /network nat is used by endpoints web, web2/);
   refused(() => s.get('endpoint', 'zzz'), 'NotFound', 'ID');
   s.create('loadbalancer', { ID: 'lb', HostComputeEndpoints: ['web', 'web2'], PortMappings: [{ Protocol: 6, InternalPort: 80, ExternalPort: 80 }] });
-  refused(() => s.delete('endpoint', 'web'), 'NotFound', 'HostComputeEndpoints[0]');
+  assert.match(refused(() => s.delete('endpoint', 'web'), 'Conflict', 'ID'), /endpoint web is used by load balancer lb;/);
+  s.create('namespace', { ID: 'ns1' });
+  s.modify('endpoint', 'web2', { ...s.get('endpoint', 'web2'), HostComputeNamespace: 'ns1' });
+  assert.match(refused(() => s.delete('namespace', 'ns1'), 'Conflict', 'ID'), /namespace ns1 is used by endpoint web2;/);
   s.delete('loadbalancer', 'lb');
   s.delete('endpoint', 'web');
   assert.equal(s.list('endpoint').map((e) => e.ID), ['web2']);

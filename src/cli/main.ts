@@ -2,36 +2,52 @@
 // its client, printing human tables or, with --json, the API's JSON; `demo` drives a real switch (the
 // release WebAssembly build) with generated traffic, narrated step by step. Nothing is canned: every
 // line comes from the dataplane or the daemon.
+//
+// Arguments are parsed strictly (node:util parseArgs): an unknown option, an option of another
+// command, or an option without its value is a usage error, said in one line with where to look
+// (exit 2), never a guess. Views name things the way the user named them (network and endpoint IDs,
+// "(gateway)", "(uplink)"), not by the dataplane's numbers.
 import { Switch, type SwitchPort } from '../dataplane.js';
 import { arp, ethernet, ipv4, udp, tcp, icmp, dissect } from '../frames.js';
 import { Daemon, readConfig, DEFAULT_PORT, type DaemonConfig } from '../daemon.js';
+import { connectCommands } from '../connect.js';
+import { parseFlow, FLOW_SYNTAX } from '../flow.js';
 import { request as httpRequest } from 'node:http';
 import { readFileSync, lstatSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { LockedError } from '../confine.js';
+
+const CLIENT_OPTIONS = '[--json] [--state-dir DIR | --socket PATH | --url URL [--token T]]';
 
 const HELP = `netplane — a software-defined host network in WebAssembly
 
-usage: netplane <command> [arguments] [--json] [--state-dir DIR | --socket PATH | --url URL [--token T]]
+usage: netplane <command> [arguments] ${CLIENT_OPTIONS}
 
 daemon:
-  serve [--config FILE] [--state-dir DIR] [--port N] [--socket PATH]
+  serve [--config FILE] [--state-dir DIR] [--port N] [--socket PATH] [--no-default-network]
                          run the host network and its management API (npm start runs this
                          with an embedded default: one NAT network with a gateway)
 objects (HCN-shaped; JSON is inline, @file, or - for standard input):
   network   list | get ID | create JSON | modify ID JSON | delete ID
   endpoint  list | get ID | create JSON | modify ID JSON | delete ID
+                         (get also prints the QEMU, socat or v86 command line for its Transport)
   namespace list | get ID | create JSON | delete ID
   lb        list | get ID | create JSON | modify ID JSON | delete ID
 views:
-  mac                    the MAC table
+  mac                    the MAC table, by network and endpoint
   ct                     the connection table (like conntrack -L)
-  stats                  counters and drops by reason
+  stats                  counters, drops by reason, ports and transports
+  trace --endpoint ID FLOW
+                         every stage's decision for one packet (nothing changes), e.g.
+                         trace --endpoint web tcp 172.20.0.2:40000 '>' 1.1.1.1:80 syn
   trace --port N --frame HEX
-                         every stage's decision for one frame (nothing changes)
+                         the same for a frame given in hex (endpoint list shows the ports)
 other:
   demo                   the switch and the NAT mode on generated traffic, narrated
-  help                   this text
+  help [COMMAND]         this text, or a command's
+  --version              the version
 
 The client talks to the daemon through the unix socket of its state directory (--state-dir, default
 .netplane), or --socket PATH, or over TCP at --url (default http://127.0.0.1:${DEFAULT_PORT}) with the
@@ -39,23 +55,105 @@ token from the state directory (or --token / NETPLANE_TOKEN).
 Exit codes: 0 done, 1 refused by the daemon (the error names the field), 2 usage, 3 no daemon.
 `;
 
+// Every option any command takes; which command takes which is in COMMANDS.
+const OPTIONS = {
+  json: { type: 'boolean' },
+  url: { type: 'string' },
+  socket: { type: 'string' },
+  'state-dir': { type: 'string' },
+  token: { type: 'string' },
+  config: { type: 'string' },
+  port: { type: 'string' },
+  'no-default-network': { type: 'boolean' },
+  endpoint: { type: 'string' },
+  frame: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
+
+type Flags = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean };
+
+const CLIENT = ['json', 'url', 'socket', 'state-dir', 'token'];
+const OBJECT_ABOUT = 'JSON is inline, @file, or - for standard input; --json prints the API\'s JSON instead of a table.';
+const COMMANDS: Record<string, { usage: string; options: string[]; about: string }> = {
+  serve: {
+    usage: 'serve [--config FILE] [--state-dir DIR] [--port N] [--socket PATH] [--no-default-network]',
+    options: ['config', 'state-dir', 'port', 'socket', 'no-default-network'],
+    about: `Runs the host network and its API: a unix socket in the state directory (default .netplane) and
+loopback TCP on --port (default ${DEFAULT_PORT}; 0 picks a free one) with a bearer token. On an empty state
+it creates the NAT network "nat" unless --no-default-network. --config FILE is a JSON config
+(docs/model.md); the options given here override it.`,
+  },
+  network: { usage: `network list | get ID | create JSON | modify ID JSON | delete ID ${CLIENT_OPTIONS}`, options: CLIENT, about: `HostComputeNetwork objects. ${OBJECT_ABOUT}` },
+  endpoint: {
+    usage: `endpoint list | get ID | create JSON | modify ID JSON | delete ID ${CLIENT_OPTIONS}`, options: CLIENT,
+    about: `HostComputeEndpoint objects; list shows each one's switch PORT (for trace --port). get prints, for an
+endpoint with a Transport, the QEMU (or socat, or v86) command line that connects a VM to it, MAC
+included. ${OBJECT_ABOUT}`,
+  },
+  namespace: { usage: `namespace list | get ID | create JSON | delete ID ${CLIENT_OPTIONS}`, options: CLIENT, about: `HostComputeNamespace objects (compartments). ${OBJECT_ABOUT}` },
+  lb: { usage: `lb list | get ID | create JSON | modify ID JSON | delete ID ${CLIENT_OPTIONS}`, options: CLIENT, about: `HostComputeLoadBalancer objects. ${OBJECT_ABOUT}` },
+  mac: { usage: `mac ${CLIENT_OPTIONS}`, options: CLIENT, about: 'The MAC table: network, VLAN, MAC, the endpoint (or "(gateway)", "(uplink)") and static or learned.' },
+  ct: { usage: `ct ${CLIENT_OPTIONS}`, options: CLIENT, about: 'The connection table, like conntrack -L: original and reply tuples, state, SNAT/DNAT.' },
+  stats: { usage: `stats ${CLIENT_OPTIONS}`, options: CLIENT, about: 'Switch counters, drops by reason, every port with its endpoint and counters, and each endpoint transport\'s state.' },
+  trace: {
+    usage: `trace --endpoint ID FLOW | --endpoint ID --frame HEX | --port N --frame HEX ${CLIENT_OPTIONS}`,
+    options: [...CLIENT, 'endpoint', 'port', 'frame'],
+    about: `Runs one packet through the pipeline as if the endpoint (or port N) sent it, and prints every
+stage's decision and what would leave where; nothing changes (no learning, no connection, no counter).
+A FLOW is built into a frame by the daemon, from the endpoint's MAC to its next hop's:
+  ${FLOW_SYNTAX}.
+Examples (quote the > for the shell):
+  netplane trace --endpoint web tcp 172.20.0.2:40000 '>' 1.1.1.1:80 syn
+  netplane trace --endpoint web udp '>' 8.8.8.8:53            (the source is the endpoint's own)
+  netplane trace --endpoint web icmp 172.20.0.2 '>' 172.20.0.1 echo-request`,
+  },
+  demo: { usage: 'demo', options: [], about: 'The switch and the NAT mode on generated traffic, narrated; needs no daemon.' },
+  help: { usage: 'help [COMMAND]', options: [], about: 'The commands, or one command\'s usage.' },
+  version: { usage: 'version  (or --version, -V)', options: [], about: 'Prints the version of netplane.' },
+};
+
 const OBJECTS: Record<string, string> = { network: 'networks', endpoint: 'endpoints', namespace: 'namespaces', lb: 'loadbalancers' };
 
+class UsageError extends Error {}
+class NoDaemon extends Error {}
+
 export async function main(argv: string[]): Promise<number> {
-  const { args, flags } = parseArgs(argv);
-  const cmd = args[0] ?? 'help';
+  // Until the arguments are parsed, the command is the first word that names one (for the hint).
+  let cmd: string | undefined = argv.find((a) => !a.startsWith('-') && COMMANDS[a]);
   try {
-    if (cmd === 'demo') return demo();
-    if (cmd === 'serve') return await serve(flags);
-    if (cmd === 'help' || flags.help) {
-      process.stdout.write(HELP);
+    const { values: flags, positionals } = parse(argv);
+    const word = positionals[0];
+    cmd = word !== undefined && COMMANDS[word] ? word : undefined;
+    if (flags.version || word === 'version') {
+      if (word === 'version' && positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+      process.stdout.write(`netplane ${version()}\n`);
       return 0;
     }
-    if (OBJECTS[cmd]) return await objectCommand(cmd, args.slice(1), flags);
-    if (cmd === 'mac' || cmd === 'ct' || cmd === 'stats' || cmd === 'trace') return await viewCommand(cmd, flags);
+    if (word === undefined || word === 'help') {
+      const about = positionals[1];
+      if (about !== undefined && !COMMANDS[about]) throw new UsageError(`no command "${about}"`);
+      process.stdout.write(about ? commandHelp(about) : HELP);
+      return 0;
+    }
+    if (!cmd) throw new UsageError(`unknown command "${word}"`);
+    if (flags.help) {
+      process.stdout.write(commandHelp(cmd));
+      return 0;
+    }
+    for (const k of Object.keys(flags)) {
+      if (!COMMANDS[cmd].options.includes(k)) throw new UsageError(`--${k} is not an option of ${cmd}`);
+    }
+    const args = positionals.slice(1);
+    if (cmd === 'demo' || cmd === 'serve') {
+      if (args.length) throw new UsageError(`unexpected argument "${args[0]}"`);
+      return cmd === 'demo' ? demo() : await serve(flags);
+    }
+    if (OBJECTS[cmd]) return await objectCommand(cmd, args, flags);
+    return await viewCommand(cmd, args, flags);
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`netplane: ${e.message}\n\n${HELP}`);
+      process.stderr.write(`netplane: ${e.message}; see ${cmd && cmd !== 'help' ? `netplane ${cmd} --help` : 'netplane help'}\n`);
       return 2;
     }
     if (e instanceof NoDaemon) {
@@ -64,40 +162,65 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  process.stderr.write(`netplane: unknown command "${cmd}"\n\n${HELP}`);
-  return 2;
 }
 
-class UsageError extends Error {}
-class NoDaemon extends Error {}
-
-type Flags = Record<string, string | boolean>;
-
-function parseArgs(argv: string[]): { args: string[]; flags: Flags } {
-  const args: string[] = [];
-  const flags: Flags = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '-h' || a === '--help') flags.help = true;
-    else if (a === '--json') flags.json = true;
-    else if (a === '--no-default-network') flags['no-default-network'] = true;
-    else if (a.startsWith('--')) {
-      const [k, v] = a.slice(2).split('=', 2);
-      flags[k] = v ?? argv[++i] ?? '';
-    } else args.push(a);
+// parseArgs in strict mode, its errors said in one line.
+function parse(argv: string[]): { values: Flags; positionals: string[] } {
+  try {
+    const r = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: true });
+    return { values: r.values as Flags, positionals: r.positionals };
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const opt = /'(-[^' ]+)/.exec(err.message)?.[1] ?? '';
+    if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`unknown option ${opt}`);
+    if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      if (/ambiguous/.test(err.message)) throw new UsageError(`${opt} needs a value (for a value that starts with "-", write ${opt}=VALUE)`);
+      if (/missing/.test(err.message)) throw new UsageError(`${opt} needs a value`);
+      if (/does not take an argument/.test(err.message)) throw new UsageError(`${opt} takes no value`);
+    }
+    throw new UsageError(err.message.split('\n')[0]);
   }
-  return { args, flags };
+}
+
+function commandHelp(cmd: string): string {
+  const c = COMMANDS[cmd];
+  return `usage: netplane ${c.usage}\n\n${c.about}\n`;
+}
+
+// The package's version, from its package.json: two levels up from both the bundle (build/dist/)
+// and the source (src/cli/), looked for upwards so a moved bundle still finds it.
+function version(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++, dir = dirname(dir)) {
+    try {
+      const p = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (p.name === 'netplane' && p.version) return p.version;
+    } catch { /* not here: one level up */ }
+  }
+  return 'unknown';
+}
+
+function portNumber(v: string, what: string, lo: number): number {
+  if (!/^\d{1,5}$/.test(v) || Number(v) < lo || Number(v) > 65535) throw new UsageError(`${what} must be a number from ${lo} to 65535, got "${v}"`);
+  return Number(v);
 }
 
 async function serve(flags: Flags): Promise<number> {
-  const base: DaemonConfig = typeof flags.config === 'string' ? readConfig(flags.config) : { stateDir: '.netplane', defaults: { network: true } };
+  const port = flags.port === undefined ? undefined : portNumber(flags.port, '--port', 0);
+  let base: DaemonConfig;
+  try {
+    base = flags.config !== undefined ? readConfig(flags.config) : { stateDir: '.netplane', defaults: { network: true } };
+  } catch (e) {
+    process.stderr.write(`netplane: cannot serve: ${(e as Error).message}\n`);
+    return 1;
+  }
   const config: DaemonConfig = {
     ...base,
-    stateDir: typeof flags['state-dir'] === 'string' ? flags['state-dir'] : base.stateDir,
+    stateDir: flags['state-dir'] ?? base.stateDir,
     listen: {
       ...base.listen,
-      ...(typeof flags.port === 'string' ? { port: Number(flags.port) } : {}),
-      ...(typeof flags.socket === 'string' ? { socket: flags.socket } : {}),
+      ...(port !== undefined ? { port } : {}),
+      ...(flags.socket !== undefined ? { socket: flags.socket } : {}),
     },
     defaults: { network: !flags['no-default-network'] && (base.defaults?.network ?? false) },
   };
@@ -110,8 +233,11 @@ async function serve(flags: Flags): Promise<number> {
     return 1;
   }
   const nets = d.host.store.list('network').map((n) => `${n.ID} (${n.Type})`).join(', ') || 'none';
+  // The try line works from where the daemon was started: it names the state directory unless it
+  // is the default one there.
+  const dirFlag = d.stateDir === resolve('.netplane') ? '' : ` --state-dir ${d.stateDir}`;
   process.stdout.write(`netplane serving\n  state:    ${d.stateDir}\n  socket:   ${d.socketPath ?? 'off'}\n  api:      http://127.0.0.1:${d.port}/  (token in ${join(d.stateDir, 'token')})\n  networks: ${nets}\n` +
-    `try:       npx netplane network list` + (d.socketPath ? `   (or: curl --unix-socket ${d.socketPath} http://localhost/networks)` : '') + `\nstop with Ctrl-C\n`);
+    `try:       npx netplane network list${dirFlag}` + (d.socketPath ? `   (or: curl --unix-socket ${d.socketPath} http://localhost/networks)` : '') + `\nstop with Ctrl-C\n`);
   await new Promise<void>((done) => {
     // Every change is saved when it is made, so a shutdown that hangs (a client that will not let go)
     // loses nothing by being cut short.
@@ -134,14 +260,20 @@ async function serve(flags: Flags): Promise<number> {
 // the token comes from --token, NETPLANE_TOKEN, or the state directory's token file, which only the
 // daemon's user can read.
 function endpointOf(flags: Flags): { socket?: string; url: URL; token?: string } {
-  const stateDir = typeof flags['state-dir'] === 'string' ? flags['state-dir'] : process.env.NETPLANE_STATE_DIR ?? '.netplane';
-  const url = new URL(typeof flags.url === 'string' ? flags.url : process.env.NETPLANE_URL ?? `http://127.0.0.1:${DEFAULT_PORT}`);
-  let socket = typeof flags.socket === 'string' ? flags.socket : process.env.NETPLANE_SOCKET;
-  if (!socket && typeof flags.url !== 'string' && !process.env.NETPLANE_URL) {
+  const stateDir = flags['state-dir'] ?? process.env.NETPLANE_STATE_DIR ?? '.netplane';
+  const given = flags.url ?? process.env.NETPLANE_URL;
+  const from = flags.url !== undefined ? '--url' : 'NETPLANE_URL';
+  let url: URL;
+  try { url = new URL(given ?? `http://127.0.0.1:${DEFAULT_PORT}`); } catch {
+    throw new UsageError(`${from}: ${JSON.stringify(given)} is not a URL (like http://127.0.0.1:${DEFAULT_PORT})`);
+  }
+  if (url.protocol !== 'http:') throw new UsageError(`${from}: ${JSON.stringify(given)} is not an http:// URL (the API is HTTP on loopback)`);
+  let socket = flags.socket ?? process.env.NETPLANE_SOCKET;
+  if (!socket && given === undefined) {
     const p = join(stateDir, 'netplane.sock');
     try { if (lstatSync(p).isSocket()) socket = p; } catch { /* not there: TCP */ }
   }
-  let token = typeof flags.token === 'string' ? flags.token : process.env.NETPLANE_TOKEN;
+  let token = flags.token ?? process.env.NETPLANE_TOKEN;
   if (!token && !socket) {
     try { token = readFileSync(join(stateDir, 'token'), 'utf8').trim(); } catch { /* not readable: the daemon will say 401 */ }
   }
@@ -170,9 +302,11 @@ function request(flags: Flags, method: string, path: string, body?: unknown): Pr
   });
 }
 
-function readJsonArg(a: string | undefined): unknown {
-  if (a === undefined) throw new UsageError('missing the object as JSON (inline, @file, or - for standard input)');
-  const text = a === '-' ? readFileSync(0, 'utf8') : a.startsWith('@') ? readFileSync(a.slice(1), 'utf8') : a;
+function readJsonArg(a: string): unknown {
+  let text: string;
+  try { text = a === '-' ? readFileSync(0, 'utf8') : a.startsWith('@') ? readFileSync(a.slice(1), 'utf8') : a; } catch (e) {
+    throw new UsageError(`cannot read ${a === '-' ? 'standard input' : a.slice(1)}: ${(e as Error).message}`);
+  }
   try { return JSON.parse(text); } catch (e) { throw new UsageError(`not valid JSON: ${(e as Error).message}`); }
 }
 
@@ -183,38 +317,52 @@ function refused(value: unknown): number {
   return 1;
 }
 
+const VERBS: Record<string, string[]> = { list: [], get: ['ID'], create: ['JSON'], modify: ['ID', 'JSON'], delete: ['ID'] };
+
 async function objectCommand(obj: string, args: string[], flags: Flags): Promise<number> {
   const path = `/${OBJECTS[obj]}`;
-  const verb = args[0] ?? 'list';
+  const [verb = 'list', ...rest] = args;
+  const want = VERBS[verb];
+  if (!want) throw new UsageError(`unknown ${obj} verb "${verb}" (list, get, create, modify, delete)`);
+  if (rest.length < want.length) throw new UsageError(`${obj} ${verb} needs ${want.slice(rest.length).join(' and ')}${want[rest.length] === 'JSON' ? ' (inline, @file, or - for standard input)' : ''}`);
+  if (rest.length > want.length) throw new UsageError(`unexpected argument "${rest[want.length]}"`);
+  const id = want[0] === 'ID' ? `${path}/${encodeURIComponent(rest[0])}` : path;
   let r;
   if (verb === 'list') r = await request(flags, 'GET', path);
-  else if (verb === 'get') r = await request(flags, 'GET', `${path}/${encodeURIComponent(need(args[1], 'ID'))}`);
-  else if (verb === 'create') r = await request(flags, 'POST', path, readJsonArg(args[1]));
-  else if (verb === 'modify') r = await request(flags, 'PUT', `${path}/${encodeURIComponent(need(args[1], 'ID'))}`, readJsonArg(args[2]));
-  else if (verb === 'delete') r = await request(flags, 'DELETE', `${path}/${encodeURIComponent(need(args[1], 'ID'))}`);
-  else throw new UsageError(`unknown ${obj} verb "${verb}" (list, get, create, modify, delete)`);
+  else if (verb === 'get') r = await request(flags, 'GET', id);
+  else if (verb === 'create') r = await request(flags, 'POST', path, readJsonArg(rest[0]));
+  else if (verb === 'modify') r = await request(flags, 'PUT', id, readJsonArg(rest[1]));
+  else r = await request(flags, 'DELETE', id);
   if (r.status >= 300) return refused(r.value);
   if (flags.json) process.stdout.write(JSON.stringify(r.value, null, 2) + '\n');
   else if (verb === 'list') table((r.value as Array<Record<string, unknown>>).map((o) => summary(obj, o)));
-  else if (verb === 'delete') process.stdout.write(`deleted ${args[1]}\n`);
-  else process.stdout.write(JSON.stringify(r.value, null, 2) + '\n');
+  else if (verb === 'delete') process.stdout.write(`deleted ${rest[0]}\n`);
+  else {
+    process.stdout.write(JSON.stringify(r.value, null, 2) + '\n');
+    // An endpoint with a Transport: how to connect a VM to it.
+    const ep = r.value as Record<string, any>;
+    if (obj === 'endpoint' && ep.Transport) {
+      const net = await request(flags, 'GET', `/networks/${encodeURIComponent(ep.HostComputeNetwork)}`).catch(() => undefined);
+      process.stdout.write('\n' + connectCommands(ep as any, ep.Status, net && net.status < 300 ? net.value as any : undefined).join('\n') + '\n');
+    }
+  }
   return 0;
-}
-
-function need(v: string | undefined, what: string): string {
-  if (!v) throw new UsageError(`missing ${what}`);
-  return v;
 }
 
 function summary(obj: string, o: Record<string, any>): Record<string, string> {
   if (obj === 'network') return { ID: o.ID, TYPE: o.Type, SUBNETS: (o.Ipams ?? []).flatMap((i: any) => i.Subnets.map((s: any) => s.IpAddressPrefix)).join(',') };
-  if (obj === 'endpoint') return { ID: o.ID, NETWORK: o.HostComputeNetwork, MAC: o.MacAddress ?? '', ADDRESS: (o.IpConfigurations ?? []).map((c: any) => c.IpAddress).join(','), POLICIES: (o.Policies ?? []).map((p: any) => p.Type).join(',') };
+  if (obj === 'endpoint') {
+    return {
+      ID: o.ID, NETWORK: o.HostComputeNetwork, MAC: o.MacAddress ?? '', ADDRESS: (o.IpConfigurations ?? []).map((c: any) => c.IpAddress).join(','),
+      PORT: o.Status?.Port ?? '', TRANSPORT: o.Transport ? `${o.Transport.Type} ${o.Status?.Transport ?? ''}`.trim() : '', POLICIES: (o.Policies ?? []).map((p: any) => p.Type).join(','),
+    };
+  }
   if (obj === 'lb') return { ID: o.ID, VIPS: (o.FrontendVIPs ?? []).join(',') || '(all)', PORTS: o.PortMappings.map((p: any) => `${p.ExternalPort}->${p.InternalPort}`).join(','), BACKENDS: o.HostComputeEndpoints.join(',') };
   return { ID: o.ID, TYPE: o.Type ?? '' };
 }
 
-function table(rows: Array<Record<string, string | number>>): void {
-  if (rows.length === 0) { process.stdout.write('(none)\n'); return; }
+function table(rows: Array<Record<string, string | number>>, empty = '(none)'): void {
+  if (rows.length === 0) { process.stdout.write(`${empty}\n`); return; }
   const cols = Object.keys(rows[0]);
   const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
   const line = (cells: Array<string | number>) => cells.map((v, i) => String(v).padEnd(width[i])).join('  ').trimEnd() + '\n';
@@ -222,33 +370,86 @@ function table(rows: Array<Record<string, string | number>>): void {
   for (const r of rows) process.stdout.write(line(cols.map((c) => r[c])));
 }
 
-async function viewCommand(cmd: string, flags: Flags): Promise<number> {
+// Who is behind a port, as the daemon names it: an endpoint, a network's gateway, the uplink.
+function portLabel(p: { port: number; kind?: string; endpoint?: string }): string {
+  if (p.endpoint) return p.endpoint;
+  if (p.kind === 'gateway') return '(gateway)';
+  if (p.kind === 'uplink') return '(uplink)';
+  return `port ${p.port}`;
+}
+
+// One line for a frame, tcpdump style.
+function frameLine(hex: string): string {
+  const d = dissect(Buffer.from(hex, 'hex'));
+  const ip = d.ipv4 ?? d.ipv6, l4 = d.tcp ?? d.udp, ic = d.icmp ?? d.icmpv6;
+  if (d.arp) return `ARP ${d.arp.op === 1 ? `who-has ${d.arp.targetIp} tell ${d.arp.senderIp}` : `${d.arp.senderIp} is-at ${d.arp.senderMac}`}`;
+  if (!ip) return `${d.src} > ${d.dst} ethertype 0x${(d.ethertype ?? 0).toString(16)}`;
+  const at = (a: string, p: number) => a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`;
+  if (l4) return `${d.tcp ? 'tcp' : 'udp'} ${at(ip.src, l4.srcPort)} > ${at(ip.dst, l4.dstPort)}${d.tcp ? ` [${d.tcp.flagString}]` : ''}`;
+  if (ic) return `${d.icmp ? 'icmp' : 'icmp6'} ${ip.src} > ${ip.dst} type ${ic.type} code ${ic.code}`;
+  return `${ip.src} > ${ip.dst} protocol ${d.ipv4 ? d.ipv4.protocol : d.ipv6!.nextHeader}`;
+}
+
+async function viewCommand(cmd: string, args: string[], flags: Flags): Promise<number> {
   let r;
-  if (cmd === 'trace') {
-    const port = Number(flags.port);
-    if (!Number.isInteger(port) || typeof flags.frame !== 'string') throw new UsageError('trace needs --port N and --frame HEX');
-    r = await request(flags, 'POST', '/trace', { port, frame: flags.frame });
-  } else {
+  if (cmd === 'trace') r = await request(flags, 'POST', '/trace', traceRequest(args, flags));
+  else {
+    if (args.length) throw new UsageError(`unexpected argument "${args[0]}"`);
     r = await request(flags, 'GET', cmd === 'mac' ? '/mac' : cmd === 'ct' ? '/connections' : '/stats');
   }
   if (r.status >= 300) return refused(r.value);
   const v = r.value as any;
-  if (flags.json) process.stdout.write(JSON.stringify(v, null, 2) + '\n');
-  else if (cmd === 'mac') table(v.map((e: any) => ({ NETWORK: e.network, VLAN: e.vlan, MAC: e.mac, PORT: e.port, TYPE: e.static ? 'static' : 'learned' })));
-  else if (cmd === 'ct') table(v.map((c: any) => ({ PROTO: c.protocol, STATE: c.state, ORIGINAL: `${c.original.src}:${c.original.sport} -> ${c.original.dst}:${c.original.dport}`, REPLY: `${c.reply.src}:${c.reply.sport} -> ${c.reply.dst}:${c.reply.dport}`, NAT: [c.snat ? 'SNAT' : '', c.dnat ? 'DNAT' : ''].filter(Boolean).join(',') })));
-  else if (cmd === 'stats') {
-    table(Object.entries(v.stats).filter(([, n]) => n).map(([k, n]) => ({ STAT: k, VALUE: n as number })));
-    const drops = Object.entries(v.drops);
-    if (drops.length) { process.stdout.write('\n'); table(drops.map(([k, n]) => ({ DROP: k, COUNT: n as number }))); }
+  const out = (s = '') => process.stdout.write(s + '\n');
+  if (flags.json) out(JSON.stringify(v, null, 2));
+  else if (cmd === 'mac') {
+    table(v.map((e: any) => ({ NETWORK: e.networkId ?? e.network, VLAN: e.vlan, MAC: e.mac, ENDPOINT: portLabel(e), TYPE: e.static ? 'static' : 'learned' })), 'the MAC table is empty');
+  } else if (cmd === 'ct') {
+    table(v.map((c: any) => ({ PROTO: c.protocol, STATE: c.state, ORIGINAL: `${c.original.src}:${c.original.sport} -> ${c.original.dst}:${c.original.dport}`, REPLY: `${c.reply.src}:${c.reply.sport} -> ${c.reply.dst}:${c.reply.dport}`, NAT: [c.snat ? 'SNAT' : '', c.dnat ? 'DNAT' : ''].filter(Boolean).join(',') })), 'no connections');
+  } else if (cmd === 'stats') {
+    // Every counter, zero or not: a zero is an answer.
+    table(Object.entries(v.stats).map(([k, n]) => ({ STAT: k, VALUE: n as number })));
+    out();
+    table(Object.entries(v.drops).map(([k, n]) => ({ DROP: k, COUNT: n as number })), 'no drops');
+    if (v.ports?.length) {
+      out();
+      table(v.ports.map((p: any) => ({
+        PORT: p.port, ENDPOINT: portLabel(p), NETWORK: p.networkId ?? '', 'RX PKTS': p.rxPackets, 'TX PKTS': p.txPackets, DROPPED: p.dropped,
+        'DROPS BY REASON': Object.entries(p.drops ?? {}).map(([k, n]) => `${k} ${n}`).join(', '),
+      })));
+    }
     if (v.transports?.length) {
-      process.stdout.write('\n');
+      out();
       table(v.transports.map((t: any) => ({
         ENDPOINT: t.endpoint, TYPE: t.type, STATE: t.Transport, ADDRESS: t.Address ?? '', CONNECTS: t.connects ?? 0, REFUSALS: t.refusals ?? 0,
         RX: t.rxFrames ?? 0, TX: t.txFrames ?? 0, 'TX DROPPED': t.txDropped ?? 0, 'RX REFUSED': t.rxRefused ?? 0, REASON: t.Reason ?? '',
       })));
     }
-  } else process.stdout.write(v.text + '\n' + (v.output.length ? v.output.map((o: any) => `out port ${o.port}: ${o.frame.length / 2} bytes`).join('\n') + '\n' : ''));
+  } else {
+    out(`trace: ${v.flow ?? `${v.frame.length / 2}-byte frame, ${frameLine(v.frame)}`}, ${v.endpoint ? `sent by endpoint ${v.endpoint} (port ${v.port})` : `arriving on port ${v.port}`}`);
+    out(v.text);
+    for (const o of v.output) out(`out ${portLabel(o)} (port ${o.port}): ${frameLine(o.frame)}, ${o.frame.length / 2} bytes`);
+    if (!v.output.length) out(v.dropped ? `dropped: ${v.dropped}` : 'nothing leaves');
+  }
   return 0;
+}
+
+// What POST /trace gets: { endpoint, flow } for a flow description, else a frame in hex on the
+// endpoint's port or on --port N.
+function traceRequest(args: string[], flags: Flags): Record<string, unknown> {
+  const port = flags.port === undefined ? undefined : portNumber(flags.port, '--port', 0);
+  if (port !== undefined && flags.endpoint !== undefined) throw new UsageError('give --endpoint ID or --port N, not both');
+  if (flags.frame !== undefined) {
+    if (args.length) throw new UsageError('give --frame HEX or a flow, not both');
+    if (flags.endpoint === undefined && port === undefined) throw new UsageError('--frame needs --endpoint ID or --port N, where the frame arrives');
+    return flags.endpoint !== undefined ? { endpoint: flags.endpoint, frame: flags.frame } : { port, frame: flags.frame };
+  }
+  if (!args.length) throw new UsageError('trace needs --endpoint ID and a flow (e.g. tcp 172.20.0.2:40000 \'>\' 1.1.1.1:80 syn), or --port N --frame HEX');
+  if (flags.endpoint === undefined) throw new UsageError(port !== undefined ? 'a flow comes from --endpoint ID (--port N goes with --frame HEX)' : 'a flow needs --endpoint ID, the endpoint that sends it');
+  try {
+    return { endpoint: flags.endpoint, flow: parseFlow(args) };
+  } catch (e) {
+    throw new UsageError(`flow: ${(e as Error).message}`);
+  }
 }
 
 function demo(): number {

@@ -80,6 +80,25 @@ export class HostCompiler {
   networkOf(network: string): number | undefined { return this.networkNumber.get(network); }
   uplinkNetwork(): number { return UPLINK_NETWORK; }
 
+  // Reverse lookups, for views that name what the dataplane numbers (the daemon's /mac and /stats).
+  // The endpoint a switch port belongs to.
+  endpointAt(port: number): string | undefined {
+    for (const [id, p] of this.endpointPort) if (p === port) return id;
+    return undefined;
+  }
+  // The networks compiled to a network number (Transparent and L2Bridge networks share the uplink's).
+  networksNumbered(num: number): string[] {
+    return [...this.networkNumber].filter(([, n]) => n === num).map(([id]) => id).sort();
+  }
+  // A network's gateway: its router interface id (the interface's MAC is the one guests resolve).
+  gatewayInterfaceOf(network: string): number | undefined { return this.gatewayInterface.get(network); }
+  // Whose a router interface is: a network's gateway, or the host's uplink side.
+  interfaceOwner(iface: number): { network: string } | { uplink: true } | undefined {
+    if (iface === this.uplinkInterface) return { uplink: true };
+    for (const [network, i] of this.gatewayInterface) if (i === iface) return { network };
+    return undefined;
+  }
+
   // Brings the dataplane from the last applied state to `next`; throws (having restored the
   // dataplane) if any item is refused.
   apply(next: ModelState): void {

@@ -78,6 +78,8 @@ export class Store {
     const list = next[LIST[c.kind]] as AnyObject[];
     const at = list.findIndex((x) => x.ID === c.id);
     if (c.op === 'delete') {
+      const users = usersOf(this.state, c.kind, c.id);
+      if (users) throw new ModelError('Conflict', 'ID', `${KIND_WORD[c.kind]} ${c.id} is used by ${users.text}; delete or change ${users.many ? 'them' : 'it'} first`);
       const [gone] = list.splice(at, 1);
       checkState(next);
       return { next, result: gone };
@@ -143,6 +145,18 @@ function firstDifference(req: unknown, existing: unknown, assigned: string[], pa
     return undefined;
   }
   return req === existing ? undefined : path;
+}
+
+const KIND_WORD: Record<Kind, string> = { network: 'network', endpoint: 'endpoint', namespace: 'namespace', loadbalancer: 'load balancer' };
+
+// Who refers to an object ("endpoint web", "endpoints web, db"), or undefined when nobody does: a
+// delete of an object in use is a Conflict naming its users, not a dangling reference.
+function usersOf(s: ModelState, kind: Kind, id: string): { text: string; many: boolean } | undefined {
+  const name = (word: string, ids: string[]) => ids.length === 0 ? undefined : { text: `${word}${ids.length > 1 ? 's' : ''} ${ids.join(', ')}`, many: ids.length > 1 };
+  if (kind === 'network') return name('endpoint', s.endpoints.filter((e) => e.HostComputeNetwork === id).map((e) => e.ID));
+  if (kind === 'namespace') return name('endpoint', s.endpoints.filter((e) => e.HostComputeNamespace === id).map((e) => e.ID));
+  if (kind === 'endpoint') return name('load balancer', s.loadBalancers.filter((lb) => lb.HostComputeEndpoints.includes(id)).map((lb) => lb.ID));
+  return undefined;
 }
 
 // Referential integrity and ownership, over a whole state.

@@ -68,7 +68,7 @@ export function address(v: unknown, field: string): { text: string; v6: boolean;
 }
 
 export function prefix(v: unknown, field: string): { text: string; v6: boolean; bytes: Uint8Array; len: number } {
-  if (typeof v !== 'string' || !v.includes('/')) throw invalid(field, `must be a prefix in CIDR form like 10.0.0.0/24, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || v.split('/').length !== 2) throw invalid(field, `must be a prefix in CIDR form like 10.0.0.0/24, got ${JSON.stringify(v)}`);
   const [a, l] = v.split('/');
   const addr = address(a, field);
   const max = addr.v6 ? 128 : 32;
@@ -100,6 +100,20 @@ function acl(v: unknown, field: string): AclPolicySetting {
   const o = object(v, field);
   known(o, field, ['Id', 'Protocols', 'Action', 'Direction', 'LocalAddresses', 'RemoteAddresses', 'LocalPorts', 'RemotePorts', 'RuleType', 'Priority']);
   if (o.RuleType !== undefined && o.RuleType !== 'Switch' && o.RuleType !== 'Host') throw invalid(`${field}.RuleType`, 'must be "Switch" or "Host"');
+  if (o.Id !== undefined && typeof o.Id !== 'string') throw invalid(`${field}.Id`, 'must be a string');
+  // The compiler also takes numbers and arrays (the SDK's rules); what it would choke on, read
+  // loosely through Number() ("0x11", "1e1", "-0"), or let pass after a 256 ("256, 1000"), is
+  // refused here with the field named.
+  const p = o.Protocols;
+  if (p !== undefined) {
+    const items = typeof p === 'string' ? p.split(',').map((x) => x.trim()).filter((x) => x !== '') : typeof p === 'number' ? [p] : Array.isArray(p) ? p : undefined;
+    const protocol = (x: unknown) => (typeof p === 'string' ? /^\d+$/.test(x as string) : typeof x === 'number') && Number.isInteger(Number(x)) && Number(x) >= 0 && Number(x) <= 256;
+    if (!items || !items.every(protocol)) throw invalid(`${field}.Protocols`, `must be protocol numbers 0-256 (256: any), as decimals ("6, 17"), a number or an array of numbers, got ${JSON.stringify(p)}`);
+  }
+  for (const k of ['LocalAddresses', 'RemoteAddresses', 'LocalPorts', 'RemotePorts']) {
+    const x = o[k];
+    if (x !== undefined && typeof x !== 'string' && !(Array.isArray(x) && x.every((y) => typeof y === 'string'))) throw invalid(`${field}.${k}`, 'must be a comma-separated string or an array of strings');
+  }
   try {
     normalizeAcl(o as unknown as AclPolicySetting, 0);
   } catch (e) {
@@ -273,8 +287,10 @@ export function validateEndpoint(v: unknown): HostComputeEndpoint {
 
 export function hostPort(v: unknown, field: string): { host: string; port: number } {
   const m = typeof v === 'string' ? /^(.+):(\d{1,5})$/.exec(v) : null;
-  if (!m || Number(m[2]) > 65535 || Number(m[2]) === 0) throw invalid(field, `must be "host:port" with a port 1-65535, got ${JSON.stringify(v)}`);
-  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  // Brackets come in a pair, around an IPv6 address ("[::1]:5000").
+  const bracketed = m ? /^\[([^[\]]*:[^[\]]*)\]$/.exec(m[1]) : null;
+  if (!m || Number(m[2]) > 65535 || Number(m[2]) === 0 || (!bracketed && /[[\]]/.test(m[1]))) throw invalid(field, `must be "host:port" with a port 1-65535, got ${JSON.stringify(v)}`);
+  return { host: bracketed ? bracketed[1] : m[1], port: Number(m[2]) };
 }
 
 // A file that netplane creates lives in a directory of its own (captures, sockets), named by a plain

@@ -8,9 +8,13 @@
 // The pump delivers a frame only while that very object is still the switch's port with that id, so
 // a transport that outlives its port never injects frames as someone else's port (it counts them
 // refused instead). The same object carries the transport's tx handler, set and cleared on it.
-import type { Switch, SwitchPort, FrameHandler } from '../dataplane.js';
+import type { Switch, SwitchPort, FrameHandler } from '../switch.js';
 
 const pumps = new WeakMap<Switch, Pump>();
+
+// The end of the current I/O turn: setImmediate in Node.js; in a browser (the WebSocket client), a
+// zero timeout, which runs after the messages already queued with it.
+const later: (f: () => void) => void = typeof setImmediate === 'function' ? (f) => setImmediate(f) : (f) => setTimeout(f, 0);
 
 export class Pump {
   private scheduled = false;
@@ -32,7 +36,7 @@ export class Pump {
     this.sw.send(port.id, frame);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => {
+      later(() => {
         this.scheduled = false;
         this.sw.flush();
       });

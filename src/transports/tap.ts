@@ -24,10 +24,9 @@ let native: Native | null | undefined;
 function load(): Native | null {
   if (native !== undefined) return native;
   const require = createRequire(import.meta.url);
-  for (const p of ['../build/Release/netplane_tap.node', '../../build/Release/netplane_tap.node', '../Release/netplane_tap.node']) {
-    try { native = require(p) as Native; return native; } catch { /* try the next place */ }
-  }
-  native = null;
+  // native/build/Release/ (scripts/native.mjs) is two levels up both from the bundle
+  // (build/dist/*.js) and from here (src/transports/, run from source with tsx).
+  try { native = require('../../native/build/Release/netplane_tap.node') as Native; } catch { native = null; }
   return native;
 }
 

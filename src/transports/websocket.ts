@@ -34,7 +34,7 @@ type Verdict = (ok: boolean, code?: number, message?: string) => void;
 export class WebSocketTransport {
   readonly stats = newStats();
   readonly disconnects: Array<{ reason: string }> = [];
-  readonly server: WebSocketServer;
+  private readonly server: WebSocketServer;   // private: keeps ws's types out of the public declarations
   private client?: WebSocket;
   private readonly detach: () => void;
   private readonly log: (message: string) => void;

@@ -1,0 +1,169 @@
+// What every other module of the SDK needs from the ABI, and nothing that loads the module: the raw
+// exports' names and types, the error codes configuration calls return, the SDK's one error type,
+// argument checks, and reading a string out of the module's memory. It imports nothing, so the
+// switch, the router and the ACLs can all use it without importing one another (no import cycle),
+// and it is the same in Node.js and in a browser.
+
+export type Build = 'release' | 'debug';
+
+// The raw exports (docs/ABI.md).
+export interface NetplaneExports {
+  memory: WebAssembly.Memory;
+  create(maxPorts: number, macEntries: number, batch: number, rxBytes: number): number;
+  rx_descriptors(): number;
+  rx_buffer(): number;
+  rx_buffer_size(): number;
+  max_batch(): number;
+  tx_descriptors(): number;
+  tx_capacity(): number;
+  process(n: number, now: number): number;
+  port_configure(p: number, network: number, mode: number, vlan: number, flags: number, learnLimit: number): number;
+  port_allow_vlan(p: number, vlan: number, allowed: number): number;
+  port_clear_vlans(p: number): number;
+  port_set_guard_mac(p: number, macHi: number, macLo: number): number;
+  port_set_up(p: number, up: number): number;
+  port_remove(p: number): number;
+  port_record(p: number): number;
+  port_record_size(): number;
+  port_drops(p: number): number;
+  max_ports(): number;
+  mac_add_static(network: number, vlan: number, macHi: number, macLo: number, p: number, now: number): number;
+  mac_remove(network: number, vlan: number, macHi: number, macLo: number): number;
+  mac_flush_port(p: number): number;
+  mac_flush(): number;
+  mac_set_aging(ms: number): number;
+  mac_aging(): number;
+  mac_age(now: number, slots: number): number;
+  mac_table(): number;
+  mac_table_slots(): number;
+  mac_count(): number;
+  mac_capacity(): number;
+  drops(): number;
+  reason_count(): number;
+  reason_name(r: number): number;
+  stats(): number;
+  stat_count(): number;
+  stat_name(i: number): number;
+  frame_parse(addr: number, len: number): number;
+  parse_result(): number;
+  inet_checksum(addr: number, len: number): number;
+  inet_checksum_adjust16(check: number, old: number, now: number): number;
+  inet_checksum_adjust32(check: number, old: number, now: number): number;
+  abi_version(): number;
+  create_l3(routes: number, neighbors: number, conns: number, mappings: number, addrs6: number): number;
+  addr6_table(): number;
+  iface_configure(i: number, zone: number, network: number, vlan: number, macHi: number, macLo: number, flags: number): number;
+  iface_set_ipv4(i: number, addr: number, prefixLen: number): number;
+  iface_remove(i: number): number;
+  iface_record(i: number): number;
+  iface_set_ipv6(i: number, a0: number, a1: number, a2: number, a3: number, prefixLen: number): number;
+  route_add6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number, ifIndex: number, n0: number, n1: number, n2: number, n3: number, flags: number): number;
+  route_remove6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number): number;
+  neighbor_set6(zone: number, a0: number, a1: number, a2: number, a3: number, macHi: number, macLo: number, ifIndex: number, now: number): number;
+  neighbor_remove6(zone: number, a0: number, a1: number, a2: number, a3: number): number;
+  route_add4(zone: number, prefix: number, len: number, ifIndex: number, nextHop: number, flags: number): number;
+  route_remove4(zone: number, prefix: number, len: number): number;
+  route_table(): number;
+  route_slots(): number;
+  neighbor_set4(zone: number, addr: number, macHi: number, macLo: number, ifIndex: number, now: number): number;
+  neighbor_remove4(zone: number, addr: number): number;
+  neighbor_table(): number;
+  neighbor_slots(): number;
+  neighbor_set_reachable(ms: number): number;
+  snat_set(i: number, zone: number, prefix: number, len: number, ifIndex: number, ext: number, portLo: number, portHi: number, flags: number): number;
+  snat_clear(i: number): number;
+  snat_exception_set(i: number, zone: number, prefix: number, len: number): number;
+  snat_exception_clear(i: number): number;
+  port_mapping_add(zone: number, proto: number, vip: number, extPort: number, intAddr: number, intPort: number): number;
+  port_mapping_remove(zone: number, proto: number, vip: number, extPort: number): number;
+  ct_table(): number;
+  ct_record_size(): number;
+  ct_capacity(): number;
+  ct_index_slots(): number;
+  ct_count(): number;
+  ct_flush(zone: number): number;
+  ct_state_count(): number;
+  ct_state_name(s: number): number;
+  ct_set_timeout(state: number, ms: number): number;
+  ct_timeout(state: number): number;
+  ratelimit_set(which: number, perSecond: number, burst: number): number;
+  lb_set(zone: number, proto: number, vip: number, extPort: number, intPort: number, dist: number, flags: number): number;
+  lb_backend_add(zone: number, proto: number, vip: number, extPort: number, addr: number): number;
+  lb_backend_remove(zone: number, proto: number, vip: number, extPort: number, addr: number): number;
+  trace_frame(p: number, len: number, now: number): number;
+  trace_buffer(): number;
+  tx_count(): number;
+  acl_alloc(bytes: number): number;
+  acl_free(blob: number): void;
+  acl_bind(p: number, dir: number, blob: number, size: number, defaultAction: number): number;
+  acl_unbind(p: number, dir: number): number;
+  acl_generation(): number;
+  abortLine: { readonly value: number };   // a WebAssembly.Global (i32), typed by its shape: the declarations must not need lib "dom" (rollup.config.js)
+  __getString(ptr: number): string;
+}
+
+// Errors returned by configuration calls (negative numbers), by name.
+export const ABI_ERRORS: Record<number, string> = {
+  [-1]: 'already created',
+  [-2]: 'not created',
+  [-3]: 'bad argument',
+  [-4]: 'no such port',
+  [-5]: 'VLAN out of range (0-4094)',
+  [-6]: 'network out of range (0-65535)',
+  [-7]: 'MAC table full',
+  [-8]: 'not found',
+  [-9]: 'bad MAC address',
+  [-10]: 'L3 tables not created',
+  [-11]: 'no such interface',
+  [-12]: 'compartment out of range (0-1023)',
+  [-13]: 'bad prefix length',
+};
+
+export class NetplaneError extends Error {
+  constructor(readonly field: string, readonly reason: string) {
+    super(`${field}: ${reason}`);
+    this.name = 'NetplaneError';
+  }
+}
+
+// What the router, the ACLs and the trace read of a Dataplane (src/switch.ts), named here so that they
+// need not import the switch that imports them.
+export interface DataplaneView {
+  readonly exports: NetplaneExports;
+  readonly reasons: string[];
+  readonly ctStates: string[];
+  u8: Uint8Array;
+  dv: DataView;
+  rxBuffer: Uint8Array;
+  txDescriptors: DataView;
+  views(): void;
+}
+
+// Throws unless v is an integer in [lo, hi], naming the field.
+export function check(field: string, v: number, lo: number, hi: number): void {
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new NetplaneError(field, `must be an integer from ${lo} to ${hi}, got ${v}`);
+}
+
+// Throws on a configuration call's negative return, with the error's name.
+export function abi(field: string, code: number): void {
+  if (code < 0) throw new NetplaneError(field, ABI_ERRORS[code] ?? `error ${code}`);
+}
+
+// A string the module returns (reason_name, stat_name, ...): UTF-16LE code units starting at `addr`,
+// their byte length in the u32 at addr - 4 (docs/ABI.md).
+export function abiString(memory: WebAssembly.Memory, addr: number): string {
+  if (!addr) return '';
+  const buf = memory.buffer;
+  const bytes = new DataView(buf).getUint32(addr - 4, true);
+  const units = new Uint16Array(buf, addr, bytes >>> 1);
+  let s = '';
+  for (let i = 0; i < units.length; i += 4096) s += String.fromCharCode(...units.subarray(i, i + 4096));
+  return s;
+}
+
+// Instantiates a compiled module (it imports nothing) and returns its exports with __getString.
+export function instantiate(module: WebAssembly.Module): NetplaneExports {
+  const raw = new WebAssembly.Instance(module, {}).exports as unknown as Omit<NetplaneExports, '__getString'>;
+  const memory = raw.memory;
+  return { ...raw, __getString: (addr: number) => abiString(memory, addr) } as NetplaneExports;
+}

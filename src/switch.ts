@@ -1,0 +1,530 @@
+// The switch, shared by every entry of the SDK (Node.js: src/index.ts, browsers: src/web.ts): makes the
+// typed-array views of one module instance once, and moves frames in and out in batches. Nothing here
+// runs per packet inside WebAssembly calls: send() only copies a frame into the rx buffer and writes
+// its descriptor; flush() makes one call to process() for the whole batch, then hands each tx
+// descriptor's bytes to the egress port's consumer.
+//
+// The Dataplane class is the raw ABI with names (for hosts that batch frames themselves, like the
+// benchmarks); Switch adds ports, frame delivery, and readable views of the MAC table and counters.
+//
+// Loading the module is the one thing that differs between runtimes, so it is not done here: these
+// classes take a compiled WebAssembly.Module (`module`), and `Switch.create` / `compileModule` get one
+// from a URL (fetch + compileStreaming), bytes or a Module with nothing but the web platform's
+// globals. src/dataplane.ts gives Node.js its synchronous `new Switch()` by reading the file; this file
+// imports no `node:` module and must not (the browser bundle is built from it).
+import { formatMac, parseMac } from './frames.js';
+import { Router } from './router.js';
+import { Acls } from './acl.js';
+import { traceFrame, type TraceResult } from './trace.js';
+import type { PcapSink } from './pcap-format.js';
+import { NetplaneError, ABI_ERRORS, check, abi, instantiate, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
+
+export { NetplaneError, ABI_ERRORS, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
+
+// Where a module can come from: a URL (fetched, compiled while it downloads), a fetch Response, the
+// bytes, or a module compiled already (compile once, instantiate many: each switch is one instance).
+export type WasmSource = string | URL | Response | PromiseLike<Response> | ArrayBuffer | ArrayBufferView | WebAssembly.Module;
+
+// The package's own module, beside the bundle: build/dist/<entry>.js -> build/netplane.<build>.wasm.
+// Two literal `new URL(..., import.meta.url)` so bundlers (Vite, webpack, esbuild, Parcel) see and
+// copy the file.
+export function wasmUrl(build: Build = 'release'): URL {
+  return build === 'debug' ? new URL('../netplane.debug.wasm', import.meta.url) : new URL('../netplane.release.wasm', import.meta.url);
+}
+
+// Compiles a module from any source. A URL or Response is compiled while it streams when the server
+// says application/wasm, and from the whole body otherwise (a static server that does not know the
+// type still works).
+export async function compileModule(source?: WasmSource, build: Build = 'release'): Promise<WebAssembly.Module> {
+  source ??= wasmUrl(build);
+  if (source instanceof WebAssembly.Module) return source;
+  if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) return WebAssembly.compile(source as BufferSource);
+  const where = typeof source === 'string' || source instanceof URL ? String(source) : undefined;
+  let res: Response;
+  try {
+    res = typeof source === 'string' || source instanceof URL ? await fetch(source) : await source;
+  } catch (e) {
+    throw new Error(`netplane: cannot fetch the WebAssembly module${where ? ` from ${where}` : ''}: ${(e as Error).message}`);
+  }
+  if (!res.ok) throw new Error(`netplane: cannot fetch the WebAssembly module from ${res.url || where}: HTTP ${res.status}`);
+  const type = res.headers.get('content-type') ?? '';
+  if (typeof WebAssembly.compileStreaming === 'function' && /^application\/wasm\b/i.test(type)) return WebAssembly.compileStreaming(res);
+  return WebAssembly.compile(await res.arrayBuffer());
+}
+
+// The build the tests and tools use when not told otherwise: NETPLANE_BUILD=debug|release.
+export function defaultBuild(): Build {
+  const b = typeof process !== 'undefined' ? process.env.NETPLANE_BUILD : undefined;
+  return b === 'debug' ? 'debug' : 'release';
+}
+
+export interface DataplaneOptions {
+  build?: Build;                 // which module Node.js reads, or Switch.create fetches, when not given one
+  module?: WebAssembly.Module;   // the compiled module (required here; the Node.js entry reads it when absent)
+  maxPorts?: number;
+  macEntries?: number;
+  batch?: number;
+  rxBytes?: number;
+  routes?: number;
+  neighbors?: number;
+  connections?: number;
+  portMappings?: number;
+  ipv6Addresses?: number;
+}
+
+export const DEFAULTS = {
+  maxPorts: 256, macEntries: 65536, batch: 256, rxBytes: 256 * 2048,
+  routes: 4096, neighbors: 16384, connections: 65536, portMappings: 4096, ipv6Addresses: 16384,
+};
+
+// One instance of the module: one switch. Views are remade if the memory ever grows.
+export class Dataplane implements DataplaneView {
+  readonly exports: NetplaneExports;
+  readonly build: Build;
+  readonly maxPorts: number;
+  readonly batch: number;
+  readonly reasons: string[];
+  readonly statNames: string[];
+  readonly ctStates: string[];
+  private buffer!: ArrayBuffer;
+  u8!: Uint8Array;
+  dv!: DataView;
+  rxBuffer!: Uint8Array;       // the rx buffer, for writing frames
+  rxDescriptors!: DataView;    // batch x 8 bytes: u32 offset, u16 length, u16 port
+  txDescriptors!: DataView;    // tx_capacity x 8 bytes: u32 address, u16 length, u16 port
+
+  constructor(opts: DataplaneOptions = {}) {
+    this.build = opts.build ?? defaultBuild();
+    if (!(opts.module instanceof WebAssembly.Module)) {
+      throw new NetplaneError('module', 'no compiled WebAssembly module given: here it is loaded asynchronously, so use `await Switch.create({ wasm })` or pass `module: await compileModule(url)`');
+    }
+    this.exports = instantiate(opts.module);
+    const maxPorts = opts.maxPorts ?? DEFAULTS.maxPorts;
+    const macEntries = opts.macEntries ?? DEFAULTS.macEntries;
+    const batch = opts.batch ?? DEFAULTS.batch;
+    const rxBytes = opts.rxBytes ?? Math.max(DEFAULTS.rxBytes, batch * 2048);
+    check('maxPorts', maxPorts, 1, 0xf000);
+    check('macEntries', macEntries, 1, 1 << 28);
+    check('batch', batch, 1, 65536);
+    check('rxBytes', rxBytes, 64, 1 << 30);
+    const e = this.exports.create(maxPorts, macEntries, batch, rxBytes);
+    if (e !== 0) throw new NetplaneError('create', ABI_ERRORS[e] ?? `error ${e}`);
+    const routes = opts.routes ?? DEFAULTS.routes;
+    const neighbors = opts.neighbors ?? DEFAULTS.neighbors;
+    const conns = opts.connections ?? DEFAULTS.connections;
+    const mappings = opts.portMappings ?? DEFAULTS.portMappings;
+    check('routes', routes, 1, 1 << 24);
+    check('neighbors', neighbors, 1, 1 << 24);
+    check('connections', conns, 1, 1 << 26);
+    check('portMappings', mappings, 1, 1 << 20);
+    const addrs6 = opts.ipv6Addresses ?? DEFAULTS.ipv6Addresses;
+    check('ipv6Addresses', addrs6, 1, 1 << 24);
+    const e3 = this.exports.create_l3(routes, neighbors, conns, mappings, addrs6);
+    if (e3 !== 0) throw new NetplaneError('create_l3', ABI_ERRORS[e3] ?? `error ${e3}`);
+    this.maxPorts = maxPorts;
+    this.batch = batch;
+    this.ctStates = names(this.exports.ct_state_count(), (i) => this.exports.__getString(this.exports.ct_state_name(i)));
+    this.reasons = names(this.exports.reason_count(), (i) => this.exports.__getString(this.exports.reason_name(i)));
+    this.statNames = names(this.exports.stat_count(), (i) => this.exports.__getString(this.exports.stat_name(i)));
+    this.views();
+  }
+
+  // (Re)makes the typed-array views; cheap to call, does nothing if the memory did not grow.
+  views(): void {
+    const buf = this.exports.memory.buffer;
+    if (buf === this.buffer) return;
+    this.buffer = buf;
+    this.u8 = new Uint8Array(buf);
+    this.dv = new DataView(buf);
+    const x = this.exports;
+    this.rxBuffer = new Uint8Array(buf, x.rx_buffer(), x.rx_buffer_size());
+    this.rxDescriptors = new DataView(buf, x.rx_descriptors(), x.max_batch() * 8);
+    this.txDescriptors = new DataView(buf, x.tx_descriptors(), x.tx_capacity() * 8);
+  }
+
+  process(n: number, now: number): number {
+    try {
+      return this.exports.process(n, now);
+    } catch (err) {
+      const line = Number(this.exports.abortLine?.value ?? 0);
+      if (line) throw new Error(`netplane dataplane assertion failed at line ${line}: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  u64(addr: number): number {
+    return Number(this.dv.getBigUint64(addr, true));
+  }
+}
+
+function names(n: number, get: (i: number) => string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(get(i));
+  return out;
+}
+
+// ---- the switch -----------------------------------------------------------------------------------
+
+export type PortMode = 'access' | 'trunk';
+
+export interface PortSpec {
+  id?: number;               // port number; the lowest free one when absent
+  network?: number;          // the network (broadcast domain without VLANs) the port belongs to; 0
+  mode?: PortMode;           // 'access' (default) or 'trunk'
+  vlan?: number;             // access VLAN, or the trunk's native VLAN; 0 = the untagged domain
+  allowedVlans?: number[];   // trunk: the tagged VLANs it carries
+  dropUntagged?: boolean;    // trunk: drop untagged frames instead of putting them in the native VLAN
+  mac?: string;              // endpoint MAC: turns the spoof guard on
+  learning?: boolean;        // learn source MACs (default true)
+  learnLimit?: number;       // most MACs learned on the port (default: no limit)
+  queueLimit?: number;       // frames kept for receive() before the oldest are dropped (default 4096)
+}
+
+export interface PortCounters {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  dropped: number;
+  drops: Record<string, number>;
+  hostQueueDrops: number;
+}
+
+export interface MacEntry {
+  mac: string;
+  network: number;
+  vlan: number;
+  port: number;
+  static: boolean;
+  lastSeen: number; // the `now` (ms, modulo 2^32) of the last frame from this MAC
+}
+
+export type FrameHandler = (frame: Uint8Array, port: number) => void;
+
+const FLAG_GUARD = 1, FLAG_NO_LEARN = 2, FLAG_DROP_UNTAGGED = 4;
+const NO_LIMIT = 0xffffffff;
+
+export interface SwitchOptions extends DataplaneOptions {
+  macAgingMs?: number;
+  clock?: () => number;
+}
+
+export interface SwitchCreateOptions extends SwitchOptions {
+  wasm?: WasmSource;   // where the module comes from when `module` is absent (default: the package's own)
+}
+
+export class SwitchPort {
+  readonly queue: Uint8Array[] = [];
+  handler?: FrameHandler;
+  hostQueueDrops = 0;
+  constructor(readonly sw: Switch, readonly id: number, readonly spec: Required<Pick<PortSpec, 'network' | 'mode' | 'vlan' | 'queueLimit'>> & PortSpec) {}
+  send(frame: Uint8Array): void { this.sw.send(this.id, frame); }
+  // Frames that left the switch on this port since the last call (when no handler is set).
+  receive(): Uint8Array[] { return this.queue.splice(0); }
+  onFrame(h: FrameHandler | undefined): void { this.handler = h; }
+  counters(): PortCounters { return this.sw.portCounters(this.id); }
+}
+
+export class Switch {
+  readonly dp: Dataplane;
+  readonly router: Router;
+  readonly acls: Acls;
+  readonly ports = new Map<number, SwitchPort>();
+  private clock: () => number;
+  private pending = 0;
+  private rxUsed = 0;
+  private anyHandler?: FrameHandler;
+  private captures = new Map<number, PcapSink>();
+
+  constructor(opts: SwitchOptions = {}) {
+    this.dp = new Dataplane(opts);
+    this.clock = opts.clock ?? (() => performance.now());
+    this.router = new Router(this.dp, () => this.clock());
+    this.acls = new Acls(this.dp, (id) => this.ports.get(id)?.spec.network,
+      (network) => [...this.ports.values()].filter((p) => p.spec.network === network).map((p) => p.id));
+    if (opts.macAgingMs !== undefined) this.setMacAging(opts.macAgingMs);
+  }
+
+  // A switch whose module is loaded asynchronously: in a browser, `await Switch.create()` fetches the
+  // package's own module (or `wasm`: a URL, a Response, bytes or a compiled Module).
+  static async create<T extends Switch>(this: SwitchClass<T>, opts: SwitchCreateOptions = {}): Promise<T> {
+    const build = opts.build ?? defaultBuild();
+    const module = opts.module ?? await compileModule(opts.wasm ?? this.defaultWasm(build), build);
+    return new this({ ...opts, build, module });
+  }
+
+  // Where create() takes the module from when told nothing: the package's own file, fetched.
+  static defaultWasm(build: Build): WasmSource { return wasmUrl(build); }
+
+  get reasons(): string[] { return this.dp.reasons; }
+
+  // Frames sent but not yet processed (they go with the next flush).
+  get pendingFrames(): number { return this.pending; }
+
+  addPort(spec: PortSpec = {}): SwitchPort {
+    const id = spec.id ?? this.freePort();
+    check('id', id, 0, this.dp.maxPorts - 1);
+    if (this.ports.has(id)) throw new NetplaneError('id', `port ${id} already exists`);
+    const full = { network: 0, mode: 'access' as PortMode, vlan: 0, queueLimit: 4096, ...spec, id };
+    const applied = this.configure(id, full);
+    const port = new SwitchPort(this, id, applied);
+    this.ports.set(id, port);
+    this.acls.portAdded(id);
+    return port;
+  }
+
+  // Changes a port's configuration. Every field is validated before anything changes.
+  modifyPort(id: number, changes: Omit<PortSpec, 'id'>): SwitchPort {
+    const old = this.port(id);
+    const full = { ...old.spec, ...changes, id };
+    const applied = this.configure(id, full);
+    Object.assign(old.spec, applied);
+    this.acls.portAdded(id);
+    return old;
+  }
+
+  private configure(id: number, s: PortSpec & { network: number; mode: PortMode; vlan: number; queueLimit: number }) {
+    check('network', s.network, 0, 65535);
+    if (s.mode !== 'access' && s.mode !== 'trunk') throw new NetplaneError('mode', `must be "access" or "trunk", got ${JSON.stringify(s.mode)}`);
+    check('vlan', s.vlan, 0, 4094);
+    const allowed = s.allowedVlans ?? [];
+    if (allowed.length && s.mode !== 'trunk') throw new NetplaneError('allowedVlans', 'only a trunk port carries tagged VLANs');
+    allowed.forEach((v, i) => check(`allowedVlans[${i}]`, v, 1, 4094));
+    if (s.dropUntagged && s.mode !== 'trunk') throw new NetplaneError('dropUntagged', 'only applies to a trunk port');
+    if (s.learnLimit !== undefined) check('learnLimit', s.learnLimit, 0, NO_LIMIT - 1);
+    check('queueLimit', s.queueLimit, 0, 1 << 24);
+    let mac: Uint8Array | undefined;
+    if (s.mac !== undefined) {
+      try { mac = parseMac(s.mac); } catch (e) { throw new NetplaneError('mac', (e as Error).message); }
+      if (mac[0] & 1) throw new NetplaneError('mac', `${s.mac} is a group address, not a station`);
+    }
+    const flags = (mac ? FLAG_GUARD : 0) | (s.learning === false ? FLAG_NO_LEARN : 0) | (s.dropUntagged ? FLAG_DROP_UNTAGGED : 0);
+    const x = this.dp.exports;
+    abi('port', x.port_configure(id, s.network, s.mode === 'trunk' ? 1 : 0, s.vlan, flags, s.learnLimit ?? NO_LIMIT));
+    abi('allowedVlans', x.port_clear_vlans(id));
+    for (const v of allowed) abi('allowedVlans', x.port_allow_vlan(id, v, 1));
+    if (mac) abi('mac', x.port_set_guard_mac(id, (mac[0] << 8) | mac[1], ((mac[2] << 24) | (mac[3] << 16) | (mac[4] << 8) | mac[5]) >>> 0));
+    return s;
+  }
+
+  removePort(id: number): void {
+    this.port(id);
+    this.flush();
+    this.acls.portRemoved(id);
+    abi('port', this.dp.exports.port_remove(id));
+    this.ports.delete(id);
+  }
+
+  setPortUp(id: number, up: boolean): void {
+    this.port(id);
+    abi('port', this.dp.exports.port_set_up(id, up ? 1 : 0));
+  }
+
+  port(id: number): SwitchPort {
+    const p = this.ports.get(id);
+    if (!p) throw new NetplaneError('port', `no port ${id}`);
+    return p;
+  }
+
+  private freePort(): number {
+    for (let i = 0; i < this.dp.maxPorts; i++) if (!this.ports.has(i)) return i;
+    throw new NetplaneError('id', `all ${this.dp.maxPorts} ports are in use`);
+  }
+
+  // Every frame leaving any port goes to this handler (in addition to the port's own handler/queue).
+  onFrame(h: FrameHandler | undefined): void { this.anyHandler = h; }
+
+  // Queues a frame received on `port`. The batch is processed when it is full or on flush().
+  send(port: number, frame: Uint8Array): void {
+    const dp = this.dp;
+    if (frame.length > 65535) throw new NetplaneError('frame', `${frame.length} bytes is longer than 65535`);
+    if (frame.length > dp.rxBuffer.length) throw new NetplaneError('frame', `${frame.length} bytes does not fit the rx buffer`);
+    if (this.pending === dp.batch || this.rxUsed + frame.length > dp.rxBuffer.length) this.flush();
+    if (this.captures.size) this.captures.get(port)?.write(frame, Date.now());
+    dp.views();
+    const off = this.rxUsed;
+    dp.rxBuffer.set(frame, off);
+    const d = this.pending * 8;
+    dp.rxDescriptors.setUint32(d, off, true);
+    dp.rxDescriptors.setUint16(d + 4, frame.length, true);
+    dp.rxDescriptors.setUint16(d + 6, port, true);
+    this.pending++;
+    // Keep frames 8-byte aligned in the rx buffer.
+    this.rxUsed = (off + frame.length + 7) & ~7;
+  }
+
+  // Processes the queued frames at time `now` (ms) and delivers what leaves. Returns the tx count.
+  flush(now: number = this.clock()): number {
+    const dp = this.dp;
+    const n = this.pending;
+    this.pending = 0;
+    this.rxUsed = 0;
+    const tx = dp.process(n, now);
+    dp.views();
+    const td = dp.txDescriptors;
+    for (let i = 0; i < tx; i++) {
+      const addr = td.getUint32(i * 8, true);
+      const len = td.getUint16(i * 8 + 4, true);
+      const out = td.getUint16(i * 8 + 6, true);
+      const view = dp.u8.subarray(addr, addr + len);
+      if (this.captures.size) this.captures.get(out)?.write(view, Date.now());
+      this.anyHandler?.(view, out);
+      const p = this.ports.get(out);
+      if (!p) continue;
+      if (p.handler) p.handler(view, out);
+      else if (p.spec.queueLimit > 0) {
+        if (p.queue.length >= p.spec.queueLimit) {
+          p.queue.shift();
+          p.hostQueueDrops++;
+        }
+        p.queue.push(view.slice());
+      }
+    }
+    return tx;
+  }
+
+  // Captures every frame a port receives and sends into a classic pcap file (tcpdump, Wireshark): a
+  // path (Node.js), or any sink such as a PcapWriter or an in-memory PcapRecorder.
+  // Returns the function that stops the capture and closes the sink.
+  capture(port: number, target: string | PcapSink): () => void {
+    this.port(port);
+    if (this.captures.has(port)) throw new NetplaneError('port', `port ${port} is already being captured`);
+    const w = typeof target === 'string' ? this.openCapture(target) : target;
+    this.captures.set(port, w);
+    return () => {
+      if (this.captures.get(port) !== w) return;
+      this.captures.delete(port);
+      w.close();
+    };
+  }
+
+  // Opens a capture file by path; only where there is a file system (the Node.js entry's Switch).
+  protected openCapture(path: string): PcapSink {
+    throw new NetplaneError('target', `cannot open ${JSON.stringify(path)}: no file system here; capture into a PcapRecorder (or any { write, close }) instead`);
+  }
+
+  // Sends one batch of frames and processes it: convenience for tests and tools.
+  inject(frames: Array<[port: number, frame: Uint8Array]>, now?: number): number {
+    for (const [p, f] of frames) this.send(p, f);
+    return this.flush(now);
+  }
+
+  // Runs one frame through the pipeline as if received on `port`, without changing anything, and
+  // returns every stage's decision (src/trace.ts).
+  trace(port: number, frame: Uint8Array, now: number = this.clock()): TraceResult {
+    return traceFrame(this, port, frame, now);
+  }
+
+  // ---- MAC table ----
+
+  macTable(): MacEntry[] {
+    const dp = this.dp;
+    dp.views();
+    const x = dp.exports;
+    const base = x.mac_table();
+    const slots = x.mac_table_slots();
+    const out: MacEntry[] = [];
+    const u8 = dp.u8, v = dp.dv;
+    for (let i = 0; i < slots; i++) {
+      const s = base + i * 16;
+      const flags = v.getUint16(s + 6, true);
+      if (!(flags & 0x8000)) continue;
+      out.push({
+        mac: formatMac(u8, s),
+        vlan: flags & 0x0fff,
+        static: (flags & 0x4000) !== 0,
+        network: v.getUint16(s + 8, true),
+        port: v.getUint16(s + 10, true),
+        lastSeen: v.getUint32(s + 12, true),
+      });
+    }
+    out.sort((a, b) => a.network - b.network || a.vlan - b.vlan || a.mac.localeCompare(b.mac));
+    return out;
+  }
+
+  addStaticMac(e: { mac: string; port: number; network?: number; vlan?: number }): void {
+    this.port(e.port);
+    const m = macArg(e.mac);
+    const network = e.network ?? 0, vlan = e.vlan ?? 0;
+    check('network', network, 0, 65535);
+    check('vlan', vlan, 0, 4094);
+    if (m[0] & 1) throw new NetplaneError('mac', `${e.mac} is a group address, not a station`);
+    abi('mac', this.dp.exports.mac_add_static(network, vlan, (m[0] << 8) | m[1], macLo(m), e.port, this.clock()));
+  }
+
+  removeMac(e: { mac: string; network?: number; vlan?: number }): boolean {
+    const m = macArg(e.mac);
+    const r = this.dp.exports.mac_remove(e.network ?? 0, e.vlan ?? 0, (m[0] << 8) | m[1], macLo(m));
+    if (r === -8) return false;
+    abi('mac', r);
+    return true;
+  }
+
+  flushMacs(port?: number): number {
+    if (port === undefined) return this.dp.exports.mac_flush();
+    this.port(port);
+    return this.dp.exports.mac_flush_port(port);
+  }
+
+  setMacAging(ms: number): void {
+    check('macAgingMs', ms, 1, 0x7fffffff);
+    abi('macAgingMs', this.dp.exports.mac_set_aging(ms));
+  }
+
+  // Removes aged MAC entries now (the dataplane also does this a little every batch).
+  ageMacs(now: number = this.clock()): number {
+    return this.dp.exports.mac_age(now, this.dp.exports.mac_table_slots());
+  }
+
+  // ---- counters ----
+
+  counters(): { stats: Record<string, number>; drops: Record<string, number> } {
+    const dp = this.dp;
+    dp.views();
+    const x = dp.exports;
+    const stats: Record<string, number> = {};
+    dp.statNames.forEach((n, i) => (stats[n] = dp.u64(x.stats() + i * 8)));
+    return { stats, drops: readDrops(dp, x.drops()) };
+  }
+
+  portCounters(id: number): PortCounters {
+    const p = this.port(id);
+    const dp = this.dp;
+    dp.views();
+    const r = dp.exports.port_record(id);
+    return {
+      rxPackets: dp.u64(r + 24),
+      rxBytes: dp.u64(r + 32),
+      txPackets: dp.u64(r + 40),
+      txBytes: dp.u64(r + 48),
+      dropped: dp.u64(r + 56),
+      drops: readDrops(dp, dp.exports.port_drops(id)),
+      hostQueueDrops: p.hostQueueDrops,
+    };
+  }
+}
+
+// What Switch.create needs of the class it is called on (Switch or a subclass).
+export interface SwitchClass<T extends Switch> {
+  new (opts: SwitchOptions): T;
+  defaultWasm(build: Build): WasmSource;
+}
+
+// Non-zero drop counters by reason name.
+function readDrops(dp: Dataplane, base: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  dp.reasons.forEach((name, i) => {
+    if (i === 0) return;
+    const c = dp.u64(base + i * 8);
+    if (c) out[name] = c;
+  });
+  return out;
+}
+
+function macArg(s: string): Uint8Array {
+  try { return parseMac(s); } catch (e) { throw new NetplaneError('mac', (e as Error).message); }
+}
+
+function macLo(m: Uint8Array): number {
+  return ((m[2] << 24) | (m[3] << 16) | (m[4] << 8) | m[5]) >>> 0;
+}
