@@ -6,7 +6,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Switch, UdpTransport } from '../src/index.js';
-import { quick, type BenchRecord } from './harness.js';
+import { quick, record, type BenchRecord } from './harness.js';
 
 export async function ioSuite(): Promise<BenchRecord[]> {
   console.log('Frame I/O: one UDP transport in, one out, 64-byte frames');
@@ -21,5 +21,5 @@ export async function ioSuite(): Promise<BenchRecord[]> {
   await tb.close();
   const pps = result.received / (result.ms / 1000);
   console.log(`  ${'udp transport, 64-byte frames'.padEnd(44)} ${(pps / 1e6).toFixed(3).padStart(7)} Mpps  (${((100 * result.received) / result.sent).toFixed(0)} % of ${result.sent} sent)`);
-  return [{ name: 'udp-transport-64', mpps: Math.round(pps / 1e3) / 1e3, entries: 1, sent: result.sent, received: result.received }];
+  return [record('udp-transport-64', 'Mpps', pps / 1e6, 1, 'transport pair', undefined, { sent: result.sent, received: result.received })];
 }

@@ -4,7 +4,7 @@
 // costs two MAC table lookups over the whole table (uniformly random hosts: the cache-hostile case).
 import { Dataplane } from '../src/dataplane.js';
 import { ethernet, ipv4, udp } from '../src/frames.js';
-import { measure, rng, quick, type BenchRecord } from './harness.js';
+import { measure, record, rng, quick, type BenchRecord } from './harness.js';
 
 const PORTS = 64;
 const BATCH = 256;
@@ -90,8 +90,8 @@ export function l2Setup(hosts: number, build: 'release' | 'debug' = 'release'): 
 export function l2Case(hosts: number): BenchRecord {
   const run = l2Setup(hosts);
   const label = hosts >= 1 << 20 ? `${hosts >> 20}M` : hosts >= 1024 ? `${hosts >> 10}k` : `${hosts}`;
-  const mpps = measure(`l2 learn+forward, ${label} MACs`, BATCH, run);
-  return { name: `l2-forward-${label}`, mpps: round(mpps), entries: hosts };
+  const m = measure(`l2 learn+forward, ${label} MACs`, BATCH, run);
+  return record(`l2-forward-${label}`, 'Mpps', m.mpps, hosts, 'MACs', m.spread);
 }
 
 export function l2Suite(): BenchRecord[] {
@@ -99,5 +99,3 @@ export function l2Suite(): BenchRecord[] {
   const sizes = quick ? [1 << 10, 1 << 16] : [1 << 10, 1 << 16, 1 << 20];
   return sizes.map((h) => l2Case(h));
 }
-
-const round = (v: number) => Math.round(v * 100) / 100;

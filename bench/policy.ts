@@ -10,7 +10,7 @@
 //   router (DNAT chosen by a 5-tuple hash).
 import { Switch, type AclRule } from '../src/index.js';
 import { ethernet, ipv4, udp, tcp } from '../src/frames.js';
-import { measure, quick, type BenchRecord } from './harness.js';
+import { measure, record, roundsSpread, quick, type BenchRecord, type Spread } from './harness.js';
 
 const BATCH = 256;
 const SLOT = 128;
@@ -49,12 +49,13 @@ function lan(withRules: number) {
 const flowFrames = (n: number) => Array.from({ length: n }, (_, i) =>
   ethernet({ src: A.mac, dst: B.mac, payload: ipv4({ src: `10.${1 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, dst: B.ip, payload: udp({ srcPort: 1024 + (i % 60000), dstPort: 5000 }) }) }));
 
-// Runs all batches once per round, best of `rounds` (the table flushed before each): connections/s.
-function newConnections(sw: Switch, frames: ReturnType<typeof batches>, rounds: number, expectOut: boolean): number {
+// Runs all batches once per round, best of `rounds` (the table flushed before each): connections/s,
+// and the spread over the rounds. One untimed round warms up first (the table's memory, first runs).
+function newConnections(sw: Switch, frames: ReturnType<typeof batches>, rounds: number, expectOut: boolean): { perSec: number; spread: Spread } {
   const x = sw.dp.exports;
   const rxd = new Uint8Array(sw.dp.rxDescriptors.buffer, sw.dp.rxDescriptors.byteOffset, BATCH * 8);
-  let best = Infinity;
-  for (let r = 0; r < rounds; r++) {
+  const times: number[] = [];
+  for (let r = -1; r < rounds; r++) {
     x.ct_flush(0x10000);
     let out = 0;
     const t0 = performance.now();
@@ -63,10 +64,10 @@ function newConnections(sw: Switch, frames: ReturnType<typeof batches>, rounds: 
       rxd.set(frames.descs);
       out += x.process(BATCH, 2 + r);
     }
-    best = Math.min(best, performance.now() - t0);
+    if (r >= 0) times.push(performance.now() - t0);
     if (expectOut && out !== frames.count * BATCH) throw new Error(`expected ${frames.count * BATCH} frames out, got ${out}`);
   }
-  return (frames.count * BATCH) / (best / 1000);
+  return { perSec: (frames.count * BATCH) / (Math.min(...times) / 1000), spread: roundsSpread(frames.count * BATCH, times) };
 }
 
 function aclCases(): BenchRecord[] {
@@ -75,10 +76,10 @@ function aclCases(): BenchRecord[] {
   const out: BenchRecord[] = [];
   for (const k of [10, 100, 1000]) {
     const { sw } = lan(k);
-    const perSec = newConnections(sw, frames, quick ? 2 : 4, true);
+    const { perSec, spread } = newConnections(sw, frames, quick ? 3 : 4, true);
     if (sw.acls.hits()['allow-all'] < n) throw new Error('the allow rule did not decide every connection');
-    console.log(`  ${`acl new connections, ${k} rules`.padEnd(44)} ${(perSec / 1e6).toFixed(2).padStart(7)} M conn/s`);
-    out.push({ name: `acl-new-connections-${k}`, mpps: round(perSec / 1e6), entries: k, connsPerSec: Math.round(perSec) });
+    logRounds(`acl new connections, ${k} rules`, perSec, spread);
+    out.push(record(`acl-new-connections-${k}`, 'Mconn/s', perSec / 1e6, k, 'rules', spread, { connsPerSec: Math.round(perSec) }));
   }
   // Established: 4096 flows again, their connections in place, with 10 and 1000 rules and with no
   // ACLs at all. (The flows are few enough for the connection table to stay in cache, so this shows
@@ -92,11 +93,11 @@ function aclCases(): BenchRecord[] {
     const pass = (b: number) => { sw.dp.rxBuffer.set(frames.chunk(b)); rxd.set(frames.descs); return x.process(BATCH, 3); };
     for (let b = 0; b < frames.count; b++) pass(b);
     let b = 0;
-    const mpps = measure(`established flows, ${k ? `${k} ACL rules` : 'no ACLs'}`, BATCH, () => {
+    const m = measure(`established flows, ${k ? `${k} ACL rules` : 'no ACLs'}`, BATCH, () => {
       if (pass(b) !== BATCH) throw new Error('established flow not forwarded');
       b = b + 1 === frames.count ? 0 : b + 1;
     });
-    out.push({ name: k ? `acl-established-${k}-rules` : 'established-no-acl', mpps: round(mpps), entries: k });
+    out.push(record(k ? `acl-established-${k}-rules` : 'established-no-acl', 'Mpps', m.mpps, k, 'rules', m.spread, { flows: 4096 }));
   }
   return out;
 }
@@ -116,9 +117,9 @@ function lbCase(): BenchRecord {
   const n = quick ? 1 << 16 : 1 << 18;
   const frames = batches(Array.from({ length: n }, (_, i) => ethernet({ src: '02:00:00:00:00:fe', dst: '02:6e:70:00:00:01',
     payload: ipv4({ src: `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, dst: '192.168.1.80', payload: tcp({ srcPort: 1024 + (i % 60000), dstPort: 80, flags: 'S' }) }) })), up.id);
-  const perSec = newConnections(sw, frames, quick ? 2 : 4, true);
-  console.log(`  ${'load balancer new connections, 16 backends'.padEnd(44)} ${(perSec / 1e6).toFixed(2).padStart(7)} M conn/s`);
-  return { name: 'lb-new-connections', mpps: round(perSec / 1e6), entries: 16, connsPerSec: Math.round(perSec) };
+  const { perSec, spread } = newConnections(sw, frames, quick ? 3 : 4, true);
+  logRounds('load balancer new connections, 16 backends', perSec, spread);
+  return record('lb-new-connections', 'Mconn/s', perSec / 1e6, 16, 'backends', spread, { connsPerSec: Math.round(perSec) });
 }
 
 export function policySuite(): BenchRecord[] {
@@ -126,4 +127,6 @@ export function policySuite(): BenchRecord[] {
   return [...aclCases(), lbCase()];
 }
 
-const round = (v: number) => Math.round(v * 100) / 100;
+function logRounds(name: string, perSec: number, s: Spread): void {
+  console.log(`  ${name.padEnd(44)} ${(perSec / 1e6).toFixed(2).padStart(7)} M conn/s  ±${s.rme.toFixed(1)}%  (best of ${s.samples} rounds, ${s.min.toFixed(2)}–${s.max.toFixed(2)})`);
+}
