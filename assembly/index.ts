@@ -11,6 +11,7 @@ import { Stat, statName, allocCounters, dropBase, statBase } from "./counters";
 import * as ports from "./ports";
 import * as mac from "./tables/mac";
 import * as tx from "./tx";
+import * as l2forward from "./nodes/l2forward";
 import * as pipeline from "./pipeline";
 import * as checksum from "./wire/checksum";
 import { META_SIZE, metaBase as _metaBase, meta, resetMeta } from "./packet";
@@ -69,6 +70,7 @@ export function create(maxPorts: u32, macEntries: u32, batch: u32, rxBytes: u32)
   ports.portBase = zeroed(<usize>maxPorts * ports.PORT_SIZE);
   ports.vlanBase = zeroed(<usize>maxPorts * ports.VLAN_BITMAP_BYTES);
   ports.portDropBase = zeroed(<usize>maxPorts * <usize>Reason.Count * 8);
+  l2forward.groupFwdBase = zeroed(65536 * 2);
   acl.alloc(maxPorts);
   trace.alloc();
   mac.alloc(macEntries);
@@ -218,6 +220,22 @@ function macFromParts(hi: u32, lo: u32): u64 {
   return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24) | (b4 << 32) | (b5 << 40);
 }
 
+// Which reserved link-local group addresses 01:80:c2:00:00:00-0f network `network` forwards: bit n
+// for 01:80:c2:00:00:0n, as the Linux bridge's group_fwd_mask. Bits 0-2 (STP, PAUSE, LACP) are
+// refused (-3), as Linux refuses them; 00 is flooded anyway (there is no STP), 01 and 02 never are.
+export function network_set_group_fwd_mask(network: u32, mask: u32): i32 {
+  if (!created) return Error.NotCreated;
+  if (network > 0xffff) return Error.BadNetwork;
+  if (mask > 0xffff || (mask & l2forward.GROUP_FWD_RESTRICTED)) return Error.BadArgument;
+  l2forward.setGroupFwdMask(network, mask);
+  return Error.Ok;
+}
+// The network's mask (0 by default), or 0 for a network out of range.
+export function network_group_fwd_mask(network: u32): u32 {
+  if (!created || network > 0xffff) return 0;
+  return l2forward.groupFwdMask(network);
+}
+
 // ---- MAC table ------------------------------------------------------------------------------------
 
 export function mac_add_static(network: u32, vlan: u32, macHi: u32, macLo: u32, p: u32, now: f64): i32 {
@@ -228,6 +246,7 @@ export function mac_add_static(network: u32, vlan: u32, macHi: u32, macLo: u32, 
   if (macHi > 0xffff) return Error.BadMac;
   let m = macFromParts(macHi, macLo);
   if (m & 1) return Error.BadMac; // a group address is never a station
+  if (m == 0) return Error.BadMac; // nor is 00:00:00:00:00:00 (its frames are dropped as l2_zero_source)
   return mac.addStatic(mac.key(m, vlan), network, p, <u32><u64>now) ? Error.Ok : Error.TableFull;
 }
 

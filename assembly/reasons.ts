@@ -54,6 +54,8 @@ export const enum Reason {
   IcmpErrorUnmatched,
   AclBlocked,
   LbNoBackend,
+  L2ReservedGroup,
+  L2ZeroSource,
   Count,
 }
 
@@ -109,6 +111,8 @@ const NAMES: StaticArray<string> = [
   "icmp_error_unmatched",
   "acl_blocked",
   "lb_no_backend",
+  "l2_reserved_group",
+  "l2_zero_source",
 ];
 
 export function reasonName(r: u32): string {

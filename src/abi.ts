@@ -27,6 +27,8 @@ export interface NetplaneExports {
   port_record_size(): number;
   port_drops(p: number): number;
   max_ports(): number;
+  network_set_group_fwd_mask(network: number, mask: number): number;
+  network_group_fwd_mask(network: number): number;
   mac_add_static(network: number, vlan: number, macHi: number, macLo: number, p: number, now: number): number;
   mac_remove(network: number, vlan: number, macHi: number, macLo: number): number;
   mac_flush_port(p: number): number;

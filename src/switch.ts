@@ -442,6 +442,23 @@ export class Switch {
     return out;
   }
 
+  // Which reserved link-local group addresses 01:80:c2:00:00:00-0f a network forwards: bit n for
+  // 01:80:c2:00:00:0n, as the Linux bridge's group_fwd_mask (e.g. 1 << 0xe relays LLDP, 1 << 3 EAPOL
+  // for 802.1X passthrough). By default (0) frames to 01-0f are dropped as l2_reserved_group and 00
+  // (STP BPDUs) is flooded, as by a Linux bridge with STP off. Bits 0-2 (STP, PAUSE, LACP) are
+  // refused, as Linux refuses them.
+  setGroupFwdMask(network: number, mask: number): void {
+    check('network', network, 0, 65535);
+    check('groupFwdMask', mask, 0, 0xffff);
+    if (mask & 0x7) throw new NetplaneError('groupFwdMask', 'bits 0-2 (STP, PAUSE, LACP: 01:80:c2:00:00:00-02) can never be forwarded');
+    abi('groupFwdMask', this.dp.exports.network_set_group_fwd_mask(network, mask));
+  }
+
+  groupFwdMask(network = 0): number {
+    check('network', network, 0, 65535);
+    return this.dp.exports.network_group_fwd_mask(network);
+  }
+
   addStaticMac(e: { mac: string; port: number; network?: number; vlan?: number }): void {
     this.port(e.port);
     const m = macArg(e.mac);
@@ -449,6 +466,7 @@ export class Switch {
     check('network', network, 0, 65535);
     check('vlan', vlan, 0, 4094);
     if (m[0] & 1) throw new NetplaneError('mac', `${e.mac} is a group address, not a station`);
+    if (m.every((b) => b === 0)) throw new NetplaneError('mac', '00:00:00:00:00:00 is not a station');
     abi('mac', this.dp.exports.mac_add_static(network, vlan, (m[0] << 8) | m[1], macLo(m), e.port, this.clock()));
   }
 

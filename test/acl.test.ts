@@ -116,6 +116,18 @@ test('default Block Out: the endpoint may not start connections, but may answer 
   assert.is(sw.counters().drops.acl_blocked, 2);
 });
 
+test('an ICMP error passes a Block In as related to a live connection, not to an expired one', () => {
+  const { sw, send, dgram, b } = lan();
+  sw.acls.setPortAcl(b.id, { rules: [], defaultIn: 'Block' });
+  const sent = dgram(B, A, 5000, 53);
+  assert.equal(send(1, sent), [0]);
+  const err = ethernet({ src: A.mac, dst: B.mac, payload: ipv4({ src: A.ip, dst: B.ip, payload: icmp({ type: 3, code: 3, payload: sent.subarray(14, 14 + 28) }) }) });
+  assert.equal(send(0, err), [1], 'related to B\'s datagram');
+  // UDP_UNREPLIED lasts 30 s: after that the same error relates to nothing.
+  assert.equal(send(0, err, 31_000), []);
+  assert.is(sw.counters().drops.acl_blocked, 1);
+});
+
 test('policy generations: a Block added now cuts an established connection; an Allow removed stops it', () => {
   const { sw, send, seg, b } = lan();
   const allow = allowIn({ Id: 'ssh', LocalPorts: '22' });

@@ -79,11 +79,19 @@ test('the gateway answers ARP for its address, and learns the asker', () => {
   assert.ok(rt.neighbors().some((n) => n.address === A.ip && n.mac === A.mac));
 });
 
-test('ping the gateway: an echo reply with correct checksums', () => {
+test('ping the gateway: an echo reply with correct checksums and a fresh IP ID', () => {
   const { send } = host();
-  const req = frame(A.mac, GW0.mac, v4(A.ip, GW0.ip, icmp({ type: 8, id: 77, seq: 1, payload })));
-  const f = only(send(0, req), 0);
-  assert.equal(f, frame(GW0.mac, A.mac, v4(GW0.ip, A.ip, icmp({ type: 0, id: 77, seq: 1, payload }))));
+  // Two requests with the same IP ID: each reply has an ID of its own, never the request's.
+  const req = frame(A.mac, GW0.mac, ipv4({ src: A.ip, dst: GW0.ip, id: 0x4242, payload: icmp({ type: 8, id: 77, seq: 1, payload }) }));
+  const ids: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const f = only(send(0, req), 0);
+    const id = dissect(f).ipv4!.id;
+    assert.is.not(id, 0x4242, 'the reply does not copy the request\'s IP ID');
+    assert.equal(f, frame(GW0.mac, A.mac, ipv4({ src: GW0.ip, dst: A.ip, id, payload: icmp({ type: 0, id: 77, seq: 1, payload }) })));
+    ids.push(id);
+  }
+  assert.is.not(ids[0], ids[1], 'two replies, two IP IDs');
 });
 
 test('masquerade: UDP out with the external address, the reply back in to the endpoint', () => {
@@ -200,7 +208,9 @@ test('TTL expiry: time exceeded from the gateway quotes the packet; counted', ()
   const { send, sw, rt } = host();
   const pkt = frame(A.mac, GW0.mac, v4(A.ip, '8.8.8.8', udp({ srcPort: 40000, dstPort: 53, payload }), 1));
   const f = only(send(0, pkt), 0);
-  assert.equal(f, frame(GW0.mac, A.mac, v4(GW0.ip, A.ip, icmp({ type: 11, code: 0, payload: pkt.subarray(14) }))));
+  const id = dissect(f).ipv4!.id;
+  assert.is.not(id, 0, 'a fresh IP ID');
+  assert.equal(f, frame(GW0.mac, A.mac, ipv4({ src: GW0.ip, dst: A.ip, id, payload: icmp({ type: 11, code: 0, payload: pkt.subarray(14) }) })));
   assert.is(sw.counters().drops.ttl_exceeded, 1);
   assert.is(sw.counters().stats.icmp_errors, 1);
   assert.is(rt.connections().length, 0, 'a packet that expired leaves no connection behind');
@@ -212,8 +222,9 @@ test('no route: destination unreachable (net) and a counted drop; errors are rat
   rt.setRateLimit('icmpErrors', 1, 2);
   const pkt = frame(A.mac, GW0.mac, v4(A.ip, '8.8.8.8', udp({ srcPort: 40000, dstPort: 53, payload })));
   const f = only(send(0, pkt), 0);
-  assert.equal(f, frame(GW0.mac, A.mac, v4(GW0.ip, A.ip, icmp({ type: 3, code: 0, payload: pkt.subarray(14) }))));
-  send(0, pkt, 0);
+  const id = dissect(f).ipv4!.id;
+  assert.equal(f, frame(GW0.mac, A.mac, ipv4({ src: GW0.ip, dst: A.ip, id, payload: icmp({ type: 3, code: 0, payload: pkt.subarray(14) }) })));
+  assert.is.not(dissect(only(send(0, pkt, 0), 0)).ipv4!.id, id, 'each error has an IP ID of its own');
   assert.equal(send(0, pkt, 0), [], 'the burst of 2 is spent');
   assert.is(sw.counters().drops.no_route, 3);
   assert.is(sw.counters().stats.icmp_rate_limited, 1);
@@ -282,6 +293,36 @@ test('port exhaustion is a counted drop; ports are reused towards other destinat
   assert.ok(p4 === 5000 || p4 === 5001);
 });
 
+test('an expired connection holds no NAT port, though the sweep has not reached it yet', () => {
+  const { send, sw, rt } = host();
+  rt.removeSourceNat(0);
+  rt.addSourceNat({ source: '10.0.0.0/24', interface: 1, ports: [20000, 20000] });
+  const syn = (sport: number) => frame(A.mac, GW0.mac, v4(A.ip, '1.2.3.4', tcp({ srcPort: sport, dstPort: 443, flags: 'S', seq: 1 })));
+  assert.is(dissect(only(send(0, syn(50000)), 2)).tcp!.srcPort, 20000);
+  // Control: while the first connection lives, the one port is taken.
+  assert.equal(send(0, syn(50001)), []);
+  assert.is(sw.counters().drops.nat_port_exhausted, 1);
+  // Past the SYN_SENT timeout, with no packet of the connection since, the port is free again.
+  assert.is(rt.conntrackTimeouts().SYN_SENT, 30_000);
+  const f = only(send(0, syn(50002), 60_000), 2);
+  assert.is(dissect(f).tcp!.srcPort, 20000, 'the same external port, translated, not refused');
+  assert.is(sw.counters().drops.nat_port_exhausted, 1, 'no new exhaustion drop');
+  assert.ok(sw.counters().stats.ct_expired >= 1);
+  assert.is(rt.connections().length, 1);
+  // The reply reaches the new connection's endpoint, not the expired one's.
+  const back = only(send(2, frame(R.mac, GW1.mac, v4('1.2.3.4', GW1.ip, tcp({ srcPort: 443, dstPort: 20000, flags: 'SA', seq: 9, ack: 2 })))), 0);
+  assert.is(dissect(back).tcp!.dstPort, 50002);
+});
+
+test('an ICMP error quoting an expired connection is not related to it', () => {
+  const { send, sw } = host();
+  const sent = only(send(0, frame(A.mac, GW0.mac, v4(A.ip, '8.8.8.8', udp({ srcPort: 40000, dstPort: 5353, payload })))), 2);
+  const err = frame(R.mac, GW1.mac, v4('8.8.8.8', GW1.ip, icmp({ type: 3, code: 3, payload: sent.subarray(14, 14 + 28) })));
+  assert.equal(send(2, err, 31_000), []);
+  assert.is(sw.counters().drops.icmp_error_unmatched, 1);
+  assert.is(sw.counters().stats.icmp_translated, 0);
+});
+
 test('endpoint-independent mapping: one external port per internal endpoint, whatever the destination', () => {
   for (const eim of [false, true]) {
     const { send, rt } = host();
@@ -313,6 +354,39 @@ test('endpoint-independent mapping is released with its last connection', () => 
   assert.is(rt.flushConnections(), 2);
   // With A's mapping gone, B can have port 40000.
   assert.is(dissect(only(send(1, out(B, '3.3.3.3')), 2)).udp!.srcPort, 40000);
+});
+
+test('endpoint-independent mapping: a connection that replaces the mapping\'s last one keeps the mapping', () => {
+  // One connection record: A's second connection takes the place of its first (early drop), which
+  // was the mapping's only one. The mapping must live on with the new connection, owning its port.
+  const { send, sw, rt } = host({ connections: 1 });
+  rt.removeSourceNat(0);
+  rt.addSourceNat({ source: '10.0.0.0/24', interface: 1, ports: [20000, 20000], endpointIndependent: true });
+  const out = (src: typeof A, dst: string) => frame(src.mac, GW0.mac, v4(src.ip, dst, udp({ srcPort: 40000, dstPort: 3478, payload })));
+  assert.is(dissect(only(send(0, out(A, '1.1.1.1')), 2)).udp!.srcPort, 20000);
+  assert.is(dissect(only(send(0, out(A, '2.2.2.2')), 2)).udp!.srcPort, 20000);
+  assert.is(sw.counters().stats.ct_early_drop, 1);
+  assert.equal(send(1, out(B, '3.3.3.3')), [], 'B may not take the port A\'s mapping owns');
+  assert.is(sw.counters().drops.nat_port_exhausted, 1);
+});
+
+test('endpoint-independent mapping: a mapping whose connections all expired owns no port', () => {
+  const { send, sw, rt } = host();
+  rt.removeSourceNat(0);
+  rt.addSourceNat({ source: '10.0.0.0/24', interface: 1, ports: [20000, 20000], endpointIndependent: true });
+  const out = (src: typeof A, dst: string) => frame(src.mac, GW0.mac, v4(src.ip, dst, udp({ srcPort: 40000, dstPort: 3478, payload })));
+  assert.is(dissect(only(send(0, out(A, '1.1.1.1')), 2)).udp!.srcPort, 20000);
+  // Control: while A's connection lives, its mapping owns the one port.
+  assert.equal(send(1, out(B, '2.2.2.2')), []);
+  assert.is(sw.counters().drops.nat_port_exhausted, 1);
+  // Past UDP_UNREPLIED (30 s) nothing of A's lives, though the sweep has not reached it.
+  const f = only(send(1, out(B, '2.2.2.2'), 60_000), 2);
+  assert.is(dissect(f).udp!.srcPort, 20000, 'B gets the port');
+  assert.is(sw.counters().drops.nat_port_exhausted, 1, 'no new exhaustion drop');
+  assert.is(rt.connections().length, 1);
+  // B's mapping now owns it: A, back, is refused until B's connection ends.
+  assert.equal(send(0, out(A, '3.3.3.3')), []);
+  assert.is(sw.counters().drops.nat_port_exhausted, 2);
 });
 
 test('NAT exceptions: destinations in an exception leave untranslated', () => {

@@ -150,6 +150,77 @@ test('a multicast source MAC is always dropped', () => {
   assert.is(sw.counters().drops.src_mac_multicast, 1);
 });
 
+// The IEEE 802.1D/802.1Q link-local group addresses, 01:80:c2:00:00:0X.
+const LL = (b: number) => `01:80:c2:00:00:${b.toString(16).padStart(2, '0')}`;
+const ZERO = '00:00:00:00:00:00';
+// Slow protocols (LACP), EAPOL and LLDP EtherTypes, so the frames look like what really goes there.
+const llFrame = (src: string, b: number) => ethernet({ dst: LL(b), src, ethertype: b === 2 ? 0x8809 : b === 3 ? 0x888e : b === 0xe ? 0x88cc : 0x88b5, payload: new Uint8Array(46) });
+
+test('reserved group addresses 01:80:c2:00:00:01-0f are never forwarded or flooded (l2_reserved_group)', () => {
+  const { sw, send } = rig([{}, {}, {}, { mode: 'trunk', allowedVlans: [5] }]);
+  for (let b = 1; b <= 0xf; b++) {
+    assert.equal(send(0, llFrame(mac(1), b)), [], LL(b));
+    assert.equal(send(3, ethernet({ dst: LL(b), src: mac(3), vlan: 5, ethertype: 0x88b5, payload: new Uint8Array(46) })), [], `${LL(b)} tagged`);
+  }
+  assert.is(sw.counters().drops.l2_reserved_group, 30);
+  assert.is(sw.portCounters(0).drops.l2_reserved_group, 15);
+  assert.is(sw.counters().stats.flooded, 0);
+  assert.is(sw.counters().stats.tx_packets, 0);
+  // Linux learns the source of a link-local frame it does not forward (no_linklocal_learn off).
+  assert.ok(sw.macTable().some((e) => e.mac === mac(1) && e.port === 0));
+  const t = sw.trace(0, llFrame(mac(1), 0xe));
+  assert.is(t.dropped, 'l2_reserved_group', 'the trace names the reason');
+  assert.equal(t.output, []);
+});
+
+test('01:80:c2:00:00:00 (STP, no STP running), 01:80:c2:00:00:10 and the GARP/MRP range 20-2f flood as on a Linux bridge', () => {
+  const { sw, send } = rig([{}, {}, {}]);
+  for (const b of [0x00, 0x10, 0x20, 0x21, 0x2f]) assert.equal(send(0, llFrame(mac(1), b)), [1, 2], LL(b));
+  assert.is(sw.counters().drops.l2_reserved_group ?? 0, 0);
+});
+
+test('group_fwd_mask: a network can relay LLDP or EAPOL, never STP/PAUSE/LACP bits; per network', () => {
+  const { sw, send } = rig([{}, {}, { network: 1 }, { network: 1 }]);
+  assert.is(sw.groupFwdMask(1), 0, 'Linux default');
+  sw.setGroupFwdMask(1, 1 << 0xe);
+  assert.is(sw.groupFwdMask(1), 0x4000);
+  assert.equal(send(2, llFrame(mac(2), 0xe)), [3], 'LLDP relayed in network 1');
+  assert.equal(send(0, llFrame(mac(1), 0xe)), [], 'network 0 keeps the default');
+  assert.equal(send(2, llFrame(mac(2), 3)), [], 'EAPOL not in the mask');
+  sw.setGroupFwdMask(1, (1 << 0xe) | (1 << 3) | 0xfff8);
+  assert.equal(send(2, llFrame(mac(2), 3)), [3], 'EAPOL relayed (802.1X passthrough, bit 3 is allowed in Linux)');
+  for (const b of [1, 2]) assert.equal(send(2, llFrame(mac(2), b)), [], `${LL(b)} never relayed`);
+  assert.equal(send(2, llFrame(mac(2), 0)), [3], 'STP address floods regardless');
+  for (const m of [1, 2, 4, 0x4002, 0x10000, -1, 1.5]) {
+    assert.throws(() => sw.setGroupFwdMask(1, m), (e: unknown) => e instanceof NetplaneError && e.field === 'groupFwdMask', `mask ${m}`);
+  }
+  assert.throws(() => sw.setGroupFwdMask(70000, 8), /network/);
+  assert.is(sw.groupFwdMask(1), 0xfff8, 'refused masks changed nothing');
+  const x = sw.dp.exports;
+  assert.is(x.network_set_group_fwd_mask(1, 4), -3);
+  assert.is(x.network_set_group_fwd_mask(1, 0x10000), -3);
+  assert.is(x.network_set_group_fwd_mask(0x10000, 8), -6);
+  assert.is(x.network_group_fwd_mask(1), 0xfff8);
+  assert.is(x.network_group_fwd_mask(0x10000), 0);
+  sw.setGroupFwdMask(1, 0);
+  assert.equal(send(2, llFrame(mac(2), 0xe)), []);
+});
+
+test('a frame from 00:00:00:00:00:00 is dropped (l2_zero_source) and never learned', () => {
+  const { sw, send } = rig([{}, {}, {}]);
+  assert.equal(send(0, frame(ZERO, BC)), []);
+  assert.equal(send(0, frame(ZERO, mac(2))), []);
+  assert.is(sw.trace(0, frame(ZERO, BC)).dropped, 'l2_zero_source');
+  assert.is(sw.counters().drops.l2_zero_source, 2);
+  assert.is(sw.portCounters(0).drops.l2_zero_source, 2);
+  assert.not.ok(sw.macTable().some((e) => e.mac === ZERO), 'the zero MAC is not learned');
+  // Unicast to the zero MAC is unknown unicast: flooded, not sent to port 0 alone.
+  assert.equal(send(1, frame(mac(2), ZERO)), [0, 2]);
+  assert.throws(() => sw.addStaticMac({ mac: ZERO, port: 1 }), /mac: 00:00:00:00:00:00 is not a station/);
+  assert.is(sw.dp.exports.mac_add_static(0, 0, 0, 0, 1, 1000), -9);
+  assert.is(sw.macTable().length, 1);
+});
+
 test('static MAC entries forward and refuse to move', () => {
   const { sw, send } = rig([{}, {}, {}]);
   sw.addStaticMac({ mac: mac(7), port: 2 });

@@ -84,7 +84,7 @@ export function aclCheck(m: Meta, p: u32, dir: u32, now: u32): Reason {
   let t = readTuple(m);
   if (t == EXEMPT) return Reason.None;
   let zone = ZONE_BASE + p;
-  if (t == ICMP_ERROR) return relatedError(m, zone) ? Reason.None : Reason.AclBlocked;
+  if (t == ICMP_ERROR) return relatedError(m, zone, now) ? Reason.None : Reason.AclBlocked;
 
   let v6 = fam == 6;
   let zkey = v6 ? zone | flow.ZONE_V6 : zone;
@@ -184,12 +184,12 @@ function track(zkey: u32, v6: bool, dir: u32, state: ct.State, now: u32): Reason
   return Reason.None;
 }
 
-// An ICMPv4 error passes when the packet it quotes belongs to a connection of the zone (either way);
-// ICMPv6 errors pass (their quoted packet is not matched yet).
-function relatedError(m: Meta, zone: u32): bool {
+// An ICMPv4 error passes when the packet it quotes belongs to a live connection of the zone (either
+// way); ICMPv6 errors pass (their quoted packet is not matched yet).
+function relatedError(m: Meta, zone: u32, now: u32): bool {
   if (fam == 6) return true;
   let ic = m.frame + m.l4;
   if (!quoted(ic, m.l4len)) return false;
-  if (flow.lookup(flow.hashKey(zone, qProto, qSrc, qDst, qSport, qDport), zone, qProto, qSrc, qDst, qSport, qDport) != 0) return true;
-  return flow.lookup(flow.hashKey(zone, qProto, qDst, qSrc, qDport, qSport), zone, qProto, qDst, qSrc, qDport, qSport) != 0;
+  if (ct.alive(flow.lookup(flow.hashKey(zone, qProto, qSrc, qDst, qSport, qDport), zone, qProto, qSrc, qDst, qSport, qDport), now) != 0) return true;
+  return ct.alive(flow.lookup(flow.hashKey(zone, qProto, qDst, qSrc, qDport, qSport), zone, qProto, qDst, qSrc, qDport, qSport), now) != 0;
 }

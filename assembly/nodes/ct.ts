@@ -137,17 +137,28 @@ function tcpNext(r: usize, s: u32, dir: u32, f: u32): u32 {
     (tcpFlags & (tcp.SYN | tcp.ACKF)) == tcp.SYN;
 }
 
-// A connection lookup's result (0: none) if the connection is still alive for this packet: an expired
-// one is removed (counted), and so is one in TIME_WAIT or CLOSE that a new SYN reopens; 0 then.
-export function live(v: u32, proto: u32, tcpFlags: u32, now: u32): u32 {
+// A connection lookup's result (0: none) unless the connection has expired, which is removed (counted)
+// and gives 0. The sweep reaches an expired record only later, so every lookup that decides whether a
+// tuple is in use (a packet's connection, NAT's free reply tuple, an ICMP error's related connection)
+// goes through here: as in Linux, an expired connection holds nothing.
+@inline export function alive(v: u32, now: u32): u32 {
   if (v == 0) return 0;
   let ri = (v - 1) >> 1;
-  let r = flow.rec(ri);
-  if (flow.expired(r, now)) {
+  if (flow.expired(flow.rec(ri), now)) {
     flow.release(ri);
     bump(Stat.CtExpired);
     return 0;
   }
+  return v;
+}
+
+// A connection lookup's result (0: none) if the connection is still alive for this packet: an expired
+// one is removed (counted), and so is one in TIME_WAIT or CLOSE that a new SYN reopens; 0 then.
+export function live(v: u32, proto: u32, tcpFlags: u32, now: u32): u32 {
+  v = alive(v, now);
+  if (v == 0) return 0;
+  let ri = (v - 1) >> 1;
+  let r = flow.rec(ri);
   if (proto == 6 && reopens(r, (v - 1) & 1, tcpFlags)) {
     flow.release(ri);
     return 0;

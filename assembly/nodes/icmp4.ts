@@ -21,6 +21,17 @@ import { newFrame, ethHeader, sendFromRouter } from "./output";
 
 const MAX_ERROR_LEN: u32 = 576;
 
+// The identification of every IPv4 packet the router originates comes from this counter, one per
+// instance (a module global): a reply never reuses its request's ID, and two replies to requests that
+// share an ID get different ones (RFC 6864, unique per source, destination and protocol while a
+// packet may be in flight; Linux also counts per destination). No randomness: the dataplane has no
+// host call for it, and tests stay deterministic.
+let ipId: u32 = 0;
+@inline function freshIpId(): u32 {
+  ipId = (ipId + 1) & 0xffff;
+  return ipId;
+}
+
 // Turns an echo request to the router into its reply in place and sends it back.
 export function echoReply(m: Meta, f: Iface, now: u32): void {
   let ip = m.frame + m.l3;
@@ -29,6 +40,7 @@ export function echoReply(m: Meta, f: Iface, now: u32): void {
   ipv4.setSrc(ip, ipv4.dst(ip));
   ipv4.setDst(ip, src);
   ipv4.setTtl(ip, 64);
+  ipv4.setIdent(ip, freshIpId());
   refreshIpChecksum(ip);
   icmp.setType(ic, icmp.ECHO_REPLY);
   icmp.setChecksum(ic, 0);
@@ -65,6 +77,7 @@ export function sendError(m: Meta, f: Iface, type: u32, code: u32, now: u32): vo
   store<u32>(o, 0, 16);
   store<u8>(o, 0x45);
   ipv4.setTotalLength(o, 28 + quoted);
+  ipv4.setIdent(o, freshIpId());
   ipv4.setTtl(o, 64);
   store<u8>(o + ipv4.PROTOCOL, 1);
   ipv4.setSrc(o, f.ipv4);

@@ -174,7 +174,7 @@ function icmpErrorInput(m: Meta, f: Iface, zone: u32, now: u32): void {
     return;
   }
   let h = flow.hashKey(zone, qProto, qDst, qSrc, qDport, qSport);
-  let v = flow.lookup(h, zone, qProto, qDst, qSrc, qDport, qSport);
+  let v = ct.alive(flow.lookup(h, zone, qProto, qDst, qSrc, qDport, qSport), now);
   if (v == 0) {
     drop(m.inPort, Reason.IcmpErrorUnmatched);
     return;

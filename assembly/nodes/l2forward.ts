@@ -6,6 +6,18 @@
 // VLAN, tagged with its domain's VID elsewhere. The frame is rewritten at most twice per packet (one
 // untagged and one tagged variant, built on first use into tx memory); a port that wants the frame as
 // it arrived gets the rx bytes themselves.
+//
+// Reserved group addresses. 01:80:c2:00:00:00-0f are link-local by IEEE 802.1D Table 7-10 and
+// 802.1Q §8.6.3: the protocols sent there (PAUSE, LACP/slow protocols, 802.1X EAPOL, LLDP, MVRP...)
+// speak to the link partner, so a bridge consumes or discards them, never relays them; relaying LACP
+// or PAUSE between ports would bind or stall links that never negotiated with each other. We do what
+// the Linux bridge's br_handle_frame does with STP off (netplane runs no STP): 00 (the STP BPDU
+// address) is flooded, so a loop outside still shows its BPDUs, as an STP-less hub would; 01-0f are
+// dropped as `l2_reserved_group` unless the network's group_fwd_mask has the address's bit (as
+// Linux's bridge group_fwd_mask, for 802.1X or LLDP passthrough). Bits 0-2 (STP, PAUSE, LACP) can
+// never be set (network_set_group_fwd_mask refuses them as Linux does with EINVAL), so PAUSE and LACP
+// are never relayed. The GARP/MRP range 01:80:c2:00:00:20-2f is not link-local and is flooded like
+// any multicast, as Linux does. Learning has already run: Linux learns from link-local frames too.
 import { Reason } from "../reasons";
 import { Meta, FLAG_TAGGED } from "../packet";
 import { Port, port, highPort, isMember, MODE_TRUNK, PORT_ACL } from "../ports";
@@ -22,13 +34,42 @@ import * as trace from "../trace";
 
 export const NO_PORT: u32 = 0xffffffff;
 
+// 01:80:c2:00:00:0X in the packed MAC (wire byte 0 is the low byte): the low five bytes and the high
+// nibble of the last.
+const LINK_LOCAL_MASK: u64 = 0xf0ffffffffff;
+const LINK_LOCAL: u64 = 0x0000c28001;
+// Mask bits that can never be set: STP (0, flooded anyway with STP off), PAUSE (1), LACP (2).
+export const GROUP_FWD_RESTRICTED: u32 = 0x0007;
+// One u16 per network (65536 networks): which of 01:80:c2:00:00:00-0f it forwards. Zeroed at create,
+// so every network starts with Linux's default mask 0.
+export let groupFwdBase: usize = 0;
+
+@inline export function groupFwdMask(network: u32): u32 {
+  return <u32>load<u16>(groupFwdBase + (<usize>network << 1));
+}
+@inline export function setGroupFwdMask(network: u32, mask: u32): void {
+  store<u16>(groupFwdBase + (<usize>network << 1), <u16>mask);
+}
+
+// Is `dst` a reserved link-local group address this network does not forward?
+@inline function reservedBlocked(dst: u64, network: u32): bool {
+  if ((dst & LINK_LOCAL_MASK) != LINK_LOCAL) return false;
+  let bit = <u32>(dst >> 40) & 0xf;
+  return bit != 0 && (groupFwdMask(network) & (<u32>1 << bit)) == 0;
+}
+
 // Forwards m in its domain. `exclude` is the port the frame must not go back to (the ingress port
 // when bridging; NO_PORT for a frame the router sends). Returns the router interface index + 1 when
 // the frame is also for the router (unicast to a gateway MAC: only the router gets it; an ARP or
 // IPv6 multicast in a domain with a router interface: flooded and given to the router), else 0.
 @inline export function l2forward(m: Meta, now: u32, exclude: u32): u32 {
   let dst = loadMac(m.frame + eth.DST);
-  if (!isGroupMac(dst)) {
+  if (isGroupMac(dst)) {
+    if (reservedBlocked(dst, m.network)) {
+      drop(m.inPort, Reason.L2ReservedGroup);
+      return 0;
+    }
+  } else {
     let out = mac.lookup(mac.key(dst, m.vlan), m.network, m.dstHash, now);
     if (out >= 0) {
       let o = <u32>out;

@@ -128,14 +128,15 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
     let port: i32 = -1;
     if (mapping != 0) {
       let p = eim.externalPort(mapping);
-      if (free(zone, proto, ndst, nsrc, rSport, p)) port = <i32>p;
+      if (free(zone, proto, ndst, nsrc, rSport, p, now)) port = <i32>p;
     } else {
-      port = pickPort(eimRule, zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport);
+      port = pickPort(eimRule, zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport, now);
+      if (port < 0 && reclaim(now)) port = pickPort(eimRule, zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport, now);
     }
     if (port < 0) return -<i32>Reason.NatPortExhausted;
     nsport = <u32>port;
   } else if (snat) {
-    let port = pickPort(-1, zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport);
+    let port = pickPort(-1, zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport, now);
     if (port < 0) return -<i32>Reason.NatPortExhausted;
     nsport = <u32>port;
   } else {
@@ -147,6 +148,10 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   let ri = ct.take(now);
   if (ri < 0) return -<i32>Reason.CtTableFull;
   if (eimRule >= 0) {
+    // free() above may have released an expired connection, and ct.take an early-dropped one, each
+    // possibly the mapping's last: the mapping is then gone and the table's records moved. Find it
+    // again (0: a new mapping, with the port chosen above, which is no longer owned).
+    if (mapping != 0) mapping = eim.find(zone, proto, src, sport, nsrc);
     if (mapping != 0) eim.ref(mapping);
     else if (!eim.add(zone, proto, src, sport, nsrc, nsport, <u32>eimRule)) {
       flow.giveBack(<u32>ri);
@@ -187,25 +192,45 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
 // for an endpoint-independent rule (rule >= 0), that no other mapping owns; leaves that tuple's hash in
 // pickedHash.
 function pickPort(rule: i32, zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, want: u32, lo: u32, hi: u32,
-                  src: u32, dst: u32, dport: u32): i32 {
-  if (want >= lo && want <= hi && usable(rule, zone, proto, rsrc, rdst, rsport, want)) return <i32>want;
+                  src: u32, dst: u32, dport: u32, now: u32): i32 {
+  if (want >= lo && want <= hi && usable(rule, zone, proto, rsrc, rdst, rsport, want, now)) return <i32>want;
   let range = hi - lo + 1;
   let start = flow.hashKey(zone, proto, src, dst, want, dport) % range;
   for (let n: u32 = 0; n < range; n++) {
     let port = lo + (start + n) % range;
-    if (usable(rule, zone, proto, rsrc, rdst, rsport, port)) return <i32>port;
+    if (usable(rule, zone, proto, rsrc, rdst, rsport, port, now)) return <i32>port;
   }
   return -1;
 }
 
-@inline function usable(rule: i32, zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, port: u32): bool {
-  return (rule < 0 || !eim.owned(<u32>rule, proto, port)) && free(zone, proto, rsrc, rdst, rsport, port);
+@inline function usable(rule: i32, zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, port: u32, now: u32): bool {
+  return (rule < 0 || !eim.owned(<u32>rule, proto, port)) && free(zone, proto, rsrc, rdst, rsport, port, now);
 }
 
 // The reply key hash of the port pickPort chose (or of the untranslated reply tuple).
 let pickedHash: u32 = 0;
 
-@inline function free(zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, port: u32): bool {
+// An endpoint-independent port is owned by its mapping for as long as the mapping has a connection,
+// and an expired connection is released only when a lookup or the sweep reaches it: free() sees the
+// tuples it probes, not the connections that keep another endpoint's mapping. So when a rule's range
+// looks exhausted, the whole connection table is swept once and the choice tried again. That walk is
+// the price of an exhausted range, so it runs at most once per RECLAIM_MS of `now`: a flood of new
+// connections against a full range costs one table walk a second, not one per packet.
+const RECLAIM_MS: u32 = 1000;
+let reclaimedAt: u32 = 0;
+let reclaimedOnce = false;
+function reclaim(now: u32): bool {
+  if (reclaimedOnce && now - reclaimedAt < RECLAIM_MS) return false;
+  reclaimedAt = now;
+  reclaimedOnce = true;
+  let n = flow.sweep(now, flow.capacity);
+  if (n) bump(Stat.CtExpired, n);
+  return n != 0;
+}
+
+// A reply tuple is free when no live connection holds it: an expired one the sweep has not reached
+// yet is released here, as a packet's own lookup would (ct.alive).
+@inline function free(zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, port: u32, now: u32): bool {
   pickedHash = flow.hashKey(zone, proto, rsrc, rdst, rsport, port);
-  return flow.lookup(pickedHash, zone, proto, rsrc, rdst, rsport, port) == 0;
+  return ct.alive(flow.lookup(pickedHash, zone, proto, rsrc, rdst, rsport, port), now) == 0;
 }

@@ -56,6 +56,7 @@ function checkOptions(p: usize, len: u32): Reason {
 @inline export function totalLength(p: usize): u32 { return get16(p + TOTAL_LENGTH); }
 @inline export function setTotalLength(p: usize, v: u32): void { set16(p + TOTAL_LENGTH, v); }
 @inline export function ident(p: usize): u32 { return get16(p + IDENT); }
+@inline export function setIdent(p: usize, v: u32): void { set16(p + IDENT, v); }
 @inline export function flagsFrag(p: usize): u32 { return get16(p + FLAGS_FRAG); }
 @inline export function fragOffset(p: usize): u32 { return get16(p + FLAGS_FRAG) & FRAG_OFFSET_MASK; }
 @inline export function moreFragments(p: usize): bool { return (get16(p + FLAGS_FRAG) & FLAG_MF) != 0; }
