@@ -187,6 +187,14 @@ export class Owned {
     return e.ino === undefined || (e.dev === st.dev && e.ino === st.ino);
   }
 
+  // Removes a unix socket netplane made, if it is still there and still the one it made, and forgets it.
+  removeSocket(path: string): void {
+    try {
+      if (this.owns(path, lstatSync(path), 'socket')) unlinkSync(path);
+    } catch { /* gone already (closing a listener removes its socket) */ }
+    this.forget(path);
+  }
+
   // Frees `path` for a new unix socket: nothing there, or a socket netplane made there (left by a
   // daemon that was killed) which is removed. Anything else is refused, never removed.
   clearSocket(path: string, field: string): void {

@@ -21,11 +21,11 @@ import { createServer, type Server, type IncomingMessage, type ServerResponse } 
 import { readFileSync, chmodSync, chownSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
-import { Host, openTransport, removeOwnedSocket, type Attached } from './host.js';
+import { Host, openTransport, type Attached } from './host.js';
 import { ModelError } from './model/validate.js';
 import type { Kind, Transport } from './model/types.js';
 import type { HostConfig } from './compile/host.js';
-import { ownDirectory, removeStaleTemporaries, lockStateDir, loadOrCreateToken, isLoopback, API_SOCKET } from './confine.js';
+import { ownDirectory, removeStaleTemporaries, lockStateDir, loadOrCreateToken, isLoopback, API_SOCKET, TOKEN_FILE } from './confine.js';
 import { checkFlow, flowFrame, describeFlow } from './flow.js';
 
 export interface DaemonConfig {
@@ -153,7 +153,7 @@ export class Daemon {
     await this.host.closeTransports();
     await this.uplink?.close();
     this.uplink = undefined;
-    if (this.socketPath) removeOwnedSocket(this.host.confinement.owned, this.socketPath);
+    if (this.socketPath) this.host.confinement.owned.removeSocket(this.socketPath);
     this.release();
   }
 
@@ -197,7 +197,7 @@ export class Daemon {
       if (!allow) throw new ModelError('NotFound', 'path', `no such resource: ${url.pathname}`);
       if (!allow.includes(req.method ?? '')) throw new Refusal(405, 'MethodNotAllowed', 'method', `${req.method} is not allowed on ${url.pathname} (${allow.join(', ')})`, { allow: allow.join(', ') });
       if (!this.authorized(req, via)) {
-        throw new Refusal(401, 'Unauthorized', 'Authorization', `the TCP API needs "Authorization: Bearer <token>" (the token is in ${join(this.stateDir, 'token')}; the netplane CLI sends it)`, { 'www-authenticate': 'Bearer realm="netplane"' });
+        throw new Refusal(401, 'Unauthorized', 'Authorization', `the TCP API needs "Authorization: Bearer <token>" (the token is in ${join(this.stateDir, TOKEN_FILE)}; the netplane CLI sends it)`, { 'www-authenticate': 'Bearer realm="netplane"' });
       }
       const body = req.method === 'POST' || req.method === 'PUT' ? await readBody(req) : undefined;
       const host = this.host, store = host.store, sw = host.sw;

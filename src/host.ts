@@ -16,7 +16,7 @@
 // so only a change to the endpoint's Transport or Capture reopens it.
 import { Switch, type SwitchOptions } from './dataplane.js';
 import { Store, type AnyObject, type Change } from './model/store.js';
-import { loadState, saveState } from './model/persist.js';
+import { loadState, saveState, STATE_FILE } from './model/persist.js';
 import { HostCompiler, type HostConfig } from './compile/host.js';
 import type { ModelState, Transport, EndpointStatus, HostComputeEndpoint } from './model/types.js';
 import { ModelError, hostPort } from './model/validate.js';
@@ -24,8 +24,7 @@ import { UdpTransport } from './transports/udp.js';
 import { StreamTransport } from './transports/stream.js';
 import { WebSocketTransport } from './transports/websocket.js';
 import type { TransportStats } from './transports/pump.js';
-import { Owned, checkAddress, openCapture, socketPath, type BindPolicy, type Confinement } from './confine.js';
-import { lstatSync, unlinkSync } from 'node:fs';
+import { Owned, checkAddress, openCapture, socketPath, LOCK_FILE, TOKEN_FILE, OWNED_FILE, API_SOCKET, type BindPolicy, type Confinement } from './confine.js';
 import { join, resolve } from 'node:path';
 
 export interface Attached {
@@ -64,7 +63,7 @@ export async function openTransport(sw: Switch, port: number, t: Transport, fiel
       c.owned.made(path, 'socket');
       return {
         address: `unix:${path}`, stats: () => tr.stats,
-        close: async () => { await tr.close(); removeOwnedSocket(c.owned, path); },
+        close: async () => { await tr.close(); c.owned.removeSocket(path); },
       };
     }
     if (t.Type === 'stream') {
@@ -79,14 +78,6 @@ export async function openTransport(sw: Switch, port: number, t: Transport, fiel
   }
 }
 
-// Removes a unix socket netplane made, if it is still there and still the one it made.
-export function removeOwnedSocket(owned: Owned, path: string): void {
-  try {
-    if (owned.owns(path, lstatSync(path), 'socket')) unlinkSync(path);
-  } catch { /* gone already (closing the listener removes it) */ }
-  owned.forget(path);
-}
-
 export interface HostOptions {
   stateDir?: string;           // where state.json lives; absent: in memory only
   config?: HostConfig;         // the uplink
@@ -98,7 +89,8 @@ export interface HostOptions {
   log?: (message: string) => void;
 }
 
-interface Open { key: string; attached: Array<Attached | { close: () => Promise<void> }>; address?: string; transport?: Attached }
+// An endpoint's open attachment: its capture and transport, since when, and how to close both.
+interface Open { key: string; since: string; transport?: Attached; close: () => Promise<void> }
 interface Degraded { key: string; reason: string; since: string; retryAt: number; delay: number }
 
 const RETRY_FIRST_MS = 1000;
@@ -111,7 +103,6 @@ export class Host {
   readonly confinement: Confinement;
   private open = new Map<string, Open>();
   private degraded = new Map<string, Degraded>();
-  private since = new Map<string, string>();
   private queue: Promise<unknown> = Promise.resolve();
   private readonly log: (m: string) => void;
 
@@ -123,7 +114,7 @@ export class Host {
     this.confinement = {
       captureDir: opts.captureDir ? resolve(opts.captureDir) : dir && join(dir, 'captures'),
       socketDir: opts.socketDir ? resolve(opts.socketDir) : dir && join(dir, 'sockets'),
-      reserved: [...(dir ? ['state.json', 'lock', 'token', 'owned.json', 'netplane.sock'].map((f) => join(dir, f)) : []), ...(opts.reserved ?? []).map((p) => resolve(p))],
+      reserved: [...(dir ? [STATE_FILE, LOCK_FILE, TOKEN_FILE, OWNED_FILE, API_SOCKET].map((f) => join(dir, f)) : []), ...(opts.reserved ?? []).map((p) => resolve(p))],
       owned: new Owned(dir),
       bind: opts.bind ?? {},
     };
@@ -194,7 +185,7 @@ export class Host {
 
   async closeTransports(): Promise<void> {
     await this.serial(async () => {
-      for (const o of this.open.values()) for (const a of o.attached) await a.close();
+      for (const o of this.open.values()) await o.close();
       this.open.clear();
       this.degraded.clear();
     });
@@ -205,7 +196,7 @@ export class Host {
     const d = this.degraded.get(id);
     if (d) return { Transport: 'degraded', Reason: d.reason, Since: d.since };
     const o = this.open.get(id);
-    if (o) return { Transport: 'up', Since: this.since.get(id), ...(o.address ? { Address: o.address } : {}) };
+    if (o) return { Transport: 'up', Since: o.since, ...(o.transport ? { Address: o.transport.address } : {}) };
     return { Transport: 'none' };
   }
 
@@ -244,9 +235,8 @@ export class Host {
     }
     for (const [id, o] of this.open) {
       if (want.get(id)?.key === o.key) continue;
-      for (const a of o.attached) await a.close();
+      await o.close();
       this.open.delete(id);
-      this.since.delete(id);
     }
     for (const [id, d] of this.degraded) if (want.get(id)?.key !== d.key) this.degraded.delete(id);
     for (const [id, w] of want) {
@@ -255,9 +245,9 @@ export class Host {
       if (d && !strict.has(id) && d.retryAt > now) continue;
       try {
         if (!strict.has(id)) this.checkAttachment(w.ep, state);
-        this.open.set(id, await this.openAttachment(w.key, w.port, w.ep));
-        this.since.set(id, new Date(now).toISOString());
-        if (d) { this.degraded.delete(id); this.log(`netplane: endpoint ${id}: attached again (${this.open.get(id)!.address ?? 'capture'})`); }
+        const o = await this.openAttachment(w.key, w.port, w.ep, now);
+        this.open.set(id, o);
+        if (d) { this.degraded.delete(id); this.log(`netplane: endpoint ${id}: attached again (${o.transport?.address ?? 'capture'})`); }
       } catch (e) {
         if (strict.has(id)) throw e;
         const reason = e instanceof ModelError ? `${e.field}: ${e.reason}` : (e as Error).message;
@@ -268,22 +258,17 @@ export class Host {
     }
   }
 
-  private async openAttachment(key: string, port: number, ep: HostComputeEndpoint): Promise<Open> {
-    const o: Open = { key, attached: [] };
+  private async openAttachment(key: string, port: number, ep: HostComputeEndpoint, now: number): Promise<Open> {
+    const closes: Array<() => void | Promise<void>> = [];
+    const close = async () => { for (const c of closes.splice(0).reverse()) await c(); };
     try {
-      if (ep.Capture) {
-        const stop = this.sw.capture(port, openCapture(this.confinement, ep.Capture, 'Capture'));
-        o.attached.push({ close: async () => stop() });
-      }
-      if (ep.Transport) {
-        o.transport = await openTransport(this.sw, port, ep.Transport, 'Transport', this.confinement);
-        o.address = o.transport.address;
-        o.attached.push(o.transport);
-      }
+      if (ep.Capture) closes.push(this.sw.capture(port, openCapture(this.confinement, ep.Capture, 'Capture')));
+      const transport = ep.Transport ? await openTransport(this.sw, port, ep.Transport, 'Transport', this.confinement) : undefined;
+      if (transport) closes.push(transport.close);
+      return { key, since: new Date(now).toISOString(), transport, close };
     } catch (e) {
-      for (const a of o.attached) await a.close();
+      await close();
       throw e;
     }
-    return o;
   }
 }

@@ -17,7 +17,7 @@ import { readFileSync, lstatSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { LockedError } from '../confine.js';
+import { LockedError, API_SOCKET, TOKEN_FILE } from '../confine.js';
 
 const CLIENT_OPTIONS = '[--json] [--state-dir DIR | --socket PATH | --url URL [--token T]]';
 
@@ -236,7 +236,7 @@ async function serve(flags: Flags): Promise<number> {
   // The try line works from where the daemon was started: it names the state directory unless it
   // is the default one there.
   const dirFlag = d.stateDir === resolve('.netplane') ? '' : ` --state-dir ${d.stateDir}`;
-  process.stdout.write(`netplane serving\n  state:    ${d.stateDir}\n  socket:   ${d.socketPath ?? 'off'}\n  api:      http://127.0.0.1:${d.port}/  (token in ${join(d.stateDir, 'token')})\n  networks: ${nets}\n` +
+  process.stdout.write(`netplane serving\n  state:    ${d.stateDir}\n  socket:   ${d.socketPath ?? 'off'}\n  api:      http://127.0.0.1:${d.port}/  (token in ${join(d.stateDir, TOKEN_FILE)})\n  networks: ${nets}\n` +
     `try:       npx netplane network list${dirFlag}` + (d.socketPath ? `   (or: curl --unix-socket ${d.socketPath} http://localhost/networks)` : '') + `\nstop with Ctrl-C\n`);
   await new Promise<void>((done) => {
     // Every change is saved when it is made, so a shutdown that hangs (a client that will not let go)
@@ -270,12 +270,12 @@ function endpointOf(flags: Flags): { socket?: string; url: URL; token?: string }
   if (url.protocol !== 'http:') throw new UsageError(`${from}: ${JSON.stringify(given)} is not an http:// URL (the API is HTTP on loopback)`);
   let socket = flags.socket ?? process.env.NETPLANE_SOCKET;
   if (!socket && given === undefined) {
-    const p = join(stateDir, 'netplane.sock');
+    const p = join(stateDir, API_SOCKET);
     try { if (lstatSync(p).isSocket()) socket = p; } catch { /* not there: TCP */ }
   }
   let token = flags.token ?? process.env.NETPLANE_TOKEN;
   if (!token && !socket) {
-    try { token = readFileSync(join(stateDir, 'token'), 'utf8').trim(); } catch { /* not readable: the daemon will say 401 */ }
+    try { token = readFileSync(join(stateDir, TOKEN_FILE), 'utf8').trim(); } catch { /* not readable: the daemon will say 401 */ }
   }
   return { socket, url, token };
 }
