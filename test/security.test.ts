@@ -467,6 +467,20 @@ test('degraded, not dead: an endpoint whose port is taken at start leaves the ho
   }
 });
 
+test('the TCP API stays on loopback: a config asking for another address is refused before anything is made', async () => {
+  const dir = newDir();
+  for (const host of ['0.0.0.0', '::', '192.0.2.1']) {
+    const file = join(dir, '..', `wide-${host.replace(/[^0-9a-z]/g, '_')}.json`);
+    writeFileSync(file, JSON.stringify({ stateDir: dir, listen: { host } }));
+    const p = spawn(process.execPath, [bin, 'serve', '--config', file], { cwd: root });
+    let err = '';
+    p.stderr!.on('data', (c) => (err += c));
+    assert.is(await new Promise((ok) => p.on('exit', ok)), 1, host);
+    assert.match(err, /listen\.host: the API listens on loopback only/);
+  }
+  assert.not.ok(existsSync(dir), 'no state directory was made');
+});
+
 test('start: a missing state directory is made 0700; a world-writable one is refused with the reason', async () => {
   const base = mkdtempSync(join(tmpdir(), 'netplane-sec-'));
   const dir = join(base, 'a', 'b');
