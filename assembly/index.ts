@@ -532,7 +532,9 @@ export function neighbor_set_reachable(ms: u32): i32 {
 
 // SNAT rule slot i (0 .. 255): traffic of `zone` from prefix/len leaving through interface ifIndex takes
 // address ext (0 = the interface's address) and a port in [portLo, portHi]. flags: 1 endpoint-
-// independent mapping (RFC 4787): an internal endpoint keeps one external port for every destination.
+// independent mapping (RFC 4787): an internal endpoint keeps one external port for every destination;
+// 2 port class: no range was configured, a port keeps its class as with Linux's masquerade (the range
+// is then ignored).
 export function snat_set(i: u32, zone: u32, prefix: u32, len: u32, ifIndex: u32, ext: u32, portLo: u32, portHi: u32, flags: u32): i32 {
   let e = checkIface(ifIndex);
   if (e) return e;
@@ -540,7 +542,7 @@ export function snat_set(i: u32, zone: u32, prefix: u32, len: u32, ifIndex: u32,
   if (checkZone(zone)) return Error.BadZone;
   if (len > 32) return Error.BadPrefix;
   if (portLo == 0 || portLo > portHi || portHi > 65535) return Error.BadArgument;
-  if (flags & ~<u32>natrules.SNAT_EIM) return Error.BadArgument;
+  if (flags & ~<u32>(natrules.SNAT_EIM | natrules.SNAT_PORT_CLASS)) return Error.BadArgument;
   if (flags & natrules.SNAT_EIM) eim.prepareRule(i);
   natrules.setSnat(i, zone, prefix, len, ifIndex, portLo, portHi, ext, flags);
   return Error.Ok;

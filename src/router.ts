@@ -30,7 +30,7 @@ export interface SourceNatSpec {
   source: string;           // internal prefix, "10.0.0.0/24"
   interface: number;        // the external interface traffic leaves through
   address?: string;         // external address (default: the interface's address)
-  ports?: [number, number]; // port range (default [1024, 65535])
+  ports?: [number, number]; // port range; without one a port keeps its class, as Linux masquerade (1-511, 600-1023, 1024-65535)
   endpointIndependent?: boolean; // RFC 4787 endpoint-independent mapping: one external port per internal endpoint
 }
 
@@ -77,6 +77,9 @@ const ROUTE_BLACKHOLE = 1;
 const MAX_INTERFACES = 4096;
 const MAX_SNAT = 256;
 const MAX_EXCEPTIONS = 1024;
+// snat_set flags (docs/ABI.md).
+const SNAT_EIM = 1;
+const SNAT_PORT_CLASS = 2;
 const MAX_COMPARTMENTS = 1024;
 
 export function ipv4Number(s: string, field: string): number {
@@ -253,10 +256,11 @@ export class Router {
     if (f.compartment !== c) throw new NetplaneError('interface', `interface ${r.interface} is in compartment ${f.compartment}, not ${c}`);
     const ext = r.address !== undefined ? ipv4Number(r.address, 'address') : 0;
     if (!ext && !f.address) throw new NetplaneError('address', `interface ${r.interface} has no address to translate to; give one`);
-    const [plo, phi] = r.ports ?? [1024, 65535];
+    const [plo, phi] = r.ports ?? [1, 65535];
     intIn('ports[0]', plo, 1, 65535);
     intIn('ports[1]', phi, plo, 65535);
-    abi('sourceNat', this.dp.exports.snat_set(id, c, prefix, len, r.interface, ext, plo, phi, r.endpointIndependent ? 1 : 0));
+    const flags = (r.endpointIndependent ? SNAT_EIM : 0) | (r.ports ? 0 : SNAT_PORT_CLASS);
+    abi('sourceNat', this.dp.exports.snat_set(id, c, prefix, len, r.interface, ext, plo, phi, flags));
     this.snatUsed.add(id);
     return id;
   }

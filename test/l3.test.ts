@@ -314,6 +314,46 @@ test('an expired connection holds no NAT port, though the sweep has not reached 
   assert.is(dissect(back).tcp!.dstPort, 50002);
 });
 
+test('without a port range a source port keeps its class, as Linux masquerade: 500 stays 500, a taken low port stays low', () => {
+  const { send } = host();
+  const out = (src: typeof A, sport: number, dport = 500) => frame(src.mac, GW0.mac, v4(src.ip, '8.8.8.8', udp({ srcPort: sport, dstPort: dport, payload })));
+  assert.is(dissect(only(send(0, out(A, 500)), 2)).udp!.srcPort, 500, 'the port itself while its tuple is free');
+  const b = dissect(only(send(1, out(B, 500)), 2)).udp!.srcPort;
+  assert.ok(b >= 1 && b <= 511 && b !== 500, `a taken port below 512 maps into 1-511, got ${b}`);
+  assert.is(dissect(only(send(0, out(A, 700)), 2)).udp!.srcPort, 700);
+  const c = dissect(only(send(1, out(B, 700)), 2)).udp!.srcPort;
+  assert.ok(c >= 600 && c <= 1023 && c !== 700, `a taken port of 512-1023 maps into 600-1023, got ${c}`);
+  assert.is(dissect(only(send(0, out(A, 40000)), 2)).udp!.srcPort, 40000);
+  const d = dissect(only(send(1, out(B, 40000)), 2)).udp!.srcPort;
+  assert.ok(d >= 1024 && d !== 40000, `a taken high port maps into 1024-65535, got ${d}`);
+});
+
+test('an exhausted range: a new SYN takes over the tuple of a translated connection closed by RST, not of a live one', () => {
+  const { send, sw, rt } = host();
+  rt.removeSourceNat(0);
+  rt.addSourceNat({ source: '10.0.0.0/24', interface: 1, ports: [20000, 20000] });
+  const seg = (src: typeof A, sport: number, flags: string, seq = 1) => frame(src.mac, GW0.mac, v4(src.ip, '1.2.3.4', tcp({ srcPort: sport, dstPort: 443, flags, seq })));
+  assert.is(dissect(only(send(0, seg(A, 50000, 'S')), 2)).tcp!.srcPort, 20000);
+  // A live connection is never taken over.
+  assert.equal(send(1, seg(B, 50001, 'S')), []);
+  assert.is(sw.counters().drops.nat_port_exhausted, 1);
+  // The server resets it: CLOSE, which would hold the tuple for its 10 s timeout.
+  only(send(2, frame(R.mac, GW1.mac, v4('1.2.3.4', GW1.ip, tcp({ srcPort: 443, dstPort: 20000, flags: 'RA', seq: 0, ack: 2 })))), 0);
+  assert.ok(rt.connections().some((c) => c.state === 'CLOSE'));
+  const f = only(send(1, seg(B, 50001, 'S')), 2);
+  assert.is(dissect(f).tcp!.srcPort, 20000, 'B gets the port at once');
+  assert.is(sw.counters().drops.nat_port_exhausted, 1);
+  const cs = rt.connections();
+  assert.is(cs.length, 1, 'the closed connection is gone');
+  const back = only(send(2, frame(R.mac, GW1.mac, v4('1.2.3.4', GW1.ip, tcp({ srcPort: 443, dstPort: 20000, flags: 'SA', seq: 9, ack: 2 })))), 1);
+  assert.is(dissect(back).tcp!.dstPort, 50001, 'replies reach the new connection');
+  // UDP never takes over.
+  rt.removeSourceNat(0);
+  rt.addSourceNat({ source: '10.0.0.0/24', interface: 1, ports: [20001, 20001] });
+  only(send(0, frame(A.mac, GW0.mac, v4(A.ip, '1.2.3.4', udp({ srcPort: 5, dstPort: 53, payload })))), 2);
+  assert.equal(send(1, frame(B.mac, GW0.mac, v4(B.ip, '1.2.3.4', udp({ srcPort: 5, dstPort: 53, payload })))), []);
+});
+
 test('an ICMP error quoting an expired connection is not related to it', () => {
   const { send, sw } = host();
   const sent = only(send(0, frame(A.mac, GW0.mac, v4(A.ip, '8.8.8.8', udp({ srcPort: 40000, dstPort: 5353, payload })))), 2);

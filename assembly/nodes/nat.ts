@@ -19,6 +19,12 @@
 // when the connection table has no key for it, so a port is reused towards different destinations
 // (endpoint-dependent mapping, RFC 4787 §4.1), and exhaustion is only per destination. A rule with
 // endpoint-independent mapping instead keeps one external port per internal endpoint (tables/eim.ts).
+// A rule without a configured range keeps the source port's class, as Linux's masquerade does: a port
+// below 512 maps into 1-511, one of 512-1023 into 600-1023, the rest into 1024-65535 (RFC 4787 §4.2.2
+// asks for the same for 0-1023), so UDP 500 (IKE) leaves as 500 when that is free.
+// When the whole range is taken, a new TCP connection (a SYN) may take over the tuple of a translated
+// connection that is already closing (TIME_WAIT, or CLOSE after a RST), as Linux does since 6.5
+// (nf_nat_used_tuple_harder) rather than refusing while it times out.
 import { Reason } from "../reasons";
 import { iface, IF_EXTERNAL, isRouterAddressV4 } from "../router";
 import * as flow from "../tables/flow";
@@ -109,10 +115,17 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   if (rule != 0) {
     let ext = load<u32>(rule, 16);
     nsrc = ext != 0 ? ext : iface(outIf).ipv4;
-    lo = <u32>load<u16>(rule, 10);
-    hi = <u32>load<u16>(rule, 12);
+    let rf = load<u16>(rule, 14);
+    if (rf & natrules.SNAT_PORT_CLASS) {
+      if (proto == 1) { lo = 1; hi = 65535; }
+      else if (sport < 512) { lo = 1; hi = 511; }
+      else if (sport < 1024) { lo = 600; hi = 1023; }
+    } else {
+      lo = <u32>load<u16>(rule, 10);
+      hi = <u32>load<u16>(rule, 12);
+    }
     snat = true;
-    if (load<u16>(rule, 14) & natrules.SNAT_EIM) eimRule = <i32>((rule - natrules.snatBase) / natrules.SNAT_SIZE);
+    if (rf & natrules.SNAT_EIM) eimRule = <i32>((rule - natrules.snatBase) / natrules.SNAT_SIZE);
   } else if (dnat && outIf == ifIn && (iface(ifIn).flags & IF_EXTERNAL) == 0) {
     nsrc = iface(outIf).ipv4;
     snat = true;
@@ -137,6 +150,7 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
     nsport = <u32>port;
   } else if (snat) {
     let port = pickPort(-1, zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport, now);
+    if (port < 0 && proto == 6) port = takeOverClosing(zone, ndst, nsrc, rSport, lo, hi, src, dst, sport, dport);
     if (port < 0) return -<i32>Reason.NatPortExhausted;
     nsport = <u32>port;
   } else {
@@ -205,6 +219,29 @@ function pickPort(rule: i32, zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport
 
 @inline function usable(rule: i32, zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport: u32, port: u32, now: u32): bool {
   return (rule < 0 || !eim.owned(<u32>rule, proto, port)) && free(zone, proto, rsrc, rdst, rsport, port, now);
+}
+
+// With every port of the range in use: the first port (probing as pickPort does) whose tuple is held
+// by a source-translated TCP connection in TIME_WAIT or CLOSE, which is released for the new one. Only
+// a SYN gets here (a TCP connection starts with one), and only once the range is exhausted.
+function takeOverClosing(zone: u32, rsrc: u32, rdst: u32, rsport: u32, lo: u32, hi: u32,
+                         src: u32, dst: u32, sport: u32, dport: u32): i32 {
+  let range = hi - lo + 1;
+  let start = flow.hashKey(zone, 6, src, dst, sport, dport) % range;
+  for (let n: u32 = 0; n < range; n++) {
+    let port = lo + (start + n) % range;
+    let h = flow.hashKey(zone, 6, rsrc, rdst, rsport, port);
+    let v = flow.lookup(h, zone, 6, rsrc, rdst, rsport, port);
+    if (v == 0) continue;
+    let ri = (v - 1) >> 1;
+    let r = flow.rec(ri);
+    let s = <u32>load<u8>(r, 27);
+    if ((load<u8>(r, 28) & flow.CT_SNAT) == 0 || (s != ct.State.TcpTimeWait && s != ct.State.TcpClose)) continue;
+    flow.release(ri);
+    pickedHash = h;
+    return <i32>port;
+  }
+  return -1;
 }
 
 // The reply key hash of the port pickPort chose (or of the untranslated reply tuple).

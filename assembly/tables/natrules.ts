@@ -14,10 +14,13 @@ export const MAX_SNAT_RULES: u32 = 256;
 export const MAX_EXCEPTIONS: u32 = 1024;
 
 // SNAT rule (24 bytes): 0 u16 zone, 2 u8 prefix length, 3 u8 in use, 4 u32 source prefix,
-// 8 u16 external interface, 10 u16 port low, 12 u16 port high, 14 u16 flags (SNAT_EIM), 16 u32
+// 8 u16 external interface, 10 u16 port low, 12 u16 port high, 14 u16 flags (SNAT_*), 16 u32
 // external address (0 = the external interface's address), 20 u32 reserved.
 export const SNAT_SIZE: usize = 24;
 export const SNAT_EIM: u16 = 1;   // endpoint-independent mapping (tables/eim.ts)
+// No port range was given: as Linux masquerade without --to-ports, a source port keeps its class
+// (1-511, 600-1023 or 1024-65535; see nodes/nat.ts) instead of taking one from the rule's range.
+export const SNAT_PORT_CLASS: u16 = 2;
 // Exception (8 bytes): 0 u16 zone, 2 u8 prefix length, 3 u8 in use, 4 u32 destination prefix.
 export const EXCEPTION_SIZE: usize = 8;
 // Port mapping (24 bytes): 0 u16 zone, 2 u8 protocol, 3 u8 in use, 4 u16 external port,
