@@ -12,7 +12,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ethernet, ipv4, ipv6, tcp, udp, icmp, icmpv6, arp, parseIPv6, parseMac, type L4 } from '../src/frames.js';
-import { requirements, runScenario, showResults, l4Ports, A, B, R, X, GW0, GW1, type Scenario, type SideView } from './e2e/linux-diff.js';
+import { requirements, runScenario, showResults, l4Ports, A, B, R, X, GW0, GW1, VIP, type Scenario, type SideView } from './e2e/linux-diff.js';
 
 const missing = requirements();
 const payload = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -95,7 +95,7 @@ const scenarios: Scenario[] = [
     ],
   },
   {
-    name: 'TCP RST from the server is forwarded; a late segment of the closed connection still passes, as in Linux'"'"'s CLOSE state',
+    name: 'TCP RST from the server is forwarded; a late segment of the closed connection still passes (conntrack CLOSE state)',
     topology: 'router',
     steps: [
       ...handshake(40001),
@@ -308,8 +308,9 @@ const scenarios: Scenario[] = [
     ],
   },
   {
-    name: 'IPv6 neighbour discovery: solicitations for the gateway are answered (R, S, O and the target link-layer address)',
+    name: 'IPv6 neighbour discovery: solicitations for the gateway are answered; a unicast one with the target link-layer address and Override (deliberate: Linux omits both)',
     topology: 'router',
+    deliberate: [{ step: 2, field: /^lan\[0\] (ip6\.plen: linux=24 netplane=32|icmp\.rest: linux=c0000000 netplane=e0000000|nd\.opts: linux=none netplane=0201026e70000000)$/, why: 'RFC 4861 §7.2.4 allows leaving the option out for a unicast solicitation (then Override is cleared); netplane always includes it' }],
     steps: [
       { send: 'lan', frame: ns(GW0.ip6), linux: ['lan'], note: 'NS to the solicited-node group' },
       { send: 'lan', frame: ns(GW0.ll), linux: ['lan'], note: 'NS for the link-local address' },
@@ -339,6 +340,17 @@ const scenarios: Scenario[] = [
     topology: 'router',
     steps: [
       { send: 'lan', frame: fromA6(X.ip6, udp({ srcPort: 5010, dstPort: 9, payload: new Uint8Array(1600).fill(5) })), linux: ['lan'] },
+    ],
+  },
+  {
+    name: 'load balancer VIP on the uplink segment: ARP answered, the mapped port balanced, an unmapped port refused',
+    topology: 'router',
+    config: { loadBalancer: true },
+    steps: [
+      { send: 'wan', frame: ethernet({ src: X.mac, dst: BC, payload: arp({ op: 'request', senderMac: X.mac, senderIp: X.ip, targetIp: VIP }) }), linux: ['wan'], note: 'who has the VIP' },
+      { send: 'wan', frame: fromOut(X.ip, VIP, T({ srcPort: 34000, dstPort: 80, flags: 'S', seq: 10 }), { mac: X.mac }), linux: ['lan'], note: 'SYN to VIP:80: to B:8080' },
+      { send: 'lan', frame: fromB(X.ip, T({ srcPort: 8080, dstPort: 34000, flags: 'SA', seq: 90, ack: 11 })), linux: ['wan'], note: 'the answer leaves from VIP:80' },
+      { send: 'wan', frame: fromOut(X.ip, VIP, T({ srcPort: 34001, dstPort: 81, flags: 'S', seq: 10 }), { mac: X.mac }), linux: ['wan'], note: 'SYN to an unmapped port of the VIP: RST' },
     ],
   },
   // ---- IPv6 ----------------------------------------------------------------------------------------

@@ -74,7 +74,12 @@ export interface RouterConfig {
   timeouts?: Partial<Record<keyof typeof LINUX_TIMEOUTS, number>>;
   /** A stateful block towards the lan: only established/related traffic enters it (both families). */
   blockInbound?: boolean;
+  /** A load balancer: VIP 192.168.1.80 on the wan segment, tcp 80 -> B:8080 (kube-proxy's DNAT; the
+   *  VIP is a local address on Linux, as kube-proxy's IPVS mode binds it, so it answers ARP). */
+  loadBalancer?: boolean;
 }
+
+export const VIP = '192.168.1.80';
 
 const LINUX_TIMEOUTS = {
   SYN_SENT: 'nf_conntrack_tcp_timeout_syn_sent',
@@ -360,6 +365,7 @@ function routerScript(cfg: RouterConfig): string[] {
     `ip -6 addr add ${GW0.ip6}/64 dev lan nodad`, `ip -6 addr add ${GW1.ip6}/64 dev wan nodad`,
     ...LAN_HOSTS.flatMap((h) => neigh(h, 'lan')), ...WAN_HOSTS.flatMap((h) => neigh(h, 'wan')),
     `ip route add default via ${R.ip} dev wan`, `ip -6 route add default via ${R.ip6} dev wan`,
+    ...(cfg.loadBalancer ? [`ip addr add ${VIP}/32 dev wan`] : []),
   ];
 }
 
@@ -371,7 +377,7 @@ function nftRuleset(cfg: RouterConfig): string {
 table ip nat {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
-    fib daddr type local tcp dport 8080 dnat to ${B.ip}:80
+    fib daddr type local tcp dport 8080 dnat to ${B.ip}:80${cfg.loadBalancer ? `\n    ip daddr ${VIP} tcp dport 80 dnat to ${B.ip}:8080` : ''}
   }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
@@ -474,6 +480,7 @@ class NetplaneSide {
     rt.setRateLimit('icmpErrors', 100000, 100000);
     for (const [state, ms] of Object.entries(cfg.timeouts ?? {})) rt.setConntrackTimeout(state, ms as number);
     if (cfg.blockInbound) sw.acls.setPortAcl(0, { rules: [], defaultIn: 'Block', defaultOut: 'Allow' });
+    if (cfg.loadBalancer) rt.addLoadBalancer({ frontendVips: [VIP], portMappings: [{ protocol: 'tcp', externalPort: 80, internalPort: 8080 }], backends: [B.ip] });
   }
 
   send(iface: string, frame: Uint8Array): Out[] {
@@ -690,6 +697,9 @@ function l4Fields(proto: number, s: Uint8Array, src: Uint8Array, dst: Uint8Array
       put(`${pre}icmp.qlen`, q.length);
       if (v6) ipv6Fields(q, `${pre}q.`, put, bad, c, true);
       else ipv4Fields(q, `${pre}q.`, put, bad, c, true);
+    } else if (v6 && (type === 135 || type === 136) && s.length >= 24) {
+      put(`${pre}nd.target`, ip6(s, 8));
+      put(`${pre}nd.opts`, hex(s.subarray(24)) || 'none');
     } else if (!echo && kind !== 'quoted') put(`${pre}icmp.body`, `${s.length - 8}:${digest(s.subarray(8))}`);
   } else put(`${pre}l4`, `${proto}:${s.length}:${digest(s)}`);
 }
