@@ -196,6 +196,7 @@ const scenarios: Scenario[] = [
       { send: 'lan', frame: fromA('8.8.8.8', udp({ srcPort: 40030, dstPort: 53, payload }), { ttl: 1 }), linux: ['lan'], note: 'UDP, TTL 1' },
       { send: 'lan', frame: fromA(S, T({ srcPort: 40031, dstPort: 443, flags: 'S', seq: 1 }), { ttl: 1 }), linux: ['lan'], note: 'SYN, TTL 1' },
       { send: 'wan', frame: fromOut(X.ip, '10.0.0.3', udp({ srcPort: 1, dstPort: 2, payload }), { ttl: 1, mac: X.mac }), linux: ['wan'], note: 'from outside, TTL 1' },
+      { send: 'lan', frame: fromA(S, T({ srcPort: 40032, dstPort: 443, flags: 'A', seq: 5, ack: 6 }), { ttl: 1 }), linux: ['lan'], note: 'TCP ACK of no connection, TTL 1 (picked up, then expired)' },
     ],
   },
   {
@@ -368,10 +369,11 @@ const scenarios: Scenario[] = [
     steps: [
       { send: 'lan', frame: fromA6('2001:db8::9', udp({ srcPort: 5001, dstPort: 6001, payload }), 1), linux: ['lan'] },
       { send: 'lan', frame: fromA6('2001:db8::9', T({ srcPort: 5002, dstPort: 443, flags: 'S', seq: 1 }), 1), linux: ['lan'] },
+      { send: 'lan', frame: fromA6('2001:db8::9', T({ srcPort: 5003, dstPort: 443, flags: 'A', seq: 5, ack: 6 }), 1), linux: ['lan'], note: 'TCP ACK of no connection' },
     ],
   },
   {
-    name: 'IPv6 through a stateful block: replies pass, new inbound and an ICMPv6 error for no flow do not',
+    name: 'a stateful block towards the lan: replies and related errors pass; new inbound, a port forward and errors for no flow do not (IPv6 and IPv4)',
     topology: 'router',
     config: { blockInbound: true },
     steps: [
@@ -380,6 +382,10 @@ const scenarios: Scenario[] = [
       { send: 'wan', frame: (s) => fromOut6('2001:db8::1', A.ip6, icmpv6({ type: 1, code: 4, payload: s.out(0).subarray(14, 14 + 48) })), linux: ['lan'], note: 'an error about that flow: related' },
       { send: 'wan', frame: fromOut6('2001:db8::53', A.ip6, udp({ srcPort: 53, dstPort: 5004, payload })), linux: [], note: 'new inbound: blocked' },
       { send: 'wan', frame: fromOut6('2001:db8::1', A.ip6, icmpv6({ type: 1, code: 4, payload: ipv6({ src: A.ip6, dst: '2001:db8::77', hopLimit: 63, payload: udp({ srcPort: 5005, dstPort: 53, payload }) }).bytes })), linux: [], note: 'an error quoting a flow that never existed' },
+      { send: 'lan', frame: fromA('8.8.8.8', udp({ srcPort: 40060, dstPort: 53, payload })), linux: ['wan'], note: 'IPv4 out' },
+      { send: 'wan', frame: (s) => fromOut('8.8.8.8', GW1.ip, udp({ srcPort: 53, dstPort: sportOf(s, 5), payload })), linux: ['lan'], note: 'IPv4 reply in' },
+      { send: 'wan', frame: (s) => fromOut(R.ip, GW1.ip, icmp({ type: 3, code: 1, payload: quote(s.out(5)) })), linux: ['lan'], note: 'IPv4 error about it: related' },
+      { send: 'wan', frame: fromOut(X.ip, GW1.ip, T({ srcPort: 33339, dstPort: 8080, flags: 'S', seq: 5 }), { mac: X.mac }), linux: [], note: 'the port forward, blocked towards the lan' },
     ],
   },
   {
