@@ -599,12 +599,12 @@ function describe(o: Out, c: Ctx): Described {
 
 type Put = (k: string, v: string | number | boolean) => void;
 const digest = (b: Uint8Array) => createHash('sha1').update(b).digest('hex').slice(0, 10);
-// A NAT-chosen port's class: the configured SNAT range when there is one, else Linux's split of
-// privileged and unprivileged source ports.
+// A NAT-chosen port's class: the configured SNAT range when there is one, else Linux masquerade's
+// classes (nf_nat_l4proto_unique_tuple: 1-511, 600-1023, 1024-65535).
 function portClass(p: number, cfg?: RouterConfig): string {
   const r = cfg?.snatPorts;
   if (r) return p >= r[0] && p <= r[1] ? `${r[0]}-${r[1]}` : `outside ${r[0]}-${r[1]}`;
-  return p < 1024 ? '<1024' : '1024+';
+  return p < 512 ? '1-511' : p < 1024 ? '512-1023' : '1024+';
 }
 
 function portField(put: Put, k: string, p: number, c: Ctx): void {
