@@ -12,7 +12,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ethernet, ipv4, ipv6, tcp, udp, icmp, icmpv6, arp, parseIPv6, parseMac, type L4 } from '../src/frames.js';
-import { requirements, runScenario, showResults, l4Ports, A, B, R, X, GW0, GW1, VIP, type Scenario, type SideView } from './e2e/linux-diff.js';
+import { requirements, DiffSuite, showResults, l4Ports, A, B, R, X, GW0, GW1, VIP, type Scenario, type SideView } from './e2e/linux-diff.js';
 
 const missing = requirements();
 const payload = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -458,10 +458,13 @@ test('the requirements are there: root, /dev/net/tun, ip, socat, nft', () => {
   if (missing) assert.unreachable(`${missing}; ${process.env.CI ? 'CI must install them (scripts/install-test-deps.sh)' : 'run the tests as root with them installed'}`);
 });
 
+const suite = new DiffSuite(scenarios);
+test.after(() => suite.close());
+
 for (const sc of scenarios) {
   test(sc.name, async () => {
     if (missing) assert.unreachable(missing);
-    const { diffs, results } = await runScenario(sc);
+    const { diffs, results } = await suite.run(sc);
     if (process.env.NETPLANE_DIFF_VERBOSE) console.log(`\n# ${sc.name}\n${showResults(results)}`);
     assert.ok(diffs.length === 0, `netplane differs from Linux:\n${diffs.join('\n')}`);
   });

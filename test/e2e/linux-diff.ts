@@ -35,6 +35,7 @@
 // other interface: what the frame sent there is read before that echo reply. No sleeps, no timeouts
 // as a way to decide "nothing came out".
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createSocket, type Socket } from 'node:dgram';
 import { createHash } from 'node:crypto';
 import { Switch, type PortSpec } from '../../src/index.js';
@@ -145,8 +146,38 @@ export interface StepResult { step: number; linux: Described[]; netplane: Descri
 let seq = 0;
 const run = `${process.pid % 100000}`;
 
-export async function runScenario(sc: Scenario): Promise<{ diffs: string[]; results: StepResult[] }> {
-  const linux = sc.reference ? new DocumentedSide(sc) : await LinuxSide.create(sc.topology, sc.config ?? {});
+// Runs a table of scenarios in order, the next few kernels being set up (namespace, socat, sysctl,
+// nft: most of a scenario's time) while the current one runs.
+export class DiffSuite {
+  private made = new Map<Scenario, Promise<Reference>>();
+  constructor(private readonly scenarios: Scenario[], private readonly ahead = 3) {}
+
+  run(sc: Scenario): Promise<{ diffs: string[]; results: StepResult[] }> {
+    const i = this.scenarios.indexOf(sc);
+    for (let k = i; k <= i + this.ahead && k < this.scenarios.length; k++) this.prepare(this.scenarios[k]);
+    const side = this.made.get(sc)!;
+    this.made.delete(sc);
+    return side.then((linux) => runScenario(sc, linux));
+  }
+
+  // Whatever was set up for scenarios that did not run.
+  async close(): Promise<void> {
+    for (const p of this.made.values()) await p.then((s) => s.close(), () => {});
+    this.made.clear();
+  }
+
+  private prepare(sc: Scenario): void {
+    if (this.made.has(sc)) return;
+    const p: Promise<Reference> = sc.reference ? Promise.resolve(new DocumentedSide(sc)) : LinuxSide.create(sc.topology, sc.config ?? {});
+    p.catch(() => { /* reported when its scenario runs */ });
+    this.made.set(sc, p);
+  }
+}
+
+type Reference = LinuxSide | DocumentedSide;
+
+export async function runScenario(sc: Scenario, made?: Reference): Promise<{ diffs: string[]; results: StepResult[] }> {
+  const linux = made ?? (sc.reference ? new DocumentedSide(sc) : await LinuxSide.create(sc.topology, sc.config ?? {}));
   const np = new NetplaneSide(sc.topology, sc.config ?? {}, sc.ports);
   try {
     // The port mapping's ports are configuration, not a NAT's choice.
@@ -297,20 +328,24 @@ class LinuxSide {
     const ns = `npd-${run}-${k}`;
     const wires = new Map<string, Wire>();
     const names = IFACES[topology];
-    execFileSync('ip', ['netns', 'add', ns]);
     const side = new LinuxSide(ns, wires);
     try {
       for (const [i, name] of names.entries()) wires.set(name, await Wire.open(`nd${run}${k}${i}`.slice(0, 15)));
-      // Device defaults first: a TAP moved into the namespace takes them (no DAD, no router
-      // solicitations, no flow labels: nothing the kernel would send on its own).
-      nsScript(ns, [
-        'ip link set lo up',
-        'sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.default.router_solicitations=0 net.ipv6.auto_flowlabels=0',
-        'sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000 net.ipv4.icmp_msgs_burst=100000',
-      ]);
-      for (const [name, w] of wires) execFileSync('ip', ['link', 'set', w.dev, 'netns', ns, 'name', name]);
-      nsScript(ns, topology === 'router' ? routerScript(cfg) : bridgeScript());
-      if (topology === 'router') execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: nftRuleset(cfg) });
+      // One shell for it all (this runs while another scenario does: nothing here may block the
+      // event loop). Device defaults first: a TAP moved into the namespace takes them (no DAD, no
+      // router solicitations, no flow labels: nothing the kernel would send on its own).
+      const inNs = (lines: string[]) => `ip netns exec ${ns} sh -ec '${lines.join('; ')}'`;
+      await shell([
+        `ip netns add ${ns}`,
+        inNs([
+          'ip link set lo up',
+          'sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.default.router_solicitations=0 net.ipv6.auto_flowlabels=0',
+          'sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000 net.ipv4.icmp_msgs_burst=100000',
+        ]),
+        ...[...wires].map(([name, w]) => `ip link set ${w.dev} netns ${ns} name ${name}`),
+        inNs(topology === 'router' ? routerScript(cfg) : bridgeScript()),
+        ...(topology === 'router' ? [`ip netns exec ${ns} nft -f - <<'EOF'\n${nftRuleset(cfg)}EOF`] : []),
+      ].join('\n'));
       // The first marker on each interface shows the wiring works (and drains whatever came before).
       for (const name of names) await side.mark(name);
       for (const w of wires.values()) w.frames.length = 0;
@@ -346,7 +381,7 @@ class LinuxSide {
 
   async close(): Promise<void> {
     for (const w of this.wires.values()) w.close();
-    try { execFileSync('ip', ['netns', 'del', this.ns], { stdio: 'ignore' }); } catch { /* gone */ }
+    await shell(`ip netns del ${this.ns} 2>/dev/null || true`);
   }
 }
 
@@ -414,8 +449,13 @@ function bridgeScript(): string[] {
   ];
 }
 
-function nsScript(ns: string, lines: string[]): void {
-  execFileSync('ip', ['netns', 'exec', ns, 'sh', '-ec', lines.join('\n')], { stdio: ['ignore', 'ignore', 'pipe'] });
+function shell(script: string): Promise<void> {
+  return new Promise((ok, fail) => {
+    const p = spawn('sh', ['-ec', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    p.on('exit', (code) => (code === 0 ? ok() : fail(new Error(`setting up the Linux side failed (${code}): ${err}\n${script}`))));
+  });
 }
 
 function isMarkerReply(f: Uint8Array, n: number): boolean {
@@ -801,9 +841,7 @@ function compare(l: Described[], n: Described[]): string[] {
 
 // ---------------------------------------------------------------------------------------------
 
-function linkExists(dev: string): boolean {
-  try { execFileSync('ip', ['link', 'show', dev], { stdio: 'ignore' }); return true; } catch { return false; }
-}
+const linkExists = (dev: string) => existsSync(`/sys/class/net/${dev}`);
 
 async function freeUdpPort(): Promise<number> {
   const s = createSocket('udp4');
