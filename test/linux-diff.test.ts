@@ -429,8 +429,9 @@ const scenarios: Scenario[] = [
     ],
   },
   {
-    name: 'L2 VLANs against the documented Linux bridge with vlan_filtering (this kernel has no CONFIG_BRIDGE_VLAN_FILTERING)',
+    name: 'L2 VLANs against the documented Linux bridge with vlan_filtering (this kernel has no CONFIG_BRIDGE_VLAN_FILTERING); an access port drops frames tagged with its own VLAN (deliberate: the bridge accepts them)',
     topology: 'bridge',
+    deliberate: [{ step: 6, field: /^p1: linux sent 1 frame\(s\), netplane 0/, why: 'an access port carries untagged (or priority-tagged) frames only; the bridge has memberships, not modes' }],
     // p0: bridge vlan add dev p0 vid 10 pvid untagged; p1: vid 10, vid 20 (tagged); p2: vid 20 pvid untagged.
     reference: { documented: 'Documentation/networking/switchdev.rst and bridge(8): ingress untagged and priority-tagged frames take the PVID (PCP kept), tagged frames of a VLAN the port is not a member of are dropped, egress is untagged where the VLAN is marked untagged, learning is per VLAN' },
     ports: [{ mode: 'access', vlan: 10 }, { mode: 'trunk', allowedVlans: [10, 20] }, { mode: 'access', vlan: 20 }],
@@ -441,6 +442,8 @@ const scenarios: Scenario[] = [
       { send: 'p2', frame: l2(M(4), M(1), 4), expect: [['p1', l2(M(4), M(1), 4, { vid: 20 })]], note: 'M1 is unknown in VLAN 20: flooded there' },
       { send: 'p1', frame: l2(M(5), BC, 5, { vid: 30 }), expect: [], note: 'VLAN 30: the trunk is no member, dropped' },
       { send: 'p0', frame: l2(M(1), BC, 6, { vid: 0, pcp: 3 }), expect: [['p1', l2(M(1), BC, 6, { vid: 10, pcp: 3 })]], note: 'priority-tagged: the PVID, the PCP kept' },
+      { send: 'p0', frame: l2(M(1), BC, 7, { vid: 10 }), expect: [['p1', l2(M(1), BC, 7, { vid: 10 })]], note: 'tagged with the access port\'s own VLAN: a member, accepted' },
+      { send: 'p0', frame: l2(M(1), BC, 8, { vid: 20 }), expect: [], note: 'tagged with a VLAN the access port is no member of: dropped' },
     ],
   },
   {
