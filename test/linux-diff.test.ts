@@ -8,7 +8,8 @@
 // Where netplane differs on purpose, the scenario names the difference (`deliberate`) and
 // docs/model.md ("Deliberate differences from Linux") says why.
 //
-// Needs root, /dev/net/tun, ip, socat and nft; without them the first test fails and says so.
+// Needs root, /dev/net/tun, ip, socat and nft; without them every test fails and says so.
+// NETPLANE_DIFF_VERBOSE=1 prints both sides' frames, field by field, for every scenario.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ethernet, ipv4, ipv6, tcp, udp, icmp, icmpv6, arp, parseIPv6, parseMac, type L4 } from '../src/frames.js';

@@ -183,7 +183,7 @@ export async function runScenario(sc: Scenario, made?: Reference): Promise<{ dif
     // The port mapping's ports are configuration, not a NAT's choice.
     const literals = { ports: new Set<number>([80, 8080]), ids: new Set<number>() };
     const pending = { linux: [] as Out[], netplane: [] as Out[] };
-    const views = { linux: new View('linux', linux), netplane: new View('netplane', np) };
+    const views = { linux: new View('linux'), netplane: new View('netplane') };
     const results: StepResult[] = [];
     const diffs: string[] = [];
     const allowed = (i: number, d: string) => (sc.deliberate ?? []).some((x) => (x.step === undefined || x.step === i) && x.field.test(d));
@@ -240,7 +240,7 @@ class View implements SideView {
   outs: Out[][] = [];
   portSyms = new Map<number, string>();
   symPorts = new Map<string, number>();
-  constructor(readonly side: 'linux' | 'netplane', readonly impl: unknown) {}
+  constructor(readonly side: 'linux' | 'netplane') {}
   port(sym: string): number {
     const v = this.symPorts.get(sym);
     if (v === undefined) throw new Error(`no port ${sym} on the ${this.side} side (known: ${[...this.symPorts.keys()].join(', ') || 'none'})`);
@@ -330,7 +330,7 @@ class LinuxSide {
     const names = IFACES[topology];
     const side = new LinuxSide(ns, wires);
     try {
-      for (const [i, name] of names.entries()) wires.set(name, await Wire.open(`nd${run}${k}${i}`.slice(0, 15)));
+      for (const [i, name] of names.entries()) wires.set(name, await Wire.open(`nd${run}x${k}x${i}`.slice(0, 15)));
       // One shell for it all (this runs while another scenario does: nothing here may block the
       // event loop). Device defaults first: a TAP moved into the namespace takes them (no DAD, no
       // router solicitations, no flow labels: nothing the kernel would send on its own).
@@ -666,8 +666,7 @@ function ipv4Fields(b: Uint8Array, pre: string, put: Put, bad: string[], c: Ctx,
   put(`${pre}ip.len`, total); put(`${pre}ip.hl`, hl);
   if (hl > 20) put(`${pre}ip.options`, hex(b.subarray(20, Math.min(hl, b.length))));
   const hdrOk = hl >= 20 && hl <= b.length && sumsOk([b.subarray(0, hl)]);
-  if (!quoted) put(`${pre}ip.csum`, hdrOk ? 'ok' : 'bad');
-  else put(`${pre}ip.csum`, hdrOk ? 'ok' : 'bad');
+  put(`${pre}ip.csum`, hdrOk ? 'ok' : 'bad');
   if (!hdrOk) bad.push(`${pre}ip header`);
   if (!quoted && total !== b.length) put(`${pre}ip.trailing`, b.length - total);
   const end = quoted ? b.length : Math.min(total, b.length);
