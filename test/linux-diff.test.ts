@@ -9,7 +9,8 @@
 // docs/model.md ("Deliberate differences from Linux") says why.
 //
 // Needs root, /dev/net/tun, ip, socat and nft; without them every test fails and says so.
-// NETPLANE_DIFF_VERBOSE=1 prints both sides' frames, field by field, for every scenario.
+// NETPLANE_DIFF_VERBOSE=1 prints both sides' frames, field by field, for every scenario;
+// NETPLANE_DIFF_ONLY=<regex> runs only the scenarios whose names match.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ethernet, ipv4, ipv6, tcp, udp, icmp, icmpv6, arp, parseIPv6, parseMac, type L4 } from '../src/frames.js';
@@ -32,6 +33,8 @@ const fromOut6 = (src: string, dst: string, l4: L4, hopLimit = 60) =>
 
 const S = '1.2.3.4';                 // an outside server, behind R
 const T = (o: Parameters<typeof tcp>[0]) => tcp({ window: 29200, ...o });
+// MSS 1460, NOP, window scale 7.
+const MSS_WS7 = new Uint8Array([2, 4, 0x05, 0xb4, 1, 3, 3, 7]);
 
 // The IPv4 header and first 8 bytes of a frame's datagram: what an ICMP error quotes at least.
 const quote = (f: Uint8Array, n = 28) => f.subarray(14, 14 + n);
@@ -131,6 +134,17 @@ const scenarios: Scenario[] = [
       { send: 'wan', frame: (s) => fromOut(S, GW1.ip, T({ srcPort: 443, dstPort: sportOf(s, 0), flags: 'PA', seq: 5001 + 0x40000000, ack: 1001, payload })), linux: [], note: 'data 1 GB ahead' },
       { send: 'wan', frame: (s) => fromOut(S, GW1.ip, T({ srcPort: 443, dstPort: sportOf(s, 0), flags: 'R', seq: 5001 + 0x40000000 })), linux: [], note: 'RST far out of window' },
       { send: 'wan', frame: (s) => fromOut(S, GW1.ip, T({ srcPort: 443, dstPort: sportOf(s, 0), flags: 'PA', seq: 5001, ack: 1001, payload })), linux: ['lan'], note: 'in-window data' },
+    ],
+  },
+  {
+    name: 'window scaling: data 2 MB ahead is inside a window scaled by 7 and passes; 10 MB ahead does not',
+    topology: 'router',
+    steps: [
+      { send: 'lan', frame: fromA(S, T({ srcPort: 40006, dstPort: 443, flags: 'S', seq: 1000, options: MSS_WS7 })), linux: ['wan'], note: 'SYN, window scale 7' },
+      { send: 'wan', frame: (s) => fromOut(S, GW1.ip, T({ srcPort: 443, dstPort: sportOf(s, 0), flags: 'SA', seq: 5000, ack: 1001, options: MSS_WS7 })), linux: ['lan'], note: 'SYN-ACK, window scale 7' },
+      { send: 'lan', frame: fromA(S, T({ srcPort: 40006, dstPort: 443, flags: 'A', seq: 1001, ack: 5001 })), linux: ['wan'], note: 'ACK: 29200 << 7 = 3.7 MB of window' },
+      { send: 'wan', frame: (s) => fromOut(S, GW1.ip, T({ srcPort: 443, dstPort: sportOf(s, 0), flags: 'PA', seq: 5001 + 2_000_000, ack: 1001, payload })), linux: ['lan'], note: 'data 2 MB ahead' },
+      { send: 'wan', frame: (s) => fromOut(S, GW1.ip, T({ srcPort: 443, dstPort: sportOf(s, 0), flags: 'PA', seq: 5001 + 10_000_000, ack: 1001, payload })), linux: [], note: 'data 10 MB ahead' },
     ],
   },
   {
@@ -462,10 +476,11 @@ test('the requirements are there: root, /dev/net/tun, ip, socat, nft', () => {
   if (missing) assert.unreachable(`${missing}; ${process.env.CI ? 'CI must install them (scripts/install-test-deps.sh)' : 'run the tests as root with them installed'}`);
 });
 
-const suite = new DiffSuite(scenarios);
+const chosen = process.env.NETPLANE_DIFF_ONLY ? scenarios.filter((sc) => new RegExp(process.env.NETPLANE_DIFF_ONLY!).test(sc.name)) : scenarios;
+const suite = new DiffSuite(chosen);
 test.after(() => suite.close());
 
-for (const sc of scenarios) {
+for (const sc of chosen) {
   test(sc.name, async () => {
     if (missing) assert.unreachable(missing);
     const { diffs, results } = await suite.run(sc);
