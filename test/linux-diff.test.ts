@@ -118,6 +118,17 @@ const scenarios: Scenario[] = [
     ],
   },
   {
+    name: 'connection refused: a retransmitted SYN, the server\'s RST-ACK back, a retry with the same tuple',
+    topology: 'router',
+    steps: [
+      { send: 'lan', frame: fromA(S, T({ srcPort: 40007, dstPort: 444, flags: 'S', seq: 1000 })), linux: ['wan'], note: 'SYN' },
+      { send: 'lan', frame: fromA(S, T({ srcPort: 40007, dstPort: 444, flags: 'S', seq: 1000 })), linux: ['wan'], note: 'the same SYN again' },
+      { send: 'wan', frame: (s) => fromOut(S, GW1.ip, T({ srcPort: 444, dstPort: sportOf(s, 0), flags: 'RA', seq: 0, ack: 1001, window: 0 })), linux: ['lan'], note: 'RST-ACK: refused' },
+      { send: 'lan', frame: fromA(S, T({ srcPort: 40007, dstPort: 444, flags: 'S', seq: 2000 })), linux: ['wan'], note: 'retry, same tuple' },
+      { send: 'wan', frame: (s) => fromOut(S, GW1.ip, T({ srcPort: 444, dstPort: sportOf(s, 3), flags: 'SA', seq: 8000, ack: 2001 })), linux: ['lan'], note: 'accepted this time' },
+    ],
+  },
+  {
     name: 'SYN-ACK acknowledging what was never sent is invalid, dropped (Linux tcp_in_window)',
     topology: 'router',
     steps: [
