@@ -2,6 +2,7 @@
 // host reads them without a call. Per-port counters live in the port records (ports.ts) and in the
 // per-port drop array; count() keeps all three in step so the per-port figures always add up to the
 // switch-wide ones.
+import * as arena from "./arena";
 import { Reason } from "./reasons";
 import * as trace from "./trace";
 import { maxPorts, portDropBase, port } from "./ports";
@@ -46,11 +47,10 @@ export function statName(i: u32): string {
 export let dropBase: usize = 0;
 export let statBase: usize = 0;
 
+export function bytes(): u64 { return arena.span(<u64>Reason.Count, 8) + arena.span(<u64>Stat.Count, 8); }
 export function allocCounters(): void {
-  dropBase = heap.alloc(<usize>Reason.Count * 8);
-  memory.fill(dropBase, 0, <usize>Reason.Count * 8);
-  statBase = heap.alloc(<usize>Stat.Count * 8);
-  memory.fill(statBase, 0, <usize>Stat.Count * 8);
+  dropBase = arena.take(<u64>Reason.Count, 8);
+  statBase = arena.take(<u64>Stat.Count, 8);
 }
 
 @inline export function bump(s: Stat, n: u64 = 1): void {

@@ -8,13 +8,15 @@
 // so a refused call leaves the switch exactly as it was.
 import { Reason, reasonName } from "./reasons";
 import { Stat, statName, allocCounters, dropBase, statBase } from "./counters";
+import * as counters from "./counters";
+import * as arena from "./arena";
 import * as ports from "./ports";
 import * as mac from "./tables/mac";
 import * as tx from "./tx";
 import * as l2forward from "./nodes/l2forward";
 import * as pipeline from "./pipeline";
 import * as checksum from "./wire/checksum";
-import { META_SIZE, metaBase as _metaBase, meta, resetMeta } from "./packet";
+import { meta, resetMeta } from "./packet";
 import * as packet from "./packet";
 import { parse } from "./nodes/parse";
 import * as router from "./router";
@@ -47,51 +49,66 @@ const enum Error {
   BadInterface = -11,
   BadZone = -12,
   BadPrefix = -13,
+  TooLarge = -14,     // create/create_l3: the tables do not fit in wasm32 memory, or the host refused to grow it
 }
 
 export const ABI_VERSION: u32 = 1;
 
 let created = false;
 
-// Creates the switch's tables. Called once per instance, before anything else.
-//   maxPorts:    port numbers 0 .. maxPorts-1 (1 .. 65535)
-//   macEntries:  MAC table capacity (the table has the next power of two >= 2x slots)
+// The ranges of create's and create_l3's arguments: each is the most that could fit in wasm32
+// memory on its own (docs/ABI.md). Together they may not fit: that is checked on the sum (TooLarge).
+export const MAX_MAC_ENTRIES: u32 = 1 << 26;      // 2^27 slots of 16 B = 2 GiB
+export const MAX_BATCH: u32 = 65536;
+export const MAX_RX_BYTES: u32 = 1 << 30;        // the tx area is twice this
+export const MAX_ROUTES: u32 = 1 << 24;
+export const MAX_NEIGHBORS: u32 = 1 << 24;
+export const MAX_CONNECTIONS: u32 = 1 << 24;
+export const MAX_MAPPINGS: u32 = 1 << 20;
+export const MAX_ADDRS6: u32 = 1 << 24;
+
+// The bytes the tables of the last create or create_l3 call need (0 when it refused an argument
+// before adding them up; set when it refused with TooLarge, so a host can say how far over it was).
+let neededBytes: u64 = 0;
+export function create_needed_bytes(): f64 { return <f64>neededBytes; }
+
+// The tx area: flooding can send each frame to every other port (at most 64 descriptors a frame),
+// and a VLAN rewrite needs at most two copies of a frame (one untagged, one tagged), each at most
+// 4 bytes longer, rounded to 8.
+function txDescriptors(maxPorts: u32, batch: u32): u32 {
+  return <u32>min<u64>(<u64>batch * <u64>(maxPorts < 64 ? maxPorts : 64), 1 << 20);
+}
+function txBytes(batch: u32, rxBytes: u32): u32 { return rxBytes * 2 + batch * 24; }
+
+// Creates the switch's tables. Called once per instance, before anything else. Returns 0, -3 for an
+// argument out of its range, -14 when the tables together do not fit (nothing is changed then).
+//   maxPorts:    port numbers 0 .. maxPorts-1 (1 .. 61440)
+//   macEntries:  MAC table capacity (1 .. 2^26; the table has the next power of two >= 2x slots)
 //   batch:       most frames per process() call (1 .. 65536)
-//   rxBytes:     size of the rx buffer that frames are written into
+//   rxBytes:     size of the rx buffer that frames are written into (64 .. 2^30)
 export function create(maxPorts: u32, macEntries: u32, batch: u32, rxBytes: u32): i32 {
   if (created) return Error.AlreadyCreated;
+  neededBytes = 0;
   if (maxPorts == 0 || maxPorts > router.ROUTER_PORT) return Error.BadArgument;
-  if (macEntries == 0 || macEntries > (1 << 28)) return Error.BadArgument;
-  if (batch == 0 || batch > 65536) return Error.BadArgument;
-  if (rxBytes < 64 || rxBytes > (1 << 30)) return Error.BadArgument;
+  if (macEntries == 0 || macEntries > MAX_MAC_ENTRIES) return Error.BadArgument;
+  if (batch == 0 || batch > MAX_BATCH) return Error.BadArgument;
+  if (rxBytes < 64 || rxBytes > MAX_RX_BYTES) return Error.BadArgument;
+  // One term per table; a new table adds its term here and its alloc below.
+  neededBytes = counters.bytes() + ports.bytes(maxPorts) + l2forward.groupFwdBytes() + acl.bytes(maxPorts) +
+                trace.bytes() + mac.bytes(macEntries) + pipeline.bytes(batch, rxBytes) + packet.bytes(batch) +
+                tx.bytes(txDescriptors(maxPorts, batch), txBytes(batch, rxBytes));
+  if (!arena.reserve(neededBytes)) return Error.TooLarge;
   created = true;
   allocCounters();
-  ports.maxPorts = maxPorts;
-  ports.portBase = zeroed(<usize>maxPorts * ports.PORT_SIZE);
-  ports.vlanBase = zeroed(<usize>maxPorts * ports.VLAN_BITMAP_BYTES);
-  ports.portDropBase = zeroed(<usize>maxPorts * <usize>Reason.Count * 8);
-  l2forward.groupFwdBase = zeroed(65536 * 2);
+  ports.alloc(maxPorts);
+  l2forward.allocGroupFwd();
   acl.alloc(maxPorts);
   trace.alloc();
   mac.alloc(macEntries);
-  pipeline.maxBatch = batch;
-  pipeline.rxDescBase = zeroed(<usize>batch * pipeline.RX_DESCRIPTOR_SIZE);
-  pipeline.rxBufBase = zeroed(rxBytes);
-  pipeline.rxBufSize = rxBytes;
-  pipeline.sinkBase = zeroed(8);
-  packet.metaBase = zeroed(<usize>(batch + 1) * META_SIZE);
-  packet.scratchBase = packet.metaBase + <usize>batch * META_SIZE;
-  // Flooding can send each frame to every other port, and a VLAN rewrite needs at most two copies of
-  // a frame (one untagged, one tagged), each at most 4 bytes longer, rounded to 8.
-  let descriptors = <u64>batch * <u64>(maxPorts < 64 ? maxPorts : 64);
-  tx.alloc(<u32>min<u64>(descriptors, 1 << 20), rxBytes * 2 + batch * 24);
+  pipeline.alloc(batch, rxBytes);
+  packet.alloc(batch);
+  tx.alloc(txDescriptors(maxPorts, batch), txBytes(batch, rxBytes));
   return Error.Ok;
-}
-
-function zeroed(n: usize): usize {
-  let p = heap.alloc(n);
-  memory.fill(p, 0, n);
-  return p;
 }
 
 // ---- batch ----------------------------------------------------------------------------------------
@@ -317,15 +334,21 @@ export function abi_version(): u32 { return ABI_VERSION; }
 let l3 = false;
 
 // Creates the L3 tables, once, after create(): `routes` routes, `neighbors` neighbour entries, `conns`
-// tracked connections, `mappings` port mappings (DNAT), `addrs6` distinct IPv6 addresses in tracked
-// connections. Memory: 48 B a route, 32 B a neighbour, 128 B a connection, 24 B a mapping, 40 B an
-// IPv6 address (each table at most half full).
+// tracked connections, `mappings` port mappings (DNAT) and load balancers, `addrs6` distinct IPv6
+// addresses in tracked connections. Returns 0, -3 for an argument out of its range, -14 when the
+// tables together do not fit (nothing is changed then). docs/ABI.md has the bytes per entry.
 export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32, addrs6: u32): i32 {
   if (!created) return Error.NotCreated;
   if (l3) return Error.AlreadyCreated;
-  if (routes == 0 || routes > (1 << 24) || neighbors == 0 || neighbors > (1 << 24)) return Error.BadArgument;
-  if (conns == 0 || conns > (1 << 26) || mappings == 0 || mappings > (1 << 20)) return Error.BadArgument;
-  if (addrs6 == 0 || addrs6 > (1 << 24)) return Error.BadArgument;
+  neededBytes = 0;
+  if (routes == 0 || routes > MAX_ROUTES || neighbors == 0 || neighbors > MAX_NEIGHBORS) return Error.BadArgument;
+  if (conns == 0 || conns > MAX_CONNECTIONS || mappings == 0 || mappings > MAX_MAPPINGS) return Error.BadArgument;
+  if (addrs6 == 0 || addrs6 > MAX_ADDRS6) return Error.BadArgument;
+  // One term per table; a new table adds its term here and its alloc below.
+  neededBytes = router.bytes() + lpm.bytes(routes) + neighbor.bytes(neighbors) + flow.bytes(conns) +
+                addr6.bytes(addrs6) + eim.bytes(conns, natrules.MAX_SNAT_RULES) + natrules.bytes(mappings) +
+                ct.timeoutBytes();
+  if (!arena.reserve(neededBytes)) return Error.TooLarge;
   l3 = true;
   router.alloc();
   lpm.alloc(routes);
@@ -625,8 +648,10 @@ export function ratelimit_set(which: u32, perSecond: u32, burst: u32): i32 {
 
 // Room for a compiled rule set of `bytes` bytes (src/compile/acl.ts writes it), or 0.
 export function acl_alloc(bytes: u32): usize {
-  if (!created || bytes < 56 || bytes > (1 << 28)) return 0;
-  return zeroed(bytes);
+  if (!created || bytes < 56 || bytes > (1 << 28) || !arena.heapCanGrow(bytes)) return 0;
+  let p = heap.alloc(bytes);
+  memory.fill(p, 0, bytes);
+  return p;
 }
 export function acl_free(blob: usize): void {
   if (blob != 0) heap.free(blob);

@@ -3,6 +3,7 @@
 // fixed array allocated at creation (no allocation per packet). The layout is part of the ABI because
 // frame_parse() exposes one record to the host as a dissector result.
 import { Reason } from "./reasons";
+import * as arena from "./arena";
 
 
 export const FLAG_TAGGED: u32 = 1;        // the frame carries an 802.1Q tag on the wire
@@ -39,6 +40,12 @@ export const META_SIZE: usize = offsetof<Meta>();
 export let metaBase: usize = 0;
 // One more record after the batch's: the scratch record for frames the router builds itself.
 export let scratchBase: usize = 0;
+// The batch's records and the scratch record.
+export function bytes(batch: u32): u64 { return arena.span(<u64>batch + 1, META_SIZE); }
+export function alloc(batch: u32): void {
+  metaBase = arena.take(<u64>batch + 1, META_SIZE);
+  scratchBase = metaBase + <usize>batch * META_SIZE;
+}
 @inline export function scratchMeta(): Meta { return changetype<Meta>(scratchBase); }
 
 @inline export function meta(i: u32): Meta {

@@ -9,6 +9,7 @@
 // u16 ingress port. A descriptor pointing outside the rx buffer is a counted drop, so a host bug can
 // never make the dataplane read outside its own buffers.
 import { Reason } from "./reasons";
+import * as arena from "./arena";
 import { Meta, meta, resetMeta, FLAG_GROUP_DST } from "./packet";
 import { port, maxPorts, STATE_UP, STATE_FREE, PORT_ACL } from "./ports";
 import { drop, bump, Stat, flushBatch } from "./counters";
@@ -43,6 +44,17 @@ export let maxBatch: u32 = 0;
 
 // The slot touches are xored together and stored here, so the optimizer keeps the loads.
 export let sinkBase: usize = 0;
+
+export function bytes(batch: u32, rxBytes: u32): u64 {
+  return arena.span(batch, RX_DESCRIPTOR_SIZE) + arena.span(rxBytes, 1) + arena.span(1, 8);
+}
+export function alloc(batch: u32, rxBytes: u32): void {
+  maxBatch = batch;
+  rxDescBase = arena.take(batch, RX_DESCRIPTOR_SIZE);
+  rxBufBase = arena.take(rxBytes, 1);
+  rxBufSize = rxBytes;
+  sinkBase = arena.take(1, 8);
+}
 
 export function process(n: u32, now: f64): u32 {
   tx.reset();

@@ -9,6 +9,7 @@
 //                frames of the native VLAN leave untagged, all others tagged.
 // VLAN 0 is the network's untagged domain: a network without VLANs uses only VLAN 0.
 import { Reason } from "./reasons";
+import * as arena from "./arena";
 
 export const STATE_FREE: u8 = 0;
 export const STATE_UP: u8 = 1;
@@ -51,6 +52,16 @@ export let portBase: usize = 0;
 export let vlanBase: usize = 0;      // maxPorts bitmaps of 4096 bits: the trunk's allowed VLANs
 export let portDropBase: usize = 0;  // maxPorts x Reason.Count u64 counters
 export let highPort: u32 = 0;        // one past the highest port ever configured: bounds the flood loop
+
+export function bytes(ports: u32): u64 {
+  return arena.span(ports, PORT_SIZE) + arena.span(ports, VLAN_BITMAP_BYTES) + arena.span(ports, <u64>Reason.Count * 8);
+}
+export function alloc(ports: u32): void {
+  maxPorts = ports;
+  portBase = arena.take(ports, PORT_SIZE);
+  vlanBase = arena.take(ports, VLAN_BITMAP_BYTES);
+  portDropBase = arena.take(ports, <u64>Reason.Count * 8);
+}
 
 @inline export function port(i: u32): Port {
   return changetype<Port>(portBase + <usize>i * PORT_SIZE);

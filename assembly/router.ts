@@ -7,6 +7,8 @@
 // second table on the hot path. Broadcasts (ARP requests, neighbour solicitations) reach the router
 // through the domain map below.
 
+import * as arena from "./arena";
+
 export const ROUTER_PORT: u32 = 0xf000;   // pseudo-ports 0xf000 + interface index
 export const MAX_INTERFACES: u32 = 4096;
 
@@ -48,11 +50,11 @@ export let ifCount: u32 = 0;      // one past the highest interface in use
 let domainBase: usize = 0;       // (network << 12 | vlan) + 1 -> interface, open addressing, 2 x MAX slots
 const DOMAIN_SLOTS: u32 = MAX_INTERFACES * 2;
 
+export function bytes(): u64 { return arena.span(MAX_INTERFACES, IFACE_SIZE) + arena.span(DOMAIN_SLOTS, 8); }
+
 export function alloc(): void {
-  ifBase = heap.alloc(<usize>MAX_INTERFACES * IFACE_SIZE);
-  memory.fill(ifBase, 0, <usize>MAX_INTERFACES * IFACE_SIZE);
-  domainBase = heap.alloc(<usize>DOMAIN_SLOTS * 8);
-  memory.fill(domainBase, 0, <usize>DOMAIN_SLOTS * 8);
+  ifBase = arena.take(MAX_INTERFACES, IFACE_SIZE);
+  domainBase = arena.take(DOMAIN_SLOTS, 8);
 }
 
 @inline export function iface(i: u32): Iface {

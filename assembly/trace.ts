@@ -6,6 +6,8 @@
 // Record (16 bytes): u8 step (Step), u8 pad, u16 a, u32 b, u32 c, u32 d. What a, b, c, d mean per
 // step is in docs/ABI.md.
 
+import * as arena from "./arena";
+
 export const enum Step {
   Rx = 1,        // a port, b length
   Parse,         // a reason, b EtherType, c protocol
@@ -28,9 +30,10 @@ export let traceOn = false;
 export let base: usize = 0;
 export let count: u32 = 0;
 
+export function bytes(): u64 { return arena.span(CAPACITY, 16) + arena.span(1, 16); }
 export function alloc(): void {
-  base = heap.alloc(<usize>CAPACITY * 16);
-  aside = heap.alloc(16);
+  base = arena.take(CAPACITY, 16);
+  aside = arena.take(1, 16);
 }
 
 export function start(): void {

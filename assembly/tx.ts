@@ -4,6 +4,7 @@
 // running out is a counted drop, never an overwrite.
 //
 // Descriptor (8 bytes, little-endian): u32 address of the frame in linear memory, u16 length, u16 port.
+import * as arena from "./arena";
 import { Reason } from "./reasons";
 import { drop } from "./counters";
 import * as counters from "./counters";
@@ -18,11 +19,12 @@ export let bufBase: usize = 0;
 export let bufSize: u32 = 0;
 let bufUsed: u32 = 0;
 
-export function alloc(descriptors: u32, bytes: u32): void {
+export function bytes(descriptors: u32, buffer: u32): u64 { return arena.span(descriptors, DESCRIPTOR_SIZE) + arena.span(buffer, 1); }
+export function alloc(descriptors: u32, buffer: u32): void {
   descMax = descriptors;
-  descBase = heap.alloc(<usize>descriptors * DESCRIPTOR_SIZE);
-  bufSize = bytes;
-  bufBase = heap.alloc(<usize>bytes);
+  descBase = arena.take(descriptors, DESCRIPTOR_SIZE);
+  bufSize = buffer;
+  bufBase = arena.take(buffer, 1);
 }
 
 @inline export function reset(): void {

@@ -53,6 +53,7 @@ export interface NetplaneExports {
   inet_checksum_adjust32(check: number, old: number, now: number): number;
   abi_version(): number;
   create_l3(routes: number, neighbors: number, conns: number, mappings: number, addrs6: number): number;
+  create_needed_bytes(): number;
   addr6_table(): number;
   iface_configure(i: number, zone: number, network: number, vlan: number, macHi: number, macLo: number, flags: number): number;
   iface_set_ipv4(i: number, addr: number, prefixLen: number): number;
@@ -119,7 +120,36 @@ export const ABI_ERRORS: Record<number, string> = {
   [-11]: 'no such interface',
   [-12]: 'compartment out of range (0-1023)',
   [-13]: 'bad prefix length',
+  [-14]: 'the tables do not fit in wasm32 memory (4 GiB), or the host refused to grow it',
 };
+
+// The ranges of the create and create_l3 arguments (assembly/index.ts, docs/ABI.md): each is the most
+// that fits in wasm32 memory alone; together they must fit too (-14).
+export const CREATE_LIMITS = {
+  maxPorts: [1, 0xf000], macEntries: [1, 2 ** 26], batch: [1, 65536], rxBytes: [64, 2 ** 30],
+  routes: [1, 2 ** 24], neighbors: [1, 2 ** 24], connections: [1, 2 ** 24], portMappings: [1, 2 ** 20],
+  ipv6Addresses: [1, 2 ** 24],
+} as const satisfies Record<string, readonly [number, number]>;
+
+// Checks the arguments of a create call against CREATE_LIMITS, then makes it; on -14 (the sum of the
+// tables does not fit) the error names the argument nearest its maximum, with the bytes needed.
+export function createCall(exports: NetplaneExports, call: string, args: Record<string, number>,
+                           run: (...a: number[]) => number): void {
+  for (const [k, v] of Object.entries(args)) {
+    const [lo, hi] = CREATE_LIMITS[k as keyof typeof CREATE_LIMITS];
+    check(k, v, lo, hi);
+  }
+  const code = run(...Object.values(args));
+  if (code === 0) return;
+  if (code !== -14) throw new NetplaneError(call, ABI_ERRORS[code] ?? `error ${code}`);
+  const worst = Object.entries(args).sort(([a, x], [b, y]) =>
+    y / CREATE_LIMITS[b as keyof typeof CREATE_LIMITS][1] - x / CREATE_LIMITS[a as keyof typeof CREATE_LIMITS][1])[0][0];
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+  const left = 2 ** 32 - exports.memory.buffer.byteLength;
+  const all = Object.entries(args).map(([k, v]) => `${k} ${v}`).join(', ');
+  throw new NetplaneError(worst, `${call}: with ${all} the tables need ${gib(exports.create_needed_bytes())}, ` +
+    `more than the ${gib(left)} wasm32 memory has left (or the host refused to grow memory); lower ${worst}`);
+}
 
 export class NetplaneError extends Error {
   constructor(readonly field: string, readonly reason: string) {
@@ -164,8 +194,19 @@ export function abiString(memory: WebAssembly.Memory, addr: number): string {
 }
 
 // Instantiates a compiled module (it imports nothing) and returns its exports with __getString.
+// The exports that return an address. WebAssembly gives JavaScript an i32, so an address at or above
+// 2 GiB (tables that large are allowed) would come out negative: these are read as unsigned.
+const ADDRESS_EXPORTS = ['rx_descriptors', 'rx_buffer', 'tx_descriptors', 'port_record', 'port_drops', 'mac_table',
+  'drops', 'reason_name', 'stats', 'stat_name', 'parse_result', 'iface_record', 'route_table', 'neighbor_table',
+  'ct_table', 'addr6_table', 'ct_state_name', 'acl_alloc', 'trace_buffer'] as const;
+
 export function instantiate(module: WebAssembly.Module): NetplaneExports {
-  const raw = new WebAssembly.Instance(module, {}).exports as unknown as Omit<NetplaneExports, '__getString'>;
-  const memory = raw.memory;
-  return { ...raw, __getString: (addr: number) => abiString(memory, addr) } as NetplaneExports;
+  const raw = new WebAssembly.Instance(module, {}).exports as unknown as Record<string, unknown>;
+  const memory = raw.memory as WebAssembly.Memory;
+  const unsigned: Record<string, (...a: number[]) => number> = {};
+  for (const name of ADDRESS_EXPORTS) {
+    const f = raw[name] as (...a: number[]) => number;
+    unsigned[name] = (...a: number[]) => f(...a) >>> 0;
+  }
+  return { ...raw, ...unsigned, __getString: (addr: number) => abiString(memory, addr) } as unknown as NetplaneExports;
 }

@@ -17,7 +17,7 @@ import { Router } from './router.js';
 import { Acls } from './acl.js';
 import { traceFrame, type TraceResult } from './trace.js';
 import type { PcapSink } from './pcap-format.js';
-import { NetplaneError, ABI_ERRORS, check, abi, instantiate, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
+import { NetplaneError, ABI_ERRORS, check, abi, instantiate, createCall, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
 
 export { NetplaneError, ABI_ERRORS, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
 
@@ -103,24 +103,14 @@ export class Dataplane implements DataplaneView {
     const macEntries = opts.macEntries ?? DEFAULTS.macEntries;
     const batch = opts.batch ?? DEFAULTS.batch;
     const rxBytes = opts.rxBytes ?? Math.max(DEFAULTS.rxBytes, batch * 2048);
-    check('maxPorts', maxPorts, 1, 0xf000);
-    check('macEntries', macEntries, 1, 1 << 28);
-    check('batch', batch, 1, 65536);
-    check('rxBytes', rxBytes, 64, 1 << 30);
-    const e = this.exports.create(maxPorts, macEntries, batch, rxBytes);
-    if (e !== 0) throw new NetplaneError('create', ABI_ERRORS[e] ?? `error ${e}`);
+    createCall(this.exports, 'create', { maxPorts, macEntries, batch, rxBytes }, this.exports.create);
     const routes = opts.routes ?? DEFAULTS.routes;
     const neighbors = opts.neighbors ?? DEFAULTS.neighbors;
     const conns = opts.connections ?? DEFAULTS.connections;
     const mappings = opts.portMappings ?? DEFAULTS.portMappings;
-    check('routes', routes, 1, 1 << 24);
-    check('neighbors', neighbors, 1, 1 << 24);
-    check('connections', conns, 1, 1 << 26);
-    check('portMappings', mappings, 1, 1 << 20);
     const addrs6 = opts.ipv6Addresses ?? DEFAULTS.ipv6Addresses;
-    check('ipv6Addresses', addrs6, 1, 1 << 24);
-    const e3 = this.exports.create_l3(routes, neighbors, conns, mappings, addrs6);
-    if (e3 !== 0) throw new NetplaneError('create_l3', ABI_ERRORS[e3] ?? `error ${e3}`);
+    createCall(this.exports, 'create_l3', { routes, neighbors, connections: conns, portMappings: mappings, ipv6Addresses: addrs6 },
+               this.exports.create_l3);
     this.maxPorts = maxPorts;
     this.batch = batch;
     this.ctStates = names(this.exports.ct_state_count(), (i) => this.exports.__getString(this.exports.ct_state_name(i)));

@@ -5,6 +5,7 @@
 // state is an invalid transition, counted and dropped. UDP, ICMP echo and other protocols are
 // unreplied until a packet flows the other way. Timeouts are per state, configurable, and compared
 // with the `now` the host passes in.
+import * as arena from "../arena";
 import * as flow from "../tables/flow";
 import * as tcp from "../wire/tcp";
 import * as trace from "../trace";
@@ -28,8 +29,9 @@ export function stateName(s: u32): string { return s < <u32>STATE_NAMES.length ?
 // Timeouts in ms, per state. Defaults: Open vSwitch's for opening and established TCP (30 s, 24 h),
 // Linux's for the closing states and for UDP and ICMP.
 export let timeoutBase: usize = 0;
+export function timeoutBytes(): u64 { return arena.span(<u64>State.Count, 4); }
 export function allocTimeouts(): void {
-  timeoutBase = heap.alloc(<usize>State.Count * 4);
+  timeoutBase = arena.take(<u64>State.Count, 4);
   setDefaults();
 }
 export function setDefaults(): void {

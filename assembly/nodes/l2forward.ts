@@ -19,6 +19,7 @@
 // are never relayed. The GARP/MRP range 01:80:c2:00:00:20-2f is not link-local and is flooded like
 // any multicast, as Linux does. Learning has already run: Linux learns from link-local frames too.
 import { Reason } from "../reasons";
+import * as arena from "../arena";
 import { Meta, FLAG_TAGGED } from "../packet";
 import { Port, port, highPort, isMember, MODE_TRUNK, PORT_ACL } from "../ports";
 import { aclCheck } from "./acl";
@@ -43,6 +44,8 @@ export const GROUP_FWD_RESTRICTED: u32 = 0x0007;
 // One u16 per network (65536 networks): which of 01:80:c2:00:00:00-0f it forwards. Zeroed at create,
 // so every network starts with Linux's default mask 0.
 export let groupFwdBase: usize = 0;
+export function groupFwdBytes(): u64 { return arena.span(65536, 2); }
+export function allocGroupFwd(): void { groupFwdBase = arena.take(65536, 2); }
 
 @inline export function groupFwdMask(network: u32): u32 {
   return <u32>load<u16>(groupFwdBase + (<usize>network << 1));

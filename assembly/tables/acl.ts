@@ -18,6 +18,8 @@
 // IPv6 field: u32 n, u32 pad, n x (u64 hi, u64 lo) starts, n bitset offsets. A packet without ports
 // (not TCP/UDP) looks its ports up as 65536, an interval only rules without port conditions match.
 
+import * as arena from "../arena";
+
 export const MAGIC: u32 = 0x314c4341;
 export const NO_PORT_VALUE: u32 = 65536;
 export const DIR_OUT: u32 = 0;   // from the endpoint (packets the port receives)
@@ -32,10 +34,8 @@ export let bindBase: usize = 0;
 // classified again on their next packet (tables/flow.ts record offset 92).
 export let generation: u32 = 1;
 
-export function alloc(maxPorts: u32): void {
-  bindBase = heap.alloc(<usize>maxPorts * 16);
-  memory.fill(bindBase, 0, <usize>maxPorts * 16);
-}
+export function bytes(maxPorts: u32): u64 { return arena.span(maxPorts, 16); }
+export function alloc(maxPorts: u32): void { bindBase = arena.take(maxPorts, 16); }
 
 @inline export function binding(port: u32, dir: u32): usize { return bindBase + (<usize>port << 4) + (<usize>dir << 3); }
 @inline export function bound(port: u32, dir: u32): bool { return load<u8>(binding(port, dir), 5) != 0; }

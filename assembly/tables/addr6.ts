@@ -7,6 +7,7 @@
 // Record (24 bytes): 0 u64 address hi, 8 u64 lo (big-endian halves, as tables/lpm.ts), 16 u32
 // references (0 = free; for free records: 20 u32 next free + 1).
 import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
+import * as arena from "../arena";
 
 const RECORD_SIZE: usize = 24;
 
@@ -17,16 +18,16 @@ let idxBase: usize = 0;
 let idxMask: u32 = 0;
 export let count: u32 = 0;
 
+export function bytes(entries: u32): u64 { return arena.span(entries, RECORD_SIZE) + arena.span(nextPow2(entries * 2), 8); }
+
 export function alloc(entries: u32): void {
   capacity = entries;
-  recBase = heap.alloc(<usize>entries * RECORD_SIZE);
-  memory.fill(recBase, 0, <usize>entries * RECORD_SIZE);
+  recBase = arena.take(entries, RECORD_SIZE);
   for (let i: u32 = 0; i < entries; i++) store<u32>(rec(i), i + 2 <= entries ? i + 2 : 0, 20);
   freeHead = entries > 0 ? 1 : 0;
   let slots = nextPow2(entries * 2);
   idxMask = slots - 1;
-  idxBase = heap.alloc(<usize>slots * 8);
-  memory.fill(idxBase, 0, <usize>slots * 8);
+  idxBase = arena.take(slots, 8);
 }
 
 @inline function rec(i: u32): usize { return recBase + <usize>i * RECORD_SIZE; }

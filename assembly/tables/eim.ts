@@ -8,6 +8,7 @@
 // Mapping record (24 bytes): 0 u32 internal address, 4 u32 external address, 8 u16 internal port,
 // 10 u16 external port, 12 u16 zone, 14 u8 protocol, 15 u8 in use, 16 u32 connections, 20 u32 rule.
 import { hash3, nextPow2, eraseAt } from "./hash";
+import * as arena from "../arena";
 
 const RECORD_SIZE: usize = 24;
 const BITMAP_BYTES: usize = 8192; // 65536 ports
@@ -20,14 +21,16 @@ let capacity: u32 = 0;
 let bitmapBase: usize = 0;        // per rule: 3 bitmaps (TCP, UDP, other), allocated on first use
 let bitmapOf: usize = 0;          // per rule: address of its bitmaps, 0 = none yet
 
+export function bytes(entries: u32, rules: u32): u64 {
+  return arena.span(nextPow2(entries * 2), RECORD_SIZE) + arena.span(rules, sizeof<usize>());
+}
+
 export function alloc(entries: u32, rules: u32): void {
   capacity = entries;
   slots = nextPow2(entries * 2);
   mask = slots - 1;
-  base = heap.alloc(<usize>slots * RECORD_SIZE);
-  memory.fill(base, 0, <usize>slots * RECORD_SIZE);
-  bitmapOf = heap.alloc(<usize>rules * sizeof<usize>());
-  memory.fill(bitmapOf, 0, <usize>rules * sizeof<usize>());
+  base = arena.take(slots, RECORD_SIZE);
+  bitmapOf = arena.take(rules, sizeof<usize>());
 }
 
 // Makes sure rule `r` has its port bitmaps (configuration time, never per packet).

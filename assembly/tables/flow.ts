@@ -24,6 +24,7 @@
 //   64 u32 orig packets    68 u32 reply packets  72 u64 orig bytes      80 u64 reply bytes
 //   88 u32 created (ms)    92 u32 policy generation (free records: next free record + 1)
 import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
+import * as arena from "../arena";
 import * as addr6 from "./addr6";
 import * as eim from "./eim";
 
@@ -51,17 +52,17 @@ let idxMask: u32 = 0;
 let sweepCursor: u32 = 0;
 let evictCursor: u32 = 0;
 
+export function bytes(conns: u32): u64 { return arena.span(conns, RECORD_SIZE) + arena.span(nextPow2(conns * 4), 8); }
+
 export function alloc(conns: u32): void {
   capacity = conns;
-  recBase = heap.alloc(<usize>conns * RECORD_SIZE);
-  memory.fill(recBase, 0, <usize>conns * RECORD_SIZE);
+  recBase = arena.take(conns, RECORD_SIZE);
   // Thread the free list through the records, lowest first.
   for (let i: u32 = 0; i < conns; i++) store<u32>(rec(i), i + 2 <= conns ? i + 2 : 0, 92);
   freeHead = 1;
   idxSlots = nextPow2(conns * 4);
   idxMask = idxSlots - 1;
-  idxBase = heap.alloc(<usize>idxSlots * 8);
-  memory.fill(idxBase, 0, <usize>idxSlots * 8);
+  idxBase = arena.take(idxSlots, 8);
 }
 
 @inline export function rec(i: u32): usize { return recBase + <usize>i * RECORD_SIZE; }

@@ -14,6 +14,7 @@
 // (4 or 6; 0 = free), 20 u16 interface, 22 u16 flags, 24 u64 next hop hi, 32 u64 next hop lo
 // (0 = on-link: the destination itself is the next hop), 40 u32 metric, 44 u32 reserved.
 import { hash3, nextPow2, eraseAt } from "./hash";
+import * as arena from "../arena";
 
 export const RECORD_SIZE: usize = 48;
 export const MAX_ZONES: u32 = 1024;
@@ -31,16 +32,17 @@ let lenBase: usize = 0;
 let lenCountBase: usize = 0;
 const LEN_COUNTS_PER_ZONE: u32 = 33 + 129;
 
+export function bytes(routes: u32): u64 {
+  return arena.span(nextPow2(routes * 2), RECORD_SIZE) + arena.span(MAX_ZONES, 32) + arena.span(MAX_ZONES * LEN_COUNTS_PER_ZONE, 2);
+}
+
 export function alloc(routes: u32): void {
   capacity = routes;
   slots = nextPow2(routes * 2);
   mask = slots - 1;
-  base = heap.alloc(<usize>slots * RECORD_SIZE);
-  memory.fill(base, 0, <usize>slots * RECORD_SIZE);
-  lenBase = heap.alloc(<usize>MAX_ZONES * 32);
-  memory.fill(lenBase, 0, <usize>MAX_ZONES * 32);
-  lenCountBase = heap.alloc(<usize>MAX_ZONES * LEN_COUNTS_PER_ZONE * 2);
-  memory.fill(lenCountBase, 0, <usize>MAX_ZONES * LEN_COUNTS_PER_ZONE * 2);
+  base = arena.take(slots, RECORD_SIZE);
+  lenBase = arena.take(MAX_ZONES, 32);
+  lenCountBase = arena.take(MAX_ZONES * LEN_COUNTS_PER_ZONE, 2);
 }
 
 @inline function slot(i: u32): usize { return base + <usize>i * RECORD_SIZE; }

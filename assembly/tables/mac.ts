@@ -12,6 +12,8 @@
 //   8  u16      network
 //   10 u16      port
 //   12 u32      last seen, milliseconds modulo 2^32 (the `now` of the last frame from this MAC)
+import * as arena from "../arena";
+import { nextPow2 } from "./hash";
 import { port, maxPorts } from "../ports";
 import { bump, Stat } from "../counters";
 import { eraseAt } from "./hash";
@@ -31,14 +33,15 @@ export let agingMs: u32 = 300_000;
 const REFRESH_MS: u32 = 1000;
 let sweepCursor: u32 = 0;
 
+// Slots for `entries` (at most half full), and the bytes they take (create() checks the sum first).
+@inline function slotsFor(entries: u32): u32 { return nextPow2(entries * 2); }
+export function bytes(entries: u32): u64 { return arena.span(slotsFor(entries), RECORD_SIZE); }
+
 export function alloc(entries: u32): void {
   capacity = entries;
-  let n: u32 = 16;
-  while (n < entries * 2) n <<= 1;
-  slots = n;
-  mask = n - 1;
-  base = heap.alloc(<usize>n * RECORD_SIZE);
-  memory.fill(base, 0, <usize>n * RECORD_SIZE);
+  slots = slotsFor(entries);
+  mask = slots - 1;
+  base = arena.take(slots, RECORD_SIZE);
 }
 
 @inline export function key(mac: u64, vid: u32): u64 {

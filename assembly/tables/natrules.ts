@@ -9,6 +9,7 @@
 // (internal address, internal port), in a hash table keyed by (compartment, protocol, port); a VIP of
 // 0 matches any address the compartment's router owns.
 import { hash3, nextPow2, eraseAt } from "./hash";
+import * as arena from "../arena";
 
 export const MAX_SNAT_RULES: u32 = 256;
 export const MAX_EXCEPTIONS: u32 = 1024;
@@ -49,16 +50,18 @@ export let mappingCount: u32 = 0;
 let mappingCapacity: u32 = 0;
 let mappingMask: u32 = 0;
 
+export function bytes(mappings: u32): u64 {
+  return arena.span(MAX_SNAT_RULES, SNAT_SIZE) + arena.span(MAX_EXCEPTIONS, EXCEPTION_SIZE) +
+         arena.span(nextPow2(mappings * 2), MAPPING_SIZE);
+}
+
 export function alloc(mappings: u32): void {
-  snatBase = heap.alloc(<usize>MAX_SNAT_RULES * SNAT_SIZE);
-  memory.fill(snatBase, 0, <usize>MAX_SNAT_RULES * SNAT_SIZE);
-  exceptionBase = heap.alloc(<usize>MAX_EXCEPTIONS * EXCEPTION_SIZE);
-  memory.fill(exceptionBase, 0, <usize>MAX_EXCEPTIONS * EXCEPTION_SIZE);
+  snatBase = arena.take(MAX_SNAT_RULES, SNAT_SIZE);
+  exceptionBase = arena.take(MAX_EXCEPTIONS, EXCEPTION_SIZE);
   mappingCapacity = mappings;
   mappingSlots = nextPow2(mappings * 2);
   mappingMask = mappingSlots - 1;
-  mappingBase = heap.alloc(<usize>mappingSlots * MAPPING_SIZE);
-  memory.fill(mappingBase, 0, <usize>mappingSlots * MAPPING_SIZE);
+  mappingBase = arena.take(mappingSlots, MAPPING_SIZE);
 }
 
 @inline export function prefixMask(len: u32): u32 { return len == 0 ? 0 : <u32>0xffffffff << (32 - len); }

@@ -8,6 +8,7 @@
 // family (4/6; 0 = free), 19 u8 state (1 learned, 2 static), 20 u16 interface, 22 6 bytes MAC, 28 u32
 // last confirmed (ms).
 import { hash3, nextPow2, eraseAt } from "./hash";
+import * as arena from "../arena";
 import { bumpEpoch } from "../router";
 
 export const RECORD_SIZE: usize = 32;
@@ -21,12 +22,13 @@ export let count: u32 = 0;
 export let reachableMs: u32 = 300_000;
 let mask: u32 = 0;
 
+export function bytes(entries: u32): u64 { return arena.span(nextPow2(entries * 2), RECORD_SIZE); }
+
 export function alloc(entries: u32): void {
   capacity = entries;
   slots = nextPow2(entries * 2);
   mask = slots - 1;
-  base = heap.alloc(<usize>slots * RECORD_SIZE);
-  memory.fill(base, 0, <usize>slots * RECORD_SIZE);
+  base = arena.take(slots, RECORD_SIZE);
 }
 
 @inline function slot(i: u32): usize { return base + (<usize>i << 5); }
