@@ -8,6 +8,7 @@
 // through the domain map below.
 
 import * as arena from "./arena";
+import * as natrules from "./tables/natrules";
 
 export const ROUTER_PORT: u32 = 0xf000;   // pseudo-ports 0xf000 + interface index
 export const MAX_INTERFACES: u32 = 4096;
@@ -106,6 +107,17 @@ export function rebuildDomains(): void {
 // Is `ip` one of the gateway addresses of interface `i`?
 @inline export function isGatewayV4(f: Iface, ip: u32): bool {
   return f.ipv4 != 0 && f.ipv4 == ip;
+}
+
+// Is `ip` an address the router of `zone` takes as its own: a gateway address, or a frontend VIP of a
+// port mapping or load balancer (traffic to a VIP that no mapping takes ends here, never routed on)?
+export function isLocalAddressV4(zone: u32, ip: u32): bool {
+  return isRouterAddressV4(zone, ip) || natrules.isVip(zone, ip);
+}
+
+// Is `ip` in interface f's IPv4 subnet?
+@inline export function onLinkV4(f: Iface, ip: u32): bool {
+  return f.ipv4 != 0 && natrules.inPrefix(ip, f.ipv4, <u32>f.prefixLen4);
 }
 
 // Is `ip` a gateway address of any interface of `zone`?

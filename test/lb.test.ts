@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Switch, type LoadBalancerSpec } from '../src/index.js';
-import { ethernet, ipv4, tcp, udp, dissect, verifyChecksums } from '../src/frames.js';
+import { ethernet, ipv4, tcp, udp, icmp, arp, dissect, verifyChecksums } from '../src/frames.js';
 
 const GW0 = '02:6e:70:00:00:00', GW1 = '02:6e:70:00:00:01', R = '02:00:00:00:00:fe';
 const BACKENDS = [
@@ -145,6 +145,58 @@ test('NodePort style: no frontend VIPs means every gateway address; no backends 
   assert.throws(() => rt.addLoadBalancer({ portMappings: [], backends: [] }), /portMappings/);
   assert.throws(() => rt.addLoadBalancer({ portMappings: [{ protocol: 'tcp', externalPort: 1, distribution: 'Random' as never }], backends: [] }), /portMappings\[0\]\.distribution/);
   assert.throws(() => rt.addLoadBalancer({ dsr: true, portMappings: [{ protocol: 'tcp', externalPort: 1, internalPort: 2 }], backends: [] }), /direct server return/);
+});
+
+// An ARP request from a peer on `port` for `target`; returns the replies' (sender MAC, sender IP).
+function askArp(send: (p: number, f: Uint8Array) => Array<[number, Uint8Array]>, port: number, target: string, from = '192.168.1.254', mac = R) {
+  const o = send(port, ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: mac, payload: arp({ op: 'request', senderMac: mac, senderIp: from, targetIp: target }) }));
+  return o.map(([, f]) => dissect(f)).filter((d) => d.arp?.op === 2).map((d) => ({ mac: d.arp!.senderMac, ip: d.arp!.senderIp, to: d.dst }));
+}
+
+test('frontend VIPs are answered for ARP with the gateway MAC of the interface whose subnet holds them', () => {
+  const { send, uplink, rt, sw, id } = cluster();
+  assert.equal(askArp(send, uplink.id, '192.168.1.80'), [{ mac: GW1, ip: '192.168.1.80', to: R }]);
+  assert.equal(askArp(send, uplink.id, '192.168.1.81'), [], 'not a VIP');
+  // A backend asking for the VIP from the other side: the VIP is not in 10.0.0.0/24, no answer there.
+  assert.equal(askArp(send, 0, '192.168.1.80', BACKENDS[0].ip, BACKENDS[0].mac), []);
+  // A VIP outside every subnet is routed to, never claimed on a segment.
+  const far = rt.addLoadBalancer({ frontendVips: ['172.16.0.80'], portMappings: [{ protocol: 'tcp', externalPort: 80 }], backends: [BACKENDS[0].ip] });
+  assert.equal(askArp(send, uplink.id, '172.16.0.80'), []);
+  rt.removeLoadBalancer(far);
+  // Gone with its balancer.
+  rt.removeLoadBalancer(id);
+  assert.equal(askArp(send, uplink.id, '192.168.1.80'), []);
+  assert.is(sw.counters().stats.arp_replies, 1);
+});
+
+test('a VIP that shares its address with two balancers stays answered until the last is removed', () => {
+  const { send, uplink, rt, id } = cluster();
+  const udpLb = rt.addLoadBalancer({ frontendVips: ['192.168.1.80'], portMappings: [{ protocol: 'udp', externalPort: 53 }], backends: [BACKENDS[1].ip] });
+  rt.removeLoadBalancer(id);
+  assert.equal(askArp(send, uplink.id, '192.168.1.80').length, 1);
+  rt.removeLoadBalancer(udpLb);
+  assert.equal(askArp(send, uplink.id, '192.168.1.80').length, 0);
+});
+
+test('traffic to a VIP that no mapping takes ends at the router: never routed back out of the uplink', () => {
+  const { send, syn, uplink, sw } = cluster();
+  const toVip = (o: Array<[number, Uint8Array]>) => o.map(([, f]) => dissect(f)).filter((d) => d.ipv4?.dst === '192.168.1.80');
+  for (const [f, what] of [[syn('203.0.113.9', 4000, '192.168.1.80', 81), 'TCP to an unmapped port'],
+                           [syn('203.0.113.9', 4001, '192.168.1.80', 80, 'udp'), 'UDP to a TCP-only port']] as const) {
+    const before = sw.counters().drops;
+    const o = send(uplink.id, f);
+    assert.equal(toVip(o), [], `${what}: not sent on`);
+    // Dropped as traffic to the router (or answered by it, as a host would: a RST, a port unreachable).
+    const dropped = (sw.counters().drops.local_unsupported ?? 0) - (before.local_unsupported ?? 0);
+    const answered = o.map(([, g]) => dissect(g)).filter((d) => d.ipv4?.src === '192.168.1.80' || d.ipv4?.src === '192.168.1.1');
+    assert.ok(dropped >= 1 || answered.length === 1, `${what}: counted or answered`);
+  }
+  assert.is(sw.counters().drops.no_route ?? 0, 0);
+  // An echo request to the VIP is answered from the VIP, as for any router address.
+  const o = send(uplink.id, ethernet({ src: R, dst: GW1, payload: ipv4({ src: '203.0.113.9', dst: '192.168.1.80', payload: icmp({ type: 8, code: 0, id: 7, seq: 1 }) }) }));
+  assert.is(o.length, 1);
+  const r = dissect(o[0][1]);
+  assert.equal({ src: r.ipv4!.src, dst: r.ipv4!.dst, type: r.icmp!.type }, { src: '192.168.1.80', dst: '203.0.113.9', type: 0 });
 });
 
 test.run();

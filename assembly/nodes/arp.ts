@@ -1,9 +1,13 @@
-// Stage: ARP at a router interface (RFC 826). Answers requests for the interface's gateway address,
+// Stage: ARP at a router interface (RFC 826). Answers requests for the interface's gateway address
+// and for the frontend VIPs of its compartment that lie in its subnet (a load balancer's VIP on the
+// uplink's segment: peers there must resolve it to reach it; kube-proxy's IPVS mode binds its VIPs
+// to a local device for the same reason),
 // learns the senders of requests and replies addressed to it into the compartment's neighbour table
 // (and refreshes entries it already has from any ARP it sees), and sends the requests that resolve
 // next hops, rate-limited.
 import { Meta } from "../packet";
-import { iface, IF_UP } from "../router";
+import { iface, IF_UP, onLinkV4 } from "../router";
+import * as natrules from "../tables/natrules";
 import * as neighbor from "../tables/neighbor";
 import * as arp from "../wire/arp";
 import * as eth from "../wire/ethernet";
@@ -25,7 +29,7 @@ export function arpInput(m: Meta, ifIndex: u32, now: u32): void {
   let tpa = arp.tpa(a);
   let sha = loadMac(a + arp.SHA);
   let zone = <u32>f.zone;
-  let forUs = f.ipv4 != 0 && tpa == f.ipv4;
+  let forUs = f.ipv4 != 0 && (tpa == f.ipv4 || (onLinkV4(f, tpa) && natrules.isVip(zone, tpa)));
   if (spa != 0 && spa != f.ipv4 && (forUs || neighbor.find(zone, 4, 0, <u64>spa) != 0)) {
     neighbor.update(zone, 4, 0, <u64>spa, sha, ifIndex, neighbor.LEARNED, now);
   }
@@ -33,7 +37,7 @@ export function arpInput(m: Meta, ifIndex: u32, now: u32): void {
   let p = newFrame(ARP_FRAME_LEN, m.inPort);
   if (p == 0) return;
   ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_ARP);
-  writeArp(p + 14, arp.OP_REPLY, f.mac, f.ipv4, sha, spa);
+  writeArp(p + 14, arp.OP_REPLY, f.mac, tpa, sha, spa);
   bump(Stat.ArpReplies);
   trace.note(trace.Step.Local, 1, 0, 0, 0);
   sendFromRouter(p, ARP_FRAME_LEN, f, now);

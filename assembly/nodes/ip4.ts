@@ -9,7 +9,7 @@
 // ports to find its connection by, and translating some fragments but not others would be worse.
 import { Reason } from "../reasons";
 import { Meta, FLAG_FRAGMENT } from "../packet";
-import { iface, Iface, ifaceOfDomain, IF_UP, isRouterAddressV4 } from "../router";
+import { iface, Iface, ifaceOfDomain, IF_UP, isLocalAddressV4 } from "../router";
 import * as flow from "../tables/flow";
 import * as ipv4 from "../wire/ipv4";
 import * as icmpw from "../wire/icmp";
@@ -72,7 +72,7 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   }
   // A packet that could not leave anyway must not leave a connection behind (as Linux confirms a
   // connection only once its first packet is sent).
-  if (ipv4.ttl(ip) <= 1 && !isRouterAddressV4(zone, dst)) {
+  if (ipv4.ttl(ip) <= 1 && !isLocalAddressV4(zone, dst)) {
     sendError(m, f, icmpw.TIME_EXCEEDED, 0, now);
     drop(m.inPort, Reason.TtlExceeded);
     return;

@@ -95,7 +95,8 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
       }
     }
   }
-  if (!dnat && dsrBackend == 0 && dstIsRouter) return LOCAL;
+  // To the router itself, or to a frontend VIP on a port or protocol that no mapping of it takes.
+  if (!dnat && dsrBackend == 0 && (dstIsRouter || natrules.isVip(zone, dst))) return LOCAL;
 
   if (dnat || dsrBackend != 0) trace.note(trace.Step.Dnat, 0, dsrBackend != 0 ? dsrBackend : ndst, ndport, lbChosen ? 1 : 0);
   let rt = lpm.lookup4(zone, dsrBackend != 0 ? dsrBackend : ndst);

@@ -8,6 +8,11 @@
 // Destination NAT (HNS PortMapping): (compartment, protocol, external port, optional VIP) ->
 // (internal address, internal port), in a hash table keyed by (compartment, protocol, port); a VIP of
 // 0 matches any address the compartment's router owns.
+//
+// Frontend VIPs: every address a mapping or load balancer names as its VIP is counted per
+// compartment, so the router can answer ARP for it (nodes/arp.ts: when it lies in the asking
+// interface's subnet, as a VIP on the uplink's segment does) and treat traffic to it that no mapping
+// takes as traffic to itself (nodes/nat.ts), never routing it back out where it came from.
 import { hash3, nextPow2, eraseAt } from "./hash";
 import * as arena from "../arena";
 
@@ -52,7 +57,7 @@ let mappingMask: u32 = 0;
 
 export function bytes(mappings: u32): u64 {
   return arena.span(MAX_SNAT_RULES, SNAT_SIZE) + arena.span(MAX_EXCEPTIONS, EXCEPTION_SIZE) +
-         arena.span(nextPow2(mappings * 2), MAPPING_SIZE);
+         arena.span(nextPow2(mappings * 2), MAPPING_SIZE) + arena.span(nextPow2(mappings * 2), VIP_SIZE);
 }
 
 export function alloc(mappings: u32): void {
@@ -62,6 +67,7 @@ export function alloc(mappings: u32): void {
   mappingSlots = nextPow2(mappings * 2);
   mappingMask = mappingSlots - 1;
   mappingBase = arena.take(mappingSlots, MAPPING_SIZE);
+  vipBase = arena.take(mappingSlots, VIP_SIZE);
 }
 
 @inline export function prefixMask(len: u32): u32 { return len == 0 ? 0 : <u32>0xffffffff << (32 - len); }
@@ -158,6 +164,7 @@ export function addMapping(zone: u32, proto: u32, port: u32, vip: u32, intAddr: 
     store<u16>(s, <u16>port, 4);
     store<u32>(s, vip, 8);
     mappingCount++;
+    if (vip != 0) vipRef(zone, vip, 1);
   }
   store<u16>(s, <u16>intPort, 6);
   store<u32>(s, intAddr, 12);
@@ -171,9 +178,55 @@ export function removeMapping(zone: u32, proto: u32, port: u32, vip: u32): bool 
   let s = findExact(zone, proto, port, vip);
   if (s == 0) return false;
   if (isBalancer(s)) clearBalancer(s);
+  if (vip != 0) vipRef(zone, vip, -1);
   eraseAt(mappingBase, MAPPING_SIZE, mappingMask, <u32>((s - mappingBase) / MAPPING_SIZE), mappingUsed, mappingHome);
   mappingCount--;
   return true;
+}
+
+// ---- frontend VIPs ------------------------------------------------------------------------------------
+
+// VIP record (16 bytes): 0 u32 address, 4 u16 zone, 6 u8 in use, 8 u32 mappings naming it. As many
+// slots as the mapping table, so it is never more than half full either.
+const VIP_SIZE: usize = 16;
+let vipBase: usize = 0;
+@inline function vipSlot(i: u32): usize { return vipBase + <usize>i * VIP_SIZE; }
+@inline function vipHash(zone: u32, addr: u32): u32 { return hash3(<u64>zone, <u64>addr, 0x766970); }
+function vipUsed(s: usize): bool { return load<u8>(s, 6) != 0; }
+function vipHome(s: usize): u32 { return vipHash(<u32>load<u16>(s, 4), load<u32>(s)); }
+
+// Is `addr` the VIP of a mapping or load balancer of `zone`?
+export function isVip(zone: u32, addr: u32): bool {
+  if (mappingCount == 0 || addr == 0) return false;
+  let i = vipHash(zone, addr) & mappingMask;
+  while (true) {
+    let s = vipSlot(i);
+    if (load<u8>(s, 6) == 0) return false;
+    if (load<u32>(s) == addr && <u32>load<u16>(s, 4) == zone) return true;
+    i = (i + 1) & mappingMask;
+  }
+}
+
+function vipRef(zone: u32, addr: u32, delta: i32): void {
+  let i = vipHash(zone, addr) & mappingMask;
+  while (true) {
+    let s = vipSlot(i);
+    if (load<u8>(s, 6) == 0) {
+      // Not there: a new VIP (a removal always finds its own).
+      store<u32>(s, addr);
+      store<u16>(s, <u16>zone, 4);
+      store<u8>(s, 1, 6);
+      store<u32>(s, 1, 8);
+      return;
+    }
+    if (load<u32>(s) == addr && <u32>load<u16>(s, 4) == zone) {
+      let n = load<u32>(s, 8) + <u32>delta;
+      store<u32>(s, n, 8);
+      if (n == 0) eraseAt(vipBase, VIP_SIZE, mappingMask, i, vipUsed, vipHome);
+      return;
+    }
+    i = (i + 1) & mappingMask;
+  }
 }
 
 // ---- load balancers --------------------------------------------------------------------------------
