@@ -199,4 +199,64 @@ test('traffic to a VIP that no mapping takes ends at the router: never routed ba
   assert.equal({ src: r.ipv4!.src, dst: r.ipv4!.dst, type: r.icmp!.type }, { src: '192.168.1.80', dst: '203.0.113.9', type: 0 });
 });
 
+// N backends behind one port (which backend a connection landed on is its destination address).
+function farm(n: number, distribution: 'SourceIP' | 'SourceIPProtocol' | 'None') {
+  let now = 1000;
+  const sw = new Switch({ maxPorts: 4, clock: () => now, connections: 1 << 16 });
+  const inside = sw.addPort({ network: 1 });
+  const uplink = sw.addPort({ network: 2 });
+  const rt = sw.router;
+  rt.addInterface({ network: 1, address: '10.1.0.1/16' });
+  rt.addInterface({ network: 2, address: '192.168.1.1/24', external: true });
+  rt.addRoute({ destination: '0.0.0.0/0', interface: 1, nextHop: '192.168.1.254' });
+  rt.setNeighbor({ address: '192.168.1.254', mac: R, interface: 1 });
+  const backends = Array.from({ length: n }, (_, i) => `10.1.${i >> 8}.${(i & 255) + 2}`);
+  backends.forEach((b, i) => rt.setNeighbor({ address: b, mac: `02:00:00:01:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`, interface: 0 }));
+  const id = rt.addLoadBalancer({ frontendVips: ['192.168.1.80'], portMappings: [{ protocol: 'tcp', externalPort: 80, distribution }], backends });
+  const out: Array<[number, Uint8Array]> = [];
+  sw.onFrame((f, p) => out.push([p, f.slice()]));
+  let sport = 1024;
+  // The backend a new connection from `client` lands on.
+  const land = (client: string) => {
+    out.length = 0;
+    sw.inject([[uplink.id, ethernet({ src: R, dst: GW1, payload: ipv4({ src: client, dst: '192.168.1.80', payload: tcp({ srcPort: sport++, dstPort: 80, flags: 'S' }) }) })]], ++now);
+    assert.is(out.length, 1);
+    assert.is(out[0][0], inside.id);
+    return dissect(out[0][1]).ipv4!.dst;
+  };
+  return { sw, rt, id, backends, land };
+}
+
+const clients = (n: number) => Array.from({ length: n }, (_, i) => `100.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`);
+
+for (const distribution of ['SourceIP', 'SourceIPProtocol'] as const) {
+  test(`${distribution}: removing one of N backends moves only that backend's clients (Maglev), and the spread stays even`, () => {
+    const N = 10, C = 4000;
+    const { rt, id, backends, land } = farm(N, distribution);
+    const before = new Map(clients(C).map((c) => [c, land(c)]));
+    const count = (m: Map<string, string>) => backends.map((b) => [...m.values()].filter((x) => x === b).length);
+    const even = (counts: number[], total: number, n: number) => counts.filter((c) => c > 0).every((c) => c > total / n * 0.8 && c < total / n * 1.2);
+    assert.ok(even(count(before), C, N), `spread ${count(before)}`);
+    const gone = backends[3];
+    rt.setBackends(id, backends.filter((b) => b !== gone));
+    const after = new Map(clients(C).map((c) => [c, land(c)]));
+    let moved = 0, orphans = 0;
+    for (const [c, b] of before) {
+      if (b === gone) orphans++;
+      else if (after.get(c) !== b) moved++;
+    }
+    // Maglev's disruption is not zero (a few slots change hands), but far from the ~half of all
+    // clients a modulo moves: at most 3 % of the clients that kept their backend.
+    assert.ok(moved <= (C - orphans) * 0.03, `${moved} of ${C - orphans} clients of remaining backends moved`);
+    assert.ok(![...after.values()].includes(gone));
+    assert.ok(even(count(after), C, N - 1), `spread after ${count(after)}`);
+    // And back: the same table as before, so every client returns to its first backend.
+    rt.setBackends(id, backends);
+    const again = new Map(clients(C).map((c) => [c, land(c)]));
+    let differ = 0;
+    for (const [c, b] of before) if (again.get(c) !== b) differ++;
+    assert.is(differ, 0, 'the table depends only on the backend set');
+  });
+}
+
 test.run();

@@ -49,9 +49,9 @@ export const LOCAL: i32 = -1;
 // In byte 29 of a connection: it goes to a direct-server-return backend, whose address is at 92.
 export const CT_DSR: u8 = 0x40;
 
-// The backend index (before the modulo) for a new connection, by the balancer's distribution:
-// per connection (5-tuple), per source address and protocol, or per source address (stickiness).
-@inline function pickBackend(dist: u32, proto: u32, src: u32, sport: u32, dst: u32, dport: u32): u32 {
+// The hash a new connection picks its backend by (tables/natrules.ts: Maglev), by the balancer's
+// distribution: per connection (5-tuple), per source address and protocol, or per source address.
+@inline function backendHash(dist: u32, proto: u32, src: u32, sport: u32, dst: u32, dport: u32): u32 {
   if (dist == natrules.LB_SOURCE_IP) return flow.hashKey(0, 0, src, 0, 0, 0);
   if (dist == natrules.LB_SOURCE_IP_PROTOCOL) return flow.hashKey(0, proto, src, 0, 0, 0);
   return flow.hashKey(0, proto, src, dst, sport, dport);
@@ -77,7 +77,7 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
       if (natrules.isBalancer(mp)) {
         let n = natrules.backendCount(mp);
         if (n == 0) return -<i32>Reason.LbNoBackend;
-        let b = natrules.backend(mp, pickBackend(natrules.distribution(mp), proto, src, sport, dst, dport) % n);
+        let b = natrules.pickBackend(mp, backendHash(natrules.distribution(mp), proto, src, sport, dst, dport));
         if (natrules.isDsr(mp)) {
           dsrBackend = b; // the packet keeps its destination (the VIP) and is only sent to the backend
         } else {

@@ -33,8 +33,9 @@ export const EXCEPTION_SIZE: usize = 8;
 // 6 u16 internal port, 8 u32 VIP (0 = any router address), 12 u32 internal address; a load balancer
 // (HCN LoadBalancer) is a mapping with a backend list: 16 u32 backends (address of an array of u32
 // addresses, 0 = a plain mapping), 20 u16 backend count, 22 u8 distribution (LB_*), 23 u8 flags
-// (LB_DSR; LB_ACTIVE marks a load balancer even with no backend).
-export const MAPPING_SIZE: usize = 24;
+// (LB_DSR; LB_ACTIVE marks a load balancer even with no backend), 24 u32 its Maglev lookup table
+// (LOOKUP_SIZE u16 backend indices), 28 u32 reserved.
+export const MAPPING_SIZE: usize = 32;
 
 // Load balancer distributions (HCN DistributionType) and flags.
 export const LB_FIVE_TUPLE: u8 = 0;      // "None": per connection
@@ -43,6 +44,18 @@ export const LB_SOURCE_IP: u8 = 2;
 export const LB_DSR: u8 = 1;             // direct server return: the destination stays the VIP
 export const LB_ACTIVE: u8 = 2;
 export const MAX_BACKENDS: u32 = 1024;
+
+// Maglev (Eisenbud et al., NSDI 2016), as IPVS's `mh` scheduler and Katran use it: a balancer keeps a
+// lookup table of LOOKUP_SIZE (a prime) entries, each a backend index; a new connection takes the
+// backend at table[hash % LOOKUP_SIZE], the hash of its source address (SourceIP), source address
+// and protocol (SourceIPProtocol) or 5-tuple (per connection). Each backend fills the table in the
+// order of its own permutation of the slots (an offset and a skip from two hashes of its address),
+// the backends taking turns, so each ends with LOOKUP_SIZE / N slots (off by at most one) and
+// removing a backend mostly frees only its own slots: about 1/N of the clients move, where a modulo
+// over the backend list moves about half of them. 4093 is IPVS mh's default size: 8 KiB a balancer,
+// allocated with it and rebuilt in the dataplane whenever its backends change (configuration time).
+// With 1024 backends (the most) each has 3 or 4 slots: the spread is then within a third.
+export const LOOKUP_SIZE: u32 = 4093;
 
 export let snatBase: usize = 0;
 // One past the highest slot ever set: the scans stop there instead of walking every slot.
@@ -57,7 +70,8 @@ let mappingMask: u32 = 0;
 
 export function bytes(mappings: u32): u64 {
   return arena.span(MAX_SNAT_RULES, SNAT_SIZE) + arena.span(MAX_EXCEPTIONS, EXCEPTION_SIZE) +
-         arena.span(nextPow2(mappings * 2), MAPPING_SIZE) + arena.span(nextPow2(mappings * 2), VIP_SIZE);
+         arena.span(nextPow2(mappings * 2), MAPPING_SIZE) + arena.span(nextPow2(mappings * 2), VIP_SIZE) +
+         arena.span(MAX_BACKENDS, 8);
 }
 
 export function alloc(mappings: u32): void {
@@ -68,6 +82,7 @@ export function alloc(mappings: u32): void {
   mappingMask = mappingSlots - 1;
   mappingBase = arena.take(mappingSlots, MAPPING_SIZE);
   vipBase = arena.take(mappingSlots, VIP_SIZE);
+  permBase = arena.take(MAX_BACKENDS, 8);
 }
 
 @inline export function prefixMask(len: u32): u32 { return len == 0 ? 0 : <u32>0xffffffff << (32 - len); }
@@ -237,13 +252,55 @@ function vipRef(zone: u32, addr: u32, delta: i32): void {
 @inline export function distribution(s: usize): u32 { return <u32>load<u8>(s, 22); }
 @inline export function isDsr(s: usize): bool { return (load<u8>(s, 23) & LB_DSR) != 0; }
 
+// The backend a new connection whose hash is `h` goes to (the balancer has at least one).
+@inline export function pickBackend(s: usize, h: u32): u32 {
+  let i = <u32>load<u16>(<usize>load<u32>(s, 24) + (<usize>(h % LOOKUP_SIZE) << 1));
+  return backend(s, i);
+}
+
+// Per backend while the table is filled: u32 the slot its permutation is at, u32 its skip.
+let permBase: usize = 0;
+
+// Fills the balancer's lookup table from its backends (Maglev's population: the backends take turns,
+// each claiming the next slot of its permutation that is still empty, until every slot is taken).
+function populate(s: usize): void {
+  let table = <usize>load<u32>(s, 24);
+  let n = backendCount(s);
+  memory.fill(table, 0xff, <usize>LOOKUP_SIZE << 1);
+  if (n == 0) return;
+  for (let i: u32 = 0; i < n; i++) {
+    let a = <u64>backend(s, i);
+    let p = permBase + (<usize>i << 3);
+    store<u32>(p, hash3(a, 0x6d61676c6576, 1) % LOOKUP_SIZE);           // offset
+    store<u32>(p, hash3(a, 0x736b6970, 2) % (LOOKUP_SIZE - 1) + 1, 4);   // skip
+  }
+  let filled: u32 = 0;
+  while (true) {
+    for (let i: u32 = 0; i < n; i++) {
+      let p = permBase + (<usize>i << 3);
+      let c = load<u32>(p);
+      let skip = load<u32>(p, 4);
+      while (load<u16>(table + (<usize>c << 1)) != 0xffff) c = (c + skip) % LOOKUP_SIZE;
+      store<u16>(table + (<usize>c << 1), <u16>i);
+      store<u32>(p, (c + skip) % LOOKUP_SIZE);
+      if (++filled == LOOKUP_SIZE) return;
+    }
+  }
+}
+
 // Makes the mapping (zone, proto, port, vip) a load balancer to intPort with no backends yet (keeping
-// the backends it has if it is one already). Returns the mapping or 0 when the table is full.
+// the backends it has if it is one already). Returns the mapping or 0 when the table is full or
+// there is no memory for the balancer's lookup table.
 export function setBalancer(zone: u32, proto: u32, port: u32, vip: u32, intPort: u32, dist: u32, flags: u32): usize {
   let s = findExact(zone, proto, port, vip);
   let had = s != 0 && isBalancer(s);
+  if (!had && !arena.heapCanGrow(<u64>LOOKUP_SIZE << 1)) return 0;
   if (!had && !addMapping(zone, proto, port, vip, 0, intPort)) return 0;
   s = findExact(zone, proto, port, vip);
+  if (!had) {
+    store<u32>(s, <u32>heap.alloc(<usize>LOOKUP_SIZE << 1), 24);
+    populate(s);
+  }
   store<u16>(s, <u16>intPort, 6);
   store<u8>(s, <u8>dist, 22);
   store<u8>(s, <u8>(flags | LB_ACTIVE), 23);
@@ -256,18 +313,24 @@ export function findBalancer(zone: u32, proto: u32, port: u32, vip: u32): usize 
 }
 
 // Adds a backend (a copy of the list is made: configuration time). Returns 0, or 1 if it is a backend
-// already, 2 if the list is full.
+// already, 2 if the list is full (or memory is).
 export function addBackend(s: usize, addr: u32): u32 {
   let n = backendCount(s);
   for (let i: u32 = 0; i < n; i++) if (backend(s, i) == addr) return 1;
-  if (n >= MAX_BACKENDS) return 2;
+  if (n >= MAX_BACKENDS || !arena.heapCanGrow(<u64>(n + 1) << 2)) return 2;
   let old = <usize>load<u32>(s, 16);
+  // Kept in address order, so the lookup table depends only on the set of backends: two routers
+  // with the same backends, configured in any order, send a client to the same one.
+  let at: u32 = 0;
+  while (at < n && backend(s, at) < addr) at++;
   let list = heap.alloc(<usize>(n + 1) << 2);
-  if (n) memory.copy(list, old, <usize>n << 2);
-  store<u32>(list + (<usize>n << 2), addr);
+  if (at) memory.copy(list, old, <usize>at << 2);
+  store<u32>(list + (<usize>at << 2), addr);
+  if (n > at) memory.copy(list + (<usize>(at + 1) << 2), old + (<usize>at << 2), <usize>(n - at) << 2);
   store<u32>(s, <u32>list, 16);
   store<u16>(s, <u16>(n + 1), 20);
   if (old) heap.free(old);
+  populate(s);
   return 0;
 }
 
@@ -280,6 +343,7 @@ export function removeBackend(s: usize, addr: u32): bool {
     if (load<u32>(list + (<usize>i << 2)) != addr) continue;
     memory.copy(list + (<usize>i << 2), list + (<usize>(i + 1) << 2), <usize>(n - 1 - i) << 2);
     store<u16>(s, <u16>(n - 1), 20);
+    populate(s);
     return true;
   }
   return false;
@@ -289,6 +353,9 @@ export function removeBackend(s: usize, addr: u32): bool {
 export function clearBalancer(s: usize): void {
   let list = <usize>load<u32>(s, 16);
   if (list) heap.free(list);
+  let table = <usize>load<u32>(s, 24);
+  if (table) heap.free(table);
   store<u32>(s, 0, 16);
   store<u16>(s, 0, 20);
+  store<u32>(s, 0, 24);
 }
