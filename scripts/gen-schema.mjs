@@ -158,6 +158,8 @@ const schema = {
           properties: { Ranges: { type: 'array', items: { type: 'object', additionalProperties: false, required: ['StartMacAddress', 'EndMacAddress'], properties: { StartMacAddress: ref('mac'), EndMacAddress: ref('mac') } } } },
         },
         Dns: ref('dns'),
+        // Bits 0-2 (STP, PAUSE, LACP) are refused: a multiple of 8.
+        GroupFwdMask: { type: 'integer', minimum: 0, maximum: 65535, multipleOf: 8 },
       },
       if: { required: ['Type'], properties: { Type: { const: 'NAT' } } },
       then: {

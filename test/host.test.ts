@@ -247,4 +247,26 @@ test('a deleted endpoint\'s port is removed, and a new endpoint never gets the o
   }
 });
 
+test('GroupFwdMask: a network forwards the reserved group addresses it names (EAPOL, LLDP), others drop them', () => {
+  const { host, send } = boot();
+  host.store.create('network', { ...NAT, GroupFwdMask: 0x4008 });   // 01:80:c2:00:00:03 (EAPOL) and 0e (LLDP)
+  host.store.create('network', { ...NAT, ID: 'other', Ipams: [{ Subnets: [{ IpAddressPrefix: '172.21.0.0/24' }] }] });
+  const a = host.store.create('endpoint', { ID: 'a', HostComputeNetwork: 'nat' });
+  host.store.create('endpoint', { ID: 'b', HostComputeNetwork: 'nat' });
+  const c = host.store.create('endpoint', { ID: 'c', HostComputeNetwork: 'other' });
+  host.store.create('endpoint', { ID: 'd', HostComputeNetwork: 'other' });
+  const group = (n: number, src: string) => ethernet({ dst: `01:80:c2:00:00:0${n.toString(16)}`, src, ethertype: 0x888e, payload: new Uint8Array(46) });
+  const ports = (o: Array<[number, Uint8Array]>) => o.map(([p]) => p);
+  assert.equal(ports(send(host.portOf('a')!, group(3, a.MacAddress))), [host.portOf('b')!], 'EAPOL crosses the network that asks');
+  assert.equal(ports(send(host.portOf('a')!, group(0xe, a.MacAddress))), [host.portOf('b')!], 'LLDP too');
+  assert.equal(ports(send(host.portOf('a')!, group(4, a.MacAddress))), [], 'but not 04');
+  assert.equal(ports(send(host.portOf('c')!, group(3, c.MacAddress))), [], 'the other network drops EAPOL');
+  assert.is(host.sw.counters().drops.l2_reserved_group, 2);
+  // A modify that drops the mask takes it away; deleting the network leaves its number at 0.
+  host.store.modify('network', 'nat', { ...NAT });
+  assert.equal(ports(send(host.portOf('a')!, group(3, a.MacAddress))), []);
+  // The model refuses bits 0-2 naming the field, and nothing changes.
+  assert.throws(() => host.store.modify('network', 'nat', { ...NAT, GroupFwdMask: 0x4 }), /GroupFwdMask/);
+});
+
 test.run();

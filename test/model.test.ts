@@ -35,6 +35,7 @@ test('each invalid field is refused by its path', () => {
   refused(() => s.create('network', { ...nat, Ipams: [{ Subnets: [{ IpAddressPrefix: '172.20.0.0/24', Policies: [{ Type: 'VLAN', Settings: { IsolationId: 5000 } }] }] }] }), 'InvalidArgument', 'Ipams[0].Subnets[0].Policies[0].Settings.IsolationId');
   refused(() => s.create('network', { ...nat, Policies: [{ Type: 'NetworkACL', Settings: { Action: 'Allow', Direction: 'In', Priority: 1, LocalPorts: '99999' } }] }), 'InvalidArgument', 'Policies[0].Settings.LocalPorts');
   refused(() => s.create('network', { ...nat, Colour: 'red' }), 'InvalidArgument', 'Colour');
+  for (const m of [1, 2, 4, 0x4009, 0x10000, -8, 1.5, '8']) refused(() => s.create('network', { ...nat, GroupFwdMask: m }), 'InvalidArgument', 'GroupFwdMask');
   refused(() => s.create('network', { ID: 'n2', Type: 'NAT' }), 'InvalidArgument', 'Ipams');
   s.create('network', nat);
   refused(() => s.create('endpoint', { ID: 'e', HostComputeNetwork: 'nat', MacAddress: '01:00:00:00:00:01' }), 'InvalidArgument', 'MacAddress');

@@ -57,6 +57,7 @@ const LISTS: Record<Kind, keyof ModelState> = { network: 'networks', endpoint: '
 export class HostCompiler {
   private applied = new Map<string, Applied>();
   private networkNumber = new Map<string, number>();
+  private bridgedGroupFwd = new Map<string, number>();   // GroupFwdMask of each Transparent/L2Bridge network
   private endpointPort = new Map<string, number>();
   private gatewayInterface = new Map<string, number>();
   private uplinkInterface?: number;
@@ -180,14 +181,19 @@ export class HostCompiler {
   private compileNetwork(n: HostComputeNetwork, undo: Undo[]): void {
     const sw = this.sw, rt = sw.router;
     if (n.Type === 'Transparent' || n.Type === 'L2Bridge') {
-      // Bridged to the uplink: its endpoints join the uplink's broadcast domain.
+      // Bridged to the uplink: its endpoints join the uplink's broadcast domain, which forwards the
+      // reserved group addresses any of its bridged networks asks for (one domain, one mask).
       this.networkNumber.set(n.ID, UPLINK_NETWORK);
-      undo.push(() => this.networkNumber.delete(n.ID));
+      this.bridgedGroupFwd.set(n.ID, n.GroupFwdMask ?? 0);
+      this.applyBridgedGroupFwd();
+      undo.push(() => { this.networkNumber.delete(n.ID); this.bridgedGroupFwd.delete(n.ID); this.applyBridgedGroupFwd(); });
       return;
     }
     const network = this.releasedNumbers.claim(n.ID) ?? this.freeNetworkNumber();
     this.networkNumber.set(n.ID, network);
     undo.push(() => { this.networkNumber.delete(n.ID); this.releasedNumbers.release(n.ID, network); });
+    sw.setGroupFwdMask(network, n.GroupFwdMask ?? 0);
+    undo.push(() => sw.setGroupFwdMask(network, 0));
     const subnets = (n.Ipams ?? []).flatMap((i) => i.Subnets);
     const v4 = subnets.find((s) => !s.IpAddressPrefix.includes(':'));
     const v6 = subnets.find((s) => s.IpAddressPrefix.includes(':'));
@@ -214,6 +220,10 @@ export class HostCompiler {
     }
     // Replaces what the number had (its previous version's rules); they go when the number does.
     sw.acls.setNetworkRules(network, (n.Policies ?? []).filter((p) => p.Type === 'NetworkACL').map((p) => p.Settings as AclRule));
+  }
+
+  private applyBridgedGroupFwd(): void {
+    this.sw.setGroupFwdMask(UPLINK_NETWORK, [...this.bridgedGroupFwd.values()].reduce((a, m) => a | m, 0));
   }
 
   private freeNetworkNumber(): number {

@@ -71,6 +71,9 @@ export interface HostComputeNetwork {
   Policies?: NetworkPolicy[];
   MacPool?: MacPool;
   Dns?: Dns;
+  // netplane extension: which reserved group addresses 01:80:c2:00:00:0n the network's switch
+  // forwards (bit n), as the Linux bridge's group_fwd_mask; 0 (the default) forwards none of 01-0f.
+  GroupFwdMask?: number;
 }
 
 export interface IpConfig {
