@@ -58,14 +58,14 @@ let created = false;
 
 // The ranges of create's and create_l3's arguments: each is the most that could fit in wasm32
 // memory on its own (docs/ABI.md). Together they may not fit: that is checked on the sum (TooLarge).
-export const MAX_MAC_ENTRIES: u32 = 1 << 26;      // 2^27 slots of 16 B = 2 GiB
-export const MAX_BATCH: u32 = 65536;
-export const MAX_RX_BYTES: u32 = 1 << 30;        // the tx area is twice this
-export const MAX_ROUTES: u32 = 1 << 24;
-export const MAX_NEIGHBORS: u32 = 1 << 24;
-export const MAX_CONNECTIONS: u32 = 1 << 24;
-export const MAX_MAPPINGS: u32 = 1 << 20;
-export const MAX_ADDRS6: u32 = 1 << 24;
+const MAX_MAC_ENTRIES: u32 = 1 << 26;      // 2^27 slots of 16 B = 2 GiB
+const MAX_BATCH: u32 = 65536;
+const MAX_RX_BYTES: u32 = 1 << 30;        // the tx area is twice this
+const MAX_ROUTES: u32 = 1 << 24;
+const MAX_NEIGHBORS: u32 = 1 << 24;
+const MAX_CONNECTIONS: u32 = 1 << 24;
+const MAX_MAPPINGS: u32 = 1 << 20;
+const MAX_ADDRS6: u32 = 1 << 24;
 
 // The bytes the tables of the last create or create_l3 call need (0 when it refused an argument
 // before adding them up; set when it refused with TooLarge, so a host can say how far over it was).

@@ -10,6 +10,7 @@ export const FLAG_TAGGED: u32 = 1;        // the frame carries an 802.1Q tag on 
 export const FLAG_FRAGMENT: u32 = 2;      // an IP fragment (IPv4 MF/offset, IPv6 Fragment header)
 export const FLAG_LATER_FRAGMENT: u32 = 4; // a fragment other than the first: no L4 header
 export const FLAG_GROUP_DST: u32 = 8;     // broadcast or multicast destination MAC
+export const FLAG_FLOODED: u32 = 0x100;   // a copy was flooded to at least one port (the router need not account for it)
 
 @unmanaged
 export class Meta {

@@ -56,6 +56,7 @@ export const enum Reason {
   LbNoBackend,
   L2ReservedGroup,
   L2ZeroSource,
+  ArpNoReply,
   Count,
 }
 
@@ -113,6 +114,7 @@ const NAMES: StaticArray<string> = [
   "lb_no_backend",
   "l2_reserved_group",
   "l2_zero_source",
+  "arp_no_reply",
 ];
 
 export function reasonName(r: u32): string {

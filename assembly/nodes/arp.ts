@@ -5,14 +5,15 @@
 // learns the senders of requests and replies addressed to it into the compartment's neighbour table
 // (and refreshes entries it already has from any ARP it sees), and sends the requests that resolve
 // next hops, rate-limited.
-import { Meta } from "../packet";
+import { Meta, FLAG_FLOODED } from "../packet";
+import { Reason } from "../reasons";
 import { iface, IF_UP, onLinkV4 } from "../router";
 import * as natrules from "../tables/natrules";
 import * as neighbor from "../tables/neighbor";
 import * as arp from "../wire/arp";
 import * as eth from "../wire/ethernet";
 import { loadMac, storeMac, set16, set32 } from "../wire/bytes";
-import { bump, Stat } from "../counters";
+import { bump, drop, Stat } from "../counters";
 import { arpRequests } from "../ratelimit";
 import * as trace from "../trace";
 import { newFrame, ethHeader, sendFromRouter, GENERATED_PORT } from "./output";
@@ -22,7 +23,10 @@ const BROADCAST: u64 = 0xffff_ffff_ffff;
 
 export function arpInput(m: Meta, ifIndex: u32, now: u32): void {
   let f = iface(ifIndex);
-  if (f.state != IF_UP) return;
+  if (f.state != IF_UP) {
+    noReply(m);
+    return;
+  }
   let a = m.frame + m.l3;
   let op = arp.oper(a);
   let spa = arp.spa(a);
@@ -33,7 +37,10 @@ export function arpInput(m: Meta, ifIndex: u32, now: u32): void {
   if (spa != 0 && spa != f.ipv4 && (forUs || neighbor.find(zone, 4, 0, <u64>spa) != 0)) {
     neighbor.update(zone, 4, 0, <u64>spa, sha, ifIndex, neighbor.LEARNED, now);
   }
-  if (op != arp.OP_REQUEST || !forUs) return;
+  if (op != arp.OP_REQUEST || !forUs) {
+    noReply(m);
+    return;
+  }
   let p = newFrame(ARP_FRAME_LEN, m.inPort);
   if (p == 0) return;
   ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_ARP);
@@ -41,6 +48,14 @@ export function arpInput(m: Meta, ifIndex: u32, now: u32): void {
   bump(Stat.ArpReplies);
   trace.note(trace.Step.Local, 1, 0, 0, 0);
   sendFromRouter(p, ARP_FRAME_LEN, f, now);
+}
+
+// An ARP frame the router has nothing to answer (a reply or announcement, learned from; a request
+// for an address it does not answer) is accounted for by its flooded copies, or, when it reached
+// only the router (unicast to the gateway MAC, or a broadcast in a domain with no other port), as
+// the drop arp_no_reply.
+function noReply(m: Meta): void {
+  if (!(m.flags & FLAG_FLOODED)) drop(m.inPort, Reason.ArpNoReply);
 }
 
 // Broadcasts "who has `target`?" from interface `ifIndex`, within the rate limit.

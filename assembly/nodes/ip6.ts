@@ -8,7 +8,7 @@
 // the original reversed; ICMPv6 errors, which would only need translating through NAT, are routed
 // without conntrack.
 import { Reason } from "../reasons";
-import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT } from "../packet";
+import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT, FLAG_FLOODED } from "../packet";
 import { iface, Iface, IF_UP, ifCount } from "../router";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
@@ -67,8 +67,15 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
       return;
     }
   }
-  if (m.flags & FLAG_GROUP_DST) return; // other multicast: flooded, nothing for the router
-  if (f.state != IF_UP) return;
+  if (m.flags & FLAG_GROUP_DST) {
+    // Other multicast: its flooded copies account for it, else nothing did.
+    if (!(m.flags & FLAG_FLOODED)) drop(m.inPort, Reason.NoDestination);
+    return;
+  }
+  if (f.state != IF_UP) {
+    drop(m.inPort, Reason.PortDown);
+    return;
+  }
   let dhi = addrHi(ip + ipv6.DST), dlo = addrLo(ip + ipv6.DST);
   let zone = <u32>f.zone;
   if (isRouterAddress6(zone, dhi, dlo)) {

@@ -20,7 +20,7 @@
 // any multicast, as Linux does. Learning has already run: Linux learns from link-local frames too.
 import { Reason } from "../reasons";
 import * as arena from "../arena";
-import { Meta, FLAG_TAGGED } from "../packet";
+import { Meta, FLAG_TAGGED, FLAG_FLOODED } from "../packet";
 import { Port, port, highPort, isMember, MODE_TRUNK, PORT_ACL } from "../ports";
 import { aclCheck } from "./acl";
 import { DIR_IN } from "../tables/acl";
@@ -93,13 +93,12 @@ export function allocGroupFwd(): void { groupFwdBase = arena.take(65536, 2); }
       // The learned port left the domain (reconfigured or down): fall back to flooding.
     }
   }
-  flood(m, exclude, now);
-  if (isGroupMac(dst) && (m.ethertype == eth.TYPE_ARP || m.ethertype == eth.TYPE_IPV6)) {
-    let f = ifaceOfDomain(m.network, m.vlan);
-    if (f >= 0) {
-      trace.note(trace.Step.L2, 2, <u32>f, 0, 0);
-      return <u32>f + 1;
-    }
+  let f: i32 = -1;
+  if (isGroupMac(dst) && (m.ethertype == eth.TYPE_ARP || m.ethertype == eth.TYPE_IPV6)) f = ifaceOfDomain(m.network, m.vlan);
+  flood(m, exclude, now, f >= 0);
+  if (f >= 0) {
+    trace.note(trace.Step.L2, 2, <u32>f, 0, 0);
+    return <u32>f + 1;
   }
   return 0;
 }
@@ -110,7 +109,10 @@ export function allocGroupFwd(): void { groupFwdBase = arena.take(65536, 2); }
   return mac.hash(mac.key(loadMac(m.frame + eth.DST), m.vlan), m.network);
 }
 
-function flood(m: Meta, exclude: u32, now: u32): void {
+// Every frame is accounted for: one that reaches no port is dropped as no_destination, unless the
+// router takes it (`toRouter`), which then accounts for it (answers it, or counts a drop when it
+// reached nothing else: FLAG_FLOODED tells it).
+function flood(m: Meta, exclude: u32, now: u32, toRouter: bool): void {
   bump(Stat.Flooded);
   trace.note(trace.Step.L2, 1, 0, 0, 0);
   let members: u32 = 0;
@@ -122,7 +124,8 @@ function flood(m: Meta, exclude: u32, now: u32): void {
     members++;
     deliver(m, pt, i, now);
   }
-  if (members == 0 && ifaceOfDomain(m.network, m.vlan) < 0) drop(m.inPort, Reason.NoDestination);
+  if (members != 0) m.flags |= FLAG_FLOODED;
+  else if (!toRouter) drop(m.inPort, Reason.NoDestination);
 }
 
 // Sends the frame out of one port in the form that port wants, through the port's ACLs if it has

@@ -2,7 +2,7 @@
 // IPv6 multicast in a domain with a router interface (neighbour resolution). It goes to the stage for
 // its protocol.
 import { Reason } from "../reasons";
-import { Meta, FLAG_GROUP_DST } from "../packet";
+import { Meta, FLAG_GROUP_DST, FLAG_FLOODED } from "../packet";
 import { iface, IF_UP } from "../router";
 import { drop } from "../counters";
 import * as eth from "../wire/ethernet";
@@ -21,7 +21,11 @@ export function l3input(m: Meta, ifIndex: u32, now: u32): void {
     ip6input(m, ifIndex, now);
     return;
   }
-  if (group) return; // multicast the router has no use for: it was flooded, that is all
+  if (group) {
+    // Multicast the router has no use for: its flooded copies account for it, else nothing did.
+    if (!(m.flags & FLAG_FLOODED)) drop(m.inPort, Reason.NoDestination);
+    return;
+  }
   if (f.state != IF_UP) {
     drop(m.inPort, Reason.PortDown);
     return;
