@@ -94,6 +94,29 @@ test('a port mapping: reachable from outside, and from another endpoint by the e
   assert.match(hairpin.out, /hello-from-b/, hairpin.out + hairpin.err);
 });
 
+test('a load balancer VIP on the uplink segment: a real host resolves it by ARP, pings it and connects through it', async () => {
+  if (missing) return;
+  host.store.create('loadbalancer', { ID: 'vip', HostComputeEndpoints: ['b'], FrontendVIPs: ['192.168.100.80'],
+    PortMappings: [{ Protocol: 6, InternalPort: 81, ExternalPort: 8081, DistributionType: 'SourceIP' }] });
+  background(B.ns, `socat TCP-LISTEN:81,reuseaddr,fork SYSTEM:'echo hello-from-vip'`);
+  await wait(300);
+  const ping = await exec(OUT.ns, 'ping -c 2 -W 2 192.168.100.80');
+  assert.is(ping.code, 0, ping.out + ping.err);
+  const neigh = await exec(OUT.ns, 'ip neigh show 192.168.100.80');
+  const uplinkMac = [...host.sw.router.interfaces.values()].find((f) => f.address?.startsWith('192.168.100.1/'))!.mac;
+  assert.match(neigh.out, new RegExp(`lladdr ${uplinkMac}`), `the VIP resolves to the uplink's MAC: ${neigh.out}`);
+  const r = await exec(OUT.ns, 'socat -T 5 - TCP:192.168.100.80:8081,retry=20,interval=0.3 </dev/null');
+  assert.match(r.out, /hello-from-vip/, r.out + r.err);
+  // A port the VIP does not publish ends at the router (dropped, or refused by a host reply), never
+  // routed back out of the uplink to look for the VIP there.
+  const drops = () => host.sw.counters().drops;
+  const before = drops();
+  await exec(OUT.ns, 'socat -T 1 - TCP:192.168.100.80:9999,connect-timeout=1 </dev/null');
+  assert.is(drops().neighbor_unresolved ?? 0, before.neighbor_unresolved ?? 0);
+  assert.is(drops().no_route ?? 0, before.no_route ?? 0);
+  host.store.delete('loadbalancer', 'vip');
+});
+
 test('modifying an endpoint and its network while it pings: every ping answered, before and after', async () => {
   if (missing) return;
   const portA = host.sw.port(host.portOf('a')!), portB = host.sw.port(host.portOf('b')!);
