@@ -248,6 +248,7 @@ for (const distribution of ['SourceIP', 'SourceIPProtocol'] as const) {
     // Maglev's disruption is not zero (a few slots change hands), but far from the ~half of all
     // clients a modulo moves: at most 3 % of the clients that kept their backend.
     assert.ok(moved <= (C - orphans) * 0.03, `${moved} of ${C - orphans} clients of remaining backends moved`);
+    assert.ok(orphans + moved <= C / N * 1.3, `${orphans + moved} of ${C} clients moved: about 1/${N} expected`);
     assert.ok(![...after.values()].includes(gone));
     assert.ok(even(count(after), C, N - 1), `spread after ${count(after)}`);
     // And back: the same table as before, so every client returns to its first backend.
