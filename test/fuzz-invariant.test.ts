@@ -101,6 +101,9 @@ function seeds(): Seed[] {
   add('v6 echo to the gateway', INSIDE, ethernet({ src: A, dst: GW0, payload: ipv6({ src: 'fd00::2', dst: 'fd00::1', payload: icmpv6({ type: 128, id: 1, payload: p }) }) }));
   add('v6 udp across', INSIDE, ethernet({ src: A, dst: GW0, payload: ipv6({ src: 'fd00::2', dst: '2001:db8::1', payload: udp({ srcPort: 1, dstPort: 2, payload: p }) }) }));
   add('v6 tcp syn across', INSIDE, ethernet({ src: A, dst: GW0, payload: ipv6({ src: 'fd00::2', dst: '2001:db8::1', payload: tcp({ srcPort: 3, dstPort: 443, flags: 'S' }) }) }));
+  add('v6 echo across', INSIDE, ethernet({ src: A, dst: GW0, payload: ipv6({ src: 'fd00::2', dst: '2001:db8::1', payload: icmpv6({ type: 128, id: 2, payload: p }) }) }));
+  add('v6 icmp error in', UPLINK, ethernet({ src: R, dst: GW1, payload: ipv6({ src: '2001:db8::1', dst: 'fd00::2', payload: icmpv6({ type: 1, code: 4, payload: new Uint8Array(48) }) }) }));
+  add('echo reply in (no connection)', UPLINK, ethernet({ src: R, dst: GW1, payload: v4('8.8.8.8', '192.168.1.1', icmp({ type: 0, id: 99, payload: p })) }));
   add('v6 hop limit 1 across', INSIDE, ethernet({ src: A, dst: GW0, payload: ipv6({ src: 'fd00::2', dst: '2001:db8::1', hopLimit: 1, payload: udp({ srcPort: 4, dstPort: 2, payload: p }) }) }));
   add('v6 udp in (no connection)', UPLINK, ethernet({ src: R, dst: GW1, payload: ipv6({ src: '2001:db8::1', dst: 'fd00::2', payload: udp({ srcPort: 2, dstPort: 1, payload: p }) }) }));
   const ns = (target: string, hopLimit = 255, dst = 'ff02::1:ff00:1', mac = '33:33:ff:00:00:01') => ethernet({ src: A, dst: mac, payload: ipv6({ src: 'fd00::2', dst, hopLimit,
