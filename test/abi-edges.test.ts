@@ -91,6 +91,16 @@ test('create_l3: every argument at its edges either refuses with -3 or makes a w
   assert.is(x.create_l3(16, 16, 16, 16, 16), 0);
 });
 
+test('with memory nearly full, a configuration-time allocation refuses (0 / -7) instead of trapping', () => {
+  const x = instantiate(mod);
+  // 2 GiB of MAC table and 1.8 GiB of rx and tx areas: under 200 MiB of the 4 GiB left.
+  assert.is(x.create(16, 2 ** 26, 256, 600 * 2 ** 20), 0);
+  assert.is(x.acl_alloc(2 ** 28), 0, 'a 256 MiB rule set does not fit: refused');
+  assert.ok(x.acl_alloc(4096) > 0, 'a small one does');
+  assert.is(x.create_l3(16, 16, 16, 16, 16), 0);
+  processesAFrame(x, 2);
+});
+
 test('the SDK names the argument: out of range, and a sum that does not fit', () => {
   const refuse = (opts: ConstructorParameters<typeof Switch>[0], field: string, words: RegExp) => {
     try {
