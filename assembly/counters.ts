@@ -30,6 +30,8 @@ export const enum Stat {
   IcmpTranslated,  // ICMP errors translated through NAT
   EchoReplies,   // echo replies sent by a gateway address
   LbChoices,     // backends chosen by load balancers (one per new connection)
+  CtTcpIgnored,  // TCP segments passed without moving their connection (Linux's ignore: old retransmissions, ACKs from far back)
+  CtTcpPickups,  // TCP connections picked up mid-stream (loose pickup)
   Count,
 }
 
@@ -38,6 +40,7 @@ const STAT_NAMES: StaticArray<string> = [
   "mac_learned", "mac_moves", "mac_aged", "mac_table_full", "batches",
   "routed", "ct_created", "ct_early_drop", "ct_expired", "arp_replies", "arp_requests", "icmp_errors",
   "icmp_rate_limited", "icmp_translated", "echo_replies", "lb_choices",
+  "ct_tcp_ignored", "ct_tcp_pickups",
 ];
 
 export function statName(i: u32): string {

@@ -347,7 +347,7 @@ export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32
   // One term per table; a new table adds its term here and its alloc below.
   neededBytes = router.bytes() + lpm.bytes(routes) + neighbor.bytes(neighbors) + flow.bytes(conns) +
                 addr6.bytes(addrs6) + eim.bytes(conns, natrules.MAX_SNAT_RULES) + natrules.bytes(mappings) +
-                ct.timeoutBytes();
+                ct.timeoutBytes() + ct.zoneBytes();
   if (!arena.reserve(neededBytes)) return Error.TooLarge;
   l3 = true;
   router.alloc();
@@ -358,6 +358,7 @@ export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32
   eim.alloc(conns, natrules.MAX_SNAT_RULES);
   natrules.alloc(mappings);
   ct.allocTimeouts();
+  ct.allocZones();
   initBuckets();
   return Error.Ok;
 }
@@ -372,7 +373,9 @@ function checkIface(i: u32): i32 {
 }
 
 // Creates or reconfigures router interface i: compartment `zone`, in broadcast domain (network, vlan),
-// with gateway MAC (macHi, macLo). flags: 1 external (the uplink SNAT translates to).
+// with gateway MAC (macHi, macLo). flags: 1 external (the uplink SNAT translates to); 2 TCP liberal
+// and 4 no TCP pickup for the connections routed in or out through it (as the zone flags of
+// ct_zone_set_tcp, for one network's traffic in a compartment several networks share).
 export function iface_configure(i: u32, zone: u32, network: u32, vlan: u32, macHi: u32, macLo: u32, flags: u32): i32 {
   let e = checkL3();
   if (e) return e;
@@ -381,7 +384,7 @@ export function iface_configure(i: u32, zone: u32, network: u32, vlan: u32, macH
   if (network > 0xffff) return Error.BadNetwork;
   if (vlan >= 4095) return Error.BadVlan;
   if (macHi > 0xffff) return Error.BadMac;
-  if (flags & ~<u32>router.IF_EXTERNAL) return Error.BadArgument;
+  if (flags & ~<u32>(router.IF_EXTERNAL | router.IF_TCP_LIBERAL | router.IF_TCP_NO_PICKUP)) return Error.BadArgument;
   let m = macFromParts(macHi, macLo);
   if (m & 1) return Error.BadMac;
   let other = router.ifaceOfDomain(network, vlan);
@@ -635,6 +638,23 @@ export function ct_set_timeout(state: u32, ms: u32): i32 {
 }
 export function ct_timeout(state: u32): u32 {
   return l3 && state < <u32>ct.State.Count ? load<u32>(ct.timeoutBase + (<usize>state << 2)) : 0;
+}
+
+// TCP tracking of conntrack zone `zone` (0-0x7fff: a compartment, or 1024 + a port's ACL zone):
+// flags 1 liberal (segments outside the window pass; only the RST check stays, as Linux's
+// nf_conntrack_tcp_be_liberal), 2 no pickup (only a SYN starts a connection; Linux's
+// nf_conntrack_tcp_loose = 0). 0, the default, is Linux's default. Applies to the zone's IPv4 and IPv6
+// connections, from their next packet.
+export function ct_zone_set_tcp(zone: u32, flags: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (zone >= ct.ZONES) return Error.BadZone;
+  if (flags > <u32>(ct.ZONE_LIBERAL | ct.ZONE_NO_PICKUP)) return Error.BadArgument;
+  store<u8>(ct.zoneBase + <usize>zone, <u8>flags);
+  return Error.Ok;
+}
+export function ct_zone_tcp(zone: u32): u32 {
+  return l3 && zone < ct.ZONES ? ct.zoneFlags(zone) : 0;
 }
 
 // Rate limits of what the router originates: which 0 = ICMP errors, 1 = ARP requests.

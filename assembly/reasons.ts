@@ -57,6 +57,10 @@ export const enum Reason {
   L2ReservedGroup,
   L2ZeroSource,
   ArpNoReply,
+  CtTcpOutOfWindow,     // a TCP segment beyond what the receiver's window allows (Linux: SEQ over upper bound)
+  CtTcpAckOutOfWindow,  // a TCP segment acknowledging data never sent (Linux: ACK over upper bound), e.g. a SYN-ACK not acknowledging the SYN
+  CtTcpInvalidRst,      // a TCP RST below what its receiver has acknowledged (Linux: invalid rst)
+  CtTcpBadFlags,        // a TCP flag combination no stack sends (Linux: invalid tcp flag combination)
   Count,
 }
 
@@ -115,6 +119,10 @@ const NAMES: StaticArray<string> = [
   "l2_reserved_group",
   "l2_zero_source",
   "arp_no_reply",
+  "ct_tcp_out_of_window",
+  "ct_tcp_ack_out_of_window",
+  "ct_tcp_invalid_rst",
+  "ct_tcp_bad_flags",
 ];
 
 export function reasonName(r: u32): string {

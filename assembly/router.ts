@@ -18,6 +18,10 @@ export const IF_UP: u8 = 1;
 
 // An interface with IF_EXTERNAL is a compartment's uplink: SNAT translates to its address there.
 export const IF_EXTERNAL: u16 = 1;
+// TCP tracking of the connections routed in or out through it (nodes/ct.ts): liberal windows, and no
+// mid-stream pickup. Either end's interface decides.
+export const IF_TCP_LIBERAL: u16 = 2;
+export const IF_TCP_NO_PICKUP: u16 = 4;
 
 @unmanaged
 export class Iface {

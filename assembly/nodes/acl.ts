@@ -110,7 +110,7 @@ export function aclCheck(m: Meta, p: u32, dir: u32, now: u32): Reason {
         store<u32>(r, acl.generation, 92);
       }
       trace.note(trace.Step.Acl, dir, p, 0, 2);
-      return ct.hit(r, ri, proto, (v - 1) & 1, tcpFlags, now) ? Reason.None : Reason.CtTcpInvalid;
+      return ct.hit(r, ri, proto, (v - 1) & 1, m.frame + m.l4, m.l4len, now);
     }
   }
 
@@ -118,9 +118,9 @@ export function aclCheck(m: Meta, p: u32, dir: u32, now: u32): Reason {
   let local = dir == acl.DIR_OUT;
   if (!allowed(p, dir, v6, local ? shi : dhi, local ? slo : dlo, local ? dhi : shi, local ? dlo : slo,
                local ? sport : dport, local ? dport : sport)) return Reason.AclBlocked;
-  let state = ct.initialState(proto, tcpFlags);
+  let state = ct.initialState(proto, tcpFlags, zone);
   if (state == ct.State.None) return Reason.CtInvalidNew;
-  return track(zkey, v6, dir, state, now);
+  return track(m, zkey, v6, dir, state, now);
 }
 
 // Classifies under the binding of (p, dir): true if the deciding rule, or the default, allows.
@@ -158,7 +158,7 @@ function stillAllowed(r: usize, p: u32): bool {
 }
 
 // Creates the connection of the packet whose tuple was read. Returns the reason it cannot.
-function track(zkey: u32, v6: bool, dir: u32, state: ct.State, now: u32): Reason {
+function track(m: Meta, zkey: u32, v6: bool, dir: u32, state: ct.State, now: u32): Reason {
   let ri = ct.take(now);
   if (ri < 0) return Reason.CtTableFull;
   let s: u32, d: u32;
@@ -180,7 +180,7 @@ function track(zkey: u32, v6: bool, dir: u32, state: ct.State, now: u32): Reason
   store<u32>(r, acl.generation, 92);
   flow.commit(<u32>ri, flow.hashKey(zkey, proto, s, d, sport, dport), flow.hashKey(zkey, proto, d, s, dport, sport));
   bump(Stat.CtCreated);
-  ct.update(r, proto, 0, tcpFlags, now);
+  ct.start(r, proto, m.frame + m.l4, m.l4len, now);
   return Reason.None;
 }
 

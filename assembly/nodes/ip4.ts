@@ -56,8 +56,9 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
     let ri = (v - 1) >> 1;
     let dir = (v - 1) & 1;
     let r = flow.rec(ri);
-    if (!ct.hit(r, ri, proto, dir, tcpFlags, now)) {
-      drop(m.inPort, Reason.CtTcpInvalid);
+    let why = ct.hit(r, ri, proto, dir, l4, m.l4len, now);
+    if (why) {
+      drop(m.inPort, why);
       return;
     }
     forward(m, f, r, dir, now);
@@ -80,7 +81,7 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   let res = newConnection(ifIndex, zone, proto, src, dst, sport, dport, tcpFlags, h, now);
   if (res >= 0) {
     let r = flow.rec(<u32>res);
-    ct.update(r, proto, 0, tcpFlags, now);
+    ct.start(r, proto, l4, m.l4len, now);
     egress.prime(r, zone, ifIndex, loadMac(m.frame + eth.SRC), routedIface, 0, <u64>routedNextHop, now);
     forward(m, f, r, 0, now);
     return;

@@ -9,7 +9,7 @@
 // without conntrack.
 import { Reason } from "../reasons";
 import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT, FLAG_FLOODED } from "../packet";
-import { iface, Iface, IF_UP, ifCount } from "../router";
+import { iface, Iface, IF_UP, IF_TCP_LIBERAL, IF_TCP_NO_PICKUP, ifCount } from "../router";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
 import * as flow from "../tables/flow";
@@ -116,8 +116,9 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
       let ri = (v - 1) >> 1;
       let dir = (v - 1) & 1;
       let r = flow.rec(ri);
-      if (!ct.hit(r, ri, proto, dir, tcpFlags, now)) {
-        drop(m.inPort, Reason.CtTcpInvalid);
+      let why = ct.hit(r, ri, proto, dir, l4, m.l4len, now);
+      if (why) {
+        drop(m.inPort, why);
         return;
       }
       forward6(m, f, r, dir, now);
@@ -127,7 +128,7 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
 
   trace.note(trace.Step.Conntrack, 0, 0, 0, 0);
   // A new connection: only echo requests start an ICMPv6 one, only a lone SYN a TCP one.
-  let state = ct.initialState(proto, tcpFlags);
+  let state = ct.initialState(proto, tcpFlags, zone);
   if (state == ct.State.None || (proto == 58 && sport == 0)) {
     drop(m.inPort, Reason.CtInvalidNew);
     return;
@@ -148,6 +149,11 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
     drop(m.inPort, Reason.RouteBlackhole);
     return;
   }
+  let ifFlags = <u32>(f.flags | iface(lpm.routeIface(rt)).flags);
+  if (state == ct.State.TcpEstablished && (ifFlags & IF_TCP_NO_PICKUP)) {
+    drop(m.inPort, Reason.CtInvalidNew);
+    return;
+  }
   let ri = ct.take(now);
   if (ri < 0) {
     drop(m.inPort, Reason.CtTableFull);
@@ -165,9 +171,10 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
   // No NAT for IPv6: the reply tuple is the original reversed, and nothing's checksum changes.
   let r = flow.rec(<u32>ri);
   flow.setTuples(r, zkey, proto, state, flow.CT_V6, sid, did, sport, dport, did, sid, dport, sport, now);
+  if (ifFlags & IF_TCP_LIBERAL) ct.markLiberal(r);
   flow.commit(<u32>ri, h, flow.hashKey(zkey, proto, did, sid, dport, sport));
   bump(Stat.CtCreated);
-  ct.update(r, proto, 0, tcpFlags, now);
+  ct.start(r, proto, l4, m.l4len, now);
   let nhHi = lpm.routeNextHopHi(rt), nhLo = lpm.routeNextHopLo(rt);
   if ((nhHi | nhLo) == 0) { nhHi = dhi; nhLo = dlo; }
   egress.prime(r, zone, ifIndex, loadMac(m.frame + eth.SRC), lpm.routeIface(rt), nhHi, nhLo, now);

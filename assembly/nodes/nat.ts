@@ -26,7 +26,7 @@
 // connection that is already closing (TIME_WAIT, or CLOSE after a RST), as Linux does since 6.5
 // (nf_nat_used_tuple_harder) rather than refusing while it times out.
 import { Reason } from "../reasons";
-import { iface, IF_EXTERNAL, isRouterAddressV4 } from "../router";
+import { iface, IF_EXTERNAL, IF_TCP_LIBERAL, IF_TCP_NO_PICKUP, isRouterAddressV4 } from "../router";
 import * as flow from "../tables/flow";
 import * as lpm from "../tables/lpm";
 import * as natrules from "../tables/natrules";
@@ -63,7 +63,7 @@ export let routedNextHop: u32 = 0;
 
 export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32,
                               tcpFlags: u32, origHash: u32, now: u32): i32 {
-  let state = ct.initialState(proto, tcpFlags);
+  let state = ct.initialState(proto, tcpFlags, zone);
   if (state == ct.State.None) return -<i32>Reason.CtInvalidNew;
 
   let dstIsRouter = isRouterAddressV4(zone, dst);
@@ -104,6 +104,8 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   if (rt == 0) return -<i32>Reason.NoRoute;
   if (lpm.routeFlags(rt) & lpm.ROUTE_BLACKHOLE) return -<i32>Reason.RouteBlackhole;
   let outIf = lpm.routeIface(rt);
+  let ifFlags = <u32>(iface(ifIn).flags | iface(outIf).flags);
+  if (state == ct.State.TcpEstablished && (ifFlags & IF_TCP_NO_PICKUP)) return -<i32>Reason.CtInvalidNew;
   routedIface = outIf;
   routedNextHop = <u32>lpm.routeNextHopLo(rt);
   if (routedNextHop == 0) routedNextHop = dsrBackend != 0 ? dsrBackend : ndst;
@@ -176,8 +178,8 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   let r = flow.rec(<u32>ri);
   flow.setTuples(r, zone, proto, state, (snat ? flow.CT_SNAT : 0) | (dnat ? flow.CT_DNAT : 0) | (eimRule >= 0 ? flow.CT_EIM : 0),
                  src, dst, sport, dport, ndst, nsrc, rSport, nsport, now);
-  store<u32>(r, now, 32);
   store<u32>(r, now + ct.timeout(state), 36);
+  if (ifFlags & IF_TCP_LIBERAL) ct.markLiberal(r);
   if (dsrBackend != 0) {
     store<u32>(r, dsrBackend, 92);
     store<u8>(r, CT_DSR, 29);

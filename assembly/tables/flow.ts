@@ -7,28 +7,33 @@
 // ports, the checksum deltas they cause (with the TTL decrement folded in), the egress interface and
 // the next-hop MAC. An established packet is one index probe, one record, a few stores.
 //
-// Memory per connection: a 96-byte record plus four 8-byte index slots (two keys, index at most half
-// full) = 128 bytes. The index slot holds the key's 32-bit hash and (record << 1 | direction) + 1, so
-// a probe only touches the record when the hash matches.
+// Memory per connection: a 128-byte record plus four 8-byte index slots (two keys, index at most half
+// full) = 160 bytes. The index slot holds the key's 32-bit hash and (record << 1 | direction) + 1, so
+// a probe only touches the record when the hash matches. 128 bytes is two cache lines, which the fast
+// path reads and writes: the tuples, state and next hops in the first, the counters and TCP windows in
+// the second.
 //
-// Record (96 bytes, little-endian; addresses and ports as numbers, not wire order):
+// Record (128 bytes, little-endian; addresses and ports as numbers, not wire order):
 //   0  u32 orig src        4  u32 orig dst        8  u16 orig sport     10 u16 orig dport
 //   12 u32 reply src       16 u32 reply dst       20 u16 reply sport    22 u16 reply dport
 //   24 u16 zone            26 u8 protocol         27 u8 state           28 u8 flags
 //   29 u8 tcp flags seen   30 u16 route generation (low 16 bits; 0 = egress not resolved)
-//   32 u32 last seen (ms)  36 u32 expires (ms)
+//   32 u8 orig TCP window scale and flags, 33 u8 reply (nodes/tcpwindow.ts)    34 u16 unused
+//   36 u32 expires (ms)
 //   40 u16 orig egress interface     42 u16 reply egress interface
 //   44 6 bytes orig next-hop MAC     50 6 bytes reply next-hop MAC
 //   56 u16 orig IP checksum delta    58 u16 orig L4 checksum delta
 //   60 u16 reply IP checksum delta   62 u16 reply L4 checksum delta
 //   64 u32 orig packets    68 u32 reply packets  72 u64 orig bytes      80 u64 reply bytes
 //   88 u32 created (ms)    92 u32 policy generation (free records: next free record + 1)
+//   96 TCP window of the original direction: u32 end, u32 maxend, u32 maxwin, u32 maxack
+//   112 the same for the reply direction
 import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
 import * as arena from "../arena";
 import * as addr6 from "./addr6";
 import * as eim from "./eim";
 
-export const RECORD_SIZE: usize = 96;
+export const RECORD_SIZE: usize = 128;
 
 // flags
 export const CT_IN_USE: u8 = 1;
