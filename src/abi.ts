@@ -89,6 +89,8 @@ export interface NetplaneExports {
   ct_state_name(s: number): number;
   ct_set_timeout(state: number, ms: number): number;
   ct_timeout(state: number): number;
+  ct_zone_set_tcp(zone: number, flags: number): number;
+  ct_zone_tcp(zone: number): number;
   ratelimit_set(which: number, perSecond: number, burst: number): number;
   lb_set(zone: number, proto: number, vip: number, extPort: number, intPort: number, dist: number, flags: number): number;
   lb_backend_add(zone: number, proto: number, vip: number, extPort: number, addr: number): number;

@@ -5,7 +5,8 @@
 // the port in the dataplane. A change compiles everything it touches before binding anything, so a
 // refused rule set leaves every port as it was; every binding starts a new policy generation, which
 // re-classifies established connections on their next packet.
-import { NetplaneError, ABI_ERRORS, type DataplaneView } from './abi.js';
+import { NetplaneError, ABI_ERRORS, abi, type DataplaneView } from './abi.js';
+import { tcpFlags, type TcpTracking } from './router.js';
 import { compileAcl, readHits, normalize, AclError, type AclRule, type AclAction } from './compile/acl.js';
 
 export type { AclRule, AclAction };
@@ -14,11 +15,13 @@ export interface PortAclSpec {
   rules?: AclRule[];
   defaultIn?: AclAction;    // to the endpoint; default Allow
   defaultOut?: AclAction;   // from the endpoint; default Allow
+  tcp?: TcpTracking;        // TCP tracking of the port's connections; default not liberal, no pickup
 }
 
 interface Bound { blob: number; ids: string[] }
 
 const DIRS = ['Out', 'In'] as const;
+const ACL_ZONE_BASE = 1024;
 
 export class Acls {
   private networkRules = new Map<number, AclRule[]>();
@@ -50,6 +53,9 @@ export class Acls {
       const a = spec[k];
       if (a !== undefined && a !== 'Allow' && a !== 'Block') throw new NetplaneError(k, `must be "Allow" or "Block", got ${JSON.stringify(a)}`);
     }
+    // The port's conntrack zone (1024 + port): its ACL connections. Pickup is off unless asked for
+    // (assembly/nodes/ct.ts says why).
+    const tcp = tcpFlags({ pickup: false, ...spec.tcp });
     const old = this.portSpecs.get(port);
     this.portSpecs.set(port, spec);
     try {
@@ -58,6 +64,7 @@ export class Acls {
       if (old) this.portSpecs.set(port, old); else this.portSpecs.delete(port);
       throw e;
     }
+    abi('tcp', this.dp.exports.ct_zone_set_tcp(ACL_ZONE_BASE + port, tcp));
   }
 
   // Called when a port is added (it gets its network's rules) or removed (its bindings go).
@@ -65,6 +72,7 @@ export class Acls {
   portRemoved(port: number): void {
     this.portSpecs.delete(port);
     for (const d of DIRS) this.release(`${port}/${d}`);
+    this.dp.exports.ct_zone_set_tcp(ACL_ZONE_BASE + port, tcpFlags({ pickup: false }));
   }
 
   // Hits per rule Id (rules without an Id are named by their position), for a port or all ports.

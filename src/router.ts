@@ -14,6 +14,13 @@ export interface InterfaceSpec {
   address?: string;         // gateway address with on-link prefix, "10.0.0.1/24"
   address6?: string;        // gateway IPv6 address with on-link prefix, "fd00::1/64"
   external?: boolean;       // the compartment's uplink: source NAT translates to its address
+  tcp?: TcpTracking;        // for connections routed in or out through it (either end's interface decides)
+}
+
+// TCP tracking options (Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose).
+export interface TcpTracking {
+  liberal?: boolean;        // segments outside the window pass (the RST check stays); default false
+  pickup?: boolean;         // a connection may start mid-stream from a plain ACK segment; default true
 }
 
 export interface RouteSpec {
@@ -73,6 +80,8 @@ export interface Connection {
 }
 
 const IF_EXTERNAL = 1;
+const IF_TCP_LIBERAL = 2;
+const IF_TCP_NO_PICKUP = 4;
 const ROUTE_BLACKHOLE = 1;
 const MAX_INTERFACES = 4096;
 const MAX_SNAT = 256;
@@ -137,7 +146,7 @@ function macParts(s: string, field: string): [number, number] {
 }
 
 export class Router {
-  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6'>> & { address?: string; address6?: string }>();
+  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6' | 'tcp'>> & { address?: string; address6?: string; tcp?: TcpTracking }>();
   private snatUsed = new Set<number>();
   private balancers = new Map<number, { spec: LoadBalancerSpec; keys: number[][] }>();
   private nextBalancer = 1;
@@ -164,7 +173,9 @@ export class Router {
     const addr6 = spec.address6 !== undefined ? parsePrefix6(spec.address6, 'address6') : undefined;
     if (addr6 && addr6[1] === 0) throw new NetplaneError('address6', 'an interface address needs an on-link prefix length of 1 to 128');
     const x = this.dp.exports;
-    abi('interface', x.iface_configure(id, compartment, spec.network, vlan, hi, lo, spec.external ? IF_EXTERNAL : 0));
+    const tcp = spec.tcp ? tcpFlags(spec.tcp) : 0;
+    const flags = (spec.external ? IF_EXTERNAL : 0) | (tcp & 1 ? IF_TCP_LIBERAL : 0) | (tcp & 2 ? IF_TCP_NO_PICKUP : 0);
+    abi('interface', x.iface_configure(id, compartment, spec.network, vlan, hi, lo, flags));
     const undo = (field: string, e: number) => {
       if (e >= 0) return;
       x.iface_remove(id);
@@ -172,7 +183,7 @@ export class Router {
     };
     if (addr) undo('address', x.iface_set_ipv4(id, addr[0], addr[1]));
     if (addr6) undo('address6', x.iface_set_ipv6(id, ...addr6[0], addr6[1]));
-    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, address: spec.address, address6: spec.address6 });
+    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, address: spec.address, address6: spec.address6, ...(spec.tcp ? { tcp: { ...spec.tcp } } : {}) });
     return id;
   }
 
@@ -432,6 +443,17 @@ export class Router {
     abi('timeout', this.dp.exports.ct_set_timeout(i, ms));
   }
 
+  // TCP tracking of a compartment's conntrack zone (both families), from each connection's next packet.
+  setConntrackTcp(compartment: number, tcp: TcpTracking): void {
+    intIn('compartment', compartment, 0, MAX_COMPARTMENTS - 1);
+    abi('tcp', this.dp.exports.ct_zone_set_tcp(compartment, tcpFlags(tcp)));
+  }
+
+  conntrackTcp(compartment = 0): Required<TcpTracking> {
+    intIn('compartment', compartment, 0, MAX_COMPARTMENTS - 1);
+    return tcpTracking(this.dp.exports.ct_zone_tcp(compartment));
+  }
+
   conntrackTimeouts(): Record<string, number> {
     const out: Record<string, number> = {};
     this.dp.ctStates.forEach((name, i) => { if (i > 0) out[name] = this.dp.exports.ct_timeout(i); });
@@ -470,4 +492,15 @@ export class Router {
     for (let i = 0; i < max; i++) if (!used.has(i)) return i;
     throw new NetplaneError(field, `all ${max} are in use`);
   }
+}
+
+// ct_zone_set_tcp's flags: 1 liberal, 2 no pickup.
+export function tcpFlags(tcp: TcpTracking): number {
+  for (const k of ['liberal', 'pickup'] as const) {
+    if (tcp[k] !== undefined && typeof tcp[k] !== 'boolean') throw new NetplaneError(`tcp.${k}`, `must be true or false, got ${JSON.stringify(tcp[k])}`);
+  }
+  return (tcp.liberal ? 1 : 0) | (tcp.pickup === false ? 2 : 0);
+}
+export function tcpTracking(flags: number): Required<TcpTracking> {
+  return { liberal: (flags & 1) !== 0, pickup: (flags & 2) === 0 };
 }

@@ -155,8 +155,10 @@ test('TCP through masquerade: the state machine from SYN to TIME_WAIT', () => {
   assert.is(state(), 'TIME_WAIT');
 });
 
-test('an invalid TCP transition is dropped and counted; a TCP segment without SYN starts nothing', () => {
+test('an invalid TCP transition is dropped and counted; with pickup off, a TCP segment without SYN starts nothing', () => {
   const { send, sw, rt } = host();
+  rt.setConntrackTcp(0, { pickup: false });
+  assert.equal(rt.conntrackTcp(0), { liberal: false, pickup: false });
   assert.equal(send(0, frame(A.mac, GW0.mac, v4(A.ip, '1.2.3.4', tcp({ srcPort: 50001, dstPort: 443, flags: 'A' })))), []);
   assert.is(sw.counters().drops.ct_invalid_new, 1);
   assert.is(rt.connections().length, 0);
