@@ -2,7 +2,8 @@
 // ports by socat over UDP, real ping, real TCP through netplane: a NAT network (the HCN model driving
 // the switch), masquerade to an outside host, a port mapping from outside and by hairpin, pings that
 // keep flowing while their endpoints and network are modified, ACLs stopping and cutting connections, two compartments with the same addresses that never see each
-// other, and a restart from the state directory after which the hosts talk again.
+// other, and a restart from the state directory after which the hosts talk again and their established
+// TCP connections (through a port mapping and through masquerade) carry on.
 //
 // They need root and /dev/net/tun. Where those are missing they fail loudly in CI (CI=true) and,
 // elsewhere, fail with the reason too: there is no silent skip.
@@ -42,7 +43,7 @@ test.before(async () => {
   host = newHost();
   host.store.create('network', NAT);
   const a = host.store.create('endpoint', { ID: 'a', HostComputeNetwork: 'nat' });
-  const b = host.store.create('endpoint', { ID: 'b', HostComputeNetwork: 'nat', Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 80, ExternalPort: 8080 } }] });
+  const b = host.store.create('endpoint', { ID: 'b', HostComputeNetwork: 'nat', Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 80, ExternalPort: 8080 } }, { Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 85, ExternalPort: 8095 } }] });
   const up = host.addUplinkPort();
   A = await linuxHost(host.sw, host.portOf('a')!, 'a', { mac: a.MacAddress, address: '172.30.0.2/24', gateway: '172.30.0.1' });
   B = await linuxHost(host.sw, host.portOf('b')!, 'b', { mac: b.MacAddress, address: '172.30.0.3/24', gateway: '172.30.0.1' });
@@ -205,8 +206,26 @@ test('two compartments with the same subnet carry traffic without seeing each ot
   assert.equal([...zones].sort(), [1, 2]);
 });
 
-test('a restart from the state directory: same objects, and the hosts talk again', async () => {
+test('a restart from the state directory: same objects, the hosts talk again, and established TCP connections through a port mapping and through masquerade carry on', async () => {
   if (missing) return;
+  // Two long-lived connections: OUT to 192.168.100.1:8095 (B:85 by a port mapping) and A to OUT:8001
+  // (masquerade). Each client reads what to send from a FIFO that a sleeping writer holds open.
+  const pm = { fifo: join(work, 'pm.fifo'), recv: join(work, 'pm.recv') };
+  const mq = { fifo: join(work, 'mq.fifo'), recv: join(work, 'mq.recv') };
+  for (const c of [pm, mq]) { await exec(A.ns, `mkfifo ${c.fifo}`); writeFileSync(c.recv, ''); }
+  background(B.ns, `socat -u TCP-LISTEN:85,reuseaddr OPEN:${pm.recv},append`);
+  background(OUT.ns, `socat -u TCP-LISTEN:8001,reuseaddr OPEN:${mq.recv},append`);
+  await wait(300);
+  background(OUT.ns, `socat -u OPEN:${pm.fifo} TCP:192.168.100.1:8095,retry=20,interval=0.2`);
+  background(A.ns, `socat -u OPEN:${mq.fifo} TCP:192.168.100.2:8001,retry=20,interval=0.2`);
+  for (const c of [pm, mq]) background(A.ns, `sleep 600 > ${c.fifo}`);
+  const say = (c: typeof pm, line: string) => exec(A.ns, `sh -c 'echo ${line} >> ${c.fifo}'`);
+  const heard = (c: typeof pm, line: string) => () => readFileSync(c.recv, 'utf8').includes(line);
+  await say(pm, 'before-pm');
+  await say(mq, 'before-mq');
+  await eventually(heard(pm, 'before-pm'));
+  await eventually(heard(mq, 'before-mq'));
+  const masqueraded = host.sw.router.connections().find((c) => c.original.dport === 8001)!;
   const ports = { a: A.transport.address().port, b: B.transport.address().port, out: OUT.transport.address().port };
   const objects = host.store.snapshot();
   for (const t of [A, B, OUT]) await t.transport.close();
@@ -216,14 +235,27 @@ test('a restart from the state directory: same objects, and the hosts talk again
   A.transport = await UdpTransport.open(host.sw, host.portOf('a')!, { bind: { host: '127.0.0.1', port: ports.a } });
   B.transport = await UdpTransport.open(host.sw, host.portOf('b')!, { bind: { host: '127.0.0.1', port: ports.b } });
   OUT.transport = await UdpTransport.open(host.sw, up, { bind: { host: '127.0.0.1', port: ports.out } });
-  // The hosts speak first (socat's side of the UDP path learns nothing; ours learns the peer).
-  await exec(B.ns, 'ping -c 1 -W 1 172.30.0.1 >/dev/null 2>&1; true');
-  await exec(OUT.ns, 'ping -c 1 -W 1 192.168.100.1 >/dev/null 2>&1; true');
-  const ping = await exec(A.ns, 'ping -c 3 -i 0.3 -W 2 172.30.0.3');
-  assert.match(ping.out, /[1-3] received/, ping.out + ping.err);
-  const out = await exec(A.ns, 'socat -T 5 - TCP:192.168.100.2:8000,retry=20,interval=0.3 </dev/null');
-  assert.match(out.out, /peer=192\.168\.100\.1\b/);
-  for (const t of [A, B, OUT]) await t.transport.close();
+  // The re-opened transports close even when an assertion fails (else they hold the test run open).
+  try {
+    // The hosts speak first (socat's side of the UDP path learns nothing; ours learns the peer).
+    await exec(B.ns, 'ping -c 1 -W 1 172.30.0.1 >/dev/null 2>&1; true');
+    await exec(OUT.ns, 'ping -c 1 -W 1 192.168.100.1 >/dev/null 2>&1; true');
+    const ping = await exec(A.ns, 'ping -c 3 -i 0.3 -W 2 172.30.0.3');
+    assert.match(ping.out, /[1-3] received/, ping.out + ping.err);
+    const out = await exec(A.ns, 'socat -T 5 - TCP:192.168.100.2:8000,retry=20,interval=0.3 </dev/null');
+    assert.match(out.out, /peer=192\.168\.100\.1\b/);
+    // The new dataplane knows neither connection: their next segments pick them up (loose pickup), and
+    // masquerade takes the same external port, which is free.
+    await say(pm, 'after-pm');
+    await say(mq, 'after-mq');
+    await eventually(heard(pm, 'after-pm'), 15000);
+    await eventually(heard(mq, 'after-mq'), 15000);
+    const again = host.sw.router.connections().find((c) => c.original.dport === 8001)!;
+    assert.equal(again.reply.dport, masqueraded.reply.dport, 'the same external port');
+    assert.ok(host.sw.counters().stats.ct_tcp_pickups >= 2);
+  } finally {
+    for (const t of [A, B, OUT]) await t.transport.close();
+  }
 });
 
 test('the native TAP attach: two hosts on the native TAP helper ping and move 4 MB over TCP', async () => {
