@@ -160,6 +160,11 @@ const schema = {
         Dns: ref('dns'),
         // Bits 0-2 (STP, PAUSE, LACP) are refused: a multiple of 8.
         GroupFwdMask: { type: 'integer', minimum: 0, maximum: 65535, multipleOf: 8 },
+        TcpTracking: {
+          description: "netplane's extension: conntrack's TCP tracking of the network's connections (Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose)",
+          type: 'object', additionalProperties: false,
+          properties: { Liberal: { type: 'boolean' }, Pickup: { type: 'boolean' } },
+        },
       },
       if: { required: ['Type'], properties: { Type: { const: 'NAT' } } },
       then: {

@@ -114,6 +114,25 @@ test('endpoint ACL policies and explicit defaults from the model reach the datap
   assert.is(host.sw.acls.hits(host.portOf('b'))['dns'], 1);
 });
 
+test('a network\'s TcpTracking reaches its gateway (routed connections) and its endpoints\' ACL zones', () => {
+  const { host, uplink, send } = boot();
+  host.store.create('network', NAT);
+  const ep = host.store.create('endpoint', { ID: 'web', HostComputeNetwork: 'nat', AclDefaults: { In: 'Block' } });
+  const port = host.portOf('web')!, ip = ep.IpConfigurations[0].IpAddress;
+  const mid = (sport: number) => ethernet({ src: ep.MacAddress, dst: gwMac(host), payload: ipv4({ src: ip, dst: '8.8.8.8', payload: tcp({ srcPort: sport, dstPort: 443, flags: 'A', seq: 1, ack: 1 }) }) });
+  // By default a routed connection is picked up mid-stream, but the endpoint's ACL zone (it has
+  // ACLs: a Block default) refuses to.
+  assert.equal(send(port, mid(40000)), []);
+  assert.is(host.sw.counters().drops.ct_invalid_new, 1);
+  host.store.modify('network', 'nat', { ...NAT, TcpTracking: { Pickup: true, Liberal: true } });
+  assert.equal(send(port, mid(40001)).map(([p]) => p), [uplink], 'picked up by both');
+  const gw = [...host.sw.router.interfaces.values()].find((f) => f.address?.startsWith('172.20.0.1'))!;
+  assert.equal(gw.tcp, { liberal: true, pickup: true });
+  host.store.modify('network', 'nat', { ...NAT, TcpTracking: { Pickup: false } });
+  assert.equal(send(host.portOf('web')!, mid(40002)), []);
+  assert.is(host.sw.counters().drops.ct_invalid_new, 2);
+});
+
 test('deleting objects removes what they compiled to', () => {
   const { host } = boot();
   host.store.create('network', NAT);

@@ -25,6 +25,9 @@
 // What is still released when the apply ends belonged to an object that is gone and is removed then;
 // an object created later, even under the same ID, never gets another's port.
 //
+// A network's TcpTracking goes to its gateway interface (the connections routed through it) and to its
+// endpoints' ACL zones.
+//
 // What each network type does here (docs/model.md says it for users):
 //   NAT        its own broadcast domain with a gateway (router interface in the host compartment 0),
 //              masqueraded to the host's uplink (when one is configured) except for the network's
@@ -203,6 +206,7 @@ export class HostCompiler {
         compartment: HOST_COMPARTMENT, network, vlan,
         address: v4 ? `${gatewayOf(v4)}/${prefix(v4.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
         address6: v6 ? `${gatewayOf(v6)}/${prefix(v6.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
+        tcp: n.TcpTracking ? { liberal: n.TcpTracking.Liberal, pickup: n.TcpTracking.Pickup } : undefined,
       });
       this.gatewayInterface.set(n.ID, gw);
       undo.push(() => { this.gatewayInterface.delete(n.ID); this.releasedGateways.release(n.ID, gw); });
@@ -240,7 +244,8 @@ export class HostCompiler {
     const kept = this.releasedGateways.claim(network);
     if (kept === undefined) return rt.addInterface(spec);
     const old = rt.interfaces.get(kept)!;
-    if (old.compartment === spec.compartment && old.network === spec.network && old.vlan === spec.vlan && old.address === spec.address && old.address6 === spec.address6) return kept;
+    if (old.compartment === spec.compartment && old.network === spec.network && old.vlan === spec.vlan && old.address === spec.address && old.address6 === spec.address6 &&
+        JSON.stringify(old.tcp ?? {}) === JSON.stringify(spec.tcp ?? {})) return kept;
     rt.removeInterface(kept);
     try {
       return rt.addInterface({ ...spec, id: kept, mac: old.mac });
@@ -285,7 +290,9 @@ export class HostCompiler {
       }
     }
     // Replaces what the port had (its previous version's ACL); it goes when the port does.
-    sw.acls.setPortAcl(port.id, { rules, defaultIn: e.AclDefaults?.In, defaultOut: e.AclDefaults?.Out });
+    // The port's ACL zone tracks TCP as its network says; it picks up only when told to (src/acl.ts).
+    const tcp = net.TcpTracking ? { liberal: net.TcpTracking.Liberal, pickup: net.TcpTracking.Pickup === true } : undefined;
+    sw.acls.setPortAcl(port.id, { rules, defaultIn: e.AclDefaults?.In, defaultOut: e.AclDefaults?.Out, tcp });
   }
 
   private compileBalancer(lb: HostComputeLoadBalancer, state: ModelState, undo: Undo[]): void {

@@ -74,6 +74,14 @@ export interface HostComputeNetwork {
   // netplane extension: which reserved group addresses 01:80:c2:00:00:0n the network's switch
   // forwards (bit n), as the Linux bridge's group_fwd_mask; 0 (the default) forwards none of 01-0f.
   GroupFwdMask?: number;
+  TcpTracking?: TcpTracking;  // netplane extension: conntrack's TCP tracking for the network's connections
+}
+
+// Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose, for one network (docs/model.md).
+export interface TcpTracking {
+  Liberal?: boolean;          // segments outside the TCP window pass (default false)
+  Pickup?: boolean;           // connections are picked up mid-stream, as after a restart (default true
+                              // for routed traffic; an endpoint's ACLs pick up only when this is true)
 }
 
 export interface IpConfig {

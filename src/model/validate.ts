@@ -161,7 +161,7 @@ function portMapping(v: unknown, field: string): PortMappingPolicySetting {
 
 export function validateNetwork(v: unknown): HostComputeNetwork {
   const o = object(v, '');
-  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask']);
+  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking']);
   if (!NETWORK_TYPES.includes(o.Type as NetworkType)) throw invalid('Type', `must be one of ${NETWORK_TYPES.join(', ')}, got ${JSON.stringify(o.Type)}`);
   const n: HostComputeNetwork = { ID: id(o.ID, 'ID'), Type: o.Type as NetworkType };
   const name = optString(o.Name, 'Name');
@@ -223,6 +223,16 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
     // As Linux's bridge refuses them: STP is the bridge's own, PAUSE and LACP are link-local by definition.
     if (m & 0x7) throw invalid('GroupFwdMask', 'bits 0-2 (STP, PAUSE, LACP: 01:80:c2:00:00:00-02) can never be forwarded');
     n.GroupFwdMask = m;
+  }
+  if (o.TcpTracking !== undefined) {
+    const t = object(o.TcpTracking, 'TcpTracking');
+    known(t, 'TcpTracking', ['Liberal', 'Pickup']);
+    n.TcpTracking = {};
+    for (const k of ['Liberal', 'Pickup'] as const) {
+      if (t[k] === undefined) continue;
+      if (typeof t[k] !== 'boolean') throw invalid(`TcpTracking.${k}`, `must be true or false, got ${JSON.stringify(t[k])}`);
+      n.TcpTracking[k] = t[k] as boolean;
+    }
   }
   if (n.Type === 'NAT' && !(n.Ipams?.some((i) => i.Subnets.some((s) => !s.IpAddressPrefix.includes(':'))))) {
     throw invalid('Ipams', 'a NAT network needs an IPv4 subnet');
