@@ -1,7 +1,8 @@
 // TCP sequence and window tracking (assembly/nodes/tcpwindow.ts), liberal zones and loose pickup, through
 // masquerade, a port mapping, hairpin, IPv6 and a port's ACL. The verdicts are Linux's tcp_in_window's
 // for the same segments: what Linux marks invalid is a drop with a named reason here, what it ignores
-// passes.
+// passes. Each IPv4 verdict and state here was checked against Linux 6.18 (a namespace router with
+// `ct state invalid counter drop`, the same sequence numbers, windows and options).
 //
 // Host: A 10.0.0.2 and B 10.0.0.3 behind if 0 (10.0.0.1/24); the outside (port 2) behind if 1
 // (192.168.1.1/24, external) with the next hop R; masquerade for 10.0.0.0/24; tcp 8080 -> B:80.
@@ -76,6 +77,9 @@ test('a SYN-ACK that acknowledges more than the SYN is dropped (ct_tcp_ack_out_o
   assert.equal(h.send(2, inn({ flags: 'SA', seq: 5000, ack: 9999 })), [], 'ack 9999 for a SYN at 1000');
   assert.is(h.drops().ct_tcp_ack_out_of_window, 1);
   assert.is(h.rt.connections()[0].state, 'SYN_SENT', 'the connection did not move');
+  // An ACK from far below is not invalid for Linux either: it passes, ignored, and moves nothing.
+  assert.equal(h.send(2, inn({ flags: 'SA', seq: 5000, ack: 1000 - 100_000 })), [0]);
+  assert.is(h.rt.connections()[0].state, 'SYN_SENT');
   assert.equal(h.send(2, inn({ flags: 'SA', seq: 5000, ack: 1001 })), [0]);
   assert.is(h.rt.connections()[0].state, 'SYN_RECV');
 });

@@ -1,4 +1,4 @@
-// IPv6 addresses interned as 32-bit ids, so IPv6 connections fit the same 96-byte conntrack record
+// IPv6 addresses interned as 32-bit ids, so IPv6 connections fit the same conntrack record
 // (and the same lookup, state machine, timeouts and expiry) as IPv4 ones: a connection stores the ids
 // of its two addresses where an IPv4 connection stores the addresses themselves. Each connection holds
 // a reference to both; an address is forgotten with its last connection. Ids are stable (record
