@@ -79,7 +79,7 @@ function describe(sw: Traceable, s: { step: string; a: number; b: number; c: num
       const who = s.c ? `rule ${JSON.stringify(ids[s.c - 1] ?? String(s.c - 1))}` : 'no rule matched: default action';
       return `${where}: ${who}: ${s.d ? 'allow' : 'block'}`;
     }
-    case 'conntrack': return s.a ? `hit: connection ${s.b}, ${s.c ? 'reply' : 'original'} direction, now ${sw.dp.ctStates[s.d] ?? s.d}` : 'miss: a new connection';
+    case 'conntrack': return s.a ? `hit: connection ${s.b}, ${s.c ? 'reply' : 'original'} direction, ${s.a === 2 ? 'TCP segment outside the window, ignored (passes, moves nothing): still' : 'now'} ${sw.dp.ctStates[s.d] ?? s.d}` : 'miss: a new connection';
     case 'dnat': return `destination ${ipv4String(s.b)}:${s.c}${s.d ? ' (chosen by a load balancer)' : ''}`;
     case 'route': return s.a ? `interface ${s.b}${s.c ? `, next hop ${ipv4String(s.c)}` : ''}${s.d & 1 ? ' (blackhole)' : ''}` : 'no route';
     case 'snat': return `source ${ipv4String(s.b)}:${s.c}`;

@@ -102,6 +102,9 @@ test('data beyond the receiver\'s window is dropped (ct_tcp_out_of_window); data
   const ignored = h.sw.counters().stats.ct_tcp_ignored;
   assert.equal(h.send(0, out({ flags: 'PA', seq: 1001 - 100_000, ack: 5101, payload: data })), [2]);
   assert.is(h.sw.counters().stats.ct_tcp_ignored, ignored + 1);
+  // The trace says which and why.
+  assert.match(h.sw.trace(0, out({ flags: 'PA', seq: 1001 - 100_000, ack: 5101, payload: data })).text, /conntrack +hit: connection \d+, original direction, TCP segment outside the window, ignored/);
+  assert.match(h.sw.trace(0, out({ flags: 'PA', seq: 1001 + 3_000_000, ack: 5101, payload: data })).text, /drop +ct_tcp_out_of_window/);
 });
 
 test('window scaling counts when both SYNs carry the option, and only then', () => {
