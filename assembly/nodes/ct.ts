@@ -131,20 +131,23 @@ export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, no
     if (!win.validFlags(f)) return Reason.CtTcpBadFlags;
     ns = tcpNext(r, s, dir, f);
     if (ns == State.None) return Reason.CtTcpInvalid;
-    let established = s == State.TcpEstablished && (flags & flow.CT_ASSURED) != 0;
     let checked = true;
     if (f & tcp.RST) {
       // A closing connection takes any RST (Linux: its tuple may already be reused); others only
       // one where the receiver's ACKs say the sender is.
       if (s >= <u32>State.TcpFinWait) checked = false;
       else {
+        let established = s == State.TcpEstablished && (flags & flow.CT_ASSURED) != 0;
         let v = win.checkRst(r, dir, l4, established);
         if (v == win.KEEP_STATE) ns = s;
         else if (v != 0) return <Reason>v;
       }
     }
     if (checked) {
-      let v = win.check(r, dir, s, l4, l4len, f, (zoneFlags(<u32>load<u16>(r, 24)) & ZONE_LIBERAL) != 0);
+      let v = win.check(r, dir, s, l4, l4len, f);
+      // Liberal (the connection's sender, or its zone): what fails a bound passes and moves its state.
+      if (v != win.ACCEPT && ((load<u8>(r + win.TDF + dir) & win.TD_LIBERAL) != 0 ||
+          (zoneFlags(<u32>load<u16>(r, 24)) & ZONE_LIBERAL) != 0)) v = win.ACCEPT;
       if (v == win.IGNORE) {
         bump(Stat.CtTcpIgnored);
         ignored = true;
@@ -152,7 +155,7 @@ export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, no
       }
       if (v != win.ACCEPT) return <Reason>v;
     }
-    store<u8>(r, nextSeen, 29);
+    if (nextSeen) store<u8>(r, nextSeen, 29);
     t = timeout(ns);
     if (ns == State.TcpEstablished) {
       // Assured once both sides took part; a picked-up connection, once its other side answers.
@@ -176,15 +179,16 @@ export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, no
 // Set by update() when it passed a TCP segment without moving its connection (for the trace).
 let ignored = false;
 
-// tcpNext's new "FIN seen" bits for the record's byte 29, stored only if the segment is accepted.
+// tcpNext's new "FIN seen" bits for the record's byte 29 (0: unchanged), stored only if the segment is
+// accepted.
 let nextSeen: u8 = 0;
 
 // The state segment f of direction dir moves connection r to from state s (None: an invalid
 // transition); leaves the FIN-seen bits in nextSeen.
 function tcpNext(r: usize, s: u32, dir: u32, f: u32): u32 {
-  let seen = load<u8>(r, 29);
-  nextSeen = seen;
+  nextSeen = 0;
   if (f & tcp.RST) return State.TcpClose;
+  let seen = load<u8>(r, 29);
   let syn = (f & tcp.SYN) != 0, ack = (f & tcp.ACKF) != 0, fin = (f & tcp.FIN) != 0;
   switch (s) {
     case State.TcpSynSent: {

@@ -159,16 +159,18 @@ function initSender(r: usize, d: u32, l4: usize, end: u32, win: u32): void {
 
 // Checks segment (l4, l4len, flags f) of direction d against the connection's windows and, if it is in
 // window, records what it shows. `state` is the connection's TCP state before the segment (ct.State
-// numbering: 1 SYN_SENT, 2 SYN_RECV). Returns ACCEPT, IGNORE or the Reason of an invalid segment.
-export function check(r: usize, d: u32, state: u32, l4: usize, l4len: u32, f: u32, zoneLiberal: bool): u32 {
+// numbering: 1 SYN_SENT, 2 SYN_RECV). Returns ACCEPT, IGNORE or the Reason of an invalid segment; a
+// liberal caller passes what is not ACCEPT as it is (and, as Linux, moves no window for it).
+export function check(r: usize, d: u32, state: u32, l4: usize, l4len: u32, f: u32): u32 {
   let s = r + TD + (<usize>d << 4);
   let o = r + TD + (<usize>(d ^ 1) << 4);
   let seq = tcp.seq(l4);
   let ack = tcp.ack(l4);
   let win = tcp.window(l4);
-  let end = seq + (l4len - tcp.headerLen(l4)) + (f & tcp.SYN ? 1 : 0) + (f & tcp.FIN ? 1 : 0);
+  let hl = tcp.headerLen(l4);
+  let end = seq + (l4len - hl) + (f & tcp.SYN ? 1 : 0) + (f & tcp.FIN ? 1 : 0);
   let sack = ack;
-  if ((load<u8>(r + TDF + (d ^ 1)) & TD_SACK) && tcp.headerLen(l4) > tcp.MIN_LEN) sack = highestSack(l4, ack);
+  if (hl > tcp.MIN_LEN && (load<u8>(r + TDF + (d ^ 1)) & TD_SACK)) sack = highestSack(l4, ack);
 
   if (load<u32>(s, MAXWIN) == 0) {
     if (f & tcp.SYN) {
@@ -197,7 +199,6 @@ export function check(r: usize, d: u32, state: u32, l4: usize, l4len: u32, f: u3
   let sEnd = load<u32>(s, END), sMaxend = load<u32>(s, MAXEND), sMaxwin = load<u32>(s, MAXWIN);
   let oEnd = load<u32>(o, END), oMaxend = load<u32>(o, MAXEND), oMaxwin = load<u32>(o, MAXWIN);
   let sf = <u32>load<u8>(r + TDF + d);
-  let liberal = zoneLiberal || (sf & TD_LIBERAL) != 0;
 
   if ((f & tcp.ACKF) == 0 || ((f & tcp.RST) != 0 && ack == 0)) {
     // No ACK (or a RST with an empty one, as some stacks send): as if it acknowledged all it could.
@@ -215,13 +216,13 @@ export function check(r: usize, d: u32, state: u32, l4: usize, l4len: u32, f: u3
         overshot <= oMaxwin && before(sack, oEnd + 1)) {
       // A little more than the window allows: a peer's ACK of it must still be in window later.
       store<u32>(s, end, END);
-      return liberal ? ACCEPT : IGNORE;
+      return IGNORE;
     }
-    return liberal ? ACCEPT : <u32>Reason.CtTcpOutOfWindow;
+    return <u32>Reason.CtTcpOutOfWindow;
   }
-  if (!before(sack, oEnd + 1)) return liberal ? ACCEPT : <u32>Reason.CtTcpAckOutOfWindow;
-  if (oMaxwin != 0 && !after(end, sEnd - oMaxwin - 1)) return liberal ? ACCEPT : IGNORE;
-  if (!after(sack, oEnd - maxAckWindow(sMaxwin) - 1)) return liberal ? ACCEPT : IGNORE;
+  if (!before(sack, oEnd + 1)) return <u32>Reason.CtTcpAckOutOfWindow;
+  if (oMaxwin != 0 && !after(end, sEnd - oMaxwin - 1)) return IGNORE;
+  if (!after(sack, oEnd - maxAckWindow(sMaxwin) - 1)) return IGNORE;
 
   // In window: what the segment shows about its sender...
   if ((f & tcp.SYN) == 0) win <<= sf & <u32>SCALE_MASK;
