@@ -65,7 +65,6 @@ const TIMESTAMP_ONLY: u32 = 0x0101080a;
 
 @inline function before(a: u32, b: u32): bool { return <i32>(a - b) < 0; }
 @inline function after(a: u32, b: u32): bool { return <i32>(b - a) < 0; }
-@inline function maxAckWindow(maxwin: u32): u32 { return maxwin > MAXACKWINCONST ? maxwin : MAXACKWINCONST; }
 
 // The sequence number after the segment: its data, plus one for a SYN and one for a FIN.
 @inline export function segmentEnd(l4: usize, l4len: u32, f: u32): u32 {
@@ -161,70 +160,44 @@ function initSender(r: usize, d: u32, l4: usize, end: u32, win: u32): void {
 // window, records what it shows. `state` is the connection's TCP state before the segment (ct.State
 // numbering: 1 SYN_SENT, 2 SYN_RECV). Returns ACCEPT, IGNORE or the Reason of an invalid segment; a
 // liberal caller passes what is not ACCEPT as it is (and, as Linux, moves no window for it).
-export function check(r: usize, d: u32, state: u32, l4: usize, l4len: u32, f: u32): u32 {
+// Every established segment comes here: the rare cases (SYNs, a direction's first segment, no ACK, RST)
+// are out of line.
+@inline export function check(r: usize, d: u32, state: u32, l4: usize, l4len: u32, f: u32): u32 {
   let s = r + TD + (<usize>d << 4);
   let o = r + TD + (<usize>(d ^ 1) << 4);
   let seq = tcp.seq(l4);
   let ack = tcp.ack(l4);
   let win = tcp.window(l4);
   let hl = tcp.headerLen(l4);
-  let end = seq + (l4len - hl) + (f & tcp.SYN ? 1 : 0) + (f & tcp.FIN ? 1 : 0);
+  let end = seq + (l4len - hl) + (f & (tcp.SYN | tcp.FIN) ? (f & tcp.SYN ? 1 : 0) + (f & tcp.FIN ? 1 : 0) : 0);
   let sack = ack;
   if (hl > tcp.MIN_LEN && (load<u8>(r + TDF + (d ^ 1)) & TD_SACK)) sack = highestSack(l4, ack);
-
-  if (load<u32>(s, MAXWIN) == 0) {
-    if (f & tcp.SYN) {
-      initSender(r, d, l4, end, win);
-      if ((f & tcp.ACKF) == 0) return ACCEPT;   // the simultaneous open's SYN
-    } else {
-      // The direction's first segment is mid-stream (a connection picked up from the other side).
-      let sw = win << (<u32>load<u8>(r + TDF + d) & SCALE_MASK);
-      let mw = sw == 0 ? 1 : sw;
-      store<u32>(s, end, END);
-      store<u32>(s, mw, MAXWIN);
-      store<u32>(s, end + mw, MAXEND);
-      if (load<u32>(o, MAXWIN) == 0) {
-        store<u32>(o, sack, END);
-        store<u32>(o, sack, MAXEND);
-      } else if (sack == load<u32>(o, END) + 1) {
-        store<u32>(o, sack, END);             // most likely the answer to a keepalive
-      }
-    }
-  } else if ((f & tcp.SYN) && after(end, load<u32>(s, END)) && (state == 1 || state == 2)) {
-    // A SYN or SYN-ACK sent again with a later sequence number: the peer restarted the handshake.
-    initSender(r, d, l4, end, win);
-    if (d == 1 && (f & tcp.ACKF) == 0) return ACCEPT;
+  if ((f & tcp.SYN) != 0 || load<u32>(s, MAXWIN) == 0) {
+    if (setup(r, d, state, l4, f, end, win, sack)) return ACCEPT;
   }
 
   let sEnd = load<u32>(s, END), sMaxend = load<u32>(s, MAXEND), sMaxwin = load<u32>(s, MAXWIN);
   let oEnd = load<u32>(o, END), oMaxend = load<u32>(o, MAXEND), oMaxwin = load<u32>(o, MAXWIN);
-  let sf = <u32>load<u8>(r + TDF + d);
-
-  if ((f & tcp.ACKF) == 0 || ((f & tcp.RST) != 0 && ack == 0)) {
+  if ((f & (tcp.ACKF | tcp.RST)) != tcp.ACKF) {
     // No ACK (or a RST with an empty one, as some stacks send): as if it acknowledged all it could.
-    ack = oEnd;
-    sack = oEnd;
-  }
-  if ((f & tcp.RST) != 0 && seq == 0 && state == 1) {
-    seq = sEnd;                                  // the RST a closed port answers a SYN with
-    end = sEnd;
-  }
-
-  if (!before(seq, sMaxend + 1)) {
-    let overshot = end - sMaxend + 1;
-    if (oMaxwin != 0 && after(end, sEnd - oMaxwin - 1) && after(sack, oEnd - maxAckWindow(sMaxwin) - 1) &&
-        overshot <= oMaxwin && before(sack, oEnd + 1)) {
-      // A little more than the window allows: a peer's ACK of it must still be in window later.
-      store<u32>(s, end, END);
-      return IGNORE;
+    if ((f & tcp.ACKF) == 0 || ack == 0) {
+      ack = oEnd;
+      sack = oEnd;
     }
-    return <u32>Reason.CtTcpOutOfWindow;
+    if ((f & tcp.RST) != 0 && seq == 0 && state == 1) {
+      seq = sEnd;                                // the RST a closed port answers a SYN with
+      end = sEnd;
+    }
   }
+  let maxAck = oEnd - (sMaxwin > MAXACKWINCONST ? sMaxwin : MAXACKWINCONST) - 1;
+
+  if (!before(seq, sMaxend + 1)) return overshoot(s, end, sEnd, sMaxend, oEnd, oMaxwin, sack, maxAck);
   if (!before(sack, oEnd + 1)) return <u32>Reason.CtTcpAckOutOfWindow;
   if (oMaxwin != 0 && !after(end, sEnd - oMaxwin - 1)) return IGNORE;
-  if (!after(sack, oEnd - maxAckWindow(sMaxwin) - 1)) return IGNORE;
+  if (!after(sack, maxAck)) return IGNORE;
 
   // In window: what the segment shows about its sender...
+  let sf = <u32>load<u8>(r + TDF + d);
   if ((f & tcp.SYN) == 0) win <<= sf & <u32>SCALE_MASK;
   let swin = win + (sack - ack);
   if (sMaxwin < swin) store<u32>(s, swin, MAXWIN);
@@ -241,6 +214,50 @@ export function check(r: usize, d: u32, state: u32, l4: usize, l4len: u32, f: u3
   if (oMaxwin != 0 && after(end, sMaxend)) store<u32>(o, oMaxwin + (end - sMaxend), MAXWIN);
   if (after(sack + win, oMaxend - 1)) store<u32>(o, win == 0 ? sack + 1 : sack + win, MAXEND);
   return ACCEPT;
+}
+
+// A SYN, SYN-ACK or a direction's first segment: starts or restarts its direction's window. Returns
+// true when the segment is accepted as it is (a SYN that only starts a window).
+function setup(r: usize, d: u32, state: u32, l4: usize, f: u32, end: u32, win: u32, sack: u32): bool {
+  let s = r + TD + (<usize>d << 4);
+  let o = r + TD + (<usize>(d ^ 1) << 4);
+  if (load<u32>(s, MAXWIN) == 0) {
+    if (f & tcp.SYN) {
+      initSender(r, d, l4, end, win);
+      return (f & tcp.ACKF) == 0;                // the simultaneous open's SYN
+    }
+    // The direction's first segment is mid-stream (a connection picked up from the other side).
+    let sw = win << (<u32>load<u8>(r + TDF + d) & SCALE_MASK);
+    let mw = sw == 0 ? 1 : sw;
+    store<u32>(s, end, END);
+    store<u32>(s, mw, MAXWIN);
+    store<u32>(s, end + mw, MAXEND);
+    if (load<u32>(o, MAXWIN) == 0) {
+      store<u32>(o, sack, END);
+      store<u32>(o, sack, MAXEND);
+    } else if (sack == load<u32>(o, END) + 1) {
+      store<u32>(o, sack, END);                  // most likely the answer to a keepalive
+    }
+    return false;
+  }
+  if (after(end, load<u32>(s, END)) && (state == 1 || state == 2)) {
+    // A SYN or SYN-ACK sent again with a later sequence number: the peer restarted the handshake.
+    initSender(r, d, l4, end, win);
+    return d == 1 && (f & tcp.ACKF) == 0;
+  }
+  return false;
+}
+
+// Bound I failed: the segment goes past what the receiver's window allows. By a little, with all else
+// in order, it is ignored (stacks that send a little past the window: a later ACK of it must still be
+// in window, so its end is kept); else it is invalid.
+function overshoot(s: usize, end: u32, sEnd: u32, sMaxend: u32, oEnd: u32, oMaxwin: u32, sack: u32, maxAck: u32): u32 {
+  let overshot = end - sMaxend + 1;
+  if (oMaxwin != 0 && after(end, sEnd - oMaxwin - 1) && after(sack, maxAck) && overshot <= oMaxwin && before(sack, oEnd + 1)) {
+    store<u32>(s, end, END);
+    return IGNORE;
+  }
+  return <u32>Reason.CtTcpOutOfWindow;
 }
 
 // The RST check Linux makes before the window (tcp_packet, new state CLOSE): a RST whose sequence
@@ -263,11 +280,10 @@ export function checkRst(r: usize, d: u32, l4: usize, established: bool): u32 {
   return KEEP_STATE;
 }
 
-// Linux's table of flag combinations a TCP may send (PSH, ECE and CWR aside): tcp_error().
+// Linux's table of flag combinations a TCP may send (PSH, ECE and CWR aside: tcp_error()), as a bit
+// set indexed by URG ACK RST SYN FIN (5 bits): SYN, SYN|URG, SYN|ACK, RST, RST|ACK, FIN|ACK,
+// FIN|ACK|URG, ACK, ACK|URG.
+const VALID_FLAGS: u32 = (1 << 0x02) | (1 << 0x12) | (1 << 0x0a) | (1 << 0x04) | (1 << 0x0c) | (1 << 0x09) | (1 << 0x19) | (1 << 0x08) | (1 << 0x18);
 @inline export function validFlags(f: u32): bool {
-  let k = f & (tcp.FIN | tcp.SYN | tcp.RST | tcp.ACKF | tcp.URG);
-  let u = k & ~tcp.URG;
-  if (u == tcp.SYN || u == (tcp.SYN | tcp.ACKF)) return (k & tcp.URG) == 0 || u == tcp.SYN;
-  if (u == tcp.RST || u == (tcp.RST | tcp.ACKF)) return (k & tcp.URG) == 0;
-  return u == tcp.ACKF || u == (tcp.FIN | tcp.ACKF);
+  return ((VALID_FLAGS >> ((f & 0x07) | ((f & 0x30) >> 1))) & 1) != 0;
 }
