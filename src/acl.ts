@@ -6,7 +6,7 @@
 // refused rule set leaves every port as it was; every binding starts a new policy generation, which
 // re-classifies established connections on their next packet.
 import { NetplaneError, ABI_ERRORS, abi, type DataplaneView } from './abi.js';
-import { tcpFlags, type TcpTracking } from './router.js';
+import { tcpFlags, type ConntrackTcp } from './router.js';
 import { compileAcl, readHits, normalize, AclError, type AclRule, type AclAction } from './compile/acl.js';
 
 export type { AclRule, AclAction };
@@ -15,7 +15,7 @@ export interface PortAclSpec {
   rules?: AclRule[];
   defaultIn?: AclAction;    // to the endpoint; default Allow
   defaultOut?: AclAction;   // from the endpoint; default Allow
-  tcp?: TcpTracking;        // TCP tracking of the port's connections; default not liberal, no pickup
+  tcp?: ConntrackTcp;        // TCP tracking of the port's connections; default not liberal, no pickup
 }
 
 interface Bound { blob: number; ids: string[] }

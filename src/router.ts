@@ -14,11 +14,11 @@ export interface InterfaceSpec {
   address?: string;         // gateway address with on-link prefix, "10.0.0.1/24"
   address6?: string;        // gateway IPv6 address with on-link prefix, "fd00::1/64"
   external?: boolean;       // the compartment's uplink: source NAT translates to its address
-  tcp?: TcpTracking;        // for connections routed in or out through it (either end's interface decides)
+  tcp?: ConntrackTcp;       // for connections routed in or out through it (either end's interface decides)
 }
 
 // TCP tracking options (Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose).
-export interface TcpTracking {
+export interface ConntrackTcp {
   liberal?: boolean;        // segments outside the window pass (the RST check stays); default false
   pickup?: boolean;         // a connection may start mid-stream from a plain ACK segment; default true
 }
@@ -146,7 +146,7 @@ function macParts(s: string, field: string): [number, number] {
 }
 
 export class Router {
-  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6' | 'tcp'>> & { address?: string; address6?: string; tcp?: TcpTracking }>();
+  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6' | 'tcp'>> & { address?: string; address6?: string; tcp?: ConntrackTcp }>();
   private snatUsed = new Set<number>();
   private balancers = new Map<number, { spec: LoadBalancerSpec; keys: number[][] }>();
   private nextBalancer = 1;
@@ -444,12 +444,12 @@ export class Router {
   }
 
   // TCP tracking of a compartment's conntrack zone (both families), from each connection's next packet.
-  setConntrackTcp(compartment: number, tcp: TcpTracking): void {
+  setConntrackTcp(compartment: number, tcp: ConntrackTcp): void {
     intIn('compartment', compartment, 0, MAX_COMPARTMENTS - 1);
     abi('tcp', this.dp.exports.ct_zone_set_tcp(compartment, tcpFlags(tcp)));
   }
 
-  conntrackTcp(compartment = 0): Required<TcpTracking> {
+  conntrackTcp(compartment = 0): Required<ConntrackTcp> {
     intIn('compartment', compartment, 0, MAX_COMPARTMENTS - 1);
     return tcpTracking(this.dp.exports.ct_zone_tcp(compartment));
   }
@@ -495,12 +495,12 @@ export class Router {
 }
 
 // ct_zone_set_tcp's flags: 1 liberal, 2 no pickup.
-export function tcpFlags(tcp: TcpTracking): number {
+export function tcpFlags(tcp: ConntrackTcp): number {
   for (const k of ['liberal', 'pickup'] as const) {
     if (tcp[k] !== undefined && typeof tcp[k] !== 'boolean') throw new NetplaneError(`tcp.${k}`, `must be true or false, got ${JSON.stringify(tcp[k])}`);
   }
   return (tcp.liberal ? 1 : 0) | (tcp.pickup === false ? 2 : 0);
 }
-export function tcpTracking(flags: number): Required<TcpTracking> {
+export function tcpTracking(flags: number): Required<ConntrackTcp> {
   return { liberal: (flags & 1) !== 0, pickup: (flags & 2) === 0 };
 }
