@@ -106,11 +106,13 @@ export function lookup(h: u32, zone: u32, proto: u32, src: u32, dst: u32, sport:
 // Touches a key's home index slot (see the MAC table: the batch overlaps its cache misses).
 @inline export function touch(h: u32): u64 { return load<u64>(idxBase + (<usize>(h & idxMask) << 3)); }
 
-// Touches the record the key's home slot names (its first word), if the slot holds that hash.
+// Touches the record the key's home slot names, if the slot holds that hash: both of its cache lines,
+// since the fast path needs both (the second holds the TCP windows, checked before anything is sent).
 @inline export function touchRecord(h: u32): u64 {
   let e = load<u64>(idxBase + (<usize>(h & idxMask) << 3));
   if (<u32>e != h) return 0;
-  return load<u64>(rec(((<u32>(e >> 32)) - 1) >> 1));
+  let r = rec(((<u32>(e >> 32)) - 1) >> 1);
+  return load<u64>(r) ^ load<u64>(r, 64);
 }
 
 function insertKey(h: u32, v: u32): void {
