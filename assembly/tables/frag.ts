@@ -17,7 +17,7 @@
 // would rewrite the ports an ACL classified, and RFC 5722 for IPv6); a datagram over 65535 bytes
 // (the ping of death), more than MAX_FRAGMENTS fragments, or a non-last fragment whose length is not
 // a multiple of 8 is refused. Tiny first fragments are refused by parse. Memory is fixed when the L3
-// tables are created (sizeFor below): a full table or hold area is a counted drop, and datagrams
+// tables are created (datagramsFor below): a full table or hold area is a counted drop, and datagrams
 // expire after `timeoutMs` (Linux's ipfrag_time, 30 s).
 //
 // Datagram record (RECORD_SIZE bytes):
