@@ -32,6 +32,10 @@ export const enum Stat {
   LbChoices,     // backends chosen by load balancers (one per new connection)
   CtTcpIgnored,  // TCP segments passed without moving their connection (Linux's ignore: old retransmissions, ACKs from far back)
   CtTcpPickups,  // TCP connections picked up mid-stream (loose pickup)
+  FragHeld,      // fragments held until their datagram's first fragment came
+  FragReleased,  // held fragments run again after their first fragment
+  FragExpired,   // datagrams whose fragments stopped coming before they were complete
+  FragmentsMade, // fragments the router made of packets larger than the egress MTU
   Count,
 }
 
@@ -41,6 +45,7 @@ const STAT_NAMES: StaticArray<string> = [
   "routed", "ct_created", "ct_early_drop", "ct_expired", "arp_replies", "arp_requests", "icmp_errors",
   "icmp_rate_limited", "icmp_translated", "echo_replies", "lb_choices",
   "ct_tcp_ignored", "ct_tcp_pickups",
+  "frag_held", "frag_released", "frag_expired", "fragments_made",
 ];
 
 export function statName(i: u32): string {

@@ -26,6 +26,7 @@ import * as flow from "./tables/flow";
 import * as natrules from "./tables/natrules";
 import * as eim from "./tables/eim";
 import * as addr6 from "./tables/addr6";
+import * as frag from "./tables/frag";
 import * as acl from "./tables/acl";
 import * as aclnode from "./nodes/acl";
 import * as trace from "./trace";
@@ -336,7 +337,8 @@ let l3 = false;
 // Creates the L3 tables, once, after create(): `routes` routes, `neighbors` neighbour entries, `conns`
 // tracked connections, `mappings` port mappings (DNAT) and load balancers, `addrs6` distinct IPv6
 // addresses in tracked connections. Returns 0, -3 for an argument out of its range, -14 when the
-// tables together do not fit (nothing is changed then). docs/ABI.md has the bytes per entry.
+// tables together do not fit (nothing is changed then). docs/ABI.md has the bytes per entry;
+// the fragment table is sized from `conns` (tables/frag.ts datagramsFor).
 export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32, addrs6: u32): i32 {
   if (!created) return Error.NotCreated;
   if (l3) return Error.AlreadyCreated;
@@ -347,7 +349,7 @@ export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32
   // One term per table; a new table adds its term here and its alloc below.
   neededBytes = router.bytes() + lpm.bytes(routes) + neighbor.bytes(neighbors) + flow.bytes(conns) +
                 addr6.bytes(addrs6) + eim.bytes(conns, natrules.MAX_SNAT_RULES) + natrules.bytes(mappings) +
-                ct.timeoutBytes() + ct.zoneBytes();
+                ct.timeoutBytes() + ct.zoneBytes() + frag.bytes(frag.datagramsFor(conns));
   if (!arena.reserve(neededBytes)) return Error.TooLarge;
   l3 = true;
   router.alloc();
@@ -357,6 +359,7 @@ export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32
   addr6.alloc(addrs6);
   eim.alloc(conns, natrules.MAX_SNAT_RULES);
   natrules.alloc(mappings);
+  frag.alloc(frag.datagramsFor(conns));
   ct.allocTimeouts();
   ct.allocZones();
   initBuckets();
@@ -398,6 +401,7 @@ export function iface_configure(i: u32, zone: u32, network: u32, vlan: u32, macH
   if (!mac.addStatic(mac.key(m, vlan), network, router.ROUTER_PORT + i, 0)) return Error.TableFull;
   let oldZone = <u32>f.zone, hadAddr = f.state != router.IF_FREE && f.ipv4 != 0;
   let had6 = f.state != router.IF_FREE && (f.ipv6a | f.ipv6b) != 0;
+  if (f.state == router.IF_FREE) f.mtu = router.DEFAULT_MTU;
   f.state = router.IF_UP;
   f.zone = <u16>zone;
   f.network = <u16>network;
@@ -427,6 +431,17 @@ export function iface_set_ipv4(i: u32, addr: u32, prefixLen: u32): i32 {
     return Error.TableFull;
   }
   router.bumpEpoch();
+  return Error.Ok;
+}
+
+// Sets interface i's MTU: the largest IP packet (header included) it sends, 68 .. 65535 (default
+// 1500). A larger routed packet is fragmented (IPv4 without DF) or refused with ICMP fragmentation
+// needed / Packet Too Big (nodes/mtu.ts).
+export function iface_set_mtu(i: u32, mtu: u32): i32 {
+  let e = checkIface(i);
+  if (e) return e;
+  if (mtu < router.MIN_MTU || mtu > 65535) return Error.BadArgument;
+  router.iface(i).mtu = mtu;
   return Error.Ok;
 }
 
@@ -656,6 +671,20 @@ export function ct_zone_set_tcp(zone: u32, flags: u32): i32 {
 export function ct_zone_tcp(zone: u32): u32 {
   return l3 && zone < ct.ZONES ? ct.zoneFlags(zone) : 0;
 }
+
+// IP fragments (tables/frag.ts): how long a datagram's fragments are awaited (default 30 s), and the
+// table's size (datagrams in reassembly, hold slots for fragments before their first).
+export function frag_set_timeout(ms: u32): i32 {
+  let e = checkL3();
+  if (e) return e;
+  if (ms == 0 || ms > 0x7fffffff) return Error.BadArgument;
+  frag.timeoutMs = ms;
+  return Error.Ok;
+}
+export function frag_timeout(): u32 { return frag.timeoutMs; }
+export function frag_capacity(): u32 { return frag.capacity; }
+export function frag_hold_slots(): u32 { return frag.holdSlots; }
+export function frag_count(): u32 { return frag.count; }
 
 // Rate limits of what the router originates: which 0 = ICMP errors, 1 = ARP requests.
 export function ratelimit_set(which: u32, perSecond: u32, burst: u32): i32 {

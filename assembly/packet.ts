@@ -11,6 +11,10 @@ export const FLAG_FRAGMENT: u32 = 2;      // an IP fragment (IPv4 MF/offset, IPv
 export const FLAG_LATER_FRAGMENT: u32 = 4; // a fragment other than the first: no L4 header
 export const FLAG_GROUP_DST: u32 = 8;     // broadcast or multicast destination MAC
 export const FLAG_FLOODED: u32 = 0x100;   // a copy was flooded to at least one port (the router need not account for it)
+// A held fragment run again after its first fragment (tables/frag.ts): flowHash holds that first
+// fragment's ports (sport << 16 | dport), srcHash its datagram's answer identification (frag.answer),
+// and its byte range has already been noted.
+export const FLAG_RELEASED: u32 = 0x200;
 
 @unmanaged
 export class Meta {
@@ -41,13 +45,15 @@ export const META_SIZE: usize = offsetof<Meta>();
 export let metaBase: usize = 0;
 // One more record after the batch's: the scratch record for frames the router builds itself.
 export let scratchBase: usize = 0;
-// The batch's records and the scratch record.
-export function bytes(batch: u32): u64 { return arena.span(<u64>batch + 1, META_SIZE); }
+// The batch's records, the scratch record and the released fragment's.
+export function bytes(batch: u32): u64 { return arena.span(<u64>batch + 2, META_SIZE); }
 export function alloc(batch: u32): void {
-  metaBase = arena.take(<u64>batch + 1, META_SIZE);
+  metaBase = arena.take(<u64>batch + 2, META_SIZE);
   scratchBase = metaBase + <usize>batch * META_SIZE;
 }
 @inline export function scratchMeta(): Meta { return changetype<Meta>(scratchBase); }
+// And one for a held fragment run again (tables/frag.ts), which may itself make the router send.
+@inline export function releasedMeta(): Meta { return changetype<Meta>(scratchBase + META_SIZE); }
 
 @inline export function meta(i: u32): Meta {
   return changetype<Meta>(metaBase + <usize>i * META_SIZE);

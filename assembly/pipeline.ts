@@ -10,7 +10,7 @@
 // never make the dataplane read outside its own buffers.
 import { Reason } from "./reasons";
 import * as arena from "./arena";
-import { Meta, meta, resetMeta, FLAG_GROUP_DST } from "./packet";
+import { Meta, meta, resetMeta, releasedMeta, FLAG_GROUP_DST, FLAG_RELEASED } from "./packet";
 import { port, maxPorts, STATE_UP, STATE_FREE, PORT_ACL } from "./ports";
 import { drop, bump, Stat, flushBatch } from "./counters";
 import * as counters from "./counters";
@@ -21,9 +21,10 @@ import { ingress } from "./nodes/ingress";
 import { l2learn } from "./nodes/l2learn";
 import { l2forward } from "./nodes/l2forward";
 import { l3input } from "./nodes/l3";
-import { aclCheck } from "./nodes/acl";
+import { aclCheck, HELD } from "./nodes/acl";
 import { DIR_OUT } from "./tables/acl";
 import * as flow from "./tables/flow";
+import * as frag from "./tables/frag";
 import * as router from "./router";
 import * as trace from "./trace";
 import { routedFlowHash } from "./nodes/ip4";
@@ -34,6 +35,8 @@ export const RX_DESCRIPTOR_SIZE: usize = 8;
 // MAC table slots the aging sweep visits per batch: a 1M-entry table (2M slots) is swept every 32k
 // batches, about a second at full rate; aged entries are ignored by lookups before the sweep gets there.
 const SWEEP_SLOTS_PER_BATCH: u32 = 64;
+// Fragment table records the timeout sweep visits per batch.
+const FRAG_SWEEP_PER_BATCH: u32 = 16;
 // Below this many slots (1 MiB of table) the table stays in cache and touching it first only costs.
 const TOUCH_MIN_SLOTS: u32 = 65536;
 
@@ -77,6 +80,8 @@ export function process(n: u32, now: f64): u32 {
     }
   }
 
+  if (frag.pending()) releaseHeld(t);
+  frag.sweep(t, FRAG_SWEEP_PER_BATCH);
   mac.sweep(t, SWEEP_SLOTS_PER_BATCH);
   let expired = flow.sweep(t, SWEEP_SLOTS_PER_BATCH);
   if (expired) bump(Stat.CtExpired, expired);
@@ -130,6 +135,7 @@ function touchAll(n: u32): void {
   let pt = port(m.inPort);
   let r = l2learn(m, pt, t);
   if (r == Reason.None && (pt.flags & PORT_ACL)) r = aclCheck(m, m.inPort, DIR_OUT, t);
+  if (r == HELD) return;
   if (r) {
     m.reason = r;
     drop(m.inPort, r);
@@ -177,4 +183,62 @@ function noteClassify(m: Meta): void {
   if (r == Reason.None) r = ingress(m, pt);
   if (r) drop(p, r);
   return r;
+}
+
+// Fragments held until their datagram's first fragment came (tables/frag.ts), run again now that it
+// has been through, from the stage that held them: copied into tx memory (the hold slot is reused),
+// parsed and placed in their domain again, with their first fragment's ports.
+function releaseHeld(t: u32): void {
+  let s = frag.nextPending();
+  while (s != 0) {
+    let h = frag.hold(s - 1);
+    let len = <u32>load<u16>(h, 4);
+    let p = <u32>load<u16>(h, 6);
+    let stage = <u32>load<u16>(h, 10);
+    let ifIndex = <u32>load<u16>(h, 8);
+    let ports = load<u32>(h, 12);
+    let answer = load<u32>(h, 16);
+    let f = tx.reserve(len);
+    if (f == 0) {
+      drop(p, Reason.TxBufferFull);
+    } else {
+      memory.copy(f, h + frag.HOLD_FRAME, len);
+      rerun(releasedMeta(), f, len, p, stage, ifIndex, ports, answer, t);
+    }
+    frag.freeSlot(s);
+    s = frag.nextPending();
+  }
+}
+
+function rerun(m: Meta, f: usize, len: u32, p: u32, stage: u32, ifIndex: u32, ports: u32, answer: u32, t: u32): void {
+  resetMeta(m, f, len, p);
+  let pt = port(p);
+  let r = pt.state != STATE_UP ? Reason.PortDown : parse(m);
+  if (r == Reason.None) r = ingress(m, pt);
+  if (r) {
+    drop(p, r);
+    return;
+  }
+  m.flags |= FLAG_RELEASED;
+  m.flowHash = ports;
+  m.srcHash = answer;
+  if (stage == frag.STAGE_ROUTER) {
+    l3input(m, ifIndex, t);
+    return;
+  }
+  if (pt.flags & PORT_ACL) {
+    r = aclCheck(m, p, DIR_OUT, t);
+    if (r == HELD) return;
+    if (r) {
+      drop(p, r);
+      return;
+    }
+  }
+  m.flags &= ~FLAG_RELEASED;
+  m.flowHash = 0;
+  let dst = loadMac(m.frame + eth.DST);
+  if (isGroupMac(dst)) m.flags |= FLAG_GROUP_DST;
+  m.dstHash = mac.hash(mac.key(dst, m.vlan), m.network);
+  let r3 = l2forward(m, t, p);
+  if (r3 != 0) l3input(m, r3 - 1, t);
 }

@@ -61,6 +61,15 @@ export const enum Reason {
   CtTcpAckOutOfWindow,  // a TCP segment acknowledging data never sent (Linux: ACK over upper bound), e.g. a SYN-ACK not acknowledging the SYN
   CtTcpInvalidRst,      // a TCP RST below what its receiver has acknowledged (Linux: invalid rst)
   CtTcpBadFlags,        // a TCP flag combination no stack sends (Linux: invalid tcp flag combination)
+  IpFragmentOverlap,
+  IpFragmentOversized,
+  IpFragmentTooMany,
+  IpFragmentBadLength,
+  IpFragmentTableFull,
+  IpFragmentBufferFull,
+  IpFragmentTimeout,
+  Ipv6TinyFragment,
+  MtuExceeded,
   Count,
 }
 
@@ -123,6 +132,15 @@ const NAMES: StaticArray<string> = [
   "ct_tcp_ack_out_of_window",
   "ct_tcp_invalid_rst",
   "ct_tcp_bad_flags",
+  "ip_fragment_overlap",
+  "ip_fragment_oversized",
+  "ip_fragment_too_many",
+  "ip_fragment_bad_length",
+  "ip_fragment_table_full",
+  "ip_fragment_buffer_full",
+  "ip_fragment_timeout",
+  "ipv6_tiny_fragment",
+  "mtu_exceeded",
 ];
 
 export function reasonName(r: u32): string {

@@ -13,6 +13,9 @@ import * as natrules from "./tables/natrules";
 export const ROUTER_PORT: u32 = 0xf000;   // pseudo-ports 0xf000 + interface index
 export const MAX_INTERFACES: u32 = 4096;
 
+export const DEFAULT_MTU: u32 = 1500;
+export const MIN_MTU: u32 = 68;       // RFC 791: every IPv4 module must forward 68 bytes unfragmented
+
 export const IF_FREE: u8 = 0;
 export const IF_UP: u8 = 1;
 
@@ -37,7 +40,7 @@ export class Iface {
   ipv6a: u64;       // 24: gateway IPv6 address, bytes 0-7 (all zero = none)
   ipv6b: u64;       // 32: bytes 8-15
   prefixLen6: u32;  // 40
-  mtu: u32;         // 44
+  mtu: u32;         // 44: the largest IP packet it sends (nodes/mtu.ts)
 }
 
 export const IFACE_SIZE: usize = offsetof<Iface>();

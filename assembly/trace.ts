@@ -22,6 +22,7 @@ export const enum Step {
   Egress,        // a port, b length
   Drop,          // a reason, b port
   Local,         // the router answered (a: 1 ARP / ND, 2 echo)
+  Fragment,      // a later fragment: a 0 follows its first fragment (b sport, c dport), 1 held for it
   Count,
 }
 

@@ -165,13 +165,22 @@ const schema = {
           type: 'object', additionalProperties: false,
           properties: { Liberal: { type: 'boolean' }, Pickup: { type: 'boolean' } },
         },
+        MTU: { type: 'integer', minimum: 68, maximum: 65535 },
       },
-      if: { required: ['Type'], properties: { Type: { const: 'NAT' } } },
-      then: {
-        description: 'a NAT network needs an IPv4 subnet',
-        required: ['Ipams'],
-        properties: { Ipams: { type: 'array', contains: { type: 'object', required: ['Subnets'], properties: { Subnets: { type: 'array', contains: { type: 'object', properties: { IpAddressPrefix: ref('ipv4Prefix') } } } } } } },
-      },
+      allOf: [
+        {
+          if: { required: ['Type'], properties: { Type: { const: 'NAT' } } },
+          then: {
+            description: 'a NAT network needs an IPv4 subnet',
+            required: ['Ipams'],
+            properties: { Ipams: { type: 'array', contains: { type: 'object', required: ['Subnets'], properties: { Subnets: { type: 'array', contains: { type: 'object', properties: { IpAddressPrefix: ref('ipv4Prefix') } } } } } } },
+          },
+        },
+        {
+          if: { required: ['MTU', 'Ipams'], properties: { MTU: { type: 'integer', maximum: 1279 }, Ipams: { type: 'array', contains: { type: 'object', required: ['Subnets'], properties: { Subnets: { type: 'array', contains: { type: 'object', required: ['IpAddressPrefix'], properties: { IpAddressPrefix: { type: 'string', pattern: ':' } } } } } } } } },
+          then: { description: 'an IPv6 link needs an MTU of 1280 at least (RFC 8200 §5)', not: {} },
+        },
+      ],
     },
     HostComputeEndpoint: {
       type: 'object', additionalProperties: false, required: ['ID', 'HostComputeNetwork'],

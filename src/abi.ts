@@ -58,6 +58,12 @@ export interface NetplaneExports {
   iface_configure(i: number, zone: number, network: number, vlan: number, macHi: number, macLo: number, flags: number): number;
   iface_set_ipv4(i: number, addr: number, prefixLen: number): number;
   iface_remove(i: number): number;
+  iface_set_mtu(i: number, mtu: number): number;
+  frag_set_timeout(ms: number): number;
+  frag_timeout(): number;
+  frag_capacity(): number;
+  frag_hold_slots(): number;
+  frag_count(): number;
   iface_record(i: number): number;
   iface_set_ipv6(i: number, a0: number, a1: number, a2: number, a3: number, prefixLen: number): number;
   route_add6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number, ifIndex: number, n0: number, n1: number, n2: number, n3: number, flags: number): number;

@@ -15,6 +15,7 @@ export interface InterfaceSpec {
   address6?: string;        // gateway IPv6 address with on-link prefix, "fd00::1/64"
   external?: boolean;       // the compartment's uplink: source NAT translates to its address
   tcp?: ConntrackTcp;       // for connections routed in or out through it (either end's interface decides)
+  mtu?: number;             // the largest IP packet it sends, 68-65535 (default 1500)
 }
 
 // TCP tracking options (Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose).
@@ -90,6 +91,8 @@ const MAX_EXCEPTIONS = 1024;
 const SNAT_EIM = 1;
 const SNAT_PORT_CLASS = 2;
 const MAX_COMPARTMENTS = 1024;
+const DEFAULT_MTU = 1500;
+const MIN_MTU = 68;
 
 export function ipv4Number(s: string, field: string): number {
   try {
@@ -146,7 +149,7 @@ function macParts(s: string, field: string): [number, number] {
 }
 
 export class Router {
-  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6' | 'tcp'>> & { address?: string; address6?: string; tcp?: ConntrackTcp }>();
+  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6' | 'tcp' | 'mtu'>> & { address?: string; address6?: string; tcp?: ConntrackTcp; mtu: number }>();
   private snatUsed = new Set<number>();
   private balancers = new Map<number, { spec: LoadBalancerSpec; keys: number[][] }>();
   private nextBalancer = 1;
@@ -172,6 +175,8 @@ export class Router {
     if (addr && addr[1] === 0) throw new NetplaneError('address', 'an interface address needs an on-link prefix length of 1 to 32');
     const addr6 = spec.address6 !== undefined ? parsePrefix6(spec.address6, 'address6') : undefined;
     if (addr6 && addr6[1] === 0) throw new NetplaneError('address6', 'an interface address needs an on-link prefix length of 1 to 128');
+    const mtu = spec.mtu ?? DEFAULT_MTU;
+    intIn('mtu', mtu, MIN_MTU, 65535);
     const x = this.dp.exports;
     const tcp = spec.tcp ? tcpFlags(spec.tcp) : 0;
     const flags = (spec.external ? IF_EXTERNAL : 0) | (tcp & 1 ? IF_TCP_LIBERAL : 0) | (tcp & 2 ? IF_TCP_NO_PICKUP : 0);
@@ -183,8 +188,26 @@ export class Router {
     };
     if (addr) undo('address', x.iface_set_ipv4(id, addr[0], addr[1]));
     if (addr6) undo('address6', x.iface_set_ipv6(id, ...addr6[0], addr6[1]));
-    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, address: spec.address, address6: spec.address6, ...(spec.tcp ? { tcp: { ...spec.tcp } } : {}) });
+    undo('mtu', x.iface_set_mtu(id, mtu));
+    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, address: spec.address, address6: spec.address6, mtu, ...(spec.tcp ? { tcp: { ...spec.tcp } } : {}) });
     return id;
+  }
+
+  // The interface's MTU: a routed packet larger than it is fragmented (IPv4 without DF) or refused
+  // with ICMP fragmentation needed / Packet Too Big (counted as mtu_exceeded).
+  setMtu(id: number, mtu: number): void {
+    const f = this.interfaces.get(id);
+    if (!f) throw new NetplaneError('interface', `no interface ${id}`);
+    intIn('mtu', mtu, MIN_MTU, 65535);
+    abi('mtu', this.dp.exports.iface_set_mtu(id, mtu));
+    f.mtu = mtu;
+  }
+
+  // How long a datagram's fragments are awaited (ms, default 30 000): a fragment held for its first
+  // fragment past it is dropped as ip_fragment_timeout.
+  setFragmentTimeout(ms: number): void {
+    intIn('ms', ms, 1, 0x7fffffff);
+    abi('ms', this.dp.exports.frag_set_timeout(ms));
   }
 
   removeInterface(id: number): void {

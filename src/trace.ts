@@ -27,7 +27,7 @@ export interface TraceResult {
   text: string;
 }
 
-const STEPS = ['', 'rx', 'parse', 'ingress', 'learn', 'l2', 'acl', 'conntrack', 'dnat', 'route', 'snat', 'egress', 'drop', 'local'];
+const STEPS = ['', 'rx', 'parse', 'ingress', 'learn', 'l2', 'acl', 'conntrack', 'dnat', 'route', 'snat', 'egress', 'drop', 'local', 'fragment'];
 const LEARN = ['refreshed', 'learned', 'moved', 'not learned: table full', 'learn limit reached', 'static entry of another port'];
 const ETHERTYPES: Record<number, string> = { 0x0800: 'IPv4', 0x86dd: 'IPv6', 0x0806: 'ARP' };
 
@@ -85,6 +85,7 @@ function describe(sw: Traceable, s: { step: string; a: number; b: number; c: num
     case 'snat': return `source ${ipv4String(s.b)}:${s.c}`;
     case 'egress': return `port ${s.a}, ${s.b} bytes`;
     case 'drop': return `${reasons[s.a]}${s.b < 0xffff ? ` (counted on port ${s.b})` : ''}`;
+    case 'fragment': return s.a ? 'held until its first fragment comes' : `follows its first fragment: ports ${s.b} -> ${s.c}`;
     case 'local': return s.a === 1 ? 'answered by the router (ARP / neighbour discovery)' : 'answered by the router (echo reply)';
   }
   return '';

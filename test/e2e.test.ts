@@ -14,7 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Host, Switch, UdpTransport, nativeTapAvailable } from '../src/index.js';
-import { requirements, linuxHost, nativeHost, exec, background, teardown, type LinuxHost } from './e2e/netns.js';
+import { requirements, linuxHost, nativeHost, linuxRouter, exec, background, teardown, type LinuxHost } from './e2e/netns.js';
 
 const missing = requirements();
 const work = mkdtempSync(join(tmpdir(), 'netplane-e2e-'));
@@ -116,6 +116,64 @@ test('a load balancer VIP on the uplink segment: a real host resolves it by ARP,
   assert.is(drops().neighbor_unresolved ?? 0, before.neighbor_unresolved ?? 0);
   assert.is(drops().no_route ?? 0, before.no_route ?? 0);
   host.store.delete('loadbalancer', 'vip');
+});
+
+test('fragments: ping -s 3000 through masquerade, and a 4000-byte UDP datagram through a port mapping, arrive whole', async () => {
+  if (missing) return;
+  // The TAPs' MTU is 1500: the hosts' kernels fragment, and reassemble what netplane forwards.
+  for (const h of [A, B, OUT]) assert.match((await exec(h.ns, `cat /sys/class/net/${h.dev}/mtu`)).out, /^1500/);
+  const before = host.sw.counters().stats.routed;
+  const ping = await exec(A.ns, 'ping -c 3 -i 0.2 -W 2 -s 3000 192.168.100.2');
+  assert.match(ping.out, /3 received/, ping.out + ping.err);
+  assert.match(ping.out, /3008 bytes from 192\.168\.100\.2/, 'whole echo replies came back');
+  assert.ok(host.sw.counters().stats.routed - before >= 18, 'three fragments each way per ping');
+  // A UDP port mapping on B, 5300 -> 5300, for this test.
+  const epB = host.store.get('endpoint', 'b');
+  host.store.modify('endpoint', 'b', { ...epB, Policies: [...(epB.Policies ?? []), { Type: 'PortMapping', Settings: { Protocol: 17, InternalPort: 5300, ExternalPort: 5300 } }] });
+  try {
+    const data = join(work, 'udp-data'), recv = join(work, 'udp-recv');
+    writeFileSync(data, randomBytes(4000));
+    background(B.ns, `socat -u UDP-RECV:5300 OPEN:${recv},creat,trunc`);
+    await wait(300);
+    // One read of the file, one datagram of 4000 bytes; sent again until it arrives.
+    await eventually(async () => {
+      await exec(OUT.ns, `socat -u -b 8192 OPEN:${data} UDP-SENDTO:192.168.100.1:5300`);
+      await wait(200);
+      return existsSync(recv) && readFileSync(recv).length >= 4000;
+    });
+    assert.is(sha(recv).length, 64);
+    assert.equal(readFileSync(recv).subarray(0, 4000), readFileSync(data), 'the datagram arrived whole, byte for byte');
+  } finally {
+    host.store.modify('endpoint', 'b', epB);
+  }
+  const drops = host.sw.counters().drops;
+  for (const r of ['ip_fragment', 'ip_fragment_overlap', 'ip_fragment_timeout', 'ip_fragment_buffer_full']) assert.is(drops[r], undefined, r);
+});
+
+test('fragments, side by side with a Linux router (nft masquerade): the same large ping crosses both', async () => {
+  if (missing) return;
+  const lr = linuxRouter('fr', 77);
+  // What each server receives: Linux reassembles for conntrack and fragments again; netplane forwards
+  // the sender's fragments as they are (docs/model.md, Fragments and MTU). Both deliver the datagram.
+  const linux = await exec(lr.client, 'ping -c 3 -i 0.2 -W 2 -s 3000 192.168.77.2');
+  assert.match(linux.out, /3 received/, 'the Linux reference: ' + linux.out + linux.err);
+  const ours = await exec(A.ns, 'ping -c 3 -i 0.2 -W 2 -s 3000 192.168.100.2');
+  assert.match(ours.out, /3 received/, 'netplane: ' + ours.out + ours.err);
+  for (const r of [linux, ours]) assert.match(r.out, /3008 bytes from/);
+  // A datagram larger than the path with DF set: both answer with fragmentation needed, the sender
+  // learns the MTU (ping -M do reports it).
+  await exec(lr.router, `ip link set np${process.pid % 10000}frrs mtu 1400`);
+  host.sw.router.setMtu(host.sw.router.interfaces.get([...host.sw.router.interfaces.values()].find((f) => f.external)!.id)!.id, 1400);
+  try {
+    const l = await exec(lr.client, 'ping -c 2 -i 0.3 -W 1 -M do -s 1450 192.168.77.2; ping -c 1 -W 1 -M do -s 1450 192.168.77.2');
+    const n = await exec(A.ns, 'ping -c 2 -i 0.3 -W 1 -M do -s 1450 192.168.100.2; ping -c 1 -W 1 -M do -s 1450 192.168.100.2');
+    for (const [who, r] of [['Linux', l], ['netplane', n]] as const) {
+      assert.match(r.out + r.err, /mtu ?= ?1400|Message too long|Frag needed/i, `${who}: the sender learned the path MTU: ${r.out}${r.err}`);
+    }
+    assert.ok(host.sw.counters().drops.mtu_exceeded >= 1);
+  } finally {
+    host.sw.router.setMtu([...host.sw.router.interfaces.values()].find((f) => f.external)!.id, 1500);
+  }
 });
 
 test('modifying an endpoint and its network while it pings: every ping answered, before and after', async () => {

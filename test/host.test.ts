@@ -240,6 +240,20 @@ test('a network modify that changes the gateway keeps its MAC; the port forgets 
   assert.is(whoHas(), gw);
 });
 
+test('a network\'s MTU reaches its gateway interface, in place on a modify (same interface, same MAC)', () => {
+  const { host } = boot();
+  host.store.create('network', { ...NAT, MTU: 9000 });
+  const gw = () => [...host.sw.router.interfaces.values()].find((f) => f.address?.startsWith('172.20.0.1'))!;
+  const before = gw();
+  assert.is(before.mtu, 9000);
+  host.store.modify('network', 'nat', { ...NAT, MTU: 1400 });
+  assert.is(gw().mtu, 1400);
+  assert.is(gw().id, before.id);
+  assert.is(gw().mac, before.mac);
+  host.store.modify('network', 'nat', NAT);
+  assert.is(gw().mtu, 1500, 'absent: the default');
+});
+
 test('a network keeps its gateway interface when a lower interface id has come free', () => {
   const { host } = boot();
   const other = { ...NAT, ID: 'other', Ipams: [{ Subnets: [{ IpAddressPrefix: '172.21.0.0/24' }] }] };

@@ -36,6 +36,11 @@ test('each invalid field is refused by its path', () => {
   refused(() => s.create('network', { ...nat, Policies: [{ Type: 'NetworkACL', Settings: { Action: 'Allow', Direction: 'In', Priority: 1, LocalPorts: '99999' } }] }), 'InvalidArgument', 'Policies[0].Settings.LocalPorts');
   refused(() => s.create('network', { ...nat, Colour: 'red' }), 'InvalidArgument', 'Colour');
   for (const m of [1, 2, 4, 0x4009, 0x10000, -8, 1.5, '8']) refused(() => s.create('network', { ...nat, GroupFwdMask: m }), 'InvalidArgument', 'GroupFwdMask');
+  refused(() => s.create('network', { ...nat, MTU: 67 }), 'InvalidArgument', 'MTU');
+  refused(() => s.create('network', { ...nat, MTU: 65536 }), 'InvalidArgument', 'MTU');
+  refused(() => s.create('network', { ...nat, MTU: '1500' }), 'InvalidArgument', 'MTU');
+  const msg = refused(() => s.create('network', { ...nat, MTU: 1000, Ipams: [{ Subnets: [...nat.Ipams[0].Subnets, { IpAddressPrefix: 'fd00::/64' }] }] }), 'InvalidArgument', 'MTU');
+  assert.match(msg, /1280/);
   refused(() => s.create('network', { ID: 'n2', Type: 'NAT' }), 'InvalidArgument', 'Ipams');
   s.create('network', nat);
   refused(() => s.create('endpoint', { ID: 'e', HostComputeNetwork: 'nat', MacAddress: '01:00:00:00:00:01' }), 'InvalidArgument', 'MacAddress');

@@ -236,8 +236,8 @@ test('IPv6 with Hop-by-Hop + Destination Options + Fragment extension headers', 
     payload: ipv6({ src: S6, dst: D6, extensions: [PADN(0), PADN(60), { nextHeaderType: 44, bytes: hex('00 00 00 00 12 34 56 78') }], payload: udp(DNS) }),
   });
   eq(built, UDP6_EXT);
-  // An atomic fragment (offset 0, M 0) is a fragment with its transport header.
-  expectMeta(UDP6_EXT, { ethertype: 0x86dd, l3: 14, l4: 78, l4len: 13, protocol: 17, flags: 2 });
+  // An atomic fragment (offset 0, M 0) is a whole packet (RFC 6946): not flagged as a fragment.
+  expectMeta(UDP6_EXT, { ethertype: 0x86dd, l3: 14, l4: 78, l4len: 13, protocol: 17, flags: 0 });
   // Eight extension headers are the most allowed.
   const eight = ethernet({ dst: B, src: A, payload: ipv6({ src: S6, dst: D6, extensions: Array.from({ length: 8 }, () => PADN(60)), payload: udp(DNS) }) });
   expectMeta(eight, { ethertype: 0x86dd, l3: 14, l4: 54 + 64, l4len: 13, protocol: 17 });

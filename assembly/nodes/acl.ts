@@ -8,17 +8,24 @@
 // generation is classified again on its next packet, so a Block added now cuts it.
 //
 // Not subject to ACLs: non-IP frames (ARP), IPv6 neighbour discovery and MLD (hosts cannot work
-// without them), and ICMP errors that relate to a connection of the zone. Fragments after the first
-// carry no ports to classify and are dropped (ip_fragment).
+// without them), and ICMP errors that relate to a connection of the zone.
+//
+// Fragments (tables/frag.ts, in the port's zone): the first is classified like any packet, after its
+// ports are noted; later ones carry no ports, so they follow the first fragment's decision: they pass
+// if it made (or found) a connection and are dropped as ip_fragment if it did not. A later fragment
+// sent by the endpoint before its first fragment is held and checked again after it; one for the
+// endpoint (direction In) before its first is dropped as ip_fragment, since it may be flooded.
 import { Reason } from "../reasons";
-import { Meta, FLAG_LATER_FRAGMENT } from "../packet";
+import { Meta, FLAG_FRAGMENT, FLAG_LATER_FRAGMENT, FLAG_RELEASED } from "../packet";
 import * as acl from "../tables/acl";
 import * as flow from "../tables/flow";
 import * as addr6 from "../tables/addr6";
+import * as frag from "../tables/frag";
+import * as ipv6 from "../wire/ipv6";
 import * as eth from "../wire/ethernet";
 import * as ipv4 from "../wire/ipv4";
 import * as icmpw from "../wire/icmp";
-import { get8, get16 } from "../wire/bytes";
+import { get8, get16, get32 } from "../wire/bytes";
 import { bump, Stat } from "../counters";
 import { quoted, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
 import * as ct from "./ct";
@@ -37,14 +44,13 @@ let sport: u32 = 0, dport: u32 = 0, tcpFlags: u32 = 0;
 const EXEMPT: i32 = 1;
 const ICMP_ERROR: i32 = 2;
 
-// Reads the tuple. Returns 0, EXEMPT (not subject to ACLs) or ICMP_ERROR.
-function readTuple(m: Meta): i32 {
+// The packet's protocol and addresses, with no ports yet.
+function readAddresses(m: Meta): void {
   let ip = m.frame + m.l3;
   proto = m.protocol;
   sport = 0;
   dport = 0;
   tcpFlags = 0;
-  let l4 = m.frame + m.l4;
   if (m.ethertype == eth.TYPE_IPV4) {
     fam = 4;
     shi = 0;
@@ -58,6 +64,12 @@ function readTuple(m: Meta): i32 {
     dhi = bswap<u64>(load<u64>(ip, 24));
     dlo = bswap<u64>(load<u64>(ip, 32));
   }
+}
+
+// Reads the tuple. Returns 0, EXEMPT (not subject to ACLs) or ICMP_ERROR.
+function readTuple(m: Meta): i32 {
+  readAddresses(m);
+  let l4 = m.frame + m.l4;
   if (proto == 6 || proto == 17) {
     sport = get16(l4);
     dport = get16(l4 + 2);
@@ -80,11 +92,20 @@ function readTuple(m: Meta): i32 {
 // The ACL stage for packet m at port p in direction dir. Returns Reason.None to let it pass.
 export function aclCheck(m: Meta, p: u32, dir: u32, now: u32): Reason {
   if (m.ethertype != eth.TYPE_IPV4 && m.ethertype != eth.TYPE_IPV6) return Reason.None;
-  if (m.flags & FLAG_LATER_FRAGMENT) return Reason.IpFragment;
-  let t = readTuple(m);
-  if (t == EXEMPT) return Reason.None;
   let zone = ZONE_BASE + p;
-  if (t == ICMP_ERROR) return relatedError(m, zone, now) ? Reason.None : Reason.AclBlocked;
+  let later = (m.flags & FLAG_LATER_FRAGMENT) != 0;
+  if (later) {
+    let r = laterFragment(m, p, dir, zone, now);
+    if (r) return r;
+  } else {
+    let t = readTuple(m);
+    if (t == EXEMPT) return Reason.None;
+    if (t == ICMP_ERROR) return relatedError(m, zone, now) ? Reason.None : Reason.AclBlocked;
+    if (m.flags & FLAG_FRAGMENT) {
+      let r = firstFragment(m, zone, now);
+      if (r) return r;
+    }
+  }
 
   let v6 = fam == 6;
   let zkey = v6 ? zone | flow.ZONE_V6 : zone;
@@ -110,9 +131,11 @@ export function aclCheck(m: Meta, p: u32, dir: u32, now: u32): Reason {
         store<u32>(r, acl.generation, 92);
       }
       trace.note(trace.Step.Acl, dir, p, 0, 2);
+      if (later) return Reason.None; // no transport header: the connection's state does not move
       return ct.hit(r, ri, proto, (v - 1) & 1, m.frame + m.l4, m.l4len, now);
     }
   }
+  if (later) return Reason.IpFragment;
 
   // A first packet: classify, then track it if allowed.
   let local = dir == acl.DIR_OUT;
@@ -192,4 +215,58 @@ function relatedError(m: Meta, zone: u32, now: u32): bool {
   if (!quoted(ic, m.l4len)) return false;
   if (ct.alive(flow.lookup(flow.hashKey(zone, qProto, qSrc, qDst, qSport, qDport), zone, qProto, qSrc, qDst, qSport, qDport), now) != 0) return true;
   return ct.alive(flow.lookup(flow.hashKey(zone, qProto, qDst, qSrc, qDport, qSport), zone, qProto, qDst, qSrc, qDport, qSport), now) != 0;
+}
+
+// What aclCheck returns for a fragment it held (not a drop: the pipeline runs it again later).
+export const HELD: Reason = Reason.Count;
+
+// Notes a first fragment's ports under its datagram (the tuple was read). Returns the reason to drop it.
+function firstFragment(m: Meta, zone: u32, now: u32): Reason {
+  let ip = m.frame + m.l3;
+  if (fam == 4) {
+    return frag.first(zone, proto, 0, slo, 0, dlo, ipv4.ident(ip), sport, dport, m.l4len, ipv4.headerLen(ip), now);
+  }
+  ipv6.walk(ip);
+  let fh = ipv6.fragmentHeader;
+  return frag.first(zone | flow.ZONE_V6, proto, shi, slo, dhi, dlo, get32(ip + fh + 4), sport, dport,
+                    ipv6.HEADER_LEN + ipv6.payloadLength(ip) - fh - 8, fh - ipv6.HEADER_LEN, now);
+}
+
+// A later fragment's tuple: its addresses and its first fragment's ports. Returns None when the tuple
+// is read, HELD when the fragment was held for its first fragment, or the reason to drop it.
+function laterFragment(m: Meta, p: u32, dir: u32, zone: u32, now: u32): Reason {
+  readAddresses(m);
+  if (m.flags & FLAG_RELEASED) {
+    sport = m.flowHash >>> 16;
+    dport = m.flowHash & 0xffff;
+    m.flags &= ~FLAG_RELEASED;
+    return Reason.None;
+  }
+  let ip = m.frame + m.l3;
+  let v: i32;
+  if (fam == 4) {
+    let hl = ipv4.headerLen(ip);
+    let start = ipv4.fragOffset(ip) << 3;
+    v = frag.later(zone, proto, 0, slo, 0, dlo, ipv4.ident(ip), start, start + ipv4.totalLength(ip) - hl,
+                   ipv4.moreFragments(ip), hl, now);
+  } else {
+    ipv6.walk(ip);
+    let fh = ipv6.fragmentHeader;
+    let fo = get16(ip + fh + 2);
+    let start = fo & 0xfff8;
+    v = frag.later(zone | flow.ZONE_V6, proto, shi, slo, dhi, dlo, get32(ip + fh + 4), start,
+                   start + ipv6.HEADER_LEN + ipv6.payloadLength(ip) - fh - 8, (fo & 1) != 0, fh - ipv6.HEADER_LEN, now);
+  }
+  if (v == frag.HOLD) {
+    if (dir == acl.DIR_IN) return Reason.IpFragment;
+    let why = frag.holdFrame(m.frame, m.len, m.inPort, p, frag.STAGE_ACL_OUT);
+    if (why) return why;
+    trace.note(trace.Step.Fragment, 1, 0, 0, 0);
+    return HELD;
+  }
+  if (v < 0) return <Reason>(-v);
+  sport = frag.sport;
+  dport = frag.dport;
+  trace.note(trace.Step.Fragment, 0, sport, dport, 0);
+  return Reason.None;
 }

@@ -96,11 +96,19 @@ function resolveOne(r: usize, zone: u32, v6: bool, to: u32, dir: u32, now: u32):
   store<u64>(r + bk, load<u64>(r + bk, 72) + <u64>bytes, 72);
 }
 
+// The egress interface and next-hop MAC of direction `dir`, once resolved.
+@inline export function outIface(r: usize, dir: u32): Iface {
+  let c: usize = dir ? 2 : 0;
+  return iface(<u32>load<u16>(r + c, 40));
+}
+@inline export function nextHop(r: usize, dir: u32): u64 {
+  let nm: usize = dir ? 6 : 0;
+  return <u64>load<u32>(r + nm, 44) | (<u64>load<u16>(r + nm, 48) << 32);
+}
+
 // Rewrites the MACs for direction `dir` and forwards the frame by L2 in the egress interface's domain.
 export function send(m: Meta, r: usize, dir: u32, now: u32): void {
-  let c: usize = dir ? 2 : 0;
-  let nm: usize = dir ? 6 : 0;
-  sendVia(m, iface(<u32>load<u16>(r + c, 40)), <u64>load<u32>(r + nm, 44) | (<u64>load<u16>(r + nm, 48) << 32), now);
+  sendVia(m, outIface(r, dir), nextHop(r, dir), now);
 }
 
 // Sends a routed frame out of interface `out` to the next hop's MAC: the MACs rewritten, then L2

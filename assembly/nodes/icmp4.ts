@@ -27,7 +27,7 @@ const MAX_ERROR_LEN: u32 = 576;
 // packet may be in flight; Linux also counts per destination). No randomness: the dataplane has no
 // host call for it, and tests stay deterministic.
 let ipId: u32 = 0;
-@inline function freshIpId(): u32 {
+@inline export function freshIpId(): u32 {
   ipId = (ipId + 1) & 0xffff;
   return ipId;
 }
@@ -54,8 +54,9 @@ export function echoReply(m: Meta, f: Iface, now: u32): void {
   sendFromRouter(p, m.len - m.l3 + 14, f, now);
 }
 
-// Sends an ICMP error of `type`/`code` about packet m (received on interface f) to its source.
-export function sendError(m: Meta, f: Iface, type: u32, code: u32, now: u32): void {
+// Sends an ICMP error of `type`/`code` about packet m (received on interface f) to its source; `mtu`
+// is the next-hop MTU a fragmentation-needed error carries (RFC 1191), 0 otherwise.
+export function sendError(m: Meta, f: Iface, type: u32, code: u32, now: u32, mtu: u32 = 0): void {
   let ip = m.frame + m.l3;
   let src = ipv4.src(ip);
   if (f.ipv4 == 0 || src == 0 || (src >> 28) == 0xe || src == 0xffffffff) return;
@@ -78,6 +79,8 @@ export function sendError(m: Meta, f: Iface, type: u32, code: u32, now: u32): vo
   store<u8>(o, 0x45);
   ipv4.setTotalLength(o, 28 + quoted);
   ipv4.setIdent(o, freshIpId());
+  // Precedence "internetwork control", with the quoted packet's TOS bits, as Linux's icmp_send.
+  store<u8>(o + ipv4.TOS, <u8>(0xc0 | (get8(ip + ipv4.TOS) & 0x1e)));
   ipv4.setTtl(o, 64);
   store<u8>(o + ipv4.PROTOCOL, 1);
   ipv4.setSrc(o, f.ipv4);
@@ -87,10 +90,39 @@ export function sendError(m: Meta, f: Iface, type: u32, code: u32, now: u32): vo
   store<u64>(ic, 0);
   icmp.setType(ic, type);
   icmp.setCode(ic, code);
+  set16(ic + 6, mtu);
   memory.copy(ic + 8, ip, quoted);
   icmp.setChecksum(ic, checksum.compute(ic, 8 + quoted));
   bump(Stat.IcmpErrors);
   sendFromRouter(p, len, f, now);
+}
+
+// A fragment of an echo request to the router (its datagram's `ident` for the answer from
+// tables/frag.ts): answered by the matching fragment of the echo reply, as the receiving end of a
+// reassembly would answer the whole datagram. Only the first fragment holds the ICMP header: its type
+// changes and the checksum (which covers the whole message) changes by that word alone, so nothing
+// is reassembled; the reply's fragments have the request's boundaries, which fit the link they came by.
+export function echoReplyFragment(m: Meta, f: Iface, ident: u32, now: u32): void {
+  let ip = m.frame + m.l3;
+  let len = ipv4.totalLength(ip);
+  let p = newFrame(14 + len, m.inPort);
+  if (p == 0) return;
+  ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_IPV4);
+  let o = p + 14;
+  memory.copy(o, ip, len);
+  ipv4.setSrc(o, ipv4.dst(ip));
+  ipv4.setDst(o, ipv4.src(ip));
+  ipv4.setTtl(o, 64);
+  ipv4.setIdent(o, ident);
+  refreshIpChecksum(o);
+  if (m.l4 != 0) {
+    let ic = o + (m.l4 - m.l3);
+    let old = get16(ic);
+    icmp.setType(ic, icmp.ECHO_REPLY);
+    icmp.setChecksum(ic, checksum.adjust16(icmp.checksum(ic), old, get16(ic)));
+    bump(Stat.EchoReplies);
+  }
+  sendFromRouter(p, 14 + len, f, now);
 }
 
 export function refreshIpChecksum(ip: usize): void {

@@ -5,12 +5,24 @@
 // goes through nodes/nat.ts once. ICMP errors are matched to their connection through the header
 // they quote and translated with it.
 //
-// Routed IP fragments are dropped (counted): without reassembly a non-first fragment carries no
-// ports to find its connection by, and translating some fragments but not others would be worse.
+// Fragments (tables/frag.ts, virtual reassembly): a first fragment carries the transport header, so
+// it takes the ordinary path above, after its ports are noted under the datagram's identification;
+// a later fragment finds its connection by the ports its first fragment noted and gets the same
+// translation, applied to the IP header only (its L4 checksum lives in the first fragment, which the
+// connection's cached delta has already fixed). A later fragment that comes before its first is held
+// and runs again after it; one whose first fragment made no connection is dropped as ip_fragment.
+// Fragments addressed to the router itself are dropped (netplane does not reassemble for itself),
+// except those of an echo request, which are answered fragment by fragment (icmp4.ts).
+//
+// The egress MTU (nodes/mtu.ts): a packet larger than the egress interface's MTU gets ICMP
+// fragmentation needed (with the MTU) when it has DF set, and is fragmented by the router otherwise.
+// The check is one compare on the fast path, before the packet is rewritten, so the ICMP error quotes
+// it as its sender sent it.
 import { Reason } from "../reasons";
-import { Meta, FLAG_FRAGMENT } from "../packet";
+import { Meta, FLAG_FRAGMENT, FLAG_LATER_FRAGMENT, FLAG_RELEASED } from "../packet";
 import { iface, Iface, ifaceOfDomain, IF_UP, isLocalAddressV4 } from "../router";
 import * as flow from "../tables/flow";
+import * as frag from "../tables/frag";
 import * as ipv4 from "../wire/ipv4";
 import * as icmpw from "../wire/icmp";
 import * as checksum from "../wire/checksum";
@@ -19,14 +31,15 @@ import { get16, set16, loadMac } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import * as ct from "./ct";
 import { newConnection, LOCAL, routedIface, routedNextHop } from "./nat";
-import { echoReply, sendError, quoted, rewriteQuoted, refreshIpChecksum, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
+import { echoReply, echoReplyFragment, freshIpId, sendError, quoted, rewriteQuoted, refreshIpChecksum, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
 import * as egress from "./egress";
+import { fragment4 } from "./mtu";
 import * as trace from "../trace";
 
 export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   let f = iface(ifIndex);
-  if (m.flags & FLAG_FRAGMENT) {
-    drop(m.inPort, Reason.IpFragment);
+  if (m.flags & FLAG_LATER_FRAGMENT) {
+    laterFragment(m, f, ifIndex, now);
     return;
   }
   let ip = m.frame + m.l3;
@@ -45,9 +58,23 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
     if (t == icmpw.ECHO_REQUEST) sport = icmpw.ident(l4);
     else if (t == icmpw.ECHO_REPLY) dport = icmpw.ident(l4);
     else if (icmpw.isError(t)) {
-      icmpErrorInput(m, f, zone, now);
+      // A fragmented ICMP error cannot be translated: its checksum covers what is not here.
+      if (m.flags & FLAG_FRAGMENT) drop(m.inPort, Reason.IpFragment);
+      else icmpErrorInput(m, f, zone, now);
       return;
     }
+  }
+  let answer: u32 = 0;
+  if (m.flags & FLAG_FRAGMENT) {
+    // An echo request to the router gets the identification of its fragmented reply here.
+    let localEcho = proto == 1 && sport != 0 && isLocalAddressV4(zone, dst);
+    let why = frag.first(zone, proto, 0, <u64>src, 0, <u64>dst, ipv4.ident(ip), sport, dport, m.l4len, ipv4.headerLen(ip), now,
+                         localEcho ? freshIpId() : 0);
+    if (why) {
+      drop(m.inPort, why);
+      return;
+    }
+    answer = frag.answer;
   }
 
   let h = m.flowHash != 0 ? m.flowHash : flow.hashKey(zone, proto, src, dst, sport, dport);
@@ -87,7 +114,10 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
     return;
   }
   if (res == LOCAL) {
-    if (proto == 1 && sport != 0) {
+    if (m.flags & FLAG_FRAGMENT) {
+      if (proto == 1 && sport != 0) echoReplyFragment(m, f, answer, now);
+      else drop(m.inPort, Reason.IpFragment);
+    } else if (proto == 1 && sport != 0) {
       trace.note(trace.Step.Local, 2, 0, 0, 0);
       echoReply(m, f, now);
     } else {
@@ -130,6 +160,13 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     drop(m.inPort, Reason.NeighborUnresolved);
     return;
   }
+  let out = egress.outIface(r, dir);
+  let tooBig = ipv4.totalLength(ip) > out.mtu;
+  if (tooBig && (ipv4.flagsFrag(ip) & ipv4.FLAG_DF)) {
+    sendError(m, fin, icmpw.DEST_UNREACHABLE, icmpw.FRAGMENTATION_NEEDED, now, out.mtu);
+    drop(m.inPort, Reason.MtuExceeded);
+    return;
+  }
   let o: usize = dir ? 0 : 12;           // the other direction's tuple holds this one's translation
   let nsrc = load<u32>(r + o, 4);
   let ndst = load<u32>(r + o);
@@ -145,7 +182,9 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
   ipv4.setChecksum(ip, checksum.applyDelta(ipv4.checksum(ip), ipDelta));
   let proto = m.protocol;
   let l4 = m.frame + m.l4;
-  if (proto == 6) {
+  if (m.l4 == 0) {
+    // a later fragment: no transport header here
+  } else if (proto == 6) {
     set16(l4, nsport);
     set16(l4 + 2, ndport);
     set16(l4 + 16, checksum.applyDelta(get16(l4 + 16), l4Delta));
@@ -162,7 +201,55 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     set16(l4 + 2, checksum.applyDelta(get16(l4 + 2), l4Delta));
   }
   egress.account(r, dir, m.len - m.l3);
-  egress.send(m, r, dir, now);
+  if (tooBig) fragment4(m, out, egress.nextHop(r, dir), now);
+  else egress.sendVia(m, out, egress.nextHop(r, dir), now);
+}
+
+// A fragment after the first: its datagram's first fragment noted the ports (tables/frag.ts), by
+// which it finds the connection and follows it; before the first, it is held.
+function laterFragment(m: Meta, f: Iface, ifIndex: u32, now: u32): void {
+  let ip = m.frame + m.l3;
+  let zone = <u32>f.zone;
+  let proto = m.protocol;
+  let src = ipv4.src(ip), dst = ipv4.dst(ip);
+  let sport: u32, dport: u32, answer: u32;
+  let local = proto == 1 && isLocalAddressV4(zone, dst); // ICMP to the router: no mapping applies
+  if (m.flags & FLAG_RELEASED) {
+    sport = m.flowHash >>> 16;
+    dport = m.flowHash & 0xffff;
+    answer = m.srcHash;
+    m.flags &= ~FLAG_RELEASED;
+  } else {
+    let hl = ipv4.headerLen(ip);
+    let start = ipv4.fragOffset(ip) << 3;
+    let end = start + ipv4.totalLength(ip) - hl;
+    let v = frag.later(zone, proto, 0, <u64>src, 0, <u64>dst, ipv4.ident(ip), start, end, ipv4.moreFragments(ip), hl, now,
+                       local ? freshIpId() : 0);
+    if (v == frag.HOLD) {
+      let why = frag.holdFrame(m.frame, m.len, m.inPort, ifIndex, frag.STAGE_ROUTER);
+      if (why) drop(m.inPort, why);
+      else trace.note(trace.Step.Fragment, 1, 0, 0, 0);
+      return;
+    }
+    if (v < 0) {
+      drop(m.inPort, <Reason>(-v));
+      return;
+    }
+    sport = frag.sport;
+    dport = frag.dport;
+    answer = frag.answer;
+  }
+  trace.note(trace.Step.Fragment, 0, sport, dport, 0);
+  let v = ct.alive(flow.lookup(flow.hashKey(zone, proto, src, dst, sport, dport), zone, proto, src, dst, sport, dport), now);
+  if (v == 0) {
+    // For the router itself: the rest of an echo request is answered, nothing else is delivered.
+    if (local && sport != 0) echoReplyFragment(m, f, answer, now);
+    else drop(m.inPort, Reason.IpFragment);
+    return;
+  }
+  let ri = (v - 1) >> 1;
+  trace.note(trace.Step.Conntrack, 1, ri, (v - 1) & 1, 0);
+  forward(m, f, flow.rec(ri), (v - 1) & 1, now);
 }
 
 // An ICMP error: find the connection of the packet it quotes (its reverse is a key of ours), map the

@@ -7,13 +7,19 @@
 // and fast path (one lookup, the cached next hop). There is no NAT for IPv6, so the reply tuple is
 // the original reversed; ICMPv6 errors, which would only need translating through NAT, are routed
 // without conntrack.
+//
+// Fragments follow their first fragment's connection as in IPv4 (nodes/ip4.ts, tables/frag.ts),
+// keyed by the Fragment header's identification; an atomic fragment (offset 0, M clear) is a whole
+// packet (parse). A packet larger than the egress MTU gets Packet Too Big and is dropped: routers
+// never fragment IPv6 (RFC 8200 §5).
 import { Reason } from "../reasons";
-import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT, FLAG_FLOODED } from "../packet";
+import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT, FLAG_FLOODED, FLAG_RELEASED } from "../packet";
 import { iface, Iface, IF_UP, IF_TCP_LIBERAL, IF_TCP_NO_PICKUP, ifCount } from "../router";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
 import * as flow from "../tables/flow";
 import * as addr6 from "../tables/addr6";
+import * as frag from "../tables/frag";
 import * as ct from "./ct";
 import * as egress from "./egress";
 import * as trace from "../trace";
@@ -21,7 +27,7 @@ import * as ipv6 from "../wire/ipv6";
 import * as icmpv6 from "../wire/icmpv6";
 import * as eth from "../wire/ethernet";
 import * as checksum from "../wire/checksum";
-import { loadMac, storeMac, get8, get16, set16 } from "../wire/bytes";
+import { loadMac, storeMac, get8, get16, get32, set16 } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import { icmpErrors, arpRequests } from "../ratelimit";
 import { newFrame, ethHeader, sendFromRouter, GENERATED_PORT } from "./output";
@@ -79,12 +85,13 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
   let dhi = addrHi(ip + ipv6.DST), dlo = addrLo(ip + ipv6.DST);
   let zone = <u32>f.zone;
   if (isRouterAddress6(zone, dhi, dlo)) {
-    if (icmp != 0 && icmpv6.type(icmp) == icmpv6.ECHO_REQUEST) echoReply6(m, f, ip, icmp, now);
+    if (m.flags & FLAG_FRAGMENT) drop(m.inPort, Reason.IpFragment);
+    else if (icmp != 0 && icmpv6.type(icmp) == icmpv6.ECHO_REQUEST) echoReply6(m, f, ip, icmp, now);
     else drop(m.inPort, Reason.LocalUnsupported);
     return;
   }
-  if (m.flags & FLAG_FRAGMENT) {
-    drop(m.inPort, Reason.IpFragment);
+  if (m.flags & FLAG_LATER_FRAGMENT) {
+    laterFragment6(m, f, ifIndex, zone, dhi, dlo, now);
     return;
   }
   let proto = m.protocol;
@@ -99,11 +106,22 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
     if (t == icmpv6.ECHO_REQUEST) sport = icmpv6.ident(l4);
     else if (t == icmpv6.ECHO_REPLY) dport = icmpv6.ident(l4);
     else if (icmpv6.isError(t)) {
-      forwardUntracked(m, f, zone, dhi, dlo, now);
+      if (m.flags & FLAG_FRAGMENT) drop(m.inPort, Reason.IpFragment);
+      else forwardUntracked(m, f, zone, dhi, dlo, now);
       return;
     }
   }
   let shi = addrHi(ip + ipv6.SRC), slo = addrLo(ip + ipv6.SRC);
+  if (m.flags & FLAG_FRAGMENT) {
+    ipv6.walk(ip); // parse's walk was of another packet of the batch: find this one's Fragment header
+    let fh = ipv6.fragmentHeader;
+    let why = frag.first(zone | flow.ZONE_V6, proto, shi, slo, dhi, dlo, get32(ip + fh + 4), sport, dport,
+                         ipv6.HEADER_LEN + ipv6.payloadLength(ip) - fh - 8, fh - ipv6.HEADER_LEN, now);
+    if (why) {
+      drop(m.inPort, why);
+      return;
+    }
+  }
 
   // The connection, if both addresses are known to conntrack at all.
   let zkey = zone | flow.ZONE_V6;
@@ -194,9 +212,62 @@ function forward6(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     drop(m.inPort, Reason.NeighborUnresolved);
     return;
   }
+  let out = egress.outIface(r, dir);
+  if (ipv6.HEADER_LEN + ipv6.payloadLength(ip) > out.mtu) {
+    sendError6(m, fin, icmpv6.PACKET_TOO_BIG, 0, now, out.mtu);
+    drop(m.inPort, Reason.MtuExceeded);
+    return;
+  }
   ipv6.setHopLimit(ip, hl - 1);
   egress.account(r, dir, m.len - m.l3);
-  egress.send(m, r, dir, now);
+  egress.sendVia(m, out, egress.nextHop(r, dir), now);
+}
+
+// A fragment after the first: found by the ports its first fragment noted (tables/frag.ts), or held
+// until the first comes.
+function laterFragment6(m: Meta, f: Iface, ifIndex: u32, zone: u32, dhi: u64, dlo: u64, now: u32): void {
+  let ip = m.frame + m.l3;
+  let proto = m.protocol;
+  let shi = addrHi(ip + ipv6.SRC), slo = addrLo(ip + ipv6.SRC);
+  let zkey = zone | flow.ZONE_V6;
+  let sport: u32, dport: u32;
+  if (m.flags & FLAG_RELEASED) {
+    sport = m.flowHash >>> 16;
+    dport = m.flowHash & 0xffff;
+    m.flags &= ~FLAG_RELEASED;
+  } else {
+    ipv6.walk(ip);
+    let fh = ipv6.fragmentHeader;
+    let fo = get16(ip + fh + 2);
+    let start = fo & 0xfff8;
+    let end = start + ipv6.HEADER_LEN + ipv6.payloadLength(ip) - fh - 8;
+    let v = frag.later(zkey, proto, shi, slo, dhi, dlo, get32(ip + fh + 4), start, end, (fo & 1) != 0, fh - ipv6.HEADER_LEN, now);
+    if (v == frag.HOLD) {
+      let why = frag.holdFrame(m.frame, m.len, m.inPort, ifIndex, frag.STAGE_ROUTER);
+      if (why) drop(m.inPort, why);
+      else trace.note(trace.Step.Fragment, 1, 0, 0, 0);
+      return;
+    }
+    if (v < 0) {
+      drop(m.inPort, <Reason>(-v));
+      return;
+    }
+    sport = frag.sport;
+    dport = frag.dport;
+  }
+  trace.note(trace.Step.Fragment, 0, sport, dport, 0);
+  let sid = addr6.find(shi, slo), did = addr6.find(dhi, dlo);
+  let v: u32 = 0;
+  if (sid != 0 && did != 0) {
+    v = ct.alive(flow.lookup(flow.hashKey(zkey, proto, sid, did, sport, dport), zkey, proto, sid, did, sport, dport), now);
+  }
+  if (v == 0) {
+    drop(m.inPort, Reason.IpFragment);
+    return;
+  }
+  let ri = (v - 1) >> 1;
+  trace.note(trace.Step.Conntrack, 1, ri, (v - 1) & 1, 0);
+  forward6(m, f, flow.rec(ri), (v - 1) & 1, now);
 }
 
 // ICMPv6 errors are routed without conntrack (there is no NAT to translate them through).
@@ -315,30 +386,35 @@ export function solicit(ifIndex: u32, hi: u64, lo: u64, now: u32): void {
   sendFromRouter(p, flen, f, now);
 }
 
+// The reply is a new packet: the base header and the ICMPv6 message, none of the request's extension
+// headers (a Fragment header of an atomic fragment, a routing header, options), as Linux answers.
 function echoReply6(m: Meta, f: Iface, ip: usize, icmp: usize, now: u32): void {
-  let plen = m.len - m.l3;
-  let p = newFrame(14 + plen, m.inPort);
+  let plen = m.l4len;
+  let p = newFrame(14 + 40 + plen, m.inPort);
   if (p == 0) return;
   ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_IPV6);
   let o6 = p + 14;
-  memory.copy(o6, ip, plen);
-  // Swap the addresses; the reply keeps the extension headers' layout, so the ICMPv6 offset is the same.
+  memory.copy(o6, ip, 8); // version, traffic class, flow label; the rest is rewritten
+  ipv6.setPayloadLength(o6, plen);
+  store<u8>(o6 + ipv6.NEXT_HEADER, 58);
   memory.copy(o6 + ipv6.DST, ip + ipv6.SRC, 16);
   memory.copy(o6 + ipv6.SRC, ip + ipv6.DST, 16);
   ipv6.setHopLimit(o6, 64);
-  let ic = o6 + (icmp - ip);
+  let ic = o6 + 40;
+  memory.copy(ic, icmp, plen);
   icmpv6.setType(ic, icmpv6.ECHO_REPLY);
   icmpv6.setChecksum(ic, 0);
-  icmpv6.setChecksum(ic, icmp6Checksum(o6, ic, m.l4len));
+  icmpv6.setChecksum(ic, icmp6Checksum(o6, ic, plen));
   bump(Stat.EchoReplies);
-  sendFromRouter(p, 14 + plen, f, now);
+  sendFromRouter(p, 14 + 40 + plen, f, now);
 }
 
 // An ICMPv6 error about packet m back to its source, from the interface's address, quoting as much of
 // the packet as fits in the minimum MTU (RFC 4443 §2.4), never about an ICMPv6 error or a multicast.
-function sendError6(m: Meta, f: Iface, type: u32, code: u32, now: u32): void {
+function sendError6(m: Meta, f: Iface, type: u32, code: u32, now: u32, mtu: u32 = 0): void {
   let ip = m.frame + m.l3;
-  if ((f.ipv6a | f.ipv6b) == 0 || (m.flags & FLAG_LATER_FRAGMENT)) return;
+  if ((f.ipv6a | f.ipv6b) == 0) return;
+  if ((m.flags & FLAG_LATER_FRAGMENT) && type != icmpv6.PACKET_TOO_BIG) return;
   let shi = addrHi(ip + ipv6.SRC), slo = addrLo(ip + ipv6.SRC);
   if ((shi | slo) == 0 || (shi >> 56) == 0xff) return;
   if (m.l4 != 0 && m.protocol == 58 && icmpv6.isError(icmpv6.type(m.frame + m.l4))) return;
@@ -358,6 +434,7 @@ function sendError6(m: Meta, f: Iface, type: u32, code: u32, now: u32): void {
   store<u64>(ic, 0);
   icmpv6.setType(ic, type);
   store<u8>(ic + 1, <u8>code);
+  store<u32>(ic + 4, bswap<u32>(mtu)); // Packet Too Big's MTU (RFC 4443 §3.2); unused (0) otherwise
   memory.copy(ic + 8, ip, quoted);
   icmpv6.setChecksum(ic, icmp6Checksum(o6, ic, 8 + quoted));
   bump(Stat.IcmpErrors);

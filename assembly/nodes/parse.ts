@@ -8,7 +8,12 @@
 //
 // A first fragment (IPv4 MF with offset 0, or an IPv6 Fragment header with offset 0 and M set) holds
 // the transport header but not the whole datagram, so a UDP length covering the later fragments is
-// normal there; checkL4 is told so and only requires the header itself.
+// normal there; checkL4 is told so and only requires the header itself. A first fragment too short
+// for its transport header is the tiny-fragment attack (RFC 1858; RFC 7112 for IPv6, whose first
+// fragment must hold the whole header chain).
+//
+// An IPv6 atomic fragment (a Fragment header with offset 0 and M clear, RFC 6946) is a whole packet:
+// it is not flagged as a fragment, and goes through every stage as any packet does.
 import { Reason } from "../reasons";
 import { Meta, FLAG_TAGGED, FLAG_FRAGMENT, FLAG_LATER_FRAGMENT } from "../packet";
 import * as eth from "../wire/ethernet";
@@ -78,14 +83,17 @@ function parseIpv6(m: Meta, h: usize, avail: u32): Reason {
   r = ipv6.walk(h);
   if (r) return r;
   m.protocol = ipv6.upperProtocol;
-  if (ipv6.upperIsFragment) m.flags |= FLAG_FRAGMENT;
   if (ipv6.upperIsLaterFragment) {
-    m.flags |= FLAG_LATER_FRAGMENT;
+    m.flags |= FLAG_FRAGMENT | FLAG_LATER_FRAGMENT;
     return Reason.None;
   }
   m.l4 = m.l3 + ipv6.upperOffset;
   m.l4len = ipv6.HEADER_LEN + ipv6.payloadLength(h) - ipv6.upperOffset;
-  return checkL4(ipv6.upperProtocol, h + ipv6.upperOffset, m.l4len, true, ipv6.upperMoreFragments);
+  if (ipv6.upperMoreFragments) {
+    m.flags |= FLAG_FRAGMENT;
+    return checkL4(ipv6.upperProtocol, h + ipv6.upperOffset, m.l4len, true, true) ? Reason.Ipv6TinyFragment : Reason.None;
+  }
+  return checkL4(ipv6.upperProtocol, h + ipv6.upperOffset, m.l4len, true, false);
 }
 
 @inline function checkL4(proto: u32, p: usize, len: u32, v6: bool, firstFragment: bool): Reason {

@@ -12,6 +12,7 @@ export const SEQUENCE: usize = 6;
 
 export const ECHO_REPLY: u32 = 0;
 export const DEST_UNREACHABLE: u32 = 3;
+export const FRAGMENTATION_NEEDED: u32 = 4; // a code of DEST_UNREACHABLE (RFC 792, RFC 1191: with the next-hop MTU)
 export const ECHO_REQUEST: u32 = 8;
 export const TIME_EXCEEDED: u32 = 11;
 export const PARAMETER_PROBLEM: u32 = 12;

@@ -41,6 +41,8 @@ export let upperOffset: u32 = 0;
 export let upperIsLaterFragment: bool = false;
 export let upperIsFragment: bool = false;
 export let upperMoreFragments: bool = false;
+// The Fragment header's offset from the IPv6 header (0: none).
+export let fragmentHeader: u32 = 0;
 
 export function walk(p: usize): Reason {
   let end = HEADER_LEN + get16(p + PAYLOAD_LENGTH);
@@ -50,6 +52,7 @@ export function walk(p: usize): Reason {
   upperIsLaterFragment = false;
   upperIsFragment = false;
   upperMoreFragments = false;
+  fragmentHeader = 0;
   while (true) {
     if (nh == NH_HOP_BY_HOP || nh == NH_ROUTING || nh == NH_DEST_OPTS || nh == NH_MOBILITY) {
       if (n == MAX_EXTENSION_HEADERS) return Reason.Ipv6TooManyExtensionHeaders;
@@ -66,6 +69,7 @@ export function walk(p: usize): Reason {
       if (off + 8 > end) return Reason.Ipv6BadExtensionHeader;
       let fo = get16(p + off + 2);
       upperIsFragment = true;
+      fragmentHeader = off;
       if ((fo & 0xfff8) != 0) upperIsLaterFragment = true;
       if ((fo & 1) != 0) upperMoreFragments = true;
       nh = get8(p + off);

@@ -207,6 +207,7 @@ export class HostCompiler {
         address: v4 ? `${gatewayOf(v4)}/${prefix(v4.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
         address6: v6 ? `${gatewayOf(v6)}/${prefix(v6.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
         tcp: n.TcpTracking ? { liberal: n.TcpTracking.Liberal, pickup: n.TcpTracking.Pickup } : undefined,
+        mtu: n.MTU,
       });
       this.gatewayInterface.set(n.ID, gw);
       undo.push(() => { this.gatewayInterface.delete(n.ID); this.releasedGateways.release(n.ID, gw); });
@@ -245,7 +246,11 @@ export class HostCompiler {
     if (kept === undefined) return rt.addInterface(spec);
     const old = rt.interfaces.get(kept)!;
     if (old.compartment === spec.compartment && old.network === spec.network && old.vlan === spec.vlan && old.address === spec.address && old.address6 === spec.address6 &&
-        JSON.stringify(old.tcp ?? {}) === JSON.stringify(spec.tcp ?? {})) return kept;
+        JSON.stringify(old.tcp ?? {}) === JSON.stringify(spec.tcp ?? {})) {
+      // Only the MTU changed (or nothing): set it in place, the guests stay attached.
+      if (old.mtu !== (spec.mtu ?? 1500)) rt.setMtu(kept, spec.mtu ?? 1500);
+      return kept;
+    }
     rt.removeInterface(kept);
     try {
       return rt.addInterface({ ...spec, id: kept, mac: old.mac });

@@ -75,6 +75,7 @@ export interface HostComputeNetwork {
   // forwards (bit n), as the Linux bridge's group_fwd_mask; 0 (the default) forwards none of 01-0f.
   GroupFwdMask?: number;
   TcpTracking?: TcpTracking;  // netplane extension: conntrack's TCP tracking for the network's connections
+  MTU?: number;              // the gateway interface's MTU, 68-65535 (default 1500; 1280 at least with IPv6)
 }
 
 // Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose, for one network (docs/model.md).

@@ -161,11 +161,12 @@ function portMapping(v: unknown, field: string): PortMappingPolicySetting {
 
 export function validateNetwork(v: unknown): HostComputeNetwork {
   const o = object(v, '');
-  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking']);
+  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking', 'MTU']);
   if (!NETWORK_TYPES.includes(o.Type as NetworkType)) throw invalid('Type', `must be one of ${NETWORK_TYPES.join(', ')}, got ${JSON.stringify(o.Type)}`);
   const n: HostComputeNetwork = { ID: id(o.ID, 'ID'), Type: o.Type as NetworkType };
   const name = optString(o.Name, 'Name');
   if (name !== undefined) n.Name = name;
+  if (o.MTU !== undefined) n.MTU = int(o.MTU, 'MTU', 68, 65535);
   if (o.Ipams !== undefined) {
     n.Ipams = array(o.Ipams, 'Ipams', (x, f) => {
       const ipam = object(x, f);
@@ -236,6 +237,9 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
   }
   if (n.Type === 'NAT' && !(n.Ipams?.some((i) => i.Subnets.some((s) => !s.IpAddressPrefix.includes(':'))))) {
     throw invalid('Ipams', 'a NAT network needs an IPv4 subnet');
+  }
+  if (n.MTU !== undefined && n.MTU < 1280 && n.Ipams?.some((i) => i.Subnets.some((s) => s.IpAddressPrefix.includes(':')))) {
+    throw invalid('MTU', `${n.MTU} is below 1280, the least an IPv6 link may have (RFC 8200 §5), and the network has an IPv6 subnet`);
   }
   return n;
 }

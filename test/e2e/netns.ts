@@ -91,6 +91,36 @@ function configure(ns: string, dev: string, opts: { mac: string; address: string
   if (opts.gateway) sh(['ip', 'route', 'add', 'default', 'via', opts.gateway], { ns });
 }
 
+// A Linux router in namespaces, the reference netplane is compared with: client -- router -- server
+// over veth pairs, the router forwarding with nft masquerade on its outside (conntrack on, so the
+// kernel reassembles fragments for it and fragments again on the way out). `prefix` names the three
+// namespaces; addresses: client 10.<net>.0.2/24 (gateway .1), server 192.168.<net>.2/24, the router's
+// outside address 192.168.<net>.1.
+export function linuxRouter(name: string, net: number): { client: string; router: string; server: string; outside: string } {
+  const ns = (n: string) => `np-${run}-${name}${n}`;
+  const [client, router, server] = [ns('c'), ns('r'), ns('s')];
+  for (const n of [client, router, server]) {
+    sh(['ip', 'netns', 'add', n]);
+    made.netns.push(n);
+    sh(['ip', 'link', 'set', 'lo', 'up'], { ns: n });
+  }
+  const dev = (x: string) => `np${run}${name}${x}`.slice(0, 15);
+  sh(['ip', 'link', 'add', dev('c'), 'netns', client, 'type', 'veth', 'peer', 'name', dev('rc'), 'netns', router]);
+  sh(['ip', 'link', 'add', dev('s'), 'netns', server, 'type', 'veth', 'peer', 'name', dev('rs'), 'netns', router]);
+  const up = (n: string, d: string, addr: string) => {
+    sh(['ip', 'addr', 'add', addr, 'dev', d], { ns: n });
+    sh(['ip', 'link', 'set', d, 'up'], { ns: n });
+  };
+  up(client, dev('c'), `10.${net}.0.2/24`);
+  up(router, dev('rc'), `10.${net}.0.1/24`);
+  up(router, dev('rs'), `192.168.${net}.1/24`);
+  up(server, dev('s'), `192.168.${net}.2/24`);
+  sh(['ip', 'route', 'add', 'default', 'via', `10.${net}.0.1`], { ns: client });
+  sh(['sysctl', '-qw', 'net.ipv4.ip_forward=1'], { ns: router });
+  sh(['nft', '-f', '-'], { ns: router, input: `table ip nat {\n chain post {\n type nat hook postrouting priority srcnat;\n oifname "${dev('rs')}" masquerade\n }\n}\n` });
+  return { client, router, server, outside: `192.168.${net}.1` };
+}
+
 function exists(dev: string): boolean {
   try { execFileSync('ip', ['link', 'show', dev], { stdio: 'ignore' }); return true; } catch { return false; }
 }
