@@ -402,12 +402,13 @@ export function iface_configure(i: u32, zone: u32, network: u32, vlan: u32, macH
   let oldZone = <u32>f.zone, hadAddr = f.state != router.IF_FREE && f.ipv4 != 0;
   let had6 = f.state != router.IF_FREE && (f.ipv6a | f.ipv6b) != 0;
   if (f.state == router.IF_FREE) f.mtu = router.DEFAULT_MTU;
+  let silent = f.state != router.IF_FREE ? f.flags & router.IF_SILENT : 0; // kept across reconfiguration
   f.state = router.IF_UP;
   f.zone = <u16>zone;
   f.network = <u16>network;
   f.vlan = <u16>vlan;
   f.mac = m;
-  f.flags = <u16>flags;
+  f.flags = <u16>flags | silent;
   if (i >= router.ifCount) router.ifCount = i + 1;
   router.rebuildDomains();
   if (hadAddr && oldZone != zone) lpm.add(zone, 4, <u32>f.prefixLen4, 0, <u64>f.ipv4, i, 0, 0, 0, 0);
@@ -442,6 +443,18 @@ export function iface_set_mtu(i: u32, mtu: u32): i32 {
   if (e) return e;
   if (mtu < router.MIN_MTU || mtu > 65535) return Error.BadArgument;
   router.iface(i).mtu = mtu;
+  return Error.Ok;
+}
+
+// Host replies for traffic that came in by interface i to a router address and that nothing handles
+// (nodes/hostreply.ts): 0 answers as a Linux host does (TCP RST, ICMP port / protocol unreachable, the
+// default), 1 stays silent. The request is counted as a drop either way.
+export function iface_set_silent(i: u32, silent: u32): i32 {
+  let e = checkIface(i);
+  if (e) return e;
+  if (silent > 1) return Error.BadArgument;
+  let f = router.iface(i);
+  f.flags = silent ? f.flags | router.IF_SILENT : f.flags & ~router.IF_SILENT;
   return Error.Ok;
 }
 

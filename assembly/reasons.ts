@@ -70,6 +70,14 @@ export const enum Reason {
   IpFragmentTimeout,
   Ipv6TinyFragment,
   MtuExceeded,
+  NdBadHopLimit,
+  NdMalformed,
+  NdNotTarget,
+  NdAdvertisement,
+  NdRouterMessage,
+  Ipv6SourceRoute,
+  LocalPortUnmapped,
+  LocalBadChecksum,
   Count,
 }
 
@@ -141,6 +149,14 @@ const NAMES: StaticArray<string> = [
   "ip_fragment_timeout",
   "ipv6_tiny_fragment",
   "mtu_exceeded",
+  "nd_bad_hop_limit",
+  "nd_malformed",
+  "nd_not_target",
+  "nd_advertisement",
+  "nd_router_message",
+  "ipv6_source_route",
+  "local_port_unmapped",
+  "local_bad_checksum",
 ];
 
 export function reasonName(r: u32): string {

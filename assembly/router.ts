@@ -25,6 +25,9 @@ export const IF_EXTERNAL: u16 = 1;
 // mid-stream pickup. Either end's interface decides.
 export const IF_TCP_LIBERAL: u16 = 2;
 export const IF_TCP_NO_PICKUP: u16 = 4;
+// An interface with IF_SILENT sends no host replies (TCP RST, ICMP port / protocol unreachable,
+// nodes/hostreply.ts) for traffic that came in by it to a router address and that nothing handles.
+export const IF_SILENT: u16 = 8;
 
 @unmanaged
 export class Iface {

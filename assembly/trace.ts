@@ -21,7 +21,8 @@ export const enum Step {
   Snat,          // b new source, c new port
   Egress,        // a port, b length
   Drop,          // a reason, b port
-  Local,         // the router answered (a: 1 ARP / ND, 2 echo)
+  Local,         // the router: a 0 took it without answer (b reason; flooded too, so not a drop), 1 answered ARP / ND,
+                 // 2 answered echo, 3 sent a TCP RST, 4 sent an ICMP / ICMPv6 error (b type, c code)
   Fragment,      // a later fragment: a 0 follows its first fragment (b sport, c dport), 1 held for it
   Count,
 }

@@ -166,6 +166,7 @@ const schema = {
           properties: { Liberal: { type: 'boolean' }, Pickup: { type: 'boolean' } },
         },
         MTU: { type: 'integer', minimum: 68, maximum: 65535 },
+        SilentGateway: { type: 'boolean', description: 'netplane extension: the gateway sends no TCP RST / ICMP unreachable for traffic to its addresses that nothing handles (default false: it answers as a Linux host); NAT and Internal networks only' },
       },
       allOf: [
         {
@@ -179,6 +180,10 @@ const schema = {
         {
           if: { required: ['MTU', 'Ipams'], properties: { MTU: { type: 'integer', maximum: 1279 }, Ipams: { type: 'array', contains: { type: 'object', required: ['Subnets'], properties: { Subnets: { type: 'array', contains: { type: 'object', required: ['IpAddressPrefix'], properties: { IpAddressPrefix: { type: 'string', pattern: ':' } } } } } } } } },
           then: { description: 'an IPv6 link needs an MTU of 1280 at least (RFC 8200 §5)', not: {} },
+        },
+        {
+          if: { required: ['SilentGateway'] },
+          then: { description: 'only NAT and Internal networks have a gateway of their own', properties: { Type: { enum: ['NAT', 'Internal'] } } },
         },
       ],
     },

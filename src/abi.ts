@@ -66,6 +66,7 @@ export interface NetplaneExports {
   frag_count(): number;
   iface_record(i: number): number;
   iface_set_ipv6(i: number, a0: number, a1: number, a2: number, a3: number, prefixLen: number): number;
+  iface_set_silent(i: number, silent: number): number;
   route_add6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number, ifIndex: number, n0: number, n1: number, n2: number, n3: number, flags: number): number;
   route_remove6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number): number;
   neighbor_set6(zone: number, a0: number, a1: number, a2: number, a3: number, macHi: number, macLo: number, ifIndex: number, now: number): number;

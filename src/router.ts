@@ -16,6 +16,7 @@ export interface InterfaceSpec {
   external?: boolean;       // the compartment's uplink: source NAT translates to its address
   tcp?: ConntrackTcp;       // for connections routed in or out through it (either end's interface decides)
   mtu?: number;             // the largest IP packet it sends, 68-65535 (default 1500)
+  silent?: boolean;         // no host replies (TCP RST, ICMP unreachable) to what comes in by it for a router address and nothing handles
 }
 
 // TCP tracking options (Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose).
@@ -177,6 +178,7 @@ export class Router {
     if (addr6 && addr6[1] === 0) throw new NetplaneError('address6', 'an interface address needs an on-link prefix length of 1 to 128');
     const mtu = spec.mtu ?? DEFAULT_MTU;
     intIn('mtu', mtu, MIN_MTU, 65535);
+    if (spec.silent !== undefined && typeof spec.silent !== 'boolean') throw new NetplaneError('silent', `expected true or false, got ${JSON.stringify(spec.silent)}`);
     const x = this.dp.exports;
     const tcp = spec.tcp ? tcpFlags(spec.tcp) : 0;
     const flags = (spec.external ? IF_EXTERNAL : 0) | (tcp & 1 ? IF_TCP_LIBERAL : 0) | (tcp & 2 ? IF_TCP_NO_PICKUP : 0);
@@ -189,8 +191,20 @@ export class Router {
     if (addr) undo('address', x.iface_set_ipv4(id, addr[0], addr[1]));
     if (addr6) undo('address6', x.iface_set_ipv6(id, ...addr6[0], addr6[1]));
     undo('mtu', x.iface_set_mtu(id, mtu));
-    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, address: spec.address, address6: spec.address6, mtu, ...(spec.tcp ? { tcp: { ...spec.tcp } } : {}) });
+    if (spec.silent) undo('silent', x.iface_set_silent(id, 1));
+    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, silent: !!spec.silent, address: spec.address, address6: spec.address6, mtu, ...(spec.tcp ? { tcp: { ...spec.tcp } } : {}) });
     return id;
+  }
+
+  // Whether interface `id` answers traffic to a router address that nothing handles as a Linux host
+  // does (TCP RST, ICMP port / protocol unreachable; the default) or stays silent. Counted as a drop
+  // either way.
+  setSilent(id: number, silent: boolean): void {
+    const f = this.interfaces.get(id);
+    if (!f) throw new NetplaneError('interface', `no interface ${id}`);
+    if (typeof silent !== 'boolean') throw new NetplaneError('silent', `expected true or false, got ${JSON.stringify(silent)}`);
+    abi('silent', this.dp.exports.iface_set_silent(id, silent ? 1 : 0));
+    f.silent = silent;
   }
 
   // The interface's MTU: a routed packet larger than it is fragmented (IPv4 without DF) or refused

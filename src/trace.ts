@@ -29,6 +29,13 @@ export interface TraceResult {
 
 const STEPS = ['', 'rx', 'parse', 'ingress', 'learn', 'l2', 'acl', 'conntrack', 'dnat', 'route', 'snat', 'egress', 'drop', 'local', 'fragment'];
 const LEARN = ['refreshed', 'learned', 'moved', 'not learned: table full', 'learn limit reached', 'static entry of another port'];
+const LOCAL: Array<(s: { b: number; c: number }, reasons: readonly string[]) => string> = [
+  (s, reasons) => `taken by the router without answer: ${reasons[s.b]} (flooded too, so not a drop)`,
+  () => 'answered by the router (ARP / neighbour discovery)',
+  () => 'answered by the router (echo reply)',
+  () => 'answered by the router (TCP RST: nothing handles the port)',
+  (s) => `answered by the router (ICMP error type ${s.b} code ${s.c})`,
+];
 const ETHERTYPES: Record<number, string> = { 0x0800: 'IPv4', 0x86dd: 'IPv6', 0x0806: 'ARP' };
 
 export function traceFrame(sw: Traceable, port: number, frame: Uint8Array, now: number): TraceResult {
@@ -86,7 +93,7 @@ function describe(sw: Traceable, s: { step: string; a: number; b: number; c: num
     case 'egress': return `port ${s.a}, ${s.b} bytes`;
     case 'drop': return `${reasons[s.a]}${s.b < 0xffff ? ` (counted on port ${s.b})` : ''}`;
     case 'fragment': return s.a ? 'held until its first fragment comes' : `follows its first fragment: ports ${s.b} -> ${s.c}`;
-    case 'local': return s.a === 1 ? 'answered by the router (ARP / neighbour discovery)' : 'answered by the router (echo reply)';
+    case 'local': return LOCAL[s.a]?.(s, reasons) ?? `router: ${s.a}`;
   }
   return '';
 }

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Switch, type AclRule } from '../src/index.js';
-import { ethernet, ipv4, ipv6, tcp, udp, icmp } from '../src/frames.js';
+import { ethernet, ipv4, ipv6, tcp, udp, icmp, icmpv6 } from '../src/frames.js';
 
 const A = { mac: '02:00:00:00:00:0a', ip: '10.0.0.2', ip6: 'fd00::2' };
 const B = { mac: '02:00:00:00:00:0b', ip: '10.0.0.3', ip6: 'fd00::3' };
@@ -125,7 +125,27 @@ test('an ICMP error passes a Block In as related to a live connection, not to an
   assert.equal(send(0, err), [1], 'related to B\'s datagram');
   // UDP_UNREPLIED lasts 30 s: after that the same error relates to nothing.
   assert.equal(send(0, err, 31_000), []);
-  assert.is(sw.counters().drops.acl_blocked, 1);
+  assert.is(sw.counters().drops.icmp_error_unmatched, 1);
+});
+
+test('an ICMPv6 error passes a Block In only as related to a live connection: a spoofed one quoting a flow that never existed is dropped', () => {
+  const { sw, send, b } = lan();
+  sw.acls.setPortAcl(b.id, { rules: [], defaultIn: 'Block' });
+  const d6 = (from: typeof A, to: typeof A, sport: number, dport: number) =>
+    ethernet({ src: from.mac, dst: to.mac, payload: ipv6({ src: from.ip6, dst: to.ip6, payload: udp({ srcPort: sport, dstPort: dport }) }) });
+  const err = (quote: Uint8Array, type = 1, code = 4) =>
+    ethernet({ src: A.mac, dst: B.mac, payload: ipv6({ src: A.ip6, dst: B.ip6, payload: icmpv6({ type, code, payload: quote.subarray(14) }) }) });
+  // From outside (A), about a datagram B never sent: every error type, none passes.
+  const never = d6(B, A, 5000, 53);
+  for (const [type, code] of [[1, 4], [2, 0], [3, 0], [4, 0]]) assert.equal(send(0, err(never, type, code)), [], `type ${type}`);
+  assert.is(sw.counters().drops.icmp_error_unmatched, 4);
+  // B sends the datagram: now the same error is about B's connection and passes.
+  assert.equal(send(1, never), [0]);
+  assert.equal(send(0, err(never)), [1], 'related to B\'s datagram');
+  // A quote of another flow (another port) still relates to nothing.
+  assert.equal(send(0, err(d6(B, A, 5001, 53))), []);
+  assert.is(sw.counters().drops.icmp_error_unmatched, 5);
+  assert.is(sw.counters().drops.acl_blocked, undefined);
 });
 
 test('policy generations: a Block added now cuts an established connection; an Allow removed stops it', () => {

@@ -302,4 +302,21 @@ test('GroupFwdMask: a network forwards the reserved group addresses it names (EA
   assert.throws(() => host.store.modify('network', 'nat', { ...NAT, GroupFwdMask: 0x4 }), /GroupFwdMask/);
 });
 
+test('SilentGateway: the network\'s gateway sends no RST for an unmapped port; switched off in place, it does (same gateway)', () => {
+  const { host, send } = boot();
+  host.store.create('network', { ...NAT, SilentGateway: true });
+  const ep = host.store.create('endpoint', { ID: 'web', HostComputeNetwork: 'nat' });
+  const port = host.portOf('web')!;
+  const gw = gwMac(host);
+  const syn = ethernet({ src: ep.MacAddress, dst: gw, payload: ipv4({ src: ep.IpConfigurations[0].IpAddress, dst: '172.20.0.1', payload: tcp({ srcPort: 4000, dstPort: 22, flags: 'S' }) }) });
+  assert.equal(send(port, syn), []);
+  assert.is(host.sw.counters().drops.local_port_unmapped, 1);
+  const gwId = host.compiler.gatewayInterfaceOf('nat');
+  host.store.modify('network', 'nat', { ...NAT, SilentGateway: false });
+  assert.is(host.compiler.gatewayInterfaceOf('nat'), gwId);
+  const r = send(host.portOf('web')!, syn);
+  assert.is(r.length, 1);
+  assert.is(dissect(r[0][1]).tcp!.flagString, 'RA');
+});
+
 test.run();

@@ -67,10 +67,72 @@ for (const target of [GW0.ip, GW0.ll]) {
   });
 }
 
-test('a solicitation with a hop limit other than 255 is ignored (RFC 4861 §7.1.1)', () => {
+test('a unicast solicitation (a reachability probe) is answered as Linux does: router + solicited, no Override, no option', () => {
   const { send } = host();
+  const ns = ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, GW0.ip, icmpv6({ type: 135, rest: new Uint8Array(4), payload: nsBody(GW0.ip, A.mac) }), 255) });
+  const f = only(send(0, ns), 0);
+  assert.equal(f, ethernet({ src: GW0.mac, dst: A.mac, payload: v6(GW0.ip, A.ip, icmpv6({ type: 136, rest: new Uint8Array([0xc0, 0, 0, 0]), payload: parseIPv6(GW0.ip) }), 255) }));
+});
+
+test('a solicitation with a hop limit other than 255 is not answered, and counted (RFC 4861 §7.1.1)', () => {
+  const { send, sw } = host();
   const sn = solicitedNode(GW0.ip);
+  // Network 1 has no other port: the multicast went nowhere else, so the router's verdict is a drop.
   assert.equal(send(0, ethernet({ src: A.mac, dst: sn.mac, payload: v6(A.ip, sn.ip, icmpv6({ type: 135, rest: new Uint8Array(4), payload: nsBody(GW0.ip, A.mac) }), 64) })), []);
+  assert.equal(sw.counters().drops, { nd_bad_hop_limit: 1 });
+});
+
+// Neighbour discovery to the gateway MAC that the router does not answer: each has its named reason,
+// a drop and a trace verdict; none vanishes (rx = answered + dropped).
+{
+  const ns = (o: { target?: string; src?: string; dst?: string; hop?: number; code?: number; body?: Uint8Array; checksum?: number }) =>
+    ethernet({ src: A.mac, dst: GW0.mac, payload: v6(o.src ?? A.ip, o.dst ?? GW0.ip, icmpv6({ type: 135, code: o.code, checksum: o.checksum, rest: new Uint8Array(4), payload: o.body ?? nsBody(o.target ?? GW0.ip, A.mac) }), o.hop ?? 255) });
+  const nd = (type: number, rest: Uint8Array, body: Uint8Array, dst = GW0.ip) =>
+    ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, dst, icmpv6({ type, rest, payload: body }), 255) });
+  const badOption = nsBody(GW0.ip, A.mac); badOption[17] = 0;      // an option of length 0
+  const cases: Array<[string, Uint8Array, string]> = [
+    ['hop limit 64', ns({ hop: 64 }), 'nd_bad_hop_limit'],
+    ['hop limit 254 on a router solicitation', ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, GW0.ip, icmpv6({ type: 133, rest: new Uint8Array(4) }), 254) }), 'nd_bad_hop_limit'],
+    ['a solicitation for another address', ns({ target: 'fd00::77' }), 'nd_not_target'],
+    ['an advertisement', nd(136, new Uint8Array([0x60, 0, 0, 0]), naBody(A.ip, A.mac)), 'nd_advertisement'],
+    ['code 1', ns({ code: 1 }), 'nd_malformed'],
+    ['a wrong checksum', ns({ checksum: 0x1234 }), 'nd_malformed'],
+    ['an option of length 0', ns({ body: badOption }), 'nd_malformed'],
+    ['a multicast target', ns({ target: 'ff02::1' }), 'nd_malformed'],
+    ['shorter than its fixed part', ns({ body: new Uint8Array(8) }), 'nd_malformed'],
+    ['duplicate address detection with a source link-layer address', ns({ src: '::', dst: solicitedNode(GW0.ip).ip }), 'nd_malformed'],
+    ['a solicited advertisement to a multicast address', nd(136, new Uint8Array([0x40, 0, 0, 0]), naBody(A.ip, A.mac), 'ff02::1'), 'nd_malformed'],
+    ['a router solicitation', nd(133, new Uint8Array(4), new Uint8Array(0), 'ff02::2'), 'nd_router_message'],
+    ['a router advertisement', nd(134, new Uint8Array([64, 0, 0, 0]), new Uint8Array(8)), 'nd_router_message'],
+    ['a redirect', nd(137, new Uint8Array(4), new Uint8Array(32)), 'nd_router_message'],
+  ];
+  for (const [what, frame, reason] of cases) {
+    test(`neighbour discovery to the gateway, ${what}: no answer, dropped as ${reason}, traced`, () => {
+      const { send, sw } = host();
+      assert.equal(send(0, frame), []);
+      const c = sw.counters();
+      assert.equal(c.drops, { [reason]: 1 });
+      assert.is(c.stats.rx_packets, c.stats.dropped);
+      assert.is(sw.trace(0, frame).dropped, reason);
+    });
+  }
+}
+
+test('an advertisement is learned from before it is counted; a flooded solicitation for another host is not a drop', () => {
+  const { send, sw, rt } = host();
+  send(0, ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, GW0.ip, icmpv6({ type: 136, rest: new Uint8Array([0x60, 0, 0, 0]), payload: naBody(A.ip, A.mac) }), 255) }));
+  assert.ok(rt.neighbors().some((n) => n.address === A.ip && n.mac === A.mac));
+  // With a second port in network 1 the solicitation for that host reaches it: forwarded, the router's
+  // verdict only traced.
+  sw.addPort({ network: 1 });
+  const sn = solicitedNode('fd00::77');
+  const f = ethernet({ src: A.mac, dst: sn.mac, payload: v6(A.ip, sn.ip, icmpv6({ type: 135, rest: new Uint8Array(4), payload: nsBody('fd00::77', A.mac) }), 255) });
+  const out = send(0, f);
+  assert.equal(out.map(([p]) => p), [2]);
+  assert.equal(sw.counters().drops, { nd_advertisement: 1 }, 'the advertisement only');
+  const t = sw.trace(0, f);
+  assert.is(t.dropped, undefined);
+  assert.ok(t.steps.some((s) => s.step === 'local' && s.a === 0 && /nd_not_target/.test(s.text)), t.text);
 });
 
 test('ping6 the gateway', () => {
@@ -112,6 +174,60 @@ test('hop limit 1: time exceeded; no route: destination unreachable', () => {
   assert.equal(g, ethernet({ src: GW0.mac, dst: A.mac, payload: v6(GW0.ip, A.ip, icmpv6({ type: 1, code: 0, payload: lost.subarray(14) })) }));
   assert.is(sw.counters().drops.ttl_exceeded, 1);
   assert.is(sw.counters().drops.no_route, 1);
+});
+
+test('hop limit 1 is checked before conntrack: a TCP segment that starts no connection gets Time Exceeded too', () => {
+  const { send, sw } = host();
+  const ack = ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, B.ip, tcp({ srcPort: 5555, dstPort: 22, flags: 'A', seq: 7, ack: 9 }), 1) });
+  const f = only(send(0, ack), 0);
+  assert.equal(f, ethernet({ src: GW0.mac, dst: A.mac, payload: v6(GW0.ip, A.ip, icmpv6({ type: 3, code: 0, payload: ack.subarray(14) })) }));
+  assert.equal(sw.counters().drops, { ttl_exceeded: 1 });
+  // A stray echo reply with hop limit 1 as well.
+  only(send(0, ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, B.ip, icmpv6({ type: 129, id: 1 }), 1) })), 0);
+  assert.equal(sw.counters().drops, { ttl_exceeded: 2 });
+});
+
+test('an ICMPv6 error is routed along the connection it quotes; one quoting no connection is dropped', () => {
+  const { send, rt, sw } = host();
+  rt.setNeighbor({ address: B.ip, mac: B.mac, interface: 1 });
+  rt.setNeighbor({ address: A.ip, mac: A.mac, interface: 0 });
+  const sent = only(send(0, ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, B.ip, udp({ srcPort: 5000, dstPort: 6000, payload })) })), 1);
+  // B's port unreachable, quoting the datagram as B got it, goes back to A, hop limit decremented.
+  const unreach = (src: string, dst: string, quote: Uint8Array, type = 1, code = 4) =>
+    ethernet({ src: B.mac, dst: GW1.mac, payload: v6(src, dst, icmpv6({ type, code, payload: quote.subarray(14) })) });
+  const f = only(send(1, unreach(B.ip, A.ip, sent)), 0);
+  assert.equal(f, ethernet({ src: GW0.mac, dst: A.mac, payload: v6(B.ip, A.ip, icmpv6({ type: 1, code: 4, payload: sent.subarray(14) }), 63) }));
+  // So does a Packet Too Big from a router on the way (another source).
+  only(send(1, unreach('fd01::fe', A.ip, sent, 2, 0)), 0);
+  // A spoofed error about a flow that never existed, and one sent to someone other than the quoted
+  // packet's source: both dropped.
+  const never = ethernet({ src: A.mac, dst: GW0.mac, payload: v6(A.ip, B.ip, udp({ srcPort: 7000, dstPort: 53, payload })) });
+  assert.equal(send(1, unreach(B.ip, A.ip, never)), []);
+  assert.equal(send(1, unreach(B.ip, 'fd00::3', sent)), []);
+  assert.equal(sw.counters().drops, { icmp_error_unmatched: 2 });
+});
+
+test('RFC 5095: a routing header with segments left to a gateway address gets Parameter Problem; with none left it is ignored and not reflected', () => {
+  const { send, sw } = host();
+  const rh0 = (segmentsLeft: number) => {
+    const b = new Uint8Array(24);
+    b[1] = 2; b[2] = 0; b[3] = segmentsLeft;
+    b.set(parseIPv6('fd01::2'), 8);
+    return { nextHeaderType: 43, bytes: b };
+  };
+  const req = (segmentsLeft: number) => ethernet({ src: A.mac, dst: GW0.mac, payload: ipv6({ src: A.ip, dst: GW0.ip, extensions: [rh0(segmentsLeft)], payload: icmpv6({ type: 128, id: 5, seq: 1, payload }) }) });
+  const r1 = req(1);
+  const f = only(send(0, r1), 0);
+  // Code 0 (erroneous header field), pointer 42: the Routing Type byte (40 + 2).
+  assert.equal(f, ethernet({ src: GW0.mac, dst: A.mac, payload: v6(GW0.ip, A.ip, icmpv6({ type: 4, code: 0, rest: new Uint8Array([0, 0, 0, 42]), payload: r1.subarray(14) })) }));
+  assert.equal(sw.counters().drops, { ipv6_source_route: 1 });
+  // Segments left 0: processed as if the header were not there; the reply carries no routing header.
+  const g = only(send(0, req(0)), 0);
+  assert.equal(g, ethernet({ src: GW0.mac, dst: A.mac, payload: v6(GW0.ip, A.ip, icmpv6({ type: 129, id: 5, seq: 1, payload })) }));
+  // A routing header in a packet only passing through is not the router's to process (RFC 5095 §3).
+  sw.router.setNeighbor({ address: B.ip, mac: B.mac, interface: 1 });
+  const through = ethernet({ src: A.mac, dst: GW0.mac, payload: ipv6({ src: A.ip, dst: B.ip, extensions: [rh0(1)], payload: udp({ srcPort: 1, dstPort: 2, payload }) }) });
+  only(send(0, through), 1);
 });
 
 test('IPv6 routes: longest prefix wins, blackholes drop, removal falls back', () => {

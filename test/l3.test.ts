@@ -253,10 +253,12 @@ test('timeouts: an unreplied UDP connection expires and its port is free again',
   send(0, frame(A.mac, GW0.mac, v4(A.ip, '8.8.8.8', udp({ srcPort: 40000, dstPort: 53, payload }))));
   assert.is(rt.connections().length, 1);
   assert.is(rt.conntrackTimeouts().UDP_UNREPLIED, 30_000);
-  // A reply after 31 s finds no connection: the external address has no such service.
+  // A reply after 31 s finds no connection: the external address has no such service, and says so
+  // (ICMP port unreachable, as a host with nothing on the port).
   const late = send(2, frame(R.mac, GW1.mac, v4('8.8.8.8', GW1.ip, udp({ srcPort: 53, dstPort: 40000, payload }))), 31_000);
-  assert.equal(late, []);
-  assert.is(sw.counters().drops.local_unsupported, 1);
+  assert.is(late.length, 1);
+  assert.equal([dissect(late[0][1]).icmp?.type, dissect(late[0][1]).icmp?.code], [3, 3]);
+  assert.is(sw.counters().drops.local_port_unmapped, 1);
   assert.is(rt.connections().length, 0);
   assert.ok(sw.counters().stats.ct_expired >= 1);
   rt.setConntrackTimeout('UDP_UNREPLIED', 5000);
@@ -480,15 +482,18 @@ test('malformed or unsupported L3 input is dropped with a reason', () => {
   // A protocol the router does not route (an EtherType other than IPv4/ARP to the gateway MAC).
   send(0, ethernet({ src: A.mac, dst: GW0.mac, ethertype: 0x88b5, payload }));
   assert.is(sw.counters().drops.l3_unsupported_ethertype, 1);
-  // A stray echo reply matches no connection.
+  // A stray echo reply to a router address: nothing of the router's to answer.
   send(2, frame(R.mac, GW1.mac, v4('8.8.8.8', GW1.ip, icmp({ type: 0, id: 9 }))));
+  assert.is(sw.counters().drops.local_unsupported, 1);
+  // A stray echo reply passing through matches no connection.
+  send(2, frame(R.mac, GW1.mac, v4('8.8.8.8', A.ip, icmp({ type: 0, id: 9 }))));
   assert.is(sw.counters().drops.ct_invalid_new, 1);
   // An ICMP error quoting nothing of ours.
   send(2, frame(R.mac, GW1.mac, v4('8.8.8.8', GW1.ip, icmp({ type: 3, code: 1, payload: new Uint8Array(28) }))));
   assert.is(sw.counters().drops.icmp_error_unmatched, 1);
   // Something other than ping to a gateway address.
-  send(0, frame(A.mac, GW0.mac, v4(A.ip, GW0.ip, udp({ srcPort: 1, dstPort: 2, payload }))));
-  assert.is(sw.counters().drops.local_unsupported, 1);
+  send(0, frame(A.mac, GW0.mac, v4(A.ip, GW0.ip, icmp({ type: 13, payload: new Uint8Array(12) }))));
+  assert.is(sw.counters().drops.local_unsupported, 2);
   // A truncated TCP header to the gateway MAC never reaches the router: the parse stage drops it.
   send(0, frame(A.mac, GW0.mac, ipv4({ src: A.ip, dst: '8.8.8.8', protocol: 6, payload: new Uint8Array(10) })));
   assert.is(sw.counters().drops.tcp_truncated, 1);

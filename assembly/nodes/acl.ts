@@ -8,7 +8,8 @@
 // generation is classified again on its next packet, so a Block added now cuts it.
 //
 // Not subject to ACLs: non-IP frames (ARP), IPv6 neighbour discovery and MLD (hosts cannot work
-// without them), and ICMP errors that relate to a connection of the zone.
+// without them), and ICMP and ICMPv6 errors that relate to a connection of the zone (the quoted
+// packet's); one that relates to none is dropped as icmp_error_unmatched, whatever the rules say.
 //
 // Fragments (tables/frag.ts, in the port's zone): the first is classified like any packet, after its
 // ports are noted; later ones carry no ports, so they follow the first fragment's decision: they pass
@@ -28,6 +29,8 @@ import * as icmpw from "../wire/icmp";
 import { get8, get16, get32 } from "../wire/bytes";
 import { bump, Stat } from "../counters";
 import { quoted, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
+import * as q6 from "./icmp6";
+import { quoted6 } from "./icmp6";
 import * as ct from "./ct";
 import * as trace from "../trace";
 
@@ -100,7 +103,7 @@ export function aclCheck(m: Meta, p: u32, dir: u32, now: u32): Reason {
   } else {
     let t = readTuple(m);
     if (t == EXEMPT) return Reason.None;
-    if (t == ICMP_ERROR) return relatedError(m, zone, now) ? Reason.None : Reason.AclBlocked;
+    if (t == ICMP_ERROR) return relatedError(m, zone, now) ? Reason.None : Reason.IcmpErrorUnmatched;
     if (m.flags & FLAG_FRAGMENT) {
       let r = firstFragment(m, zone, now);
       if (r) return r;
@@ -207,11 +210,18 @@ function track(m: Meta, zkey: u32, v6: bool, dir: u32, state: ct.State, now: u32
   return Reason.None;
 }
 
-// An ICMPv4 error passes when the packet it quotes belongs to a live connection of the zone (either
-// way); ICMPv6 errors pass (their quoted packet is not matched yet).
+// An ICMP or ICMPv6 error passes when the packet it quotes belongs to a live connection of the zone
+// (either way).
 function relatedError(m: Meta, zone: u32, now: u32): bool {
-  if (fam == 6) return true;
   let ic = m.frame + m.l4;
+  if (fam == 6) {
+    if (!quoted6(ic, m.l4len)) return false;
+    let s = addr6.find(q6.qSrcHi, q6.qSrcLo), d = addr6.find(q6.qDstHi, q6.qDstLo);
+    if (s == 0 || d == 0) return false;
+    let z = zone | flow.ZONE_V6, p = q6.qProto, sp = q6.qSport, dp = q6.qDport;
+    if (ct.alive(flow.lookup(flow.hashKey(z, p, s, d, sp, dp), z, p, s, d, sp, dp), now) != 0) return true;
+    return ct.alive(flow.lookup(flow.hashKey(z, p, d, s, dp, sp), z, p, d, s, dp, sp), now) != 0;
+  }
   if (!quoted(ic, m.l4len)) return false;
   if (ct.alive(flow.lookup(flow.hashKey(zone, qProto, qSrc, qDst, qSport, qDport), zone, qProto, qSrc, qDst, qSport, qDport), now) != 0) return true;
   return ct.alive(flow.lookup(flow.hashKey(zone, qProto, qDst, qSrc, qDport, qSport), zone, qProto, qDst, qSrc, qDport, qSport), now) != 0;

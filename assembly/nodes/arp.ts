@@ -5,7 +5,7 @@
 // learns the senders of requests and replies addressed to it into the compartment's neighbour table
 // (and refreshes entries it already has from any ARP it sees), and sends the requests that resolve
 // next hops, rate-limited.
-import { Meta, FLAG_FLOODED } from "../packet";
+import { Meta } from "../packet";
 import { Reason } from "../reasons";
 import { iface, IF_UP, onLinkV4 } from "../router";
 import * as natrules from "../tables/natrules";
@@ -13,10 +13,10 @@ import * as neighbor from "../tables/neighbor";
 import * as arp from "../wire/arp";
 import * as eth from "../wire/ethernet";
 import { loadMac, storeMac, set16, set32 } from "../wire/bytes";
-import { bump, drop, Stat } from "../counters";
+import { bump, Stat } from "../counters";
 import { arpRequests } from "../ratelimit";
 import * as trace from "../trace";
-import { newFrame, ethHeader, sendFromRouter, GENERATED_PORT } from "./output";
+import { newFrame, ethHeader, sendFromRouter, unanswered, GENERATED_PORT } from "./output";
 
 const ARP_FRAME_LEN: u32 = 42;
 const BROADCAST: u64 = 0xffff_ffff_ffff;
@@ -55,7 +55,7 @@ export function arpInput(m: Meta, ifIndex: u32, now: u32): void {
 // only the router (unicast to the gateway MAC, or a broadcast in a domain with no other port), as
 // the drop arp_no_reply.
 function noReply(m: Meta): void {
-  if (!(m.flags & FLAG_FLOODED)) drop(m.inPort, Reason.ArpNoReply);
+  unanswered(m, Reason.ArpNoReply); // traced as the router's verdict when the copies accounted for it
 }
 
 // Broadcasts "who has `target`?" from interface `ifIndex`, within the rate limit.

@@ -3,8 +3,8 @@
 // - Echo requests to a gateway address are answered (users ping their gateway).
 // - Time exceeded and destination unreachable are sent back to the source of a packet the router
 //   cannot forward (RFC 1812 §4.3.2: never about an ICMP error, a non-first fragment, or a packet
-//   from a broadcast, multicast or zero source), quoting as much of it as fits in 576 bytes, and
-//   within the rate limit.
+//   from a broadcast, multicast or zero source), quoting as much of it as fits in 576 bytes, with
+//   precedence Internetwork Control (TOS 0xc0, §4.3.2.5), and within the rate limit.
 // - An ICMP error about a NATed connection is translated: the quoted header is mapped back to what
 //   the original sender sent (addresses, ports, echo id), so its quoted IP checksum, quoted UDP
 //   checksum, the ICMP checksum and the outer IP checksum are all rewritten to match.
@@ -55,8 +55,10 @@ export function echoReply(m: Meta, f: Iface, now: u32): void {
 }
 
 // Sends an ICMP error of `type`/`code` about packet m (received on interface f) to its source; `mtu`
-// is the next-hop MTU a fragmentation-needed error carries (RFC 1191), 0 otherwise.
-export function sendError(m: Meta, f: Iface, type: u32, code: u32, now: u32, mtu: u32 = 0): void {
+// is the next-hop MTU a fragmentation-needed error carries (RFC 1191), 0 otherwise; `from` the source
+// (0: f's address; a packet addressed to the router gets its error from the address it was sent to,
+// as Linux's icmp_send does).
+export function sendError(m: Meta, f: Iface, type: u32, code: u32, now: u32, mtu: u32 = 0, from: u32 = 0): void {
   let ip = m.frame + m.l3;
   let src = ipv4.src(ip);
   if (f.ipv4 == 0 || src == 0 || (src >> 28) == 0xe || src == 0xffffffff) return;
@@ -83,7 +85,7 @@ export function sendError(m: Meta, f: Iface, type: u32, code: u32, now: u32, mtu
   store<u8>(o + ipv4.TOS, <u8>(0xc0 | (get8(ip + ipv4.TOS) & 0x1e)));
   ipv4.setTtl(o, 64);
   store<u8>(o + ipv4.PROTOCOL, 1);
-  ipv4.setSrc(o, f.ipv4);
+  ipv4.setSrc(o, from != 0 ? from : f.ipv4);
   ipv4.setDst(o, src);
   refreshIpChecksum(o);
   let ic = o + 20;

@@ -20,7 +20,7 @@
 // it as its sender sent it.
 import { Reason } from "../reasons";
 import { Meta, FLAG_FRAGMENT, FLAG_LATER_FRAGMENT, FLAG_RELEASED } from "../packet";
-import { iface, Iface, ifaceOfDomain, IF_UP, isLocalAddressV4 } from "../router";
+import { iface, Iface, ifaceOfDomain, IF_UP, isLocalAddressV4, isRouterAddressV4 } from "../router";
 import * as flow from "../tables/flow";
 import * as frag from "../tables/frag";
 import * as ipv4 from "../wire/ipv4";
@@ -31,7 +31,9 @@ import { get16, set16, loadMac } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import * as ct from "./ct";
 import { newConnection, LOCAL, routedIface, routedNextHop } from "./nat";
-import { echoReply, echoReplyFragment, freshIpId, sendError, quoted, rewriteQuoted, refreshIpChecksum, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
+import { echoReplyFragment, freshIpId, sendError, quoted, rewriteQuoted, refreshIpChecksum, qProto, qSrc, qDst, qSport, qDport } from "./icmp4";
+import { localInput4 } from "./hostreply";
+import * as natrules from "../tables/natrules";
 import * as egress from "./egress";
 import { fragment4 } from "./mtu";
 import * as trace from "../trace";
@@ -93,16 +95,24 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   }
 
   trace.note(trace.Step.Conntrack, 0, 0, 0, 0);
-  // Only echo requests start an ICMP connection; a stray reply or other message has nothing to match.
-  if (proto == 1 && sport == 0) {
-    drop(m.inPort, Reason.CtInvalidNew);
+  // For a router address or a load balancer's VIP, with no port mapping or load balancer for its port:
+  // the router's own (echo, or the replies of a host with nothing listening, nodes/hostreply.ts).
+  let toRouter = isRouterAddressV4(zone, dst);
+  if ((toRouter || natrules.isVip(zone, dst)) && ((proto != 6 && proto != 17) || natrules.findMapping(zone, proto, dst, dport, toRouter) == 0)) {
+    local4(m, f, proto, sport, answer, now);
     return;
   }
   // A packet that could not leave anyway must not leave a connection behind (as Linux confirms a
-  // connection only once its first packet is sent).
-  if (ipv4.ttl(ip) <= 1 && !isLocalAddressV4(zone, dst)) {
+  // connection only once its first packet is sent), and gets Time Exceeded before conntrack judges it,
+  // as Linux's ip_forward checks the TTL before the forward hook.
+  if (ipv4.ttl(ip) <= 1) {
     sendError(m, f, icmpw.TIME_EXCEEDED, 0, now);
     drop(m.inPort, Reason.TtlExceeded);
+    return;
+  }
+  // Only echo requests start an ICMP connection; a stray reply or other message has nothing to match.
+  if (proto == 1 && sport == 0) {
+    drop(m.inPort, Reason.CtInvalidNew);
     return;
   }
   let res = newConnection(ifIndex, zone, proto, src, dst, sport, dport, tcpFlags, h, now);
@@ -113,21 +123,25 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
     forward(m, f, r, 0, now);
     return;
   }
-  if (res == LOCAL) {
-    if (m.flags & FLAG_FRAGMENT) {
-      if (proto == 1 && sport != 0) echoReplyFragment(m, f, answer, now);
-      else drop(m.inPort, Reason.IpFragment);
-    } else if (proto == 1 && sport != 0) {
-      trace.note(trace.Step.Local, 2, 0, 0, 0);
-      echoReply(m, f, now);
-    } else {
-      drop(m.inPort, Reason.LocalUnsupported);
-    }
+  if (res == LOCAL) { // not reached: local traffic was taken above
+    local4(m, f, proto, sport, answer, now);
     return;
   }
   let reason = <Reason>(-res);
   if (reason == Reason.NoRoute) sendError(m, f, icmpw.DEST_UNREACHABLE, 0, now);
   drop(m.inPort, reason);
+}
+
+// A packet for the router itself: a fragmented echo request is answered in fragments (`answer` is the
+// identification frag.first chose for the reply), another first fragment is dropped (nothing of the
+// router's takes fragments); a whole packet goes to nodes/hostreply.ts.
+function local4(m: Meta, f: Iface, proto: u32, sport: u32, answer: u32, now: u32): void {
+  if (m.flags & FLAG_FRAGMENT) {
+    if (proto == 1 && sport != 0) echoReplyFragment(m, f, answer, now);
+    else drop(m.inPort, Reason.IpFragment);
+    return;
+  }
+  localInput4(m, f, now);
 }
 
 // For the first pass of a batch: the conntrack hash of a TCP or UDP packet addressed to the gateway

@@ -5,15 +5,26 @@
 // Routed IPv6 is tracked like IPv4, in the same connection table: the addresses are interned as
 // 32-bit ids (tables/addr6.ts) so an IPv6 connection fits the same record, state machine, timeouts
 // and fast path (one lookup, the cached next hop). There is no NAT for IPv6, so the reply tuple is
-// the original reversed; ICMPv6 errors, which would only need translating through NAT, are routed
-// without conntrack.
+// the original reversed. An ICMPv6 error is routed along the connection of the packet it quotes
+// (nodes/icmp6.ts), as ICMPv4 errors are; one quoting no connection is dropped.
+//
+// Order, as Linux's ip6_forward: the hop limit is checked before conntrack, so a packet that cannot
+// be forwarded gets Time Exceeded whether or not it could start a connection. Packets to a router
+// address go to nodes/hostreply.ts (echo, host replies, RFC 5095's refusal of routing headers).
+//
+// Every neighbour discovery message (RFC 4861) the router gets is answered or has a verdict: wrong hop
+// limit (nd_bad_hop_limit), invalid (nd_malformed), a solicitation for another address
+// (nd_not_target), an advertisement (nd_advertisement, learned from first), a router
+// solicitation, advertisement or redirect (nd_router_message: netplane sends no router
+// advertisements and, being the router, takes none and no redirects). A multicast one the switch also
+// flooded is not a drop (nodes/output.ts unanswered).
 //
 // Fragments follow their first fragment's connection as in IPv4 (nodes/ip4.ts, tables/frag.ts),
 // keyed by the Fragment header's identification; an atomic fragment (offset 0, M clear) is a whole
 // packet (parse). A packet larger than the egress MTU gets Packet Too Big and is dropped: routers
 // never fragment IPv6 (RFC 8200 §5).
 import { Reason } from "../reasons";
-import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT, FLAG_FLOODED, FLAG_RELEASED } from "../packet";
+import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT, FLAG_RELEASED } from "../packet";
 import { iface, Iface, IF_UP, IF_TCP_LIBERAL, IF_TCP_NO_PICKUP, ifCount } from "../router";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
@@ -27,10 +38,12 @@ import * as ipv6 from "../wire/ipv6";
 import * as icmpv6 from "../wire/icmpv6";
 import * as eth from "../wire/ethernet";
 import * as checksum from "../wire/checksum";
-import { loadMac, storeMac, get8, get16, get32, set16 } from "../wire/bytes";
+import { loadMac, storeMac, get8, get16, get32, set16, set32 } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import { icmpErrors, arpRequests } from "../ratelimit";
-import { newFrame, ethHeader, sendFromRouter, GENERATED_PORT } from "./output";
+import { newFrame, ethHeader, sendFromRouter, unanswered, GENERATED_PORT } from "./output";
+import { localInput6 } from "./hostreply";
+import * as q6 from "./icmp6";
 
 const ND_HOP_LIMIT: u32 = 255;
 const OPT_SOURCE_LLA: u32 = 1;
@@ -43,7 +56,7 @@ const MIN_MTU: u32 = 1280;
 // An IPv6 address as (hi, lo): bytes 0-7 and 8-15, big-endian numbers (tables/lpm.ts).
 @inline export function addrHi(p: usize): u64 { return bswap<u64>(load<u64>(p)); }
 @inline export function addrLo(p: usize): u64 { return bswap<u64>(load<u64>(p, 8)); }
-@inline function storeAddr(p: usize, hi: u64, lo: u64): void {
+@inline export function storeAddr(p: usize, hi: u64, lo: u64): void {
   store<u64>(p, bswap<u64>(hi));
   store<u64>(p, bswap<u64>(lo), 8);
 }
@@ -68,14 +81,13 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
   let icmp = m.l4 != 0 && m.protocol == 58 ? m.frame + m.l4 : 0;
   if (icmp != 0) {
     let t = icmpv6.type(icmp);
-    if (t == icmpv6.NEIGHBOR_SOLICITATION || t == icmpv6.NEIGHBOR_ADVERTISEMENT) {
+    if (t >= icmpv6.ROUTER_SOLICITATION && t <= icmpv6.REDIRECT) {
       ndInput(m, f, ifIndex, ip, icmp, t, now);
       return;
     }
   }
-  if (m.flags & FLAG_GROUP_DST) {
-    // Other multicast: its flooded copies account for it, else nothing did.
-    if (!(m.flags & FLAG_FLOODED)) drop(m.inPort, Reason.NoDestination);
+  if (m.flags & FLAG_GROUP_DST) { // other multicast (MLD, ...): its flooded copies account for it, else nothing did
+    unanswered(m, Reason.NoDestination);
     return;
   }
   if (f.state != IF_UP) {
@@ -86,12 +98,16 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
   let zone = <u32>f.zone;
   if (isRouterAddress6(zone, dhi, dlo)) {
     if (m.flags & FLAG_FRAGMENT) drop(m.inPort, Reason.IpFragment);
-    else if (icmp != 0 && icmpv6.type(icmp) == icmpv6.ECHO_REQUEST) echoReply6(m, f, ip, icmp, now);
-    else drop(m.inPort, Reason.LocalUnsupported);
+    else localInput6(m, f, dhi, dlo, now);
     return;
   }
   if (m.flags & FLAG_LATER_FRAGMENT) {
     laterFragment6(m, f, ifIndex, zone, dhi, dlo, now);
+    return;
+  }
+  if (ipv6.hopLimit(ip) <= 1) {
+    sendError6(m, f, icmpv6.TIME_EXCEEDED, 0, now);
+    drop(m.inPort, Reason.TtlExceeded);
     return;
   }
   let proto = m.protocol;
@@ -107,7 +123,7 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
     else if (t == icmpv6.ECHO_REPLY) dport = icmpv6.ident(l4);
     else if (icmpv6.isError(t)) {
       if (m.flags & FLAG_FRAGMENT) drop(m.inPort, Reason.IpFragment);
-      else forwardUntracked(m, f, zone, dhi, dlo, now);
+      else icmpError6(m, zone, dhi, dlo, now);
       return;
     }
   }
@@ -149,11 +165,6 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
   let state = ct.initialState(proto, tcpFlags, zone);
   if (state == ct.State.None || (proto == 58 && sport == 0)) {
     drop(m.inPort, Reason.CtInvalidNew);
-    return;
-  }
-  if (ipv6.hopLimit(ip) <= 1) {
-    sendError6(m, f, icmpv6.TIME_EXCEEDED, 0, now);
-    drop(m.inPort, Reason.TtlExceeded);
     return;
   }
   let rt = lpm.lookup6(zone, dhi, dlo);
@@ -203,7 +214,7 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
 function forward6(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
   let ip = m.frame + m.l3;
   let hl = ipv6.hopLimit(ip);
-  if (hl <= 1) {
+  if (hl <= 1) { // a later fragment (whole packets were checked before conntrack)
     sendError6(m, fin, icmpv6.TIME_EXCEEDED, 0, now);
     drop(m.inPort, Reason.TtlExceeded);
     return;
@@ -270,34 +281,31 @@ function laterFragment6(m: Meta, f: Iface, ifIndex: u32, zone: u32, dhi: u64, dl
   forward6(m, f, flow.rec(ri), (v - 1) & 1, now);
 }
 
-// ICMPv6 errors are routed without conntrack (there is no NAT to translate them through).
-function forwardUntracked(m: Meta, f: Iface, zone: u32, dhi: u64, dlo: u64, now: u32): void {
-  let ip = m.frame + m.l3;
-  let hl = ipv6.hopLimit(ip);
-  if (hl <= 1) {
-    drop(m.inPort, Reason.TtlExceeded);
+// An ICMPv6 error on its way (its hop limit checked above): routed along the connection of the packet
+// it quotes, in the direction back to that packet's source, which must be the error's destination (no
+// NAT: nothing to translate). One that quotes no live connection is dropped, as ICMPv4's are.
+function icmpError6(m: Meta, zone: u32, dhi: u64, dlo: u64, now: u32): void {
+  let ic = m.frame + m.l4;
+  let v: u32 = 0;
+  if (q6.quoted6(ic, m.l4len) && q6.qSrcHi == dhi && q6.qSrcLo == dlo) {
+    let s = addr6.find(q6.qSrcHi, q6.qSrcLo), d = addr6.find(q6.qDstHi, q6.qDstLo);
+    if (s != 0 && d != 0) {
+      let z = zone | flow.ZONE_V6, p = q6.qProto, sp = q6.qSport, dp = q6.qDport;
+      v = ct.alive(flow.lookup(flow.hashKey(z, p, d, s, dp, sp), z, p, d, s, dp, sp), now);
+    }
+  }
+  if (v == 0) {
+    drop(m.inPort, Reason.IcmpErrorUnmatched);
     return;
   }
-  let rt = lpm.lookup6(zone, dhi, dlo);
-  if (rt == 0) {
-    drop(m.inPort, Reason.NoRoute);
-    return;
-  }
-  if (lpm.routeFlags(rt) & lpm.ROUTE_BLACKHOLE) {
-    drop(m.inPort, Reason.RouteBlackhole);
-    return;
-  }
-  let outIf = lpm.routeIface(rt);
-  let nhi = lpm.routeNextHopHi(rt), nlo = lpm.routeNextHopLo(rt);
-  if ((nhi | nlo) == 0) { nhi = dhi; nlo = dlo; }
-  let n = neighbor.resolve(zone, 6, nhi, nlo, now);
-  if (n == 0) {
-    solicit(outIf, nhi, nlo, now);
+  let r = flow.rec((v - 1) >> 1);
+  if (!egress.resolved(r) && !egress.resolve(r, now)) {
     drop(m.inPort, Reason.NeighborUnresolved);
     return;
   }
-  ipv6.setHopLimit(ip, hl - 1);
-  egress.sendVia(m, iface(outIf), neighbor.entryMac(n), now);
+  let ip = m.frame + m.l3;
+  ipv6.setHopLimit(ip, ipv6.hopLimit(ip) - 1);
+  egress.send(m, r, (v - 1) & 1, now);
 }
 
 export function isRouterAddress6(zone: u32, hi: u64, lo: u64): bool {
@@ -309,19 +317,35 @@ export function isRouterAddress6(zone: u32, hi: u64, lo: u64): bool {
 }
 
 // Neighbour solicitations for a gateway address are answered; the sender's link-layer address from a
-// solicitation, or the target's from an advertisement, is learned.
+// solicitation, or the target's from an advertisement, is learned. Everything else has its verdict
+// (see the top). Validation is RFC 4861's (§6.1.1, §6.1.2, §7.1.1, §7.1.2, §8.1), as Linux's ndisc
+// does it; the hop limit first, as the check that says the message came from on-link.
 function ndInput(m: Meta, f: Iface, ifIndex: u32, ip: usize, icmp: usize, t: u32, now: u32): void {
+  if (f.state != IF_UP) {
+    unanswered(m, Reason.PortDown);
+    return;
+  }
+  if (ipv6.hopLimit(ip) != ND_HOP_LIMIT) {
+    unanswered(m, Reason.NdBadHopLimit);
+    return;
+  }
+  if (!ndValid(m, ip, icmp, t)) {
+    unanswered(m, Reason.NdMalformed);
+    return;
+  }
+  if (t != icmpv6.NEIGHBOR_SOLICITATION && t != icmpv6.NEIGHBOR_ADVERTISEMENT) {
+    unanswered(m, Reason.NdRouterMessage);
+    return;
+  }
   let len = m.l4len;
-  if (len < 24 || ipv6.hopLimit(ip) != ND_HOP_LIMIT || f.state != IF_UP) return;
   let thi = addrHi(icmp + 8), tlo = addrLo(icmp + 8);
   let lla: u64 = 0;
   let hasLla = false;
-  // Options: type, length in 8-byte units (0 is invalid: stop), data.
+  // Options (checked by ndValid): type, length in 8-byte units, data.
   let o: u32 = 24;
   while (o + 8 <= len) {
     let ot = get8(icmp + o);
     let ol = get8(icmp + o + 1) << 3;
-    if (ol == 0 || o + ol > len) break;
     if ((t == icmpv6.NEIGHBOR_SOLICITATION && ot == OPT_SOURCE_LLA) || (t == icmpv6.NEIGHBOR_ADVERTISEMENT && ot == OPT_TARGET_LLA)) {
       lla = loadMac(icmp + o + 2);
       hasLla = true;
@@ -332,36 +356,83 @@ function ndInput(m: Meta, f: Iface, ifIndex: u32, ip: usize, icmp: usize, t: u32
   let shi = addrHi(ip + ipv6.SRC), slo = addrLo(ip + ipv6.SRC);
   if (t == icmpv6.NEIGHBOR_ADVERTISEMENT) {
     if (hasLla) neighbor.update(zone, 6, thi, tlo, lla, ifIndex, neighbor.LEARNED, now);
+    unanswered(m, Reason.NdAdvertisement);
     return;
   }
-  if (!isOurs(f, thi, tlo)) return;
+  if (!isOurs(f, thi, tlo)) {
+    unanswered(m, Reason.NdNotTarget);
+    return;
+  }
   let unspecified = (shi | slo) == 0;
   if (hasLla && !unspecified) neighbor.update(zone, 6, shi, slo, lla, ifIndex, neighbor.LEARNED, now);
-  // The advertisement: to the solicitor (or all nodes, for duplicate address detection).
-  let flen: u32 = 14 + 40 + 32;
+  // The advertisement: to the solicitor (or all nodes, for duplicate address detection). As Linux's
+  // ndisc_recv_ns, a solicitation sent to a multicast group gets Override and the target link-layer
+  // address option; a unicast one (a reachability probe from a host that has our MAC) neither.
+  let multicast = get8(ip + ipv6.DST) == 0xff;
+  let mlen: u32 = multicast ? 32 : 24;
+  let flen: u32 = 14 + 40 + mlen;
   let p = newFrame(flen, m.inPort);
   if (p == 0) return;
   let dstMac = unspecified ? <u64>0x0100_0000_3333 : loadMac(m.frame + eth.SRC);
   ethHeader(p, dstMac, f, eth.TYPE_IPV6);
   let o6 = p + 14;
-  ipv6Header(o6, 32, ND_HOP_LIMIT, thi, tlo, unspecified ? 0xff02_0000_0000_0000 : shi, unspecified ? 1 : slo);
-  ndMessage(o6, icmpv6.NEIGHBOR_ADVERTISEMENT, NA_ROUTER | NA_OVERRIDE | (unspecified ? 0 : NA_SOLICITED), thi, tlo, OPT_TARGET_LLA, f);
+  ipv6Header(o6, mlen, ND_HOP_LIMIT, thi, tlo, unspecified ? 0xff02_0000_0000_0000 : shi, unspecified ? 1 : slo);
+  let flags = NA_ROUTER | (multicast ? NA_OVERRIDE : 0) | (unspecified ? 0 : NA_SOLICITED);
+  ndMessage(o6, icmpv6.NEIGHBOR_ADVERTISEMENT, flags, thi, tlo, multicast ? OPT_TARGET_LLA : 0, f);
   bump(Stat.ArpReplies);
+  trace.note(trace.Step.Local, 1, 0, 0, 0);
   sendFromRouter(p, flen, f, now);
 }
 
-// Writes after the IPv6 header at o6 a 32-byte neighbour solicitation or advertisement (type, flags)
-// for target (hi, lo), carrying f's MAC in link-layer address option `option`, and its checksum.
+// RFC 4861's validity checks of a received ND message of type t: not a fragment (RFC 6980), code 0, the
+// checksum, the fixed part present, every option of non-zero length and inside the message, a target
+// that is not multicast, a solicitation from the unspecified address only to a solicited-node group and
+// without a source link-layer address, a solicited advertisement never to a multicast address.
+function ndValid(m: Meta, ip: usize, icmp: usize, t: u32): bool {
+  if (m.flags & FLAG_FRAGMENT) return false;
+  let len = m.l4len;
+  if (icmpv6.code(icmp) != 0) return false;
+  let fixed: u32 = t == icmpv6.ROUTER_SOLICITATION ? 8 : t == icmpv6.ROUTER_ADVERTISEMENT ? 16 : t == icmpv6.REDIRECT ? 40 : 24;
+  if (len < fixed) return false;
+  let s = checksum.sum(ip + ipv6.SRC, 32);
+  s += <u64>len + 58;
+  if (checksum.fold(checksum.sum(icmp, len, s)) != 0) return false;
+  let sourceLla = false;
+  let o = fixed;
+  while (o < len) {
+    if (o + 2 > len) return false;
+    let ol = get8(icmp + o + 1) << 3;
+    if (ol == 0 || o + ol > len) return false;
+    if (get8(icmp + o) == OPT_SOURCE_LLA) sourceLla = true;
+    o += ol;
+  }
+  if (t == icmpv6.NEIGHBOR_SOLICITATION || t == icmpv6.NEIGHBOR_ADVERTISEMENT) {
+    if (get8(icmp + 8) == 0xff) return false;
+    let dstMulticast = get8(ip + ipv6.DST) == 0xff;
+    if (t == icmpv6.NEIGHBOR_ADVERTISEMENT) return !(dstMulticast && (get8(icmp + 4) & NA_SOLICITED) != 0);
+    if ((addrHi(ip + ipv6.SRC) | addrLo(ip + ipv6.SRC)) == 0) {
+      // Duplicate address detection: to ff02::1:ffXX:XXXX, with no source link-layer address.
+      if (sourceLla || addrHi(ip + ipv6.DST) != 0xff02_0000_0000_0000 || (addrLo(ip + ipv6.DST) >> 24) != 0x1ff) return false;
+    }
+  }
+  return true;
+}
+
+// Writes after the IPv6 header at o6 a neighbour solicitation or advertisement (type, flags) for
+// target (hi, lo), carrying f's MAC in link-layer address option `option` (32 bytes; 0: no option,
+// 24 bytes), and its checksum.
 function ndMessage(o6: usize, type: u32, flags: u32, hi: u64, lo: u64, option: u32, f: Iface): void {
   let nd = o6 + 40;
   store<u64>(nd, 0);
   icmpv6.setType(nd, type);
   store<u8>(nd + 4, <u8>flags);
   storeAddr(nd + 8, hi, lo);
-  store<u8>(nd + 24, <u8>option);
-  store<u8>(nd + 25, 1);
-  storeMac(nd + 26, f.mac);
-  icmpv6.setChecksum(nd, icmp6Checksum(o6, nd, 32));
+  if (option != 0) {
+    store<u8>(nd + 24, <u8>option);
+    store<u8>(nd + 25, 1);
+    storeMac(nd + 26, f.mac);
+  }
+  icmpv6.setChecksum(nd, icmp6Checksum(o6, nd, option != 0 ? 32 : 24));
 }
 
 // Sends a neighbour solicitation for (hi, lo) from interface ifIndex, to its solicited-node group.
@@ -386,35 +457,40 @@ export function solicit(ifIndex: u32, hi: u64, lo: u64, now: u32): void {
   sendFromRouter(p, flen, f, now);
 }
 
-// The reply is a new packet: the base header and the ICMPv6 message, none of the request's extension
-// headers (a Fragment header of an atomic fragment, a routing header, options), as Linux answers.
-function echoReply6(m: Meta, f: Iface, ip: usize, icmp: usize, now: u32): void {
-  let plen = m.l4len;
-  let p = newFrame(14 + 40 + plen, m.inPort);
+// The echo reply to an echo request to a router address: a new packet of the IPv6 header and the
+// ICMPv6 message alone, as Linux's icmpv6_echo_reply builds it (the request's extension headers, a
+// routing header above all, are never reflected; RFC 5095 §3). The traffic class is kept, as Linux
+// keeps it; the flow label is 0.
+export function echoReply6(m: Meta, f: Iface, ip: usize, icmp: usize, now: u32): void {
+  let len = m.l4len;
+  let flen = 14 + 40 + len;
+  let p = newFrame(flen, m.inPort);
   if (p == 0) return;
   ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_IPV6);
   let o6 = p + 14;
-  memory.copy(o6, ip, 8); // version, traffic class, flow label; the rest is rewritten
-  ipv6.setPayloadLength(o6, plen);
-  store<u8>(o6 + ipv6.NEXT_HEADER, 58);
-  memory.copy(o6 + ipv6.DST, ip + ipv6.SRC, 16);
-  memory.copy(o6 + ipv6.SRC, ip + ipv6.DST, 16);
-  ipv6.setHopLimit(o6, 64);
+  ipv6Header(o6, len, 64, addrHi(ip + ipv6.DST), addrLo(ip + ipv6.DST), addrHi(ip + ipv6.SRC), addrLo(ip + ipv6.SRC));
+  set16(o6, 0x6000 | (get16(ip) & 0x0ff0));
   let ic = o6 + 40;
-  memory.copy(ic, icmp, plen);
+  memory.copy(ic, icmp, len);
   icmpv6.setType(ic, icmpv6.ECHO_REPLY);
-  icmpv6.setChecksum(ic, 0);
-  icmpv6.setChecksum(ic, icmp6Checksum(o6, ic, plen));
+  icmpv6.setChecksum(ic, icmp6Checksum(o6, ic, len));
   bump(Stat.EchoReplies);
-  sendFromRouter(p, 14 + 40 + plen, f, now);
+  sendFromRouter(p, flen, f, now);
 }
 
 // An ICMPv6 error about packet m back to its source, from the interface's address, quoting as much of
 // the packet as fits in the minimum MTU (RFC 4443 §2.4), never about an ICMPv6 error or a multicast.
 function sendError6(m: Meta, f: Iface, type: u32, code: u32, now: u32, mtu: u32 = 0): void {
-  let ip = m.frame + m.l3;
   if ((f.ipv6a | f.ipv6b) == 0) return;
+  sendError6From(m, f, type, code, mtu, f.ipv6a, f.ipv6b, now);
+}
+
+// The same from address (fromHi, fromLo), with `param` in the message's second word (the pointer of a
+// Parameter Problem, the MTU of a Packet Too Big, RFC 4443 §3.2).
+export function sendError6From(m: Meta, f: Iface, type: u32, code: u32, param: u32, fromHi: u64, fromLo: u64, now: u32): void {
+  let ip = m.frame + m.l3;
   if ((m.flags & FLAG_LATER_FRAGMENT) && type != icmpv6.PACKET_TOO_BIG) return;
+  if (get8(ip + ipv6.DST) == 0xff && type != icmpv6.PACKET_TOO_BIG) return; // RFC 4443 §2.4(e)
   let shi = addrHi(ip + ipv6.SRC), slo = addrLo(ip + ipv6.SRC);
   if ((shi | slo) == 0 || (shi >> 56) == 0xff) return;
   if (m.l4 != 0 && m.protocol == 58 && icmpv6.isError(icmpv6.type(m.frame + m.l4))) return;
@@ -429,19 +505,19 @@ function sendError6(m: Meta, f: Iface, type: u32, code: u32, now: u32, mtu: u32 
   if (p == 0) return;
   ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_IPV6);
   let o6 = p + 14;
-  ipv6Header(o6, 8 + quoted, 64, f.ipv6a, f.ipv6b, shi, slo);
+  ipv6Header(o6, 8 + quoted, 64, fromHi, fromLo, shi, slo);
   let ic = o6 + 40;
   store<u64>(ic, 0);
   icmpv6.setType(ic, type);
   store<u8>(ic + 1, <u8>code);
-  store<u32>(ic + 4, bswap<u32>(mtu)); // Packet Too Big's MTU (RFC 4443 §3.2); unused (0) otherwise
+  set32(ic + 4, param); // a Parameter Problem's pointer, a Packet Too Big's MTU; 0 otherwise
   memory.copy(ic + 8, ip, quoted);
   icmpv6.setChecksum(ic, icmp6Checksum(o6, ic, 8 + quoted));
   bump(Stat.IcmpErrors);
   sendFromRouter(p, flen, f, now);
 }
 
-function ipv6Header(o: usize, payloadLen: u32, hopLimit: u32, shi: u64, slo: u64, dhi: u64, dlo: u64): void {
+export function ipv6Header(o: usize, payloadLen: u32, hopLimit: u32, shi: u64, slo: u64, dhi: u64, dlo: u64): void {
   store<u32>(o, 0x60); // version 6, traffic class 0, flow label 0 (first byte 0x60 in memory)
   ipv6.setPayloadLength(o, payloadLen);
   store<u8>(o + ipv6.NEXT_HEADER, 58);
@@ -451,7 +527,7 @@ function ipv6Header(o: usize, payloadLen: u32, hopLimit: u32, shi: u64, slo: u64
 }
 
 // The ICMPv6 checksum: the message plus the pseudo-header (addresses, upper-layer length, next header).
-function icmp6Checksum(ip: usize, icmp: usize, len: u32): u32 {
+export function icmp6Checksum(ip: usize, icmp: usize, len: u32): u32 {
   set16(icmp + icmpv6.CHECKSUM, 0);
   let s = checksum.sum(ip + ipv6.SRC, 32);
   s += <u64>len + 58;

@@ -1,7 +1,8 @@
 // Frames the router sends on its own (ARP replies and requests, ICMP errors, echo replies) are built
 // in tx memory and leave through the same L2 forwarding as everything else, from a scratch packet
 // record that belongs to no ingress port.
-import { Meta, scratchMeta } from "../packet";
+import { Meta, scratchMeta, FLAG_FLOODED } from "../packet";
+import * as trace from "../trace";
 import { l2forward, dstHash, NO_PORT } from "./l2forward";
 import * as tx from "../tx";
 import { drop } from "../counters";
@@ -41,4 +42,13 @@ export function sendFromRouter(p: usize, len: u32, f: Iface, now: u32): void {
   m.ethertype = 0;
   m.dstHash = dstHash(m);
   l2forward(m, now, NO_PORT);
+}
+
+// The router's verdict on a frame it takes without answering (a neighbour advertisement, a solicitation
+// for another address, a malformed one...): a drop under `r`, unless the frame was a multicast or
+// broadcast the switch also flooded to some port, which is then where it went: the verdict is only
+// traced (step local, a 0), so that every frame is forwarded, answered or dropped exactly once.
+export function unanswered(m: Meta, r: Reason): void {
+  if (m.flags & FLAG_FLOODED) trace.note(trace.Step.Local, 0, <u32>r, 0, 0);
+  else drop(m.inPort, r);
 }

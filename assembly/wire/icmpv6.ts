@@ -20,6 +20,7 @@ export const ROUTER_SOLICITATION: u32 = 133;
 export const ROUTER_ADVERTISEMENT: u32 = 134;
 export const NEIGHBOR_SOLICITATION: u32 = 135;
 export const NEIGHBOR_ADVERTISEMENT: u32 = 136;
+export const REDIRECT: u32 = 137;
 
 @inline export function check(len: u32): Reason {
   return len < HEADER_LEN ? Reason.Icmpv6Truncated : Reason.None;

@@ -46,7 +46,7 @@ import type { AclRule } from './acl.js';
 
 export interface HostConfig {
   // The host's external side: its address with prefix, and the next hop of the default route.
-  uplink?: { address: string; gateway?: string; mac?: string };
+  uplink?: { address: string; gateway?: string; mac?: string; silent?: boolean };
 }
 
 type Undo = () => void;
@@ -73,7 +73,7 @@ export class HostCompiler {
   constructor(readonly sw: Switch, readonly config: HostConfig = {}) {
     const up = config.uplink;
     if (up) {
-      this.uplinkInterface = sw.router.addInterface({ network: UPLINK_NETWORK, address: up.address, external: true, mac: up.mac });
+      this.uplinkInterface = sw.router.addInterface({ network: UPLINK_NETWORK, address: up.address, external: true, mac: up.mac, silent: up.silent });
       if (up.gateway) sw.router.addRoute({ compartment: HOST_COMPARTMENT, destination: '0.0.0.0/0', interface: this.uplinkInterface, nextHop: up.gateway });
     }
   }
@@ -208,6 +208,7 @@ export class HostCompiler {
         address6: v6 ? `${gatewayOf(v6)}/${prefix(v6.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
         tcp: n.TcpTracking ? { liberal: n.TcpTracking.Liberal, pickup: n.TcpTracking.Pickup } : undefined,
         mtu: n.MTU,
+        silent: n.SilentGateway ?? false,
       });
       this.gatewayInterface.set(n.ID, gw);
       undo.push(() => { this.gatewayInterface.delete(n.ID); this.releasedGateways.release(n.ID, gw); });
@@ -249,6 +250,7 @@ export class HostCompiler {
         JSON.stringify(old.tcp ?? {}) === JSON.stringify(spec.tcp ?? {})) {
       // Only the MTU changed (or nothing): set it in place, the guests stay attached.
       if (old.mtu !== (spec.mtu ?? 1500)) rt.setMtu(kept, spec.mtu ?? 1500);
+      if (old.silent !== !!spec.silent) rt.setSilent(kept, !!spec.silent); // in place: no connection or MAC disturbed
       return kept;
     }
     rt.removeInterface(kept);

@@ -76,6 +76,7 @@ export interface HostComputeNetwork {
   GroupFwdMask?: number;
   TcpTracking?: TcpTracking;  // netplane extension: conntrack's TCP tracking for the network's connections
   MTU?: number;              // the gateway interface's MTU, 68-65535 (default 1500; 1280 at least with IPv6)
+  SilentGateway?: boolean;   // netplane extension: the gateway sends no TCP RST / ICMP unreachable for traffic to its addresses that nothing handles
 }
 
 // Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose, for one network (docs/model.md).

@@ -161,7 +161,7 @@ function portMapping(v: unknown, field: string): PortMappingPolicySetting {
 
 export function validateNetwork(v: unknown): HostComputeNetwork {
   const o = object(v, '');
-  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking', 'MTU']);
+  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking', 'MTU', 'SilentGateway']);
   if (!NETWORK_TYPES.includes(o.Type as NetworkType)) throw invalid('Type', `must be one of ${NETWORK_TYPES.join(', ')}, got ${JSON.stringify(o.Type)}`);
   const n: HostComputeNetwork = { ID: id(o.ID, 'ID'), Type: o.Type as NetworkType };
   const name = optString(o.Name, 'Name');
@@ -234,6 +234,11 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
       if (typeof t[k] !== 'boolean') throw invalid(`TcpTracking.${k}`, `must be true or false, got ${JSON.stringify(t[k])}`);
       n.TcpTracking[k] = t[k] as boolean;
     }
+  }
+  if (o.SilentGateway !== undefined) {
+    if (typeof o.SilentGateway !== 'boolean') throw invalid('SilentGateway', `must be true or false, got ${JSON.stringify(o.SilentGateway)}`);
+    if (n.Type !== 'NAT' && n.Type !== 'Internal') throw invalid('SilentGateway', `a ${n.Type} network has no gateway of its own`);
+    n.SilentGateway = o.SilentGateway;
   }
   if (n.Type === 'NAT' && !(n.Ipams?.some((i) => i.Subnets.some((s) => !s.IpAddressPrefix.includes(':'))))) {
     throw invalid('Ipams', 'a NAT network needs an IPv4 subnet');
