@@ -17,8 +17,10 @@
 //
 // A fragment that comes before its datagram's first fragment is held (tables/frag.ts): counted in
 // the frag_held statistic, it is sent or dropped in a later call, when its first fragment comes
-// (frag_released) or its datagram times out (ip_fragment_timeout). So a call whose frame was held is
-// accounted for, and the drops of frames released or timed out in a call are not its frame's.
+// (frag_released) or dropped when its datagram times out or is condemned (an overlap: every held
+// fragment of it is dropped with the frame that overlapped; frag_held_dropped). So a call whose frame
+// was held is accounted for, and the drops of earlier frames released or dropped in a call are not its
+// frame's.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Switch } from '../src/dataplane.js';
@@ -71,7 +73,7 @@ function rig() {
     return Number(dp.dv.getBigUint64((drop ? dp.exports.drops() : dp.exports.stats()) + i * 8, true));
   };
   // Frames held for their first fragment, and the earlier ones released or timed out.
-  const held = () => ({ held: counter('frag_held'), resolved: counter('frag_released') + counter('ip_fragment_timeout', true) });
+  const held = () => ({ held: counter('frag_held'), resolved: counter('frag_released') + counter('frag_held_dropped') });
   return { sw, dropSum, held, tick: () => (now += 3) };
 }
 

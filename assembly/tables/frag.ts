@@ -206,6 +206,7 @@ function dropHeld(r: usize, reason: Reason): void {
     let p = hold(s - 1);
     let next = load<u32>(p);
     drop(<u32>load<u16>(p, 6), reason);
+    bump(Stat.FragHeldDropped);
     store<u32>(p, holdFree);
     holdFree = s;
     s = next;
