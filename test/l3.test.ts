@@ -344,12 +344,15 @@ test('an exhausted range: a new SYN takes over the tuple of a translated connect
   // The server resets it: CLOSE, which would hold the tuple for its 10 s timeout.
   only(send(2, frame(R.mac, GW1.mac, v4('1.2.3.4', GW1.ip, tcp({ srcPort: 443, dstPort: 20000, flags: 'RA', seq: 0, ack: 2 })))), 0);
   assert.ok(rt.connections().some((c) => c.state === 'CLOSE'));
-  const f = only(send(1, seg(B, 50001, 'S')), 2);
+  // Not for a SYN whose sequence number is not past the old connection's (as Linux).
+  assert.equal(send(1, seg(B, 50001, 'S', 0)), []);
+  assert.is(sw.counters().drops.nat_port_exhausted, 2);
+  const f = only(send(1, seg(B, 50001, 'S', 1000)), 2);
   assert.is(dissect(f).tcp!.srcPort, 20000, 'B gets the port at once');
-  assert.is(sw.counters().drops.nat_port_exhausted, 1);
+  assert.is(sw.counters().drops.nat_port_exhausted, 2);
   const cs = rt.connections();
   assert.is(cs.length, 1, 'the closed connection is gone');
-  const back = only(send(2, frame(R.mac, GW1.mac, v4('1.2.3.4', GW1.ip, tcp({ srcPort: 443, dstPort: 20000, flags: 'SA', seq: 9, ack: 2 })))), 1);
+  const back = only(send(2, frame(R.mac, GW1.mac, v4('1.2.3.4', GW1.ip, tcp({ srcPort: 443, dstPort: 20000, flags: 'SA', seq: 9, ack: 1001 })))), 1);
   assert.is(dissect(back).tcp!.dstPort, 50001, 'replies reach the new connection');
   // UDP never takes over.
   rt.removeSourceNat(0);

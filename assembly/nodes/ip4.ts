@@ -27,7 +27,7 @@ import * as ipv4 from "../wire/ipv4";
 import * as icmpw from "../wire/icmp";
 import * as checksum from "../wire/checksum";
 import * as eth from "../wire/ethernet";
-import { get16, set16, loadMac } from "../wire/bytes";
+import { get16, get32, set16, loadMac } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import * as ct from "./ct";
 import { newConnection, LOCAL, routedIface, routedNextHop } from "./nat";
@@ -115,7 +115,7 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
     drop(m.inPort, Reason.CtInvalidNew);
     return;
   }
-  let res = newConnection(ifIndex, zone, proto, src, dst, sport, dport, tcpFlags, h, now);
+  let res = newConnection(ifIndex, zone, proto, src, dst, sport, dport, tcpFlags, proto == 6 ? get32(l4 + 4) : 0, h, now);
   if (res >= 0) {
     let r = flow.rec(<u32>res);
     ct.start(r, proto, l4, m.l4len, now);

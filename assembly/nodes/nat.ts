@@ -33,6 +33,7 @@ import * as natrules from "../tables/natrules";
 import * as eim from "../tables/eim";
 import * as checksum from "../wire/checksum";
 import * as ct from "./ct";
+import * as win from "./tcpwindow";
 import * as trace from "../trace";
 import { bump, Stat } from "../counters";
 
@@ -62,7 +63,7 @@ export let routedIface: u32 = 0;
 export let routedNextHop: u32 = 0;
 
 export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32,
-                              tcpFlags: u32, origHash: u32, now: u32): i32 {
+                              tcpFlags: u32, seq: u32, origHash: u32, now: u32): i32 {
   let state = ct.initialState(proto, tcpFlags, zone);
   if (state == ct.State.None) return -<i32>Reason.CtInvalidNew;
 
@@ -153,7 +154,7 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
     nsport = <u32>port;
   } else if (snat) {
     let port = pickPort(-1, zone, proto, ndst, nsrc, rSport, sport, lo, hi, src, dst, dport, now);
-    if (port < 0 && proto == 6) port = takeOverClosing(zone, ndst, nsrc, rSport, lo, hi, src, dst, sport, dport);
+    if (port < 0 && state == ct.State.TcpSynSent) port = takeOverClosing(zone, ndst, nsrc, rSport, lo, hi, src, dst, sport, dport, seq);
     if (port < 0) return -<i32>Reason.NatPortExhausted;
     nsport = <u32>port;
   } else {
@@ -226,9 +227,11 @@ function pickPort(rule: i32, zone: u32, proto: u32, rsrc: u32, rdst: u32, rsport
 
 // With every port of the range in use: the first port (probing as pickPort does) whose tuple is held
 // by a source-translated TCP connection in TIME_WAIT or CLOSE, which is released for the new one. Only
-// a SYN gets here (a TCP connection starts with one), and only once the range is exhausted.
+// a SYN (sequence number `seq`) gets here, only once the range is exhausted, and, as in Linux
+// (nf_seq_has_advanced), only when the SYN is past the old connection's original direction
+// (its end, tcpwindow.ts), so the old peer's late segments cannot be taken for the new connection's.
 function takeOverClosing(zone: u32, rsrc: u32, rdst: u32, rsport: u32, lo: u32, hi: u32,
-                         src: u32, dst: u32, sport: u32, dport: u32): i32 {
+                         src: u32, dst: u32, sport: u32, dport: u32, seq: u32): i32 {
   let range = hi - lo + 1;
   let start = flow.hashKey(zone, 6, src, dst, sport, dport) % range;
   for (let n: u32 = 0; n < range; n++) {
@@ -240,6 +243,7 @@ function takeOverClosing(zone: u32, rsrc: u32, rdst: u32, rsport: u32, lo: u32, 
     let r = flow.rec(ri);
     let s = <u32>load<u8>(r, 27);
     if ((load<u8>(r, 28) & flow.CT_SNAT) == 0 || (s != ct.State.TcpTimeWait && s != ct.State.TcpClose)) continue;
+    if (<i32>(seq + 1 - load<u32>(r + win.TD)) <= 0) continue;
     flow.release(ri);
     pickedHash = h;
     return <i32>port;
