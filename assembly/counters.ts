@@ -38,6 +38,7 @@ export const enum Stat {
   FragmentsMade, // fragments the router made of packets larger than the egress MTU
   HostResets,    // TCP RSTs sent for segments to a router address that nothing handles (nodes/hostreply.ts)
   FragHeldDropped, // held fragments dropped in a later call: their datagram timed out or was condemned
+  Punted,        // frames handed to the host through the punt area (nodes/punt.ts)
   Count,
 }
 
@@ -48,7 +49,7 @@ const STAT_NAMES: StaticArray<string> = [
   "icmp_rate_limited", "icmp_translated", "echo_replies", "lb_choices",
   "ct_tcp_ignored", "ct_tcp_pickups",
   "frag_held", "frag_released", "frag_expired", "fragments_made",
-  "host_resets", "frag_held_dropped",
+  "host_resets", "frag_held_dropped", "punted",
 ];
 
 export function statName(i: u32): string {

@@ -13,6 +13,7 @@ import * as arena from "./arena";
 import * as ports from "./ports";
 import * as mac from "./tables/mac";
 import * as tx from "./tx";
+import * as punt from "./punt";
 import * as l2forward from "./nodes/l2forward";
 import * as pipeline from "./pipeline";
 import * as checksum from "./wire/checksum";
@@ -349,7 +350,7 @@ export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32
   // One term per table; a new table adds its term here and its alloc below.
   neededBytes = router.bytes() + lpm.bytes(routes) + neighbor.bytes(neighbors) + flow.bytes(conns) +
                 addr6.bytes(addrs6) + eim.bytes(conns, natrules.MAX_SNAT_RULES) + natrules.bytes(mappings) +
-                ct.timeoutBytes() + ct.zoneBytes() + frag.bytes(frag.datagramsFor(conns));
+                ct.timeoutBytes() + ct.zoneBytes() + frag.bytes(frag.datagramsFor(conns)) + punt.bytes(pipeline.maxBatch);
   if (!arena.reserve(neededBytes)) return Error.TooLarge;
   l3 = true;
   router.alloc();
@@ -360,6 +361,7 @@ export function create_l3(routes: u32, neighbors: u32, conns: u32, mappings: u32
   eim.alloc(conns, natrules.MAX_SNAT_RULES);
   natrules.alloc(mappings);
   frag.alloc(frag.datagramsFor(conns));
+  punt.alloc(pipeline.maxBatch);
   ct.allocTimeouts();
   ct.allocZones();
   initBuckets();
@@ -457,6 +459,24 @@ export function iface_set_silent(i: u32, silent: u32): i32 {
   f.flags = silent ? f.flags | router.IF_SILENT : f.flags & ~router.IF_SILENT;
   return Error.Ok;
 }
+
+// What interface i hands to the host through the punt area instead of handling it (nodes/punt.ts):
+// a mask of 1 DHCPv4 to a server (UDP port 67, broadcast in its domain or to its gateway address), 2
+// DNS to its gateway addresses (UDP and TCP port 53). 0, the default, punts nothing.
+export function iface_set_punt(i: u32, mask: u32): i32 {
+  let e = checkIface(i);
+  if (e) return e;
+  if (mask & ~<u32>router.PUNT_ALL) return Error.BadArgument;
+  router.iface(i).punt = <u8>mask;
+  router.refreshPunt();
+  return Error.Ok;
+}
+
+// The punt area (assembly/punt.ts, docs/ABI.md): descriptors of the frames the last process() or
+// trace_frame() punted, and how many fit per batch (0 before create_l3).
+export function punt_descriptors(): usize { return punt.descBase; }
+export function punt_capacity(): u32 { return punt.descMax; }
+export function punt_count(): u32 { return punt.count; }
 
 // IPv6 addresses cross the ABI as four u32 words, most significant first (2001:db8::1 is
 // 0x20010db8, 0, 0, 1).

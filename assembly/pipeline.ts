@@ -16,6 +16,7 @@ import { drop, bump, Stat, flushBatch } from "./counters";
 import * as counters from "./counters";
 import * as mac from "./tables/mac";
 import * as tx from "./tx";
+import * as punt from "./punt";
 import { parse } from "./nodes/parse";
 import { ingress } from "./nodes/ingress";
 import { l2learn } from "./nodes/l2learn";
@@ -61,6 +62,7 @@ export function alloc(batch: u32, rxBytes: u32): void {
 
 export function process(n: u32, now: f64): u32 {
   tx.reset();
+  punt.reset();
   bump(Stat.Batches);
   if (n > maxBatch) n = maxBatch;
   let t = <u32><u64>now;

@@ -78,6 +78,7 @@ export const enum Reason {
   Ipv6SourceRoute,
   LocalPortUnmapped,
   LocalBadChecksum,
+  PuntQueueFull,        // a frame to punt to the host found the punt area full (nodes/punt.ts)
   Count,
 }
 
@@ -157,6 +158,7 @@ const NAMES: StaticArray<string> = [
   "ipv6_source_route",
   "local_port_unmapped",
   "local_bad_checksum",
+  "punt_queue_full",
 ];
 
 export function reasonName(r: u32): string {

@@ -32,7 +32,7 @@ export const IF_SILENT: u16 = 8;
 @unmanaged
 export class Iface {
   state: u8;        // 0
-  _pad: u8;         // 1
+  punt: u8;         // 1: PUNT_* classes handed to the host (nodes/punt.ts)
   flags: u16;       // 2: IF_*
   network: u16;     // 4
   vlan: u16;        // 6
@@ -45,6 +45,13 @@ export class Iface {
   prefixLen6: u32;  // 40
   mtu: u32;         // 44: the largest IP packet it sends (nodes/mtu.ts)
 }
+
+// What an interface punts to the host (iface_set_punt; nodes/punt.ts). Default none.
+export const PUNT_DHCP4: u8 = 1;   // DHCPv4 to a server: UDP to port 67, broadcast or to the gateway
+export const PUNT_DNS: u8 = 2;     // DNS to a gateway address: UDP and TCP port 53
+export const PUNT_ALL: u8 = 3;
+// Whether any interface punts anything: the one check the broadcast path makes while none does.
+export let puntAny = false;
 
 export const IFACE_SIZE: usize = offsetof<Iface>();
 
@@ -111,6 +118,15 @@ export function rebuildDomains(): void {
   for (let i: u32 = 0; i < ifCount; i++) {
     let f = iface(i);
     if (f.state == IF_UP) setDomain(f.network, f.vlan, i);
+  }
+  refreshPunt();
+}
+
+export function refreshPunt(): void {
+  puntAny = false;
+  for (let i: u32 = 0; i < ifCount; i++) {
+    let f = iface(i);
+    if (f.state == IF_UP && f.punt != 0) puntAny = true;
   }
 }
 

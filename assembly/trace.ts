@@ -24,6 +24,7 @@ export const enum Step {
   Local,         // the router: a 0 took it without answer (b reason; flooded too, so not a drop), 1 answered ARP / ND,
                  // 2 answered echo, 3 sent a TCP RST, 4 sent an ICMP / ICMPv6 error (b type, c code)
   Fragment,      // a later fragment: a 0 follows its first fragment (b sport, c dport), 1 held for it
+  Punt,          // handed to the host (nodes/punt.ts): a punt reason, b interface, c 1 if the punt area was full (then a drop follows)
   Count,
 }
 

@@ -67,6 +67,10 @@ export interface NetplaneExports {
   iface_record(i: number): number;
   iface_set_ipv6(i: number, a0: number, a1: number, a2: number, a3: number, prefixLen: number): number;
   iface_set_silent(i: number, silent: number): number;
+  iface_set_punt(i: number, mask: number): number;
+  punt_descriptors(): number;
+  punt_capacity(): number;
+  punt_count(): number;
   route_add6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number, ifIndex: number, n0: number, n1: number, n2: number, n3: number, flags: number): number;
   route_remove6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number): number;
   neighbor_set6(zone: number, a0: number, a1: number, a2: number, a3: number, macHi: number, macLo: number, ifIndex: number, now: number): number;
@@ -177,8 +181,15 @@ export interface DataplaneView {
   dv: DataView;
   rxBuffer: Uint8Array;
   txDescriptors: DataView;
+  puntDescriptors: DataView;
   views(): void;
 }
+
+// The punt area's reasons (assembly/punt.ts PuntReason; docs/ABI.md), by number, and the classes an
+// interface may punt (iface_set_punt's mask bits, by name).
+export const PUNT_REASONS = ['', 'dhcp', 'dns'] as const;
+export type PuntClass = 'dhcp' | 'dns';
+export const PUNT_CLASSES: Record<PuntClass, number> = { dhcp: 1, dns: 2 };
 
 // Throws unless v is an integer in [lo, hi], naming the field.
 export function check(field: string, v: number, lo: number, hi: number): void {
@@ -207,7 +218,7 @@ export function abiString(memory: WebAssembly.Memory, addr: number): string {
 // 2 GiB (tables that large are allowed) would come out negative: these are read as unsigned.
 const ADDRESS_EXPORTS = ['rx_descriptors', 'rx_buffer', 'tx_descriptors', 'port_record', 'port_drops', 'mac_table',
   'drops', 'reason_name', 'stats', 'stat_name', 'parse_result', 'iface_record', 'route_table', 'neighbor_table',
-  'ct_table', 'addr6_table', 'ct_state_name', 'acl_alloc', 'trace_buffer'] as const;
+  'ct_table', 'addr6_table', 'ct_state_name', 'acl_alloc', 'trace_buffer', 'punt_descriptors'] as const;
 
 export function instantiate(module: WebAssembly.Module): NetplaneExports {
   const raw = new WebAssembly.Instance(module, {}).exports as unknown as Record<string, unknown>;

@@ -2,7 +2,7 @@
 // belonging to a compartment), routes, neighbours, source NAT (HNS OutBoundNAT), port mappings (HNS
 // PortMapping) and the connection table. Every call validates all of its arguments before it changes
 // anything, and names the field it refuses.
-import { NetplaneError, check as intIn, abi, type DataplaneView } from './abi.js';
+import { NetplaneError, check as intIn, abi, PUNT_CLASSES, type PuntClass, type DataplaneView } from './abi.js';
 import { parseIPv4, parseIPv6, parseMac, formatIPv4, formatIPv6, formatMac } from './frames.js';
 
 export interface InterfaceSpec {
@@ -17,6 +17,7 @@ export interface InterfaceSpec {
   tcp?: ConntrackTcp;       // for connections routed in or out through it (either end's interface decides)
   mtu?: number;             // the largest IP packet it sends, 68-65535 (default 1500)
   silent?: boolean;         // no host replies (TCP RST, ICMP unreachable) to what comes in by it for a router address and nothing handles
+  punt?: PuntClass[];       // what it hands to the host (Switch.onPunt) instead of handling: 'dhcp', 'dns' (default none)
 }
 
 // TCP tracking options (Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose).
@@ -149,6 +150,18 @@ function macParts(s: string, field: string): [number, number] {
   return [(m[0] << 8) | m[1], ((m[2] << 24) | (m[3] << 16) | (m[4] << 8) | m[5]) >>> 0];
 }
 
+function puntMask(classes: PuntClass[] | undefined): number {
+  if (classes === undefined) return 0;
+  if (!Array.isArray(classes)) throw new NetplaneError('punt', `expected a list of 'dhcp', 'dns', got ${JSON.stringify(classes)}`);
+  let mask = 0;
+  for (const c of classes) {
+    const bit = Object.hasOwn(PUNT_CLASSES, c) ? PUNT_CLASSES[c] : undefined;
+    if (bit === undefined) throw new NetplaneError('punt', `unknown punt class ${JSON.stringify(c)} (expected 'dhcp' or 'dns')`);
+    mask |= bit;
+  }
+  return mask;
+}
+
 export class Router {
   readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6' | 'tcp' | 'mtu'>> & { address?: string; address6?: string; tcp?: ConntrackTcp; mtu: number }>();
   private snatUsed = new Set<number>();
@@ -179,6 +192,7 @@ export class Router {
     const mtu = spec.mtu ?? DEFAULT_MTU;
     intIn('mtu', mtu, MIN_MTU, 65535);
     if (spec.silent !== undefined && typeof spec.silent !== 'boolean') throw new NetplaneError('silent', `expected true or false, got ${JSON.stringify(spec.silent)}`);
+    const punt = puntMask(spec.punt);
     const x = this.dp.exports;
     const tcp = spec.tcp ? tcpFlags(spec.tcp) : 0;
     const flags = (spec.external ? IF_EXTERNAL : 0) | (tcp & 1 ? IF_TCP_LIBERAL : 0) | (tcp & 2 ? IF_TCP_NO_PICKUP : 0);
@@ -192,7 +206,8 @@ export class Router {
     if (addr6) undo('address6', x.iface_set_ipv6(id, ...addr6[0], addr6[1]));
     undo('mtu', x.iface_set_mtu(id, mtu));
     if (spec.silent) undo('silent', x.iface_set_silent(id, 1));
-    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, silent: !!spec.silent, address: spec.address, address6: spec.address6, mtu, ...(spec.tcp ? { tcp: { ...spec.tcp } } : {}) });
+    if (punt) undo('punt', x.iface_set_punt(id, punt));
+    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, silent: !!spec.silent, punt: [...(spec.punt ?? [])], address: spec.address, address6: spec.address6, mtu, ...(spec.tcp ? { tcp: { ...spec.tcp } } : {}) });
     return id;
   }
 
@@ -205,6 +220,16 @@ export class Router {
     if (typeof silent !== 'boolean') throw new NetplaneError('silent', `expected true or false, got ${JSON.stringify(silent)}`);
     abi('silent', this.dp.exports.iface_set_silent(id, silent ? 1 : 0));
     f.silent = silent;
+  }
+
+  // What interface `id` hands to the host (Switch.onPunt) instead of handling itself: 'dhcp' (DHCPv4
+  // to a server: broadcast in its domain, not flooded then, or to its gateway address) and 'dns' (UDP
+  // and TCP 53 to its gateway addresses). [] punts nothing, the default.
+  setPunt(id: number, classes: PuntClass[]): void {
+    const f = this.interfaces.get(id);
+    if (!f) throw new NetplaneError('interface', `no interface ${id}`);
+    abi('punt', this.dp.exports.iface_set_punt(id, puntMask(classes)));
+    f.punt = [...classes];
   }
 
   // The interface's MTU: a routed packet larger than it is fragmented (IPv4 without DF) or refused

@@ -17,9 +17,9 @@ import { Router } from './router.js';
 import { Acls } from './acl.js';
 import { traceFrame, type TraceResult } from './trace.js';
 import type { PcapSink } from './pcap-format.js';
-import { NetplaneError, ABI_ERRORS, check, abi, instantiate, createCall, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
+import { NetplaneError, ABI_ERRORS, PUNT_REASONS, check, abi, instantiate, createCall, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
 
-export { NetplaneError, ABI_ERRORS, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
+export { NetplaneError, ABI_ERRORS, PUNT_REASONS, type PuntClass, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
 
 // Where a module can come from: a URL (fetched, compiled while it downloads), a fetch Response, the
 // bytes, or a module compiled already (compile once, instantiate many: each switch is one instance).
@@ -92,6 +92,7 @@ export class Dataplane implements DataplaneView {
   rxBuffer!: Uint8Array;       // the rx buffer, for writing frames
   rxDescriptors!: DataView;    // batch x 8 bytes: u32 offset, u16 length, u16 port
   txDescriptors!: DataView;    // tx_capacity x 8 bytes: u32 address, u16 length, u16 port
+  puntDescriptors!: DataView;  // punt_capacity x 16 bytes (docs/ABI.md "The punt area")
 
   constructor(opts: DataplaneOptions = {}) {
     this.build = opts.build ?? defaultBuild();
@@ -130,6 +131,7 @@ export class Dataplane implements DataplaneView {
     this.rxBuffer = new Uint8Array(buf, x.rx_buffer(), x.rx_buffer_size());
     this.rxDescriptors = new DataView(buf, x.rx_descriptors(), x.max_batch() * 8);
     this.txDescriptors = new DataView(buf, x.tx_descriptors(), x.tx_capacity() * 8);
+    this.puntDescriptors = new DataView(buf, x.punt_descriptors(), x.punt_capacity() * 16);
   }
 
   process(n: number, now: number): number {
@@ -191,6 +193,11 @@ export interface MacEntry {
 
 export type FrameHandler = (frame: Uint8Array, port: number) => void;
 
+// A punted frame's origin: its ingress port, why it was punted ('dhcp', 'dns'), the router interface
+// and compartment it was for, and the VLAN of its broadcast domain.
+export interface PuntInfo { port: number; reason: string; interface: number; compartment: number; vlan: number }
+export type PuntHandler = (frame: Uint8Array, info: PuntInfo) => void;
+
 const FLAG_GUARD = 1, FLAG_NO_LEARN = 2, FLAG_DROP_UNTAGGED = 4;
 const NO_LIMIT = 0xffffffff;
 
@@ -224,6 +231,7 @@ export class Switch {
   private pending = 0;
   private rxUsed = 0;
   private anyHandler?: FrameHandler;
+  private puntHandler?: PuntHandler;
   private captures = new Map<number, PcapSink>();
 
   constructor(opts: SwitchOptions = {}) {
@@ -370,7 +378,32 @@ export class Switch {
         p.queue.push(view.slice());
       }
     }
+    if (this.puntHandler) this.deliverPunts();
     return tx;
+  }
+
+  // Frames the dataplane handed to the host instead of handling them (an interface's punt classes,
+  // Router.setPunt): `h` gets each one after every batch, with why and where it came from. The frame
+  // is a view valid during the call. The host answers by sending frames into the switch like any
+  // other (docs/ABI.md "The punt area").
+  onPunt(h: PuntHandler | undefined): void { this.puntHandler = h; }
+
+  private deliverPunts(): void {
+    const dp = this.dp;
+    const n = dp.exports.punt_count();
+    const pd = dp.puntDescriptors;
+    for (let i = 0; i < n; i++) {
+      const d = i * 16;
+      const addr = pd.getUint32(d, true), len = pd.getUint16(d + 4, true);
+      const info: PuntInfo = {
+        port: pd.getUint16(d + 6, true),
+        reason: PUNT_REASONS[pd.getUint16(d + 8, true)] ?? `reason ${pd.getUint16(d + 8, true)}`,
+        interface: pd.getUint16(d + 10, true),
+        compartment: pd.getUint16(d + 12, true),
+        vlan: pd.getUint16(d + 14, true),
+      };
+      this.puntHandler!(dp.u8.subarray(addr, addr + len), info);
+    }
   }
 
   // Captures every frame a port receives and sends into a classic pcap file (tcpdump, Wireshark): a

@@ -2,7 +2,7 @@
 // its decision (assembly/trace.ts), on a snapshot of the dataplane's memory that is restored
 // afterwards, so tracing a frame learns nothing, creates no connection and moves no counter. The
 // result lists the steps in order, each with a line of text, and the frames that would leave.
-import type { DataplaneView } from './abi.js';
+import { PUNT_REASONS, type DataplaneView } from './abi.js';
 import type { Acls } from './acl.js';
 
 // What a trace needs of a switch (src/switch.ts's Switch, which calls it).
@@ -24,10 +24,11 @@ export interface TraceResult {
   steps: TraceStep[];
   output: Array<{ port: number; frame: Uint8Array }>;
   dropped?: string;   // the reason, if the frame (or a copy of it) was dropped
+  punted?: string;    // the punt reason ('dhcp', 'dns'), if the frame was handed to the host
   text: string;
 }
 
-const STEPS = ['', 'rx', 'parse', 'ingress', 'learn', 'l2', 'acl', 'conntrack', 'dnat', 'route', 'snat', 'egress', 'drop', 'local', 'fragment'];
+const STEPS = ['', 'rx', 'parse', 'ingress', 'learn', 'l2', 'acl', 'conntrack', 'dnat', 'route', 'snat', 'egress', 'drop', 'local', 'fragment', 'punt'];
 const LEARN = ['refreshed', 'learned', 'moved', 'not learned: table full', 'learn limit reached', 'static entry of another port'];
 const LOCAL: Array<(s: { b: number; c: number }, reasons: readonly string[]) => string> = [
   (s, reasons) => `taken by the router without answer: ${reasons[s.b]} (flooded too, so not a drop)`,
@@ -63,7 +64,8 @@ export function traceFrame(sw: Traceable, port: number, frame: Uint8Array, now: 
     }
     const drop = steps.find((s) => s.step === 'drop');
     const text = steps.map((s) => `${s.step.padEnd(10)} ${s.text}`).join('\n');
-    return { steps, output, dropped: drop ? dp.reasons[drop.a] : undefined, text };
+    const punt = steps.find((s) => s.step === 'punt' && s.c === 0);
+    return { steps, output, dropped: drop ? dp.reasons[drop.a] : undefined, ...(punt ? { punted: PUNT_REASONS[punt.a] ?? String(punt.a) } : {}), text };
   } finally {
     const mem = new Uint8Array(dp.exports.memory.buffer);
     mem.set(snapshot.subarray(0, Math.min(snapshot.length, mem.length)));
@@ -93,6 +95,7 @@ function describe(sw: Traceable, s: { step: string; a: number; b: number; c: num
     case 'egress': return `port ${s.a}, ${s.b} bytes`;
     case 'drop': return `${reasons[s.a]}${s.b < 0xffff ? ` (counted on port ${s.b})` : ''}`;
     case 'fragment': return s.a ? 'held until its first fragment comes' : `follows its first fragment: ports ${s.b} -> ${s.c}`;
+    case 'punt': return `${s.c ? 'to punt, but the punt area is full' : 'punted to the host'} (${PUNT_REASONS[s.a] ?? s.a}), interface ${s.b}`;
     case 'local': return LOCAL[s.a]?.(s, reasons) ?? `router: ${s.a}`;
   }
   return '';

@@ -33,6 +33,7 @@ import { loadMac, get8, get16, set16, set32 } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import { icmpErrors } from "../ratelimit";
 import * as trace from "../trace";
+import { puntLocal } from "./punt";
 import { newFrame, ethHeader, sendFromRouter } from "./output";
 import { echoReply, sendError, freshIpId, refreshIpChecksum } from "./icmp4";
 import { echoReply6, sendError6From, ipv6Header, addrHi, addrLo, storeAddr } from "./ip6";
@@ -51,6 +52,7 @@ export function localInput4(m: Meta, f: Iface, now: u32): void {
     drop(m.inPort, Reason.LocalBadChecksum);
     return;
   }
+  if (puntLocal(m, f)) return;
   if (proto == 1) {
     if (icmpw.type(l4) == icmpw.ECHO_REQUEST) {
       trace.note(trace.Step.Local, 2, 0, 0, 0);
@@ -183,6 +185,7 @@ export function localInput6(m: Meta, f: Iface, dhi: u64, dlo: u64, now: u32): vo
     drop(m.inPort, Reason.LocalBadChecksum);
     return;
   }
+  if (puntLocal(m, f)) return;
   if (proto == 58) {
     if (icmpv6.type(l4) == icmpv6.ECHO_REQUEST) {
       trace.note(trace.Step.Local, 2, 0, 0, 0);

@@ -1,0 +1,66 @@
+// The punt area: frames the dataplane hands to the host instead of handling them itself (DHCP to a
+// server, DNS to a gateway address: nodes/punt.ts decides which), as Open vSwitch's controller action
+// and VPP's punt do. Like the tx side, it is filled during process() and read by the host after it
+// returns; it is bounded and reset every batch, and running out is a counted drop (punt_queue_full),
+// never an overwrite. The frame is copied (the rx buffer is the host's to reuse), as it arrived.
+//
+// Descriptor (16 bytes, little-endian): u32 address of the copy in linear memory, u16 length, u16
+// ingress port, u16 punt reason (PuntReason), u16 router interface, u16 compartment (zone), u16 VLAN
+// of the broadcast domain. docs/ABI.md "The punt area".
+import * as arena from "./arena";
+
+export const DESCRIPTOR_SIZE: usize = 16;
+// Most punts per batch, and bytes of frame copies per punt slot (a longer frame may still fit when
+// others are short: the buffer is shared).
+export const MAX_DESCRIPTORS: u32 = 64;
+export const BYTES_PER_SLOT: u32 = 2048;
+
+// Why a frame was punted: the host's dispatch key.
+export const enum PuntReason {
+  None = 0,
+  Dhcp4 = 1,     // DHCPv4 client to server (UDP port 67)
+  Dns = 2,       // DNS query to a gateway address (UDP or TCP port 53)
+}
+
+export let descBase: usize = 0;
+export let descMax: u32 = 0;
+export let count: u32 = 0;
+export let bufBase: usize = 0;
+export let bufSize: u32 = 0;
+let bufUsed: u32 = 0;
+
+export function capacityFor(batch: u32): u32 { return batch < MAX_DESCRIPTORS ? batch : MAX_DESCRIPTORS; }
+export function bytes(batch: u32): u64 {
+  let n = capacityFor(batch);
+  return arena.span(n, DESCRIPTOR_SIZE) + arena.span(<u64>n * BYTES_PER_SLOT, 1);
+}
+export function alloc(batch: u32): void {
+  descMax = capacityFor(batch);
+  descBase = arena.take(descMax, DESCRIPTOR_SIZE);
+  bufSize = descMax * BYTES_PER_SLOT;
+  bufBase = arena.take(bufSize, 1);
+}
+
+@inline export function reset(): void {
+  count = 0;
+  bufUsed = 0;
+}
+
+// Copies the frame in with its descriptor. False when the area is full (the caller counts the drop).
+export function put(frame: usize, len: u32, inPort: u32, reason: u32, ifIndex: u32, zone: u32, vlan: u32): bool {
+  let need = (len + 7) & ~7;
+  if (count >= descMax || bufUsed + need > bufSize) return false;
+  let p = bufBase + bufUsed;
+  memory.copy(p, frame, len);
+  bufUsed += need;
+  let d = descBase + <usize>count * DESCRIPTOR_SIZE;
+  store<u32>(d, <u32>p);
+  store<u16>(d, <u16>len, 4);
+  store<u16>(d, <u16>inPort, 6);
+  store<u16>(d, <u16>reason, 8);
+  store<u16>(d, <u16>ifIndex, 10);
+  store<u16>(d, <u16>zone, 12);
+  store<u16>(d, <u16>vlan, 14);
+  count++;
+  return true;
+}

@@ -1,0 +1,168 @@
+// The slow path to the host (punt): frames an interface asked the host to handle (DHCPv4 to a server,
+// DNS to its gateway address) leave the dataplane through the punt area with a reason, are handed to
+// Switch.onPunt after the batch, counted as `punted` (not as drops), and shown by trace. With punting
+// off, the default, the same frames behave as before (a DHCP broadcast is flooded, DNS to the gateway
+// gets ICMP port unreachable). A full punt area is a counted drop (punt_queue_full).
+//
+//   port 0  A  10.0.0.2   ┐
+//   port 2  B  10.0.0.3   ┴─ network 1 ── if 0  10.0.0.1/24   GW0 02:6e:70:00:00:00
+//   port 1  R  192.168.1.254 ── network 2 ── if 1  192.168.1.1/24   GW1 02:6e:70:00:00:01
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Switch, NetplaneError, type PuntInfo } from '../src/dataplane.js';
+import { ethernet, ipv4, tcp, udp, dissect } from '../src/frames.js';
+
+const A = { mac: '02:00:00:00:00:0a', ip: '10.0.0.2' };
+const R = { mac: '02:00:00:00:00:fe', ip: '192.168.1.254' };
+const GW0 = { mac: '02:6e:70:00:00:00', ip: '10.0.0.1' };
+const GW1 = { mac: '02:6e:70:00:00:01', ip: '192.168.1.1' };
+
+function host(punt0?: Array<'dhcp' | 'dns'>) {
+  let now = 1000;
+  const sw = new Switch({ maxPorts: 4, clock: () => now });
+  const out: Array<[number, Uint8Array]> = [];
+  const punted: Array<[Uint8Array, PuntInfo]> = [];
+  sw.onFrame((f, p) => out.push([p, f.slice()]));
+  sw.onPunt((f, info) => punted.push([f.slice(), info]));
+  sw.addPort({ network: 1 });
+  sw.addPort({ network: 2 });
+  sw.addPort({ network: 1 });
+  const rt = sw.router;
+  rt.addInterface({ network: 1, address: '10.0.0.1/24', ...(punt0 ? { punt: punt0 } : {}) });
+  rt.addInterface({ network: 2, address: '192.168.1.1/24', external: true });
+  rt.setNeighbor({ address: R.ip, mac: R.mac, interface: 1 });
+  const send = (frames: Array<[number, Uint8Array]>) => {
+    now += 1;
+    out.length = 0;
+    punted.length = 0;
+    sw.inject(frames, now);
+  };
+  return { sw, rt, send, out, punted };
+}
+
+// A DHCPDISCOVER (RFC 2131 §4.4.1): BOOTREQUEST from 0.0.0.0:68 to 255.255.255.255:67, broadcast.
+function discover(xid = 0x3903f326, mac = A.mac): Uint8Array {
+  const bootp = new Uint8Array(236 + 4 + 3 + 1);
+  const v = new DataView(bootp.buffer);
+  bootp[0] = 1; bootp[1] = 1; bootp[2] = 6;               // op BOOTREQUEST, htype Ethernet, hlen 6
+  v.setUint32(4, xid);
+  v.setUint16(10, 0x8000);                                // flags: broadcast
+  mac.split(':').forEach((h, i) => (bootp[28 + i] = parseInt(h, 16)));
+  v.setUint32(236, 0x63825363);                           // magic cookie
+  bootp.set([53, 1, 1, 255], 240);                        // DHCP message type DISCOVER, end
+  return ethernet({ src: mac, dst: 'ff:ff:ff:ff:ff:ff', payload: ipv4({ src: '0.0.0.0', dst: '255.255.255.255', payload: udp({ srcPort: 68, dstPort: 67, payload: bootp }) }) });
+}
+// A DNS query for example.com A.
+const query = new Uint8Array([0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, ...'example'.split('').map((c) => c.charCodeAt(0)), 3, 0x63, 0x6f, 0x6d, 0, 0, 1, 0, 1]);
+const dns = (dst: string) => ethernet({ src: A.mac, dst: GW0.mac, payload: ipv4({ src: A.ip, dst, payload: udp({ srcPort: 5353, dstPort: 53, payload: query }) }) });
+
+test('punting off (the default): a DHCP DISCOVER is flooded as before, nothing punted', () => {
+  const { sw, send, out, punted } = host();
+  const f = discover();
+  send([[0, f]]);
+  assert.equal(out.map(([p]) => p), [2], 'flooded to the other port of network 1');
+  assert.equal(out[0][1], f);
+  assert.is(punted.length, 0);
+  assert.is(sw.counters().stats.punted, 0);
+});
+
+test('a DHCP DISCOVER broadcast is punted (reason dhcp, exact bytes, its origin) and not flooded', () => {
+  const { sw, send, out, punted } = host(['dhcp']);
+  const f = discover();
+  send([[0, f]]);
+  assert.is(out.length, 0, 'not flooded');
+  assert.is(punted.length, 1);
+  assert.equal(punted[0][0], f, 'the frame as it arrived');
+  assert.equal(punted[0][1], { port: 0, reason: 'dhcp', interface: 0, compartment: 0, vlan: 0 });
+  const c = sw.counters();
+  assert.is(c.stats.punted, 1);
+  assert.is(c.stats.dropped, 0, 'a punt is not a drop');
+  assert.is(sw.dp.exports.punt_count(), 1);
+});
+
+test('a DHCP request unicast to the gateway address (a renewal) is punted as dhcp', () => {
+  const { send, punted } = host(['dhcp']);
+  const f = ethernet({ src: A.mac, dst: GW0.mac, payload: ipv4({ src: A.ip, dst: GW0.ip, payload: udp({ srcPort: 68, dstPort: 67, payload: new Uint8Array(244) }) }) });
+  send([[0, f]]);
+  assert.is(punted.length, 1);
+  assert.is(punted[0][1].reason, 'dhcp');
+  assert.equal(punted[0][0], f);
+});
+
+test('a DNS query to the gateway is punted (UDP and TCP); punting dhcp only leaves it to the router', () => {
+  const { send, out, punted, rt, sw } = host(['dns']);
+  const u = dns(GW0.ip);
+  const t = ethernet({ src: A.mac, dst: GW0.mac, payload: ipv4({ src: A.ip, dst: GW0.ip, payload: tcp({ srcPort: 40000, dstPort: 53, seq: 1, flags: 'S', window: 64240 }) }) });
+  send([[0, u], [0, t]]);
+  assert.is(out.length, 0, 'no ICMP port unreachable, no RST');
+  assert.equal(punted.map(([f, i]) => [f, i.reason, i.port]), [[u, 'dns', 0], [t, 'dns', 0]]);
+  assert.is(sw.counters().stats.punted, 2);
+  rt.setPunt(0, ['dhcp']);
+  send([[0, u]]);
+  assert.is(punted.length, 0);
+  assert.is(out.length, 1, 'answered as before: ICMP port unreachable');
+  assert.is(dissect(out[0][1]).icmp?.type, 3);
+  assert.is(sw.counters().drops.local_port_unmapped, 1);
+});
+
+test('a DHCP broadcast is flooded again once the interface stops punting', () => {
+  const { send, out, punted, rt } = host(['dhcp', 'dns']);
+  assert.equal(rt.interfaces.get(0)!.punt, ['dhcp', 'dns']);
+  rt.setPunt(0, []);
+  send([[0, discover()]]);
+  assert.is(punted.length, 0);
+  assert.equal(out.map(([p]) => p), [2]);
+});
+
+test('a DNS query to another address is routed normally, not punted', () => {
+  const { send, out, punted } = host(['dhcp', 'dns']);
+  send([[0, dns(R.ip)]]);
+  assert.is(punted.length, 0);
+  assert.is(out.length, 1);
+  assert.is(out[0][0], 1, 'routed out of the uplink');
+  const d = dissect(out[0][1]);
+  assert.is(d.ipv4?.dst, R.ip);
+  assert.is(d.udp?.dstPort, 53);
+});
+
+test('the punt area full: the rest are counted drops (punt_queue_full), the first capacity are punted', () => {
+  const { send, out, punted, sw } = host(['dhcp']);
+  const cap = sw.dp.exports.punt_capacity();
+  assert.ok(cap > 0 && cap < sw.dp.batch, `capacity ${cap} below the batch`);
+  const frames: Array<[number, Uint8Array]> = [];
+  for (let i = 0; i <= cap + 1; i++) frames.push([0, discover(i)]);
+  send(frames);
+  assert.is(punted.length, cap);
+  assert.equal(punted.map(([f]) => new DataView(f.buffer, f.byteOffset).getUint32(14 + 20 + 8 + 4)), [...Array(cap).keys()], 'in order');
+  assert.is(out.length, 0);
+  const c = sw.counters();
+  assert.is(c.stats.punted, cap);
+  assert.is(c.drops.punt_queue_full, 2);
+  // The next batch starts empty.
+  send([[0, discover(7)]]);
+  assert.is(punted.length, 1);
+});
+
+test('trace shows the punt and changes nothing', () => {
+  const { sw } = host(['dhcp']);
+  const r = sw.trace(0, discover());
+  assert.is(r.punted, 'dhcp');
+  assert.is(r.dropped, undefined);
+  assert.is(r.output.length, 0);
+  const step = r.steps.find((s) => s.step === 'punt');
+  assert.ok(step, r.text);
+  assert.match(step!.text, /punted to the host \(dhcp\), interface 0/);
+  assert.is(sw.counters().stats.punted, 0, 'the trace moved no counter');
+  const off = host();
+  assert.is(off.sw.trace(0, discover()).punted, undefined);
+});
+
+test('setPunt and the punt field refuse unknown classes, naming the field', () => {
+  const { rt } = host();
+  assert.throws(() => rt.setPunt(0, ['ntp' as 'dns']), (e: unknown) => e instanceof NetplaneError && /punt/.test((e as Error).message));
+  assert.throws(() => rt.addInterface({ network: 3, punt: ['x' as 'dhcp'] }), (e: unknown) => e instanceof NetplaneError && /punt/.test((e as Error).message));
+  assert.throws(() => rt.setPunt(9, ['dns']), (e: unknown) => e instanceof NetplaneError);
+  assert.is(rt.interfaces.has(1), true);
+});
+
+test.run();
