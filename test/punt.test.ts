@@ -143,6 +143,21 @@ test('the punt area full: the rest are counted drops (punt_queue_full), the firs
   assert.is(punted.length, 1);
 });
 
+test('the host answers through the rx path: from the gateway on a port of its own with learning off', () => {
+  const { sw, send, out, punted } = host(['dhcp']);
+  const service = sw.addPort({ network: 1, learning: false }).id;
+  send([[0, discover()]]);
+  assert.is(punted.length, 1);
+  const offer = (dst: string) => ethernet({ src: GW0.mac, dst, payload: ipv4({ src: GW0.ip, dst: dst === A.mac ? '10.0.0.2' : '255.255.255.255', payload: udp({ srcPort: 67, dstPort: 68, payload: new Uint8Array(244) }) }) });
+  send([[service, offer(A.mac)]]);
+  assert.equal(out.map(([p]) => p), [0], 'unicast to the client\'s learned port');
+  assert.equal(out[0][1], offer(A.mac));
+  send([[service, offer('ff:ff:ff:ff:ff:ff')]]);
+  assert.equal(out.map(([p]) => p).sort(), [0, 2], 'a broadcast OFFER is flooded, not punted');
+  assert.is(punted.length, 0);
+  assert.is(sw.counters().stats.dropped, 0);
+});
+
 test('trace shows the punt and changes nothing', () => {
   const { sw } = host(['dhcp']);
   const r = sw.trace(0, discover());
