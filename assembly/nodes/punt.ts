@@ -11,7 +11,7 @@
 // A punted frame is accounted as punted (stat `punted`), not dropped; a full area is a drop
 // (punt_queue_full).
 import { Reason } from "../reasons";
-import { Meta, FLAG_LATER_FRAGMENT } from "../packet";
+import { Meta, FLAG_FRAGMENT } from "../packet";
 import { Iface, iface, ifaceOfDomain, ifBase, IFACE_SIZE, PUNT_DHCP4, PUNT_DNS } from "../router";
 import { drop, bump, Stat } from "../counters";
 import * as area from "../punt";
@@ -28,8 +28,9 @@ const DNS_PORT: u32 = 53;
 
 // A broadcast or multicast IPv4 frame about to be flooded: true when it was punted (or its punt
 // counted as a drop) and must not be flooded. Called only while some interface punts (router.puntAny).
+// A fragment is flooded as before: the host would get a piece of a datagram (no DHCP client sends one).
 export function puntGroup4(m: Meta): bool {
-  if (m.protocol != PROTO_UDP || m.l4 == 0 || (m.flags & FLAG_LATER_FRAGMENT) != 0) return false;
+  if (m.protocol != PROTO_UDP || m.l4 == 0 || (m.flags & FLAG_FRAGMENT) != 0) return false;
   if (udp.dstPort(m.frame + m.l4) != DHCP_SERVER_PORT) return false;
   let i = ifaceOfDomain(m.network, m.vlan);
   if (i < 0) return false;
