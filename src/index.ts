@@ -1,6 +1,7 @@
 // netplane's SDK entry point: the switch and its raw dataplane, frame builders and a dissector, pcap.
 export * from './dataplane.js';
 export * from './router.js';
+export { DhcpServer, DHCP_DROP_REASONS, type DhcpServerOptions, type DhcpStaticLease, type DhcpRoute, type DhcpCounters, type DhcpDropReason, type DhcpLease, type DhcpState } from './dhcp.js';
 export * from './acl.js';
 export * from './trace.js';
 export { compileAcl, AclError } from './compile/acl.js';

@@ -11,8 +11,8 @@ import { TapTransport } from '../../src/transports/tap.js';
 export function requirements(): string | undefined {
   if (process.getuid?.() !== 0) return 'the end-to-end tests need root (network namespaces, TAP devices)';
   if (!existsSync('/dev/net/tun')) return 'the end-to-end tests need /dev/net/tun';
-  for (const tool of ['ip', 'socat', 'ping', 'nc']) {
-    try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }); } catch { return `the end-to-end tests need ${tool} (apt-get install socat iproute2 iputils-ping netcat-openbsd)`; }
+  for (const tool of ['ip', 'socat', 'ping', 'nc', 'busybox']) {
+    try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }); } catch { return `the end-to-end tests need ${tool} (apt-get install socat iproute2 iputils-ping netcat-openbsd busybox)`; }
   }
   return undefined;
 }
