@@ -16,7 +16,7 @@
 // Every message from the wire is untrusted: a malformed one is counted under a named reason in
 // `counters.dropped` and ignored, never thrown. State is bounded: at most `maxLeases` leases and
 // offers, and the declined addresses are a subset of the pool.
-import type { Switch, PuntInfo } from './switch.js';
+import type { Switch } from './switch.js';
 import { NetplaneError } from './abi.js';
 import { ethernet, ipv4, udp, parseMac, formatMac, parseIPv4, onesComplementSum } from './frames.js';
 import { Pump } from './transports/pump.js';
@@ -57,6 +57,8 @@ export interface DhcpCounters {
 
 export interface DhcpLease { mac: string; address: string; expires: number; bound: boolean }
 export interface DhcpState { version: 1; leases: Array<{ mac: string; address: string; expires: number }>; declined: Array<{ address: string; until: number }> }
+
+const attached = new WeakMap<Switch, Map<number, (frame: Uint8Array) => void>>();
 
 const DISCOVER = 1, OFFER = 2, REQUEST = 3, DECLINE = 4, ACK = 5, NAK = 6, RELEASE = 7, INFORM = 8;
 const COOKIE = 0x63825363;
@@ -142,24 +144,35 @@ export class DhcpServer {
     this.counters = { received: 0, offers: 0, acks: 0, naks: 0, informs: 0, releases: 0, declines: 0, dropped: Object.fromEntries(DHCP_DROP_REASONS.map((r) => [r, 0])) as Record<DhcpDropReason, number> };
   }
 
-  // Takes the switch's punt handler: DHCP punted by this server's interface is answered through a port
-  // of its own (learning off) in the interface's broadcast domain, at the clock's time (wall time by
-  // default, so that persisted leases mean the same after a restart). Returns the detach function.
+  // Answers the DHCP this server's interface punts, through a port of its own (learning off) in the
+  // interface's broadcast domain, at the clock's time (wall time by default, so that persisted leases
+  // mean the same after a restart). The servers attached to one switch share its punt handler
+  // (Switch.onPunt), which dispatches by interface; other punts are left unanswered. Returns detach.
   attach(clock: () => number = Date.now): () => void {
     if (this.servicePort === undefined) this.servicePort = this.sw.addPort({ network: this.network, vlan: this.vlan, learning: false }).id;
     const port = this.sw.port(this.servicePort);
     const pump = Pump.of(this.sw);
-    const me = this.ifaceId;
-    this.sw.onPunt((frame, info) => {
-      if (info.reason !== 'dhcp' || info.interface !== me) return;
+    let servers = attached.get(this.sw);
+    if (!servers) {
+      const map = new Map<number, (frame: Uint8Array) => void>();
+      attached.set(this.sw, (servers = map));
+      this.sw.onPunt((frame, info) => { if (info.reason === 'dhcp') map.get(info.interface)?.(frame); });
+    }
+    if (servers.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a DHCP server attached`);
+    const h = (frame: Uint8Array) => {
       const reply = this.handle(frame, clock());
       if (reply) pump.receive(port, reply);
-    });
-    return () => this.sw.onPunt(undefined);
+    };
+    servers.set(this.ifaceId, h);
+    return () => {
+      if (servers!.get(this.ifaceId) !== h) return;
+      servers!.delete(this.ifaceId);
+      if (servers!.size === 0) { attached.delete(this.sw); this.sw.onPunt(undefined); }
+    };
   }
 
   // One punted frame at time `now` (ms): the reply frame to send into the switch, or undefined.
-  handle(frame: Uint8Array, now: number, _info?: PuntInfo): Uint8Array | undefined {
+  handle(frame: Uint8Array, now: number): Uint8Array | undefined {
     this.counters.received++;
     const m = this.parse(frame);
     if (typeof m === 'string') return this.drop(m);

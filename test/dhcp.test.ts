@@ -66,7 +66,7 @@ function parseReply(f: Uint8Array): Reply {
     i += 2 + b[i + 1];
   }
   const ipAt = (o: number) => [...b.subarray(o, o + 4)].join('.');
-  return { ethDst: d.dst, ipSrc: d.ipv4!.src, ipDst: d.ipv4!.dst, sport: d.udp!.srcPort, dport: d.udp!.dstPort, op: b[0], xid: v.getUint32(4), flags: v.getUint16(10), ciaddr: ipAt(12), yiaddr: ipAt(16), chaddr: [...b.subarray(28, 34)].map((x) => x.toString(16).padStart(2, '0')).join(':'), opts };
+  return { ethDst: d.dst!, ipSrc: d.ipv4!.src, ipDst: d.ipv4!.dst, sport: d.udp!.srcPort, dport: d.udp!.dstPort, op: b[0], xid: v.getUint32(4), flags: v.getUint16(10), ciaddr: ipAt(12), yiaddr: ipAt(16), chaddr: [...b.subarray(28, 34)].map((x) => x.toString(16).padStart(2, '0')).join(':'), opts };
 }
 const be32 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
 const DISCOVER = 1, OFFER = 2, REQUEST = 3, DECLINE = 4, ACK = 5, NAK = 6, RELEASE = 7, INFORM = 8;
@@ -292,6 +292,27 @@ test('through the switch: attach() answers a punted DISCOVER on the rx path, to 
   assert.equal(out.map(([p]) => p).sort(), [0, 1], 'a broadcast OFFER floods the domain, not punted again');
   assert.is(sw.counters().stats.punted, 2);
   assert.is(sw.counters().stats.dropped, 0);
+});
+
+test('two interfaces, two servers on one switch: each answers its own domain; detach stops one', async () => {
+  const { sw, srv } = setup();
+  const p2 = sw.addPort({ network: 2 }).id;
+  sw.router.addInterface({ network: 2, address: '10.2.0.1/24', punt: ['dhcp'] });
+  const srv2 = new DhcpServer(sw, { interface: 1, static: [{ mac: B, address: '10.2.0.7' }] });
+  const out: Array<[number, Uint8Array]> = [];
+  sw.onFrame((f, p) => out.push([p, f.slice()]));
+  srv.attach(() => T0);
+  const detach2 = srv2.attach(() => T0);
+  assert.throws(() => srv2.attach(), /already has a DHCP server/);
+  sw.inject([[0, frame({ type: DISCOVER })], [p2, frame({ type: DISCOVER, mac: B })]]);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(out.map(([p, f]) => [p, parseReply(f).yiaddr, parseReply(f).ipSrc]).sort(), [[0, '10.0.0.50', '10.0.0.1'], [p2, '10.2.0.7', '10.2.0.1']]);
+  detach2();
+  out.length = 0;
+  sw.inject([[0, frame({ type: DISCOVER })], [p2, frame({ type: DISCOVER, mac: B })]]);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(out.map(([p]) => p), [0]);
+  assert.is(srv2.counters.received, 1);
 });
 
 // ---- A real client.
