@@ -35,7 +35,7 @@ import { icmpErrors } from "../ratelimit";
 import * as trace from "../trace";
 import { puntLocal } from "./punt";
 import { newFrame, ethHeader, sendFromRouter } from "./output";
-import { echoReply, sendError, freshIpId, refreshIpChecksum } from "./icmp4";
+import { echoReply, sendError, ipv4Header } from "./icmp4";
 import { echoReply6, sendError6From, ipv6Header, addrHi, addrLo, storeAddr } from "./ip6";
 
 const TTL: u32 = 64;
@@ -102,18 +102,8 @@ function rst4(m: Meta, f: Iface, ip: usize, seg: usize, now: u32): void {
   if (p == 0) return;
   ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_IPV4);
   let o = p + 14;
-  store<u64>(o, 0);
-  store<u64>(o, 0, 8);
-  store<u32>(o, 0, 16);
-  store<u8>(o, 0x45);
-  ipv4.setTotalLength(o, 20 + tcp.MIN_LEN);
-  ipv4.setIdent(o, freshIpId());
-  set16(o + ipv4.FLAGS_FRAG, ipv4.FLAG_DF); // as Linux's RSTs (path MTU discovery on, like all its TCP)
-  ipv4.setTtl(o, TTL);
-  store<u8>(o + ipv4.PROTOCOL, 6);
-  ipv4.setSrc(o, ipv4.dst(ip));
-  ipv4.setDst(o, ipv4.src(ip));
-  refreshIpChecksum(o);
+  // DF as Linux's RSTs (path MTU discovery on, like all its TCP).
+  ipv4Header(o, 20 + tcp.MIN_LEN, 6, TTL, 0, ipv4.FLAG_DF, ipv4.dst(ip), ipv4.src(ip));
   let t = o + 20;
   rstSegment(t, seg, m.l4len);
   let s = checksum.sum(o + ipv4.SRC, 8);

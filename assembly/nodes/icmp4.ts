@@ -75,19 +75,8 @@ export function sendError(m: Meta, f: Iface, type: u32, code: u32, now: u32, mtu
   if (p == 0) return;
   ethHeader(p, loadMac(m.frame + eth.SRC), f, eth.TYPE_IPV4);
   let o = p + 14;
-  store<u64>(o, 0);
-  store<u64>(o, 0, 8);
-  store<u32>(o, 0, 16);
-  store<u8>(o, 0x45);
-  ipv4.setTotalLength(o, 28 + quoted);
-  ipv4.setIdent(o, freshIpId());
   // Precedence "internetwork control", with the quoted packet's TOS bits, as Linux's icmp_send.
-  store<u8>(o + ipv4.TOS, <u8>(0xc0 | (get8(ip + ipv4.TOS) & 0x1e)));
-  ipv4.setTtl(o, 64);
-  store<u8>(o + ipv4.PROTOCOL, 1);
-  ipv4.setSrc(o, from != 0 ? from : f.ipv4);
-  ipv4.setDst(o, src);
-  refreshIpChecksum(o);
+  ipv4Header(o, 28 + quoted, 1, 64, 0xc0 | (get8(ip + ipv4.TOS) & 0x1e), 0, from != 0 ? from : f.ipv4, src);
   let ic = o + 20;
   store<u64>(ic, 0);
   icmp.setType(ic, type);
@@ -125,6 +114,24 @@ export function echoReplyFragment(m: Meta, f: Iface, ident: u32, now: u32): void
     bump(Stat.EchoReplies);
   }
   sendFromRouter(p, 14 + len, f, now);
+}
+
+// The 20-byte IPv4 header of a packet the router makes: no options, a fresh ID, its checksum.
+// fragFlags is the flags/offset word (ipv4.FLAG_DF or 0).
+export function ipv4Header(o: usize, totalLen: u32, proto: u32, ttl: u32, tos: u32, fragFlags: u32, src: u32, dst: u32): void {
+  store<u64>(o, 0);
+  store<u64>(o, 0, 8);
+  store<u32>(o, 0, 16);
+  store<u8>(o, 0x45);
+  store<u8>(o + ipv4.TOS, <u8>tos);
+  ipv4.setTotalLength(o, totalLen);
+  ipv4.setIdent(o, freshIpId());
+  set16(o + ipv4.FLAGS_FRAG, fragFlags);
+  ipv4.setTtl(o, ttl);
+  store<u8>(o + ipv4.PROTOCOL, <u8>proto);
+  ipv4.setSrc(o, src);
+  ipv4.setDst(o, dst);
+  refreshIpChecksum(o);
 }
 
 export function refreshIpChecksum(ip: usize): void {

@@ -55,8 +55,6 @@ export const IGNORE: u32 = 0xffff;
 
 const MAXACKWINCONST: u32 = 66000;
 const MAX_WSCALE: u32 = 14;
-const OPT_EOL: u32 = 0;
-const OPT_NOP: u32 = 1;
 const OPT_WINDOW: u32 = 3;
 const OPT_SACK_PERM: u32 = 4;
 const OPT_SACK: u32 = 5;
@@ -97,20 +95,13 @@ function options(r: usize, d: u32, l4: usize): void {
   let hl = tcp.headerLen(l4);
   if (hl <= tcp.MIN_LEN) return;
   let fl = <u32>load<u8>(r + TDF + d) & TD_LIBERAL;
-  let p = l4 + tcp.MIN_LEN, e = l4 + hl;
-  while (p < e) {
-    let k = get8(p);
-    if (k == OPT_EOL) break;
-    if (k == OPT_NOP) { p++; continue; }
-    if (p + 1 >= e) break;
-    let ol = get8(p + 1);
-    if (ol < 2 || p + ol > e) break;
+  for (let o = tcp.firstOption(l4), e = l4 + hl; o != 0; o = tcp.nextOption(o, e)) {
+    let k = get8(o), ol = get8(o + 1);
     if (k == OPT_SACK_PERM && ol == 2) fl |= TD_SACK;
     else if (k == OPT_WINDOW && ol == 3) {
-      let s = get8(p + 2);
+      let s = get8(o + 2);
       fl = (fl & ~<u32>SCALE_MASK) | (s > MAX_WSCALE ? MAX_WSCALE : s) | TD_WSCALE;
     }
-    p += ol;
   }
   store<u8>(r + TDF + d, <u8>fl);
 }
@@ -118,23 +109,16 @@ function options(r: usize, d: u32, l4: usize): void {
 // The highest right edge of the segment's SACK blocks that is after `ack`, else `ack`.
 function highestSack(l4: usize, ack: u32): u32 {
   let hl = tcp.headerLen(l4);
-  let p = l4 + tcp.MIN_LEN, e = l4 + hl;
-  if (hl - tcp.MIN_LEN == 12 && get32(p) == TIMESTAMP_ONLY) return ack;
-  while (p < e) {
-    let k = get8(p);
-    if (k == OPT_EOL) break;
-    if (k == OPT_NOP) { p++; continue; }
-    if (p + 1 >= e) break;
-    let ol = get8(p + 1);
-    if (ol < 2 || p + ol > e) break;
-    if (k == OPT_SACK && ol >= 10 && ((ol - 2) & 7) == 0) {
-      for (let b = p + 2; b < p + ol; b += 8) {
+  if (hl - tcp.MIN_LEN == 12 && get32(l4 + tcp.MIN_LEN) == TIMESTAMP_ONLY) return ack;
+  for (let o = tcp.firstOption(l4), e = l4 + hl; o != 0; o = tcp.nextOption(o, e)) {
+    let ol = get8(o + 1);
+    if (get8(o) == OPT_SACK && ol >= 10 && ((ol - 2) & 7) == 0) {
+      for (let b = o + 2; b < o + ol; b += 8) {
         let edge = get32(b + 4);
         if (after(edge, ack)) ack = edge;
       }
       return ack;
     }
-    p += ol;
   }
   return ack;
 }

@@ -30,6 +30,26 @@ export const URG: u32 = 0x20;
   return Reason.None;
 }
 
+// The options of a segment check() accepted, one at a time: the address of the first option after
+// any NOPs, then of the next; 0 at End of options, at the end of the header, or at an option whose
+// length does not fit (check() refuses those, so only a header it did not see has one).
+//   for (let o = tcp.firstOption(p), e = p + tcp.headerLen(p); o != 0; o = tcp.nextOption(o, e))
+@inline export function firstOption(p: usize): usize { return optionAt(p + MIN_LEN, p + headerLen(p)); }
+@inline export function nextOption(o: usize, end: usize): usize { return optionAt(o + get8(o + 1), end); }
+function optionAt(o: usize, end: usize): usize {
+  while (o < end) {
+    let k = get8(o);
+    if (k == 0) return 0;
+    if (k != 1) {
+      if (o + 1 >= end) return 0;
+      let ol = get8(o + 1);
+      return ol < 2 || o + ol > end ? 0 : o;
+    }
+    o++;
+  }
+  return 0;
+}
+
 function checkOptions(p: usize, len: u32): Reason {
   let i: u32 = 0;
   while (i < len) {
