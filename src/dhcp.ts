@@ -147,7 +147,7 @@ export class DhcpServer {
   // Answers the DHCP this server's interface punts, through a port of its own (learning off) in the
   // interface's broadcast domain, at the clock's time (wall time by default, so that persisted leases
   // mean the same after a restart). The servers attached to one switch share its punt handler
-  // (Switch.onPunt), which dispatches by interface; other punts are left unanswered. Returns detach.
+  // (Switch.onPunt('dhcp')), which dispatches by interface; other punts are left unanswered. Returns detach.
   attach(clock: () => number = Date.now): () => void {
     if (this.servicePort === undefined) this.servicePort = this.sw.addPort({ network: this.network, vlan: this.vlan, learning: false }).id;
     const port = this.sw.port(this.servicePort);
@@ -156,7 +156,7 @@ export class DhcpServer {
     if (!servers) {
       const map = new Map<number, (frame: Uint8Array) => void>();
       attached.set(this.sw, (servers = map));
-      this.sw.onPunt((frame, info) => { if (info.reason === 'dhcp') map.get(info.interface)?.(frame); });
+      this.sw.onPunt('dhcp', (frame, info) => map.get(info.interface)?.(frame));
     }
     if (servers.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a DHCP server attached`);
     const h = (frame: Uint8Array) => {
@@ -167,7 +167,7 @@ export class DhcpServer {
     return () => {
       if (servers!.get(this.ifaceId) !== h) return;
       servers!.delete(this.ifaceId);
-      if (servers!.size === 0) { attached.delete(this.sw); this.sw.onPunt(undefined); }
+      if (servers!.size === 0) { attached.delete(this.sw); this.sw.onPunt('dhcp', undefined); }
     };
   }
 

@@ -2,6 +2,7 @@
 export * from './dataplane.js';
 export * from './router.js';
 export { DhcpServer, DHCP_DROP_REASONS, type DhcpServerOptions, type DhcpStaticLease, type DhcpRoute, type DhcpCounters, type DhcpDropReason, type DhcpLease, type DhcpState } from './dhcp.js';
+export { DnsServer, DNS_DROP_REASONS, DNS_UPSTREAM_IGNORED, parseResolvConf, parseUpstream, type DnsServerOptions, type DnsNames, type DnsCounters, type DnsDropReason, type DnsUpstreamIgnored, type DnsUpstream } from './dns.js';
 export * from './acl.js';
 export * from './trace.js';
 export { compileAcl, AclError } from './compile/acl.js';

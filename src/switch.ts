@@ -232,6 +232,7 @@ export class Switch {
   private rxUsed = 0;
   private anyHandler?: FrameHandler;
   private puntHandler?: PuntHandler;
+  private readonly puntHandlers = new Map<string, PuntHandler>();
   private captures = new Map<number, PcapSink>();
 
   constructor(opts: SwitchOptions = {}) {
@@ -378,7 +379,7 @@ export class Switch {
         p.queue.push(view.slice());
       }
     }
-    if (this.puntHandler) this.deliverPunts();
+    if (this.puntHandler || this.puntHandlers.size) this.deliverPunts();
     return tx;
   }
 
@@ -386,7 +387,16 @@ export class Switch {
   // Router.setPunt): `h` gets each one after every batch, with why and where it came from. The frame
   // is a view valid during the call. The host answers by sending frames into the switch like any
   // other (docs/ABI.md "The punt area").
-  onPunt(h: PuntHandler | undefined): void { this.puntHandler = h; }
+  // onPunt(reason, h) sets the one handler of a reason ('dhcp', 'dns', ...): each service owns its
+  // reason and dispatches further itself (by interface). onPunt(h) sets the handler of every reason
+  // that has none of its own. undefined clears.
+  onPunt(h: PuntHandler | undefined): void;
+  onPunt(reason: string, h: PuntHandler | undefined): void;
+  onPunt(a: string | PuntHandler | undefined, h?: PuntHandler): void {
+    if (typeof a !== 'string') { this.puntHandler = a; return; }
+    if (h) this.puntHandlers.set(a, h);
+    else this.puntHandlers.delete(a);
+  }
 
   private deliverPunts(): void {
     const dp = this.dp;
@@ -402,7 +412,7 @@ export class Switch {
         compartment: pd.getUint16(d + 12, true),
         vlan: pd.getUint16(d + 14, true),
       };
-      this.puntHandler!(dp.u8.subarray(addr, addr + len), info);
+      (this.puntHandlers.get(info.reason) ?? this.puntHandler)?.(dp.u8.subarray(addr, addr + len), info);
     }
   }
 
