@@ -12,7 +12,9 @@
 //     name without that family, for other types, and for the domain itself. A bare name (one label,
 //     no domain) that is in the table is answered the same, as a search-list convenience; a bare name
 //     that is not is forwarded like any other, so that a guest's lookups of TLDs (DNSSEC, "com." DS)
-//     still work. Local answers are authoritative (AA), TTL `ttl`, no SOA (nothing caches a miss).
+//     still work. PTR for the table's addresses (in-addr.arpa, ip6.arpa) gives the name (the first
+//     name of an address shared by several); other reverse names are forwarded. Local answers are
+//     authoritative (AA), TTL `ttl`, no SOA (so a miss is not cached).
 //   - Everything else is forwarded to upstream resolvers: the network's Dns.ServerList when given,
 //     else the host's (/etc/resolv.conf `nameserver` lines; ones that are not a usable unicast
 //     address are skipped), in order: UDP queries over UDP (node:dgram, one socket per family), TCP
@@ -94,7 +96,7 @@ export interface DnsCounters {
 
 export interface DnsUpstream { address: string; port: number }
 
-const A = 1, AAAA = 28, OPT = 41, ANY = 255, CLASS_IN = 1;
+const A = 1, PTR = 12, AAAA = 28, OPT = 41, ANY = 255, CLASS_IN = 1;
 const NOERROR = 0, FORMERR = 1, SERVFAIL = 2, NXDOMAIN = 3, NOTIMP = 4;
 const MAX_MESSAGE = 65535;
 
@@ -180,7 +182,8 @@ export class DnsServer {
   private readonly timer: (ms: number, f: () => void) => () => void;
   private readonly resolvConf: string;
   private names = new Map<string, { v4: Uint8Array[]; v6: Uint8Array[] }>();
-  private nonTerminals = new Set<string>();   // 'team' when 'web.team' is a name: NODATA, not NXDOMAIN
+  private nonTerminals = new Set<string>();
+  private reverse = new Map<string, Uint8Array>();        // in-addr.arpa / ip6.arpa name -> PTR rdata   // 'team' when 'web.team' is a name: NODATA, not NXDOMAIN
   private servers: DnsUpstream[] = [];
   private readonly pending = new Map<number, Pending>();   // UDP, by upstream ID
   private readonly tcpPending = new Set<Pending>();
@@ -246,8 +249,14 @@ export class DnsServer {
       const l = n.split('.');
       for (let i = 1; i < l.length; i++) ents.add(l.slice(i).join('.'));
     }
+    const reverse = new Map<string, Uint8Array>();
+    for (const [n, e] of table) {
+      const target = Uint8Array.from((this.domain ? `${n}.${this.domain}` : n).split('.').flatMap((l) => [l.length, ...[...l].map((c) => c.charCodeAt(0))]).concat(0));
+      for (const a of [...e.v4, ...e.v6]) { const k = reverseName(a); if (!reverse.has(k)) reverse.set(k, target); }
+    }
     this.names = table;
     this.nonTerminals = ents;
+    this.reverse = reverse;
   }
 
   // The upstream resolvers: a list (the network's Dns.ServerList), or undefined for the host's,
@@ -399,32 +408,34 @@ export class DnsServer {
   }
 
   // What the name table says about q: undefined when q is not ours (forward it).
-  private lookup(q: Question): { rcode: number; addrs: Uint8Array[]; type: number } | undefined {
+  private lookup(q: Question): { rcode: number; records: Array<[number, Uint8Array]> } | undefined {
+    const inClass = q.cls === CLASS_IN || q.cls === ANY;
+    const ptr = this.reverse.get(q.name);
+    if (ptr) return { rcode: NOERROR, records: inClass && (q.type === PTR || q.type === ANY) ? [[PTR, ptr]] : [] };
     let rel: string | undefined;
     if (this.domain && (q.name === this.domain || q.name.endsWith(`.${this.domain}`))) rel = q.name.slice(0, Math.max(0, q.name.length - this.domain.length - 1));
     else if (q.labels.length === 1 && this.names.has(q.name)) rel = q.name;
     if (rel === undefined) return undefined;
     const e = rel ? this.names.get(rel) : undefined;
     if (!e) {
-      if (rel === '' || this.nonTerminals.has(rel)) return { rcode: NOERROR, addrs: [], type: 0 };
-      return { rcode: NXDOMAIN, addrs: [], type: 0 };
+      if (rel === '' || this.nonTerminals.has(rel)) return { rcode: NOERROR, records: [] };
+      return { rcode: NXDOMAIN, records: [] };
     }
-    const inClass = q.cls === CLASS_IN || q.cls === ANY;
     const addrs = !inClass ? [] : q.type === A ? e.v4 : q.type === AAAA ? e.v6 : q.type === ANY ? [...e.v4, ...e.v6] : [];
-    return { rcode: NOERROR, addrs, type: q.type };
+    return { rcode: NOERROR, records: addrs.map((a) => [a.length === 4 ? A : AAAA, a]) };
   }
 
-  private localAnswer(r: Query, l: { rcode: number; addrs: Uint8Array[] }, limit: number): Uint8Array {
+  private localAnswer(r: Query, l: { rcode: number; records: Array<[number, Uint8Array]> }, limit: number): Uint8Array {
     if (l.rcode === NXDOMAIN) this.c.nxdomain++;
-    else if (l.addrs.length === 0) this.c.nodata++;
+    else if (l.records.length === 0) this.c.nodata++;
     const question = encodeQuestion(r.q);
     const records: Uint8Array[] = [];
     let size = 12 + question.length, tc = false;
-    for (const a of l.addrs) {
+    for (const [type, a] of l.records) {
       const rr = new Uint8Array(12 + a.length);
       const v = new DataView(rr.buffer);
       v.setUint16(0, 0xc00c);                                // the question's name
-      v.setUint16(2, a.length === 4 ? A : AAAA);
+      v.setUint16(2, type);
       v.setUint16(4, CLASS_IN);
       v.setUint32(6, this.ttl);
       v.setUint16(10, a.length);
@@ -586,6 +597,14 @@ export class DnsServer {
     }
     return { v6: type === 0x86dd, mac: formatMac(frame, 6), src, dst, sport: v.getUint16(l4), payload: frame.slice(l4 + 8, l4 + ulen) };
   }
+}
+
+// 10.0.0.5 -> 5.0.0.10.in-addr.arpa; IPv6 -> its 32 nibbles reversed .ip6.arpa (RFC 3596 §2.5).
+function reverseName(a: Uint8Array): string {
+  if (a.length === 4) return `${a[3]}.${a[2]}.${a[1]}.${a[0]}.in-addr.arpa`;
+  const nibbles: string[] = [];
+  for (let i = 15; i >= 0; i--) nibbles.push((a[i] & 15).toString(16), (a[i] >> 4).toString(16));
+  return `${nibbles.join('.')}.ip6.arpa`;
 }
 
 function isTcp(frame: Uint8Array): boolean {

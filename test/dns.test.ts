@@ -16,7 +16,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Switch, DnsServer, DNS_DROP_REASONS, NetplaneError, parseResolvConf, type DnsServerOptions, ethernet, ipv4, ipv6, udp, tcp, dissect, verifyChecksums } from '../src/index.js';
-import { requirements, linuxHost, exec, teardown } from './e2e/netns.js';
+import { requirements, linuxHost, exec, sh, teardown } from './e2e/netns.js';
 
 const CLIENT = { mac: '02:00:00:00:00:0a', ip: '10.0.0.2', ip6: 'fd00::2' };
 const GW = { mac: '02:6e:70:00:00:00', ip: '10.0.0.1', ip6: 'fd00::1' };
@@ -183,6 +183,19 @@ test('local names: case-insensitive (question echoed as asked), NXDOMAIN, NODATA
   assert.is(c.nodata, 8);
   assert.is(c.servfail, 1);
   assert.is(c.forwarded, 0);
+});
+
+test('PTR for the table\'s addresses (in-addr.arpa, ip6.arpa) names them; other reverse names are forwarded', () => {
+  const { srv } = setup();
+  const one = (name: string, type = 12) => replyOf(ask(srv, frame4(query(name, type)))[0]);
+  const ptrName = (m: Msg) => { const d = m.an[0].data; const l: string[] = []; for (let i = 0; d[i]; i += d[i] + 1) l.push(Buffer.from(d.subarray(i + 1, i + 1 + d[i])).toString()); return l.join('.'); };
+  const v4 = one('5.0.0.10.IN-ADDR.ARPA');
+  assert.equal([v4.rcode, v4.aa, v4.an[0].type, ptrName(v4)], [NOERROR, true, 12, 'web.lab.example']);
+  const v6 = one(`5.${'0.'.repeat(29)}d.f.ip6.arpa`);
+  assert.equal(ptrName(v6), 'web.lab.example');
+  assert.equal([one('7.0.0.10.in-addr.arpa').an.length, ptrName(one('7.0.0.10.in-addr.arpa'))], [1, 'api.team.lab.example']);
+  assert.equal([one('5.0.0.10.in-addr.arpa', A).rcode, one('5.0.0.10.in-addr.arpa', A).an.length], [NOERROR, 0], 'other types: NODATA');
+  assert.is(one('9.0.0.10.in-addr.arpa').rcode, SERVFAIL, 'not ours: forwarded (no upstream here)');
 });
 
 test('setNames replaces the table; a bad entry is refused naming it, and the old table stays', () => {
@@ -534,6 +547,7 @@ test('e2e: busybox nslookup in a namespace resolves a local name (A and AAAA) an
   srv.attach();
   try {
     const h = await linuxHost(sw, port, 'dn', { mac: '02:00:00:79:00:02', address: '10.79.0.2/24', gateway: '10.79.0.1' });
+    sh(['ip', '-6', 'addr', 'add', 'fd79::2/64', 'dev', h.dev, 'nodad'], { ns: h.ns });
     const local = await exec(h.ns, 'busybox nslookup web.lab.example 10.79.0.1', 30000);
     assert.is(local.code, 0, `nslookup: ${local.out} ${local.err}`);
     assert.match(local.out, /Address:\s+10\.79\.0\.5/);
@@ -541,10 +555,15 @@ test('e2e: busybox nslookup in a namespace resolves a local name (A and AAAA) an
     const far = await exec(h.ns, 'busybox nslookup far.example.org 10.79.0.1', 30000);
     assert.is(far.code, 0, `nslookup: ${far.out} ${far.err}`);
     assert.match(far.out, /Address:\s+192\.0\.2\.44/);
+    const v6 = await exec(h.ns, 'busybox nslookup -type=AAAA web.lab.example fd79::1', 30000);
+    assert.is(v6.code, 0, `nslookup over IPv6: ${v6.out} ${v6.err}`);
+    assert.match(v6.out, /Address:\s+fd79::5/);
+    const rev = await exec(h.ns, 'busybox nslookup 10.79.0.5 10.79.0.1', 30000);
+    assert.match(rev.out, /web\.lab\.example/, `reverse: ${rev.out} ${rev.err}`);
     const nx = await exec(h.ns, 'busybox nslookup nope.lab.example 10.79.0.1', 30000);
     assert.match(nx.out + nx.err, /NXDOMAIN/);
     const c = srv.counters();
-    assert.ok(c.local >= 2 && c.relayed >= 1, JSON.stringify(c));
+    assert.ok(c.local >= 4 && c.relayed >= 1, JSON.stringify(c));
     assert.is(Object.values(c.dropped).reduce((a, b) => a + b, 0), 0);
   } finally {
     srv.close();

@@ -172,6 +172,19 @@ test('trace shows the punt and changes nothing', () => {
   assert.is(off.sw.trace(0, discover()).punted, undefined);
 });
 
+test('onPunt(reason, h): each reason to its own handler, the rest to onPunt(h); clearing one leaves the others', () => {
+  const { sw, send, punted } = host(['dhcp', 'dns']);
+  const seen: string[] = [];
+  sw.onPunt('dns', (_f, info) => seen.push(info.reason));
+  send([[0, discover()], [0, dns(GW0.ip)]]);
+  assert.equal(seen, ['dns']);
+  assert.equal(punted.map(([, i]) => i.reason), ['dhcp'], 'the general handler gets the reason without its own');
+  sw.onPunt('dns', undefined);
+  send([[0, dns(GW0.ip)]]);
+  assert.equal(punted.map(([, i]) => i.reason), ['dns']);
+  assert.is(seen.length, 1);
+});
+
 test('setPunt and the punt field refuse unknown classes, naming the field', () => {
   const { rt } = host();
   assert.throws(() => rt.setPunt(0, ['ntp' as 'dns']), (e: unknown) => e instanceof NetplaneError && /punt/.test((e as Error).message));
