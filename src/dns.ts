@@ -22,7 +22,8 @@
 //     large answer in one go. The query ID is remapped to a random free one; an answer is accepted only
 //     from a server this query was sent to, with our ID and the same question (else counted in
 //     `upstreamIgnored` and ignored: the query keeps waiting). A server that does not answer within
-//     `timeout` ms is followed by the next; after the last, SERVFAIL. At most `maxOutstanding` queries
+//     `timeout` ms, or answers SERVFAIL, NOTIMP or REFUSED, is followed by the next (as glibc's
+//     resolver does); after the last, SERVFAIL (or that last answer). At most `maxOutstanding` queries
 //     are upstream at once; beyond, SERVFAIL at once (counted `overloaded`). Answers are relayed as
 //     they are (rcode, TC) with the client's ID; one that does not fit the client's UDP limit (512, or
 //     its EDNS size, and never more than the interface MTU allows) goes back as header + question with
@@ -86,6 +87,7 @@ export interface DnsCounters {
   relayed: number;          // upstream answers passed back to the client
   timeouts: number;         // an upstream server did not answer in time (the next is tried)
   upstreamErrors: number;   // sending to / connecting to an upstream server failed (the next is tried)
+  upstreamFailed: number;   // an upstream answered SERVFAIL, NOTIMP or REFUSED and another server was left (asked next)
   servfail: number;         // SERVFAIL sent: every server failed, none is configured, or overloaded
   overloaded: number;       // refused with SERVFAIL: maxOutstanding queries already upstream
   truncated: number;        // answers cut to header + question with TC set: too large for the client
@@ -97,7 +99,7 @@ export interface DnsCounters {
 export interface DnsUpstream { address: string; port: number }
 
 const A = 1, PTR = 12, AAAA = 28, OPT = 41, ANY = 255, CLASS_IN = 1;
-const NOERROR = 0, FORMERR = 1, SERVFAIL = 2, NXDOMAIN = 3, NOTIMP = 4;
+const NOERROR = 0, FORMERR = 1, SERVFAIL = 2, NXDOMAIN = 3, NOTIMP = 4, REFUSED = 5;
 const MAX_MESSAGE = 65535;
 
 const attached = new WeakMap<Switch, Map<number, PuntHandler>>();
@@ -115,6 +117,7 @@ interface Pending {
   servers: DnsUpstream[];
   index: number;                   // the server asked last
   cancel?: () => void;             // its timer (and TCP connection)
+  next?: () => void;               // gives up on this server: the next one, or SERVFAIL
   reply: Reply;
 }
 
@@ -217,7 +220,7 @@ export class DnsServer {
     this.setUpstream(o.upstream);
     if (o.names) this.setNames(o.names);
     this.c = {
-      queries: 0, local: 0, nxdomain: 0, nodata: 0, forwarded: 0, relayed: 0, timeouts: 0, upstreamErrors: 0,
+      queries: 0, local: 0, nxdomain: 0, nodata: 0, forwarded: 0, relayed: 0, timeouts: 0, upstreamErrors: 0, upstreamFailed: 0,
       servfail: 0, overloaded: 0, truncated: 0, streams: 0,
       dropped: Object.fromEntries(DNS_DROP_REASONS.map((r) => [r, 0])) as Record<DnsDropReason, number>,
       upstreamIgnored: Object.fromEntries(DNS_UPSTREAM_IGNORED.map((r) => [r, 0])) as Record<DnsUpstreamIgnored, number>,
@@ -475,13 +478,14 @@ export class DnsServer {
   private attempt(p: Pending): void {
     const srv = p.servers[p.index];
     let done = false;
-    const giveUp = (why: 'timeout' | 'error' | 'ignored') => {
+    const giveUp = (why: 'timeout' | 'error' | 'ignored' | 'rcode') => {
       if (done) return;
       done = true;
       stop();
       cancelIo();
       if (why === 'timeout') this.c.timeouts++;
       else if (why === 'error') this.c.upstreamErrors++;
+      else if (why === 'rcode') this.c.upstreamFailed++;
       if (++p.index < p.servers.length) { this.attempt(p); return; }
       this.finish(p);
       this.c.servfail++;
@@ -490,6 +494,7 @@ export class DnsServer {
     let cancelIo = () => {};
     const stop = this.timer(this.timeout, () => giveUp('timeout'));
     p.cancel = () => { done = true; stop(); cancelIo(); };
+    p.next = () => giveUp('rcode');
     if (!p.tcp) {
       const sock = this.socket(isIP(srv.address) === 6 ? 6 : 4);
       sock.send(p.query, srv.port, srv.address, (err) => { if (err) giveUp('error'); });
@@ -512,9 +517,7 @@ export class DnsServer {
       conn.destroy();
       const why = check(msg, p);
       if (why) { this.c.upstreamIgnored[why]++; giveUp('ignored'); return; }
-      done = true;
-      stop();
-      this.deliver(p, msg);
+      this.accept(p, msg);
     });
     conn.on('error', () => giveUp('error'));
     conn.on('close', () => giveUp('error'));
@@ -539,6 +542,14 @@ export class DnsServer {
     if (!p.servers.slice(0, p.index + 1).some((s) => s.address === addr && s.port === rinfo.port)) { this.c.upstreamIgnored.wrong_server++; return; }
     const why = check(msg, p);
     if (why) { this.c.upstreamIgnored[why]++; return; }
+    this.accept(p, msg);
+  }
+
+  // The answer to p from the server asked. SERVFAIL, NOTIMP or REFUSED while another server is left:
+  // ask that one (as glibc's resolver does); otherwise relay it.
+  private accept(p: Pending, msg: Uint8Array): void {
+    const rcode = msg[3] & 15;
+    if ((rcode === SERVFAIL || rcode === NOTIMP || rcode === REFUSED) && p.index + 1 < p.servers.length) { p.next!(); return; }
     p.cancel?.();
     this.deliver(p, msg);
   }

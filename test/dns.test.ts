@@ -272,6 +272,26 @@ test('a server that does not answer in time: the next one is asked; after the la
   } finally { silent.sock.close(); good.sock.close(); }
 });
 
+test('an upstream that answers REFUSED or SERVFAIL: the next server is asked; the last one\'s answer is relayed', async () => {
+  const refusing = await upstream((q, send) => send(response(q, { rcode: 5 })));
+  const failing = await upstream((q, send) => send(response(q, { rcode: SERVFAIL })));
+  const good = await upstream(ANSWER_A);
+  try {
+    const { srv } = setup({ upstream: [refusing.addr, failing.addr, good.addr] });
+    const out: Uint8Array[] = [];
+    srv.handle(frame4(query('example.org', A, { id: 3 })), (r) => out.push(r));
+    await until(() => out.length === 1, 'the answer');
+    assert.equal(replyOf(out[0]).an.map((r) => ip4(r.data)), ['93.184.216.34']);
+    assert.equal([refusing.seen.length, failing.seen.length, good.seen.length], [1, 1, 1]);
+    const only = setup({ upstream: [refusing.addr] }).srv;
+    only.handle(frame4(query('example.org', A, { id: 4 })), (r) => out.push(r));
+    await until(() => out.length === 2, 'the refusal');
+    assert.equal([replyOf(out[1]).id, replyOf(out[1]).rcode], [4, 5]);
+    assert.equal([srv.counters().upstreamFailed, srv.counters().relayed, only.counters().upstreamFailed], [2, 1, 0]);
+    srv.close(); only.close();
+  } finally { refusing.sock.close(); failing.sock.close(); good.sock.close(); }
+});
+
 test('forged upstream answers are counted and ignored: wrong ID, wrong question, wrong server, not a response', async () => {
   const other = createSocket('udp4');
   await new Promise<void>((r) => other.bind(0, '127.0.0.1', r));
