@@ -14,7 +14,9 @@
 //     that is not is forwarded like any other, so that a guest's lookups of TLDs (DNSSEC, "com." DS)
 //     still work. PTR for the table's addresses (in-addr.arpa, ip6.arpa) gives the name (the first
 //     name of an address shared by several); other reverse names are forwarded. Local answers are
-//     authoritative (AA), TTL `ttl`, no SOA (so a miss is not cached).
+//     authoritative (AA), TTL `ttl`, no SOA (so a miss is not cached); a query with EDNS (RFC 6891)
+//     gets our OPT back (version 0, 1232 bytes; another version: BADVERS), so that a stub such as
+//     systemd-resolved does not conclude the server lacks EDNS and degrade its forwarded queries too.
 //   - Everything else is forwarded to upstream resolvers: the network's Dns.ServerList when given,
 //     else the host's (/etc/resolv.conf `nameserver` lines; ones that are not a usable unicast
 //     address are skipped), in order: UDP queries over UDP (node:dgram, one socket per family), TCP
@@ -71,7 +73,7 @@ export type DnsNames = Map<string, string[]> | Record<string, string[]>;
 export const DNS_DROP_REASONS = [
   'not_dns', 'bad_checksum', 'bad_source', 'truncated', 'response', 'not_query', 'bad_qdcount',
   'bad_label', 'pointer_loop', 'name_too_long', 'bad_record', 'tcp_not_handled', 'too_many_streams',
-  'stream_overflow',
+  'stream_overflow', 'bad_edns_version',
 ] as const;
 export type DnsDropReason = typeof DNS_DROP_REASONS[number];
 
@@ -105,13 +107,14 @@ const MAX_MESSAGE = 65535;
 const attached = new WeakMap<Switch, Map<number, PuntHandler>>();
 
 interface Question { labels: Uint8Array[]; name: string; type: number; cls: number }
-interface Query { id: number; rd: boolean; q: Question; udpSize: number }
+interface Query { id: number; rd: boolean; q: Question; udpSize: number; edns?: number }   // edns: the OPT version, when present
 type Reply = (msg: Uint8Array | undefined) => void;
 interface Pending {
   id: number;                      // upstream ID (UDP: the key of `pending`)
   query: Uint8Array;               // as sent upstream (our ID)
   q: Question;
   clientId: number;
+  edns: boolean;                   // the client sent OPT: our SERVFAIL carries one
   limit: number;                   // the largest answer the client takes
   tcp: boolean;
   servers: DnsUpstream[];
@@ -403,6 +406,11 @@ export class DnsServer {
       reply(typeof r === 'string' ? undefined : r.reply);
       return;
     }
+    if (r.edns !== undefined && r.edns > 0) {                 // RFC 6891 §6.1.3: BADVERS (16), we speak version 0
+      this.c.dropped.bad_edns_version++;
+      reply(message(r.id, 0x8000 | (r.rd ? 0x0100 : 0) | 0x0080, encodeQuestion(r.q), [], [optRecord(16 >> 4)]));
+      return;
+    }
     this.c.queries++;
     const limit = tcp ? MAX_MESSAGE : Math.min(budget, Math.max(512, r.udpSize));
     const local = this.lookup(r.q);
@@ -433,7 +441,8 @@ export class DnsServer {
     else if (l.records.length === 0) this.c.nodata++;
     const question = encodeQuestion(r.q);
     const records: Uint8Array[] = [];
-    let size = 12 + question.length, tc = false;
+    const opt = r.edns !== undefined ? [optRecord(0)] : [];
+    let size = 12 + question.length + (opt.length ? OPT_SIZE : 0), tc = false;
     for (const [type, a] of l.records) {
       const rr = new Uint8Array(12 + a.length);
       const v = new DataView(rr.buffer);
@@ -448,7 +457,7 @@ export class DnsServer {
       size += rr.length;
     }
     if (tc) this.c.truncated++;
-    return message(r.id, 0x8400 | (tc ? 0x0200 : 0) | (r.rd ? 0x0100 : 0) | 0x0080 | l.rcode, question, records);
+    return message(r.id, 0x8400 | (tc ? 0x0200 : 0) | (r.rd ? 0x0100 : 0) | 0x0080 | l.rcode, question, records, opt);
   }
 
   private forward(msg: Uint8Array, r: Query, limit: number, tcp: boolean, reply: Reply): void {
@@ -463,7 +472,7 @@ export class DnsServer {
     if (!tcp) while (this.pending.has(id)) id = randomInt(65536);
     const query = new Uint8Array(msg);
     query[0] = id >> 8; query[1] = id & 255;
-    const p: Pending = { id, query, q: r.q, clientId: r.id, limit, tcp, servers: [...this.servers], index: 0, reply };
+    const p: Pending = { id, query, q: r.q, clientId: r.id, edns: r.edns !== undefined, limit, tcp, servers: [...this.servers], index: 0, reply };
     if (tcp) this.tcpPending.add(p);
     else this.pending.set(id, p);
     this.c.forwarded++;
@@ -471,7 +480,7 @@ export class DnsServer {
   }
 
   private fail(r: Query, rcode: number): Uint8Array {
-    return message(r.id, 0x8000 | (r.rd ? 0x0100 : 0) | 0x0080 | rcode, encodeQuestion(r.q), []);
+    return message(r.id, 0x8000 | (r.rd ? 0x0100 : 0) | 0x0080 | rcode, encodeQuestion(r.q), [], r.edns !== undefined ? [optRecord(0)] : []);
   }
 
   // Sends p to servers[index] with a timer; on timeout or error the next server, after the last SERVFAIL.
@@ -489,7 +498,7 @@ export class DnsServer {
       if (++p.index < p.servers.length) { this.attempt(p); return; }
       this.finish(p);
       this.c.servfail++;
-      p.reply(message(p.clientId, 0x8000 | (p.query[2] & 1 ? 0x0100 : 0) | 0x0080 | SERVFAIL, encodeQuestion(p.q), []));
+      p.reply(message(p.clientId, 0x8000 | (p.query[2] & 1 ? 0x0100 : 0) | 0x0080 | SERVFAIL, encodeQuestion(p.q), [], p.edns ? [optRecord(0)] : []));
     };
     let cancelIo = () => {};
     const stop = this.timer(this.timeout, () => giveUp('timeout'));
@@ -629,18 +638,26 @@ function isTcp(frame: Uint8Array): boolean {
 
 // ---- Messages (RFC 1035 §4.1)
 
-function message(id: number, flags: number, question: Uint8Array, answers: Uint8Array[]): Uint8Array {
-  const n = 12 + question.length + answers.reduce((s, a) => s + a.length, 0);
+function message(id: number, flags: number, question: Uint8Array, answers: Uint8Array[], additional: Uint8Array[] = []): Uint8Array {
+  const n = 12 + question.length + [...answers, ...additional].reduce((s, a) => s + a.length, 0);
   const m = new Uint8Array(n);
   const v = new DataView(m.buffer);
   v.setUint16(0, id);
   v.setUint16(2, flags);
   v.setUint16(4, question.length ? 1 : 0);
   v.setUint16(6, answers.length);
+  v.setUint16(10, additional.length);
   m.set(question, 12);
   let off = 12 + question.length;
-  for (const a of answers) { m.set(a, off); off += a.length; }
+  for (const a of [...answers, ...additional]) { m.set(a, off); off += a.length; }
   return m;
+}
+
+// Our EDNS OPT record (RFC 6891 §6.1.2): root name, our UDP payload size, the upper bits of an
+// extended rcode, version 0, no flags (we do not sign: DO clear), no options.
+const EDNS_SIZE = 1232, OPT_SIZE = 11;
+function optRecord(extRcode: number): Uint8Array {
+  return Uint8Array.from([0, 0, OPT, EDNS_SIZE >> 8, EDNS_SIZE & 255, extRcode, 0, 0, 0, 0, 0]);
 }
 
 function encodeQuestion(q: Question): Uint8Array {
@@ -720,7 +737,7 @@ function parseQuery(b: Uint8Array): Query | DnsDropReason | { drop: DnsDropReaso
   if (typeof r === 'string') return refuse(r, FORMERR);
   // The other sections: a query's answer and authority are normally empty; the additional section may
   // carry EDNS's OPT record (RFC 6891), whose class is the client's UDP payload size.
-  let off = r.end, udpSize = 512;
+  let off = r.end, udpSize = 512, edns: number | undefined;
   const records = ((b[6] << 8) | b[7]) + ((b[8] << 8) | b[9]) + ((b[10] << 8) | b[11]);
   const additional = (b[10] << 8) | b[11];
   for (let i = 0; i < records; i++) {
@@ -730,10 +747,14 @@ function parseQuery(b: Uint8Array): Query | DnsDropReason | { drop: DnsDropReaso
     const type = (b[n.end] << 8) | b[n.end + 1], cls = (b[n.end + 2] << 8) | b[n.end + 3];
     const rdlen = (b[n.end + 8] << 8) | b[n.end + 9];
     if (n.end + 10 + rdlen > b.length) return refuse('bad_record', FORMERR);
-    if (type === OPT && i >= records - additional) udpSize = Math.max(512, cls);
+    if (type === OPT) {
+      if (i < records - additional || edns !== undefined || n.labels.length) return refuse('bad_record', FORMERR);   // RFC 6891 §6.1.1
+      udpSize = Math.max(512, cls);
+      edns = b[n.end + 5];
+    }
     off = n.end + 10 + rdlen;
   }
-  return { id, rd, q: r.q, udpSize };
+  return { id, rd, q: r.q, udpSize, edns };
 }
 
 // Why an upstream answer is not the answer to p, or undefined when it is.

@@ -80,6 +80,8 @@ function response(q: Uint8Array, o: { answers?: Array<[number, number[]]>; rcode
   const recs = (o.answers ?? []).flatMap(([type, data]) => [0xc0, 12, type >> 8, type & 255, 0, 1, 0, 0, 0, 30, data.length >> 8, data.length & 255, ...data]);
   return Uint8Array.from([id >> 8, id & 255, 0x81 | (o.tc ? 2 : 0), 0x80 | (o.rcode ?? 0), 0, 1, 0, (o.answers ?? []).length, 0, 0, 0, 0, ...wireName(qname), m.qd[0].type >> 8, m.qd[0].type & 255, 0, 1, ...recs]);
 }
+const label = (s: string) => [s.length, ...Buffer.from(s)];
+const header = (flags: number, qd = 1, ar = 0) => [0xab, 0xcd, flags >> 8, flags & 255, 0, qd, 0, 0, 0, 0, 0, ar];
 const ip4 = (d: Uint8Array) => [...d].join('.');
 const ip6 = (d: Uint8Array) => Array.from({ length: 8 }, (_, i) => ((d[2 * i] << 8) | d[2 * i + 1]).toString(16)).join(':');
 
@@ -208,6 +210,19 @@ test('setNames replaces the table; a bad entry is refused naming it, and the old
   assert.throws(() => srv.setNames({ ok: ['10.0.0.1'], bad: ['10.0.0.300'] }), (e: unknown) => e instanceof NetplaneError && e.field === 'names.bad');
   assert.throws(() => srv.setNames({ 'no spaces': ['10.0.0.1'] }), (e: unknown) => e instanceof NetplaneError && e.field === 'names.no spaces');
   assert.equal(one('web.lab.example').an.map((r) => ip4(r.data)), ['10.0.0.9'], 'unchanged');
+});
+
+test('EDNS: a query with OPT gets OPT back (our size, version 0) on local answers and our SERVFAIL; two OPTs: FORMERR', () => {
+  const { srv } = setup();
+  const m = replyOf(ask(srv, frame4(query('web.lab.example', A, { edns: 4096 })))[0]);
+  assert.equal(m.ar.map((r) => [r.name, r.type, r.cls, r.ttl]), [['', OPT, 1232, 0]]);
+  assert.equal(m.an.length, 1);
+  const f = replyOf(ask(srv, frame4(query('example.org', A, { edns: 1232 })))[0]);
+  assert.equal([f.rcode, f.ar.map((r) => r.type)], [SERVFAIL, [OPT]]);
+  assert.equal(replyOf(ask(srv, frame4(query('web.lab.example')))[0]).ar, [], 'no OPT asked, none given');
+  const two = Uint8Array.from([...header(0x100, 1, 2), ...wireName('web'), 0, 1, 0, 1, 0, 0, OPT, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, OPT, 4, 0, 0, 0, 0, 0, 0, 0]);
+  assert.is(replyOf(ask(srv, frame4(two))[0]).rcode, FORMERR);
+  assert.is(srv.counters().dropped.bad_record, 1);
 });
 
 test('an answer larger than 512 bytes without EDNS is cut with TC; with EDNS 4096 it fits', () => {
@@ -466,8 +481,6 @@ test('TCP: bounded connections (too_many_streams), a buffer beyond the bound (st
 
 // ---- Malformed input: each named reason.
 
-const label = (s: string) => [s.length, ...Buffer.from(s)];
-const header = (flags: number, qd = 1, ar = 0) => [0xab, 0xcd, flags >> 8, flags & 255, 0, qd, 0, 0, 0, 0, 0, ar];
 const MALFORMED: Array<[string, () => Uint8Array, number | undefined]> = [
   ['not_dns', () => ethernet({ src: CLIENT.mac, dst: GW.mac, payload: ipv4({ src: CLIENT.ip, dst: GW.ip, payload: udp({ srcPort: 1, dstPort: 54, payload: query('x') }) }) }), undefined],
   ['bad_checksum', () => frame4(query('web.lab.example'), { checksum: 0x1234 }), undefined],
@@ -480,10 +493,12 @@ const MALFORMED: Array<[string, () => Uint8Array, number | undefined]> = [
   ['pointer_loop', () => frame4(Uint8Array.from([...header(0x100), 0xc0, 12, 0, 1, 0, 1])), FORMERR],
   ['name_too_long', () => frame4(Uint8Array.from([...header(0x100), ...Array.from({ length: 5 }, () => label('a'.repeat(60))).flat(), 0, 0, 1, 0, 1])), FORMERR],
   ['bad_record', () => frame4(Uint8Array.from([...header(0x100, 1, 1), ...wireName('web'), 0, 1, 0, 1, 0, 0, OPT])), FORMERR],
+  ['bad_edns_version', () => frame4(Uint8Array.from([...header(0x100, 1, 1), ...wireName('web'), 0, 1, 0, 1, 0, 0, OPT, 4, 0, 0, 1, 0, 0, 0, 0])), NOERROR],   // version 1: BADVERS
 ];
+const RCODE_NAMES: Record<number, string> = { [NOERROR]: 'BADVERS', [FORMERR]: 'FORMERR', [NOTIMP]: 'NOTIMP' };
 
 for (const [reason, make, rcode] of MALFORMED) {
-  test(`malformed: ${reason} is counted${rcode === undefined ? ' and dropped' : ` and answered ${rcode === NOTIMP ? 'NOTIMP' : 'FORMERR'}`}`, () => {
+  test(`malformed: ${reason} is counted${rcode === undefined ? ' and dropped' : ` and answered ${RCODE_NAMES[rcode]}`}`, () => {
     const { srv } = setup();
     const out = ask(srv, make());
     const c = srv.counters();
@@ -494,6 +509,7 @@ for (const [reason, make, rcode] of MALFORMED) {
     else {
       const m = replyOf(out[0]);
       assert.equal([m.id, m.qr, m.rcode, m.an.length], [reason === 'not_query' || reason === 'bad_qdcount' ? 0x1234 : 0xabcd, true, rcode, 0]);
+      if (reason === 'bad_edns_version') assert.equal(m.ar.map((r) => [r.type, r.ttl >>> 24]), [[OPT, 1]], 'extended rcode 16 (BADVERS) in the OPT record');
     }
   });
 }
