@@ -15,7 +15,7 @@ import { Duplex } from 'node:stream';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Switch, DnsServer, DNS_DROP_REASONS, NetplaneError, parseResolvConf, type DnsServerOptions, ethernet, ipv4, ipv6, udp, tcp, dissect, verifyChecksums } from '../src/index.js';
+import { Switch, DnsServer, DhcpServer, DNS_DROP_REASONS, NetplaneError, parseResolvConf, type DnsServerOptions, ethernet, ipv4, ipv6, udp, tcp, dissect, verifyChecksums } from '../src/index.js';
 import { requirements, linuxHost, exec, sh, teardown } from './e2e/netns.js';
 
 const CLIENT = { mac: '02:00:00:00:00:0a', ip: '10.0.0.2', ip6: 'fd00::2' };
@@ -565,6 +565,25 @@ test('two interfaces: each server answers its own network; detach stops one', as
   sw.inject([[0, frame4(query('web.lab.example'))], [p2, q2]]);
   await tick();
   assert.equal(out.map(([p]) => p), [0]);
+});
+
+test('DHCP and DNS servers on one switch: each takes its own punt reason', async () => {
+  const { sw, srv } = setup();
+  sw.router.setPunt(0, ['dhcp', 'dns']);
+  const dhcp = new DhcpServer(sw, { interface: 0, static: [{ mac: CLIENT.mac, address: CLIENT.ip }] });
+  const out: Array<[number, Uint8Array]> = [];
+  sw.onFrame((f, p) => out.push([p, f.slice()]));
+  srv.attach();
+  dhcp.attach();
+  const bootp = new Uint8Array(244);
+  bootp.set([1, 1, 6]);
+  CLIENT.mac.split(':').forEach((h, i) => (bootp[28 + i] = parseInt(h, 16)));
+  bootp.set([0x63, 0x82, 0x53, 0x63, 53, 1, 1, 255], 236);
+  const discover = ethernet({ src: CLIENT.mac, dst: 'ff:ff:ff:ff:ff:ff', payload: ipv4({ src: '0.0.0.0', dst: '255.255.255.255', payload: udp({ srcPort: 68, dstPort: 67, payload: bootp.subarray(0, 244) }) }) });
+  sw.inject([[0, discover], [0, frame4(query('web.lab.example'))]]);
+  await tick();
+  assert.equal(out.map(([, f]) => dissect(f).udp?.srcPort).sort(), [53, 67]);
+  assert.equal([dhcp.counters.offers, srv.counters().local], [1, 1]);
 });
 
 // ---- A real client.
