@@ -2,7 +2,8 @@
 // a unix socket and on loopback TCP. Objects: /networks, /endpoints, /namespaces, /loadbalancers (GET
 // the list, POST to create, GET/PUT/DELETE /<kind>/<ID>). Views: /mac, /connections, /stats, and
 // POST /trace (a frame in hex, or a flow from an endpoint, built here); they name what the dataplane
-// numbers (network and endpoint IDs, gateways, the uplink) beside the numbers. Errors are JSON
+// numbers (network and endpoint IDs, gateways, the uplink) beside the numbers; /endpoints also lists
+// the dynamic DHCP leases as read-only endpoints, /stats the DHCP servers' counters. Errors are JSON
 // { error: { code, field, reason } }.
 //
 // Who may talk to it (docs/security.md is the threat model):
@@ -204,7 +205,11 @@ export class Daemon {
       const withStatus = (kind: Kind, o: { ID: string }) => kind === 'endpoint' ? { ...o, Status: { ...host.endpointStatus(o.ID), Port: host.portOf(o.ID) } } : o;
       if (KINDS[top]) {
         const kind = KINDS[top];
-        if (req.method === 'GET') return send(res, 200, id ? withStatus(kind, store.get(kind, id)) : store.list(kind).map((o) => withStatus(kind, o)));
+        // Dynamic DHCP leases are endpoints too, read only (Host.leaseEndpoints).
+        const leases = kind === 'endpoint' ? host.leaseEndpoints() : [];
+        const lease = id !== undefined ? leases.find((e) => e.ID === id) : undefined;
+        if (lease && req.method !== 'GET') throw new ModelError('Conflict', 'ID', `endpoint ${id} is a dynamic DHCP lease (read only): it goes when its client releases it or it expires; give the network's Dhcp.UnknownClients "Refuse" to stop them`);
+        if (req.method === 'GET') return send(res, 200, lease ?? (id ? withStatus(kind, store.get(kind, id)) : [...store.list(kind).map((o) => withStatus(kind, o)), ...leases]));
         if (req.method === 'POST') return send(res, 201, withStatus(kind, await host.change({ op: 'create', kind, value: json(body) })));
         if (req.method === 'PUT') return send(res, 200, withStatus(kind, await host.change({ op: 'modify', kind, id, value: json(body) })));
         await host.change({ op: 'delete', kind, id });
@@ -214,7 +219,7 @@ export class Daemon {
       if (top === 'connections') return send(res, 200, sw.router.connections());
       if (top === 'stats') {
         const ports = [...sw.ports.keys()].map((p) => ({ port: p, ...this.portName(p), networkId: this.networkName(sw.ports.get(p)!.spec.network ?? 0), ...sw.portCounters(p) }));
-        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats() });
+        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats(), dhcp: host.compiler.services.counters() });
       }
       return send(res, 200, this.trace(json(body)));
     } catch (e) {
@@ -288,6 +293,8 @@ export class Daemon {
       return owner ? { kind: 'gateway', gateway: 'network' in owner ? owner.network : 'uplink' } : { kind: 'gateway' };
     }
     if (port === this.uplinkPort) return { kind: 'uplink' };
+    const served = c.services.servicePortOwner(port);   // where a gateway's DHCP replies come in
+    if (served !== undefined) return { kind: 'gateway', gateway: served };
     const endpoint = c.endpointAt(port);
     return endpoint ? { kind: 'endpoint', endpoint } : { kind: 'port' };
   }

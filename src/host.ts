@@ -16,7 +16,7 @@
 // so only a change to the endpoint's Transport or Capture reopens it.
 import { Switch, type SwitchOptions } from './dataplane.js';
 import { Store, type AnyObject, type Change } from './model/store.js';
-import { loadState, saveState, STATE_FILE } from './model/persist.js';
+import { loadState, saveState, loadLeases, saveLeases, STATE_FILE, LEASES_FILE } from './model/persist.js';
 import { HostCompiler, type HostConfig } from './compile/host.js';
 import type { ModelState, Transport, EndpointStatus, HostComputeEndpoint } from './model/types.js';
 import { ModelError, hostPort } from './model/validate.js';
@@ -87,6 +87,7 @@ export interface HostOptions {
   bind?: BindPolicy;           // which addresses and ports transports may bind (default: loopback, 1024 and up)
   reserved?: string[];         // more paths that are never a capture or socket (the API socket)
   log?: (message: string) => void;
+  clock?: () => number;        // wall time in ms for DHCP leases (default Date.now): their expiry survives a restart
 }
 
 // An endpoint's open attachment: its capture and transport, since when, and how to close both.
@@ -105,16 +106,21 @@ export class Host {
   private degraded = new Map<string, Degraded>();
   private queue: Promise<unknown> = Promise.resolve();
   private readonly log: (m: string) => void;
+  private readonly clock: () => number;
 
   constructor(readonly opts: HostOptions = {}) {
     this.log = opts.log ?? ((m) => console.error(m));
     this.sw = new Switch(opts.switch);
-    this.compiler = new HostCompiler(this.sw, opts.config);
     const dir = opts.stateDir ? resolve(opts.stateDir) : undefined;
+    this.clock = opts.clock ?? Date.now;
+    this.compiler = new HostCompiler(this.sw, opts.config, {
+      clock: this.clock, log: this.log,
+      leases: dir ? { load: () => loadLeases(dir), save: (l) => saveLeases(dir, l) } : undefined,
+    });
     this.confinement = {
       captureDir: opts.captureDir ? resolve(opts.captureDir) : dir && join(dir, 'captures'),
       socketDir: opts.socketDir ? resolve(opts.socketDir) : dir && join(dir, 'sockets'),
-      reserved: [...(dir ? [STATE_FILE, LOCK_FILE, TOKEN_FILE, OWNED_FILE, API_SOCKET].map((f) => join(dir, f)) : []), ...(opts.reserved ?? []).map((p) => resolve(p))],
+      reserved: [...(dir ? [STATE_FILE, LEASES_FILE, LOCK_FILE, TOKEN_FILE, OWNED_FILE, API_SOCKET].map((f) => join(dir, f)) : []), ...(opts.reserved ?? []).map((p) => resolve(p))],
       owned: new Owned(dir),
       bind: opts.bind ?? {},
     };
@@ -191,13 +197,28 @@ export class Host {
     });
   }
 
-  // What the daemon reports about an endpoint's attachment.
+  // What the daemon reports about an endpoint: its attachment, and the DHCP lease its MAC holds.
   endpointStatus(id: string): EndpointStatus {
+    const ep = this.store.list('endpoint').find((e) => e.ID === id);
+    const lease = ep && this.compiler.services.leases().find((l) => l.static && l.network === ep.HostComputeNetwork && l.mac === ep.MacAddress);
+    const dhcp = lease ? { Dhcp: { Lease: 'Static' as const, Expires: new Date(lease.expires).toISOString() } } : {};
     const d = this.degraded.get(id);
-    if (d) return { Transport: 'degraded', Reason: d.reason, Since: d.since };
+    if (d) return { Transport: 'degraded', Reason: d.reason, Since: d.since, ...dhcp };
     const o = this.open.get(id);
-    if (o) return { Transport: 'up', Since: o.since, ...(o.transport ? { Address: o.transport.address } : {}) };
-    return { Transport: 'none' };
+    if (o) return { Transport: 'up', Since: o.since, ...(o.transport ? { Address: o.transport.address } : {}), ...dhcp };
+    return { Transport: 'none', ...dhcp };
+  }
+
+  // The dynamic DHCP leases, as endpoints (read only, never stored): the client is on some port of
+  // the network (not one of its own), so they have no switch port, Transport or policies. Their ID
+  // "dhcp:<network>:<MAC>" has colons, which no endpoint ID the model accepts has. A lease released
+  // or expired is gone from here.
+  leaseEndpoints(): Array<HostComputeEndpoint & { Status: EndpointStatus }> {
+    return this.compiler.services.leases().filter((l) => !l.static).map((l) => ({
+      ID: `dhcp:${l.network}:${l.mac}`, HostComputeNetwork: l.network, MacAddress: l.mac,
+      IpConfigurations: [{ IpAddress: l.address, PrefixLength: l.prefixLength }],
+      Status: { Transport: 'none' as const, Dhcp: { Lease: 'Dynamic' as const, Expires: new Date(l.expires).toISOString() } },
+    }));
   }
 
   // Every endpoint's transport with its counters, for `stats`.

@@ -95,7 +95,7 @@ included. ${OBJECT_ABOUT}`,
   lb: { usage: `lb list | get ID | create JSON | modify ID JSON | delete ID ${CLIENT_OPTIONS}`, options: CLIENT, about: `HostComputeLoadBalancer objects. ${OBJECT_ABOUT}` },
   mac: { usage: `mac ${CLIENT_OPTIONS}`, options: CLIENT, about: 'The MAC table: network, VLAN, MAC, the endpoint (or "(gateway)", "(uplink)") and static or learned.' },
   ct: { usage: `ct ${CLIENT_OPTIONS}`, options: CLIENT, about: 'The connection table, like conntrack -L: original and reply tuples, state, SNAT/DNAT.' },
-  stats: { usage: `stats ${CLIENT_OPTIONS}`, options: CLIENT, about: 'Switch counters, drops by reason, every port with its endpoint and counters, and each endpoint transport\'s state.' },
+  stats: { usage: `stats ${CLIENT_OPTIONS}`, options: CLIENT, about: 'Switch counters, drops by reason, every port with its endpoint and counters, each endpoint transport\'s state, and each network\'s DHCP server (refused: unknown clients not given a lease).' },
   trace: {
     usage: `trace --endpoint ID FLOW | --endpoint ID --frame HEX | --port N --frame HEX ${CLIENT_OPTIONS}`,
     options: [...CLIENT, 'endpoint', 'port', 'frame'],
@@ -355,6 +355,7 @@ function summary(obj: string, o: Record<string, any>): Record<string, string> {
     return {
       ID: o.ID, NETWORK: o.HostComputeNetwork, MAC: o.MacAddress ?? '', ADDRESS: (o.IpConfigurations ?? []).map((c: any) => c.IpAddress).join(','),
       PORT: o.Status?.Port ?? '', TRANSPORT: o.Transport ? `${o.Transport.Type} ${o.Status?.Transport ?? ''}`.trim() : '', POLICIES: (o.Policies ?? []).map((p: any) => p.Type).join(','),
+      DHCP: o.Status?.Dhcp ? `${o.Status.Dhcp.Lease.toLowerCase()} until ${o.Status.Dhcp.Expires}` : '',
     };
   }
   if (obj === 'lb') return { ID: o.ID, VIPS: (o.FrontendVIPs ?? []).join(',') || '(all)', PORTS: o.PortMappings.map((p: any) => `${p.ExternalPort}->${p.InternalPort}`).join(','), BACKENDS: o.HostComputeEndpoints.join(',') };
@@ -422,6 +423,15 @@ async function viewCommand(cmd: string, args: string[], flags: Flags): Promise<n
       table(v.transports.map((t: any) => ({
         ENDPOINT: t.endpoint, TYPE: t.type, STATE: t.Transport, ADDRESS: t.Address ?? '', CONNECTS: t.connects ?? 0, REFUSALS: t.refusals ?? 0,
         RX: t.rxFrames ?? 0, TX: t.txFrames ?? 0, 'TX DROPPED': t.txDropped ?? 0, 'RX REFUSED': t.rxRefused ?? 0, REASON: t.Reason ?? '',
+      })));
+    }
+    if (v.dhcp?.length) {
+      // Refused: unknown clients on a network whose Dhcp.UnknownClients is "Refuse" (or with no pool).
+      out();
+      table(v.dhcp.map((d: any) => ({
+        'DHCP NETWORK': d.network, RECEIVED: d.received, OFFERS: d.offers, ACKS: d.acks, NAKS: d.naks, RELEASES: d.releases, DECLINES: d.declines,
+        REFUSED: d.dropped.unknown_client, 'NO ADDRESS': d.dropped.no_address,
+        'OTHER DROPS': Object.entries(d.dropped).filter(([k, n]) => n && k !== 'unknown_client' && k !== 'no_address').map(([k, n]) => `${k} ${n}`).join(', '),
       })));
     }
   } else {

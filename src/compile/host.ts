@@ -25,6 +25,10 @@
 // What is still released when the apply ends belonged to an object that is gone and is removed then;
 // an object created later, even under the same ID, never gets another's port.
 //
+// A network's gateway runs services for its guests on the punt queue (DHCP: src/compile/services.ts,
+// which says what the gateway punts and which servers run); they are planned after the objects are
+// compiled and swapped in only when the whole apply succeeded.
+//
 // A network's TcpTracking goes to its gateway interface (the connections routed through it) and to its
 // endpoints' ACL zones.
 //
@@ -43,6 +47,7 @@ import type { ModelState, HostComputeNetwork, HostComputeEndpoint, HostComputeLo
 import { gatewayOf } from '../model/store.js';
 import { prefix } from '../model/validate.js';
 import type { AclRule } from './acl.js';
+import { GatewayServices, gatewayPunts, type ServicesOptions } from './services.js';
 
 export interface HostConfig {
   // The host's external side: its address with prefix, and the next hop of the default route.
@@ -69,8 +74,12 @@ export class HostCompiler {
   private releasedPorts = new Released<SwitchPort>((p) => this.sw.removePort(p.id));
   private releasedNumbers = new Released<number>((n) => this.sw.acls.setNetworkRules(n, []));
   private releasedGateways = new Released<number>((i) => this.sw.router.removeInterface(i));
+  // What the gateways run for their guests (DHCP; src/compile/services.ts), planned and committed
+  // with every apply.
+  readonly services: GatewayServices;
 
-  constructor(readonly sw: Switch, readonly config: HostConfig = {}) {
+  constructor(readonly sw: Switch, readonly config: HostConfig = {}, services: ServicesOptions = {}) {
+    this.services = new GatewayServices(sw, services);
     const up = config.uplink;
     if (up) {
       this.uplinkInterface = sw.router.addInterface({ network: UPLINK_NETWORK, address: up.address, external: true, mac: up.mac, silent: up.silent });
@@ -147,6 +156,13 @@ export class HostCompiler {
           done.push([kind, id]);
         }
       }
+      // The gateways' services for the new state: built whole (or refused) before any is swapped in.
+      const services = this.services.plan(next, (network) => {
+        const iface = this.gatewayInterface.get(network);
+        const f = iface === undefined ? undefined : this.sw.router.interfaces.get(iface);
+        return f && { iface: f.id, network: f.network, vlan: f.vlan };
+      });
+      this.services.commit(services);
       this.state = structuredClone(next);
     } catch (e) {
       // Back to exactly what was: undo this change's items, re-apply what it undid (which claims
@@ -209,6 +225,7 @@ export class HostCompiler {
         tcp: n.TcpTracking ? { liberal: n.TcpTracking.Liberal, pickup: n.TcpTracking.Pickup } : undefined,
         mtu: n.MTU,
         silent: n.SilentGateway ?? false,
+        punt: gatewayPunts(n),
       });
       this.gatewayInterface.set(n.ID, gw);
       undo.push(() => { this.gatewayInterface.delete(n.ID); this.releasedGateways.release(n.ID, gw); });
@@ -251,6 +268,7 @@ export class HostCompiler {
       // Only the MTU changed (or nothing): set it in place, the guests stay attached.
       if (old.mtu !== (spec.mtu ?? 1500)) rt.setMtu(kept, spec.mtu ?? 1500);
       if (old.silent !== !!spec.silent) rt.setSilent(kept, !!spec.silent); // in place: no connection or MAC disturbed
+      if (JSON.stringify(old.punt) !== JSON.stringify(spec.punt ?? [])) rt.setPunt(kept, spec.punt ?? []);
       return kept;
     }
     rt.removeInterface(kept);

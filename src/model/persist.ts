@@ -6,11 +6,16 @@
 import { openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync, mkdirSync, existsSync, unlinkSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelState } from './types.js';
+import type { DhcpState } from '../dhcp.js';
 import { emptyState, checkState } from './store.js';
 import { validateNetwork, validateEndpoint, validateNamespace, validateLoadBalancer, ModelError } from './validate.js';
 
 export const STATE_VERSION = 1;
 export const STATE_FILE = 'state.json';
+// The DHCP servers' leases, by network ID (DhcpServer.toJSON), beside the model and written the same
+// way; a file there that is not netplane's lease file is refused at start, never overwritten.
+export const LEASES_FILE = 'dhcp-leases.json';
+export const LEASES_VERSION = 1;
 
 export class StateFileError extends Error {
   constructor(readonly file: string, reason: string) {
@@ -78,4 +83,27 @@ export function loadState(dir: string): ModelState {
     throw e;
   }
   return state;
+}
+
+export function saveLeases(dir: string, leases: Record<string, DhcpState>): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeAtomic(dir, LEASES_FILE, JSON.stringify({ netplane: 'dhcp-leases', version: LEASES_VERSION, networks: leases }) + '\n');
+}
+
+// The leases file's networks (each one checked by its server's restore), or {} when there is none.
+export function loadLeases(dir: string): Record<string, DhcpState> {
+  const file = join(dir, LEASES_FILE);
+  if (!existsSync(file)) return {};
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new StateFileError(file, `corrupt: not valid JSON (${(e as Error).message}); not loaded, nothing was changed`);
+  }
+  if (typeof doc !== 'object' || doc === null || doc.netplane !== 'dhcp-leases') throw new StateFileError(file, 'not a netplane DHCP lease file (netplane writes this name; move it away)');
+  if (typeof doc.version !== 'number') throw new StateFileError(file, 'has no version');
+  if (doc.version > LEASES_VERSION) throw new StateFileError(file, `written by a newer netplane (version ${doc.version}; this one reads ${LEASES_VERSION})`);
+  const n = doc.networks;
+  if (typeof n !== 'object' || n === null || Array.isArray(n)) throw new StateFileError(file, 'networks: must be an object (network ID: leases)');
+  return n as Record<string, DhcpState>;
 }

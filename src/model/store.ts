@@ -4,16 +4,21 @@
 // that the request left out) it is AlreadyExists naming the first field that differs. A reference to
 // a missing object is NotFound naming the field; deleting an object others use, or a port mapping
 // another endpoint owns, is a Conflict naming the owner. Endpoints without a MAC or an IP get one from
-// their network's pools (those two fields may be absent from a retried create).
+// their network's pools (those two fields may be absent from a retried create, and a modify that
+// leaves them out keeps them), stored in the object so they survive a restart; an assigned address
+// is never in the network's DHCP pool.
 //
 // Every change is checked whole against a copy of the state before it is committed, so a refused
 // change leaves the store exactly as it was; `onChange` (the compiler into the dataplane) runs on
 // the new state before it is committed too, and a failure there also refuses the change. A caller
 // with work of its own between the two (the daemon opens transports, then saves) uses `prepare`,
 // which computes and checks a change without committing it, then `accept`.
-import { ModelError, validateNetwork, validateEndpoint, validateNamespace, validateLoadBalancer, prefix, macNumber } from './validate.js';
+import { ModelError, validateNetwork, validateEndpoint, validateNamespace, validateLoadBalancer, prefix, macNumber, gatewayOf } from './validate.js';
+import { networkDhcp } from './dhcp.js';
 import type { ModelState, Kind, HostComputeNetwork, HostComputeEndpoint } from './types.js';
-import { formatIPv4, formatIPv6 } from '../frames.js';
+import { formatIPv4 } from '../frames.js';
+
+export { gatewayOf };
 
 // An HCN object as the store hands it out: its ID and the fields of its kind (src/model/types.ts).
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -86,6 +91,12 @@ export class Store {
     }
     const v = VALIDATE[c.kind](c.value);
     if (v.ID !== c.id) throw new ModelError('InvalidArgument', 'ID', `cannot change an object's ID (${JSON.stringify(c.id)} to ${JSON.stringify(v.ID)})`);
+    // An endpoint keeps what was assigned to it (its guest was configured with them, its DHCP lease
+    // is them) when a modify leaves them out on the same network.
+    const cur = list[at];
+    if (c.kind === 'endpoint' && v.HostComputeNetwork === cur.HostComputeNetwork) {
+      for (const k of ASSIGNED) if (v[k] === undefined && cur[k] !== undefined) v[k] = structuredClone(cur[k]);
+    }
     const obj = c.kind === 'endpoint' ? assign({ ...next, endpoints: next.endpoints.filter((e) => e.ID !== c.id) }, v as HostComputeEndpoint) : v;
     list[at] = obj;
     checkState(next);
@@ -212,16 +223,6 @@ export function contains(cidr: string, ip: string): boolean {
   return (toBig(a.bytes) >> shift) === (toBig(p.bytes) >> shift);
 }
 
-// The gateway of a subnet: the NextHop of its default route, else the subnet's first address.
-export function gatewayOf(subnet: { IpAddressPrefix: string; Routes?: Array<{ NextHop: string; DestinationPrefix: string }> }): string {
-  const d = subnet.Routes?.find((r) => r.DestinationPrefix === '0.0.0.0/0' || r.DestinationPrefix === '::/0');
-  if (d) return d.NextHop;
-  const p = prefix(subnet.IpAddressPrefix, 'IpAddressPrefix');
-  const b = p.bytes.slice();
-  b[b.length - 1] |= 1;
-  return p.v6 ? formatIPv6(b) : formatIPv4(b);
-}
-
 // Gives an endpoint a MAC from its network's pool and an address from its first IPv4 subnet when it
 // has none (HNS's assignment), avoiding what other endpoints and the gateway use.
 function assign(s: ModelState, e: HostComputeEndpoint): HostComputeEndpoint {
@@ -247,13 +248,16 @@ function assign(s: ModelState, e: HostComputeEndpoint): HostComputeEndpoint {
       const base = Number(toBig(p.bytes));
       const size = 2 ** (32 - p.len);
       const used = new Set([gatewayOf(subnet), ...peers.flatMap((x) => (x.IpConfigurations ?? []).map((c) => c.IpAddress))]);
+      // The DHCP pool is the dynamic leases' (src/model/dhcp.ts): endpoints get addresses outside it.
+      const pool = networkDhcp(net)?.pool;
       let ip: string | undefined;
       for (let i = 1; i < size - 1 && !ip; i++) {
         const n = base + i;
+        if (pool && n >= pool.start && n <= pool.end) continue;
         const text = formatIPv4(new Uint8Array([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]));
         if (!used.has(text)) ip = text;
       }
-      if (!ip) throw new ModelError('Conflict', 'IpConfigurations', `subnet ${subnet.IpAddressPrefix} of network ${net.ID} has no free address`);
+      if (!ip) throw new ModelError('Conflict', 'IpConfigurations', `subnet ${subnet.IpAddressPrefix} of network ${net.ID} has no free address${pool ? ' outside its DHCP pool (Dhcp.Pool)' : ''}`);
       out.IpConfigurations = [{ IpAddress: ip, PrefixLength: p.len }];
     }
   }

@@ -77,6 +77,17 @@ export interface HostComputeNetwork {
   TcpTracking?: TcpTracking;  // netplane extension: conntrack's TCP tracking for the network's connections
   MTU?: number;              // the gateway interface's MTU, 68-65535 (default 1500; 1280 at least with IPv6)
   SilentGateway?: boolean;   // netplane extension: the gateway sends no TCP RST / ICMP unreachable for traffic to its addresses that nothing handles
+  Dhcp?: DhcpSettings;       // netplane extension: the DHCPv4 server on the gateway (NAT and Internal networks)
+}
+
+// The DHCPv4 server a NAT or Internal network's gateway runs (docs/model.md "DHCP"). Endpoints'
+// MacAddress + IpConfigurations are its static leases; the rest of its options come from the network
+// (gateway, Dns, MTU, subnet routes).
+export interface DhcpSettings {
+  Enabled?: boolean;                          // default true (when the network has an IPv4 subnet)
+  UnknownClients?: 'Lease' | 'Refuse';        // MACs that are no endpoint's: a dynamic lease from Pool (default) or no answer
+  Pool?: { StartAddress: string; EndAddress: string };  // default: the upper half of the subnet
+  LeaseTime?: number;                         // seconds, 60-4294967294, default 3600
 }
 
 // Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose, for one network (docs/model.md).
@@ -126,7 +137,13 @@ export interface EndpointStatus {
   Reason?: string;          // why it is degraded
   Since?: string;           // when it became what it is (ISO 8601)
   Address?: string;         // where the transport listens (a unix socket's full path)
+  Dhcp?: DhcpLeaseStatus;   // the endpoint's DHCP lease, when a client holds one
 }
+
+// An endpoint's DHCP lease as the daemon reports it. A 'Dynamic' one is an endpoint the DHCP server
+// made for an unknown MAC (read only; no switch port of its own): it goes when the lease is released
+// or expires.
+export interface DhcpLeaseStatus { Lease: 'Static' | 'Dynamic'; Expires: string }
 
 export interface HostComputeNamespace {
   ID: string;

@@ -6,7 +6,7 @@ import { parseIPv4, parseIPv6, parseMac, formatMac, formatIPv4, formatIPv6 } fro
 import { normalize as normalizeAcl, AclError } from '../compile/acl.js';
 import type {
   HostComputeNetwork, HostComputeEndpoint, HostComputeNamespace, HostComputeLoadBalancer,
-  NetworkType, Route, Subnet, Transport, AclPolicySetting, OutboundNatPolicySetting, PortMappingPolicySetting,
+  NetworkType, Route, Subnet, Transport, DhcpSettings, AclPolicySetting, OutboundNatPolicySetting, PortMappingPolicySetting,
 } from './types.js';
 
 export type ErrorCode = 'NotFound' | 'AlreadyExists' | 'InvalidArgument' | 'Conflict';
@@ -78,6 +78,16 @@ export function prefix(v: unknown, field: string): { text: string; v6: boolean; 
   const bytes = addr.bytes.slice();
   for (let bit = len; bit < max; bit++) bytes[bit >> 3] &= ~(0x80 >> (bit & 7));
   return { text: `${addr.v6 ? formatIPv6(bytes) : formatIPv4(bytes)}/${len}`, v6: addr.v6, bytes, len };
+}
+
+// The gateway of a subnet: the NextHop of its default route, else the subnet's first address.
+export function gatewayOf(subnet: { IpAddressPrefix: string; Routes?: Array<{ NextHop: string; DestinationPrefix: string }> }): string {
+  const d = subnet.Routes?.find((r) => r.DestinationPrefix === '0.0.0.0/0' || r.DestinationPrefix === '::/0');
+  if (d) return d.NextHop;
+  const p = prefix(subnet.IpAddressPrefix, 'IpAddressPrefix');
+  const b = p.bytes.slice();
+  b[b.length - 1] |= 1;
+  return p.v6 ? formatIPv6(b) : formatIPv4(b);
 }
 
 function mac(v: unknown, field: string): string {
@@ -161,7 +171,7 @@ function portMapping(v: unknown, field: string): PortMappingPolicySetting {
 
 export function validateNetwork(v: unknown): HostComputeNetwork {
   const o = object(v, '');
-  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking', 'MTU', 'SilentGateway']);
+  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking', 'MTU', 'SilentGateway', 'Dhcp']);
   if (!NETWORK_TYPES.includes(o.Type as NetworkType)) throw invalid('Type', `must be one of ${NETWORK_TYPES.join(', ')}, got ${JSON.stringify(o.Type)}`);
   const n: HostComputeNetwork = { ID: id(o.ID, 'ID'), Type: o.Type as NetworkType };
   const name = optString(o.Name, 'Name');
@@ -243,10 +253,53 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
   if (n.Type === 'NAT' && !(n.Ipams?.some((i) => i.Subnets.some((s) => !s.IpAddressPrefix.includes(':'))))) {
     throw invalid('Ipams', 'a NAT network needs an IPv4 subnet');
   }
+  if (o.Dhcp !== undefined) n.Dhcp = dhcp(o.Dhcp, n);
   if (n.MTU !== undefined && n.MTU < 1280 && n.Ipams?.some((i) => i.Subnets.some((s) => s.IpAddressPrefix.includes(':')))) {
     throw invalid('MTU', `${n.MTU} is below 1280, the least an IPv6 link may have (RFC 8200 §5), and the network has an IPv6 subnet`);
   }
   return n;
+}
+
+// The network's DHCP server settings (the defaults are src/model/dhcp.ts's). A pool is part of the
+// gateway's subnet (the network's first IPv4 one): no network or broadcast address, not the gateway.
+function dhcp(v: unknown, n: HostComputeNetwork): DhcpSettings {
+  const o = object(v, 'Dhcp');
+  known(o, 'Dhcp', ['Enabled', 'UnknownClients', 'Pool', 'LeaseTime']);
+  if (n.Type !== 'NAT' && n.Type !== 'Internal') throw invalid('Dhcp', `a ${n.Type} network has no gateway of its own to serve DHCP`);
+  const d: DhcpSettings = {};
+  if (o.Enabled !== undefined) {
+    if (typeof o.Enabled !== 'boolean') throw invalid('Dhcp.Enabled', `must be true or false, got ${JSON.stringify(o.Enabled)}`);
+    d.Enabled = o.Enabled;
+  }
+  if (o.UnknownClients !== undefined) {
+    if (o.UnknownClients !== 'Lease' && o.UnknownClients !== 'Refuse') throw invalid('Dhcp.UnknownClients', `must be "Lease" or "Refuse", got ${JSON.stringify(o.UnknownClients)}`);
+    d.UnknownClients = o.UnknownClients;
+  }
+  if (o.LeaseTime !== undefined) d.LeaseTime = int(o.LeaseTime, 'Dhcp.LeaseTime', 60, 0xfffffffe);
+  const v4 = (n.Ipams ?? []).flatMap((i) => i.Subnets).find((s) => !s.IpAddressPrefix.includes(':'));
+  if (!v4 && d.Enabled !== false) throw invalid('Dhcp', 'DHCPv4 needs an IPv4 subnet (set Dhcp.Enabled to false, or add one)');
+  if (o.Pool !== undefined) {
+    const p = object(o.Pool, 'Dhcp.Pool');
+    known(p, 'Dhcp.Pool', ['StartAddress', 'EndAddress']);
+    if (d.UnknownClients === 'Refuse') throw invalid('Dhcp.Pool', 'a pool serves unknown clients, and UnknownClients is "Refuse"');
+    const sub = prefix(v4!.IpAddressPrefix, 'IpAddressPrefix');
+    const num = (b: Uint8Array) => ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
+    const base = num(sub.bytes), last = base + 2 ** (32 - sub.len) - 1;
+    const gw = num(address(gatewayOf(v4!), 'gateway').bytes);
+    const at = (x: unknown, f: string) => {
+      const a = address(x, f);
+      if (a.v6) throw invalid(f, 'must be an IPv4 address');
+      const k = num(a.bytes);
+      if (k <= base || k >= last) throw invalid(f, `${a.text} is not a host address of the subnet ${v4!.IpAddressPrefix}`);
+      if (k === gw) throw invalid(f, `${a.text} is the gateway`);
+      return { text: a.text, k };
+    };
+    const s = at(p.StartAddress, 'Dhcp.Pool.StartAddress'), e = at(p.EndAddress, 'Dhcp.Pool.EndAddress');
+    if (e.k < s.k) throw invalid('Dhcp.Pool.EndAddress', `${e.text} is before StartAddress ${s.text}`);
+    if (gw > s.k && gw < e.k) throw invalid('Dhcp.Pool', `the pool ${s.text}-${e.text} contains the gateway ${formatIPv4(new Uint8Array([gw >>> 24, (gw >>> 16) & 255, (gw >>> 8) & 255, gw & 255]))}`);
+    d.Pool = { StartAddress: s.text, EndAddress: e.text };
+  }
+  return d;
 }
 
 function dns(v: unknown, field: string) {

@@ -1,0 +1,207 @@
+// The services a network's gateway runs for its guests on the punt queue: today the DHCPv4 server
+// (src/dhcp.ts); DNS, router advertisements and DHCPv6 belong here the same way. This is the one
+// place that decides, from the model, what a gateway punts (gatewayPunts, read when the compiler
+// makes the interface) and which servers run with what configuration (plan/commit), that answers
+// what the gateway interfaces punt (the switch's punt handler, dispatched by interface then reason),
+// and that sends the replies into the network: through one port per network, made on first use,
+// with learning off (docs/ABI.md "The punt area"), so the dataplane switches a reply like any frame
+// from the gateway's MAC.
+//
+// All or nothing, like the rest of the compiler: `plan` builds every server a new model state needs
+// (a configuration the server refuses throws a ModelError naming the model's field) without touching
+// the running ones; `commit` swaps them in and cannot fail. A server whose configuration did not
+// change is kept as it is; a changed one is rebuilt and takes over its predecessor's leases
+// (DhcpServer.toJSON / restore: a lease that no longer fits, e.g. its MAC became an endpoint with
+// another address, is dropped).
+//
+// Leases survive a restart: the servers' lease state is handed to `leases.save` after every message
+// that changed it (ACK, RELEASE, DECLINE) and after a commit, and `leases.load` gives the first
+// server of each network its predecessor's state. Expiry is in wall time (the clock), so a restored
+// lease means the same after a restart.
+import type { Switch, SwitchPort } from '../dataplane.js';
+import type { PuntInfo } from '../switch.js';
+import type { ModelState, HostComputeNetwork } from '../model/types.js';
+import type { PuntClass } from '../abi.js';
+import { DhcpServer, type DhcpServerOptions, type DhcpState, type DhcpCounters } from '../dhcp.js';
+import { Pump } from '../transports/pump.js';
+import { NetplaneError } from '../abi.js';
+import { ModelError } from '../model/validate.js';
+import { networkDhcp, ipText, ipNumber } from '../model/dhcp.js';
+
+export interface LeaseStore {
+  load(): Record<string, DhcpState>;                 // by network ID
+  save(state: Record<string, DhcpState>): void;
+}
+
+export interface ServicesOptions {
+  clock?: () => number;                             // wall time in ms (default Date.now)
+  leases?: LeaseStore;
+  log?: (message: string) => void;
+}
+
+// What a network's gateway interface punts to the host.
+export function gatewayPunts(n: HostComputeNetwork): PuntClass[] {
+  return networkDhcp(n) ? ['dhcp'] : [];
+}
+
+interface Running {
+  network: string;
+  iface: number;
+  domain: { network: number; vlan: number };        // the gateway's broadcast domain
+  key: string;                                      // the configuration it was built from
+  dhcp?: DhcpServer;
+  statics: Set<string>;                             // the MACs with a static lease (endpoints)
+  port?: SwitchPort;                                // the replies' way in, made on first use
+}
+
+export interface DhcpLeaseView { network: string; mac: string; address: string; prefixLength: number; expires: number; static: boolean }
+
+// The model's field behind a DhcpServer configuration field.
+const FIELDS: Array<[RegExp, string]> = [
+  [/^pool\.start$/, 'Dhcp.Pool.StartAddress'], [/^pool\.end$/, 'Dhcp.Pool.EndAddress'], [/^leaseTime$/, 'Dhcp.LeaseTime'],
+  [/^domain$/, 'Dns.Domain'], [/^search(.*)$/, 'Dns.Search$1'], [/^dns/, 'Dns.ServerList'], [/^mtu$/, 'MTU'],
+  [/^routes/, 'Ipams'], [/^options$/, 'Dns'],
+];
+
+export class GatewayServices {
+  private running = new Map<string, Running>();      // by network ID
+  private byIface = new Map<number, Running>();
+  private stored?: Record<string, DhcpState>;         // the state file's, until each network's first server takes its own
+  private readonly clock: () => number;
+  private readonly log: (m: string) => void;
+
+  constructor(private readonly sw: Switch, private readonly opts: ServicesOptions = {}) {
+    this.clock = opts.clock ?? Date.now;
+    this.log = opts.log ?? ((m) => console.error(m));
+    this.stored = opts.leases?.load();
+    sw.onPunt((frame, info) => this.punted(frame, info));
+  }
+
+  // Builds what `next` needs (throws a ModelError, having changed nothing); `gateway` gives a
+  // network's compiled gateway interface and broadcast domain.
+  plan(next: ModelState, gateway: (network: string) => { iface: number; network: number; vlan: number } | undefined): Map<string, Running> {
+    const out = new Map<string, Running>();
+    for (const n of next.networks) {
+      const d = networkDhcp(n);
+      const gw = gateway(n.ID);
+      if (!d || !gw) continue;
+      const f = this.sw.router.interfaces.get(gw.iface)!;
+      // Endpoints' static leases: a MAC and an address the server can lease in the gateway's subnet.
+      const [net, len] = d.subnet.IpAddressPrefix.split('/');
+      const hostMask = 2 ** (32 - Number(len)) - 1, base = ipNumber(net), gwNum = ipNumber(d.gateway);
+      const leasable = (a: string) => {
+        if (a.includes(':')) return false;
+        const k = ipNumber(a);
+        return k > base && k < base + hostMask && k !== gwNum;
+      };
+      const statics = next.endpoints
+        .filter((e) => e.HostComputeNetwork === n.ID && e.MacAddress)
+        .map((e) => ({ mac: e.MacAddress!, address: (e.IpConfigurations ?? []).map((c) => c.IpAddress).find(leasable) }))
+        .filter((s): s is { mac: string; address: string } => s.address !== undefined);
+      const options: DhcpServerOptions = {
+        interface: gw.iface,
+        leaseTime: d.leaseTime,
+        dns: (n.Dns?.ServerList ?? [d.gateway]).filter((a) => !a.includes(':')),
+        ...(n.Dns?.Domain ? { domain: n.Dns.Domain } : {}),
+        ...(n.Dns?.Search?.length ? { search: n.Dns.Search } : {}),
+        routes: (d.subnet.Routes ?? []).filter((r) => !r.DestinationPrefix.includes(':') && !r.DestinationPrefix.endsWith('/0'))
+          .map((r) => ({ destination: r.DestinationPrefix, nextHop: r.NextHop })),
+        static: statics,
+        ...(d.pool ? { pool: { start: ipText(d.pool.start), end: ipText(d.pool.end) } } : {}),
+      };
+      const key = JSON.stringify([f.address, f.mac, f.mtu, gw, options]);
+      const cur = this.running.get(n.ID);
+      if (cur && cur.key === key) { out.set(n.ID, cur); continue; }
+      let dhcp: DhcpServer;
+      try {
+        dhcp = new DhcpServer(this.sw, options);
+      } catch (e) {
+        if (e instanceof NetplaneError) throw new ModelError('InvalidArgument', modelField(e.field), `the DHCP server refuses it: ${e.reason}`);
+        throw e;
+      }
+      const prior = cur?.dhcp?.toJSON() ?? this.stored?.[n.ID];
+      if (prior) {
+        try { dhcp.restore(prior); } catch (e) {
+          // Only a state file edited by hand gets here: its leases are dropped, and said so.
+          this.log(`netplane: network ${n.ID}: DHCP leases not restored: ${(e as Error).message}`);
+        }
+      }
+      out.set(n.ID, { network: n.ID, iface: gw.iface, domain: { network: gw.network, vlan: gw.vlan }, key, dhcp, statics: new Set(statics.map((x) => x.mac)), port: cur?.port });
+    }
+    return out;
+  }
+
+  // Swaps in what `plan` built; the ports of networks gone (or moved to another domain) go.
+  commit(next: Map<string, Running>): void {
+    for (const [id, r] of this.running) {
+      const n = next.get(id);
+      if (r.port && (!n || n.port !== r.port || n.domain.network !== r.domain.network || n.domain.vlan !== r.domain.vlan)) {
+        if (this.sw.ports.get(r.port.id) === r.port) this.sw.removePort(r.port.id);
+        if (n && n.port === r.port) n.port = undefined;
+      }
+    }
+    this.stored = undefined;   // taken by the servers it had leases for; the rest belonged to networks gone
+    const before = JSON.stringify(this.state());
+    this.running = next;
+    this.byIface = new Map([...next.values()].map((r) => [r.iface, r]));
+    if (JSON.stringify(this.state()) !== before) this.save();
+  }
+
+  // The dynamic and static leases held now (expired ones and offers left out).
+  leases(now = this.clock()): DhcpLeaseView[] {
+    const out: DhcpLeaseView[] = [];
+    for (const r of this.running.values()) {
+      if (!r.dhcp) continue;
+      const f = this.sw.router.interfaces.get(r.iface);
+      const len = Number(f?.address?.split('/')[1] ?? 32);
+      for (const l of r.dhcp.leasesAt(now)) if (l.bound) out.push({ network: r.network, mac: l.mac, address: l.address, prefixLength: len, expires: l.expires, static: r.statics.has(l.mac) });
+    }
+    return out;
+  }
+
+  // Each DHCP server's counters (unknown clients refused: dropped.unknown_client), for `stats`.
+  counters(): Array<{ network: string } & DhcpCounters> {
+    return [...this.running.values()].filter((r) => r.dhcp).map((r) => ({ network: r.network, ...structuredClone(r.dhcp!.counters) }));
+  }
+
+  private state(): Record<string, DhcpState> {
+    const s: Record<string, DhcpState> = { ...(this.stored ?? {}) };
+    for (const r of this.running.values()) if (r.dhcp) s[r.network] = r.dhcp.toJSON();
+    return s;
+  }
+
+  private save(): void {
+    if (!this.opts.leases) return;
+    try { this.opts.leases.save(this.state()); } catch (e) {
+      // The leases are still served; only their copy for a restart is behind.
+      this.log(`netplane: DHCP leases not saved: ${(e as Error).message}`);
+    }
+  }
+
+  private punted(frame: Uint8Array, info: PuntInfo): void {
+    const r = this.byIface.get(info.interface);
+    if (!r) return;
+    if (info.reason === 'dhcp' && r.dhcp) {
+      const c = r.dhcp.counters, changes = c.acks + c.releases + c.declines;
+      const reply = r.dhcp.handle(frame, this.clock());
+      if (reply) Pump.of(this.sw).receive(this.portOf(r), reply);
+      if (c.acks + c.releases + c.declines !== changes) this.save();
+    }
+  }
+
+  private portOf(r: Running): SwitchPort {
+    if (!r.port || this.sw.ports.get(r.port.id) !== r.port) r.port = this.sw.addPort({ ...r.domain, learning: false });
+    return r.port;
+  }
+
+  // The switch port a network's replies come in by, if made (views name it).
+  servicePortOwner(port: number): string | undefined {
+    for (const r of this.running.values()) if (r.port?.id === port) return r.network;
+    return undefined;
+  }
+}
+
+function modelField(f: string): string {
+  for (const [re, to] of FIELDS) if (re.test(f)) return f.replace(re, to);
+  return `Dhcp (${f})`;
+}
