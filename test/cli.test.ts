@@ -224,7 +224,7 @@ test('a daemon: the real port in the banner, names instead of numbers, ports lis
 
     // endpoint list shows each endpoint's switch port (what trace --port takes) and its transport.
     const list = await run('endpoint', 'list');
-    assert.match(list, /^ID +NETWORK +MAC +ADDRESS +PORT +TRANSPORT +POLICIES$/m);
+    assert.match(list, /^ID +NETWORK +MAC +ADDRESS +PORT +TRANSPORT +POLICIES +DHCP$/m);
     assert.match(list, new RegExp(`^web +nat +${web.MacAddress} +172\\.20\\.0\\.2 +${web.Status.Port}$`, 'm'));
     assert.match(list, new RegExp(`^db +nat +${db.MacAddress} +172\\.20\\.0\\.3 +${db.Status.Port} +udp up$`, 'm'));
 

@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { Host, ModelError } from '../src/index.js';
 import type { SwitchOptions } from '../src/dataplane.js';
 import { ethernet, ipv4, icmp, tcp, udp, arp, dissect, verifyChecksums } from '../src/frames.js';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { dhcpFrame, parseReply, ipOpt, u32Opt, DISCOVER, OFFER, REQUEST, ACK, NAK, RELEASE } from './dhcp-client.js';
 
 const R = '02:00:00:00:00:fe';
 const NAT = {
@@ -317,6 +319,147 @@ test('SilentGateway: the network\'s gateway sends no RST for an unmapped port; s
   const r = send(host.portOf('web')!, syn);
   assert.is(r.length, 1);
   assert.is(dissect(r[0][1]).tcp!.flagString, 'RA');
+});
+
+// ---- DHCP on the model's networks ------------------------------------------------------------------
+
+const T0 = 1_800_000_000_000;   // the DHCP servers' wall clock in these tests
+const STRANGER = '02:00:00:00:0c:0c';
+
+// A host whose DHCP clock the test moves, and a way to send a frame and collect what the switch sends
+// back (the server's reply goes in through the pump, so after the current turn).
+function dhcpHost(stateDir?: string, wall = { now: T0 }) {
+  const host = new Host({ stateDir, clock: () => wall.now, switch: { maxPorts: 16 }, log: () => {} });
+  const out: Array<[number, Uint8Array]> = [];
+  host.sw.onFrame((f, p) => out.push([p, f.slice()]));
+  const exchange = async (port: number, f: Uint8Array) => {
+    out.length = 0;
+    host.sw.inject([[port, f]]);
+    await new Promise((r) => setImmediate(r));
+    return out.filter(([p]) => p === port).map(([, x]) => parseReply(x));
+  };
+  return { host, exchange, wall };
+}
+
+const DHCP_NAT = {
+  ...NAT, MTU: 1400, Dns: { Domain: 'lab.example', Search: ['lab.example'] },
+  Ipams: [{ Subnets: [{ IpAddressPrefix: '172.20.0.0/24', Routes: [{ NextHop: '172.20.0.1', DestinationPrefix: '0.0.0.0/0' }, { NextHop: '172.20.0.254', DestinationPrefix: '10.9.0.0/16' }] }] }],
+};
+
+test('DHCP: an endpoint created without addresses gets a MAC and an IP, and its DHCP lease is them, with the network\'s options', async () => {
+  const { host, exchange } = dhcpHost();
+  host.store.create('network', DHCP_NAT);
+  const ep = host.store.create('endpoint', { ID: 'vm', HostComputeNetwork: 'nat' });
+  assert.is(ep.MacAddress, '02:6e:70:01:00:00');
+  assert.equal(ep.IpConfigurations, [{ IpAddress: '172.20.0.2', PrefixLength: 24 }]);
+  assert.equal(host.store.get('endpoint', 'vm'), ep, 'stored with what was assigned');
+  const gw = gwMac(host);
+  const [offer] = await exchange(host.portOf('vm')!, dhcpFrame({ type: DISCOVER, mac: ep.MacAddress, broadcast: true }));
+  assert.ok(offer, 'the gateway answers the DISCOVER');
+  assert.equal([offer.type, offer.yiaddr, offer.ethSrc, offer.ipSrc], [OFFER, '172.20.0.2', gw, '172.20.0.1']);
+  assert.equal(ipOpt(offer.opts.get(3)), ['172.20.0.1'], 'router: the gateway');
+  assert.equal(ipOpt(offer.opts.get(6)), ['172.20.0.1'], 'DNS: the gateway, since the network has no ServerList');
+  assert.is(String.fromCharCode(...offer.opts.get(15)!), 'lab.example');
+  assert.equal(offer.opts.get(26), [1400 >> 8, 1400 & 255], 'the network\'s MTU');
+  assert.is(u32Opt(offer.opts.get(51)), 3600);
+  assert.equal(offer.opts.get(121), [16, 10, 9, 172, 20, 0, 254, 0, 172, 20, 0, 1], 'the subnet\'s route, then the default route (RFC 3442)');
+  const [ack] = await exchange(host.portOf('vm')!, dhcpFrame({ type: REQUEST, mac: ep.MacAddress, requested: '172.20.0.2', server: '172.20.0.1', broadcast: true }));
+  assert.equal([ack.type, ack.yiaddr], [ACK, '172.20.0.2']);
+  assert.equal(host.endpointStatus('vm').Dhcp, { Lease: 'Static', Expires: new Date(T0 + 3600_000).toISOString() });
+  assert.equal(host.leaseEndpoints(), [], 'a static lease is the endpoint itself, not another one');
+  // A modify that leaves the assigned fields out keeps them (and so the lease).
+  host.store.create('endpoint', { ID: 'other', HostComputeNetwork: 'nat' });
+  host.store.delete('endpoint', 'other');
+  const kept = host.store.modify('endpoint', 'vm', { ID: 'vm', HostComputeNetwork: 'nat', Name: 'renamed' });
+  assert.equal([kept.MacAddress, kept.IpConfigurations], [ep.MacAddress, ep.IpConfigurations]);
+});
+
+test('DHCP: an unknown MAC gets a dynamic lease from the pool, shown as a read-only endpoint without port or static MAC; released, it is gone; Refuse counts', async () => {
+  const { host, exchange } = dhcpHost();
+  host.store.create('network', NAT);
+  const ports = host.sw.ports.size;
+  const guest = host.sw.addPort({ network: host.compiler.networkOf('nat')! }).id;   // a port with no endpoint's spoof guard
+  const [offer] = await exchange(guest, dhcpFrame({ type: DISCOVER, mac: STRANGER }));
+  assert.equal([offer.type, offer.yiaddr, offer.ethDst], [OFFER, '172.20.0.128', STRANGER], 'the first address of the default pool, the upper half');
+  assert.equal(host.leaseEndpoints(), [], 'an offer is no lease yet');
+  const [ack] = await exchange(guest, dhcpFrame({ type: REQUEST, mac: STRANGER, requested: '172.20.0.128', server: '172.20.0.1' }));
+  assert.is(ack.type, ACK);
+  assert.equal(host.leaseEndpoints(), [{
+    ID: `dhcp:nat:${STRANGER}`, HostComputeNetwork: 'nat', MacAddress: STRANGER, IpConfigurations: [{ IpAddress: '172.20.0.128', PrefixLength: 24 }],
+    Status: { Transport: 'none', Dhcp: { Lease: 'Dynamic', Expires: new Date(T0 + 3600_000).toISOString() } },
+  }]);
+  assert.equal(host.store.list('endpoint'), [], 'not in the store');
+  assert.is(host.sw.ports.size, ports + 2, 'the guest\'s port and the gateway\'s reply port, nothing for the lease');
+  assert.ok(!host.sw.macTable().some((e) => e.mac === STRANGER && e.static), 'no static MAC entry for it');
+  // An endpoint created now gets an address outside the pool.
+  assert.is(host.store.create('endpoint', { ID: 'web', HostComputeNetwork: 'nat' }).IpConfigurations[0].IpAddress, '172.20.0.2');
+  await exchange(guest, dhcpFrame({ type: RELEASE, mac: STRANGER, ciaddr: '172.20.0.128', server: '172.20.0.1' }, { mac: gwMac(host), ip: '172.20.0.1' }));
+  assert.equal(host.leaseEndpoints(), [], 'released: gone');
+  host.store.modify('network', 'nat', { ...NAT, Dhcp: { UnknownClients: 'Refuse' } });
+  assert.equal(await exchange(guest, dhcpFrame({ type: DISCOVER, mac: STRANGER })), [], 'refused: no answer');
+  const [c] = host.compiler.services.counters();
+  assert.equal([c.network, c.dropped.unknown_client], ['nat', 1], 'counted as refused');
+  const [webOffer] = await exchange(host.portOf('web')!, dhcpFrame({ type: DISCOVER, mac: host.store.get('endpoint', 'web').MacAddress }));
+  assert.is(webOffer.yiaddr, '172.20.0.2', 'endpoints are still served');
+});
+
+test('DHCP: a lease expires; Enabled false stops the punt (the DISCOVER is flooded), and a refused change keeps the server as it was', async () => {
+  const { host, exchange, wall } = dhcpHost();
+  host.store.create('network', { ...NAT, Dhcp: { LeaseTime: 60, Pool: { StartAddress: '172.20.0.200', EndAddress: '172.20.0.201' } } });
+  const guest = host.sw.addPort({ network: host.compiler.networkOf('nat')! }).id;
+  await exchange(guest, dhcpFrame({ type: DISCOVER, mac: STRANGER }));
+  const [ack] = await exchange(guest, dhcpFrame({ type: REQUEST, mac: STRANGER, requested: '172.20.0.200', server: '172.20.0.1' }));
+  assert.equal([ack.type, ack.yiaddr, u32Opt(ack.opts.get(51))], [ACK, '172.20.0.200', 60]);
+  wall.now += 61_000;
+  assert.equal(host.leaseEndpoints(), [], 'expired: gone');
+  const before = host.store.snapshot();
+  assert.throws(() => host.store.modify('network', 'nat', { ...NAT, Dns: { Search: ['not a name'] } }), (e: ModelError) => e.field === 'Dns.Search[0]' && /DHCP/.test(e.reason));
+  assert.equal(host.store.snapshot(), before, 'the model is unchanged');
+  const [offer] = await exchange(guest, dhcpFrame({ type: DISCOVER, mac: STRANGER }));
+  assert.equal([offer.yiaddr, u32Opt(offer.opts.get(51))], ['172.20.0.200', 60], 'the server as it was');
+  host.store.modify('network', 'nat', { ...NAT, Dhcp: { Enabled: false } });
+  const peer = host.sw.addPort({ network: host.compiler.networkOf('nat')! }).id;
+  host.sw.inject([[guest, dhcpFrame({ type: DISCOVER, mac: STRANGER })]]);
+  await new Promise((r) => setImmediate(r));
+  assert.ok(host.sw.port(peer).receive().length === 1, 'no server: the broadcast is flooded like any other');
+  assert.equal(host.compiler.services.counters(), []);
+});
+
+test('DHCP: leases survive a restart (state directory), and the renewal gets the same address; a foreign lease file is refused, untouched', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'netplane-host-dhcp-'));
+  const wall = { now: T0 };
+  const a = dhcpHost(dir, wall);
+  a.host.store.create('network', NAT);
+  let guest = a.host.sw.addPort({ network: a.host.compiler.networkOf('nat')! }).id;
+  await a.exchange(guest, dhcpFrame({ type: DISCOVER, mac: STRANGER }));
+  await a.exchange(guest, dhcpFrame({ type: REQUEST, mac: STRANGER, requested: '172.20.0.128', server: '172.20.0.1' }));
+  const file = join(dir, 'dhcp-leases.json');
+  const saved = JSON.parse(readFileSync(file, 'utf8'));
+  assert.equal([saved.netplane, saved.networks.nat.leases], ['dhcp-leases', [{ mac: STRANGER, address: '172.20.0.128', expires: T0 + 3600_000 }]]);
+  wall.now += 1000_000;
+  const b = dhcpHost(dir, wall);
+  assert.equal(b.host.leaseEndpoints().map((e) => [e.ID, e.IpConfigurations![0].IpAddress]), [[`dhcp:nat:${STRANGER}`, '172.20.0.128']], 'the lease is back');
+  guest = b.host.sw.addPort({ network: b.host.compiler.networkOf('nat')! }).id;
+  // Renewing: unicast from its address to the server, ciaddr set.
+  const [renew] = await b.exchange(guest, dhcpFrame({ type: REQUEST, mac: STRANGER, ciaddr: '172.20.0.128' }, { mac: gwMac(b.host), ip: '172.20.0.1' }));
+  assert.equal([renew.type, renew.yiaddr, renew.ipDst], [ACK, '172.20.0.128', '172.20.0.128']);
+  assert.is(b.host.leaseEndpoints()[0].Status.Dhcp!.Expires, new Date(wall.now + 3600_000).toISOString(), 'renewed from now');
+  // Another client asking for that address is refused it.
+  const [nak] = await b.exchange(guest, dhcpFrame({ type: REQUEST, mac: '02:00:00:00:0d:0d', requested: '172.20.0.128', server: '172.20.0.1' }));
+  assert.is(nak.type, NAK);
+  writeFileSync(file, '{"some": "other program"}\n');
+  assert.throws(() => dhcpHost(dir, wall), /dhcp-leases\.json: not a netplane DHCP lease file/);
+  assert.is(readFileSync(file, 'utf8'), '{"some": "other program"}\n', 'not overwritten');
+  assert.ok(existsSync(join(dir, 'state.json')));
+});
+
+test('DHCP: an endpoint\'s assigned address stays out of the pool, so a small subnet runs out first outside it', () => {
+  const host = new Host({ log: () => {} });
+  host.store.create('network', { ID: 'lab', Type: 'Internal', Ipams: [{ Subnets: [{ IpAddressPrefix: '10.1.0.0/28' }] }] });
+  const got = [2, 3, 4, 5, 6, 7].map((i) => host.store.create('endpoint', { ID: `e${i}`, HostComputeNetwork: 'lab' }).IpConfigurations[0].IpAddress);
+  assert.equal(got, ['10.1.0.2', '10.1.0.3', '10.1.0.4', '10.1.0.5', '10.1.0.6', '10.1.0.7']);
+  assert.throws(() => host.store.create('endpoint', { ID: 'e8', HostComputeNetwork: 'lab' }), (e: ModelError) => e.field === 'IpConfigurations' && /outside its DHCP pool/.test(e.reason));
+  assert.is(host.store.create('endpoint', { ID: 'e8', HostComputeNetwork: 'lab', IpConfigurations: [{ IpAddress: '10.1.0.9' }] }).IpConfigurations[0].IpAddress, '10.1.0.9', 'given explicitly, a pool address is the endpoint\'s (its static lease)');
 });
 
 test.run();
