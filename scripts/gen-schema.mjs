@@ -167,6 +167,22 @@ const schema = {
         },
         MTU: { type: 'integer', minimum: 68, maximum: 65535 },
         SilentGateway: { type: 'boolean', description: 'netplane extension: the gateway sends no TCP RST / ICMP unreachable for traffic to its addresses that nothing handles (default false: it answers as a Linux host); NAT and Internal networks only' },
+        Dhcp: {
+          description: "netplane extension: the DHCPv4 server on the gateway (NAT and Internal networks); endpoints' MacAddress + IpConfigurations are its static leases. The pool lies in the network's first IPv4 subnet, without its network, broadcast or gateway address",
+          type: 'object', additionalProperties: false,
+          properties: {
+            Enabled: { type: 'boolean', description: 'default true when the network has an IPv4 subnet' },
+            UnknownClients: { enum: ['Lease', 'Refuse'], description: "MACs that are no endpoint's: a dynamic lease from the pool (Lease, the default) or no answer" },
+            Pool: {
+              type: 'object', additionalProperties: false, required: ['StartAddress', 'EndAddress'],
+              properties: { StartAddress: ref('ipv4'), EndAddress: ref('ipv4') },
+              description: 'the dynamic leases (default: the upper half of the subnet; endpoints given no address get theirs outside it)',
+            },
+            LeaseTime: { type: 'integer', minimum: 60, maximum: 4294967294, description: 'seconds, default 3600' },
+          },
+          if: { required: ['UnknownClients'], properties: { UnknownClients: { const: 'Refuse' } } },
+          then: { description: 'a pool serves unknown clients, which Refuse refuses', not: { required: ['Pool'] } },
+        },
       },
       allOf: [
         {
@@ -180,6 +196,10 @@ const schema = {
         {
           if: { required: ['MTU', 'Ipams'], properties: { MTU: { type: 'integer', maximum: 1279 }, Ipams: { type: 'array', contains: { type: 'object', required: ['Subnets'], properties: { Subnets: { type: 'array', contains: { type: 'object', required: ['IpAddressPrefix'], properties: { IpAddressPrefix: { type: 'string', pattern: ':' } } } } } } } } },
           then: { description: 'an IPv6 link needs an MTU of 1280 at least (RFC 8200 §5)', not: {} },
+        },
+        {
+          if: { required: ['Dhcp'] },
+          then: { description: 'only NAT and Internal networks have a gateway to serve DHCP', properties: { Type: { enum: ['NAT', 'Internal'] } } },
         },
         {
           if: { required: ['SilentGateway'] },

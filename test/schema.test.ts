@@ -34,7 +34,8 @@ test('a state the store wrote is valid against the schema', () => {
   const s = new Store();
   s.create('network', { ID: 'nat', Type: 'NAT', Ipams: [{ Subnets: [{ IpAddressPrefix: '172.20.0.0/24', Routes: [{ NextHop: '172.20.0.1', DestinationPrefix: '0.0.0.0/0' }], Policies: [{ Type: 'VLAN', Settings: { IsolationId: 7 } }] }, { IpAddressPrefix: 'fd00:20::/64' }] }],
     Policies: [{ Type: 'NetworkACL', Settings: { Action: 'Block', Direction: 'In', Priority: 10, RemotePorts: '22', Protocols: 6 } }, { Type: 'OutBoundNAT', Settings: { Exceptions: ['10.0.0.0/8', '192.168.1.1'] } }],
-    MacPool: { Ranges: [{ StartMacAddress: '02-00-00-00-01-00', EndMacAddress: '02-00-00-00-01-FF' }] }, Dns: { Domain: 'lan', ServerList: ['172.20.0.1', 'fd00:20::1'] } });
+    MacPool: { Ranges: [{ StartMacAddress: '02-00-00-00-01-00', EndMacAddress: '02-00-00-00-01-FF' }] }, Dns: { Domain: 'lan', ServerList: ['172.20.0.1', 'fd00:20::1'] },
+    Dhcp: { UnknownClients: 'Lease', Pool: { StartAddress: '172.20.0.200', EndAddress: '172.20.0.250' }, LeaseTime: 600 } });
   s.create('namespace', { ID: 'ns', Type: 'Guest' });
   s.create('endpoint', { ID: 'web', HostComputeNetwork: 'nat', HostComputeNamespace: 'ns', Capture: 'web.pcap', AclDefaults: { In: 'Block' },
     Transport: { Type: 'websocket', Listen: '127.0.0.1:8086', AllowedOrigins: ['http://localhost:8000'] },
@@ -113,7 +114,40 @@ const refuse = (kind: Kind, value: Record<string, unknown>, field?: string | Reg
 const accept = (kind: Kind, value: Record<string, unknown>): Row => ({ kind, value, want: 'accept' });
 const semantic = (kind: Kind, value: Record<string, unknown>, by: Where, field: string | RegExp, why: string): Row => ({ kind, value, want: 'semantic', by, field, why });
 
+const dnet = (d: unknown) => net({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24' }] }], Dhcp: d });
+const pool = (StartAddress: unknown, EndAddress: unknown) => dnet({ Pool: { StartAddress, EndAddress } });
+
 const ROWS: Row[] = [
+  // the network's DHCP server (netplane's extension)
+  refuse('network', dnet('yes'), 'Dhcp'),
+  refuse('network', dnet({ Enabled: 'yes' }), 'Dhcp.Enabled'),
+  refuse('network', dnet({ UnknownClients: 'Allow' }), 'Dhcp.UnknownClients'),
+  refuse('network', dnet({ LeaseTime: 30 }), 'Dhcp.LeaseTime'),
+  refuse('network', dnet({ LeaseTime: 90.5 }), 'Dhcp.LeaseTime'),
+  refuse('network', dnet({ LeaseTime: 2 ** 32 }), 'Dhcp.LeaseTime'),
+  refuse('network', dnet({ Range: '10.0.0.100-10.0.0.200' }), 'Dhcp.Range'),
+  refuse('network', pool('10.0.0.300', '10.0.0.200'), 'Dhcp.Pool.StartAddress'),
+  refuse('network', pool('fd00::5', '10.0.0.200'), 'Dhcp.Pool.StartAddress'),
+  refuse('network', dnet({ Pool: { StartAddress: '10.0.0.100' } }), 'Dhcp.Pool.EndAddress'),
+  refuse('network', dnet({ Pool: { StartAddress: '10.0.0.100', EndAddress: '10.0.0.200', Size: 5 } }), 'Dhcp.Pool.Size'),
+  refuse('network', dnet({ Pool: '10.0.0.100-10.0.0.200' }), 'Dhcp.Pool'),
+  refuse('network', dnet({ UnknownClients: 'Refuse', Pool: { StartAddress: '10.0.0.100', EndAddress: '10.0.0.200' } }), 'Dhcp.Pool'),
+  refuse('network', { ID: 'n', Type: 'Private', Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24' }] }], Dhcp: {} }, 'Dhcp'),
+  refuse('network', { ID: 'n', Type: 'L2Bridge', Dhcp: { Enabled: false } }, 'Dhcp'),
+  semantic('network', pool('10.0.1.100', '10.0.1.200'), 'validate', 'Dhcp.Pool.StartAddress', 'the pool lies in the gateway\'s subnet (a relation between two fields)'),
+  semantic('network', pool('10.0.0.0', '10.0.0.200'), 'validate', 'Dhcp.Pool.StartAddress', 'not the subnet\'s network address'),
+  semantic('network', pool('10.0.0.100', '10.0.0.255'), 'validate', 'Dhcp.Pool.EndAddress', 'not the subnet\'s broadcast address'),
+  semantic('network', pool('10.0.0.200', '10.0.0.100'), 'validate', 'Dhcp.Pool.EndAddress', 'the end is not before the start (an order of two addresses)'),
+  semantic('network', pool('10.0.0.1', '10.0.0.100'), 'validate', 'Dhcp.Pool.StartAddress', 'not the gateway (the subnet\'s first address, or its default route\'s NextHop)'),
+  semantic('network', net({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24', Routes: [{ NextHop: '10.0.0.150', DestinationPrefix: '0.0.0.0/0' }] }] }], Dhcp: { Pool: { StartAddress: '10.0.0.100', EndAddress: '10.0.0.200' } } }), 'validate', 'Dhcp.Pool', 'the pool does not contain the gateway'),
+  semantic('network', net({ Ipams: [{ Subnets: [{ IpAddressPrefix: 'fd00::/64' }] }], Dhcp: {} }), 'validate', 'Dhcp', 'DHCPv4 needs an IPv4 subnet (unless Enabled is false)'),
+  accept('network', dnet({})),
+  accept('network', dnet({ Enabled: false })),
+  accept('network', dnet({ UnknownClients: 'Refuse', LeaseTime: 600 })),
+  accept('network', pool('10.0.0.2', '10.0.0.254')),
+  accept('network', net({ Dhcp: { Enabled: false } })),
+  accept('network', { ID: 'n', Type: 'NAT', Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24' }] }], Dhcp: { UnknownClients: 'Lease', Pool: { StartAddress: '10.0.0.128', EndAddress: '10.0.0.254' }, LeaseTime: 86400 } }),
+
   // the seven probes of issue 11, and more of their kind
   refuse('network', subnet('999.0.0.0/24'), 'Ipams[0].Subnets[0].IpAddressPrefix'),
   refuse('network', subnet('10.0.0.0/99'), 'Ipams[0].Subnets[0].IpAddressPrefix'),
