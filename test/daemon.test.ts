@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { createSocket } from 'node:dgram';
 import { Daemon } from '../src/daemon.js';
 import { ethernet, arp, dissect } from '../src/frames.js';
+import { dhcpFrame, parseReply, DISCOVER, OFFER, REQUEST, ACK } from './dhcp-client.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(root, 'bin/netplane.js');
@@ -126,6 +127,77 @@ test('an endpoint with a UDP transport: frames flow; a transport that cannot ope
     assert.is((clash.value as { error: { field: string } }).error.field, 'Transport.Bind');
     assert.is((await api('GET', '/endpoints/vm2')).status, 404, 'the refused endpoint is not there');
     assert.is((await api('GET', '/endpoints')).value.length, 1);
+  } finally {
+    vm.close();
+    await d.close();
+  }
+});
+
+test('DHCP through the daemon: an endpoint created without addresses gets its static lease over its transport; a dynamic lease is a read-only endpoint, kept across a restart and renewed; refusals in stats', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'netplane-daemon-dhcp-'));
+  const free = await new Promise<number>((ok) => { const s = createSocket('udp4'); s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => ok(p)); }); });
+  const STRANGER = '02:00:00:00:0c:0c';
+  let d = new Daemon({ stateDir: dir, listen: { port: 0, socket: false }, defaults: { network: true } });
+  await d.listen();
+  const api = (method: string, path: string, body?: unknown) => fetch(`http://127.0.0.1:${d.port}${path}`, {
+    method, body: body ? JSON.stringify(body) : undefined, headers: { authorization: `Bearer ${d.token}`, 'content-type': 'application/json' },
+  }).then(async (r) => ({ status: r.status, value: await r.json() }));
+  const u = () => ['--url', `http://127.0.0.1:${d.port}`, '--state-dir', dir];
+  // A guest on a port of the daemon's switch that is no endpoint's (so no spoof guard): frames in,
+  // what the switch sends to it out.
+  const stranger = async (f: Uint8Array) => {
+    const port = [...d.host.sw.ports.values()].find((p) => p.spec.network === d.host.compiler.networkOf('nat') && d.host.compiler.endpointAt(p.id) === undefined && p.spec.learning !== false)
+      ?? d.host.sw.addPort({ network: d.host.compiler.networkOf('nat')! });
+    port.receive();
+    d.host.sw.inject([[port.id, f]]);
+    await new Promise((r) => setImmediate(r));
+    return port.receive().map(parseReply);
+  };
+  const vm = createSocket('udp4');
+  try {
+    const created = await cli(['endpoint', 'create', JSON.stringify({ ID: 'vm', HostComputeNetwork: 'nat', Transport: { Type: 'udp', Bind: `127.0.0.1:${free}` } }), ...u()]);
+    assert.is(created.code, 0, created.err);
+    const got = await cli(['endpoint', 'get', 'vm', ...u()]);
+    const mac = JSON.parse(got.out.slice(0, got.out.indexOf('\n}\n') + 3)).MacAddress;
+    assert.is(mac, '02:6e:70:01:00:00');
+    assert.match(got.out, new RegExp(`-device virtio-net-pci,netdev=[^ ]*,mac=${mac}`), 'the guest command line carries the assigned MAC');
+    // The VM (a UDP socket, as QEMU -netdev dgram) asks for an address with that MAC: its static lease.
+    const replies: Buffer[] = [];
+    vm.on('message', (m) => replies.push(m));
+    await new Promise<void>((ok) => vm.bind(0, '127.0.0.1', () => ok()));
+    vm.send(dhcpFrame({ type: DISCOVER, mac, broadcast: true }), free, '127.0.0.1');
+    for (let i = 0; i < 100 && replies.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const offer = parseReply(new Uint8Array(replies[0]));
+    assert.equal([offer.type, offer.yiaddr, offer.ipSrc], [OFFER, '172.20.0.2', '172.20.0.1']);
+
+    // An unknown MAC: a dynamic lease, listed as an endpoint (read only), in the CLI's list too.
+    assert.is((await stranger(dhcpFrame({ type: DISCOVER, mac: STRANGER })))[0].yiaddr, '172.20.0.128');
+    assert.is((await stranger(dhcpFrame({ type: REQUEST, mac: STRANGER, requested: '172.20.0.128', server: '172.20.0.1' })))[0].type, ACK);
+    const id = `dhcp:nat:${STRANGER}`;
+    const list = (await api('GET', '/endpoints')).value as Array<{ ID: string; IpConfigurations: Array<{ IpAddress: string }>; Status: { Dhcp?: { Lease: string } } }>;
+    assert.equal(list.map((e) => [e.ID, e.IpConfigurations[0].IpAddress, e.Status.Dhcp?.Lease]), [['vm', '172.20.0.2', undefined], [id, '172.20.0.128', 'Dynamic']]);
+    assert.is((await api('GET', `/endpoints/${encodeURIComponent(id)}`)).value.MacAddress, STRANGER);
+    const del = await api('DELETE', `/endpoints/${encodeURIComponent(id)}`);
+    assert.equal([del.status, del.value.error.field], [409, 'ID']);
+    const cliList = await cli(['endpoint', 'list', ...u()]);
+    assert.match(cliList.out, new RegExp(`^dhcp:nat:${STRANGER} +nat +${STRANGER} +172\\.20\\.0\\.128 +dynamic until \\d{4}-`, 'm'));
+
+    // A restart: the lease is back, and the client's renewal keeps its address.
+    await d.close();
+    d = new Daemon({ stateDir: dir, listen: { port: 0, socket: false }, defaults: { network: true } });
+    await d.listen();
+    assert.ok(((await api('GET', '/endpoints')).value as Array<{ ID: string }>).some((e) => e.ID === id), 'the lease is an endpoint again');
+    const gw = d.host.sw.router.interfaces.get(d.host.compiler.gatewayInterfaceOf('nat')!)!.mac;
+    const [renew] = await stranger(dhcpFrame({ type: REQUEST, mac: STRANGER, ciaddr: '172.20.0.128' }, { mac: gw, ip: '172.20.0.1' }));
+    assert.equal([renew.type, renew.yiaddr], [ACK, '172.20.0.128']);
+
+    // Refuse: unknown clients get nothing, counted in stats.
+    const nat = (await api('GET', '/networks/nat')).value;
+    assert.is((await api('PUT', '/networks/nat', { ...nat, Dhcp: { UnknownClients: 'Refuse' } })).status, 200);
+    assert.equal(await stranger(dhcpFrame({ type: DISCOVER, mac: '02:00:00:00:0d:0d' })), []);
+    const stats = await cli(['stats', ...u()]);
+    assert.match(stats.out, /^DHCP NETWORK +RECEIVED +OFFERS +ACKS +NAKS +RELEASES +DECLINES +REFUSED/m);
+    assert.match(stats.out, /^nat +2 +0 +1 +0 +0 +0 +1 /m, 'after the restart: the renewal acked, one refused');
   } finally {
     vm.close();
     await d.close();

@@ -119,6 +119,8 @@ export class GatewayServices {
         if (e instanceof NetplaneError) throw new ModelError('InvalidArgument', modelField(e.field), `the DHCP server refuses it: ${e.reason}`);
         throw e;
       }
+      // The network's counters go on across a reconfiguration (stats count per network).
+      if (cur?.dhcp) { const c = structuredClone(cur.dhcp.counters); Object.assign(dhcp.counters, c); }
       const prior = cur?.dhcp?.toJSON() ?? this.stored?.[n.ID];
       if (prior) {
         try { dhcp.restore(prior); } catch (e) {
