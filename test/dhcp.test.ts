@@ -13,7 +13,9 @@ import { mkdtempSync, writeFileSync, readFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Switch, DhcpServer, NetplaneError, type DhcpServerOptions, ethernet, ipv4, udp, dissect, verifyChecksums } from '../src/index.js';
-import { requirements, linuxHost, exec, sh, teardown } from './e2e/netns.js';
+import { requirements, linuxHost, socatHost, exec, sh, teardown } from './e2e/netns.js';
+import { Daemon } from '../src/daemon.js';
+import { createSocket } from 'node:dgram';
 
 const A = '02:00:00:00:00:0a', B = '02:00:00:00:00:0b', C = '02:00:00:00:00:0c';
 const GW = { mac: '02:6e:70:00:00:00', ip: '10.0.0.1' };
@@ -344,6 +346,39 @@ test('e2e: busybox udhcpc in a namespace gets its static address and default rou
     assert.equal(srv.leasesAt(Date.now()).map((l) => [l.mac, l.address, l.bound]), [[mac, '10.77.0.42', true]]);
   } finally {
     await teardown();
+  }
+});
+
+test('e2e: a daemon endpoint created without addresses; busybox udhcpc behind socat gets the assigned address, keeps it across a daemon restart, and pings the gateway', async () => {
+  if (missing) throw new Error(missing);
+  const state = mkdtempSync(join(tmpdir(), 'netplane-dhcp-daemon-'));
+  const dir = mkdtempSync(join(tmpdir(), 'netplane-dhcp-'));
+  const free = await new Promise<number>((ok) => { const s = createSocket('udp4'); s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => ok(p)); }); });
+  const start = async () => { const d = new Daemon({ stateDir: state, listen: { port: 0, socket: false }, defaults: { network: true } }); await d.listen(); return d; };
+  let d = await start();
+  try {
+    const ep = await d.host.change({ op: 'create', kind: 'endpoint', value: { ID: 'vm', HostComputeNetwork: 'nat', Transport: { Type: 'udp', Bind: `127.0.0.1:${free}` } } });
+    const h = await socatHost('dd', { host: '127.0.0.1', port: free }, ep.MacAddress);
+    const script = join(dir, 'udhcpc.sh');
+    writeFileSync(script, `#!/bin/sh\ncase "$1" in\n deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;\n bound|renew)\n  ip addr flush dev "$interface"\n  ip addr add "$ip/$mask" dev "$interface"\n  for r in $router; do ip route replace default via "$r" dev "$interface"; done\n  echo "$ip $mask $router $dns $lease" > ${dir}/lease ;;\nesac\nexit 0\n`);
+    chmodSync(script, 0o755);
+    const r = await exec(h.ns, `busybox udhcpc -i ${h.dev} -n -q -t 5 -s ${script}`, 60000);
+    assert.is(r.code, 0, `udhcpc: ${r.out} ${r.err}`);
+    assert.is(readFileSync(join(dir, 'lease'), 'utf8').trim(), `${ep.IpConfigurations[0].IpAddress} 24 172.20.0.1 172.20.0.1 3600`, 'the endpoint\'s address, the gateway as router and DNS');
+    assert.equal(d.host.endpointStatus('vm').Dhcp?.Lease, 'Static');
+    await d.close();
+    d = await start();
+    assert.equal(d.host.endpointStatus('vm').Dhcp?.Lease, 'Static', 'the lease is back after the restart');
+    // The client renews (-R: release first would drop it; a plain new run asks for its address again).
+    const again = await exec(h.ns, `busybox udhcpc -i ${h.dev} -n -q -t 5 -s ${script}`, 60000);
+    assert.is(again.code, 0, `udhcpc after the restart: ${again.out} ${again.err}`);
+    assert.match(sh(['ip', '-4', 'addr', 'show', 'dev', h.dev], { ns: h.ns }), new RegExp(`inet ${ep.IpConfigurations[0].IpAddress.replace(/\./g, '\\.')}/24`));
+    const p = await exec(h.ns, 'ping -c 2 -W 2 172.20.0.1', 15000);
+    assert.is(p.code, 0, p.out + p.err);
+    assert.ok(d.host.compiler.services.counters()[0].acks >= 1);
+  } finally {
+    await teardown();
+    await d.close();
   }
 });
 

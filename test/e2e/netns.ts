@@ -69,6 +69,24 @@ export async function linuxHost(sw: Switch, port: number, name: string, opts: { 
   return { ns, dev, transport, port };
 }
 
+// A Linux host whose TAP socat connects to a UDP address (a daemon endpoint's udp Transport), with
+// `mac` and no address: what a guest booting with DHCP looks like.
+export async function socatHost(name: string, udp: { host: string; port: number }, mac: string): Promise<{ ns: string; dev: string }> {
+  const ns = `np-${run}-${name}`;
+  const dev = `np${run}${name}`.slice(0, 15);
+  sh(['ip', 'netns', 'add', ns]);
+  made.netns.push(ns);
+  const socat = spawn('socat', ['-b65536', `TUN,tun-type=tap,tun-name=${dev},iff-no-pi,iff-up`, `UDP-DATAGRAM:${udp.host}:${udp.port}`], { stdio: 'ignore', detached: true });
+  made.procs.push(socat);
+  for (let i = 0; i < 100 && !exists(dev); i++) await new Promise((r) => setTimeout(r, 20));
+  if (!exists(dev)) throw new Error(`socat did not create ${dev}`);
+  sh(['ip', 'link', 'set', dev, 'netns', ns]);
+  sh(['ip', 'link', 'set', 'lo', 'up'], { ns });
+  sh(['ip', 'link', 'set', dev, 'address', mac], { ns });
+  sh(['ip', 'link', 'set', dev, 'up'], { ns });
+  return { ns, dev };
+}
+
 // The same host attached by netplane's native TAP helper instead of socat and UDP.
 export async function nativeHost(sw: Switch, port: number, name: string, opts: { mac: string; address: string; gateway?: string }): Promise<{ ns: string; dev: string; tap: TapTransport }> {
   const ns = `np-${run}-${name}`;
