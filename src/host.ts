@@ -134,7 +134,7 @@ export class Host {
       try {
         if (dir) saveState(dir, next);
       } catch (e) {
-        this.compiler.apply(before);
+        this.compiler.apply(before, true);
         throw e;
       }
     });
@@ -168,7 +168,7 @@ export class Host {
         await this.attach(next, touched);
         if (this.opts.stateDir) saveState(this.opts.stateDir, next);
       } catch (e) {
-        this.compiler.apply(before);
+        this.compiler.apply(before, true);
         await this.attach(before, new Set());
         throw e;
       }
@@ -199,7 +199,8 @@ export class Host {
 
   // What the daemon reports about an endpoint: its attachment, and the DHCP lease its MAC holds.
   endpointStatus(id: string): EndpointStatus {
-    const ep = this.store.list('endpoint').find((e) => e.ID === id);
+    let ep: AnyObject | undefined;
+    try { ep = this.store.get('endpoint', id); } catch { ep = undefined; }
     const lease = ep && this.compiler.services.leases().find((l) => l.static && l.network === ep.HostComputeNetwork && l.mac === ep.MacAddress);
     const dhcp = lease ? { Dhcp: { Lease: 'Static' as const, Expires: new Date(lease.expires).toISOString() } } : {};
     const d = this.degraded.get(id);

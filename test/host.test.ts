@@ -12,6 +12,7 @@ import { Host, ModelError } from '../src/index.js';
 import type { SwitchOptions } from '../src/dataplane.js';
 import { ethernet, ipv4, icmp, tcp, udp, arp, dissect, verifyChecksums } from '../src/frames.js';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
 import { dhcpFrame, parseReply, ipOpt, u32Opt, DISCOVER, OFFER, REQUEST, ACK, NAK, RELEASE } from './dhcp-client.js';
 
 const R = '02:00:00:00:00:fe';
@@ -451,6 +452,28 @@ test('DHCP: leases survive a restart (state directory), and the renewal gets the
   assert.throws(() => dhcpHost(dir, wall), /dhcp-leases\.json: not a netplane DHCP lease file/);
   assert.is(readFileSync(file, 'utf8'), '{"some": "other program"}\n', 'not overwritten');
   assert.ok(existsSync(join(dir, 'state.json')));
+});
+
+test('DHCP: a change refused after its apply (the endpoint\'s transport cannot open) gives the servers back as they were, leases and all', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'netplane-host-dhcp-revert-'));
+  const { host, exchange } = dhcpHost(dir);
+  host.store.create('network', NAT);
+  const guest = host.sw.addPort({ network: host.compiler.networkOf('nat')! }).id;
+  await exchange(guest, dhcpFrame({ type: DISCOVER, mac: STRANGER }));
+  await exchange(guest, dhcpFrame({ type: REQUEST, mac: STRANGER, requested: '172.20.0.128', server: '172.20.0.1' }));
+  const taken = createSocket('udp4');
+  await new Promise<void>((ok) => taken.bind(0, '127.0.0.1', () => ok()));
+  try {
+    // Its MAC as an endpoint with another address would end the dynamic lease, if it were accepted.
+    const refused = host.change({ op: 'create', kind: 'endpoint', value: { ID: 'x', HostComputeNetwork: 'nat', MacAddress: STRANGER, IpConfigurations: [{ IpAddress: '172.20.0.50' }], Transport: { Type: 'udp', Bind: `127.0.0.1:${taken.address().port}` } } });
+    await refused.then(() => assert.unreachable('refused'), (e: ModelError) => assert.is(e.field, 'Transport.Bind'));
+  } finally {
+    taken.close();
+  }
+  assert.equal(host.leaseEndpoints().map((e) => e.IpConfigurations![0].IpAddress), ['172.20.0.128'], 'the lease is still there');
+  assert.equal(JSON.parse(readFileSync(join(dir, 'dhcp-leases.json'), 'utf8')).networks.nat.leases.map((l: { address: string }) => l.address), ['172.20.0.128'], 'and in the lease file');
+  const [renew] = await exchange(guest, dhcpFrame({ type: REQUEST, mac: STRANGER, ciaddr: '172.20.0.128' }, { mac: gwMac(host), ip: '172.20.0.1' }));
+  assert.equal([renew.type, renew.yiaddr], [ACK, '172.20.0.128']);
 });
 
 test('DHCP: an endpoint\'s assigned address stays out of the pool, so a small subnet runs out first outside it', () => {

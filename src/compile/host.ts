@@ -114,7 +114,8 @@ export class HostCompiler {
 
   // Brings the dataplane from the last applied state to `next`; throws (having restored the
   // dataplane) if any item is refused.
-  apply(next: ModelState): void {
+  // `revert`: `next` is the state before a change that was applied and is now being undone.
+  apply(next: ModelState, revert = false): void {
     const prev = this.state;
     const changed = (kind: Kind) => {
       const before = new Map((prev[LISTS[kind]] as Array<{ ID: string }>).map((o) => [o.ID, o]));
@@ -161,7 +162,7 @@ export class HostCompiler {
         const iface = this.gatewayInterface.get(network);
         const f = iface === undefined ? undefined : this.sw.router.interfaces.get(iface);
         return f && { iface: f.id, network: f.network, vlan: f.vlan };
-      });
+      }, revert);
       this.services.commit(services);
       this.state = structuredClone(next);
     } catch (e) {

@@ -12,7 +12,8 @@
 // the running ones; `commit` swaps them in and cannot fail. A server whose configuration did not
 // change is kept as it is; a changed one is rebuilt and takes over its predecessor's leases
 // (DhcpServer.toJSON / restore: a lease that no longer fits, e.g. its MAC became an endpoint with
-// another address, is dropped).
+// another address, is dropped). A change undone by its caller after the apply (the Host, when an
+// endpoint's transport cannot open) gets the replaced servers back as they were.
 //
 // Leases survive a restart: the servers' lease state is handed to `leases.save` after every message
 // that changed it (ACK, RELEASE, DECLINE) and after a commit, and `leases.load` gives the first
@@ -66,6 +67,7 @@ const FIELDS: Array<[RegExp, string]> = [
 export class GatewayServices {
   private running = new Map<string, Running>();      // by network ID
   private byIface = new Map<number, Running>();
+  private replaced = new Map<string, Running>();      // what the last commit replaced, for a revert
   private stored?: Record<string, DhcpState>;         // the state file's, until each network's first server takes its own
   private readonly clock: () => number;
   private readonly log: (m: string) => void;
@@ -79,7 +81,9 @@ export class GatewayServices {
 
   // Builds what `next` needs (throws a ModelError, having changed nothing); `gateway` gives a
   // network's compiled gateway interface and broadcast domain.
-  plan(next: ModelState, gateway: (network: string) => { iface: number; network: number; vlan: number } | undefined): Map<string, Running> {
+  // `revert`: the change just committed is being undone (its caller failed after the apply), so a
+  // server replaced by it comes back as it was, leases and all.
+  plan(next: ModelState, gateway: (network: string) => { iface: number; network: number; vlan: number } | undefined, revert = false): Map<string, Running> {
     const out = new Map<string, Running>();
     for (const n of next.networks) {
       const d = networkDhcp(n);
@@ -112,6 +116,8 @@ export class GatewayServices {
       const key = JSON.stringify([f.address, f.mac, f.mtu, gw, options]);
       const cur = this.running.get(n.ID);
       if (cur && cur.key === key) { out.set(n.ID, cur); continue; }
+      const prev = revert ? this.replaced.get(n.ID) : undefined;
+      if (prev && prev.key === key) { out.set(n.ID, { ...prev, iface: gw.iface, domain: { network: gw.network, vlan: gw.vlan }, port: cur?.port }); continue; }
       let dhcp: DhcpServer;
       try {
         dhcp = new DhcpServer(this.sw, options);
@@ -144,6 +150,7 @@ export class GatewayServices {
     }
     this.stored = undefined;   // taken by the servers it had leases for; the rest belonged to networks gone
     const before = JSON.stringify(this.state());
+    this.replaced = new Map([...this.running].filter(([id, r]) => next.get(id)?.dhcp !== r.dhcp));
     this.running = next;
     this.byIface = new Map([...next.values()].map((r) => [r.iface, r]));
     if (JSON.stringify(this.state()) !== before) this.save();
