@@ -2,7 +2,7 @@
 // (src/dhcp.ts); DNS, router advertisements and DHCPv6 belong here the same way. This is the one
 // place that decides, from the model, what a gateway punts (gatewayPunts, read when the compiler
 // makes the interface) and which servers run with what configuration (plan/commit), that answers
-// what the gateway interfaces punt (the switch's punt handler, dispatched by interface then reason),
+// what the gateway interfaces punt (the switch's handler of each punt reason, dispatched by interface),
 // and that sends the replies into the network: through one port per network, made on first use,
 // with learning off (docs/ABI.md "The punt area"), so the dataplane switches a reply like any frame
 // from the gateway's MAC.
@@ -76,7 +76,9 @@ export class GatewayServices {
     this.clock = opts.clock ?? Date.now;
     this.log = opts.log ?? ((m) => console.error(m));
     this.stored = opts.leases?.load();
-    sw.onPunt((frame, info) => this.punted(frame, info));
+    // One handler per punt reason (Switch.onPunt(reason, h)); each dispatches by interface. A
+    // service added here registers its own reason the same way.
+    sw.onPunt('dhcp', (frame, info) => this.dhcp(frame, info));
   }
 
   // Builds what `next` needs (throws a ModelError, having changed nothing); `gateway` gives a
@@ -187,15 +189,15 @@ export class GatewayServices {
     }
   }
 
-  private punted(frame: Uint8Array, info: PuntInfo): void {
+  // A DHCP message an interface punted: its network's server answers (the lease file follows what
+  // changed a lease).
+  private dhcp(frame: Uint8Array, info: PuntInfo): void {
     const r = this.byIface.get(info.interface);
-    if (!r) return;
-    if (info.reason === 'dhcp' && r.dhcp) {
-      const c = r.dhcp.counters, changes = c.acks + c.releases + c.declines;
-      const reply = r.dhcp.handle(frame, this.clock());
-      if (reply) Pump.of(this.sw).receive(this.portOf(r), reply);
-      if (c.acks + c.releases + c.declines !== changes) this.save();
-    }
+    if (!r?.dhcp) return;
+    const c = r.dhcp.counters, changes = c.acks + c.releases + c.declines;
+    const reply = r.dhcp.handle(frame, this.clock());
+    if (reply) Pump.of(this.sw).receive(this.portOf(r), reply);
+    if (c.acks + c.releases + c.declines !== changes) this.save();
   }
 
   private portOf(r: Running): SwitchPort {
