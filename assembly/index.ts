@@ -462,7 +462,9 @@ export function iface_set_silent(i: u32, silent: u32): i32 {
 
 // What interface i hands to the host through the punt area instead of handling it (nodes/punt.ts):
 // a mask of 1 DHCPv4 to a server (UDP port 67, broadcast in its domain or to its gateway address), 2
-// DNS to its gateway addresses (UDP and TCP port 53). 0, the default, punts nothing.
+// DNS to its gateway addresses (UDP and TCP port 53), 16 ICMPv6 router solicitations (to ff02::2 or a
+// gateway address), 32 DHCPv6 to a server (UDP port 547 at ff02::1:2 or a gateway address). 0, the
+// default, punts nothing.
 export function iface_set_punt(i: u32, mask: u32): i32 {
   let e = checkIface(i);
   if (e) return e;

@@ -20,6 +20,8 @@ export const enum PuntReason {
   None = 0,
   Dhcp4 = 1,     // DHCPv4 client to server (UDP port 67)
   Dns = 2,       // DNS query to a gateway address (UDP or TCP port 53)
+  Rs = 5,        // ICMPv6 router solicitation to ff02::2 or a gateway address
+  Dhcp6 = 6,     // DHCPv6 client to server (UDP port 547) at ff02::1:2 or a gateway address
 }
 
 export let descBase: usize = 0;

@@ -17,7 +17,7 @@ export interface InterfaceSpec {
   tcp?: ConntrackTcp;       // for connections routed in or out through it (either end's interface decides)
   mtu?: number;             // the largest IP packet it sends, 68-65535 (default 1500)
   silent?: boolean;         // no host replies (TCP RST, ICMP unreachable) to what comes in by it for a router address and nothing handles
-  punt?: PuntClass[];       // what it hands to the host (Switch.onPunt) instead of handling: 'dhcp', 'dns' (default none)
+  punt?: PuntClass[];       // what it hands to the host (Switch.onPunt) instead of handling: 'dhcp', 'dns', 'rs', 'dhcp6' (default none)
 }
 
 // TCP tracking options (Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose).
@@ -152,11 +152,11 @@ function macParts(s: string, field: string): [number, number] {
 
 function puntMask(classes: PuntClass[] | undefined): number {
   if (classes === undefined) return 0;
-  if (!Array.isArray(classes)) throw new NetplaneError('punt', `expected a list of 'dhcp', 'dns', got ${JSON.stringify(classes)}`);
+  if (!Array.isArray(classes)) throw new NetplaneError('punt', `expected a list of ${Object.keys(PUNT_CLASSES).join(', ')}, got ${JSON.stringify(classes)}`);
   let mask = 0;
   for (const c of classes) {
     const bit = Object.hasOwn(PUNT_CLASSES, c) ? PUNT_CLASSES[c] : undefined;
-    if (bit === undefined) throw new NetplaneError('punt', `unknown punt class ${JSON.stringify(c)} (expected 'dhcp' or 'dns')`);
+    if (bit === undefined) throw new NetplaneError('punt', `unknown punt class ${JSON.stringify(c)} (expected one of ${Object.keys(PUNT_CLASSES).join(', ')})`);
     mask |= bit;
   }
   return mask;
@@ -224,7 +224,9 @@ export class Router {
 
   // What interface `id` hands to the host (Switch.onPunt) instead of handling itself: 'dhcp' (DHCPv4
   // to a server: broadcast in its domain, not flooded then, or to its gateway address) and 'dns' (UDP
-  // and TCP 53 to its gateway addresses). [] punts nothing, the default.
+  // and TCP 53 to its gateway addresses), 'rs' (ICMPv6 router solicitations to ff02::2 or its
+  // addresses) and 'dhcp6' (DHCPv6 to ff02::1:2, not flooded then, or to its addresses). [] punts
+  // nothing, the default.
   setPunt(id: number, classes: PuntClass[]): void {
     const f = this.interfaces.get(id);
     if (!f) throw new NetplaneError('interface', `no interface ${id}`);

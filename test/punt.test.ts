@@ -2,7 +2,8 @@
 // DNS to its gateway address) leave the dataplane through the punt area with a reason, are handed to
 // Switch.onPunt after the batch, counted as `punted` (not as drops), and shown by trace. With punting
 // off, the default, the same frames behave as before (a DHCP broadcast is flooded, DNS to the gateway
-// gets ICMP port unreachable). A full punt area is a counted drop (punt_queue_full).
+// gets ICMP port unreachable). A full punt area is a counted drop (punt_queue_full). IPv6: router
+// solicitations (rs) and DHCPv6 (dhcp6) for the router's advertiser and DHCPv6 server.
 //
 //   port 0  A  10.0.0.2   ┐
 //   port 2  B  10.0.0.3   ┴─ network 1 ── if 0  10.0.0.1/24   GW0 02:6e:70:00:00:00
@@ -10,14 +11,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Switch, NetplaneError, type PuntInfo } from '../src/dataplane.js';
-import { ethernet, ipv4, tcp, udp, dissect } from '../src/frames.js';
+import { ethernet, ipv4, ipv6, icmpv6, tcp, udp, dissect } from '../src/frames.js';
 
 const A = { mac: '02:00:00:00:00:0a', ip: '10.0.0.2' };
 const R = { mac: '02:00:00:00:00:fe', ip: '192.168.1.254' };
 const GW0 = { mac: '02:6e:70:00:00:00', ip: '10.0.0.1' };
 const GW1 = { mac: '02:6e:70:00:00:01', ip: '192.168.1.1' };
 
-function host(punt0?: Array<'dhcp' | 'dns'>) {
+function host(punt0?: Array<'dhcp' | 'dns' | 'rs' | 'dhcp6'>) {
   let now = 1000;
   const sw = new Switch({ maxPorts: 4, clock: () => now });
   const out: Array<[number, Uint8Array]> = [];
@@ -28,7 +29,7 @@ function host(punt0?: Array<'dhcp' | 'dns'>) {
   sw.addPort({ network: 2 });
   sw.addPort({ network: 1 });
   const rt = sw.router;
-  rt.addInterface({ network: 1, address: '10.0.0.1/24', ...(punt0 ? { punt: punt0 } : {}) });
+  rt.addInterface({ network: 1, address: '10.0.0.1/24', address6: 'fd00::1/64', ...(punt0 ? { punt: punt0 } : {}) });
   rt.addInterface({ network: 2, address: '192.168.1.1/24', external: true });
   rt.setNeighbor({ address: R.ip, mac: R.mac, interface: 1 });
   const send = (frames: Array<[number, Uint8Array]>) => {
@@ -191,6 +192,101 @@ test('setPunt and the punt field refuse unknown classes, naming the field', () =
   assert.throws(() => rt.addInterface({ network: 3, punt: ['x' as 'dhcp'] }), (e: unknown) => e instanceof NetplaneError && /punt/.test((e as Error).message));
   assert.throws(() => rt.setPunt(9, ['dns']), (e: unknown) => e instanceof NetplaneError);
   assert.is(rt.interfaces.has(1), true);
+});
+
+// IPv6: A's link-local address, the gateway's (fe80:: + the modified EUI-64 of 02:6e:70:00:00:00).
+const A6 = 'fe80::aff:fe00:a', GW0_LL = 'fe80::6e:70ff:fe00:0';
+const mac6 = (a: string) => a.split(':').map((h) => parseInt(h, 16));
+// A router solicitation (RFC 4861 §4.1) with a source link-layer address option, hop limit 255.
+const rs = (dst = 'ff02::2', dstMac = '33:33:00:00:00:02', hopLimit = 255, src = A6) =>
+  ethernet({ src: A.mac, dst: dstMac, payload: ipv6({ src, dst, hopLimit, payload: icmpv6({ type: 133, payload: src === '::' ? new Uint8Array(0) : new Uint8Array([1, 1, ...mac6(A.mac)]) }) }) });
+// A DHCPv6 SOLICIT (RFC 8415 §16.2) from the client port 546, only its header: the dataplane looks no further.
+const solicit6 = (dst = 'ff02::1:2', dstMac = '33:33:00:01:00:02', src = A6) =>
+  ethernet({ src: A.mac, dst: dstMac, payload: ipv6({ src, dst, hopLimit: 1, payload: udp({ srcPort: 546, dstPort: 547, payload: new Uint8Array([1, 0x12, 0x34, 0x56]) }) }) });
+
+test('rs off: a router solicitation is flooded and not punted (nd_router_message at the router)', () => {
+  const { sw, send, out, punted } = host(['dhcp']);
+  send([[0, rs()]]);
+  assert.is(punted.length, 0);
+  assert.equal(out.map(([p]) => p), [2]);
+  send([[0, rs(GW0_LL, GW0.mac)]]);
+  assert.is(punted.length, 0);
+  assert.is(sw.counters().drops.nd_router_message, 1, 'unicast to the gateway: dropped as before');
+});
+
+test('rs: a router solicitation to ff02::2 or a gateway address (link-local, global) is punted as rs', () => {
+  const { sw, send, out, punted } = host(['rs']);
+  const m = rs();
+  send([[0, m]]);
+  assert.equal(punted.map(([f, i]) => [f, i]), [[m, { port: 0, reason: 'rs', interface: 0, compartment: 0, vlan: 0 }]]);
+  assert.equal(out.map(([p]) => p), [2], 'a group frame is still flooded, as a bridge does');
+  for (const [dst, mac] of [[GW0_LL, GW0.mac], ['fd00::1', GW0.mac]]) {
+    const u = rs(dst, mac);
+    send([[0, u]]);
+    assert.equal(punted.map(([f, i]) => [f, i.reason]), [[u, 'rs']], dst);
+    assert.is(out.length, 0);
+  }
+  send([[0, rs('ff02::2', '33:33:00:00:00:02', 255, '::')]]);
+  assert.is(punted.length, 1, 'from the unspecified address, without a link-layer option');
+  const c = sw.counters();
+  assert.is(c.stats.punted, 4);
+  assert.is(c.stats.dropped, 0);
+});
+
+test('rs: invalid solicitations, or ones not for the router, are not punted', () => {
+  const { sw, send, punted } = host(['rs']);
+  send([[0, rs('ff02::2', '33:33:00:00:00:02', 64)]]);
+  assert.is(punted.length, 0, 'hop limit 64');
+  send([[0, rs('ff02::1', '33:33:00:00:00:01')]]);
+  assert.is(punted.length, 0, 'to all-nodes');
+  const bad = rs(GW0_LL, GW0.mac);
+  bad[14 + 40 + 2] ^= 1;
+  send([[0, bad]]);
+  assert.is(punted.length, 0, 'bad checksum');
+  // From :: with a source link-layer address option (RFC 4861 §6.1.1).
+  const lla = ethernet({ src: A.mac, dst: GW0.mac, payload: ipv6({ src: '::', dst: GW0_LL, hopLimit: 255, payload: icmpv6({ type: 133, payload: new Uint8Array([1, 1, ...mac6(A.mac)]) }) }) });
+  send([[0, lla]]);
+  assert.is(punted.length, 0, 'unspecified source with an option');
+  const d = sw.counters().drops;
+  assert.is(d.nd_bad_hop_limit ?? 0, 0, 'a multicast also flooded is no drop');
+  assert.is(d.nd_malformed, 2);
+});
+
+test('dhcp6: a SOLICIT to ff02::1:2 is punted and not flooded; to a gateway address punted too; off, flooded', () => {
+  const { sw, send, out, punted, rt } = host(['dhcp6']);
+  const m = solicit6();
+  send([[0, m]]);
+  assert.equal(punted.map(([f, i]) => [f, i]), [[m, { port: 0, reason: 'dhcp6', interface: 0, compartment: 0, vlan: 0 }]]);
+  assert.is(out.length, 0, 'not flooded');
+  for (const dst of [GW0_LL, 'fd00::1']) {
+    const u = solicit6(dst, GW0.mac);
+    send([[0, u]]);
+    assert.equal(punted.map(([f, i]) => [f, i.reason]), [[u, 'dhcp6']], dst);
+    assert.is(out.length, 0);
+  }
+  // Port 547 to another group, or another port to ff02::1:2: flooded as before.
+  const other = ethernet({ src: A.mac, dst: '33:33:00:01:00:03', payload: ipv6({ src: A6, dst: 'ff02::1:3', hopLimit: 1, payload: udp({ srcPort: 546, dstPort: 547, payload: new Uint8Array(4) }) }) });
+  send([[0, other]]);
+  assert.is(punted.length, 0);
+  assert.equal(out.map(([p]) => p), [2]);
+  assert.is(sw.counters().stats.dropped, 0);
+  rt.setPunt(0, ['rs']);
+  send([[0, m]]);
+  assert.is(punted.length, 0);
+  assert.equal(out.map(([p]) => p), [2], 'dhcp6 off: flooded');
+  assert.equal(rt.interfaces.get(0)!.punt, ['rs']);
+});
+
+test('onPunt by reason: a reason\'s handler takes its frames, the catch-all the rest', () => {
+  const { sw, send, punted } = host(['rs', 'dhcp6']);
+  const rsSeen: string[] = [];
+  sw.onPunt('rs', (_f, i) => rsSeen.push(i.reason));
+  send([[0, rs()], [0, solicit6()]]);
+  assert.equal(rsSeen, ['rs']);
+  assert.equal(punted.map(([, i]) => i.reason), ['dhcp6']);
+  sw.onPunt('rs', undefined);
+  send([[0, rs()]]);
+  assert.equal(punted.map(([, i]) => i.reason), ['rs']);
 });
 
 test.run();

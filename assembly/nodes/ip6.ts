@@ -15,9 +15,15 @@
 // Every neighbour discovery message (RFC 4861) the router gets is answered or has a verdict: wrong hop
 // limit (nd_bad_hop_limit), invalid (nd_malformed), a solicitation for another address
 // (nd_not_target), an advertisement (nd_advertisement, learned from first), a router
-// solicitation, advertisement or redirect (nd_router_message: netplane sends no router
-// advertisements and, being the router, takes none and no redirects). A multicast one the switch also
-// flooded is not a drop (nodes/output.ts unanswered).
+// solicitation, advertisement or redirect (nd_router_message: the router takes no advertisements and
+// no redirects, and the dataplane sends no router advertisements). A valid solicitation to all-routers
+// or a gateway address of an interface that punts rs goes to the host instead (nodes/punt.ts), whose
+// router advertiser answers it (src/ra.ts). A multicast one the switch also flooded is not a drop
+// (nodes/output.ts unanswered).
+//
+// Every interface has a link-local address, fe80::/64 with the modified EUI-64 of its MAC (RFC 4291
+// §2.5.1), whether or not it has a configured one: it is the source of router advertisements (RFC 4861
+// §6.1.2 requires one), the next hop hosts learn from them, and answers ND and echo like the global one.
 //
 // Fragments follow their first fragment's connection as in IPv4 (nodes/ip4.ts, tables/frag.ts),
 // keyed by the Fragment header's identification; an atomic fragment (offset 0, M clear) is a whole
@@ -25,7 +31,7 @@
 // never fragment IPv6 (RFC 8200 §5).
 import { Reason } from "../reasons";
 import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT, FLAG_RELEASED } from "../packet";
-import { iface, Iface, IF_UP, IF_TCP_LIBERAL, IF_TCP_NO_PICKUP, ifCount } from "../router";
+import { iface, Iface, IF_UP, IF_TCP_LIBERAL, IF_TCP_NO_PICKUP, ifCount, PUNT_RS } from "../router";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
 import * as flow from "../tables/flow";
@@ -44,6 +50,7 @@ import { icmpErrors, arpRequests } from "../ratelimit";
 import { newFrame, ethHeader, sendFromRouter, unanswered, GENERATED_PORT } from "./output";
 import { localInput6 } from "./hostreply";
 import * as q6 from "./icmp6";
+import { puntRs } from "./punt";
 
 const ND_HOP_LIMIT: u32 = 255;
 const OPT_SOURCE_LLA: u32 = 1;
@@ -334,6 +341,10 @@ function ndInput(m: Meta, f: Iface, ifIndex: u32, ip: usize, icmp: usize, t: u32
     return;
   }
   if (t != icmpv6.NEIGHBOR_SOLICITATION && t != icmpv6.NEIGHBOR_ADVERTISEMENT) {
+    if (t == icmpv6.ROUTER_SOLICITATION && (f.punt & PUNT_RS) != 0 && toRouters(f, ip)) {
+      puntRs(m, f, ifIndex);
+      return;
+    }
     unanswered(m, Reason.NdRouterMessage);
     return;
   }
@@ -384,6 +395,12 @@ function ndInput(m: Meta, f: Iface, ifIndex: u32, ip: usize, icmp: usize, t: u32
   sendFromRouter(p, flen, f, now);
 }
 
+// Is the packet for all-routers (ff02::2) or one of f's own addresses?
+@inline function toRouters(f: Iface, ip: usize): bool {
+  let hi = addrHi(ip + ipv6.DST), lo = addrLo(ip + ipv6.DST);
+  return (hi == 0xff02_0000_0000_0000 && lo == 2) || isOurs(f, hi, lo);
+}
+
 // RFC 4861's validity checks of a received ND message of type t: not a fragment (RFC 6980), code 0, the
 // checksum, the fixed part present, every option of non-zero length and inside the message, a target
 // that is not multicast, a solicitation from the unspecified address only to a solicited-node group and
@@ -406,6 +423,8 @@ function ndValid(m: Meta, ip: usize, icmp: usize, t: u32): bool {
     if (get8(icmp + o) == OPT_SOURCE_LLA) sourceLla = true;
     o += ol;
   }
+  // §6.1.1: a solicitation from the unspecified address carries no source link-layer address.
+  if (t == icmpv6.ROUTER_SOLICITATION && sourceLla && (addrHi(ip + ipv6.SRC) | addrLo(ip + ipv6.SRC)) == 0) return false;
   if (t == icmpv6.NEIGHBOR_SOLICITATION || t == icmpv6.NEIGHBOR_ADVERTISEMENT) {
     if (get8(icmp + 8) == 0xff) return false;
     let dstMulticast = get8(ip + ipv6.DST) == 0xff;

@@ -31,7 +31,7 @@ import { loadMac, isGroupMac, set16 } from "../wire/bytes";
 import * as eth from "../wire/ethernet";
 import * as vlan from "../wire/vlan";
 import { ROUTER_PORT, ifaceOfDomain, puntAny } from "../router";
-import { puntGroup4 } from "./punt";
+import { puntGroup4, puntGroup6 } from "./punt";
 import * as trace from "../trace";
 
 export const NO_PORT: u32 = 0xffffffff;
@@ -94,8 +94,10 @@ export function allocGroupFwd(): void { groupFwdBase = arena.take(65536, 2); }
       // The learned port left the domain (reconfigured or down): fall back to flooding.
     }
   }
-  // A DHCP request to the gateway's server goes to the host instead (nodes/punt.ts).
-  if (puntAny && isGroupMac(dst) && m.ethertype == eth.TYPE_IPV4 && puntGroup4(m)) return 0;
+  // A DHCP or DHCPv6 request to the gateway's server goes to the host instead (nodes/punt.ts).
+  if (puntAny && isGroupMac(dst)) {
+    if (m.ethertype == eth.TYPE_IPV4 ? puntGroup4(m) : m.ethertype == eth.TYPE_IPV6 && puntGroup6(m)) return 0;
+  }
   let f: i32 = -1;
   if (isGroupMac(dst) && (m.ethertype == eth.TYPE_ARP || m.ethertype == eth.TYPE_IPV6)) f = ifaceOfDomain(m.network, m.vlan);
   flood(m, exclude, now, f >= 0);
