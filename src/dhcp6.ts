@@ -167,6 +167,7 @@ export class Dhcp6Server {
   // restart). The servers on one switch share its 'dhcp6' punt handler, which dispatches by interface.
   // Returns detach.
   attach(clock: () => number = Date.now): () => void {
+    if (attached.get(this.sw)?.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a DHCPv6 server attached`);
     if (this.servicePort === undefined) this.servicePort = this.sw.addPort({ network: this.network, vlan: this.vlan, learning: false }).id;
     const port = this.sw.port(this.servicePort);
     const pump = Pump.of(this.sw);
@@ -176,7 +177,6 @@ export class Dhcp6Server {
       attached.set(this.sw, (map = m));
       this.sw.onPunt('dhcp6', (frame, info) => m.get(info.interface)?.(frame));
     }
-    if (map.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a DHCPv6 server attached`);
     const h = (frame: Uint8Array) => {
       const reply = this.handle(frame, clock());
       if (reply) pump.receive(port, reply);

@@ -183,6 +183,7 @@ export class RouterAdvertiser {
   // dispatches by interface. Returns detach, which sends a final advertisement with router lifetime 0
   // (§6.2.5) and stops the timer.
   attach(clock: () => number = () => performance.now(), timer: { every: number } | false = { every: 1000 }): () => void {
+    if (attached.get(this.sw)?.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a router advertiser attached`);
     if (this.servicePort === undefined) this.servicePort = this.sw.addPort({ network: this.network, vlan: this.vlan, learning: false }).id;
     const port = this.sw.port(this.servicePort);
     const pump = Pump.of(this.sw);
@@ -192,7 +193,6 @@ export class RouterAdvertiser {
       attached.set(this.sw, (map = m));
       this.sw.onPunt('rs', (frame, info) => m.get(info.interface)?.(frame));
     }
-    if (map.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a router advertiser attached`);
     this.send = (frame) => { pump.receive(port, frame); };
     const h = (frame: Uint8Array) => this.solicited(frame, clock());
     map.set(this.ifaceId, h);
@@ -213,6 +213,10 @@ export class RouterAdvertiser {
   // Sends the multicast advertisement if one is due at `now` (ms). Returns the frame sent, if any.
   tick(now: number): Uint8Array | undefined {
     if (this.next >= 0 && now < this.next) return undefined;
+    return this.multicast(now);
+  }
+
+  private multicast(now: number): Uint8Array {
     this.lastMulticast = now;
     let gap = this.minInterval * 1000 + this.random() * (this.maxInterval - this.minInterval) * 1000;
     if (this.initialLeft > 0) { this.initialLeft--; gap = Math.min(gap, MAX_INITIAL_RTR_ADVERT_INTERVAL); }
@@ -232,7 +236,7 @@ export class RouterAdvertiser {
     if (s.src === '::') {
       const due = Math.max(now, this.lastMulticast + MIN_DELAY_BETWEEN_RAS);
       if (this.next < 0 || due < this.next) this.next = due;
-      if (due === now) return this.tick(now);
+      if (due === now) return this.multicast(now);
       return undefined;
     }
     if (now - this.window.start >= 1000) this.window = { start: now, count: 0 };
