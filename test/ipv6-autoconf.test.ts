@@ -472,7 +472,7 @@ test('e2e: the Linux kernel autoconfigures from the RA (SLAAC address, default r
   if (missing) throw new Error(missing);
   const sw = new Switch({ maxPorts: 4 });
   const port = sw.addPort({ network: 7 }).id;
-  sw.router.addInterface({ network: 7, address6: 'fd00:77::1/64', punt: ['rs'] });
+  sw.router.addInterface({ network: 7, address6: 'fd00:77::1/64', mtu: 1400, punt: ['rs'] });
   const hostMac = '02:00:00:77:00:02';
   const ra = new RouterAdvertiser(sw, { interface: 0, search: ['lab.example'] });
   const detach = ra.attach();
@@ -497,8 +497,8 @@ test('e2e: the Linux kernel autoconfigures from the RA (SLAAC address, default r
     assert.is(p.code, 0, p.out + p.err);
     const l = await exec(h.ns, `ping -6 -c 1 -W 2 fe80::6e:70ff:fe00:0%${h.dev}`, 15000);
     assert.is(l.code, 0, 'the gateway answers on its link-local address: ' + l.out + l.err);
-    // The MTU option: the kernel takes the interface's MTU (1500) from it.
-    assert.is(sh(['sysctl', '-n', `net.ipv6.conf.${h.dev}.mtu`], { ns: h.ns }).trim(), '1500');
+    // The MTU option: the kernel takes the interface's MTU (1400, its link's is 1500) from it.
+    assert.is(sh(['sysctl', '-n', `net.ipv6.conf.${h.dev}.mtu`], { ns: h.ns }).trim(), '1400');
   } finally {
     detach();
     await teardown();

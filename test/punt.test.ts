@@ -277,6 +277,13 @@ test('dhcp6: a SOLICIT to ff02::1:2 is punted and not flooded; to a gateway addr
   assert.equal(rt.interfaces.get(0)!.punt, ['rs']);
 });
 
+test('iface_set_punt takes masks 16 (rs) and 32 (dhcp6), refuses unknown bits', () => {
+  const { sw } = host();
+  const x = sw.dp.exports;
+  assert.is(x.iface_set_punt(0, 1 | 2 | 16 | 32), 0);
+  assert.is(x.iface_set_punt(0, 64), -3);
+});
+
 test('onPunt by reason: a reason\'s handler takes its frames, the catch-all the rest', () => {
   const { sw, send, punted } = host(['rs', 'dhcp6']);
   const rsSeen: string[] = [];
