@@ -4,7 +4,7 @@ export * from './router.js';
 export { DhcpServer, DHCP_DROP_REASONS, type DhcpServerOptions, type DhcpStaticLease, type DhcpRoute, type DhcpCounters, type DhcpDropReason, type DhcpLease, type DhcpState } from './dhcp.js';
 export { DnsServer, DNS_DROP_REASONS, DNS_UPSTREAM_IGNORED, parseResolvConf, parseUpstream, type DnsServerOptions, type DnsNames, type DnsCounters, type DnsDropReason, type DnsUpstreamIgnored, type DnsUpstream } from './dns.js';
 export { Dhcp6Server, DHCP6_DROP_REASONS, type Dhcp6ServerOptions, type Dhcp6Binding, type Dhcp6Counters, type Dhcp6DropReason, type Dhcp6Lease, type Dhcp6State } from './dhcp6.js';
-export { RouterAdvertiser, RA_DROP_REASONS, linkLocal, type RouterAdvertiserOptions, type RaPrefix, type RaCounters, type RaDropReason } from './ra.js';
+export { RouterAdvertiser, RA_DROP_REASONS, linkLocal, type RouterAdvertiserOptions, type RaPrefix, type RaCounters, type RaDropReason, type RaTimer } from './ra.js';
 export * from './acl.js';
 export * from './trace.js';
 export { compileAcl, AclError } from './compile/acl.js';

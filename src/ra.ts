@@ -22,8 +22,8 @@
 // the router is alone. Solicited answers are bounded (10 a second, the rest counted) so a flood of
 // solicitations cannot become a flood of advertisements.
 //
-// Time is passed in (ms): tick(now) sends what is due; attach() drives it with setInterval and a clock
-// that tests replace. Every solicitation is untrusted: a malformed one is counted under a named reason.
+// Time is passed in (ms): tick(now) sends what is due; attach() drives it with setInterval and a clock,
+// both of which tests replace. Every solicitation is untrusted: a malformed one is counted under a named reason.
 import type { Switch } from './switch.js';
 import { NetplaneError } from './abi.js';
 import { ethernet, ipv6, icmpv6, parseIPv6, formatIPv6, parseMac, formatMac, onesComplementSum } from './frames.js';
@@ -178,11 +178,12 @@ export class RouterAdvertiser {
   }
 
   // Answers the solicitations the interface punts and advertises periodically, through a port of its own
-  // (learning off) in the interface's broadcast domain. `clock` (ms) and the timer are replaceable: tests
-  // drive tick() themselves. The advertisers attached to one switch share its 'rs' punt handler, which
-  // dispatches by interface. Returns detach, which sends a final advertisement with router lifetime 0
-  // (§6.2.5) and stops the timer.
-  attach(clock: () => number = () => performance.now(), timer: { every: number } | false = { every: 1000 }): () => void {
+  // (learning off) in the interface's broadcast domain. `clock` (ms) and `timer` are replaceable: the
+  // default timer calls tick() every second (setInterval, unref'd); a test passes its own, which gets
+  // the function to call and returns its stop. The advertisers attached to one switch share its 'rs'
+  // punt handler, which dispatches by interface. Returns detach, which sends a final advertisement with
+  // router lifetime 0 (§6.2.5) and stops the timer.
+  attach(clock: () => number = () => performance.now(), timer: RaTimer = everySecond): () => void {
     if (attached.get(this.sw)?.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a router advertiser attached`);
     if (this.servicePort === undefined) this.servicePort = this.sw.addPort({ network: this.network, vlan: this.vlan, learning: false }).id;
     const port = this.sw.port(this.servicePort);
@@ -197,10 +198,9 @@ export class RouterAdvertiser {
     const h = (frame: Uint8Array) => this.solicited(frame, clock());
     map.set(this.ifaceId, h);
     this.tick(clock());
-    const t = timer ? setInterval(() => this.tick(clock()), timer.every) : undefined;
-    (t as { unref?: () => void } | undefined)?.unref?.();
+    const stop = timer(() => this.tick(clock()));
     return () => {
-      if (t) clearInterval(t);
+      stop();
       if (map!.get(this.ifaceId) !== h) return;
       this.send!(this.advertisement(0, ALL_NODES_MAC, ALL_NODES));
       this.counters.unsolicited++;
@@ -258,6 +258,14 @@ export class RouterAdvertiser {
 }
 
 const attached = new WeakMap<Switch, Map<number, (frame: Uint8Array) => void>>();
+
+// Calls `run` periodically until the returned function is called.
+export type RaTimer = (run: () => void) => () => void;
+const everySecond: RaTimer = (run) => {
+  const t = setInterval(run, 1000);
+  (t as { unref?: () => void }).unref?.();
+  return () => clearInterval(t);
+};
 
 interface Solicitation { src: string; srcMac: string; lla?: string }
 

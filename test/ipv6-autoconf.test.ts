@@ -117,6 +117,7 @@ const status6 = (m: D6) => { const s = m.opts.get(13)?.[0]; return s ? (s[0] << 
 const names = (b: number[]) => { const out: string[] = []; let cur: string[] = []; for (let i = 0; i < b.length;) { const l = b[i++]; if (l === 0) { if (cur.length) out.push(cur.join('.')); cur = []; continue; } cur.push(String.fromCharCode(...b.slice(i, i + l))); i += l; } return out; };
 
 const tick = () => new Promise((r) => setImmediate(r));
+const noTimer = () => () => {};
 
 function setup(punt: Array<'rs' | 'dhcp6'> = ['rs', 'dhcp6']) {
   const sw = new Switch({ maxPorts: 8, clock: () => 1000 });
@@ -136,7 +137,7 @@ test('RS -> a unicast RA from the link-local address: hop limit 255, M/O, lifeti
   let now = T0;
   const ra = new RouterAdvertiser(sw, { interface: 0, search: ['lab.example', 'example.org'], managed: true, otherConfig: true });
   assert.is(ra.source, GW.ll);
-  ra.attach(() => now, false);
+  ra.attach(() => now, noTimer);
   await tick();
   out.length = 0;   // the first unsolicited one, at attach
   sw.inject([[0, rs()]]);
@@ -169,7 +170,7 @@ test('RS from :: gets the next multicast RA to ff02::1, no sooner than 3 s after
   const { sw, out } = setup();
   let now = T0;
   const ra = new RouterAdvertiser(sw, { interface: 0 }, () => 0.5);
-  ra.attach(() => now, false);
+  ra.attach(() => now, noTimer);
   await tick();
   assert.equal(out.map(([p, f]) => [p, parseRa(f).dst, parseRa(f).dstMac]), [[0, f6(p6('ff02::1')), '33:33:00:00:00:01'], [1, f6(p6('ff02::1')), '33:33:00:00:00:01']], 'the first unsolicited RA, flooded');
   out.length = 0;
@@ -206,23 +207,31 @@ test('attach runs a timer; detach sends a final RA with router lifetime 0 and st
   const { sw, out } = setup();
   let now = T0;
   const ra = new RouterAdvertiser(sw, { interface: 0 }, () => 0);
-  const detach = ra.attach(() => now, { every: 5 });
-  assert.throws(() => new RouterAdvertiser(sw, { interface: 0 }).attach(() => now, false), /already has a router advertiser/);
+  let fire: (() => void) | undefined;
+  let stopped = false;
+  const detach = ra.attach(() => now, (run) => { fire = run; return () => { stopped = true; }; });
+  assert.throws(() => new RouterAdvertiser(sw, { interface: 0 }).attach(() => now, noTimer), /already has a router advertiser/);
   await tick();
   assert.is(out.length, 2);
   out.length = 0;
-  now += 16000;
-  await new Promise((r) => setTimeout(r, 30));
+  now += 15999;
+  fire!();
+  await tick();
+  assert.is(out.length, 0, 'not due yet');
+  now += 1;
+  fire!();
+  await tick();
   assert.is(out.length, 2, 'the timer sent the second initial RA');
   out.length = 0;
   detach();
   await tick();
+  assert.is(stopped, true, 'the timer stopped');
   assert.equal(out.map(([, f]) => parseRa(f).lifetime), [0, 0], 'final RA: lifetime 0');
   out.length = 0;
   now += 100000;
   sw.inject([[0, rs()]]);
-  await new Promise((r) => setTimeout(r, 20));
-  assert.is(out.length, 0, 'no timer, no answer');
+  await tick();
+  assert.is(out.length, 0, 'no answer');
   assert.is(sw.counters().stats.punted, 1, 'still punted (the interface punts rs), nobody answers');
 });
 
