@@ -212,9 +212,12 @@ export class Dhcp6Server {
     switch (m.type) {
       case SOLICIT: {
         const rapid = this.rapidCommit && m.opts.some((o) => o.code === RAPID_COMMIT);
-        if (ias.length && address === undefined) {   // §18.3.1: only NoAddrsAvail
+        if (ias.length && address === undefined) {
+          // NoAddrsAvail in each IA (RFC 8415 §18.3.9) and for the message (RFC 3315 §17.2.2, which
+          // older clients follow), with the configuration options.
           this.counters.advertises++;
-          return this.reply(m, ADVERTISE, [...status(NO_ADDRS_AVAIL, 'no address for this client'), ...opt(PREFERENCE, [this.preference])]);
+          const none = ias.flatMap((ia) => this.iaOption(ia.iaid, [], status(NO_ADDRS_AVAIL, 'no address for this client')));
+          return this.reply(m, ADVERTISE, [...status(NO_ADDRS_AVAIL, 'no address for this client'), ...opt(PREFERENCE, [this.preference]), ...none, ...this.config]);
         }
         const body = this.assign(m, ias, duid, address, now, rapid);
         if (rapid) { this.counters.replies++; return this.reply(m, REPLY, [...opt(RAPID_COMMIT, []), ...body]); }

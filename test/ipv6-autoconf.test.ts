@@ -336,12 +336,16 @@ test('rapid commit: SOLICIT with option 14 -> REPLY with 14, committed; off -> A
 
 test('clients are known by DUID, by the MAC in a DUID-LL / DUID-LLT, or by the frame\'s source MAC', () => {
   const { srv } = dsetup();
-  const addr = (duid: number[], srcMac = A) => { const m = parseD6(srv.handle(dhcp6(1, [...o6(1, duid), ...iaNa(1)], { srcMac }), T0)!); return m.opts.has(3) ? parseIa(m.opts.get(3)![0]).addrs[0]?.[0] : `status ${status6(m)}`; };
+  const addr = (duid: number[], srcMac = A) => {
+    const m = parseD6(srv.handle(dhcp6(1, [...o6(1, duid), ...iaNa(1)], { srcMac }), T0)!);
+    const ia = parseIa(m.opts.get(3)![0]);
+    return ia.addrs[0]?.[0] ?? `status ${status6(m)}, IA ${ia.status}, DNS ${m.opts.has(23)}`;
+  };
   assert.is(addr(DUID_EN, '02:00:00:00:00:99'), f6(p6(D_ADDR)), 'by DUID');
   assert.is(addr(DUID_LL(B)), f6(p6(B_ADDR)), 'DUID-LL: its MAC, not the frame\'s');
   assert.is(addr(DUID_LLT(A), B), f6(p6(A_ADDR)), 'DUID-LLT');
   assert.is(addr([0, 4, ...Array(16).fill(7)], B), f6(p6(B_ADDR)), 'a DUID-UUID: the source MAC');
-  assert.is(addr([0, 4, ...Array(16).fill(7)], '02:00:00:00:00:99'), 'status 2', 'unknown: ADVERTISE with NoAddrsAvail only');
+  assert.is(addr([0, 4, ...Array(16).fill(7)], '02:00:00:00:00:99'), 'status 2, IA 2, DNS true', 'unknown: ADVERTISE with NoAddrsAvail, in the message and the IA');
   // A second IA_NA gets NoAddrsAvail; an old address the client lists gets lifetimes 0.
   const m = parseD6(srv.handle(dhcp6(3, [...o6(1, DUID_LL(A)), ...o6(2, SERVER_DUID), ...iaNa(1, ['fd00:1::99']), ...iaNa(2)]), T0)!);
   const [i1, i2] = m.opts.get(3)!.map(parseIa);
@@ -516,7 +520,7 @@ test('e2e: the Linux kernel autoconfigures from the RA (SLAAC address, default r
 
 const dhclient = ['/usr/sbin/dhclient', '/sbin/dhclient'].find((p) => existsSync(p));
 
-test('e2e: ISC dhclient -6 gets its stateful address from the DHCPv6 server (and the DNS server and search list)', async () => {
+test('e2e: ISC dhclient -6 gets its stateful address (and DNS server, search list) from the DHCPv6 server; dhclient -6 -S its stateless configuration', async () => {
   if (missing) throw new Error(missing);
   if (!dhclient) throw new Error('this test needs ISC dhclient (apt-get install isc-dhcp-client; scripts/install-test-deps.sh)');
   const sw = new Switch({ maxPorts: 4 });
@@ -544,8 +548,18 @@ test('e2e: ISC dhclient -6 gets its stateful address from the DHCPv6 server (and
     assert.ok(srv.counters.advertises >= 1 && srv.counters.replies >= 1);
     const p = await exec(h.ns, 'ping -6 -c 2 -W 2 -I fd00:78::42 fd00:78::1', 15000);
     assert.is(p.code, 0, p.out + p.err);
+    // Stateless (-S): an INFORMATION-REQUEST for the DNS server and search list only.
+    const info = join(dir, 'info.sh');
+    writeFileSync(info, `#!/bin/sh\n[ -n "$new_dhcp6_name_servers" ] && echo "$reason $new_ip6_address|$new_dhcp6_name_servers $new_dhcp6_domain_search" > ${dir}/info\nexit 0\n`);
+    chmodSync(info, 0o755);
+    const s = await exec(h.ns, `${dhclient} -6 -S -1 -v -pf ${dir}/pid-s -lf ${dir}/leases-s -sf ${info} ${h.dev}`, 60000);
+    assert.is(s.code, 0, `dhclient -S: ${s.out} ${s.err}`);
+    assert.is(readFileSync(join(dir, 'info'), 'utf8').trim(), 'RENEW6 |fd00:78::1 lab.example.', 'no address, the DNS server and search list');
+    assert.is(srv.counters.informations, 1);
   } finally {
-    try { const pid = Number(readFileSync(join(dir, 'pid'), 'utf8').trim()); if (pid > 0) process.kill(pid, 'SIGTERM'); } catch { /* it never daemonized */ }
+    for (const f of ['pid', 'pid-s']) {
+      try { const pid = Number(readFileSync(join(dir, f), 'utf8').trim()); if (pid > 0) process.kill(pid, 'SIGTERM'); } catch { /* it never daemonized */ }
+    }
     detachRa();
     detachSrv();
     await teardown();
