@@ -228,6 +228,8 @@ test('rs: a router solicitation to ff02::2 or a gateway address (link-local, glo
   }
   send([[0, rs('ff02::2', '33:33:00:00:00:02', 255, '::')]]);
   assert.is(punted.length, 1, 'from the unspecified address, without a link-layer option');
+  assert.is(sw.trace(0, rs(GW0_LL, GW0.mac)).punted, 'rs', 'trace names the reason');
+  assert.is(sw.trace(0, solicit6()).punted, undefined, 'dhcp6 not punted here');
   const c = sw.counters();
   assert.is(c.stats.punted, 4);
   assert.is(c.stats.dropped, 0);
