@@ -286,16 +286,4 @@ test('iface_set_punt takes masks 16 (rs) and 32 (dhcp6), refuses unknown bits', 
   assert.is(x.iface_set_punt(0, 64), -3);
 });
 
-test('onPunt by reason: a reason\'s handler takes its frames, the catch-all the rest', () => {
-  const { sw, send, punted } = host(['rs', 'dhcp6']);
-  const rsSeen: string[] = [];
-  sw.onPunt('rs', (_f, i) => rsSeen.push(i.reason));
-  send([[0, rs()], [0, solicit6()]]);
-  assert.equal(rsSeen, ['rs']);
-  assert.equal(punted.map(([, i]) => i.reason), ['dhcp6']);
-  sw.onPunt('rs', undefined);
-  send([[0, rs()]]);
-  assert.equal(punted.map(([, i]) => i.reason), ['rs']);
-});
-
 test.run();
