@@ -52,7 +52,8 @@ test('create: every argument at its edges either refuses with -3 or makes a work
 
 test("create: the issue's cases (macEntries 2^27 and 2^28, 2^25, rxBytes 2^30) and a sum past 4 GiB", () => {
   for (const m of [2 ** 27, 2 ** 28]) assert.is(instantiate(mod).create(64, m, 256, 65536), BAD_ARGUMENT, `macEntries ${m}`);
-  for (const [args, ports] of [[[64, 2 ** 25, 256, 65536], 64], [[16, 4096, 256, 2 ** 30], 16]] as const) {
+  const cases: Array<[[number, number, number, number], number]> = [[[64, 2 ** 25, 256, 65536], 64], [[16, 4096, 256, 2 ** 30], 16]];
+  for (const [args, ports] of cases) {
     const x = instantiate(mod);
     assert.is(x.create(...args), 0, `create(${args})`);
     processesAFrame(x, ports);
