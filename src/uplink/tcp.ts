@@ -501,7 +501,7 @@ export class TcpEngine {
     }
     if (!this.ackPart(f, p, s)) return;
     if (f.dead) return;
-    if (len > off && !f.guestFin) {
+    if (len > 0 && len > off && !f.guestFin) {
       if (f.hostClosed) { this.resetFlow(f); return; }
       let take = len - off;
       const room = (f.rcvAdvEdge - f.rcvNxt) | 0;
@@ -527,7 +527,7 @@ export class TcpEngine {
       this.maybeDone(f);
       return;
     }
-    if (len > off) this.ackLater(f);
+    if (len > 0 && len > off) this.ackLater(f);
   }
 
   // The ACK field of a synchronized segment; false when the segment is to be dropped.
