@@ -34,7 +34,7 @@
 // RST; we are a proxy and the guest's socket is the one that lingers), no SACK, no timestamps, no
 // urgent data (the URG pointer is ignored, the bytes are passed as ordinary data), no congestion
 // control toward the guest, no simultaneous open, IPv4 fragments and IPv6 Fragment headers are
-// dropped (the dataplane reassembles nothing on the punt path). RST handling follows RFC 5961 (exact
+// dropped (counted ip_fragment; guests send DF segments within our MSS). RST handling follows RFC 5961 (exact
 // sequence resets, in-window gets a challenge ACK; a SYN on an open flow gets a challenge ACK).
 //
 // A guest SYN calls open(key); the SYN-ACK goes only when it resolves (retransmitted SYNs meanwhile
