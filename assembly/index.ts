@@ -462,14 +462,18 @@ export function iface_set_silent(i: u32, silent: u32): i32 {
 
 // What interface i hands to the host through the punt area instead of handling it (nodes/punt.ts):
 // a mask of 1 DHCPv4 to a server (UDP port 67, broadcast in its domain or to its gateway address), 2
-// DNS to its gateway addresses (UDP and TCP port 53), 16 ICMPv6 router solicitations (to ff02::2 or a
-// gateway address), 32 DHCPv6 to a server (UDP port 547 at ff02::1:2 or a gateway address). 0, the
-// default, punts nothing.
+// DNS to its gateway addresses (UDP and TCP port 53), 4 uplink (everything routed out of it, instead
+// of neighbour resolution and L2), 8 host (other TCP and UDP to its gateway addresses), 16 ICMPv6
+// router solicitations (to ff02::2 or a gateway address), 32 DHCPv6 to a server (UDP port 547 at
+// ff02::1:2 or a gateway address). 0, the default, punts nothing. Uplink changes where connections
+// leave, so cached egress is re-resolved.
 export function iface_set_punt(i: u32, mask: u32): i32 {
   let e = checkIface(i);
   if (e) return e;
   if (mask & ~<u32>router.PUNT_ALL) return Error.BadArgument;
-  router.iface(i).punt = <u8>mask;
+  let f = router.iface(i);
+  if ((f.punt ^ <u8>mask) & router.PUNT_UPLINK) router.bumpEpoch();
+  f.punt = <u8>mask;
   router.refreshPunt();
   return Error.Ok;
 }

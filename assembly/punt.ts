@@ -1,5 +1,6 @@
 // The punt area: frames the dataplane hands to the host instead of handling them itself (DHCP to a
-// server, DNS to a gateway address: nodes/punt.ts decides which), as Open vSwitch's controller action
+// server, DNS or other TCP/UDP to a gateway address, whatever leaves by a socket uplink: nodes/punt.ts
+// decides which), as Open vSwitch's controller action
 // and VPP's punt do. Like the tx side, it is filled during process() and read by the host after it
 // returns; it is bounded and reset every batch, and running out is a counted drop (punt_queue_full),
 // never an overwrite. The frame is copied (the rx buffer is the host's to reuse), as it arrived.
@@ -20,6 +21,8 @@ export const enum PuntReason {
   None = 0,
   Dhcp4 = 1,     // DHCPv4 client to server (UDP port 67)
   Dns = 2,       // DNS query to a gateway address (UDP or TCP port 53)
+  Uplink = 3,    // routed out of a socket uplink interface, as it would have left (nodes/egress.ts)
+  Host = 4,      // TCP or UDP to a gateway address that nothing else took, for the host's loopback
   Rs = 5,        // ICMPv6 router solicitation to ff02::2 or a gateway address
   Dhcp6 = 6,     // DHCPv6 client to server (UDP port 547) at ff02::1:2 or a gateway address
 }

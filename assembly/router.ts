@@ -49,9 +49,11 @@ export class Iface {
 // What an interface punts to the host (iface_set_punt; nodes/punt.ts). Default none.
 export const PUNT_DHCP4: u8 = 1;   // DHCPv4 to a server: UDP to port 67, broadcast or to the gateway
 export const PUNT_DNS: u8 = 2;     // DNS to a gateway address: UDP and TCP port 53
+export const PUNT_UPLINK: u8 = 4;  // everything routed out of it (the socket uplink): no neighbour, no L2
+export const PUNT_HOST: u8 = 8;    // TCP and UDP to a gateway address that nothing else takes
 export const PUNT_RS: u8 = 16;     // ICMPv6 router solicitations to all-routers or a gateway address
 export const PUNT_DHCP6: u8 = 32;  // DHCPv6 to a server: UDP to port 547, at ff02::1:2 or a gateway address
-export const PUNT_ALL: u8 = PUNT_DHCP4 | PUNT_DNS | PUNT_RS | PUNT_DHCP6;
+export const PUNT_ALL: u8 = PUNT_DHCP4 | PUNT_DNS | PUNT_UPLINK | PUNT_HOST | PUNT_RS | PUNT_DHCP6;
 // Whether any interface punts anything: the one check the broadcast path makes while none does.
 export let puntAny = false;
 

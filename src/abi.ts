@@ -188,8 +188,8 @@ export interface DataplaneView {
 // The punt area's reasons (assembly/punt.ts PuntReason; docs/ABI.md), by number, and the classes an
 // interface may punt (iface_set_punt's mask bits, by name).
 export const PUNT_REASONS = ['', 'dhcp', 'dns', 'uplink', 'host', 'rs', 'dhcp6'] as const;
-export type PuntClass = 'dhcp' | 'dns' | 'rs' | 'dhcp6';
-export const PUNT_CLASSES: Record<PuntClass, number> = { dhcp: 1, dns: 2, rs: 16, dhcp6: 32 };
+export type PuntClass = 'dhcp' | 'dns' | 'uplink' | 'host' | 'rs' | 'dhcp6';
+export const PUNT_CLASSES: Record<PuntClass, number> = { dhcp: 1, dns: 2, uplink: 4, host: 8, rs: 16, dhcp6: 32 };
 
 // Throws unless v is an integer in [lo, hi], naming the field.
 export function check(field: string, v: number, lo: number, hi: number): void {

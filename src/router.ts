@@ -17,7 +17,7 @@ export interface InterfaceSpec {
   tcp?: ConntrackTcp;       // for connections routed in or out through it (either end's interface decides)
   mtu?: number;             // the largest IP packet it sends, 68-65535 (default 1500)
   silent?: boolean;         // no host replies (TCP RST, ICMP unreachable) to what comes in by it for a router address and nothing handles
-  punt?: PuntClass[];       // what it hands to the host (Switch.onPunt) instead of handling: 'dhcp', 'dns', 'rs', 'dhcp6' (default none)
+  punt?: PuntClass[];       // what it hands to the host (Switch.onPunt) instead of handling: 'dhcp', 'dns', 'uplink', 'host', 'rs', 'dhcp6' (default none)
 }
 
 // TCP tracking options (Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose).
@@ -224,9 +224,10 @@ export class Router {
 
   // What interface `id` hands to the host (Switch.onPunt) instead of handling itself: 'dhcp' (DHCPv4
   // to a server: broadcast in its domain, not flooded then, or to its gateway address) and 'dns' (UDP
-  // and TCP 53 to its gateway addresses), 'rs' (ICMPv6 router solicitations to ff02::2 or its
-  // addresses) and 'dhcp6' (DHCPv6 to ff02::1:2, not flooded then, or to its addresses). [] punts
-  // nothing, the default.
+  // and TCP 53 to its gateway addresses), 'uplink' (everything routed out of it: the socket uplink,
+  // src/uplink/), 'host' (other TCP and UDP to its gateway addresses), 'rs' (ICMPv6 router
+  // solicitations to ff02::2 or its addresses) and 'dhcp6' (DHCPv6 to ff02::1:2, not flooded then, or
+  // to its addresses). [] punts nothing, the default.
   setPunt(id: number, classes: PuntClass[]): void {
     const f = this.interfaces.get(id);
     if (!f) throw new NetplaneError('interface', `no interface ${id}`);

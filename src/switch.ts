@@ -193,7 +193,7 @@ export interface MacEntry {
 
 export type FrameHandler = (frame: Uint8Array, port: number) => void;
 
-// A punted frame's origin: its ingress port, why it was punted ('dhcp', 'dns'), the router interface
+// A punted frame's origin: its ingress port, why it was punted ('dhcp', 'dns', 'uplink', 'host'), the router interface
 // and compartment it was for, and the VLAN of its broadcast domain.
 export interface PuntInfo { port: number; reason: string; interface: number; compartment: number; vlan: number }
 export type PuntHandler = (frame: Uint8Array, info: PuntInfo) => void;

@@ -24,7 +24,7 @@ export interface TraceResult {
   steps: TraceStep[];
   output: Array<{ port: number; frame: Uint8Array }>;
   dropped?: string;   // the reason, if the frame (or a copy of it) was dropped
-  punted?: string;    // the punt reason ('dhcp', 'dns', 'rs', 'dhcp6'...), if the frame was handed to the host
+  punted?: string;    // the punt reason ('dhcp', 'dns', 'uplink', 'host', 'rs', 'dhcp6'), if the frame was handed to the host
   text: string;
 }
 

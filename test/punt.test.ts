@@ -11,7 +11,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Switch, NetplaneError, type PuntInfo } from '../src/dataplane.js';
-import { ethernet, ipv4, ipv6, icmpv6, tcp, udp, dissect } from '../src/frames.js';
+import { ethernet, ipv4, ipv6, tcp, udp, icmp, icmpv6, dissect } from '../src/frames.js';
 
 const A = { mac: '02:00:00:00:00:0a', ip: '10.0.0.2' };
 const R = { mac: '02:00:00:00:00:fe', ip: '192.168.1.254' };
@@ -284,6 +284,170 @@ test('iface_set_punt takes masks 16 (rs) and 32 (dhcp6), refuses unknown bits', 
   const x = sw.dp.exports;
   assert.is(x.iface_set_punt(0, 1 | 2 | 16 | 32), 0);
   assert.is(x.iface_set_punt(0, 64), -3);
+});
+
+test('iface_set_punt takes masks 4 (uplink) and 8 (host) with the others', () => {
+  const { sw, rt } = host();
+  assert.is(sw.dp.exports.iface_set_punt(0, 1 | 2 | 4 | 8 | 16 | 32), 0);
+  rt.setPunt(0, ['uplink', 'host']);
+  assert.equal(rt.interfaces.get(0)!.punt, ['uplink', 'host']);
+});
+
+// ---- the socket uplink's classes: uplink (everything routed out of an interface) and host ----
+//
+//   port 0  A  10.0.0.2 / fd00::2 ── network 1 ── if 0  10.0.0.1/24 fd00::1/64 (punt host)
+//   port 1  (the host's injection port, learning off) ── network 5 ── if 1  100.64.0.1/24 (punt uplink)
+//   routes 0.0.0.0/0 and ::/0 on-link out of if 1
+const UP = { mac: '02:6e:70:00:00:01' };
+const PEER = '02:00:00:00:00:99';
+const FAR = '198.51.100.7', FAR6 = '2001:db8::7';
+function uplink(opts: { host?: boolean; mtu?: number } = {}) {
+  let now = 1000;
+  const sw = new Switch({ maxPorts: 4, clock: () => now });
+  const out: Array<[number, Uint8Array]> = [];
+  const punted: Array<[Uint8Array, PuntInfo]> = [];
+  sw.onFrame((f, p) => out.push([p, f.slice()]));
+  sw.onPunt((f, info) => punted.push([f.slice(), info]));
+  sw.addPort({ network: 1 });
+  sw.addPort({ network: 5, learning: false });
+  const rt = sw.router;
+  rt.addInterface({ network: 1, address: '10.0.0.1/24', address6: 'fd00::1/64', ...(opts.host ? { punt: ['host' as const, 'dns' as const] } : {}) });
+  rt.addInterface({ network: 5, address: '100.64.0.1/24', address6: 'fd00:64::1/64', punt: ['uplink'], mtu: opts.mtu ?? 1500 });
+  rt.addRoute({ destination: '0.0.0.0/0', interface: 1 });
+  rt.addRoute({ destination: '::/0', interface: 1 });
+  const send = (frames: Array<[number, Uint8Array]>) => {
+    now += 1;
+    out.length = 0;
+    punted.length = 0;
+    sw.inject(frames, now);
+  };
+  return { sw, rt, send, out, punted };
+}
+const fromA = (dst: string, payload: Parameters<typeof ipv4>[0]['payload'], o: { df?: boolean } = {}) =>
+  ethernet({ src: A.mac, dst: GW0.mac, payload: ipv4({ src: A.ip, dst, payload, ttl: 64, ...o }) });
+const fromA6 = (dst: string, payload: Parameters<typeof ipv6>[0]['payload']) =>
+  ethernet({ src: A.mac, dst: GW0.mac, payload: ipv6({ src: 'fd00::2', dst, payload, hopLimit: 64 }) });
+
+test('uplink: a packet routed out of a punt-uplink interface is punted as it would leave, no ARP, no L2', () => {
+  const { sw, send, out, punted, rt } = uplink();
+  send([[0, fromA(FAR, udp({ srcPort: 40000, dstPort: 53, payload: query }))]]);
+  assert.is(out.length, 0, 'nothing sent: no ARP request, no frame on network 5');
+  assert.is(punted.length, 1);
+  const [f, info] = punted[0];
+  assert.equal(info, { port: 0, reason: 'uplink', interface: 1, compartment: 0, vlan: 0 });
+  const d = dissect(f);
+  assert.is(d.src, UP.mac, 'from the uplink interface');
+  assert.is(d.dst, '00:00:00:00:00:00', 'to no neighbour');
+  assert.is(d.ipv4?.src, A.ip, 'not masqueraded');
+  assert.is(d.ipv4?.dst, FAR);
+  assert.is(d.ipv4?.ttl, 63, 'routed: TTL decremented');
+  assert.is(d.ipv4?.checksumOk, true);
+  assert.is(d.udp?.checksumOk, true);
+  const c = sw.counters();
+  assert.is(c.stats.punted, 1);
+  assert.is(c.stats.routed, 1);
+  assert.is(c.stats.arp_requests, 0);
+  assert.is(c.stats.dropped, 0);
+  assert.is(rt.neighbors().length, 0);
+  assert.is(rt.connections().length, 1, 'conntrack has the flow');
+});
+
+test('uplink: the reply injected from a peer MAC to the uplink MAC reaches the guest by conntrack', () => {
+  const { sw, send, out, punted, rt } = uplink();
+  send([[0, fromA(FAR, udp({ srcPort: 40000, dstPort: 5000, payload: new Uint8Array(8) }))]]);
+  assert.is(punted.length, 1);
+  const reply = ethernet({ src: PEER, dst: UP.mac, payload: ipv4({ src: FAR, dst: A.ip, payload: udp({ srcPort: 5000, dstPort: 40000, payload: new Uint8Array(4) }) }) });
+  send([[1, reply]]);
+  assert.is(punted.length, 0);
+  assert.equal(out.map(([p]) => p), [0]);
+  const d = dissect(out[0][1]);
+  assert.is(d.src, GW0.mac);
+  assert.is(d.dst, A.mac);
+  assert.is(d.ipv4?.src, FAR);
+  assert.is(d.udp?.srcPort, 5000);
+  const conns = rt.connections();
+  assert.is(conns.length, 1);
+  assert.is(sw.counters().stats.dropped, 0);
+});
+
+test('uplink: no MTU fragmentation or Packet Too Big on a punt-uplink interface (IPv4 and IPv6)', () => {
+  const { send, out, punted, sw } = uplink({ mtu: 576 });
+  const big = new Uint8Array(1200);
+  send([[0, fromA(FAR, udp({ srcPort: 40000, dstPort: 9, payload: big }), { df: true })], [0, fromA(FAR, udp({ srcPort: 40001, dstPort: 9, payload: big }))]]);
+  assert.is(out.length, 0, 'no fragmentation needed');
+  assert.equal(punted.map(([f]) => f.length), [14 + 20 + 8 + 1200, 14 + 20 + 8 + 1200], 'whole, not fragmented');
+  send([[0, fromA6(FAR6, udp({ srcPort: 40000, dstPort: 9, payload: big }))]]);
+  assert.is(out.length, 0, 'no Packet Too Big');
+  assert.is(punted.length, 1);
+  assert.is(sw.counters().drops.mtu_exceeded, undefined);
+});
+
+test('uplink: IPv6 is punted without a neighbour solicitation, and its reply routed back', () => {
+  const { sw, send, out, punted } = uplink();
+  send([[0, fromA6(FAR6, icmpv6({ type: 128, id: 7, seq: 1, payload: new Uint8Array(16) }))]]);
+  assert.is(out.length, 0, 'no NS');
+  assert.is(punted.length, 1);
+  const d = dissect(punted[0][0]);
+  assert.is(punted[0][1].reason, 'uplink');
+  assert.is(d.ipv6?.src, 'fd00::2');
+  assert.is(d.ipv6?.hopLimit, 63);
+  assert.is(d.src, UP.mac);
+  const reply = ethernet({ src: PEER, dst: UP.mac, payload: ipv6({ src: FAR6, dst: 'fd00::2', payload: icmpv6({ type: 129, id: 7, seq: 1, payload: new Uint8Array(16) }) }) });
+  send([[1, reply]]);
+  assert.equal(out.map(([p]) => p), [0], 'routed to A (A was learned by ND of the ingress)');
+  assert.is(dissect(out[0][1]).icmpv6?.type, 129);
+  assert.is(sw.counters().stats.arp_requests, 0);
+});
+
+test('uplink: turning the class on re-resolves an established connection; off, ARP is asked again', () => {
+  const { send, out, punted, rt } = uplink();
+  rt.setPunt(1, []);
+  const f = () => fromA(FAR, udp({ srcPort: 40000, dstPort: 5000, payload: new Uint8Array(8) }));
+  send([[0, f()]]);
+  assert.is(punted.length, 0);
+  assert.is(out.length, 1, 'an ARP request for the destination (on-link)');
+  assert.is(dissect(out[0][1]).arp?.targetIp, FAR);
+  rt.setPunt(1, ['uplink']);
+  send([[0, f()]]);
+  assert.is(out.length, 0);
+  assert.is(punted.length, 1, 'the same connection now leaves by the punt');
+});
+
+test('host: TCP and UDP to the gateway are punted (reason host); DNS stays dns; echo answered by the router', () => {
+  const { sw, send, out, punted } = uplink({ host: true });
+  const u = fromA(GW0.ip, udp({ srcPort: 40000, dstPort: 8080, payload: new Uint8Array(3) }));
+  const t = fromA(GW0.ip, tcp({ srcPort: 40001, dstPort: 22, seq: 1, flags: 'S', window: 64240 }));
+  const d = dns(GW0.ip);
+  const t6 = fromA6('fd00::1', tcp({ srcPort: 40002, dstPort: 80, seq: 1, flags: 'S', window: 64240 }));
+  send([[0, u], [0, t], [0, d], [0, t6]]);
+  assert.equal(punted.map(([f, i]) => [f, i.reason, i.interface]), [[u, 'host', 0], [t, 'host', 0], [d, 'dns', 0], [t6, 'host', 0]], 'as they arrived');
+  assert.is(out.length, 0, 'no RST, no port unreachable');
+  send([[0, fromA(GW0.ip, icmp({ type: 8, id: 1, seq: 1, payload: new Uint8Array(8) }))]]);
+  assert.is(punted.length, 0);
+  assert.is(out.length, 1);
+  assert.is(dissect(out[0][1]).icmp?.type, 0, 'echo reply from the router');
+  assert.is(sw.counters().stats.punted, 4);
+});
+
+test('host: without the class, TCP to the gateway gets the router\'s RST as before', () => {
+  const { send, out, punted } = uplink();
+  send([[0, fromA(GW0.ip, tcp({ srcPort: 40001, dstPort: 22, seq: 1, flags: 'S', window: 64240 }))]]);
+  assert.is(punted.length, 0);
+  assert.is(out.length, 1);
+  assert.ok(dissect(out[0][1]).tcp!.flags & 4, 'RST');
+});
+
+test('uplink: trace shows the punt with the frame as it would leave; an egress ACL drop is never punted', () => {
+  const { sw, send, punted } = uplink();
+  const f = fromA(FAR, udp({ srcPort: 40000, dstPort: 53, payload: query }));
+  const r = sw.trace(0, f);
+  assert.is(r.punted, 'uplink', r.text);
+  assert.match(r.steps.find((s) => s.step === 'punt')!.text, /punted to the host \(uplink\), interface 1/);
+  assert.ok(r.steps.some((s) => s.step === 'route'), r.text);
+  sw.acls.setPortAcl(0, { rules: [{ Id: 'no-dns', Action: 'Block', Direction: 'Out', Protocols: '17', RemotePorts: '53', Priority: 100 }] });
+  send([[0, f]]);
+  assert.is(punted.length, 0);
+  assert.ok(sw.counters().stats.dropped >= 1, 'counted in the dataplane');
 });
 
 test.run();

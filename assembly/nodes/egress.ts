@@ -4,8 +4,11 @@
 // primed without a second lookup, VFP's transposition: replies leave by the interface the first
 // packet came in by, to the MAC it came from; the original direction where the route just chosen
 // says, to its next hop's neighbour entry.
+// An interface that punts uplink (the socket uplink) has no neighbours: its next hop resolves at once
+// to MAC 0 without ARP / ND, and a frame sent out of it goes to the punt area (nodes/punt.ts) instead
+// of L2 forwarding.
 import { Meta } from "../packet";
-import { iface, Iface, epoch } from "../router";
+import { iface, Iface, epoch, PUNT_UPLINK } from "../router";
 import * as flow from "../tables/flow";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
@@ -17,6 +20,7 @@ import { arpRequest } from "./arp";
 import { solicit } from "./ip6";
 import { CT_DSR } from "./nat";
 import { l2forward, dstHash, NO_PORT } from "./l2forward";
+import { puntUplink } from "./punt";
 
 @inline export function resolved(r: usize): bool {
   return <u32>load<u16>(r, 30) == (epoch & 0xffff);
@@ -31,13 +35,14 @@ export function prime(r: usize, zone: u32, ifIn: u32, srcMac: u64, outIf: u32, n
   store<u32>(r, <u32>srcMac, 50);
   store<u16>(r, <u16>(srcMac >> 32), 54);
   let v6 = (load<u8>(r, 28) & flow.CT_V6) != 0;
-  let n = neighbor.resolve(zone, v6 ? 6 : 4, nhHi, nhLo, now);
-  if (n == 0) {
+  let uplink = (iface(outIf).punt & PUNT_UPLINK) != 0;
+  let n: usize = uplink ? 0 : neighbor.resolve(zone, v6 ? 6 : 4, nhHi, nhLo, now);
+  if (n == 0 && !uplink) {
     // resolve() runs (and asks ARP / ND) on the packet's way out, for the original direction only.
     store<u8>(r, load<u8>(r, 29) | REPLY_PRIMED, 29);
     return;
   }
-  setHop(r, 0, outIf, neighbor.entryMac(n));
+  setHop(r, 0, outIf, n ? neighbor.entryMac(n) : 0);
   store<u16>(r, <u16>(epoch & 0xffff), 30);
 }
 
@@ -70,6 +75,10 @@ function resolveOne(r: usize, zone: u32, v6: bool, to: u32, dir: u32, now: u32):
   let outIf = lpm.routeIface(rt);
   let nhHi = lpm.routeNextHopHi(rt), nhLo = lpm.routeNextHopLo(rt);
   if ((nhHi | nhLo) == 0) { nhHi = hi; nhLo = lo; }
+  if (iface(outIf).punt & PUNT_UPLINK) {
+    setHop(r, dir, outIf, 0);
+    return true;
+  }
   let n = neighbor.resolve(zone, v6 ? 6 : 4, nhHi, nhLo, now);
   if (n == 0) {
     if (v6) solicit(outIf, nhHi, nhLo, now);
@@ -117,6 +126,10 @@ export function sendVia(m: Meta, out: Iface, nextHop: u64, now: u32): void {
   storeMac(m.frame + eth.DST, nextHop);
   storeMac(m.frame + eth.SRC, out.mac);
   bump(Stat.Routed);
+  if (out.punt & PUNT_UPLINK) {
+    puntUplink(m, out);
+    return;
+  }
   m.network = <u32>out.network;
   m.vlan = <u32>out.vlan;
   m.dstHash = dstHash(m);

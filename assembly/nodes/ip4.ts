@@ -20,7 +20,7 @@
 // it as its sender sent it.
 import { Reason } from "../reasons";
 import { Meta, FLAG_FRAGMENT, FLAG_LATER_FRAGMENT, FLAG_RELEASED } from "../packet";
-import { iface, Iface, ifaceOfDomain, IF_UP, isLocalAddressV4, isRouterAddressV4 } from "../router";
+import { iface, Iface, ifaceOfDomain, IF_UP, isLocalAddressV4, isRouterAddressV4, PUNT_UPLINK } from "../router";
 import * as flow from "../tables/flow";
 import * as frag from "../tables/frag";
 import * as ipv4 from "../wire/ipv4";
@@ -175,7 +175,8 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     return;
   }
   let out = egress.outIface(r, dir);
-  let tooBig = ipv4.totalLength(ip) > out.mtu;
+  // A socket uplink (punt uplink) fragments nothing: the host's sockets carry the payload.
+  let tooBig = ipv4.totalLength(ip) > out.mtu && (out.punt & PUNT_UPLINK) == 0;
   if (tooBig && (ipv4.flagsFrag(ip) & ipv4.FLAG_DF)) {
     sendError(m, fin, icmpw.DEST_UNREACHABLE, icmpw.FRAGMENTATION_NEEDED, now, out.mtu);
     drop(m.inPort, Reason.MtuExceeded);

@@ -31,7 +31,7 @@
 // never fragment IPv6 (RFC 8200 §5).
 import { Reason } from "../reasons";
 import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT, FLAG_RELEASED } from "../packet";
-import { iface, Iface, IF_UP, IF_TCP_LIBERAL, IF_TCP_NO_PICKUP, ifCount, PUNT_RS } from "../router";
+import { iface, Iface, IF_UP, IF_TCP_LIBERAL, IF_TCP_NO_PICKUP, ifCount, PUNT_RS, PUNT_UPLINK } from "../router";
 import * as lpm from "../tables/lpm";
 import * as neighbor from "../tables/neighbor";
 import * as flow from "../tables/flow";
@@ -231,7 +231,7 @@ function forward6(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     return;
   }
   let out = egress.outIface(r, dir);
-  if (ipv6.HEADER_LEN + ipv6.payloadLength(ip) > out.mtu) {
+  if (ipv6.HEADER_LEN + ipv6.payloadLength(ip) > out.mtu && (out.punt & PUNT_UPLINK) == 0) {
     sendError6(m, fin, icmpv6.PACKET_TOO_BIG, 0, now, out.mtu);
     drop(m.inPort, Reason.MtuExceeded);
     return;

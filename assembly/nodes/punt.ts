@@ -12,14 +12,20 @@
 //   - ICMPv6 router solicitations (RFC 4861 §6.1.1-valid, checked in nodes/ip6.ts) to all-routers
 //     ff02::2 or a gateway address, from ip6's ND stage: the host's router advertiser answers them.
 //     An interface that does not punt rs keeps dropping them as nd_router_message.
+//   - other TCP and UDP to a gateway address of an interface that punts host (the socket uplink
+//     carries it to the host's loopback, as passt maps its gateway); ICMP echo stays the router's;
+//   - everything routed out of an interface that punts uplink (the socket uplink, src/uplink/): at
+//     the very end of routing (nodes/egress.ts sendVia), after conntrack, NAT and the ingress ACLs,
+//     the frame as it would have left, instead of a neighbour lookup and L2 forwarding. Such an
+//     interface has no neighbours: its next hop resolves to nothing without ARP / ND.
 // The checks sit where a frame has already left the fast path: the flood of a group frame, traffic to
-// a router address that no connection or mapping took (nodes/hostreply.ts), and ND. An established
-// connection never comes here.
+// a router address that no connection or mapping took (nodes/hostreply.ts), ND, and the end of
+// routing for the uplink. An established connection never comes here except by the uplink.
 // A punted frame is accounted as punted (stat `punted`), not dropped; a full area is a drop
 // (punt_queue_full).
 import { Reason } from "../reasons";
 import { Meta, FLAG_FRAGMENT } from "../packet";
-import { Iface, iface, ifaceOfDomain, ifBase, IFACE_SIZE, PUNT_DHCP4, PUNT_DNS, PUNT_DHCP6 } from "../router";
+import { Iface, iface, ifaceOfDomain, ifBase, IFACE_SIZE, PUNT_DHCP4, PUNT_DNS, PUNT_DHCP6, PUNT_HOST } from "../router";
 import { drop, bump, Stat } from "../counters";
 import * as area from "../punt";
 import { PuntReason } from "../punt";
@@ -80,10 +86,19 @@ export function puntLocal(m: Meta, f: Iface): bool {
   if (dport == DNS_PORT && (f.punt & PUNT_DNS) != 0) reason = PuntReason.Dns;
   else if (dport == DHCP_SERVER_PORT && proto == PROTO_UDP && m.ethertype == eth.TYPE_IPV4 && (f.punt & PUNT_DHCP4) != 0) reason = PuntReason.Dhcp4;
   else if (dport == DHCP6_SERVER_PORT && proto == PROTO_UDP && m.ethertype == eth.TYPE_IPV6 && (f.punt & PUNT_DHCP6) != 0) reason = PuntReason.Dhcp6;
+  else if ((proto == PROTO_TCP || proto == PROTO_UDP) && (f.punt & PUNT_HOST) != 0) reason = PuntReason.Host;
   if (reason == PuntReason.None) return false;
-  punt(m, f, <u32>((changetype<usize>(f) - ifBase) / IFACE_SIZE), reason);
+  punt(m, f, indexOf(f), reason);
   return true;
 }
+
+// A routed frame leaving by `out`, an interface that punts uplink: its MACs already rewritten (from
+// the interface, to nothing: the uplink has no neighbours).
+export function puntUplink(m: Meta, out: Iface): void {
+  punt(m, out, indexOf(out), PuntReason.Uplink);
+}
+
+@inline function indexOf(f: Iface): u32 { return <u32>((changetype<usize>(f) - ifBase) / IFACE_SIZE); }
 
 function punt(m: Meta, f: Iface, ifIndex: u32, reason: PuntReason): void {
   let ok = area.put(m.frame, m.len, m.inPort, <u32>reason, ifIndex, <u32>f.zone, m.vlan);
