@@ -3,6 +3,9 @@
 // no extra process). JavaScript is told when the device is readable (a libuv poll) and then drains it
 // in one call, many frames at a time, into one buffer; writes are one write() per frame.
 // Built by node-gyp when a compiler is there; netplane works without it (src/transports/tap.ts).
+// It also opens the socket uplink's unprivileged ICMP echo ("ping") sockets (src/uplink/ping.ts),
+// socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) and its ICMPv6 twin, which Node.js has no API for: the
+// kernel allows them to the groups in net.ipv4.ping_group_range, without CAP_NET_RAW.
 #include <node_api.h>
 #include <uv.h>
 #include <errno.h>
@@ -13,6 +16,9 @@
 #include <sys/ioctl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 typedef struct { uv_poll_t poll; napi_env env; napi_ref cb; int fd; int active; } Poller;
 
@@ -127,6 +133,71 @@ static napi_value Close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// pingOpen(v6) -> fd, or -errno (EACCES when ping_group_range leaves our group out).
+static napi_value PingOpen(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool v6; CHECK(napi_get_value_bool(env, argv[0], &v6));
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
+  napi_value out; CHECK(napi_create_int32(env, fd < 0 ? -errno : fd, &out));
+  return out;
+}
+
+// pingSend(fd, v6, address, message) -> bytes sent, or -errno. The message is the ICMP echo request
+// from its type on; the kernel sets the identifier (the socket's port) and the checksum.
+static napi_value PingSend(napi_env env, napi_callback_info info) {
+  size_t argc = 4; napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
+  bool v6; CHECK(napi_get_value_bool(env, argv[1], &v6));
+  char addr[64] = {0}; size_t alen;
+  CHECK(napi_get_value_string_utf8(env, argv[2], addr, sizeof addr, &alen));
+  napi_typedarray_type t; size_t len; void *data; napi_value ab; size_t off;
+  CHECK(napi_get_typedarray_info(env, argv[3], &t, &len, &data, &ab, &off));
+  struct sockaddr_storage ss; memset(&ss, 0, sizeof ss);
+  socklen_t sl;
+  int ok;
+  if (v6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss; a->sin6_family = AF_INET6; sl = sizeof *a;
+    ok = inet_pton(AF_INET6, addr, &a->sin6_addr);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss; a->sin_family = AF_INET; sl = sizeof *a;
+    ok = inet_pton(AF_INET, addr, &a->sin_addr);
+  }
+  ssize_t r = ok == 1 ? sendto(fd, data, len, 0, (struct sockaddr *)&ss, sl) : (errno = EINVAL, -1);
+  napi_value out; CHECK(napi_create_int32(env, r < 0 ? -errno : (int32_t)r, &out));
+  return out;
+}
+
+// pingRecv(fd, buf) -> [length, source address] for one echo reply (ICMP header on, no IP header),
+// null when there is none, or -errno.
+static napi_value PingRecv(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
+  napi_typedarray_type t; size_t len; void *data; napi_value ab; size_t off;
+  CHECK(napi_get_typedarray_info(env, argv[1], &t, &len, &data, &ab, &off));
+  struct sockaddr_storage ss; socklen_t sl = sizeof ss;
+  ssize_t r;
+  do r = recvfrom(fd, data, len, 0, (struct sockaddr *)&ss, &sl); while (r < 0 && errno == EINTR);
+  napi_value out;
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) { CHECK(napi_get_null(env, &out)); return out; }
+    CHECK(napi_create_int32(env, -errno, &out));
+    return out;
+  }
+  char name[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET6) inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, name, sizeof name);
+  else inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, name, sizeof name);
+  napi_value n, a;
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_uint32(env, (uint32_t)r, &n));
+  CHECK(napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &a));
+  CHECK(napi_set_element(env, out, 0, n));
+  CHECK(napi_set_element(env, out, 1, a));
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     { "open", 0, Open, 0, 0, 0, napi_default, 0 },
@@ -135,6 +206,9 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "poll", 0, Poll, 0, 0, 0, napi_default, 0 },
     { "stop", 0, Stop, 0, 0, 0, napi_default, 0 },
     { "close", 0, Close, 0, 0, 0, napi_default, 0 },
+    { "pingOpen", 0, PingOpen, 0, 0, 0, napi_default, 0 },
+    { "pingSend", 0, PingSend, 0, 0, 0, napi_default, 0 },
+    { "pingRecv", 0, PingRecv, 0, 0, 0, napi_default, 0 },
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   return exports;

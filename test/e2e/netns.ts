@@ -139,6 +139,34 @@ export function linuxRouter(name: string, net: number): { client: string; router
   return { client, router, server, outside: `192.168.${net}.1` };
 }
 
+// A server outside the virtual network: a namespace joined to the root namespace (where this process
+// and its sockets are) by a veth pair, 198.18.<n>.1/24 and 2001:db8:18:<n>::1/64 on the root side,
+// .2 and ::2 inside (RFC 2544 benchmarking space and documentation space: routed nowhere else).
+// <n> comes from the process id, so parallel runs do not collide.
+export function outsideServer(name: string): { ns: string; address: string; address6: string } {
+  const ns = `np-${run}-${name}`;
+  const n = process.pid % 250 + 1;
+  sh(['ip', 'netns', 'add', ns]);
+  made.netns.push(ns);
+  sh(['ip', 'link', 'set', 'lo', 'up'], { ns });
+  const dev = `np${run}${name}`.slice(0, 13);
+  sh(['ip', 'link', 'add', `${dev}o`, 'type', 'veth', 'peer', 'name', `${dev}i`, 'netns', ns]);
+  sh(['ip', 'addr', 'add', `198.18.${n}.1/24`, 'dev', `${dev}o`]);
+  sh(['ip', '-6', 'addr', 'add', `2001:db8:18:${n}::1/64`, 'dev', `${dev}o`, 'nodad']);
+  sh(['ip', 'link', 'set', `${dev}o`, 'up']);
+  sh(['ip', 'addr', 'add', `198.18.${n}.2/24`, 'dev', `${dev}i`], { ns });
+  sh(['ip', '-6', 'addr', 'add', `2001:db8:18:${n}::2/64`, 'dev', `${dev}i`, 'nodad'], { ns });
+  sh(['ip', 'link', 'set', `${dev}i`, 'up'], { ns });
+  return { ns, address: `198.18.${n}.2`, address6: `2001:db8:18:${n}::2` };
+}
+
+// Sets a sysctl of the root namespace for a test; the returned function restores the old value.
+export function setSysctl(key: string, value: string): () => void {
+  const old = sh(['sysctl', '-n', key]).trim().replace(/\s+/g, ' ');
+  sh(['sysctl', '-qw', `${key}=${value}`]);
+  return () => { sh(['sysctl', '-qw', `${key}=${old}`]); };
+}
+
 function exists(dev: string): boolean {
   try { execFileSync('ip', ['link', 'show', dev], { stdio: 'ignore' }); return true; } catch { return false; }
 }

@@ -1,0 +1,512 @@
+// The socket uplink: guests reach the world through this process's own sockets, without root, a TAP
+// device or NAT rules on the host, as passt, slirp4netns and gvproxy do. A router interface in
+// compartment 0 punts everything routed out of it (punt class 'uplink', docs/ABI.md "The punt area"):
+// the dataplane has already done conntrack, the guest port's ACLs and TTL, so this only carries what
+// left: UDP on a connected datagram socket per flow, TCP through the TCP engine (src/uplink/tcp.ts,
+// the TcpEngine contract), ICMP echo on unprivileged ping sockets (./ping.ts). Answers come back as
+// frames injected through a Pump on a port of the uplink's network with learning off, from a virtual
+// peer MAC to the interface's MAC, with the real remote address as source (no masquerade: the host's
+// sockets are the translation), so conntrack, NAT, ACLs and trace see them as the reply direction of
+// the connection the guest opened.
+//
+// TCP and UDP to a guest network's gateway address that nothing else takes (punt class 'host') go to
+// the host's loopback at the same port, as passt maps its gateway (hostLoopback: false refuses them,
+// RST / ICMP port unreachable). Their answers are injected on the guest's own network, from the
+// gateway's MAC and address, as the DHCP server's are.
+//
+// Host resources are what a guest can exhaust, so each guest address (the packets' source) has
+// limits on open sockets per kind; what is not carried is a refusal counted under a named reason
+// (stats()), never an exception. UDP flows close after the idle time of conntrack's UDP (30 s, 120 s
+// once the remote answered), ping flows after 30 s.
+import { createSocket, type Socket as DgramSocket } from 'node:dgram';
+import { connect as netConnect } from 'node:net';
+import { readFileSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
+import type { Switch, SwitchPort, PuntInfo } from '../switch.js';
+import type { PuntClass } from '../abi.js';
+import { NetplaneError } from '../abi.js';
+import { parseMac, formatIPv4, formatIPv6 } from '../frames.js';
+import { Pump } from '../transports/pump.js';
+import {
+  parseFrame, checksumOk, udpPacket, echoReply, unreachable, resetFor, frame, port,
+  PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, type IpPacket, type UNREACH,
+} from './packet.js';
+import { PingSocket, PingError } from './ping.js';
+
+// ---- the TCP engine's contract (COMMON13.md; src/uplink/tcp.ts implements it) ----
+export interface TcpFlowKey { v6: boolean; src: string; sport: number; dst: string; dport: number }
+export interface TcpEngineOptions {
+  send(packet: Uint8Array): void;
+  open(key: TcpFlowKey): Promise<Duplex>;
+  now?: () => number; maxFlows?: number; mss?: number;
+}
+export interface TcpEngineLike {
+  input(packet: Uint8Array): void;
+  flows(): unknown[];
+  close(): void;
+}
+export type TcpEngineFactory = (opts: TcpEngineOptions) => TcpEngineLike;
+
+export interface UplinkLimits { tcp: number; udp: number; ping: number }
+
+export interface SocketUplinkOptions {
+  interface: number;             // the router interface whose routes lead out (punt class 'uplink' set on it)
+  host?: number[];               // guest interfaces whose gateway addresses reach the host's loopback (punt class 'host' set on them)
+  hostLoopback?: boolean;        // carry 'host' punts to 127.0.0.1 / ::1 (default true); false: refuse them
+  limits?: Partial<UplinkLimits>;// open host sockets per guest address (default 256 TCP, 256 UDP, 16 ping)
+  udpTimeout?: number;           // ms a UDP flow lives idle (default 30000)
+  udpRepliedTimeout?: number;    // ... once the remote answered (default 120000)
+  pingTimeout?: number;          // ms a ping flow lives idle (default 30000)
+  peerMac?: string;              // the virtual peer the answers come from (default 02:6e:70:ff:ff:fe)
+  clock?: () => number;          // ms, for idle times (default Date.now)
+  sweepInterval?: number;        // ms between idle sweeps (default 1000; 0: none, call sweep())
+  tcp?: TcpEngineFactory;        // the TCP engine; without one TCP is refused with RST (tcp_unavailable)
+  log?: (message: string) => void;
+}
+
+export const DEFAULT_LIMITS: UplinkLimits = { tcp: 256, udp: 256, ping: 16 };
+
+export const UPLINK_COUNTERS = [
+  'frames', 'injected', 'injection_refused', 'switch_frames_ignored',
+  'udp_flows', 'udp_closed', 'udp_tx', 'udp_rx', 'udp_tx_bytes', 'udp_rx_bytes',
+  'tcp_segments', 'tcp_opened', 'tcp_open_failed',
+  'ping_flows', 'ping_closed', 'ping_tx', 'ping_rx',
+  'icmp_errors_sent', 'icmp_from_guest',
+] as const;
+export const UPLINK_REFUSALS = [
+  'not_ip', 'truncated', 'fragment', 'ipv6_extension', 'bad_checksum', 'unsupported_protocol', 'icmp_not_echo',
+  'udp_limit', 'tcp_limit', 'ping_limit', 'udp_queue_full', 'udp_socket_error', 'ping_not_permitted',
+  'ping_unavailable', 'ping_send_failed', 'tcp_unavailable', 'host_loopback_off', 'host_unknown_guest',
+] as const;
+export type UplinkRefusal = typeof UPLINK_REFUSALS[number];
+
+export interface UplinkFlow {
+  protocol: 'tcp' | 'udp' | 'icmp';
+  via: 'uplink' | 'host';
+  guest: string;                 // the guest's end, address:port ([v6]:port), or address#id for echo
+  remote: string;                // the remote end as the guest addressed it
+  local?: string;                // the host socket's local end
+  peer?: string;                 // the host socket's remote end (the loopback for 'host')
+  idle?: number;                 // ms since the last packet
+  replied?: boolean;
+  txBytes?: number; rxBytes?: number;
+  tcp?: unknown;                 // the TCP engine's own record
+}
+
+const PEER_MAC = '02:6e:70:ff:ff:fe';
+const UDP_QUEUE = 32;            // datagrams held while a new flow's socket connects
+const QUOTE = 576;               // bytes of the last datagram kept for an ICMP error's quote
+
+const hostPort = (a: string, p: number): string => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
+const attached = new WeakMap<Switch, SocketUplink>();
+
+interface Inject { (ip: Uint8Array): void }
+interface Endpoint { tcp: number; udp: number; ping: number }
+
+interface UdpFlow {
+  key: string; via: 'uplink' | 'host'; v6: boolean;
+  guest: Uint8Array; guestText: string; sport: number;
+  remote: Uint8Array; remoteText: string; dport: number;
+  target: string; socket: DgramSocket; ready: boolean; queue: Buffer[];
+  lastSeen: number; replied: boolean; last: Uint8Array; inject: Inject;
+  txBytes: number; rxBytes: number;
+}
+interface PingFlow {
+  key: string; v6: boolean; guest: Uint8Array; guestText: string; remote: Uint8Array; remoteText: string;
+  id: number; socket: PingSocket; lastSeen: number; replied: boolean; inject: Inject; last: Uint8Array;
+}
+
+export class SocketUplink {
+  private readonly counters = Object.fromEntries(UPLINK_COUNTERS.map((c) => [c, 0])) as Record<typeof UPLINK_COUNTERS[number], number>;
+  private readonly refusals = Object.fromEntries(UPLINK_REFUSALS.map((c) => [c, 0])) as Record<UplinkRefusal, number>;
+  private readonly udp = new Map<string, UdpFlow>();
+  private readonly ping = new Map<string, PingFlow>();
+  private readonly endpoints = new Map<string, Endpoint>();
+  private readonly guests = new Map<string, { inject: Inject }>();   // guest address -> its 'host' injection
+  private readonly hostPorts = new Map<number, SwitchPort>();         // guest interface -> injection port
+  private readonly limits: UplinkLimits;
+  private readonly pump: Pump;
+  private readonly port: SwitchPort;
+  private readonly peerMac: Uint8Array;
+  private readonly ifaceMac: Uint8Array;
+  private readonly clock: () => number;
+  private readonly log: (m: string) => void;
+  private readonly tcpUplink?: TcpEngineLike;
+  private readonly tcpHost?: TcpEngineLike;
+  private readonly timer?: ReturnType<typeof setInterval>;
+  private readonly added: Array<[number, PuntClass]> = [];
+  private readonly said = new Set<string>();
+  private closed = false;
+
+  // Attaches a socket uplink to switch `sw`'s router interface `o.interface` (one per switch).
+  static attach(sw: Switch, o: SocketUplinkOptions): SocketUplink {
+    if (attached.has(sw)) throw new NetplaneError('interface', 'this switch already has a socket uplink');
+    const u = new SocketUplink(sw, o);
+    attached.set(sw, u);
+    return u;
+  }
+
+  private constructor(readonly sw: Switch, readonly o: SocketUplinkOptions) {
+    const f = sw.router.interfaces.get(o.interface);
+    if (!f) throw new NetplaneError('interface', `no interface ${o.interface}`);
+    for (const h of o.host ?? []) if (!sw.router.interfaces.has(h)) throw new NetplaneError('host', `no interface ${h}`);
+    this.limits = { ...DEFAULT_LIMITS, ...(o.limits ?? {}) };
+    for (const k of ['tcp', 'udp', 'ping'] as const) {
+      const v = this.limits[k];
+      if (!Number.isInteger(v) || v < 0 || v > 65535) throw new NetplaneError(`limits.${k}`, `expected an integer from 0 to 65535, got ${v}`);
+    }
+    for (const k of ['udpTimeout', 'udpRepliedTimeout', 'pingTimeout', 'sweepInterval'] as const) {
+      const v = o[k];
+      if (v !== undefined && (!Number.isFinite(v) || v < 0)) throw new NetplaneError(k, `expected a number of ms, got ${v}`);
+    }
+    try { this.peerMac = parseMac(o.peerMac ?? PEER_MAC); } catch (e) { throw new NetplaneError('peerMac', (e as Error).message); }
+    this.ifaceMac = parseMac(f.mac);
+    this.clock = o.clock ?? Date.now;
+    this.log = o.log ?? ((m) => console.error(m));
+    this.pump = Pump.of(sw);
+    this.port = sw.addPort({ network: f.network, vlan: f.vlan, learning: false });
+    // What the switch floods to the injection port (the router's own frames, other guests' broadcasts
+    // on the uplink network) is not the host's: counted and dropped.
+    this.port.onFrame(() => { this.counters.switch_frames_ignored++; });
+    this.addPunt(o.interface, 'uplink');
+    for (const h of o.host ?? []) this.addPunt(h, 'host');
+    if (o.tcp) {
+      const now = () => this.clock();
+      this.tcpUplink = o.tcp({ send: (p) => this.injectUplink(p), open: (k) => this.openTcp(k, false), now });
+      this.tcpHost = o.tcp({ send: (p) => this.injectHost(p), open: (k) => this.openTcp(k, true), now });
+    }
+    sw.onPunt('uplink', (fr, info) => this.punted(fr, info));
+    sw.onPunt('host', (fr, info) => this.punted(fr, info));
+    const every = o.sweepInterval ?? 1000;
+    if (every > 0) {
+      this.timer = setInterval(() => this.sweep(), every);
+      this.timer.unref?.();
+    }
+  }
+
+  private addPunt(id: number, c: PuntClass): void {
+    const f = this.sw.router.interfaces.get(id)!;
+    if (f.punt.includes(c)) return;
+    this.sw.router.setPunt(id, [...f.punt, c]);
+    this.added.push([id, c]);
+  }
+
+  // Counters by name, refusals as refused_<reason>.
+  stats(): Record<string, number> {
+    const s: Record<string, number> = { ...this.counters };
+    for (const [k, v] of Object.entries(this.refusals)) s[`refused_${k}`] = v;
+    s.udp_open = this.udp.size;
+    s.ping_open = this.ping.size;
+    return s;
+  }
+
+  // Every flow the uplink carries, with its host socket, for `netplane ct`.
+  flows(): UplinkFlow[] {
+    const now = this.clock();
+    const out: UplinkFlow[] = [];
+    for (const f of this.udp.values()) {
+      let local: string | undefined, peer: string | undefined;
+      try { const a = f.socket.address(); local = hostPort(a.address, a.port); } catch { /* not bound yet */ }
+      try { const a = f.socket.remoteAddress(); peer = hostPort(a.address, a.port); } catch { /* not connected yet */ }
+      out.push({ protocol: 'udp', via: f.via, guest: hostPort(f.guestText, f.sport), remote: hostPort(f.remoteText, f.dport), local, peer,
+        idle: now - f.lastSeen, replied: f.replied, txBytes: f.txBytes, rxBytes: f.rxBytes });
+    }
+    for (const f of this.ping.values()) {
+      out.push({ protocol: 'icmp', via: 'uplink', guest: `${f.guestText}#${f.id}`, remote: f.remoteText, peer: f.remoteText, idle: now - f.lastSeen, replied: f.replied });
+    }
+    for (const [e, via] of [[this.tcpUplink, 'uplink'], [this.tcpHost, 'host']] as const) {
+      for (const t of e?.flows() ?? []) {
+        const k = (t as { key?: TcpFlowKey }).key;
+        const r = t as { local?: string; remote?: string };
+        out.push({ protocol: 'tcp', via, guest: k ? hostPort(k.src, k.sport) : '', remote: k ? hostPort(k.dst, k.dport) : '', local: r.local, peer: r.remote, tcp: t });
+      }
+    }
+    return out;
+  }
+
+  // Closes the flows idle past their time.
+  sweep(): void {
+    const now = this.clock();
+    const udpIdle = this.o.udpTimeout ?? 30_000, udpReplied = this.o.udpRepliedTimeout ?? 120_000;
+    for (const f of this.udp.values()) if (now - f.lastSeen >= (f.replied ? udpReplied : udpIdle)) this.closeUdp(f);
+    const pingIdle = this.o.pingTimeout ?? 30_000;
+    for (const f of this.ping.values()) if (now - f.lastSeen >= pingIdle) this.closePing(f);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const f of this.udp.values()) this.closeUdp(f);
+    for (const f of this.ping.values()) this.closePing(f);
+    this.tcpUplink?.close();
+    this.tcpHost?.close();
+    this.sw.onPunt('uplink', undefined);
+    this.sw.onPunt('host', undefined);
+    for (const [id, c] of this.added) {
+      const f = this.sw.router.interfaces.get(id);
+      if (f) this.sw.router.setPunt(id, f.punt.filter((x) => x !== c));
+    }
+    this.port.onFrame(undefined);
+    if (this.sw.ports.get(this.port.id) === this.port) this.sw.removePort(this.port.id);
+    for (const p of this.hostPorts.values()) if (this.sw.ports.get(p.id) === p) this.sw.removePort(p.id);
+    attached.delete(this.sw);
+  }
+
+  // ---- from the dataplane ----
+
+  private punted(fr: Uint8Array, info: PuntInfo): void {
+    if (this.closed) return;
+    this.counters.frames++;
+    const p = parseFrame(fr);
+    if (typeof p === 'string') return this.refuse(p);
+    const via = info.reason === 'host' ? 'host' : 'uplink';
+    if (via === 'host') this.noteGuest(p, fr, info.interface);
+    if (p.protocol === PROTO_TCP) return this.tcp(p, via);
+    if (p.protocol !== PROTO_UDP && p.protocol !== PROTO_ICMP && p.protocol !== PROTO_ICMPV6) return this.refuse('unsupported_protocol');
+    if (!checksumOk(p)) return this.refuse('bad_checksum');
+    if (p.protocol === PROTO_UDP) return this.udpIn(p, via);
+    const type = p.l4[0];
+    if (type === (p.v6 ? 128 : 8) && p.l4.length >= 8 && via === 'uplink') return this.pingIn(p);
+    // An error the guest sends about an answer (port unreachable for a late reply): the socket is not
+    // told, the flow ends by its idle time.
+    if (p.v6 ? type < 128 : type === 3 || type === 11 || type === 12) { this.counters.icmp_from_guest++; return; }
+    this.refuse('icmp_not_echo');
+  }
+
+  private refuse(r: UplinkRefusal): void { this.refusals[r]++; }
+
+  private once(key: string, message: string): void {
+    if (this.said.has(key)) return;
+    this.said.add(key);
+    this.log(message);
+  }
+
+  // ---- to the guest ----
+
+  private injectUplink(ip: Uint8Array): void {
+    if (this.closed) return;
+    if (this.pump.receive(this.port, frame(this.ifaceMac, this.peerMac, ip))) this.counters.injected++;
+    else this.counters.injection_refused++;
+  }
+
+  // A 'host' answer: to the guest (the packet's destination) on its own network, from its gateway.
+  private injectHost(ip: Uint8Array): void {
+    const dst = ip[0] >> 4 === 6 ? formatIPv6(ip, 24) : formatIPv4(ip, 16);
+    const g = this.guests.get(dst);
+    if (!g) return this.refuse('host_unknown_guest');
+    g.inject(ip);
+  }
+
+  private noteGuest(p: IpPacket, fr: Uint8Array, iface: number): void {
+    if (this.guests.has(p.srcText)) return;
+    const f = this.sw.router.interfaces.get(iface);
+    if (!f) return;
+    let port = this.hostPorts.get(iface);
+    if (!port) {
+      port = this.sw.addPort({ network: f.network, vlan: f.vlan, learning: false });
+      port.onFrame(() => { this.counters.switch_frames_ignored++; });
+      this.hostPorts.set(iface, port);
+    }
+    const guestMac = fr.slice(6, 12), gwMac = parseMac(f.mac), sp = port;
+    this.guests.set(p.srcText, {
+      inject: (ip) => {
+        if (this.closed) return;
+        if (this.pump.receive(sp, frame(guestMac, gwMac, ip))) this.counters.injected++;
+        else this.counters.injection_refused++;
+      },
+    });
+  }
+
+  private endpoint(guest: string): Endpoint {
+    let e = this.endpoints.get(guest);
+    if (!e) this.endpoints.set(guest, (e = { tcp: 0, udp: 0, ping: 0 }));
+    return e;
+  }
+  private release(guest: string, kind: keyof Endpoint): void {
+    const e = this.endpoints.get(guest);
+    if (!e) return;
+    e[kind]--;
+    if (e.tcp + e.udp + e.ping <= 0) this.endpoints.delete(guest);
+  }
+
+  private errorToGuest(inject: Inject, from: Uint8Array, quoted: Uint8Array, kind: keyof typeof UNREACH): void {
+    this.counters.icmp_errors_sent++;
+    inject(unreachable(from, quoted, kind));
+  }
+
+  // ---- UDP ----
+
+  private udpIn(p: IpPacket, via: 'uplink' | 'host'): void {
+    if (p.l4.length < 8) return this.refuse('truncated');
+    const sport = port(p.l4, 0), dport = port(p.l4, 2);
+    const key = `${p.srcText}|${sport}|${p.dstText}|${dport}`;
+    let f = this.udp.get(key);
+    const now = this.clock();
+    if (!f) {
+      const inject: Inject = via === 'host' ? (ip) => this.injectHost(ip) : (ip) => this.injectUplink(ip);
+      if (via === 'host' && this.o.hostLoopback === false) {
+        this.refuse('host_loopback_off');
+        return this.errorToGuest(inject, p.dst.slice(), p.ip.slice(0, QUOTE), 'port');
+      }
+      const e = this.endpoint(p.srcText);
+      if (e.udp >= this.limits.udp) return this.refuse('udp_limit');
+      e.udp++;
+      f = this.openUdp(key, p, sport, dport, via, inject, now);
+    }
+    f.lastSeen = now;
+    f.last = p.ip.slice(0, QUOTE);
+    const payload = Buffer.from(p.l4.subarray(8, Math.max(8, Math.min(p.l4.length, port(p.l4, 4)))));
+    f.txBytes += payload.length;
+    this.counters.udp_tx++;
+    this.counters.udp_tx_bytes += payload.length;
+    if (f.ready) f.socket.send(payload);
+    else if (f.queue.length < UDP_QUEUE) f.queue.push(payload);
+    else this.refuse('udp_queue_full');
+  }
+
+  private openUdp(key: string, p: IpPacket, sport: number, dport: number, via: 'uplink' | 'host', inject: Inject, now: number): UdpFlow {
+    const socket = createSocket({ type: p.v6 ? 'udp6' : 'udp4' });
+    const target = via === 'host' ? (p.v6 ? '::1' : '127.0.0.1') : p.dstText;
+    const f: UdpFlow = {
+      key, via, v6: p.v6, guest: p.src.slice(), guestText: p.srcText, sport, remote: p.dst.slice(), remoteText: p.dstText, dport,
+      target, socket, ready: false, queue: [], lastSeen: now, replied: false, last: p.ip.slice(0, QUOTE), inject, txBytes: 0, rxBytes: 0,
+    };
+    this.udp.set(key, f);
+    this.counters.udp_flows++;
+    socket.on('message', (msg) => {
+      if (this.udp.get(key) !== f) return;
+      f.replied = true;
+      f.lastSeen = this.clock();
+      f.rxBytes += msg.length;
+      this.counters.udp_rx++;
+      this.counters.udp_rx_bytes += msg.length;
+      inject(udpPacket(f.remote, f.dport, f.guest, f.sport, msg));
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.udp.get(key) !== f) return;
+      // The kernel reports an ICMP error for a connected socket on its next receive: port unreachable
+      // as ECONNREFUSED, the others as EHOSTUNREACH / ENETUNREACH. The guest gets the same error.
+      const kind = err.code === 'ECONNREFUSED' ? 'port' : err.code === 'EHOSTUNREACH' ? 'host' : err.code === 'ENETUNREACH' ? 'net' : undefined;
+      if (kind) this.errorToGuest(inject, f.remote, f.last, kind);
+      else {
+        this.refuse('udp_socket_error');
+        this.once(`udp ${err.code}`, `netplane uplink: UDP socket to ${hostPort(target, dport)}: ${err.message}`);
+      }
+      if (!f.ready) this.closeUdp(f);
+    });
+    socket.connect(dport, target, () => {
+      if (this.udp.get(key) !== f) return;
+      f.ready = true;
+      for (const d of f.queue.splice(0)) socket.send(d);
+    });
+    return f;
+  }
+
+  private closeUdp(f: UdpFlow): void {
+    if (this.udp.get(f.key) !== f) return;
+    this.udp.delete(f.key);
+    this.release(f.guestText, 'udp');
+    this.counters.udp_closed++;
+    try { f.socket.close(); } catch { /* already closed */ }
+  }
+
+  // ---- ICMP echo ----
+
+  private pingIn(p: IpPacket): void {
+    const id = port(p.l4, 4);
+    const key = `${p.srcText}|${p.dstText}|${id}`;
+    let f = this.ping.get(key);
+    const inject: Inject = (ip) => this.injectUplink(ip);
+    if (!f) {
+      const e = this.endpoint(p.srcText);
+      if (e.ping >= this.limits.ping) return this.refuse('ping_limit');
+      let socket: PingSocket;
+      const box: { f?: PingFlow } = {};
+      try {
+        socket = new PingSocket(p.v6, (msg) => this.pingReply(box.f!, msg));
+      } catch (err) {
+        const code = err instanceof PingError ? err.code : 'EINVAL';
+        if (code === 'ENATIVE') {
+          this.refuse('ping_unavailable');
+          this.once('ping native', `netplane uplink: ICMP echo is not carried: ${(err as Error).message}`);
+        } else {
+          this.refuse('ping_not_permitted');
+          let range = '?';
+          try { range = readFileSync('/proc/sys/net/ipv4/ping_group_range', 'utf8').trim().replace(/\s+/, ' '); } catch { /* not Linux */ }
+          this.once('ping denied', `netplane uplink: ICMP echo is not carried: ping sockets are not permitted (${code}); ` +
+            `sysctl net.ipv4.ping_group_range is "${range}" and must include group ${process.getgid?.() ?? '?'} ` +
+            `(e.g. sysctl -w net.ipv4.ping_group_range="0 2147483647")`);
+        }
+        return this.errorToGuest(inject, p.dst.slice(), p.ip.slice(0, QUOTE), 'admin');
+      }
+      e.ping++;
+      f = box.f = { key, v6: p.v6, guest: p.src.slice(), guestText: p.srcText, remote: p.dst.slice(), remoteText: p.dstText, id, socket, lastSeen: 0, replied: false, inject, last: p.ip.slice(0, QUOTE) };
+      this.ping.set(key, f);
+      this.counters.ping_flows++;
+    }
+    f.lastSeen = this.clock();
+    f.last = p.ip.slice(0, QUOTE);
+    const r = f.socket.send(p.dstText, p.l4.slice());
+    if (typeof r === 'string') {
+      const kind = r === 'ENETUNREACH' ? 'net' : r === 'EHOSTUNREACH' ? 'host' : undefined;
+      if (kind) return this.errorToGuest(inject, p.dst.slice(), f.last, kind);
+      this.refuse('ping_send_failed');
+      return this.once(`ping ${r}`, `netplane uplink: ICMP echo to ${p.dstText}: ${r}`);
+    }
+    this.counters.ping_tx++;
+  }
+
+  private pingReply(f: PingFlow | undefined, msg: Uint8Array): void {
+    if (!f || this.ping.get(f.key) !== f || msg.length < 8 || msg[0] !== (f.v6 ? 129 : 0)) return;
+    f.replied = true;
+    f.lastSeen = this.clock();
+    this.counters.ping_rx++;
+    f.inject(echoReply(f.remote, f.guest, msg, f.id));
+  }
+
+  private closePing(f: PingFlow): void {
+    if (this.ping.get(f.key) !== f) return;
+    this.ping.delete(f.key);
+    this.release(f.guestText, 'ping');
+    this.counters.ping_closed++;
+    f.socket.close();
+  }
+
+  // ---- TCP ----
+
+  private tcp(p: IpPacket, via: 'uplink' | 'host'): void {
+    this.counters.tcp_segments++;
+    const engine = via === 'host' ? this.tcpHost : this.tcpUplink;
+    if (!engine) {
+      this.refuse('tcp_unavailable');
+      const rst = resetFor(p);
+      if (rst) (via === 'host' ? this.injectHost(rst) : this.injectUplink(rst));
+      return;
+    }
+    engine.input(p.ip.slice());
+  }
+
+  // The host side of a guest's new connection: a TCP socket to the real destination, or to the
+  // loopback for 'host'. Rejections carry an errno name (the engine answers RST or ICMP).
+  private openTcp(k: TcpFlowKey, host: boolean): Promise<Duplex> {
+    const refuse = (code: string, why?: UplinkRefusal) => {
+      if (why) this.refuse(why);
+      return Promise.reject(Object.assign(new Error(code), { code }));
+    };
+    if (this.closed) return refuse('ECONNREFUSED');
+    if (host && this.o.hostLoopback === false) return refuse('ECONNREFUSED', 'host_loopback_off');
+    const e = this.endpoint(k.src);
+    if (e.tcp >= this.limits.tcp) return refuse('ECONNREFUSED', 'tcp_limit');
+    e.tcp++;
+    return new Promise((resolve, reject) => {
+      const s = netConnect({ host: host ? (k.v6 ? '::1' : '127.0.0.1') : k.dst, port: k.dport });
+      let released = false;
+      const release = () => { if (!released) { released = true; this.release(k.src, 'tcp'); } };
+      s.once('close', release);
+      let open = false;
+      s.once('connect', () => { open = true; this.counters.tcp_opened++; resolve(s); });
+      s.once('error', (err) => { if (!open) { this.counters.tcp_open_failed++; release(); reject(err); } });
+    });
+  }
+}

@@ -1,0 +1,333 @@
+// The socket uplink (src/uplink/): a guest simulated by frames reaches real sockets through the
+// host's own sockets. In process: a switch with a guest network (gateway 10.0.0.1 / fd00::1, punt
+// host) and the uplink interface (punt uplink, default routes on-link to it); UDP to a dgram server on
+// the host's loopback through the gateway address, UDP and ICMP echo to a server in a network
+// namespace joined to the root namespace by a veth pair ("outside the virtual network"), ICMP port
+// unreachable from a refused UDP socket, per-guest limits, idle timeouts, ACLs, trace, TCP through a
+// stand-in engine (the TcpEngine contract). End to end: a Linux host in a namespace on a TAP does the
+// same with nc and ping.
+//
+//   port 0  guest A 10.0.0.2 / fd00::2    ┐
+//   port 1  guest B 10.0.0.3              ┴─ network 1 ── if 0  10.0.0.1/24 fd00::1/64 (punt host)
+//   (the uplink's injection port)  ── network 5 ── if 1  100.64.0.1/24 fd00:64::1/64 (punt uplink)
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createSocket, type Socket as DgramSocket } from 'node:dgram';
+import { createServer, type Server } from 'node:net';
+import { type Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { Switch } from '../src/dataplane.js';
+import { Pump } from '../src/transports/pump.js';
+import { SocketUplink, type SocketUplinkOptions, type TcpEngineOptions, type TcpFlowKey } from '../src/uplink/index.js';
+import { ethernet, ipv4, ipv6, udp, tcp, icmp, icmpv6, dissect, type Dissection } from '../src/frames.js';
+import { requirements, outsideServer, setSysctl, background, linuxHost, exec, sh, teardown } from './e2e/netns.js';
+
+const A = { mac: '02:00:00:00:00:0a', ip: '10.0.0.2', ip6: 'fd00::2' };
+const B = { mac: '02:00:00:00:00:0b', ip: '10.0.0.3' };
+const GW = { mac: '02:6e:70:00:00:00', ip: '10.0.0.1', ip6: 'fd00::1' };
+
+const missing = requirements();
+if (missing) throw new Error(missing);
+
+const server = outsideServer('upsrv');
+const PING_ALLOWED = '0 2147483647';
+// The host's ping_group_range as found: tests that need ping sockets set it and put it back.
+const withPing = async (f: () => Promise<void>) => {
+  const restore = setSysctl('net.ipv4.ping_group_range', PING_ALLOWED);
+  try { await f(); } finally { restore(); }
+};
+
+function rig(opts: Partial<SocketUplinkOptions> = {}) {
+  const sw = new Switch({ maxPorts: 8 });
+  const got: Array<{ port: number; frame: Uint8Array; d: Dissection }> = [];
+  sw.addPort({ network: 1 });
+  sw.addPort({ network: 1 });
+  for (const p of [0, 1]) sw.port(p).onFrame((f) => got.push({ port: p, frame: f.slice(), d: dissect(f) }));
+  const rt = sw.router;
+  rt.addInterface({ id: 0, network: 1, address: '10.0.0.1/24', address6: 'fd00::1/64' });
+  rt.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', address6: 'fd00:64::1/64', mtu: 65535 });
+  rt.addRoute({ destination: '0.0.0.0/0', interface: 1 });
+  rt.addRoute({ destination: '::/0', interface: 1 });
+  const logs: string[] = [];
+  const up = SocketUplink.attach(sw, { interface: 1, host: [0], log: (m) => logs.push(m), ...opts });
+  const pump = Pump.of(sw);
+  const send = (port: number, frame: Uint8Array) => { pump.receive(sw.port(port), frame); };
+  return { sw, rt, up, got, send, logs };
+}
+
+const guestUdp = (dst: string, sport: number, dport: number, payload: string, who: { mac: string; ip: string } = A) =>
+  ethernet({ src: who.mac, dst: GW.mac, payload: ipv4({ src: who.ip, dst, payload: udp({ srcPort: sport, dstPort: dport, payload: new TextEncoder().encode(payload) }) }) });
+const guestUdp6 = (dst: string, sport: number, dport: number, payload: string) =>
+  ethernet({ src: A.mac, dst: GW.mac, payload: ipv6({ src: A.ip6, dst, payload: udp({ srcPort: sport, dstPort: dport, payload: new TextEncoder().encode(payload) }) }) });
+const text = (d: Dissection) => new TextDecoder().decode(d.payload);
+
+
+// A UDP echo server: answers "echo:<payload>".
+async function echoServer(type: 'udp4' | 'udp6', address: string): Promise<DgramSocket> {
+  const s = createSocket(type);
+  s.on('message', (m, r) => s.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address));
+  await new Promise<void>((ok) => s.bind(0, address, ok));
+  return s;
+}
+
+async function until<T>(what: string, f: () => T | undefined, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+// The echo server in the outside namespace (test/e2e/echo-server.mjs), and its TCP file.
+const outsidePort = 7007;
+background(server.ns, `${process.execPath} ${fileURLToPath(new URL('./e2e/echo-server.mjs', import.meta.url))} ${outsidePort}`);
+await until('the outside server', () => /:7007\b[\s\S]*:7007\b/.test(sh(['ss', '-uln'], { ns: server.ns })), 10000);
+
+test('UDP to the gateway address reaches a dgram server on the host\'s 127.0.0.1 / ::1 (reason host), answered from the gateway', async () => {
+  const { up, got, send } = rig();
+  const s4 = await echoServer('udp4', '127.0.0.1'), s6 = await echoServer('udp6', '::1');
+  try {
+    send(0, guestUdp(GW.ip, 40000, s4.address().port, 'hi'));
+    send(0, guestUdp6(GW.ip6, 40001, s6.address().port, 'hi6'));
+    await until('both answers', () => got.length >= 2);
+    const r4 = got.find((g) => g.d.ipv4)!, r6 = got.find((g) => g.d.ipv6)!;
+    assert.is(r4.port, 0);
+    assert.equal([r4.d.src, r4.d.dst, r4.d.ipv4!.src, r4.d.ipv4!.dst, r4.d.udp!.srcPort, r4.d.udp!.dstPort], [GW.mac, A.mac, GW.ip, A.ip, s4.address().port, 40000]);
+    assert.is(text(r4.d), 'echo:hi');
+    assert.is(r4.d.udp!.checksumOk, true);
+    assert.is(r4.d.ipv4!.checksumOk, true);
+    assert.equal([r6.d.ipv6!.src, r6.d.ipv6!.dst, r6.d.udp!.checksumOk], [GW.ip6, A.ip6, true]);
+    assert.is(text(r6.d), 'echo:hi6');
+    const f = up.flows().filter((x) => x.protocol === 'udp');
+    assert.is(f.length, 2);
+    assert.ok(f.every((x) => x.via === 'host' && x.replied));
+    assert.ok(f.some((x) => x.peer === `127.0.0.1:${s4.address().port}`), JSON.stringify(f));
+    assert.ok(f.some((x) => x.peer === `[::1]:${s6.address().port}`), JSON.stringify(f));
+    assert.is(up.stats().udp_rx, 2);
+  } finally { up.close(); s4.close(); s6.close(); }
+});
+
+test('UDP to a server outside the virtual network, IPv4 and IPv6: replies injected from the remote address, conntrack sees them', async () => {
+  const { up, got, send, rt, sw } = rig();
+  try {
+    send(0, guestUdp(server.address, 41000, outsidePort, 'ping4'));
+    send(0, guestUdp6(server.address6, 41001, outsidePort, 'ping6'));
+    await until('both answers', () => got.length >= 2, 8000);
+    const r4 = got.find((g) => g.d.ipv4)!, r6 = got.find((g) => g.d.ipv6)!;
+    assert.equal([r4.d.src, r4.d.dst, r4.d.ipv4!.src, r4.d.ipv4!.dst, r4.d.udp!.srcPort, r4.d.udp!.dstPort, text(r4.d)],
+      [GW.mac, A.mac, server.address, A.ip, outsidePort, 41000, 'ping4'], 'routed to A by the router: not masqueraded');
+    assert.equal([r6.d.ipv6!.src, r6.d.ipv6!.dst, text(r6.d)], [server.address6, A.ip6, 'ping6']);
+    const conns = rt.connections().filter((c) => c.protocol === 17);
+    assert.is(conns.length, 2, JSON.stringify(conns));
+    assert.ok(conns.every((c) => c.seenReply), JSON.stringify(conns));
+    const flows = up.flows().filter((f) => f.via === 'uplink');
+    assert.ok(flows.some((f) => f.peer === `${server.address}:${outsidePort}` && f.guest === `${A.ip}:41000` && /^\d+\.\d+\.\d+\.\d+:\d+$/.test(f.local ?? '')), JSON.stringify(flows));
+    assert.is(sw.counters().stats.punted, 2);
+  } finally { up.close(); }
+});
+
+test('a refused UDP port outside (ECONNREFUSED on the connected socket) becomes ICMP port unreachable to the guest', async () => {
+  const { up, got, send } = rig();
+  try {
+    send(0, guestUdp(server.address, 41002, 9, 'anyone?'));
+    // The kernel reports the ICMP error on the socket's next receive; a second datagram makes sure.
+    await new Promise((r) => setTimeout(r, 100));
+    send(0, guestUdp(server.address, 41002, 9, 'anyone?'));
+    const e = await until('port unreachable', () => got.find((g) => g.d.icmp));
+    assert.equal([e.d.icmp!.type, e.d.icmp!.code, e.d.ipv4!.src, e.d.ipv4!.dst, e.d.dst], [3, 3, server.address, A.ip, A.mac]);
+    assert.is(e.d.icmp!.checksumOk, true);
+    assert.ok(up.stats().icmp_errors_sent >= 1);
+  } finally { up.close(); }
+});
+
+test('ICMP echo through ping sockets (ping_group_range set for the test), the guest\'s identifier kept', async () => {
+  await withPing(async () => {
+    const { up, got, send } = rig();
+    try {
+      const echo = (seq: number) => ethernet({ src: A.mac, dst: GW.mac, payload: ipv4({ src: A.ip, dst: server.address, payload: icmp({ type: 8, id: 0x4242, seq, payload: new Uint8Array(32).fill(seq) }) }) });
+      send(0, echo(1));
+      send(0, echo(2));
+      const echo6 = ethernet({ src: A.mac, dst: GW.mac, payload: ipv6({ src: A.ip6, dst: server.address6, payload: icmpv6({ type: 128, id: 0x4343, seq: 1, payload: new Uint8Array(8) }) }) });
+      send(0, echo6);
+      await until('three replies', () => got.length >= 3, 5000);
+      const r = got.filter((g) => g.d.icmp).map((g) => [g.d.icmp!.type, g.d.icmp!.id, g.d.icmp!.seq, g.d.icmp!.checksumOk, g.d.ipv4!.src, g.d.payload![0]]);
+      assert.equal(r.sort(), [[0, 0x4242, 1, true, server.address, 1], [0, 0x4242, 2, true, server.address, 2]]);
+      const r6 = got.find((g) => g.d.icmpv6)!;
+      assert.equal([r6.d.icmpv6!.type, r6.d.icmpv6!.id, r6.d.icmpv6!.checksumOk, r6.d.ipv6!.src], [129, 0x4343, true, server.address6]);
+      assert.is(up.stats().ping_flows, 2, 'one socket per (guest, remote, identifier)');
+      assert.ok(up.flows().some((f) => f.protocol === 'icmp' && f.guest === `${A.ip}#${0x4242}` && f.replied));
+    } finally { up.close(); }
+  });
+});
+
+test('ping sockets not permitted (ping_group_range "1 0"): a counted refusal, one log line naming the sysctl, admin-prohibited to the guest', async () => {
+  const restore = setSysctl('net.ipv4.ping_group_range', '1 0');
+  const { up, got, send, logs } = rig();
+  try {
+    for (const seq of [1, 2]) send(0, ethernet({ src: A.mac, dst: GW.mac, payload: ipv4({ src: A.ip, dst: server.address, payload: icmp({ type: 8, id: 7, seq }) }) }));
+    await until('two refusals', () => got.length >= 2);
+    assert.is(up.stats().refused_ping_not_permitted, 2);
+    assert.is(logs.length, 1, 'said once');
+    assert.match(logs[0], /net\.ipv4\.ping_group_range/);
+    assert.equal([got[0].d.icmp!.type, got[0].d.icmp!.code], [3, 13]);
+  } finally { up.close(); restore(); }
+});
+
+test('per-guest limits: the third UDP flow of a guest is refused (udp_limit), another guest is not', async () => {
+  const { up, got, send } = rig({ limits: { udp: 2 } });
+  try {
+    for (const sp of [42000, 42001, 42002]) send(0, guestUdp(server.address, sp, outsidePort, `a${sp}`));
+    send(1, guestUdp(server.address, 42000, outsidePort, 'b', B));
+    await until('three answers', () => got.length >= 3, 8000);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(got.map((g) => text(g.d)).sort(), ['a42000', 'a42001', 'b']);
+    const s = up.stats();
+    assert.is(s.refused_udp_limit, 1);
+    assert.is(s.udp_flows, 3);
+  } finally { up.close(); }
+});
+
+test('idle UDP flows close after 30 s, 120 s once answered (conntrack\'s UDP times), and release the guest\'s count', async () => {
+  let now = 0;
+  const { up, got, send } = rig({ clock: () => now, sweepInterval: 0, limits: { udp: 1 } });
+  try {
+    send(0, guestUdp(server.address, 43000, outsidePort, 'x'));
+    await until('answer', () => got.length >= 1, 8000);
+    send(0, guestUdp(server.address, 43001, 9, 'unanswered'));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.is(up.stats().refused_udp_limit, 1, 'the limit counts open sockets');
+    now = 30_000;
+    up.sweep();
+    assert.is(up.stats().udp_open, 1, 'an answered flow lives past 30 s');
+    now = 120_000;
+    up.sweep();
+    assert.is(up.stats().udp_open, 0);
+    send(0, guestUdp(server.address, 43001, outsidePort, 'y'));
+    await until('second answer', () => got.length >= 2, 8000);
+    assert.is(up.stats().udp_flows, 2, 'the released count lets a new flow open');
+  } finally { up.close(); }
+});
+
+test('an ACL blocking egress drops in the dataplane: nothing punted, no socket opened', async () => {
+  const { up, send, sw } = rig();
+  try {
+    sw.acls.setPortAcl(0, { rules: [{ Id: 'no-out', Action: 'Block', Direction: 'Out', Priority: 100, RemoteAddresses: `${server.address}/32` }] });
+    send(0, guestUdp(server.address, 44000, outsidePort, 'blocked'));
+    await new Promise((r) => setTimeout(r, 50));
+    const c = sw.counters();
+    assert.ok(c.stats.dropped >= 1, JSON.stringify(c.drops));
+    assert.is(c.stats.punted, 0);
+    assert.is(up.stats().frames, 0);
+    assert.is(up.stats().udp_flows, 0);
+  } finally { up.close(); }
+});
+
+test('trace shows the punt to the uplink', () => {
+  const { sw, up } = rig();
+  try {
+    const r = sw.trace(0, guestUdp(server.address, 45000, outsidePort, 't'));
+    assert.is(r.punted, 'uplink', r.text);
+    assert.match(r.text, /punted to the host \(uplink\), interface 1/);
+    assert.is(up.stats().frames, 0, 'a trace carries nothing');
+  } finally { up.close(); }
+});
+
+test('TCP without an engine: RST to the guest (tcp_unavailable); with one, open() connects to the destination or the loopback, limited per guest', async () => {
+  const plain = rig();
+  try {
+    plain.send(0, ethernet({ src: A.mac, dst: GW.mac, payload: ipv4({ src: A.ip, dst: server.address, payload: tcp({ srcPort: 46000, dstPort: 80, seq: 100, flags: 'S', window: 64240 }) }) }));
+    const r = await until('RST', () => plain.got.find((g) => g.d.tcp));
+    assert.is(r.d.tcp!.flagString.includes('R'), true, r.d.tcp!.flagString);
+    assert.is(r.d.tcp!.ack, 101);
+    assert.is(r.d.ipv4!.src, server.address);
+    assert.is(plain.up.stats().refused_tcp_unavailable, 1);
+  } finally { plain.up.close(); }
+
+  // A stand-in engine: opens the host side for every SYN it gets, and records how that went.
+  const results: Array<[string, string]> = [];
+  const engines: TcpEngineOptions[] = [];
+  const factory = (o: TcpEngineOptions) => {
+    engines.push(o);
+    return {
+      input(p: Uint8Array) {
+        const d = dissect(ethernet({ src: A.mac, dst: GW.mac, payload: { ethertype: 0x0800, bytes: p } }));
+        const key: TcpFlowKey = { v6: false, src: d.ipv4!.src, sport: d.tcp!.srcPort, dst: d.ipv4!.dst, dport: d.tcp!.dstPort };
+        o.open(key).then((s: Duplex) => { results.push([`${key.dst}:${key.dport}`, 'open']); s.destroy(); },
+          (e: NodeJS.ErrnoException) => results.push([`${key.dst}:${key.dport}`, e.code ?? '?']));
+      },
+      flows: () => [],
+      close() {},
+    };
+  };
+  const listener: Server = createServer((s) => s.end());
+  await new Promise<void>((ok) => listener.listen(0, '127.0.0.1', ok));
+  const lport = (listener.address() as { port: number }).port;
+  const { up, send } = rig({ tcp: factory, limits: { tcp: 1 } });
+  try {
+    assert.is(engines.length, 2, 'one engine for the uplink, one for the host');
+    const syn = (dst: string, dport: number, sport: number) => ethernet({ src: A.mac, dst: GW.mac, payload: ipv4({ src: A.ip, dst, payload: tcp({ srcPort: sport, dstPort: dport, seq: 1, flags: 'S', window: 64240 }) }) });
+    send(0, syn(GW.ip, lport, 47000));
+    await until('host open', () => results.length >= 1);
+    assert.equal(results[0], [`${GW.ip}:${lport}`, 'open'], 'the gateway address reached 127.0.0.1 at the same port');
+    await new Promise((r) => setTimeout(r, 50));   // the socket's close releases the count
+    send(0, syn(server.address, 9, 47001));
+    await until('refused outside', () => results.length >= 2);
+    assert.equal(results[1], [`${server.address}:9`, 'ECONNREFUSED'], 'a closed port outside');
+  } finally { up.close(); listener.close(); }
+  // The limit: a connection held open counts; the next one is refused without a socket.
+  const held: Duplex[] = [];
+  const hold = (o: TcpEngineOptions) => ({
+    input() { o.open({ v6: false, src: A.ip, sport: 1, dst: '127.0.0.1', dport: lport2 }).then((s) => held.push(s), (e: NodeJS.ErrnoException) => results.push(['limit', e.code ?? '?'])); },
+    flows: () => [], close() {},
+  });
+  const l2: Server = createServer(() => {});
+  await new Promise<void>((ok) => l2.listen(0, '127.0.0.1', ok));
+  const lport2 = (l2.address() as { port: number }).port;
+  const r2 = rig({ tcp: hold, limits: { tcp: 1 } });
+  try {
+    const seg = ethernet({ src: A.mac, dst: GW.mac, payload: ipv4({ src: A.ip, dst: server.address, payload: tcp({ srcPort: 1, dstPort: 1, seq: 1, flags: 'S', window: 1 }) }) });
+    r2.send(0, seg);
+    await until('held', () => held.length === 1);
+    r2.send(0, seg);
+    await until('limited', () => results.some((x) => x[0] === 'limit'));
+    assert.equal(results.find((x) => x[0] === 'limit'), ['limit', 'ECONNREFUSED']);
+    assert.is(r2.up.stats().refused_tcp_limit, 1);
+  } finally { r2.up.close(); for (const s of held) s.destroy(); l2.close(); }
+});
+
+test('attach refuses a second uplink and an unknown interface, naming the field; close restores the punt classes', () => {
+  const { sw, up, rt } = rig();
+  assert.equal(rt.interfaces.get(1)!.punt, ['uplink']);
+  assert.equal(rt.interfaces.get(0)!.punt, ['host']);
+  assert.throws(() => SocketUplink.attach(sw, { interface: 1 }), /socket uplink/);
+  up.close();
+  assert.equal(rt.interfaces.get(1)!.punt, []);
+  assert.equal(rt.interfaces.get(0)!.punt, []);
+  assert.throws(() => SocketUplink.attach(sw, { interface: 9 }), /no interface 9/);
+  assert.throws(() => SocketUplink.attach(sw, { interface: 1, limits: { udp: -1 } }), /limits\.udp/);
+});
+
+test('e2e: a Linux host on a TAP: UDP round trip with nc and ping through the uplink to a server outside', async () => {
+  const restore = setSysctl('net.ipv4.ping_group_range', PING_ALLOWED);
+  const sw = new Switch({ maxPorts: 8 });
+  let up: SocketUplink | undefined;
+  try {
+    const port = sw.addPort({ network: 1 }).id;
+    sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24' });
+    sw.router.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
+    sw.router.addRoute({ destination: '0.0.0.0/0', interface: 1 });
+    up = SocketUplink.attach(sw, { interface: 1, host: [0] });
+    const h = await linuxHost(sw, port, 'upg', { mac: A.mac, address: '10.0.0.2/24', gateway: '10.0.0.1' });
+    const u = await exec(h.ns, `echo hello-uplink | nc -u -w 2 ${server.address} ${outsidePort}`, 10000);
+    assert.match(u.out, /hello-uplink/, JSON.stringify(u));
+    const p = await exec(h.ns, `ping -c 2 -W 2 ${server.address}`, 10000);
+    assert.is(p.code, 0, p.out + p.err);
+    assert.match(p.out, /2 received/);
+    const s = up.stats();
+    assert.ok(s.udp_rx >= 1 && s.ping_rx >= 2, JSON.stringify(s));
+  } finally { up?.close(); restore(); await teardown(); }
+});
+
+test.run();
