@@ -29,7 +29,9 @@ const GW = { mac: '02:6e:70:00:00:00', ip: '10.0.0.1', ip6: 'fd00::1' };
 const missing = requirements();
 if (missing) throw new Error(missing);
 
-const server = outsideServer('upsrv');
+// Made before the first test, not at import: uvu runs every test file in one process, and another
+// file's teardown (test/e2e/netns.ts) would take it down before these tests run.
+let server: ReturnType<typeof outsideServer>;
 const PING_ALLOWED = '0 2147483647';
 // The host's ping_group_range as found: tests that need ping sockets set it and put it back.
 const withPing = async (f: () => Promise<void>) => {
@@ -82,8 +84,12 @@ async function until<T>(what: string, f: () => T | undefined, ms = 5000): Promis
 
 // The echo server in the outside namespace (test/e2e/echo-server.mjs), and its TCP file.
 const outsidePort = 7007;
-background(server.ns, `${process.execPath} ${fileURLToPath(new URL('./e2e/echo-server.mjs', import.meta.url))} ${outsidePort}`);
-await until('the outside server', () => /:7007\b[\s\S]*:7007\b/.test(sh(['ss', '-uln'], { ns: server.ns })), 10000);
+test.before(async () => {
+  server = outsideServer('upsrv');
+  background(server.ns, `${process.execPath} ${fileURLToPath(new URL('./e2e/echo-server.mjs', import.meta.url))} ${outsidePort}`);
+  await until('the outside server', () => /:7007\b[\s\S]*:7007\b/.test(sh(['ss', '-uln'], { ns: server.ns })), 10000);
+});
+test.after(() => teardown());
 
 test('UDP to the gateway address reaches a dgram server on the host\'s 127.0.0.1 / ::1 (reason host), answered from the gateway', async () => {
   const { up, got, send } = rig();
@@ -327,7 +333,7 @@ test('e2e: a Linux host on a TAP: UDP round trip with nc and ping through the up
     assert.match(p.out, /2 received/);
     const s = up.stats();
     assert.ok(s.udp_rx >= 1 && s.ping_rx >= 2, JSON.stringify(s));
-  } finally { up?.close(); restore(); await teardown(); }
+  } finally { up?.close(); restore(); }
 });
 
 test.run();
