@@ -216,9 +216,12 @@ export class SocketUplink {
     }
     for (const [e, via] of [[this.tcpUplink, 'uplink'], [this.tcpHost, 'host']] as const) {
       for (const t of e?.flows() ?? []) {
-        const k = (t as { key?: TcpFlowKey }).key;
-        const r = t as { local?: string; remote?: string };
-        out.push({ protocol: 'tcp', via, guest: k ? hostPort(k.src, k.sport) : '', remote: k ? hostPort(k.dst, k.dport) : '', local: r.local, peer: r.remote, tcp: t });
+        const r = t as { key?: TcpFlowKey; host?: { localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number }; toHost?: number; toGuest?: number };
+        const k = r.key, h = r.host;
+        out.push({ protocol: 'tcp', via, guest: k ? hostPort(k.src, k.sport) : '', remote: k ? hostPort(k.dst, k.dport) : '',
+          local: h?.localAddress !== undefined ? hostPort(h.localAddress, h.localPort ?? 0) : undefined,
+          peer: h?.remoteAddress !== undefined ? hostPort(h.remoteAddress, h.remotePort ?? 0) : undefined,
+          txBytes: r.toHost, rxBytes: r.toGuest, tcp: t });
       }
     }
     return out;
