@@ -16,6 +16,10 @@ import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { createServer, type Server } from 'node:net';
 import { type Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes, createHash } from 'node:crypto';
 import { Switch } from '../src/dataplane.js';
 import { Pump } from '../src/transports/pump.js';
 import { SocketUplink, type SocketUplinkOptions, type TcpEngineOptions, type TcpFlowKey } from '../src/uplink/index.js';
@@ -84,12 +88,16 @@ async function until<T>(what: string, f: () => T | undefined, ms = 5000): Promis
 
 // The echo server in the outside namespace (test/e2e/echo-server.mjs), and its TCP file.
 const outsidePort = 7007;
+const file = join(tmpdir(), `np-uplink-${process.pid}.bin`);
+const fileBytes = randomBytes(3 * 1024 * 1024 + 777);
+const fileHash = createHash('sha256').update(fileBytes).digest('hex');
 test.before(async () => {
+  writeFileSync(file, fileBytes);
   server = outsideServer('upsrv');
-  background(server.ns, `${process.execPath} ${fileURLToPath(new URL('./e2e/echo-server.mjs', import.meta.url))} ${outsidePort}`);
+  background(server.ns, `${process.execPath} ${fileURLToPath(new URL('./e2e/echo-server.mjs', import.meta.url))} ${outsidePort} ${file}`);
   await until('the outside server', () => /:7007\b[\s\S]*:7007\b/.test(sh(['ss', '-uln'], { ns: server.ns })), 10000);
 });
-test.after(() => teardown());
+test.after(async () => { await teardown(); rmSync(file, { force: true }); });
 
 test('UDP to the gateway address reaches a dgram server on the host\'s 127.0.0.1 / ::1 (reason host), answered from the gateway', async () => {
   const { up, got, send } = rig();
@@ -132,6 +140,37 @@ test('UDP to a server outside the virtual network, IPv4 and IPv6: replies inject
     assert.ok(flows.some((f) => f.peer === `${server.address}:${outsidePort}` && f.guest === `${A.ip}:41000` && /^\d+\.\d+\.\d+\.\d+:\d+$/.test(f.local ?? '')), JSON.stringify(flows));
     assert.is(sw.counters().stats.punted, 2);
   } finally { up.close(); }
+});
+
+test('answers larger than the guest MTU arrive fragmented: by the SDK for the gateway (IPv4, IPv6) and IPv6, by the router for IPv4', async () => {
+  const { up, got, send } = rig();
+  const big = createSocket('udp4'), big6 = createSocket('udp6');
+  for (const s of [big, big6]) s.on('message', (m, r) => s.send(Buffer.alloc(Number(m.toString()), 7), r.port, r.address));
+  await new Promise<void>((ok) => big.bind(0, '127.0.0.1', ok));
+  await new Promise<void>((ok) => big6.bind(0, '::1', ok));
+  const ip6Frag = (g: { frame: Uint8Array }) => g.frame[14 + 6] === 44;
+  try {
+    send(0, guestUdp(GW.ip, 48000, big.address().port, '4000'));
+    send(0, guestUdp6(GW.ip6, 48001, big6.address().port, '4000'));
+    await until('fragments', () => got.filter((g) => g.d.ipv4).length >= 3 && got.filter((g) => g.d.ipv6).length >= 3);
+    const v4 = got.filter((g) => g.d.ipv4), v6 = got.filter((g) => g.d.ipv6);
+    assert.ok(got.every((g) => g.frame.length <= 1514), got.map((g) => g.frame.length).join());
+    assert.equal(v4.map((g) => [g.d.ipv4!.fragOffset * 8, g.d.ipv4!.mf, g.d.ipv4!.checksumOk]), [[0, true, true], [1480, true, true], [2960, false, true]]);
+    assert.is(v4.reduce((n, g) => n + g.d.ipv4!.totalLength - 20, 0), 4008);
+    assert.ok(v6.every(ip6Frag), 'IPv6 Fragment headers');
+    assert.is(v6.reduce((n, g) => n + g.frame.length - 14 - 48, 0), 4008);
+    got.length = 0;
+    // Through the router: the outside echo sends back what the guest sent (3000 bytes).
+    send(0, guestUdp(server.address, 48002, outsidePort, 'x'.repeat(3000)));
+    send(0, guestUdp6(server.address6, 48003, outsidePort, 'y'.repeat(3000)));
+    await until('routed fragments', () => got.filter((g) => g.d.ipv4).length >= 3 && got.filter((g) => g.d.ipv6).length >= 3, 8000);
+    const r4 = got.filter((g) => g.d.ipv4), r6 = got.filter((g) => g.d.ipv6);
+    assert.ok(got.every((g) => g.frame.length <= 1514));
+    assert.equal(r4.map((g) => g.d.ipv4!.src), [server.address, server.address, server.address], 'fragmented by the router (IPv4, no DF)');
+    assert.ok(r6.every(ip6Frag) && r6.every((g) => g.d.ipv6!.src === server.address6), 'fragmented by the uplink, forwarded by conntrack');
+    assert.is(r6.reduce((n, g) => n + g.frame.length - 14 - 48, 0), 3008);
+    assert.is(up.stats().injection_refused, 0);
+  } finally { up.close(); big.close(); big6.close(); }
 });
 
 test('a refused UDP port outside (ECONNREFUSED on the connected socket) becomes ICMP port unreachable to the guest', async () => {
@@ -241,7 +280,7 @@ test('trace shows the punt to the uplink', () => {
 });
 
 test('TCP without an engine: RST to the guest (tcp_unavailable); with one, open() connects to the destination or the loopback, limited per guest', async () => {
-  const plain = rig();
+  const plain = rig({ tcp: false });
   try {
     plain.send(0, ethernet({ src: A.mac, dst: GW.mac, payload: ipv4({ src: A.ip, dst: server.address, payload: tcp({ srcPort: 46000, dstPort: 80, seq: 100, flags: 'S', window: 64240 }) }) }));
     const r = await until('RST', () => plain.got.find((g) => g.d.tcp));

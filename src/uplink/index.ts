@@ -21,29 +21,32 @@
 import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { connect as netConnect } from 'node:net';
 import { readFileSync } from 'node:fs';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import type { Switch, SwitchPort, PuntInfo } from '../switch.js';
 import type { PuntClass } from '../abi.js';
 import { NetplaneError } from '../abi.js';
 import { parseMac, formatIPv4, formatIPv6 } from '../frames.js';
 import { Pump } from '../transports/pump.js';
 import {
-  parseFrame, checksumOk, udpPacket, echoReply, unreachable, resetFor, frame, port,
+  parseFrame, checksumOk, udpPacket, echoReply, unreachable, resetFor, frame, fragment, port,
   PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, type IpPacket, type UNREACH,
 } from './packet.js';
 import { PingSocket, PingError } from './ping.js';
 
-// ---- the TCP engine's contract (COMMON13.md; src/uplink/tcp.ts implements it) ----
+// The TCP engine's contract (COMMON13.md; src/uplink/tcp.ts, not on main yet, implements it).
 export interface TcpFlowKey { v6: boolean; src: string; sport: number; dst: string; dport: number }
 export interface TcpEngineOptions {
   send(packet: Uint8Array): void;
   open(key: TcpFlowKey): Promise<Duplex>;
-  now?: () => number; maxFlows?: number; mss?: number;
+  now?: () => number; maxFlows?: number; mss?: number; sndBuf?: number; rcvBuf?: number;
 }
+
+// The TCP engine (./tcp.ts): the contract in COMMON13.md; a factory so tests can stand one in.
 export interface TcpEngineLike {
   input(packet: Uint8Array): void;
   flows(): unknown[];
   close(): void;
+  counters?: object;
 }
 export type TcpEngineFactory = (opts: TcpEngineOptions) => TcpEngineLike;
 
@@ -60,7 +63,8 @@ export interface SocketUplinkOptions {
   peerMac?: string;              // the virtual peer the answers come from (default 02:6e:70:ff:ff:fe)
   clock?: () => number;          // ms, for idle times (default Date.now)
   sweepInterval?: number;        // ms between idle sweeps (default 1000; 0: none, call sweep())
-  tcp?: TcpEngineFactory;        // the TCP engine; without one TCP is refused with RST (tcp_unavailable)
+  tcp?: TcpEngineFactory | false; // the TCP engine; none / false: TCP is refused with RST (tcp_unavailable)
+  services?: Record<number, (stream: Duplex) => void>;  // gateway TCP ports served in this process instead of the loopback (53: DnsServer.handleStream)
   log?: (message: string) => void;
 }
 
@@ -170,10 +174,12 @@ export class SocketUplink {
     this.port.onFrame(() => { this.counters.switch_frames_ignored++; });
     this.addPunt(o.interface, 'uplink');
     for (const h of o.host ?? []) this.addPunt(h, 'host');
-    if (o.tcp) {
+    // Until src/uplink/tcp.ts is on main there is no default engine: TCP gets a RST.
+    const tcp = o.tcp;
+    if (tcp) {
       const now = () => this.clock();
-      this.tcpUplink = o.tcp({ send: (p) => this.injectUplink(p), open: (k) => this.openTcp(k, false), now });
-      this.tcpHost = o.tcp({ send: (p) => this.injectHost(p), open: (k) => this.openTcp(k, true), now });
+      this.tcpUplink = tcp({ send: (p) => this.injectUplink(p), open: (k) => this.openTcp(k, false), now });
+      this.tcpHost = tcp({ send: (p) => this.injectHost(p), open: (k) => this.openTcp(k, true), now });
     }
     sw.onPunt('uplink', (fr, info) => this.punted(fr, info));
     sw.onPunt('host', (fr, info) => this.punted(fr, info));
@@ -197,6 +203,14 @@ export class SocketUplink {
     for (const [k, v] of Object.entries(this.refusals)) s[`refused_${k}`] = v;
     s.udp_open = this.udp.size;
     s.ping_open = this.ping.size;
+    // The TCP engines' own counters, both added up: tcp_<name> and tcp_dropped_<reason>.
+    for (const e of [this.tcpUplink, this.tcpHost]) {
+      for (const [k, v] of Object.entries(e?.counters ?? {})) {
+        const name = `tcp_${k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`;
+        if (typeof v === 'number') s[name] = (s[name] ?? 0) + v;
+        else if (v && typeof v === 'object') for (const [r, n] of Object.entries(v)) if (typeof n === 'number') s[`${name}_${r}`] = (s[`${name}_${r}`] ?? 0) + n;
+      }
+    }
     return s;
   }
 
@@ -256,6 +270,10 @@ export class SocketUplink {
     attached.delete(this.sw);
   }
 
+  // TCP a gateway service punted under another reason (DNS over TCP: DnsServer.attach({ tcp })) is
+  // carried like 'host' TCP, so that `services` (or the loopback) answers it.
+  readonly hostTcp = (fr: Uint8Array, info: PuntInfo): void => this.punted(fr, { ...info, reason: 'host' });
+
   // ---- from the dataplane ----
 
   private punted(fr: Uint8Array, info: PuntInfo): void {
@@ -287,10 +305,22 @@ export class SocketUplink {
 
   // ---- to the guest ----
 
+  // An answer through the router. IPv4 larger than the guest's MTU is left to the router to fragment
+  // (we send it without DF); IPv6 is fragmented here to the smallest MTU of the guest interfaces, as
+  // its source must (routers send Packet Too Big instead, which would only come back to us).
   private injectUplink(ip: Uint8Array): void {
     if (this.closed) return;
-    if (this.pump.receive(this.port, frame(this.ifaceMac, this.peerMac, ip))) this.counters.injected++;
-    else this.counters.injection_refused++;
+    const pieces = ip[0] >> 4 === 6 && ip.length > 1280 ? fragment(ip, this.guestMtu()) : [ip];
+    for (const p of pieces) {
+      if (this.pump.receive(this.port, frame(this.ifaceMac, this.peerMac, p))) this.counters.injected++;
+      else this.counters.injection_refused++;
+    }
+  }
+
+  private guestMtu(): number {
+    let m = 65535;
+    for (const [id, f] of this.sw.router.interfaces) if (id !== this.o.interface && f.mtu < m) m = f.mtu;
+    return m;
   }
 
   // A 'host' answer: to the guest (the packet's destination) on its own network, from its gateway.
@@ -312,11 +342,14 @@ export class SocketUplink {
       this.hostPorts.set(iface, port);
     }
     const guestMac = fr.slice(6, 12), gwMac = parseMac(f.mac), sp = port;
+    // Straight to the guest on its network, no router hop: fragmented here to the interface's MTU.
     this.guests.set(p.srcText, {
       inject: (ip) => {
         if (this.closed) return;
-        if (this.pump.receive(sp, frame(guestMac, gwMac, ip))) this.counters.injected++;
-        else this.counters.injection_refused++;
+        for (const piece of fragment(ip, this.sw.router.interfaces.get(iface)?.mtu ?? 1500)) {
+          if (this.pump.receive(sp, frame(guestMac, gwMac, piece))) this.counters.injected++;
+          else this.counters.injection_refused++;
+        }
       },
     });
   }
@@ -498,6 +531,13 @@ export class SocketUplink {
       return Promise.reject(Object.assign(new Error(code), { code }));
     };
     if (this.closed) return refuse('ECONNREFUSED');
+    const service = host ? this.o.services?.[k.dport] : undefined;
+    if (service) {
+      const [ours, theirs] = duplexPair();
+      this.counters.tcp_opened++;
+      service(theirs);
+      return Promise.resolve(ours);
+    }
     if (host && this.o.hostLoopback === false) return refuse('ECONNREFUSED', 'host_loopback_off');
     const e = this.endpoint(k.src);
     if (e.tcp >= this.limits.tcp) return refuse('ECONNREFUSED', 'tcp_limit');
@@ -512,4 +552,18 @@ export class SocketUplink {
       s.once('error', (err) => { if (!open) { this.counters.tcp_open_failed++; release(); reject(err); } });
     });
   }
+}
+
+// Two connected in-memory Duplex ends (Node 20 has no stream.duplexPair): what one writes the other
+// reads. For in-process gateway services; their answers are small, so no backpressure is kept.
+function duplexPair(): [Duplex, Duplex] {
+  const ends: Duplex[] = [];
+  const make = (i: number) => new Duplex({
+    read() { /* pushed by the other end */ },
+    write(chunk, _enc, done) { ends[1 - i].push(chunk); done(); },
+    final(done) { ends[1 - i].push(null); done(); },
+    destroy(err, done) { const o = ends[1 - i]; if (!o.destroyed) o.destroy(); done(err); },
+  });
+  ends.push(make(0), make(1));
+  return [ends[0], ends[1]];
 }

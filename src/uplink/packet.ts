@@ -171,6 +171,50 @@ export function resetFor(p: IpPacket): Uint8Array | undefined {
   return ipPacket(p.dst.slice(), p.src.slice(), PROTO_TCP, r);
 }
 
+// Packet `ip` (one of ipPacket's: no options, no extension headers) as fragments of at most `mtu`
+// bytes, or [ip] when it fits. We are the packet's source, so IPv6 fragments too (a Fragment header,
+// RFC 8200 §4.5). For answers that do not pass a router hop that would (the gateway's own, and IPv6,
+// which routers never fragment).
+let fragId = 1;
+export function fragment(ip: Uint8Array, mtu: number): Uint8Array[] {
+  if (ip.length <= mtu) return [ip];
+  const v6 = ip[0] >> 4 === 6;
+  const hl = v6 ? 40 : 20;
+  const room = ((mtu - hl - (v6 ? 8 : 0)) & ~7);
+  if (room < 8) return [];
+  const body = ip.subarray(hl);
+  const out: Uint8Array[] = [];
+  fragId = (fragId + 1) >>> 0;
+  for (let off = 0; off < body.length; off += room) {
+    const chunk = body.subarray(off, Math.min(body.length, off + room));
+    const more = off + chunk.length < body.length ? 1 : 0;
+    if (v6) {
+      const f = new Uint8Array(48 + chunk.length);
+      f.set(ip.subarray(0, 40));
+      const plen = 8 + chunk.length;
+      f[4] = plen >> 8; f[5] = plen & 255; f[6] = 44;
+      f[40] = ip[6];
+      const fo = (off & ~7) | more;
+      f[42] = fo >> 8; f[43] = fo & 255;
+      new DataView(f.buffer).setUint32(44, fragId);
+      f.set(chunk, 48);
+      out.push(f);
+    } else {
+      const f = new Uint8Array(20 + chunk.length);
+      f.set(ip.subarray(0, 20));
+      f[2] = f.length >> 8; f[3] = f.length & 255;
+      const fo = (more << 13) | (off >> 3);
+      f[6] = fo >> 8; f[7] = fo & 255;
+      f[10] = f[11] = 0;
+      const h = ~onesComplementSum(f.subarray(0, 20)) & 0xffff;
+      f[10] = h >> 8; f[11] = h & 255;
+      f.set(chunk, 20);
+      out.push(f);
+    }
+  }
+  return out;
+}
+
 // An Ethernet frame around IP packet `ip`.
 export function frame(dstMac: Uint8Array, srcMac: Uint8Array, ip: Uint8Array): Uint8Array {
   const f = new Uint8Array(14 + ip.length);
