@@ -354,24 +354,32 @@ test('attach refuses a second uplink and an unknown interface, naming the field;
   assert.throws(() => SocketUplink.attach(sw, { interface: 1, limits: { udp: -1 } }), /limits\.udp/);
 });
 
-test('e2e: a Linux host on a TAP: UDP round trip with nc and ping through the uplink to a server outside', async () => {
+test('e2e: a Linux host on a TAP: UDP round trip with nc and ping through the uplink to a server outside, IPv4 and IPv6', async () => {
   const restore = setSysctl('net.ipv4.ping_group_range', PING_ALLOWED);
   const sw = new Switch({ maxPorts: 8 });
   let up: SocketUplink | undefined;
   try {
     const port = sw.addPort({ network: 1 }).id;
-    sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24' });
+    sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24', address6: 'fd00::1/64' });
     sw.router.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
     sw.router.addRoute({ destination: '0.0.0.0/0', interface: 1 });
+    sw.router.addRoute({ destination: '::/0', interface: 1 });
     up = SocketUplink.attach(sw, { interface: 1, host: [0] });
     const h = await linuxHost(sw, port, 'upg', { mac: A.mac, address: '10.0.0.2/24', gateway: '10.0.0.1' });
+    sh(['ip', '-6', 'addr', 'add', 'fd00::2/64', 'dev', h.dev, 'nodad'], { ns: h.ns });
+    sh(['ip', '-6', 'route', 'add', 'default', 'via', 'fd00::1'], { ns: h.ns });
     const u = await exec(h.ns, `echo hello-uplink | nc -u -w 2 ${server.address} ${outsidePort}`, 10000);
     assert.match(u.out, /hello-uplink/, JSON.stringify(u));
+    const u6 = await exec(h.ns, `echo hello-uplink6 | nc -6 -u -w 2 ${server.address6} ${outsidePort}`, 10000);
+    assert.match(u6.out, /hello-uplink6/, JSON.stringify(u6));
     const p = await exec(h.ns, `ping -c 2 -W 2 ${server.address}`, 10000);
     assert.is(p.code, 0, p.out + p.err);
     assert.match(p.out, /2 received/);
+    const p6 = await exec(h.ns, `ping -6 -c 2 -W 2 ${server.address6}`, 10000);
+    assert.is(p6.code, 0, p6.out + p6.err);
+    assert.match(p6.out, /2 received/);
     const s = up.stats();
-    assert.ok(s.udp_rx >= 1 && s.ping_rx >= 2, JSON.stringify(s));
+    assert.ok(s.udp_rx >= 2 && s.ping_rx >= 4, JSON.stringify(s));
   } finally { up?.close(); restore(); }
 });
 
