@@ -383,4 +383,31 @@ test('e2e: a Linux host on a TAP: UDP round trip with nc and ping through the up
   } finally { up?.close(); restore(); }
 });
 
+test('e2e: a Linux host fetches a file over TCP through the uplink (outside) and from the host\'s loopback via the gateway, sha256 equal', async () => {
+  const sw = new Switch({ maxPorts: 8 });
+  let up: SocketUplink | undefined;
+  const local: Server = createServer((c) => { c.on('error', () => {}); c.end(fileBytes); });
+  await new Promise<void>((ok) => local.listen(0, '127.0.0.1', ok));
+  try {
+    const port = sw.addPort({ network: 1 }).id;
+    sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24' });
+    sw.router.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
+    sw.router.addRoute({ destination: '0.0.0.0/0', interface: 1 });
+    up = SocketUplink.attach(sw, { interface: 1, host: [0], services: { 5300: (st) => st.pipe(st) } });
+    const h = await linuxHost(sw, port, 'upt', { mac: A.mac, address: '10.0.0.2/24', gateway: '10.0.0.1' });
+    const out = await exec(h.ns, `socat -u TCP:${server.address}:${outsidePort} STDOUT | sha256sum`, 60000);
+    assert.is(out.out.split(' ')[0], fileHash, JSON.stringify(out));
+    const lport = (local.address() as { port: number }).port;
+    const lo = await exec(h.ns, `socat -u TCP:10.0.0.1:${lport} STDOUT | sha256sum`, 60000);
+    assert.is(lo.out.split(' ')[0], fileHash, JSON.stringify(lo));
+    const svc = await exec(h.ns, `echo hi-service | socat -t 2 - TCP:10.0.0.1:5300`, 20000);
+    assert.is(svc.out, 'hi-service\n', 'an in-process service on a gateway port (services), not the loopback');
+    const s = up.stats();
+    assert.is(s.tcp_flows_opened, 3, JSON.stringify(s));
+    assert.ok(s.tcp_bytes_to_guest >= 2 * fileBytes.length, JSON.stringify(s));
+    const refused = await exec(h.ns, `socat -u TCP:${server.address}:9 STDOUT`, 20000);
+    assert.match(refused.err, /Connection refused/, 'a closed port outside: RST to the guest');
+  } finally { up?.close(); local.close(); }
+});
+
 test.run();

@@ -32,14 +32,9 @@ import {
   PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, type IpPacket, type UNREACH,
 } from './packet.js';
 import { PingSocket, PingError } from './ping.js';
+import { TcpEngine, type TcpFlowKey, type TcpEngineOptions } from './tcp.js';
 
-// The TCP engine's contract (COMMON13.md; src/uplink/tcp.ts, not on main yet, implements it).
-export interface TcpFlowKey { v6: boolean; src: string; sport: number; dst: string; dport: number }
-export interface TcpEngineOptions {
-  send(packet: Uint8Array): void;
-  open(key: TcpFlowKey): Promise<Duplex>;
-  now?: () => number; maxFlows?: number; mss?: number; sndBuf?: number; rcvBuf?: number;
-}
+export type { TcpFlowKey, TcpEngineOptions };
 
 // The TCP engine (./tcp.ts): the contract in COMMON13.md; a factory so tests can stand one in.
 export interface TcpEngineLike {
@@ -63,7 +58,8 @@ export interface SocketUplinkOptions {
   peerMac?: string;              // the virtual peer the answers come from (default 02:6e:70:ff:ff:fe)
   clock?: () => number;          // ms, for idle times (default Date.now)
   sweepInterval?: number;        // ms between idle sweeps (default 1000; 0: none, call sweep())
-  tcp?: TcpEngineFactory | false; // the TCP engine; none / false: TCP is refused with RST (tcp_unavailable)
+  tcp?: TcpEngineFactory | false; // the TCP engine (default ./tcp.ts); false: TCP is refused with RST (tcp_unavailable)
+  tcpOptions?: Partial<Omit<TcpEngineOptions, 'send' | 'open' | 'now'>>;  // for the default engine (sndBuf default 64 KiB here)
   services?: Record<number, (stream: Duplex) => void>;  // gateway TCP ports served in this process instead of the loopback (53: DnsServer.handleStream)
   log?: (message: string) => void;
 }
@@ -174,8 +170,11 @@ export class SocketUplink {
     this.port.onFrame(() => { this.counters.switch_frames_ignored++; });
     this.addPunt(o.interface, 'uplink');
     for (const h of o.host ?? []) this.addPunt(h, 'host');
-    // Until src/uplink/tcp.ts is on main there is no default engine: TCP gets a RST.
-    const tcp = o.tcp;
+    // 64 KiB in flight per flow by default, not the engine's 256 KiB: the engine has no congestion
+    // window toward the guest, and a burst that large overflows a socat transport's UDP receive buffer
+    // (212 KiB by default), after which RTO backoff stalls the flow (an 8 MiB fetch: 120 s+ at
+    // 256 KiB, 0.4-0.6 s at 64 KiB; docs/uplink.md).
+    const tcp = o.tcp === undefined ? (x: TcpEngineOptions) => new TcpEngine({ sndBuf: 64 * 1024, ...o.tcpOptions, ...x }) : o.tcp;
     if (tcp) {
       const now = () => this.clock();
       this.tcpUplink = tcp({ send: (p) => this.injectUplink(p), open: (k) => this.openTcp(k, false), now });
