@@ -12,8 +12,10 @@ import * as arena from "./arena";
 
 export const DESCRIPTOR_SIZE: usize = 16;
 // Most punts per batch, and bytes of frame copies per punt slot (a longer frame may still fit when
-// others are short: the buffer is shared).
-export const MAX_DESCRIPTORS: u32 = 64;
+// others are short: the buffer is shared). A whole batch can be punted: a socket uplink carries every
+// segment of a guest's bulk transfer through here, and a batch cut short is a burst of losses that
+// TCP pays for with retransmission timeouts.
+export const MAX_DESCRIPTORS: u32 = 1024;
 export const BYTES_PER_SLOT: u32 = 2048;
 
 // Why a frame was punted: the host's dispatch key.

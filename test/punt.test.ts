@@ -18,9 +18,9 @@ const R = { mac: '02:00:00:00:00:fe', ip: '192.168.1.254' };
 const GW0 = { mac: '02:6e:70:00:00:00', ip: '10.0.0.1' };
 const GW1 = { mac: '02:6e:70:00:00:01', ip: '192.168.1.1' };
 
-function host(punt0?: Array<'dhcp' | 'dns' | 'rs' | 'dhcp6'>) {
+function host(punt0?: Array<'dhcp' | 'dns' | 'rs' | 'dhcp6'>, batch?: number) {
   let now = 1000;
-  const sw = new Switch({ maxPorts: 4, clock: () => now });
+  const sw = new Switch({ maxPorts: 4, clock: () => now, batch });
   const out: Array<[number, Uint8Array]> = [];
   const punted: Array<[Uint8Array, PuntInfo]> = [];
   sw.onFrame((f, p) => out.push([p, f.slice()]));
@@ -126,10 +126,11 @@ test('a DNS query to another address is routed normally, not punted', () => {
   assert.is(d.udp?.dstPort, 53);
 });
 
-test('the punt area full: the rest are counted drops (punt_queue_full), the first capacity are punted', () => {
-  const { send, out, punted, sw } = host(['dhcp']);
+test('the punt area takes a whole batch of up to 1024 frames; beyond, the rest are counted drops (punt_queue_full)', () => {
+  assert.is(host(['dhcp']).sw.dp.exports.punt_capacity(), 256, 'the default batch of 256 fits whole');
+  const { send, out, punted, sw } = host(['dhcp'], 2048);
   const cap = sw.dp.exports.punt_capacity();
-  assert.ok(cap > 0 && cap < sw.dp.batch, `capacity ${cap} below the batch`);
+  assert.is(cap, 1024, 'a 2048-frame batch punts at most 1024');
   const frames: Array<[number, Uint8Array]> = [];
   for (let i = 0; i <= cap + 1; i++) frames.push([0, discover(i)]);
   send(frames);
