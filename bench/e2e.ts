@@ -1,11 +1,22 @@
 // `npm run bench:e2e`: TCP throughput (iperf3) and ping latency between two Linux hosts (network
 // namespaces) through three switches on the same topology, in one run: netplane (each host's TAP
 // attached by socat over UDP to a UdpTransport), vde_switch (vde_plug2tap), and the Linux kernel
-// bridge (veth). Needs root, /dev/net/tun, iproute2, socat, iperf3 and vde2:
+// bridge (veth). Then the socket uplinks, egress without root: a client namespace reaches an iperf3
+// server on the host's loopback (the gateway address mapped to it, as passt and slirp do) through
+// netplane's socket uplink, through passt, and through slirp4netns, TCP both ways and ping RTT, in the
+// same run. netplane and passt get the same client: a TAP bridged to their unix socket in QEMU's stream
+// framing by bench/tap-stream.mjs in its own process; slirp4netns makes its own TAP in the namespace.
+// Needs root, /dev/net/tun, iproute2, socat, iperf3, vde2, passt and slirp4netns:
 // `sudo scripts/install-bench-deps.sh`. Writes bench/results/e2e.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { Switch, nativeTapAvailable } from '../src/index.js';
+import { SocketUplink } from '../src/uplink/index.js';
+import { StreamTransport } from '../src/transports/stream.js';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { linuxHost, nativeHost, exec, teardown, requirements, sh } from '../test/e2e/netns.js';
 import { writeResults, quick } from './harness.js';
 
@@ -16,7 +27,7 @@ const extraNs: string[] = [];
 function need(): string | undefined {
   const r = requirements();
   if (r) return r;
-  for (const t of ['iperf3', 'vde_switch', 'vde_plug2tap']) {
+  for (const t of ['iperf3', 'vde_switch', 'vde_plug2tap', 'passt', 'slirp4netns']) {
     try { execFileSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' }); } catch { return `bench:e2e needs ${t}: sudo scripts/install-bench-deps.sh`; }
   }
   return undefined;
@@ -93,6 +104,116 @@ async function viaBridge() {
   return measure(hosts[0], hosts[1], '10.79.0.2');
 }
 
+// ---- socket uplinks: egress without root ------------------------------------------------------------
+
+interface UplinkResult { upGbps: number; downGbps: number; rttMs: number }
+const here = dirname(fileURLToPath(import.meta.url));
+const tmp = mkdtempSync(join(tmpdir(), 'npb-uplink-'));
+
+async function iperf(ns: string, server: string, reverse: boolean): Promise<number> {
+  const run = await exec(ns, `iperf3 -c ${server} -t ${seconds} -J${reverse ? ' -R' : ''}`, (seconds + 20) * 1000);
+  try { return JSON.parse(run.out).end.sum_received.bits_per_second / 1e9; } catch { return 0; }
+}
+
+// The server is one iperf3 on the host's loopback; each client reaches it at its gateway address.
+async function measureUplink(ns: string, gateway: string): Promise<UplinkResult> {
+  const ping = await exec(ns, `ping -c 20 -i 0.05 -W 2 ${gateway}`, 20000);
+  const rtt = /= [\d.]+\/([\d.]+)\//.exec(ping.out);
+  return { upGbps: await iperf(ns, gateway, false), downGbps: await iperf(ns, gateway, true), rttMs: rtt ? Number(rtt[1]) : NaN };
+}
+
+// A TAP in a fresh namespace, bridged to a QEMU-stream unix socket by bench/tap-stream.mjs.
+async function streamClient(name: string, socket: string, address: string, gateway: string): Promise<string> {
+  const ns = netns(name);
+  const dev = `npbu${process.pid % 1000}${name}`.slice(0, 15);
+  const p = spawn(process.execPath, [join(here, 'tap-stream.mjs'), dev, socket], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  procs.push(p);
+  await new Promise<void>((ok, fail) => {
+    p.stdout!.on('data', (d) => { if (String(d).includes('connected')) ok(); });
+    p.on('exit', (c) => fail(new Error(`tap-stream exited with ${c}`)));
+  });
+  sh(['ip', 'link', 'set', dev, 'netns', ns]);
+  sh(['ip', 'link', 'set', dev, 'address', '02:00:00:00:00:2c'], { ns });
+  sh(['ip', 'addr', 'add', address, 'dev', dev], { ns });
+  sh(['ip', 'link', 'set', dev, 'up'], { ns });
+  sh(['ip', 'route', 'add', 'default', 'via', gateway], { ns });
+  return ns;
+}
+
+async function viaUplinkNetplane(): Promise<UplinkResult> {
+  const sw = new Switch({ maxPorts: 8 });
+  const guest = sw.addPort({ network: 2 });
+  const rt = sw.router;
+  rt.addInterface({ id: 0, network: 2, address: '10.0.2.2/24' });
+  rt.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
+  rt.addRoute({ destination: '0.0.0.0/0', interface: 1 });
+  const up = SocketUplink.attach(sw, { interface: 1, host: [0] });
+  const socket = join(tmp, 'netplane.sock');
+  const st = await StreamTransport.listen(sw, guest.id, { unix: socket });
+  try {
+    const ns = await streamClient('un', socket, '10.0.2.15/24', '10.0.2.2');
+    return await measureUplink(ns, '10.0.2.2');
+  } finally {
+    await st.close();
+    up.close();
+  }
+}
+
+async function viaPasst(): Promise<UplinkResult> {
+  const socket = join(tmp, 'passt.sock');
+  // passt drops to nobody: its socket's directory must let it in. -f: in the foreground (killed at the end).
+  sh(['chmod', '0777', tmp]);
+  // Debian's passt (0.0~git20230309) starts passt.avx2 where the CPU has AVX2, and that build
+  // segfaults on its first TCP connection here; a copy of the generic binary, away from its .avx2
+  // sibling, runs the generic code.
+  const passt = join(tmp, 'passt');
+  sh(['cp', sh(['sh', '-c', 'command -v passt']).trim(), passt]);
+  procs.push(spawn(passt, ['-f', '-q', '-s', socket], { stdio: 'ignore', detached: true }));
+  for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+  // passt hands the guest the host's own address and gateway; the gateway is the host's loopback.
+  const route = sh(['ip', '-4', 'route', 'show', 'default']);
+  const gw = /via (\S+)/.exec(route)?.[1];
+  const addr = /inet (\S+)/.exec(sh(['ip', '-4', 'addr', 'show', 'dev', /dev (\S+)/.exec(route)?.[1] ?? 'lo']))?.[1];
+  if (!gw || !addr) throw new Error('passt needs the host to have a default IPv4 route');
+  const ns = await streamClient('up', socket, addr, gw);
+  return measureUplink(ns, gw);
+}
+
+async function viaSlirp(): Promise<UplinkResult> {
+  const ns = netns('us');
+  const holder = spawn('ip', ['netns', 'exec', ns, 'sleep', 'infinity'], { stdio: 'ignore', detached: true });
+  procs.push(holder);
+  await new Promise((r) => setTimeout(r, 200));
+  const pid = sh(['ip', 'netns', 'pids', ns]).trim().split('\n')[0];
+  procs.push(spawn('slirp4netns', ['--configure', '--mtu=1500', pid, 'tap0'], { stdio: 'ignore', detached: true }));
+  for (let i = 0; i < 100; i++) {
+    try { if (/10\.0\.2\.100/.test(sh(['ip', 'addr', 'show', 'tap0'], { ns }))) break; } catch { /* not made yet */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return measureUplink(ns, '10.0.2.2');
+}
+
+async function uplinks(): Promise<Record<string, UplinkResult>> {
+  // Ping sockets for the peers that carry echo on them (passt, slirp4netns): allowed for the run,
+  // then the host's setting is put back.
+  const groups = readFileSync('/proc/sys/net/ipv4/ping_group_range', 'utf8').trim();
+  writeFileSync('/proc/sys/net/ipv4/ping_group_range', '0 2147483647');
+  const server = spawn('iperf3', ['-s', '-B', '127.0.0.1'], { stdio: 'ignore', detached: true });
+  procs.push(server);
+  await new Promise((r) => setTimeout(r, 500));
+  const out: Record<string, UplinkResult> = {};
+  try {
+    for (const [name, run] of [['netplane socket uplink', viaUplinkNetplane], ['passt', viaPasst], ['slirp4netns', viaSlirp]] as const) {
+      try { out[name] = await run(); } catch (e) { console.log(`  ${name}: failed: ${(e as Error).message}`); out[name] = { upGbps: 0, downGbps: 0, rttMs: NaN }; }
+      const r = out[name];
+      console.log(`  ${name.padEnd(24)} up ${r.upGbps.toFixed(3).padStart(7)} Gbit/s   down ${r.downGbps.toFixed(3).padStart(7)} Gbit/s   RTT ${r.rttMs.toFixed(3)} ms`);
+    }
+  } finally {
+    writeFileSync('/proc/sys/net/ipv4/ping_group_range', groups.replace(/\s+/, ' '));
+  }
+  return out;
+}
+
 const missing = need();
 if (missing) {
   console.error(`netplane bench:e2e: ${missing}`);
@@ -105,18 +226,30 @@ try {
   if (nativeTapAvailable()) cases.push(['netplane (native TAP)', viaNetplaneNative]);
   else console.log('  (the native TAP helper is not built: npm run build:native)');
   cases.push(['vde_switch', viaVde], ['kernel bridge', viaBridge]);
+  // --uplinks: only the socket uplinks' section.
+  if (process.argv.includes('--uplinks')) cases.length = 0;
   for (const [name, run] of cases) {
     results[name] = await run();
     console.log(`  ${name.padEnd(22)} ${results[name].gbps.toFixed(3).padStart(8)} Gbit/s   RTT ${results[name].rttMs.toFixed(3)} ms`);
   }
   const best = results['netplane (native TAP)'] ?? results['netplane (socat UDP)'];
-  const ratio = (b: string) => (results[b].gbps ? best.gbps / results[b].gbps : 0);
-  console.log(`  netplane (best attach) / vde_switch: ${ratio('vde_switch').toFixed(2)}x   / kernel bridge: ${ratio('kernel bridge').toFixed(2)}x`);
-  console.log(`wrote ${writeResults('e2e', Object.entries(results).map(([name, r]) => ({ name, mpps: 0, entries: 2, gbps: Math.round(r.gbps * 1000) / 1000, rttMs: r.rttMs })))}`);
+  const ratio = (b: string) => (results[b]?.gbps ? best.gbps / results[b].gbps : 0);
+  if (best) console.log(`  netplane (best attach) / vde_switch: ${ratio('vde_switch').toFixed(2)}x   / kernel bridge: ${ratio('kernel bridge').toFixed(2)}x`);
+  console.log(`Egress without root: TCP both ways (iperf3, ${seconds} s) and ping RTT to the gateway, from a namespace to the host's loopback`);
+  const up = await uplinks();
+  const np = up['netplane socket uplink'];
+  const vs = (b: string, k: 'upGbps' | 'downGbps') => (up[b][k] ? np[k] / up[b][k] : 0);
+  console.log(`  netplane / passt: up ${vs('passt', 'upGbps').toFixed(2)}x down ${vs('passt', 'downGbps').toFixed(2)}x   netplane / slirp4netns: up ${vs('slirp4netns', 'upGbps').toFixed(2)}x down ${vs('slirp4netns', 'downGbps').toFixed(2)}x`);
+  const records = [
+    ...Object.entries(results).map(([name, r]) => ({ name, mpps: 0, entries: 2, gbps: Math.round(r.gbps * 1000) / 1000, rttMs: r.rttMs })),
+    ...Object.entries(up).map(([name, r]) => ({ name: `uplink: ${name}`, mpps: 0, entries: 1, gbps: Math.round(r.upGbps * 1000) / 1000, downGbps: Math.round(r.downGbps * 1000) / 1000, rttMs: r.rttMs })),
+  ];
+  console.log(`wrote ${writeResults('e2e', records)}`);
 } finally {
   for (const p of procs) { try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }
   for (const ns of extraNs) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } }
   rmSync(`/tmp/npb-vde-${process.pid}`, { recursive: true, force: true });
+  rmSync(tmp, { recursive: true, force: true });
   await teardown();
   process.exit(0);
 }

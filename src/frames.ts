@@ -167,11 +167,25 @@ function uint(name: string, v: number, bits: number): number {
 export function onesComplementSum(data: Bytes, acc = 0): number {
   let s = acc;
   const even = data.length & ~1;
-  for (let i = 0; i < even; i += 2) s += (data[i] << 8) | data[i + 1];
+  let i = 0;
+  // Long data at an even offset is summed as 16-bit words in the machine's order: the one's-complement
+  // sum does not depend on byte order (RFC 1071 §2(B)), so a little-endian sum is the big-endian one
+  // with its two bytes swapped. A Uint8Array subarray of an ArrayBuffer is all the view needs.
+  if (even >= 64 && (data.byteOffset & 1) === 0 && LITTLE_ENDIAN) {
+    const w = new Uint16Array(data.buffer, data.byteOffset, even >> 1);
+    let le = 0;
+    for (let k = 0; k < w.length; k++) le += w[k];
+    while (le > 0xffff) le = (le & 0xffff) + Math.floor(le / 0x10000);
+    s += ((le & 0xff) << 8) | (le >> 8);
+    i = even;
+  }
+  for (; i < even; i += 2) s += (data[i] << 8) | data[i + 1];
   if (data.length & 1) s += data[even] << 8;
   while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
   return s;
 }
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** The checksum field value: the complement of the one's-complement sum. */
 export function internetChecksum(data: Bytes, initial = 0): number {

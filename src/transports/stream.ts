@@ -243,5 +243,11 @@ function writeFrame(s: Socket | undefined, f: Uint8Array, maxQueuedBytes: number
   b.writeUInt32BE(f.length, 0);
   b.set(f, 4);
   stats.txFrames++;
+  // The frames of one batch leave together: the switch hands them over one after another in the same
+  // tick, so the socket is corked at the first and uncorked after the last (one writev, not one
+  // write system call a frame).
+  if (s.writableCorked === 0) { s.cork(); process.nextTick(uncork, s); }
   s.write(b);
 }
+
+const uncork = (s: Socket): void => { s.uncork(); };

@@ -59,7 +59,7 @@ export interface SocketUplinkOptions {
   clock?: () => number;          // ms, for idle times (default Date.now)
   sweepInterval?: number;        // ms between idle sweeps (default 1000; 0: none, call sweep())
   tcp?: TcpEngineFactory | false; // the TCP engine (default ./tcp.ts); false: TCP is refused with RST (tcp_unavailable)
-  tcpOptions?: Partial<Omit<TcpEngineOptions, 'send' | 'open' | 'now'>>;  // for the default engine (sndBuf default 64 KiB here)
+  tcpOptions?: Partial<Omit<TcpEngineOptions, 'send' | 'open' | 'now'>>;  // for the default engine
   services?: Record<number, (stream: Duplex) => void>;  // gateway TCP ports served in this process instead of the loopback (53: DnsServer.handleStream)
   log?: (message: string) => void;
 }
@@ -170,11 +170,7 @@ export class SocketUplink {
     this.port.onFrame(() => { this.counters.switch_frames_ignored++; });
     this.addPunt(o.interface, 'uplink');
     for (const h of o.host ?? []) this.addPunt(h, 'host');
-    // 64 KiB in flight per flow by default, not the engine's 256 KiB: the engine has no congestion
-    // window toward the guest, and a burst that large overflows a socat transport's UDP receive buffer
-    // (212 KiB by default), after which RTO backoff stalls the flow (an 8 MiB fetch: 120 s+ at
-    // 256 KiB, 0.4-0.6 s at 64 KiB; docs/uplink.md).
-    const tcp = o.tcp === undefined ? (x: TcpEngineOptions) => new TcpEngine({ sndBuf: 64 * 1024, ...o.tcpOptions, ...x }) : o.tcp;
+    const tcp = o.tcp === undefined ? (x: TcpEngineOptions) => new TcpEngine({ ...o.tcpOptions, ...x }) : o.tcp;
     if (tcp) {
       const now = () => this.clock();
       this.tcpUplink = tcp({ send: (p) => this.injectUplink(p), open: (k) => this.openTcp(k, false), now });

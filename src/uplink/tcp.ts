@@ -20,6 +20,9 @@
 // - host -> guest: the Duplex's chunks are kept as they arrive (no copy) in a queue from sndUna;
 //   segments are copied from it into one Buffer per packet (header + payload, checksummed in place).
 //   When unacked + unsent reaches sndBuf (default 256 KiB) the Duplex is paused, resumed at half.
+//   What is in flight is also bounded by a congestion window (RFC 5681 slow start and congestion
+//   avoidance from RFC 6928's 10 segments, halved on fast retransmit, one segment after a timeout),
+//   since what lies between us and the guest drops when it is full.
 //   We send within the guest's window (with its scale); there is no congestion window: the guest is
 //   one hop away on a virtual link, and the loss there is queue overflow, handled by RTO (RFC 6298
 //   estimator, go back to sndUna and send one segment, exponential backoff), fast retransmit on the
@@ -157,6 +160,10 @@ class Flow {
   iss = 0; sndUna = 0; sndNxt = 0; sndMax = 0;
   sndWnd = 0; sndWl1 = 0; sndWl2 = 0; sndWscale = 0;
   sendMss = 536;
+  // Congestion window toward the guest (RFC 5681 slow start / congestion avoidance, halved on a fast
+  // retransmit, one segment after a timeout): the path to the guest (a transport's queue, a UDP
+  // socket buffer, a TAP's) drops what it cannot take, and the guest's window says nothing about it.
+  cwnd = 0; ssthresh = 0x7fffffff;
   // The host stream from sndUna: chunks, the head's offset, bytes; a cursor at sndNxt.
   q: Buffer[] = []; qHead = 0; qHeadOff = 0; qBytes = 0; curIdx = 0; curOff = 0;
   hostEnded = false;          // 'end' from the Duplex: FIN after the queue
@@ -352,6 +359,7 @@ export class TcpEngine {
   private synOptions(f: Flow, s: Seg): void {
     const our = f.key.v6 ? this.mss6 : this.mss4;
     f.sendMss = Math.min(our, s.mss > 0 ? s.mss : (f.key.v6 ? 1220 : 536));
+    f.cwnd = 10 * f.sendMss;   // RFC 6928's initial window
     f.wsOk = s.ws >= 0;
     f.sndWscale = f.wsOk ? s.ws : 0;
     f.rcvWscale = f.wsOk ? this.ourWscale : 0;
@@ -414,6 +422,7 @@ export class TcpEngine {
     const f = new Flow(this, id, { ...key }, guest, remote);
     f.state = S_SYN_SENT;
     f.sendMss = key.v6 ? this.mss6 : this.mss4;
+    f.cwnd = 10 * f.sendMss;   // RFC 6928's initial window
     this.flowsById.set(id, f);
     this.attach(f, host);
     f.iss = randomIsn();
@@ -439,6 +448,7 @@ export class TcpEngine {
     const ourMss = f.sendMss;
     this.synOptions(f, s);
     f.sendMss = Math.min(ourMss, s.mss > 0 ? s.mss : (f.key.v6 ? 1220 : 536));
+    f.cwnd = 10 * f.sendMss;   // RFC 6928's initial window
     f.sndUna = s.ack;
     f.sndWl1 = s.seq; f.sndWl2 = s.ack;
     f.state = S_OPEN; f.retries = 0; f.rto = this.initialRto;
@@ -565,6 +575,12 @@ export class TcpEngine {
     if (seqLt(f.sndNxt, ack)) { f.sndNxt = ack; f.curIdx = f.qHead; f.curOff = f.qHeadOff; }
     f.dupAcks = 0;
     f.retries = 0;
+    if (!f.inRecovery) {
+      const mss = f.sendMss;
+      if (f.cwnd < f.ssthresh) f.cwnd += data < mss ? data : mss;
+      else f.cwnd += Math.max(1, Math.floor(mss * mss / f.cwnd));
+      if (f.cwnd > this.sndBuf) f.cwnd = this.sndBuf;
+    }
     if (f.rttOn && seqLt(f.rttSeq, ack)) { f.rttOn = false; this.rttSample(f, this.now() - f.rttAt); }
     if (f.inRecovery) {
       if (seqLt(ack, f.recover)) { this.retransmitHead(f); } else f.inRecovery = false;
@@ -667,7 +683,7 @@ export class TcpEngine {
       const dataEnd = (f.sndUna + f.qBytes) >>> 0;
       const unsent = (dataEnd - f.sndNxt) | 0;
       if (unsent > 0) {
-        const room = f.sndWnd - inflight;
+        const room = (f.sndWnd < f.cwnd ? f.sndWnd : f.cwnd) - inflight;
         if (room <= 0) {
           if (inflight === 0) this.armPersist(f);
           break;
@@ -731,6 +747,8 @@ export class TcpEngine {
     if (f.inRecovery) return;
     f.inRecovery = true;
     f.recover = f.sndMax;
+    f.ssthresh = Math.max(((f.sndMax - f.sndUna) | 0) >> 1, 2 * f.sendMss);
+    f.cwnd = f.ssthresh;
     this.counters.fastRetransmits++;
     this.retransmitHead(f);
   }
@@ -782,6 +800,8 @@ export class TcpEngine {
       f.rto = Math.min(this.maxRto, f.rto * 2);
       f.rttOn = false;
       f.inRecovery = false; f.dupAcks = 0;
+      f.ssthresh = Math.max(((f.sndMax - f.sndUna) | 0) >> 1, 2 * f.sendMss);
+      f.cwnd = f.sendMss;
       // Go back to sndUna and send one segment; ACKs clock out the rest.
       f.sndNxt = f.sndUna; f.curIdx = f.qHead; f.curOff = f.qHeadOff;
       const before = f.sndNxt;

@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// The bench's client path for the socket uplinks that speak QEMU's stream protocol (netplane's stream
+// transport and passt): a TAP device (read and written by netplane's native helper, native/tap.c)
+// bridged to a unix socket, each frame preceded by its length as a 32-bit big-endian integer, the way
+// QEMU's `-netdev stream` sends it. One process per client, so the same client code and cost sit in
+// front of every peer. Usage: tap-stream.mjs DEVICE SOCKET (the TAP is created in the root namespace;
+// the caller moves it). Prints "connected" once the socket is up; exits when the socket closes.
+import { createRequire } from 'node:module';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const native = createRequire(import.meta.url)(join(dirname(fileURLToPath(import.meta.url)), '../native/build/Release/netplane_tap.node'));
+const [dev, path] = process.argv.slice(2);
+const fd = native.open(dev);
+const SLOT = 9216, BATCH = 256;
+const buf = new Uint8Array(SLOT * BATCH), lens = new Uint32Array(BATCH);
+const out = Buffer.alloc((SLOT + 4) * BATCH);
+const sock = connect(path);
+let pending = Buffer.alloc(0);
+sock.on('data', (d) => {
+  pending = pending.length ? Buffer.concat([pending, d]) : d;
+  let o = 0;
+  while (pending.length - o >= 4) {
+    const len = pending.readUInt32BE(o);
+    if (pending.length - o - 4 < len) break;
+    native.write(fd, pending.subarray(o + 4, o + 4 + len));
+    o += 4 + len;
+  }
+  pending = pending.subarray(o);
+});
+let poller;   // kept referenced: the helper stops polling when the handle is collected
+sock.on('connect', () => {
+  poller = native.poll(fd, () => {
+    let got;
+    do {
+      got = native.read(fd, buf, lens, SLOT);
+      let o = 0;
+      for (let i = 0; i < got; i++) {
+        out.writeUInt32BE(lens[i], o);
+        out.set(buf.subarray(i * SLOT, i * SLOT + lens[i]), o + 4);
+        o += 4 + lens[i];
+      }
+      if (o) sock.write(Buffer.from(out.subarray(0, o)));
+    } while (got === BATCH);
+  });
+  console.log('connected');
+});
+sock.on('close', () => process.exit(0));
+sock.on('error', (e) => { console.error(`tap-stream: ${e.message}`); process.exit(1); });
