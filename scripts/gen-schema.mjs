@@ -183,6 +183,11 @@ const schema = {
           if: { required: ['UnknownClients'], properties: { UnknownClients: { const: 'Refuse' } } },
           then: { description: 'a pool serves unknown clients, which Refuse refuses', not: { required: ['Pool'] } },
         },
+        DnsProxy: {
+          description: "netplane extension: the DNS server on the gateway's addresses (NAT and Internal networks): the network's endpoints as <ID>.<domain> and <Name>.<domain> (domain: Dns.Domain, default netplane.internal), the rest forwarded to Dns.ServerList or the host's resolvers",
+          type: 'object', additionalProperties: false,
+          properties: { Enabled: { type: 'boolean', description: 'default true when the network has a subnet' } },
+        },
       },
       allOf: [
         {
@@ -200,6 +205,10 @@ const schema = {
         {
           if: { required: ['Dhcp'] },
           then: { description: 'only NAT and Internal networks have a gateway to serve DHCP', properties: { Type: { enum: ['NAT', 'Internal'] } } },
+        },
+        {
+          if: { required: ['DnsProxy'] },
+          then: { description: 'only NAT and Internal networks have a gateway to answer DNS', properties: { Type: { enum: ['NAT', 'Internal'] } } },
         },
         {
           if: { required: ['SilentGateway'] },

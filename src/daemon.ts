@@ -3,7 +3,7 @@
 // the list, POST to create, GET/PUT/DELETE /<kind>/<ID>). Views: /mac, /connections, /stats, and
 // POST /trace (a frame in hex, or a flow from an endpoint, built here); they name what the dataplane
 // numbers (network and endpoint IDs, gateways, the uplink) beside the numbers; /endpoints also lists
-// the dynamic DHCP leases as read-only endpoints, /stats the DHCP servers' counters. Errors are JSON
+// the dynamic DHCP leases as read-only endpoints, /stats the DHCP and DNS servers' counters. Errors are JSON
 // { error: { code, field, reason } }.
 //
 // Who may talk to it (docs/security.md is the threat model):
@@ -152,6 +152,7 @@ export class Daemon {
     await Promise.all(this.servers.map((s) => new Promise<void>((ok) => { s.close(() => ok()); s.closeAllConnections(); })));
     this.servers = [];
     await this.host.closeTransports();
+    this.host.compiler.services.close();
     await this.uplink?.close();
     this.uplink = undefined;
     if (this.socketPath) this.host.confinement.owned.removeSocket(this.socketPath);
@@ -219,7 +220,7 @@ export class Daemon {
       if (top === 'connections') return send(res, 200, sw.router.connections());
       if (top === 'stats') {
         const ports = [...sw.ports.keys()].map((p) => ({ port: p, ...this.portName(p), networkId: this.networkName(sw.ports.get(p)!.spec.network ?? 0), ...sw.portCounters(p) }));
-        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats(), dhcp: host.compiler.services.counters() });
+        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats(), dhcp: host.compiler.services.counters(), dns: host.compiler.services.dnsCounters() });
       }
       return send(res, 200, this.trace(json(body)));
     } catch (e) {

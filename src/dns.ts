@@ -300,20 +300,30 @@ export class DnsServer {
       this.sw.onPunt('dns', (frame, info) => map.get(info.interface)?.(frame, info));
     }
     if (servers.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a DNS server attached`);
-    const h: PuntHandler = (frame, info) => {
-      if (isTcp(frame)) {
-        if (o.tcp) o.tcp(frame, info);
-        else this.c.dropped.tcp_not_handled++;
-        return;
-      }
-      this.handle(frame, (reply) => { pump.receive(port, reply); });
-    };
+    const h: PuntHandler = (frame, info) => this.handlePunt(frame, (reply) => { pump.receive(port, reply); }, o.tcp && ((f) => o.tcp!(f, info)));
     servers.set(this.ifaceId, h);
     return () => {
       if (servers!.get(this.ifaceId) !== h) return;
       servers!.delete(this.ifaceId);
       if (servers!.size === 0) { attached.delete(this.sw); this.sw.onPunt('dns', undefined); }
     };
+  }
+
+  // One punted frame, as attach's handler takes it: UDP to handle(); TCP (to gateway:53) to `tcp`
+  // (the TCP engine), or counted (tcp_not_handled) and dropped without one.
+  handlePunt(frame: Uint8Array, send: (frame: Uint8Array) => void, tcp?: (frame: Uint8Array) => void): void {
+    if (isTcp(frame)) {
+      if (tcp) tcp(frame);
+      else this.c.dropped.tcp_not_handled++;
+      return;
+    }
+    this.handle(frame, send);
+  }
+
+  // Takes over another server's counters (a reconfigured server counts on from its predecessor).
+  carryCounters(from: DnsServer): void {
+    const c = from.counters();
+    Object.assign(this.c, c);
   }
 
   // One punted frame carrying a DNS query over UDP: `send` gets the reply frame, now (a local answer)

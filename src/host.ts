@@ -88,6 +88,7 @@ export interface HostOptions {
   reserved?: string[];         // more paths that are never a capture or socket (the API socket)
   log?: (message: string) => void;
   clock?: () => number;        // wall time in ms for DHCP leases (default Date.now): their expiry survives a restart
+  resolvConf?: string;         // the host's resolvers, for the gateways' DNS servers (default /etc/resolv.conf)
 }
 
 // An endpoint's open attachment: its capture and transport, since when, and how to close both.
@@ -114,7 +115,7 @@ export class Host {
     const dir = opts.stateDir ? resolve(opts.stateDir) : undefined;
     this.clock = opts.clock ?? Date.now;
     this.compiler = new HostCompiler(this.sw, opts.config, {
-      clock: this.clock, log: this.log,
+      clock: this.clock, log: this.log, resolvConf: opts.resolvConf,
       leases: dir ? { load: () => loadLeases(dir), save: (l) => saveLeases(dir, l) } : undefined,
     });
     this.confinement = {

@@ -118,6 +118,14 @@ const dnet = (d: unknown) => net({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.
 const pool = (StartAddress: unknown, EndAddress: unknown) => dnet({ Pool: { StartAddress, EndAddress } });
 
 const ROWS: Row[] = [
+  // the network's DNS server (netplane's extension)
+  accept('network', net({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24' }] }], DnsProxy: { Enabled: false } })),
+  accept('network', net({ DnsProxy: {} })),
+  refuse('network', net({ DnsProxy: false }), 'DnsProxy'),
+  refuse('network', net({ DnsProxy: { Enabled: 'no' } }), 'DnsProxy.Enabled'),
+  refuse('network', net({ DnsProxy: { Domain: 'x.example' } }), 'DnsProxy.Domain'),
+  refuse('network', { ID: 'n', Type: 'Private', DnsProxy: {} }, 'DnsProxy'),
+  refuse('network', { ID: 'n', Type: 'Transparent', DnsProxy: { Enabled: false } }, 'DnsProxy'),
   // the network's DHCP server (netplane's extension)
   refuse('network', dnet('yes'), 'Dhcp'),
   refuse('network', dnet({ Enabled: 'yes' }), 'Dhcp.Enabled'),

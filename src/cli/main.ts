@@ -434,6 +434,15 @@ async function viewCommand(cmd: string, args: string[], flags: Flags): Promise<n
         'OTHER DROPS': Object.entries(d.dropped).filter(([k, n]) => n && k !== 'unknown_client' && k !== 'no_address').map(([k, n]) => `${k} ${n}`).join(', '),
       })));
     }
+    if (v.dns?.length) {
+      // Local: answered from the endpoints' names; forwarded/relayed: to and from the upstream resolvers.
+      out();
+      table(v.dns.map((d: any) => ({
+        'DNS NETWORK': d.network, QUERIES: d.queries, LOCAL: d.local, NXDOMAIN: d.nxdomain, FORWARDED: d.forwarded, RELAYED: d.relayed,
+        TIMEOUTS: d.timeouts, SERVFAIL: d.servfail, TCP: d.streams,
+        DROPS: Object.entries(d.dropped).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', '),
+      })));
+    }
   } else {
     out(`trace: ${v.flow ?? `${v.frame.length / 2}-byte frame, ${frameLine(v.frame)}`}, ${v.endpoint ? `sent by endpoint ${v.endpoint} (port ${v.port})` : `arriving on port ${v.port}`}`);
     out(v.text);

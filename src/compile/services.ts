@@ -1,5 +1,6 @@
-// The services a network's gateway runs for its guests on the punt queue: today the DHCPv4 server
-// (src/dhcp.ts); DNS, router advertisements and DHCPv6 belong here the same way. This is the one
+// The services a network's gateway runs for its guests on the punt queue: the DHCPv4 server
+// (src/dhcp.ts) and the DNS server (src/dns.ts); router advertisements and DHCPv6 belong here the same
+// way. This is the one
 // place that decides, from the model, what a gateway punts (gatewayPunts, read when the compiler
 // makes the interface) and which servers run with what configuration (plan/commit), that answers
 // what the gateway interfaces punt (the switch's handler of each punt reason, dispatched by interface),
@@ -15,6 +16,13 @@
 // another address, is dropped). A change undone by its caller after the apply (the Host, when an
 // endpoint's transport cannot open) gets the replaced servers back as they were.
 //
+// DNS: a network's DnsServer (src/model/dns.ts says when and with what defaults) answers its endpoints'
+// names, `<endpoint ID>.<domain>` and `<Name>.<domain>`, with their addresses; the table is set on
+// the running server at every commit (setNames: queries already upstream are not disturbed), so a
+// server is rebuilt only when its own configuration (interface, domain, upstream) changed. With it,
+// DHCP's DNS option is the gateway and its domain option the server's domain, so that a guest's
+// resolver asks the server that knows the names; Dns.ServerList becomes the server's upstream.
+//
 // Leases survive a restart: the servers' lease state is handed to `leases.save` after every message
 // that changed it (ACK, RELEASE, DECLINE) and after a commit, and `leases.load` gives the first
 // server of each network its predecessor's state. Expiry is in wall time (the clock), so a restored
@@ -24,6 +32,8 @@ import type { PuntInfo } from '../switch.js';
 import type { ModelState, HostComputeNetwork } from '../model/types.js';
 import type { PuntClass } from '../abi.js';
 import { DhcpServer, type DhcpServerOptions, type DhcpState, type DhcpCounters } from '../dhcp.js';
+import { DnsServer, type DnsCounters, type DnsServerOptions } from '../dns.js';
+import { networkDns, dnsLabel } from '../model/dns.js';
 import { Pump } from '../transports/pump.js';
 import { NetplaneError } from '../abi.js';
 import { ModelError } from '../model/validate.js';
@@ -38,20 +48,24 @@ export interface ServicesOptions {
   clock?: () => number;                             // wall time in ms (default Date.now)
   leases?: LeaseStore;
   log?: (message: string) => void;
+  resolvConf?: string;                              // the host's resolvers (default /etc/resolv.conf)
 }
 
 // What a network's gateway interface punts to the host.
 export function gatewayPunts(n: HostComputeNetwork): PuntClass[] {
-  return networkDhcp(n) ? ['dhcp'] : [];
+  return [...(networkDhcp(n) ? ['dhcp' as const] : []), ...(networkDns(n) ? ['dns' as const] : [])];
 }
 
 interface Running {
   network: string;
   iface: number;
   domain: { network: number; vlan: number };        // the gateway's broadcast domain
-  key: string;                                      // the configuration it was built from
+  key?: string;                                     // the DHCP configuration it was built from
   dhcp?: DhcpServer;
   statics: Set<string>;                             // the MACs with a static lease (endpoints)
+  dnsKey?: string;                                  // the DNS configuration its server was built from
+  dns?: DnsServer;
+  names?: Map<string, string[]>;                    // the DNS server's table (set at commit)
   port?: SwitchPort;                                // the replies' way in, made on first use
 }
 
@@ -79,6 +93,7 @@ export class GatewayServices {
     // One handler per punt reason (Switch.onPunt(reason, h)); each dispatches by interface. A
     // service added here registers its own reason the same way.
     sw.onPunt('dhcp', (frame, info) => this.dhcp(frame, info));
+    sw.onPunt('dns', (frame, info) => this.dns(frame, info));
   }
 
   // Builds what `next` needs (throws a ModelError, having changed nothing); `gateway` gives a
@@ -88,57 +103,92 @@ export class GatewayServices {
   plan(next: ModelState, gateway: (network: string) => { iface: number; network: number; vlan: number } | undefined, revert = false): Map<string, Running> {
     const out = new Map<string, Running>();
     for (const n of next.networks) {
-      const d = networkDhcp(n);
       const gw = gateway(n.ID);
-      if (!d || !gw) continue;
-      const f = this.sw.router.interfaces.get(gw.iface)!;
-      // Endpoints' static leases: a MAC and an address the server can lease in the gateway's subnet.
-      const [net, len] = d.subnet.IpAddressPrefix.split('/');
-      const hostMask = 2 ** (32 - Number(len)) - 1, base = ipNumber(net), gwNum = ipNumber(d.gateway);
-      const leasable = (a: string) => {
-        if (a.includes(':')) return false;
-        const k = ipNumber(a);
-        return k > base && k < base + hostMask && k !== gwNum;
-      };
-      const statics = next.endpoints
-        .filter((e) => e.HostComputeNetwork === n.ID && e.MacAddress)
-        .map((e) => ({ mac: e.MacAddress!, address: (e.IpConfigurations ?? []).map((c) => c.IpAddress).find(leasable) }))
-        .filter((s): s is { mac: string; address: string } => s.address !== undefined);
-      const options: DhcpServerOptions = {
-        interface: gw.iface,
-        leaseTime: d.leaseTime,
-        dns: (n.Dns?.ServerList ?? [d.gateway]).filter((a) => !a.includes(':')),
-        ...(n.Dns?.Domain ? { domain: n.Dns.Domain } : {}),
-        ...(n.Dns?.Search?.length ? { search: n.Dns.Search } : {}),
-        routes: (d.subnet.Routes ?? []).filter((r) => !r.DestinationPrefix.includes(':') && !r.DestinationPrefix.endsWith('/0'))
-          .map((r) => ({ destination: r.DestinationPrefix, nextHop: r.NextHop })),
-        static: statics,
-        ...(d.pool ? { pool: { start: ipText(d.pool.start), end: ipText(d.pool.end) } } : {}),
-      };
-      const key = JSON.stringify([f.address, f.mac, f.mtu, gw, options]);
+      if (!gw) continue;
       const cur = this.running.get(n.ID);
-      if (cur && cur.key === key) { out.set(n.ID, cur); continue; }
       const prev = revert ? this.replaced.get(n.ID) : undefined;
-      if (prev && prev.key === key) { out.set(n.ID, { ...prev, iface: gw.iface, domain: { network: gw.network, vlan: gw.vlan }, port: cur?.port }); continue; }
-      let dhcp: DhcpServer;
-      try {
-        dhcp = new DhcpServer(this.sw, options);
-      } catch (e) {
-        if (e instanceof NetplaneError) throw new ModelError('InvalidArgument', modelField(e.field), `the DHCP server refuses it: ${e.reason}`);
-        throw e;
-      }
-      // The network's counters go on across a reconfiguration (stats count per network).
-      if (cur?.dhcp) { const c = structuredClone(cur.dhcp.counters); Object.assign(dhcp.counters, c); }
-      const prior = cur?.dhcp?.toJSON() ?? this.stored?.[n.ID];
-      if (prior) {
-        try { dhcp.restore(prior); } catch (e) {
-          // Only a state file edited by hand gets here: its leases are dropped, and said so.
-          this.log(`netplane: network ${n.ID}: DHCP leases not restored: ${(e as Error).message}`);
+      const r: Running = { network: n.ID, iface: gw.iface, domain: { network: gw.network, vlan: gw.vlan }, statics: new Set(), port: cur?.port };
+      const f = this.sw.router.interfaces.get(gw.iface)!;
+      const s = networkDns(n);
+      const d = networkDhcp(n);
+      if (d) this.planDhcp(n, d, s?.domain, next, gw, f, cur, prev, r);
+      if (s) {
+        const options: DnsServerOptions = {
+          interface: gw.iface, domain: s.domain,
+          ...(s.upstream ? { upstream: s.upstream } : {}),
+          ...(this.opts.resolvConf ? { resolvConf: this.opts.resolvConf } : {}),
+        };
+        const key = JSON.stringify([f.address, f.address6, f.mac, f.mtu, gw, options]);
+        if (cur?.dnsKey === key) r.dns = cur.dns;
+        else if (prev?.dnsKey === key) r.dns = prev.dns;
+        else {
+          try {
+            r.dns = new DnsServer(this.sw, options);
+          } catch (e) {
+            if (e instanceof NetplaneError) throw new ModelError('InvalidArgument', e.field === 'domain' ? 'Dns.Domain' : e.field.startsWith('upstream') ? 'Dns.ServerList' : `DnsProxy (${e.field})`, `the DNS server refuses it: ${e.reason}`);
+            throw e;
+          }
+          // The network's counters go on across a reconfiguration.
+          if (cur?.dns) r.dns.carryCounters(cur.dns);
         }
+        r.dnsKey = key;
+        r.names = endpointNames(n, next, s.domain);
       }
-      out.set(n.ID, { network: n.ID, iface: gw.iface, domain: { network: gw.network, vlan: gw.vlan }, key, dhcp, statics: new Set(statics.map((x) => x.mac)), port: cur?.port });
+      if (r.dhcp || r.dns) out.set(n.ID, r);
     }
     return out;
+  }
+
+  private planDhcp(n: HostComputeNetwork, d: NonNullable<ReturnType<typeof networkDhcp>>, dnsDomain: string | undefined, next: ModelState,
+    gw: { iface: number; network: number; vlan: number }, f: { address?: string; mac: string; mtu: number }, cur: Running | undefined, prev: Running | undefined, r: Running): void {
+    // Endpoints' static leases: a MAC and an address the server can lease in the gateway's subnet.
+    const [net, len] = d.subnet.IpAddressPrefix.split('/');
+    const hostMask = 2 ** (32 - Number(len)) - 1, base = ipNumber(net), gwNum = ipNumber(d.gateway);
+    const leasable = (a: string) => {
+      if (a.includes(':')) return false;
+      const k = ipNumber(a);
+      return k > base && k < base + hostMask && k !== gwNum;
+    };
+    const statics = next.endpoints
+      .filter((e) => e.HostComputeNetwork === n.ID && e.MacAddress)
+      .map((e) => ({ mac: e.MacAddress!, address: (e.IpConfigurations ?? []).map((c) => c.IpAddress).find(leasable) }))
+      .filter((s): s is { mac: string; address: string } => s.address !== undefined);
+    // With the gateway's DNS server, DHCP names it (it knows the endpoints' names and forwards the
+    // rest to Dns.ServerList); without, the ServerList itself (none: no DNS option).
+    const domain = dnsDomain ?? n.Dns?.Domain;
+    const options: DhcpServerOptions = {
+      interface: gw.iface,
+      leaseTime: d.leaseTime,
+      dns: dnsDomain !== undefined ? [d.gateway] : (n.Dns?.ServerList ?? []).filter((a) => !a.includes(':')),
+      ...(domain ? { domain } : {}),
+      ...(n.Dns?.Search?.length ? { search: n.Dns.Search } : {}),
+      routes: (d.subnet.Routes ?? []).filter((x) => !x.DestinationPrefix.includes(':') && !x.DestinationPrefix.endsWith('/0'))
+        .map((x) => ({ destination: x.DestinationPrefix, nextHop: x.NextHop })),
+      static: statics,
+      ...(d.pool ? { pool: { start: ipText(d.pool.start), end: ipText(d.pool.end) } } : {}),
+    };
+    const key = JSON.stringify([f.address, f.mac, f.mtu, gw, options]);
+    r.key = key;
+    if (cur?.key === key) { r.dhcp = cur.dhcp; r.statics = cur.statics; return; }
+    if (prev?.key === key) { r.dhcp = prev.dhcp; r.statics = prev.statics; return; }
+    let dhcp: DhcpServer;
+    try {
+      dhcp = new DhcpServer(this.sw, options);
+    } catch (e) {
+      if (e instanceof NetplaneError) throw new ModelError('InvalidArgument', modelField(e.field), `the DHCP server refuses it: ${e.reason}`);
+      throw e;
+    }
+    // The network's counters go on across a reconfiguration (stats count per network).
+    if (cur?.dhcp) { const c = structuredClone(cur.dhcp.counters); Object.assign(dhcp.counters, c); }
+    const prior = cur?.dhcp?.toJSON() ?? this.stored?.[n.ID];
+    if (prior) {
+      try { dhcp.restore(prior); } catch (e) {
+        // Only a state file edited by hand gets here: its leases are dropped, and said so.
+        this.log(`netplane: network ${n.ID}: DHCP leases not restored: ${(e as Error).message}`);
+      }
+    }
+    r.dhcp = dhcp;
+    r.statics = new Set(statics.map((x) => x.mac));
   }
 
   // Swaps in what `plan` built; the ports of networks gone (or moved to another domain) go.
@@ -152,9 +202,15 @@ export class GatewayServices {
     }
     this.stored = undefined;   // taken by the servers it had leases for; the rest belonged to networks gone
     const before = JSON.stringify(this.state());
-    this.replaced = new Map([...this.running].filter(([id, r]) => next.get(id)?.dhcp !== r.dhcp));
+    this.replaced = new Map([...this.running].filter(([id, r]) => next.get(id)?.dhcp !== r.dhcp || next.get(id)?.dns !== r.dns));
+    // A DNS server no longer running ends what it has in progress (upstream sockets, TCP clients); one
+    // brought back by a revert opens its sockets again on its next forwarded query.
+    const keep = new Set([...next.values()].map((r) => r.dns));
+    for (const r of this.running.values()) if (r.dns && !keep.has(r.dns)) r.dns.close();
     this.running = next;
     this.byIface = new Map([...next.values()].map((r) => [r.iface, r]));
+    // setNames cannot refuse these: endpointNames keeps only valid labels that fit the domain.
+    for (const r of next.values()) if (r.dns && r.names) r.dns.setNames(r.names);
     if (JSON.stringify(this.state()) !== before) this.save();
   }
 
@@ -173,6 +229,19 @@ export class GatewayServices {
   // Each DHCP server's counters (unknown clients refused: dropped.unknown_client), for `stats`.
   counters(): Array<{ network: string } & DhcpCounters> {
     return [...this.running.values()].filter((r) => r.dhcp).map((r) => ({ network: r.network, ...structuredClone(r.dhcp!.counters) }));
+  }
+
+  // Each DNS server's counters, for `stats`.
+  dnsCounters(): Array<{ network: string } & DnsCounters> {
+    return [...this.running.values()].filter((r) => r.dns).map((r) => ({ network: r.network, ...r.dns!.counters() }));
+  }
+
+  // A network's DNS server, if it runs one (its upstreams, its TCP side: handleStream).
+  dnsServer(network: string): DnsServer | undefined { return this.running.get(network)?.dns; }
+
+  // Ends the DNS servers' upstream sockets and connections (the daemon's close).
+  close(): void {
+    for (const r of this.running.values()) r.dns?.close();
   }
 
   private state(): Record<string, DhcpState> {
@@ -200,6 +269,19 @@ export class GatewayServices {
     if (c.acks + c.releases + c.declines !== changes) this.save();
   }
 
+  // A DNS query an interface punted: its network's server answers (now, or when upstream does).
+  // TCP to gateway:53 is the TCP engine's (the socket uplink), which feeds DnsServer.handleStream;
+  // without it the server counts the segment (tcp_not_handled).
+  private dns(frame: Uint8Array, info: PuntInfo): void {
+    const r = this.byIface.get(info.interface);
+    if (!r?.dns) return;
+    const dns = r.dns;
+    dns.handlePunt(frame, (reply) => {
+      // An answer that comes back after its server was replaced or its network removed goes nowhere.
+      if (this.running.get(r.network)?.dns === dns) Pump.of(this.sw).receive(this.portOf(this.running.get(r.network)!), reply);
+    });
+  }
+
   private portOf(r: Running): SwitchPort {
     if (!r.port || this.sw.ports.get(r.port.id) !== r.port) r.port = this.sw.addPort({ ...r.domain, learning: false });
     return r.port;
@@ -210,6 +292,31 @@ export class GatewayServices {
     for (const r of this.running.values()) if (r.port?.id === port) return r.network;
     return undefined;
   }
+}
+
+// A network's endpoints as names of its DNS server: `<ID>` and `<Name>` (when a valid label) with
+// every address of the endpoint. An ID that is no label gets no name; a Name that is another
+// endpoint's ID is left out (an ID is never shadowed); a Name several endpoints share gives all their
+// addresses (as Docker's network aliases). A name too long for the domain is left out.
+function endpointNames(n: HostComputeNetwork, next: ModelState, domain: string): Map<string, string[]> {
+  const eps = next.endpoints.filter((e) => e.HostComputeNetwork === n.ID);
+  const out = new Map<string, string[]>();
+  const fits = (l: string) => l.length + 1 + domain.length <= 253;
+  const addrs = (e: (typeof eps)[number]) => (e.IpConfigurations ?? []).map((c) => c.IpAddress);
+  const ids = new Set<string>();
+  for (const e of eps) {
+    const l = dnsLabel(e.ID);
+    if (!l || !fits(l)) continue;
+    ids.add(l);
+    out.set(l, [...(out.get(l) ?? []), ...addrs(e)]);
+  }
+  for (const e of eps) {
+    const l = dnsLabel(e.Name);
+    if (!l || !fits(l) || ids.has(l)) continue;
+    const have = out.get(l) ?? [];
+    out.set(l, [...have, ...addrs(e).filter((a) => !have.includes(a))]);
+  }
+  return out;
 }
 
 function modelField(f: string): string {

@@ -78,6 +78,13 @@ export interface HostComputeNetwork {
   MTU?: number;              // the gateway interface's MTU, 68-65535 (default 1500; 1280 at least with IPv6)
   SilentGateway?: boolean;   // netplane extension: the gateway sends no TCP RST / ICMP unreachable for traffic to its addresses that nothing handles
   Dhcp?: DhcpSettings;       // netplane extension: the DHCPv4 server on the gateway (NAT and Internal networks)
+  DnsProxy?: DnsProxySettings;   // netplane extension: the DNS server on the gateway (NAT and Internal networks)
+}
+
+// The DNS server a NAT or Internal network's gateway runs (docs/model.md "DNS"): the network's
+// endpoints as <ID>.<domain> (and <Name>.<domain>), the rest forwarded (Dns.ServerList or the host's).
+export interface DnsProxySettings {
+  Enabled?: boolean;                          // default true (when the network has a subnet)
 }
 
 // The DHCPv4 server a NAT or Internal network's gateway runs (docs/model.md "DHCP"). Endpoints'
