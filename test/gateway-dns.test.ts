@@ -154,7 +154,7 @@ test('an Internal network with only an IPv6 subnet runs a DNS server (no DHCP); 
   host.store.create('network', { ID: 'v6', Type: 'Internal', Ipams: [{ Subnets: [{ IpAddressPrefix: 'fd01::/64' }] }] });
   host.store.create('network', { ID: 'p', Type: 'Private', Ipams: [{ Subnets: [{ IpAddressPrefix: '10.9.0.0/24' }] }] });
   const f = host.sw.router.interfaces.get(host.compiler.gatewayInterfaceOf('v6')!)!;
-  assert.equal(f.punt, ['dns']);
+  assert.ok(f.punt.includes('dns') && !f.punt.includes('dhcp'), f.punt.join());
   assert.equal(host.compiler.services.dnsCounters().map((c) => c.network), ['v6']);
   host.compiler.services.close();
 });
