@@ -188,6 +188,16 @@ const schema = {
           type: 'object', additionalProperties: false,
           properties: { Enabled: { type: 'boolean', description: 'default true when the network has a subnet' } },
         },
+        RouterAdvertisement: {
+          description: "netplane extension: router advertisements from the gateway for the network's IPv6 subnet (SLAAC prefix when a /64, RDNSS, DNSSL, MTU, M/O flags); NAT and Internal networks",
+          type: 'object', additionalProperties: false,
+          properties: { Enabled: { type: 'boolean', description: 'default true when the network has an IPv6 subnet' } },
+        },
+        Dhcp6: {
+          description: "netplane extension: the DHCPv6 server on the gateway: endpoints' MacAddress + IPv6 address as stateful bindings, DNS (the gateway) and search list for all; NAT and Internal networks",
+          type: 'object', additionalProperties: false,
+          properties: { Enabled: { type: 'boolean', description: 'default true when the network has an IPv6 subnet' } },
+        },
       },
       allOf: [
         {
@@ -209,6 +219,14 @@ const schema = {
         {
           if: { required: ['DnsProxy'] },
           then: { description: 'only NAT and Internal networks have a gateway to answer DNS', properties: { Type: { enum: ['NAT', 'Internal'] } } },
+        },
+        {
+          if: { required: ['RouterAdvertisement'] },
+          then: { description: 'only NAT and Internal networks have a gateway to advertise', properties: { Type: { enum: ['NAT', 'Internal'] } } },
+        },
+        {
+          if: { required: ['Dhcp6'] },
+          then: { description: 'only NAT and Internal networks have a gateway to serve DHCPv6', properties: { Type: { enum: ['NAT', 'Internal'] } } },
         },
         {
           if: { required: ['SilentGateway'] },

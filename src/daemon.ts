@@ -220,7 +220,7 @@ export class Daemon {
       if (top === 'connections') return send(res, 200, sw.router.connections());
       if (top === 'stats') {
         const ports = [...sw.ports.keys()].map((p) => ({ port: p, ...this.portName(p), networkId: this.networkName(sw.ports.get(p)!.spec.network ?? 0), ...sw.portCounters(p) }));
-        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats(), dhcp: host.compiler.services.counters(), dns: host.compiler.services.dnsCounters() });
+        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats(), dhcp: host.compiler.services.counters(), dns: host.compiler.services.dnsCounters(), ra: host.compiler.services.raCounters(), dhcp6: host.compiler.services.dhcp6Counters() });
       }
       return send(res, 200, this.trace(json(body)));
     } catch (e) {

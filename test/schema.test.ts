@@ -126,6 +126,14 @@ const ROWS: Row[] = [
   refuse('network', net({ DnsProxy: { Domain: 'x.example' } }), 'DnsProxy.Domain'),
   refuse('network', { ID: 'n', Type: 'Private', DnsProxy: {} }, 'DnsProxy'),
   refuse('network', { ID: 'n', Type: 'Transparent', DnsProxy: { Enabled: false } }, 'DnsProxy'),
+  // router advertisements and DHCPv6 (netplane's extensions)
+  accept('network', net({ Ipams: [{ Subnets: [{ IpAddressPrefix: 'fd00::/64' }] }], RouterAdvertisement: { Enabled: false }, Dhcp6: { Enabled: true } })),
+  refuse('network', net({ RouterAdvertisement: true }), 'RouterAdvertisement'),
+  refuse('network', net({ RouterAdvertisement: { Enabled: 1 } }), 'RouterAdvertisement.Enabled'),
+  refuse('network', net({ Dhcp6: { Enabled: 'yes' } }), 'Dhcp6.Enabled'),
+  refuse('network', net({ Dhcp6: { Pool: {} } }), 'Dhcp6.Pool'),
+  refuse('network', { ID: 'n', Type: 'Private', Dhcp6: {} }, 'Dhcp6'),
+  refuse('network', { ID: 'n', Type: 'L2Bridge', RouterAdvertisement: {} }, 'RouterAdvertisement'),
   // the network's DHCP server (netplane's extension)
   refuse('network', dnet('yes'), 'Dhcp'),
   refuse('network', dnet({ Enabled: 'yes' }), 'Dhcp.Enabled'),

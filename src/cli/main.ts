@@ -434,6 +434,21 @@ async function viewCommand(cmd: string, args: string[], flags: Flags): Promise<n
         'OTHER DROPS': Object.entries(d.dropped).filter(([k, n]) => n && k !== 'unknown_client' && k !== 'no_address').map(([k, n]) => `${k} ${n}`).join(', '),
       })));
     }
+    if (v.ra?.length || v.dhcp6?.length) {
+      // IPv6 autoconfiguration: router advertisements and the DHCPv6 server, per network.
+      out();
+      const d6 = new Map((v.dhcp6 ?? []).map((d: any) => [d.network, d]));
+      const ids = [...new Set([...(v.ra ?? []).map((r: any) => r.network), ...d6.keys()])];
+      table(ids.map((id) => {
+        const r = (v.ra ?? []).find((x: any) => x.network === id) ?? {};
+        const d: any = d6.get(id) ?? {};
+        return {
+          'IPV6 NETWORK': id, SOLICITATIONS: r.solicitations ?? '', 'RA SOLICITED': r.solicited ?? '', 'RA PERIODIC': r.unsolicited ?? '',
+          'DHCP6 RECEIVED': d.received ?? '', REPLIES: d.replies ?? '', ADVERTISES: d.advertises ?? '',
+          DROPS: [...Object.entries(r.dropped ?? {}), ...Object.entries(d.dropped ?? {})].filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', '),
+        };
+      }));
+    }
     if (v.dns?.length) {
       // Local: answered from the endpoints' names; forwarded/relayed: to and from the upstream resolvers.
       out();

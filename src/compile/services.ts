@@ -1,6 +1,6 @@
 // The services a network's gateway runs for its guests on the punt queue: the DHCPv4 server
-// (src/dhcp.ts) and the DNS server (src/dns.ts); router advertisements and DHCPv6 belong here the same
-// way. This is the one
+// (src/dhcp.ts), the DNS server (src/dns.ts), router advertisements (src/ra.ts) and the DHCPv6 server
+// (src/dhcp6.ts). This is the one
 // place that decides, from the model, what a gateway punts (gatewayPunts, read when the compiler
 // makes the interface) and which servers run with what configuration (plan/commit), that answers
 // what the gateway interfaces punt (the switch's handler of each punt reason, dispatched by interface),
@@ -23,6 +23,13 @@
 // DHCP's DNS option is the gateway and its domain option the server's domain, so that a guest's
 // resolver asks the server that knows the names; Dns.ServerList becomes the server's upstream.
 //
+// IPv6 (src/model/ipv6.ts says when and with what): a RouterAdvertiser answers solicitations and
+// advertises every so often (a timer here ticks each one; its frames go through the network's port,
+// as every reply), and a Dhcp6Server gives the endpoints' IPv6 addresses to their MACs (stateful)
+// and DNS/search to everyone. Both are rebuilt only when their configuration changed; DHCPv6 bindings
+// carry over (toJSON/restore) but are not saved for a restart: they are all static (an endpoint's
+// MAC gets its address again), so nothing is lost.
+//
 // Leases survive a restart: the servers' lease state is handed to `leases.save` after every message
 // that changed it (ACK, RELEASE, DECLINE) and after a commit, and `leases.load` gives the first
 // server of each network its predecessor's state. Expiry is in wall time (the clock), so a restored
@@ -34,6 +41,9 @@ import type { PuntClass } from '../abi.js';
 import { DhcpServer, type DhcpServerOptions, type DhcpState, type DhcpCounters } from '../dhcp.js';
 import { DnsServer, type DnsCounters, type DnsServerOptions } from '../dns.js';
 import { networkDns, dnsLabel } from '../model/dns.js';
+import { RouterAdvertiser, type RouterAdvertiserOptions, type RaCounters } from '../ra.js';
+import { Dhcp6Server, type Dhcp6ServerOptions, type Dhcp6Counters } from '../dhcp6.js';
+import { networkIpv6, inSubnet6 } from '../model/ipv6.js';
 import { Pump } from '../transports/pump.js';
 import { NetplaneError } from '../abi.js';
 import { ModelError } from '../model/validate.js';
@@ -53,7 +63,11 @@ export interface ServicesOptions {
 
 // What a network's gateway interface punts to the host.
 export function gatewayPunts(n: HostComputeNetwork): PuntClass[] {
-  return [...(networkDhcp(n) ? ['dhcp' as const] : []), ...(networkDns(n) ? ['dns' as const] : [])];
+  const v6 = networkIpv6(n);
+  return [
+    ...(networkDhcp(n) ? ['dhcp' as const] : []), ...(networkDns(n) ? ['dns' as const] : []),
+    ...(v6?.ra ? ['rs' as const] : []), ...(v6?.dhcp6 ? ['dhcp6' as const] : []),
+  ];
 }
 
 interface Running {
@@ -66,6 +80,10 @@ interface Running {
   dnsKey?: string;                                  // the DNS configuration its server was built from
   dns?: DnsServer;
   names?: Map<string, string[]>;                    // the DNS server's table (set at commit)
+  raKey?: string;
+  ra?: RouterAdvertiser;
+  dhcp6Key?: string;
+  dhcp6?: Dhcp6Server;
   port?: SwitchPort;                                // the replies' way in, made on first use
 }
 
@@ -94,7 +112,19 @@ export class GatewayServices {
     // service added here registers its own reason the same way.
     sw.onPunt('dhcp', (frame, info) => this.dhcp(frame, info));
     sw.onPunt('dns', (frame, info) => this.dns(frame, info));
+    sw.onPunt('rs', (frame, info) => {
+      const r = this.byIface.get(info.interface);
+      const ra = r?.ra?.solicited(frame, this.clock());
+      if (ra) Pump.of(this.sw).receive(this.portOf(r!), ra);
+    });
+    sw.onPunt('dhcp6', (frame, info) => {
+      const r = this.byIface.get(info.interface);
+      const reply = r?.dhcp6?.handle(frame, this.clock());
+      if (reply) Pump.of(this.sw).receive(this.portOf(r!), reply);
+    });
   }
+
+  private timer?: ReturnType<typeof setInterval>;
 
   // Builds what `next` needs (throws a ModelError, having changed nothing); `gateway` gives a
   // network's compiled gateway interface and broadcast domain.
@@ -134,9 +164,55 @@ export class GatewayServices {
         r.dnsKey = key;
         r.names = endpointNames(n, next, s.domain);
       }
-      if (r.dhcp || r.dns) out.set(n.ID, r);
+      const v6 = networkIpv6(n);
+      if (v6 && f.address6) this.planIpv6(n, v6, next, gw, f, cur, prev, r);
+      if (r.dhcp || r.dns || r.ra || r.dhcp6) out.set(n.ID, r);
     }
     return out;
+  }
+
+  private planIpv6(n: HostComputeNetwork, v6: NonNullable<ReturnType<typeof networkIpv6>>, next: ModelState,
+    gw: { iface: number; network: number; vlan: number }, f: { address6?: string; mac: string; mtu: number }, cur: Running | undefined, prev: Running | undefined, r: Running): void {
+    const refused = (what: string, e: unknown): never => {
+      if (e instanceof NetplaneError) {
+        const field = /^(dns|search)/.test(e.field) ? (e.field.startsWith('dns') ? 'Dns.ServerList' : 'Dns.Search') : /^mtu$/.test(e.field) ? 'MTU' : `${what} (${e.field})`;
+        throw new ModelError('InvalidArgument', field, `the ${what === 'Dhcp6' ? 'DHCPv6 server' : 'router advertiser'} refuses it: ${e.reason}`);
+      }
+      throw e;
+    };
+    if (v6.dhcp6) {
+      // Endpoints' stateful bindings: a MAC and an IPv6 address of the subnet.
+      const bindings = next.endpoints
+        .filter((e) => e.HostComputeNetwork === n.ID && e.MacAddress)
+        .map((e) => ({ mac: e.MacAddress!, address: (e.IpConfigurations ?? []).map((c) => c.IpAddress).find((a) => inSubnet6(a, v6.subnet.IpAddressPrefix) && a !== v6.gateway) }))
+        .filter((b): b is { mac: string; address: string } => b.address !== undefined);
+      const options: Dhcp6ServerOptions = { interface: gw.iface, dns: v6.dns, search: v6.search, bindings };
+      const key = JSON.stringify([f.address6, f.mac, gw, options]);
+      r.dhcp6Key = key;
+      if (cur?.dhcp6Key === key) r.dhcp6 = cur.dhcp6;
+      else if (prev?.dhcp6Key === key) r.dhcp6 = prev.dhcp6;
+      else {
+        try { r.dhcp6 = new Dhcp6Server(this.sw, options); } catch (e) { refused('Dhcp6', e); }
+        if (cur?.dhcp6) {
+          Object.assign(r.dhcp6!.counters, structuredClone(cur.dhcp6.counters));
+          try { r.dhcp6!.restore(cur.dhcp6.toJSON()); } catch { /* bindings that no longer fit: dropped */ }
+        }
+      }
+    }
+    if (v6.ra) {
+      const options: RouterAdvertiserOptions = {
+        interface: gw.iface, dns: v6.dns, search: v6.search,
+        managed: r.dhcp6?.stateful ?? false, otherConfig: r.dhcp6 !== undefined,
+      };
+      const key = JSON.stringify([f.address6, f.mac, f.mtu, gw, options]);
+      r.raKey = key;
+      if (cur?.raKey === key) r.ra = cur.ra;
+      else if (prev?.raKey === key) r.ra = prev.ra;
+      else {
+        try { r.ra = new RouterAdvertiser(this.sw, options); } catch (e) { refused('RouterAdvertisement', e); }
+        if (cur?.ra) Object.assign(r.ra!.counters, structuredClone(cur.ra.counters));
+      }
+    }
   }
 
   private planDhcp(n: HostComputeNetwork, d: NonNullable<ReturnType<typeof networkDhcp>>, dnsDomain: string | undefined, next: ModelState,
@@ -202,7 +278,11 @@ export class GatewayServices {
     }
     this.stored = undefined;   // taken by the servers it had leases for; the rest belonged to networks gone
     const before = JSON.stringify(this.state());
-    this.replaced = new Map([...this.running].filter(([id, r]) => next.get(id)?.dhcp !== r.dhcp || next.get(id)?.dns !== r.dns));
+    this.replaced = new Map([...this.running].filter(([id, r]) => {
+      const n = next.get(id);
+      return n?.dhcp !== r.dhcp || n?.dns !== r.dns || n?.ra !== r.ra || n?.dhcp6 !== r.dhcp6;
+    }));
+    const advertising = new Set([...this.running.values()].map((r) => r.ra));
     // A DNS server no longer running ends what it has in progress (upstream sockets, TCP clients); one
     // brought back by a revert opens its sockets again on its next forwarded query.
     const keep = new Set([...next.values()].map((r) => r.dns));
@@ -211,6 +291,14 @@ export class GatewayServices {
     this.byIface = new Map([...next.values()].map((r) => [r.iface, r]));
     // setNames cannot refuse these: endpointNames keeps only valid labels that fit the domain.
     for (const r of next.values()) if (r.dns && r.names) r.dns.setNames(r.names);
+    // A new advertiser advertises at once (its first of the initial, closer-spaced ones); all are
+    // ticked every second after.
+    for (const r of next.values()) if (r.ra && !advertising.has(r.ra)) this.tick(r);
+    const any = [...next.values()].some((r) => r.ra);
+    if (any && !this.timer) {
+      this.timer = setInterval(() => { for (const r of this.running.values()) if (r.ra) this.tick(r); }, 1000);
+      this.timer.unref?.();
+    } else if (!any && this.timer) { clearInterval(this.timer); this.timer = undefined; }
     if (JSON.stringify(this.state()) !== before) this.save();
   }
 
@@ -231,6 +319,19 @@ export class GatewayServices {
     return [...this.running.values()].filter((r) => r.dhcp).map((r) => ({ network: r.network, ...structuredClone(r.dhcp!.counters) }));
   }
 
+  private tick(r: Running): void {
+    const ra = r.ra?.tick(this.clock());
+    if (ra) Pump.of(this.sw).receive(this.portOf(r), ra);
+  }
+
+  // Each router advertiser's and DHCPv6 server's counters, for `stats`.
+  raCounters(): Array<{ network: string } & RaCounters> {
+    return [...this.running.values()].filter((r) => r.ra).map((r) => ({ network: r.network, ...structuredClone(r.ra!.counters) }));
+  }
+  dhcp6Counters(): Array<{ network: string } & Dhcp6Counters> {
+    return [...this.running.values()].filter((r) => r.dhcp6).map((r) => ({ network: r.network, ...structuredClone(r.dhcp6!.counters) }));
+  }
+
   // Each DNS server's counters, for `stats`.
   dnsCounters(): Array<{ network: string } & DnsCounters> {
     return [...this.running.values()].filter((r) => r.dns).map((r) => ({ network: r.network, ...r.dns!.counters() }));
@@ -242,6 +343,7 @@ export class GatewayServices {
   // Ends the DNS servers' upstream sockets and connections (the daemon's close).
   close(): void {
     for (const r of this.running.values()) r.dns?.close();
+    if (this.timer) { clearInterval(this.timer); this.timer = undefined; }
   }
 
   private state(): Record<string, DhcpState> {

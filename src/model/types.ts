@@ -79,6 +79,8 @@ export interface HostComputeNetwork {
   SilentGateway?: boolean;   // netplane extension: the gateway sends no TCP RST / ICMP unreachable for traffic to its addresses that nothing handles
   Dhcp?: DhcpSettings;       // netplane extension: the DHCPv4 server on the gateway (NAT and Internal networks)
   DnsProxy?: DnsProxySettings;   // netplane extension: the DNS server on the gateway (NAT and Internal networks)
+  RouterAdvertisement?: { Enabled?: boolean };   // netplane extension: RAs for the IPv6 subnet (NAT and Internal networks)
+  Dhcp6?: { Enabled?: boolean };                 // netplane extension: the DHCPv6 server (NAT and Internal networks)
 }
 
 // The DNS server a NAT or Internal network's gateway runs (docs/model.md "DNS"): the network's

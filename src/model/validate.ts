@@ -171,7 +171,7 @@ function portMapping(v: unknown, field: string): PortMappingPolicySetting {
 
 export function validateNetwork(v: unknown): HostComputeNetwork {
   const o = object(v, '');
-  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking', 'MTU', 'SilentGateway', 'Dhcp', 'DnsProxy']);
+  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking', 'MTU', 'SilentGateway', 'Dhcp', 'DnsProxy', 'RouterAdvertisement', 'Dhcp6']);
   if (!NETWORK_TYPES.includes(o.Type as NetworkType)) throw invalid('Type', `must be one of ${NETWORK_TYPES.join(', ')}, got ${JSON.stringify(o.Type)}`);
   const n: HostComputeNetwork = { ID: id(o.ID, 'ID'), Type: o.Type as NetworkType };
   const name = optString(o.Name, 'Name');
@@ -254,14 +254,16 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
     throw invalid('Ipams', 'a NAT network needs an IPv4 subnet');
   }
   if (o.Dhcp !== undefined) n.Dhcp = dhcp(o.Dhcp, n);
-  if (o.DnsProxy !== undefined) {
-    const d = object(o.DnsProxy, 'DnsProxy');
-    known(d, 'DnsProxy', ['Enabled']);
-    if (n.Type !== 'NAT' && n.Type !== 'Internal') throw invalid('DnsProxy', `a ${n.Type} network has no gateway of its own to answer DNS`);
-    n.DnsProxy = {};
+  // The gateway's other services, each { Enabled? } (src/model/dns.ts, src/model/ipv6.ts).
+  for (const [k, what] of [['DnsProxy', 'answer DNS'], ['RouterAdvertisement', 'advertise'], ['Dhcp6', 'serve DHCPv6']] as const) {
+    if (o[k] === undefined) continue;
+    const d = object(o[k], k);
+    known(d, k, ['Enabled']);
+    if (n.Type !== 'NAT' && n.Type !== 'Internal') throw invalid(k, `a ${n.Type} network has no gateway of its own to ${what}`);
+    n[k] = {};
     if (d.Enabled !== undefined) {
-      if (typeof d.Enabled !== 'boolean') throw invalid('DnsProxy.Enabled', `must be true or false, got ${JSON.stringify(d.Enabled)}`);
-      n.DnsProxy.Enabled = d.Enabled;
+      if (typeof d.Enabled !== 'boolean') throw invalid(`${k}.Enabled`, `must be true or false, got ${JSON.stringify(d.Enabled)}`);
+      n[k]!.Enabled = d.Enabled;
     }
   }
   if (n.MTU !== undefined && n.MTU < 1280 && n.Ipams?.some((i) => i.Subnets.some((s) => s.IpAddressPrefix.includes(':')))) {
