@@ -42,7 +42,10 @@ export interface DaemonConfig {
     allowedOrigins?: string[];  // browser origins allowed to call the API (default: none)
   };
   transports?: { allowAddresses?: string[]; allowWildcard?: boolean; allowPrivilegedPorts?: boolean };
-  uplink?: HostConfig['uplink'] & { transport?: Transport };
+  // The host's external side: absent, the socket uplink ({ socket: {} }: egress through this process's
+  // sockets, no root); { socket: { hostLoopback?, limits?, address? } }; a TAP-style uplink
+  // { address, gateway?, mac?, silent?, transport? }; or false: none.
+  uplink?: (HostConfig['uplink'] & { transport?: Transport }) | false;
   defaults?: { network?: boolean };   // create the default NAT network when the state is empty
 }
 
@@ -59,6 +62,26 @@ export const DEFAULT_NETWORK = {
   ID: 'nat', Name: 'nat', Type: 'NAT',
   Ipams: [{ Type: 'Static', Subnets: [{ IpAddressPrefix: '172.20.0.0/24', Routes: [{ NextHop: '172.20.0.1', DestinationPrefix: '0.0.0.0/0' }] }] }],
 };
+
+// The uplink setting, checked: errors name the field (uplink.socket.limits.tcp).
+function checkUplink(u: NonNullable<DaemonConfig['uplink']> & object): HostConfig['uplink'] & { transport?: Transport } {
+  if (typeof u !== 'object' || u === null) throw new Error('uplink: must be an object ({ socket: {...} } or { address, ... }) or false');
+  if (!('socket' in u) || u.socket === undefined) return u;
+  const s = u.socket as Record<string, unknown>;
+  if (typeof s !== 'object' || s === null) throw new Error('uplink.socket: must be an object');
+  for (const k of Object.keys(s)) if (!['hostLoopback', 'limits', 'address'].includes(k)) throw new Error(`uplink.socket.${k}: unknown setting (hostLoopback, limits, address)`);
+  for (const k of Object.keys(u)) if (k !== 'socket') throw new Error(`uplink.${k}: not with uplink.socket (a socket uplink has no address, gateway or transport)`);
+  if (s.hostLoopback !== undefined && typeof s.hostLoopback !== 'boolean') throw new Error('uplink.socket.hostLoopback: must be true or false');
+  if (s.limits !== undefined) {
+    if (typeof s.limits !== 'object' || s.limits === null) throw new Error('uplink.socket.limits: must be an object { tcp?, udp?, ping? }');
+    for (const [k, v] of Object.entries(s.limits)) {
+      if (!['tcp', 'udp', 'ping'].includes(k)) throw new Error(`uplink.socket.limits.${k}: unknown limit (tcp, udp, ping)`);
+      if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 65535) throw new Error(`uplink.socket.limits.${k}: must be an integer 0-65535, got ${JSON.stringify(v)}`);
+    }
+  }
+  if (s.address !== undefined && (typeof s.address !== 'string' || !/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(s.address))) throw new Error('uplink.socket.address: must be an IPv4 address with prefix, e.g. 100.64.0.1/30');
+  return u;
+}
 
 export function readConfig(file: string): DaemonConfig {
   let c: DaemonConfig;
@@ -95,8 +118,9 @@ export class Daemon {
       this.token = loadOrCreateToken(this.stateDir);
       this.socketPath = l.socket === false ? undefined : resolve(l.socket ?? join(this.stateDir, API_SOCKET));
       const t = config.transports ?? {};
+      const uplink = config.uplink === undefined ? { socket: {} } : config.uplink === false ? undefined : checkUplink(config.uplink);
       this.host = new Host({
-        stateDir: this.stateDir, config: { uplink: config.uplink }, captureDir: config.captureDir, socketDir: config.socketDir,
+        stateDir: this.stateDir, config: { uplink }, captureDir: config.captureDir, socketDir: config.socketDir,
         bind: { addresses: t.allowAddresses, wildcard: t.allowWildcard, privilegedPorts: t.allowPrivilegedPorts },
         reserved: this.socketPath ? [this.socketPath] : [],
       });
@@ -111,7 +135,7 @@ export class Daemon {
   async listen(): Promise<void> {
     const l = this.config.listen ?? {};
     try {
-      if (this.config.uplink?.transport) {
+      if (this.config.uplink && this.config.uplink.transport) {
         this.uplinkPort = this.host.addUplinkPort();
         this.uplink = await openTransport(this.host.sw, this.uplinkPort, this.config.uplink.transport, 'uplink.transport', this.host.confinement);
       }
@@ -147,12 +171,27 @@ export class Daemon {
     return s;
   }
 
+  // The connection table; a connection the socket uplink carries names its host socket
+  // (`uplink: { via, local, peer }`: 'uplink' to the world, 'host' to the host's loopback).
+  private connections(): unknown[] {
+    const up = this.host.compiler.socketUplink;
+    const flows = new Map<string, { via: string; local?: string; peer?: string }>();
+    for (const f of up?.flows() ?? []) flows.set(`${f.protocol}|${f.guest}|${f.remote}`, { via: f.via, local: f.local, peer: f.peer });
+    const hp = (a: string, p: number) => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
+    return this.host.sw.router.connections().map((c) => {
+      const o = c.original as { src: string; sport: number; dst: string; dport: number };
+      const proto = c.protocol === 6 ? 'tcp' : c.protocol === 17 ? 'udp' : 'icmp';
+      const f = flows.get(`${proto}|${hp(o.src, o.sport)}|${hp(o.dst, o.dport)}`);
+      return f ? { ...c, uplink: f } : c;
+    });
+  }
+
   async close(): Promise<void> {
     clearInterval(this.retry);
     await Promise.all(this.servers.map((s) => new Promise<void>((ok) => { s.close(() => ok()); s.closeAllConnections(); })));
     this.servers = [];
     await this.host.closeTransports();
-    this.host.compiler.services.close();
+    this.host.compiler.close();
     await this.uplink?.close();
     this.uplink = undefined;
     if (this.socketPath) this.host.confinement.owned.removeSocket(this.socketPath);
@@ -217,7 +256,7 @@ export class Daemon {
         return send(res, 200, { deleted: id });
       }
       if (top === 'mac') return send(res, 200, sw.macTable().map((e) => ({ ...e, networkId: this.networkName(e.network), ...this.portName(e.port) })));
-      if (top === 'connections') return send(res, 200, sw.router.connections());
+      if (top === 'connections') return send(res, 200, this.connections());
       if (top === 'stats') {
         const ports = [...sw.ports.keys()].map((p) => ({ port: p, ...this.portName(p), networkId: this.networkName(sw.ports.get(p)!.spec.network ?? 0), ...sw.portCounters(p) }));
         return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats(), dhcp: host.compiler.services.counters(), dns: host.compiler.services.dnsCounters(), ra: host.compiler.services.raCounters(), dhcp6: host.compiler.services.dhcp6Counters() });

@@ -236,7 +236,8 @@ async function serve(flags: Flags): Promise<number> {
   // The try line works from where the daemon was started: it names the state directory unless it
   // is the default one there.
   const dirFlag = d.stateDir === resolve('.netplane') ? '' : ` --state-dir ${d.stateDir}`;
-  process.stdout.write(`netplane serving\n  state:    ${d.stateDir}\n  socket:   ${d.socketPath ?? 'off'}\n  api:      http://127.0.0.1:${d.port}/  (token in ${join(d.stateDir, TOKEN_FILE)})\n  networks: ${nets}\n` +
+  const up = d.config.uplink === undefined || (d.config.uplink && d.config.uplink.socket) ? 'socket (egress through this process\'s sockets; a gateway address reaches 127.0.0.1)' : d.config.uplink ? `tap ${d.config.uplink.address}` : 'none';
+  process.stdout.write(`netplane serving\n  state:    ${d.stateDir}\n  uplink:   ${up}\n  socket:   ${d.socketPath ?? 'off'}\n  api:      http://127.0.0.1:${d.port}/  (token in ${join(d.stateDir, TOKEN_FILE)})\n  networks: ${nets}\n` +
     `try:       npx netplane network list${dirFlag}` + (d.socketPath ? `   (or: curl --unix-socket ${d.socketPath} http://localhost/networks)` : '') + `\nstop with Ctrl-C\n`);
   await new Promise<void>((done) => {
     // Every change is saved when it is made, so a shutdown that hangs (a client that will not let go)
@@ -405,7 +406,7 @@ async function viewCommand(cmd: string, args: string[], flags: Flags): Promise<n
   else if (cmd === 'mac') {
     table(v.map((e: any) => ({ NETWORK: e.networkId ?? e.network, VLAN: e.vlan, MAC: e.mac, ENDPOINT: portLabel(e), TYPE: e.static ? 'static' : 'learned' })), 'the MAC table is empty');
   } else if (cmd === 'ct') {
-    table(v.map((c: any) => ({ PROTO: c.protocol, STATE: c.state, ORIGINAL: `${c.original.src}:${c.original.sport} -> ${c.original.dst}:${c.original.dport}`, REPLY: `${c.reply.src}:${c.reply.sport} -> ${c.reply.dst}:${c.reply.dport}`, NAT: [c.snat ? 'SNAT' : '', c.dnat ? 'DNAT' : ''].filter(Boolean).join(',') })), 'no connections');
+    table(v.map((c: any) => ({ PROTO: c.protocol, STATE: c.state, ORIGINAL: `${c.original.src}:${c.original.sport} -> ${c.original.dst}:${c.original.dport}`, REPLY: `${c.reply.src}:${c.reply.sport} -> ${c.reply.dst}:${c.reply.dport}`, NAT: [c.snat ? 'SNAT' : '', c.dnat ? 'DNAT' : ''].filter(Boolean).join(','), 'HOST SOCKET': c.uplink ? `${c.uplink.via} ${c.uplink.local ?? '?'} -> ${c.uplink.peer ?? '?'}` : '' })), 'no connections');
   } else if (cmd === 'stats') {
     // Every counter, zero or not: a zero is an answer.
     table(Object.entries(v.stats).map(([k, n]) => ({ STAT: k, VALUE: n as number })));

@@ -35,7 +35,11 @@
 // What each network type does here (docs/model.md says it for users):
 //   NAT        its own broadcast domain with a gateway (router interface in the host compartment 0),
 //              masqueraded to the host's uplink (when one is configured) except for the network's
-//              OutBoundNAT Exceptions.
+//              OutBoundNAT Exceptions. With the socket uplink (HostConfig.uplink.socket) nothing is
+//              masqueraded: the default routes lead to the uplink interface, which punts what it
+//              would send to the SocketUplink (src/uplink/), whose host sockets are the translation;
+//              the gateways punt 'host' (their address reaches the host's loopback) unless
+//              hostLoopback is false.
 //   Internal   a domain with a gateway: routed to the other networks of the host compartment, no uplink.
 //   Private    a domain without a gateway: its endpoints reach only each other.
 //   Transparent, L2Bridge
@@ -48,11 +52,23 @@ import { gatewayOf } from '../model/store.js';
 import { prefix } from '../model/validate.js';
 import type { AclRule } from './acl.js';
 import { GatewayServices, gatewayPunts, type ServicesOptions } from './services.js';
+import { SocketUplink, type UplinkLimits } from '../uplink/index.js';
+import { TcpEngine } from '../uplink/tcp.js';
+
+// The socket uplink's settings (docs/model.md "Daemon configuration").
+export interface SocketUplinkConfig {
+  hostLoopback?: boolean;          // a gateway address reaches the host's loopback (default true)
+  limits?: Partial<UplinkLimits>;  // open host sockets per guest address (default 256 TCP, 256 UDP, 16 ping)
+  address?: string;                // the uplink interface's address (default 100.64.0.1/30; nothing is sent from it)
+}
 
 export interface HostConfig {
-  // The host's external side: its address with prefix, and the next hop of the default route.
-  uplink?: { address: string; gateway?: string; mac?: string; silent?: boolean };
+  // The host's external side: a TAP-style uplink (its address with prefix, and the next hop of the
+  // default route), or the socket uplink ({ socket: {...} }).
+  uplink?: { address: string; gateway?: string; mac?: string; silent?: boolean; socket?: undefined } | { socket: SocketUplinkConfig };
 }
+
+export const SOCKET_UPLINK_ADDRESS = '100.64.0.1/30';
 
 type Undo = () => void;
 interface Applied { value: unknown; undo: Undo[] }
@@ -78,13 +94,43 @@ export class HostCompiler {
   // with every apply.
   readonly services: GatewayServices;
 
+  // The socket uplink, when configured: it carries what the uplink interface punts.
+  readonly socketUplink?: SocketUplink;
+
   constructor(readonly sw: Switch, readonly config: HostConfig = {}, services: ServicesOptions = {}) {
     this.services = new GatewayServices(sw, services);
     const up = config.uplink;
-    if (up) {
+    if (up?.socket) {
+      const s = up.socket;
+      this.uplinkInterface = sw.router.addInterface({ network: UPLINK_NETWORK, address: s.address ?? SOCKET_UPLINK_ADDRESS, external: true, mtu: 65535, punt: ['uplink'] });
+      // On-link default routes: everything not for a guest network leaves by the uplink, punted.
+      sw.router.addRoute({ compartment: HOST_COMPARTMENT, destination: '0.0.0.0/0', interface: this.uplinkInterface });
+      sw.router.addRoute({ compartment: HOST_COMPARTMENT, destination: '::/0', interface: this.uplinkInterface });
+      this.socketUplink = SocketUplink.attach(sw, {
+        interface: this.uplinkInterface, hostLoopback: s.hostLoopback, limits: s.limits,
+        tcp: (o) => new TcpEngine(o), log: services.log,
+        // DNS over TCP to a gateway: its network's DNS server (the services punt it as 'dns' and hand
+        // the segments to the uplink's host TCP path, services.ts).
+        services: { 53: (stream, key) => this.services.dnsStream(stream, key) },
+      });
+      this.services.setUplink(this.socketUplink);
+    } else if (up) {
       this.uplinkInterface = sw.router.addInterface({ network: UPLINK_NETWORK, address: up.address, external: true, mac: up.mac, silent: up.silent });
       if (up.gateway) sw.router.addRoute({ compartment: HOST_COMPARTMENT, destination: '0.0.0.0/0', interface: this.uplinkInterface, nextHop: up.gateway });
     }
+  }
+
+  // Ends the socket uplink's flows and the gateways' services (the Host's close).
+  close(): void {
+    this.socketUplink?.close();
+    this.services.close();
+  }
+
+  // What a gateway punts: its services', and 'host' with the socket uplink's hostLoopback.
+  private punts(n: HostComputeNetwork) {
+    const p = gatewayPunts(n);
+    const s = this.config.uplink?.socket;
+    return s && s.hostLoopback !== false ? [...p, 'host' as const] : p;
   }
 
   // The switch port an endpoint is attached by (transports attach to it): the same one for as long as
@@ -226,12 +272,12 @@ export class HostCompiler {
         tcp: n.TcpTracking ? { liberal: n.TcpTracking.Liberal, pickup: n.TcpTracking.Pickup } : undefined,
         mtu: n.MTU,
         silent: n.SilentGateway ?? false,
-        punt: gatewayPunts(n),
+        punt: this.punts(n),
       });
       this.gatewayInterface.set(n.ID, gw);
       undo.push(() => { this.gatewayInterface.delete(n.ID); this.releasedGateways.release(n.ID, gw); });
     }
-    if (n.Type === 'NAT' && v4 && this.uplinkInterface !== undefined) {
+    if (n.Type === 'NAT' && v4 && this.uplinkInterface !== undefined && !this.socketUplink) {
       const rule = rt.addSourceNat({ compartment: HOST_COMPARTMENT, source: v4.IpAddressPrefix, interface: this.uplinkInterface });
       undo.push(() => rt.removeSourceNat(rule));
       for (const p of n.Policies ?? []) {
@@ -310,7 +356,7 @@ export class HostCompiler {
         undo.push(() => rt.removePortMapping(pm));
       } else if (p.Type === 'ACL') {
         rules.push(p.Settings as AclRule);
-      } else if (p.Type === 'OutBoundNAT' && v4 && p.Settings.VirtualIP && this.uplinkInterface !== undefined) {
+      } else if (p.Type === 'OutBoundNAT' && v4 && p.Settings.VirtualIP && this.uplinkInterface !== undefined && !this.socketUplink) {
         const rule = rt.addSourceNat({ compartment: HOST_COMPARTMENT, source: `${v4}/32`, interface: this.uplinkInterface, address: p.Settings.VirtualIP });
         undo.push(() => rt.removeSourceNat(rule));
       }

@@ -44,6 +44,8 @@ import { networkDns, dnsLabel } from '../model/dns.js';
 import { RouterAdvertiser, type RouterAdvertiserOptions, type RaCounters } from '../ra.js';
 import { Dhcp6Server, type Dhcp6ServerOptions, type Dhcp6Counters } from '../dhcp6.js';
 import { networkIpv6, inSubnet6 } from '../model/ipv6.js';
+import type { SocketUplink, TcpFlowKey } from '../uplink/index.js';
+import type { Duplex } from 'node:stream';
 import { Pump } from '../transports/pump.js';
 import { NetplaneError } from '../abi.js';
 import { ModelError } from '../model/validate.js';
@@ -125,6 +127,19 @@ export class GatewayServices {
   }
 
   private timer?: ReturnType<typeof setInterval>;
+  private uplink?: SocketUplink;
+
+  // The socket uplink whose TCP engine carries DNS over TCP to the gateways (it calls dnsStream).
+  setUplink(u: SocketUplink): void { this.uplink = u; }
+
+  // A DNS-over-TCP connection to a gateway address (key.dst): that network's DNS server takes it.
+  dnsStream(stream: Duplex, key: TcpFlowKey): void {
+    for (const r of this.running.values()) {
+      const f = this.sw.router.interfaces.get(r.iface);
+      if (r.dns && (f?.address?.split('/')[0] === key.dst || f?.address6?.split('/')[0] === key.dst)) { r.dns.handleStream(stream); return; }
+    }
+    stream.destroy();
+  }
 
   // Builds what `next` needs (throws a ModelError, having changed nothing); `gateway` gives a
   // network's compiled gateway interface and broadcast domain.
@@ -378,10 +393,11 @@ export class GatewayServices {
     const r = this.byIface.get(info.interface);
     if (!r?.dns) return;
     const dns = r.dns;
+    const up = this.uplink;
     dns.handlePunt(frame, (reply) => {
       // An answer that comes back after its server was replaced or its network removed goes nowhere.
       if (this.running.get(r.network)?.dns === dns) Pump.of(this.sw).receive(this.portOf(this.running.get(r.network)!), reply);
-    });
+    }, up && ((f) => up.hostTcp(f, info)));
   }
 
   private portOf(r: Running): SwitchPort {

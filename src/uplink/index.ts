@@ -60,7 +60,7 @@ export interface SocketUplinkOptions {
   sweepInterval?: number;        // ms between idle sweeps (default 1000; 0: none, call sweep())
   tcp?: TcpEngineFactory | false; // the TCP engine (default ./tcp.ts); false: TCP is refused with RST (tcp_unavailable)
   tcpOptions?: Partial<Omit<TcpEngineOptions, 'send' | 'open' | 'now'>>;  // for the default engine
-  services?: Record<number, (stream: Duplex) => void>;  // gateway TCP ports served in this process instead of the loopback (53: DnsServer.handleStream)
+  services?: Record<number, (stream: Duplex, key: TcpFlowKey) => void>;  // gateway TCP ports served in this process instead of the loopback (53: DnsServer.handleStream)
   log?: (message: string) => void;
 }
 
@@ -530,7 +530,7 @@ export class SocketUplink {
     if (service) {
       const [ours, theirs] = duplexPair();
       this.counters.tcp_opened++;
-      service(theirs);
+      service(theirs, k);
       return Promise.resolve(ours);
     }
     if (host && this.o.hostLoopback === false) return refuse('ECONNREFUSED', 'host_loopback_off');
