@@ -26,6 +26,7 @@ import { WebSocketTransport } from './transports/websocket.js';
 import type { TransportStats } from './transports/pump.js';
 import { Owned, checkAddress, openCapture, socketPath, LOCK_FILE, TOKEN_FILE, OWNED_FILE, API_SOCKET, type BindPolicy, type Confinement } from './confine.js';
 import { join, resolve } from 'node:path';
+import { createServer, type Server } from 'node:net';
 
 export interface Attached {
   address: string;                       // where the transport listens or binds
@@ -234,6 +235,31 @@ export class Host {
     return out;
   }
 
+  // An endpoint's host port forwards: its TCP PortMappings, when the socket uplink carries them (a
+  // host socket on 127.0.0.1:ExternalPort whose connections enter through the uplink interface).
+  private forwards(ep: HostComputeEndpoint): Array<{ port: number; field: string }> {
+    if (!this.compiler.socketUplink) return [];
+    return (ep.Policies ?? []).flatMap((p, i) => (p.Type === 'PortMapping' && p.Settings.Protocol === 6 ? [{ port: p.Settings.ExternalPort, field: `Policies[${i}].Settings.ExternalPort` }] : []));
+  }
+
+  // Listens on 127.0.0.1:port and carries each connection to the uplink address:port as a SYN from
+  // the uplink's peer (SOCKET_UPLINK_PEER), which the port mapping's DNAT takes to the endpoint.
+  private async listenForward(f: { port: number; field: string }): Promise<Server> {
+    checkAddress(this.confinement.bind, { host: '127.0.0.1', port: f.port }, f.field);
+    const up = this.compiler.socketUplink!;
+    const { address, peer } = this.compiler.uplinkAddresses()!;
+    const server = createServer((sock) => {
+      const cport = sock.remotePort;
+      if (cport === undefined) { sock.destroy(); return; }
+      up.connect({ v6: false, src: address, sport: f.port, dst: peer, dport: cport }, sock);
+    });
+    await new Promise<void>((ok, fail) => {
+      server.once('error', (e) => fail(new ModelError('Conflict', f.field, `cannot listen on 127.0.0.1:${f.port}: ${(e as Error).message}`)));
+      server.listen(f.port, '127.0.0.1', () => ok());
+    });
+    return server;
+  }
+
   // The checks a transport or capture must pass before anything is opened: the binding policy, the
   // directories, and no two endpoints on one socket name or capture file.
   private checkAttachment(e: HostComputeEndpoint, state: ModelState): void {
@@ -253,8 +279,9 @@ export class Host {
     const want = new Map<string, { key: string; port: number; ep: HostComputeEndpoint }>();
     for (const ep of state.endpoints) {
       const port = this.portOf(ep.ID);
-      if (port === undefined || (!ep.Transport && !ep.Capture)) continue;
-      want.set(ep.ID, { key: JSON.stringify([port, ep.Transport, ep.Capture]), port, ep });
+      const fwd = this.forwards(ep);
+      if (port === undefined || (!ep.Transport && !ep.Capture && !fwd.length)) continue;
+      want.set(ep.ID, { key: JSON.stringify([port, ep.Transport, ep.Capture, fwd]), port, ep });
     }
     for (const [id, o] of this.open) {
       if (want.get(id)?.key === o.key) continue;
@@ -288,6 +315,10 @@ export class Host {
       if (ep.Capture) closes.push(this.sw.capture(port, openCapture(this.confinement, ep.Capture, 'Capture')));
       const transport = ep.Transport ? await openTransport(this.sw, port, ep.Transport, 'Transport', this.confinement) : undefined;
       if (transport) closes.push(transport.close);
+      for (const f of this.forwards(ep)) {
+        const server = await this.listenForward(f);
+        closes.push(() => new Promise<void>((ok) => server.close(() => ok())));
+      }
       return { key, since: new Date(now).toISOString(), transport, close };
     } catch (e) {
       await close();

@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createSocket } from 'node:dgram';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, connect, type AddressInfo } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir, networkInterfaces } from 'node:os';
@@ -91,6 +91,49 @@ test('e2e: through the daemon\'s default socket uplink, a namespace fetches from
     await teardown();
     await d.close();
     server.close();
+  }
+});
+
+test('e2e: a PortMapping on the socket uplink listens on 127.0.0.1:ExternalPort and reaches a server in the endpoint\'s namespace, again after a daemon restart', async () => {
+  if (missing) throw new Error(missing);
+  const state = mkdtempSync(join(tmpdir(), 'netplane-fwd-daemon-'));
+  const free = await new Promise<number>((ok) => { const s = createSocket('udp4'); s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => ok(p)); }); });
+  const ext = await new Promise<number>((ok) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => ok(p)); }); });
+  const start = async () => { const d = new Daemon({ stateDir: state, listen: { port: 0, socket: false }, defaults: { network: true } }); await d.listen(); return d; };
+  let d = await start();
+  const fetchFrom = () => new Promise<string>((ok, fail) => {
+    let got = '';
+    const c = connect({ host: '127.0.0.1', port: ext });
+    c.on('data', (b) => { got += b; });
+    c.on('end', () => ok(got));
+    c.on('error', fail);
+    c.setTimeout(10000, () => { c.destroy(); ok(got); });
+  });
+  try {
+    const ep = await d.host.change({ op: 'create', kind: 'endpoint', value: { ID: 'vm', HostComputeNetwork: 'nat', Transport: { Type: 'udp', Bind: `127.0.0.1:${free}` },
+      Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 8080, ExternalPort: ext } }] } });
+    const h = await socatHost('pf', { host: '127.0.0.1', port: free }, ep.MacAddress);
+    sh(['ip', 'addr', 'add', `${ep.IpConfigurations[0].IpAddress}/24`, 'dev', h.dev], { ns: h.ns });
+    sh(['ip', 'route', 'add', 'default', 'via', '172.20.0.1'], { ns: h.ns });
+    const server = exec(h.ns, 'timeout 40 socat TCP-LISTEN:8080,reuseaddr,fork SYSTEM:"echo hello-from-guest"', 60000);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.is((await fetchFrom()).trim(), 'hello-from-guest', 'through the host port');
+    await d.close();
+    // The listener is gone with the daemon, and back with it.
+    assert.ok(await fetchFrom().then(() => false, () => true), 'refused while the daemon is down');
+    d = await start();
+    assert.is((await fetchFrom()).trim(), 'hello-from-guest', 'after the restart');
+    // A PortMapping whose port is taken on the host refuses the change, naming the field.
+    const busy = createServer();
+    await new Promise<void>((ok) => busy.listen(0, '127.0.0.1', ok));
+    const bp = (busy.address() as AddressInfo).port;
+    const err = await d.host.change({ op: 'create', kind: 'endpoint', value: { ID: 'other', HostComputeNetwork: 'nat', Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 80, ExternalPort: bp } }] } }).then(() => undefined, (e) => e);
+    assert.is(err?.field, 'Policies[0].Settings.ExternalPort', String(err));
+    busy.close();
+    void server;
+  } finally {
+    await teardown();
+    await d.close();
   }
 });
 

@@ -120,6 +120,17 @@ export class HostCompiler {
     }
   }
 
+  // The socket uplink's interface address and the peer address host port forwards come from (the
+  // next address of its subnet: routed back out of the uplink, never a guest's).
+  uplinkAddresses(): { address: string; peer: string } | undefined {
+    const s = this.config.uplink?.socket;
+    if (!s) return undefined;
+    const address = (s.address ?? SOCKET_UPLINK_ADDRESS).split('/')[0];
+    const b = address.split('.').map(Number);
+    const n = (((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0) + 1;
+    return { address, peer: `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}` };
+  }
+
   // Ends the socket uplink's flows and the gateways' services (the Host's close).
   close(): void {
     this.socketUplink?.close();

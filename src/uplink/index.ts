@@ -39,6 +39,7 @@ export type { TcpFlowKey, TcpEngineOptions };
 // The TCP engine (./tcp.ts): the contract in COMMON13.md; a factory so tests can stand one in.
 export interface TcpEngineLike {
   input(packet: Uint8Array): void;
+  connect?(key: TcpFlowKey, host: Duplex): void;
   flows(): unknown[];
   close(): void;
   counters?: object;
@@ -234,6 +235,15 @@ export class SocketUplink {
       }
     }
     return out;
+  }
+
+  // A host-initiated connection (a host port forward): the engine sends the guest a SYN from
+  // key.dst:dport to key.src:sport through the uplink interface (so the router's port-mapping DNAT
+  // takes it to the endpoint) and splices the accepted connection to `host`. Without an engine, or
+  // closed, `host` is destroyed.
+  connect(key: TcpFlowKey, host: Duplex): void {
+    if (this.closed || !this.tcpUplink?.connect) { host.destroy(); return; }
+    this.tcpUplink.connect(key, host);
   }
 
   // Closes the flows idle past their time.
