@@ -106,6 +106,7 @@ export class Host {
   readonly confinement: Confinement;
   private open = new Map<string, Open>();
   private degraded = new Map<string, Degraded>();
+  private forwardsOpen = new Map<string, { key: string; close: () => Promise<void> }>();
   private queue: Promise<unknown> = Promise.resolve();
   private readonly log: (m: string) => void;
   private readonly clock: () => number;
@@ -195,6 +196,8 @@ export class Host {
     await this.serial(async () => {
       for (const o of this.open.values()) await o.close();
       this.open.clear();
+      for (const o of this.forwardsOpen.values()) await o.close();
+      this.forwardsOpen.clear();
       this.degraded.clear();
     });
   }
@@ -279,9 +282,8 @@ export class Host {
     const want = new Map<string, { key: string; port: number; ep: HostComputeEndpoint }>();
     for (const ep of state.endpoints) {
       const port = this.portOf(ep.ID);
-      const fwd = this.forwards(ep);
-      if (port === undefined || (!ep.Transport && !ep.Capture && !fwd.length)) continue;
-      want.set(ep.ID, { key: JSON.stringify([port, ep.Transport, ep.Capture, fwd]), port, ep });
+      if (port === undefined || (!ep.Transport && !ep.Capture)) continue;
+      want.set(ep.ID, { key: JSON.stringify([port, ep.Transport, ep.Capture]), port, ep });
     }
     for (const [id, o] of this.open) {
       if (want.get(id)?.key === o.key) continue;
@@ -306,6 +308,36 @@ export class Host {
         this.degraded.set(id, { key: w.key, reason, since: d?.since ?? new Date(now).toISOString(), retryAt: now + delay, delay });
       }
     }
+    await this.attachForwards(state, strict);
+  }
+
+  // Host port forwards, kept apart from the transports so that a port mapping added or removed never
+  // reopens a transport. All of an endpoint's listeners open or none; the endpoint a change is about
+  // (`strict`) is refused when one cannot, others are logged and tried again at the next change.
+  private async attachForwards(state: ModelState, strict: Set<string>): Promise<void> {
+    const want = new Map<string, { key: string; f: Array<{ port: number; field: string }> }>();
+    for (const ep of state.endpoints) {
+      const f = this.forwards(ep);
+      if (f.length && this.portOf(ep.ID) !== undefined) want.set(ep.ID, { key: JSON.stringify(f), f });
+    }
+    for (const [id, o] of this.forwardsOpen) {
+      if (want.get(id)?.key === o.key) continue;
+      await o.close();
+      this.forwardsOpen.delete(id);
+    }
+    for (const [id, w] of want) {
+      if (this.forwardsOpen.has(id)) continue;
+      const servers: Server[] = [];
+      const close = async () => { for (const sv of servers.splice(0)) await new Promise<void>((ok) => sv.close(() => ok())); };
+      try {
+        for (const f of w.f) servers.push(await this.listenForward(f));
+        this.forwardsOpen.set(id, { key: w.key, close });
+      } catch (e) {
+        await close();
+        if (strict.has(id)) throw e;
+        this.log(`netplane: endpoint ${id}: port forward not open: ${e instanceof ModelError ? `${e.field}: ${e.reason}` : (e as Error).message}`);
+      }
+    }
   }
 
   private async openAttachment(key: string, port: number, ep: HostComputeEndpoint, now: number): Promise<Open> {
@@ -315,10 +347,6 @@ export class Host {
       if (ep.Capture) closes.push(this.sw.capture(port, openCapture(this.confinement, ep.Capture, 'Capture')));
       const transport = ep.Transport ? await openTransport(this.sw, port, ep.Transport, 'Transport', this.confinement) : undefined;
       if (transport) closes.push(transport.close);
-      for (const f of this.forwards(ep)) {
-        const server = await this.listenForward(f);
-        closes.push(() => new Promise<void>((ok) => server.close(() => ok())));
-      }
       return { key, since: new Date(now).toISOString(), transport, close };
     } catch (e) {
       await close();
