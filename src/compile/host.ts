@@ -53,7 +53,6 @@ import { prefix } from '../model/validate.js';
 import type { AclRule } from './acl.js';
 import { GatewayServices, gatewayPunts, type ServicesOptions } from './services.js';
 import { SocketUplink, type UplinkLimits } from '../uplink/index.js';
-import { TcpEngine } from '../uplink/tcp.js';
 
 // The socket uplink's settings (docs/model.md "Daemon configuration").
 export interface SocketUplinkConfig {
@@ -108,7 +107,7 @@ export class HostCompiler {
       sw.router.addRoute({ compartment: HOST_COMPARTMENT, destination: '::/0', interface: this.uplinkInterface });
       this.socketUplink = SocketUplink.attach(sw, {
         interface: this.uplinkInterface, hostLoopback: s.hostLoopback, limits: s.limits,
-        tcp: (o) => new TcpEngine(o), log: services.log,
+        log: services.log,
         // DNS over TCP to a gateway: its network's DNS server (the services punt it as 'dns' and hand
         // the segments to the uplink's host TCP path, services.ts).
         services: { 53: (stream, key) => this.services.dnsStream(stream, key) },
