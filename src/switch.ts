@@ -230,6 +230,13 @@ export class Switch {
   private clock: () => number;
   private pending = 0;
   private rxUsed = 0;
+  // While flush() hands out what left (tx frames, punts), those are views into the module's memory
+  // (a forwarded frame is handed out where it lies in the rx buffer) that the next send() or
+  // process() overwrites; a handler that answers by sending into the switch (a punt service, a
+  // transport looping back) must touch neither. What it sends waits here, copied, and goes in once
+  // the delivery is over.
+  private delivering = false;
+  private deferred: Array<[number, Uint8Array]> = [];
   private anyHandler?: FrameHandler;
   private puntHandler?: PuntHandler;
   private readonly puntHandlers = new Map<string, PuntHandler>();
@@ -338,6 +345,7 @@ export class Switch {
     const dp = this.dp;
     if (frame.length > 65535) throw new NetplaneError('frame', `${frame.length} bytes is longer than 65535`);
     if (frame.length > dp.rxBuffer.length) throw new NetplaneError('frame', `${frame.length} bytes does not fit the rx buffer`);
+    if (this.delivering) { this.deferred.push([port, frame.slice()]); return; }
     if (this.pending === dp.batch || this.rxUsed + frame.length > dp.rxBuffer.length) this.flush();
     if (this.captures.size) this.captures.get(port)?.write(frame, Date.now());
     dp.views();
@@ -360,6 +368,22 @@ export class Switch {
     this.rxUsed = 0;
     const tx = dp.process(n, now);
     dp.views();
+    this.delivering = true;
+    try {
+      this.deliver(tx);
+    } finally {
+      this.delivering = false;
+    }
+    while (this.deferred.length) {
+      const later = this.deferred;
+      this.deferred = [];
+      for (const [port, frame] of later) this.send(port, frame);
+    }
+    return tx;
+  }
+
+  private deliver(tx: number): void {
+    const dp = this.dp;
     const td = dp.txDescriptors;
     for (let i = 0; i < tx; i++) {
       const addr = td.getUint32(i * 8, true);
@@ -380,7 +404,6 @@ export class Switch {
       }
     }
     if (this.puntHandler || this.puntHandlers.size) this.deliverPunts();
-    return tx;
   }
 
   // Frames the dataplane handed to the host instead of handling them (an interface's punt classes,

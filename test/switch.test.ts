@@ -409,4 +409,27 @@ test('ARP between two hosts goes through unchanged', () => {
   assert.is(dissect(out[0][1]).arp!.op, 1);
 });
 
+test('a handler that sends into the switch while a batch is delivered never overwrites what is being delivered', () => {
+  // A batch of 4: the handler of port 1 answers every frame it gets with 3 frames into network 2,
+  // which fill the rx batch during the delivery. Those must wait until the delivery is over (not
+  // flush in the middle, when the tx descriptors and frames being handed out would be overwritten).
+  const sw = new Switch({ maxPorts: 8, batch: 4 });
+  const a = sw.addPort({ network: 1 }), b = sw.addPort({ network: 1 });
+  const c = sw.addPort({ network: 2 }), d = sw.addPort({ network: 2 });
+  const frame = (src: number, id: number) => ethernet({ dst: '02:00:00:00:00:99', src: `02:00:00:00:00:${src.toString(16).padStart(2, '0')}`,
+    payload: ipv4({ src: '10.0.0.1', dst: '10.0.0.2', payload: udp({ srcPort: id, dstPort: 9 }) }) });
+  const atB: number[] = [], atD: number[] = [];
+  b.onFrame((f) => {
+    const id = dissect(f).udp!.srcPort;
+    atB.push(id);
+    for (let k = 0; k < 3; k++) c.send(frame(0x10, 1000 + id * 10 + k));
+  });
+  d.onFrame((f) => atD.push(dissect(f).udp!.srcPort));
+  for (let id = 1; id <= 4; id++) a.send(frame(0x01, id));
+  sw.flush();
+  sw.flush();
+  assert.equal(atB, [1, 2, 3, 4], 'every frame of the batch delivered, each once, in order');
+  assert.equal(atD, [1, 2, 3, 4].flatMap((id) => [0, 1, 2].map((k) => 1000 + id * 10 + k)), 'the answers went in after, all of them, in order');
+});
+
 test.run();

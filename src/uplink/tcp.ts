@@ -695,26 +695,48 @@ export class TcpEngine {
           n = room;
         }
         const fin = f.hostEnded && n === unsent;
-        this.sendData(f, f.sndNxt, n, fin, true);
+        // The flow's state moves before the packet goes: send() may run the switch, whose answers
+        // (the guest's ACKs) come back into this engine before it returns.
+        const pkt = this.dataPacket(f, f.sndNxt, n, fin, f.curIdx, f.curOff);
+        f.curIdx = this.endIdx; f.curOff = this.endOff;
         f.sndNxt = (f.sndNxt + n + (fin ? 1 : 0)) >>> 0;
+        this.sent(f);
+        this.emit(f, pkt);
       } else if (unsent === 0 && f.hostEnded && f.sndNxt === dataEnd) {
-        this.sendPacket(f, f.sndNxt, FIN | ACK, 0);
+        const seq = f.sndNxt;
         f.sndNxt = (f.sndNxt + 1) >>> 0;
+        this.sent(f);
+        this.sendPacket(f, seq, FIN | ACK, 0);
       } else break;
-      if (seqLt(f.sndMax, f.sndNxt)) {
-        if (!f.rttOn) { f.rttOn = true; f.rttSeq = f.sndMax; f.rttAt = this.now(); }
-        f.sndMax = f.sndNxt;
-      }
-      if (f.timer === undefined || f.timerAt === 0) this.arm(f, f.rto);
+      if (f.dead || f.state !== S_OPEN) return;
       if (limit > 0 && ++sent >= limit) break;
     }
   }
 
-  // A data segment of n bytes at seq from the queue cursor (advancing it when `advance`).
-  private sendData(f: Flow, seq: number, n: number, fin: boolean, advance: boolean): void {
+  // What trySend does after moving sndNxt: sndMax, the RTT sample, the retransmission timer.
+  private sent(f: Flow): void {
+    if (seqLt(f.sndMax, f.sndNxt)) {
+      if (!f.rttOn) { f.rttOn = true; f.rttSeq = f.sndMax; f.rttAt = this.now(); }
+      f.sndMax = f.sndNxt;
+    }
+    if (f.timer === undefined || f.timerAt === 0) this.arm(f, f.rto);
+  }
+
+  private emit(f: Flow, pkt: Uint8Array): void {
+    this.clearAck(f);
+    this.opts.send(pkt);
+  }
+
+  // Where the last dataPacket's bytes ended in the queue (chunk index, offset).
+  private endIdx = 0;
+  private endOff = 0;
+
+  // A data segment of n bytes at seq, its payload from queue position (idx, off); changes nothing
+  // of the flow (the caller moves the cursor to endIdx/endOff if it is to advance).
+  private dataPacket(f: Flow, seq: number, n: number, fin: boolean, idx: number, o: number): Uint8Array {
     const v6 = f.key.v6, ipLen = v6 ? 40 : 20;
     const pkt = this.header(v6, f.remoteAddr, f.guestAddr, f.key.dport, f.key.sport, seq, f.rcvNxt, ACK | PSH | (fin ? FIN : 0), this.window(f), 0, n);
-    let idx = f.curIdx, o = f.curOff, at = ipLen + 20, left = n;
+    let at = ipLen + 20, left = n;
     while (left > 0) {
       const c = f.q[idx];
       const take = Math.min(left, c.length - o);
@@ -722,10 +744,9 @@ export class TcpEngine {
       at += take; left -= take; o += take;
       if (o === c.length) { idx++; o = 0; }
     }
-    if (advance) { f.curIdx = idx; f.curOff = o; }
+    this.endIdx = idx; this.endOff = o;
     this.finish(pkt, v6);
-    this.clearAck(f);
-    this.opts.send(pkt);
+    return pkt;
   }
 
   private retransmitHead(f: Flow): void {
@@ -735,12 +756,10 @@ export class TcpEngine {
       return;
     }
     const n = Math.min(dataLeft, f.sendMss, Math.max(f.sndWnd, 1));
-    const ci = f.curIdx, co = f.curOff;
-    f.curIdx = f.qHead; f.curOff = f.qHeadOff;
-    this.sendData(f, f.sndUna, n, f.hostEnded && n === dataLeft, false);
-    f.curIdx = ci; f.curOff = co;
+    const pkt = this.dataPacket(f, f.sndUna, n, f.hostEnded && n === dataLeft, f.qHead, f.qHeadOff);
     f.rttOn = false;
     this.counters.retransmits++;
+    this.emit(f, pkt);
   }
 
   private fastRetransmit(f: Flow): void {
@@ -805,7 +824,7 @@ export class TcpEngine {
       // Go back to sndUna and send one segment; ACKs clock out the rest.
       f.sndNxt = f.sndUna; f.curIdx = f.qHead; f.curOff = f.qHeadOff;
       const before = f.sndNxt;
-      if (f.qBytes === 0 && f.hostEnded) { this.sendPacket(f, f.sndNxt, FIN | ACK, 0); f.sndNxt = (f.sndNxt + 1) >>> 0; }
+      if (f.qBytes === 0 && f.hostEnded) { const seq = f.sndNxt; f.sndNxt = (seq + 1) >>> 0; this.sendPacket(f, seq, FIN | ACK, 0); }
       else if (f.sndWnd === 0) { this.probe(f); f.timerAt = 0; this.arm(f, f.rto); return; }
       else this.trySend(f, 1);
       if (f.sndNxt !== before) this.counters.retransmits++;
