@@ -26,7 +26,8 @@ import { WebSocketTransport } from './transports/websocket.js';
 import type { TransportStats } from './transports/pump.js';
 import { Owned, checkAddress, openCapture, socketPath, LOCK_FILE, TOKEN_FILE, OWNED_FILE, API_SOCKET, type BindPolicy, type Confinement } from './confine.js';
 import { join, resolve } from 'node:path';
-import { createServer, type Server } from 'node:net';
+import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
 
 export interface Attached {
   address: string;                       // where the transport listens or binds
@@ -95,6 +96,7 @@ export interface HostOptions {
 // An endpoint's open attachment: its capture and transport, since when, and how to close both.
 interface Open { key: string; since: string; transport?: Attached; close: () => Promise<void> }
 interface Degraded { key: string; reason: string; since: string; retryAt: number; delay: number }
+interface Forward { udp: boolean; port: number; field: string }
 
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30000;
@@ -238,29 +240,44 @@ export class Host {
     return out;
   }
 
-  // An endpoint's host port forwards: its TCP PortMappings, when the socket uplink carries them (a
-  // host socket on 127.0.0.1:ExternalPort whose connections enter through the uplink interface).
-  private forwards(ep: HostComputeEndpoint): Array<{ port: number; field: string }> {
+  // An endpoint's host port forwards: its TCP and UDP PortMappings, when the socket uplink carries
+  // them (a host socket on 127.0.0.1:ExternalPort whose connections or datagrams enter through the
+  // uplink interface).
+  private forwards(ep: HostComputeEndpoint): Forward[] {
     if (!this.compiler.socketUplink) return [];
-    return (ep.Policies ?? []).flatMap((p, i) => (p.Type === 'PortMapping' && p.Settings.Protocol === 6 ? [{ port: p.Settings.ExternalPort, field: `Policies[${i}].Settings.ExternalPort` }] : []));
+    return (ep.Policies ?? []).flatMap((p, i) => (p.Type === 'PortMapping' && (p.Settings.Protocol === 6 || p.Settings.Protocol === 17)
+      ? [{ udp: p.Settings.Protocol === 17, port: p.Settings.ExternalPort, field: `Policies[${i}].Settings.ExternalPort` }] : []));
   }
 
-  // Listens on 127.0.0.1:port and carries each connection to the uplink address:port as a SYN from
-  // the uplink's peer (SOCKET_UPLINK_PEER), which the port mapping's DNAT takes to the endpoint.
-  private async listenForward(f: { port: number; field: string }): Promise<Server> {
+  // TCP: listens on 127.0.0.1:port and carries each connection to the uplink address:port as a SYN
+  // from the uplink's peer (SOCKET_UPLINK_PEER), which the port mapping's DNAT takes to the endpoint.
+  // UDP: a dgram socket bound there, each host peer a flow of the uplink's udpForward().
+  // Returns its close.
+  private async listenForward(f: Forward): Promise<() => Promise<void>> {
     checkAddress(this.confinement.bind, { host: '127.0.0.1', port: f.port }, f.field);
     const up = this.compiler.socketUplink!;
     const { address, peer } = this.compiler.uplinkAddresses()!;
+    const cannot = (e: unknown) => new ModelError('Conflict', f.field, `cannot listen on 127.0.0.1:${f.port}${f.udp ? ' (UDP)' : ''}: ${(e as Error).message}`);
+    if (f.udp) {
+      const socket = createSocket('udp4');
+      await new Promise<void>((ok, fail) => {
+        socket.once('error', (e) => fail(cannot(e)));
+        socket.bind(f.port, '127.0.0.1', () => ok());
+      });
+      socket.on('error', (e) => this.log(`netplane: UDP port forward 127.0.0.1:${f.port}: ${e.message}`));
+      const fwd = up.udpForward({ socket, address, peer, port: f.port });
+      return async () => { fwd.close(); await new Promise<void>((ok) => socket.close(() => ok())); };
+    }
     const server = createServer((sock) => {
       const cport = sock.remotePort;
       if (cport === undefined) { sock.destroy(); return; }
       up.connect({ v6: false, src: address, sport: f.port, dst: peer, dport: cport }, sock);
     });
     await new Promise<void>((ok, fail) => {
-      server.once('error', (e) => fail(new ModelError('Conflict', f.field, `cannot listen on 127.0.0.1:${f.port}: ${(e as Error).message}`)));
+      server.once('error', (e) => fail(cannot(e)));
       server.listen(f.port, '127.0.0.1', () => ok());
     });
-    return server;
+    return () => new Promise<void>((ok) => server.close(() => ok()));
   }
 
   // The checks a transport or capture must pass before anything is opened: the binding policy, the
@@ -315,7 +332,7 @@ export class Host {
   // reopens a transport. All of an endpoint's listeners open or none; the endpoint a change is about
   // (`strict`) is refused when one cannot, others are logged and tried again at the next change.
   private async attachForwards(state: ModelState, strict: Set<string>): Promise<void> {
-    const want = new Map<string, { key: string; f: Array<{ port: number; field: string }> }>();
+    const want = new Map<string, { key: string; f: Forward[] }>();
     for (const ep of state.endpoints) {
       const f = this.forwards(ep);
       if (f.length && this.portOf(ep.ID) !== undefined) want.set(ep.ID, { key: JSON.stringify(f), f });
@@ -327,10 +344,10 @@ export class Host {
     }
     for (const [id, w] of want) {
       if (this.forwardsOpen.has(id)) continue;
-      const servers: Server[] = [];
-      const close = async () => { for (const sv of servers.splice(0)) await new Promise<void>((ok) => sv.close(() => ok())); };
+      const closes: Array<() => Promise<void>> = [];
+      const close = async () => { for (const c of closes.splice(0)) await c(); };
       try {
-        for (const f of w.f) servers.push(await this.listenForward(f));
+        for (const f of w.f) closes.push(await this.listenForward(f));
         this.forwardsOpen.set(id, { key: w.key, close });
       } catch (e) {
         await close();

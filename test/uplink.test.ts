@@ -342,6 +342,92 @@ test('TCP without an engine: RST to the guest (tcp_unavailable); with one, open(
   } finally { r2.up.close(); for (const s of held) s.destroy(); l2.close(); }
 });
 
+// A UDP host port forward (udpForward): two host peers send to a bound socket; each gets a source
+// port of its own on the peer address, the port mapping DNATs the datagrams to guest A, and A's
+// answers (un-DNATed by conntrack, punted to the peer address) go back to the right host peer from
+// the bound socket. Nothing to the peer address without a flow leaves as egress.
+test('UDP host port forward: each host peer its own flow through the port mapping, answers to the right peer, limit and idle time', async () => {
+  let now = 1_000_000;
+  const { up, got, send, rt } = rig({ clock: () => now, sweepInterval: 0 });
+  const bound = createSocket('udp4');
+  await new Promise<void>((ok) => bound.bind(0, '127.0.0.1', ok));
+  const ext = bound.address().port;
+  rt.addPortMapping({ protocol: 'udp', externalPort: ext, internalAddress: A.ip, internalPort: 53 });
+  rt.setNeighbor({ address: A.ip, mac: A.mac, interface: 0 });
+  const fwd = up.udpForward({ socket: bound, address: '100.64.0.1', port: ext, peer: '100.64.0.2', maxFlows: 2 });
+  send(0, guestUdp(GW.ip, 9, 9, 'learn'));   // A's MAC learned on port 0 (host_loopback refuses it, nothing else)
+  await new Promise((r) => setTimeout(r, 50));
+  got.length = 0;
+  const peers = await Promise.all([0, 1, 2].map(async () => {
+    const c = createSocket('udp4');
+    const heard: string[] = [];
+    c.on('message', (m) => heard.push(m.toString()));
+    await new Promise<void>((ok) => c.bind(0, '127.0.0.1', ok));
+    return { c, heard };
+  }));
+  try {
+    peers[0].c.send('one', ext, '127.0.0.1');
+    await until('the first datagram at A', () => got.length >= 1);
+    peers[1].c.send('two', ext, '127.0.0.1');
+    await until('the second datagram at A', () => got.length >= 2);
+    const [g1, g2] = got.map((g) => g.d);
+    assert.equal([g1.dst, g1.ipv4!.src, g1.ipv4!.dst, g1.udp!.dstPort, text(g1), g1.udp!.checksumOk], [A.mac, '100.64.0.2', A.ip, 53, 'one', true], 'DNATed to A:53 from the peer address');
+    assert.equal([g2.ipv4!.src, g2.ipv4!.dst, g2.udp!.dstPort, text(g2)], ['100.64.0.2', A.ip, 53, 'two']);
+    assert.is.not(g1.udp!.srcPort, g2.udp!.srcPort, 'a source port per host peer');
+    // A answers each from :53; conntrack makes it ext -> the peer's port, the uplink sends it on.
+    send(0, guestUdp('100.64.0.2', 53, g2.udp!.srcPort, 'answer-two'));
+    send(0, guestUdp('100.64.0.2', 53, g1.udp!.srcPort, 'answer-one'));
+    await until('both answers at the host peers', () => peers[0].heard.length > 0 && peers[1].heard.length > 0);
+    assert.equal(peers[0].heard, ['answer-one']);
+    assert.equal(peers[1].heard, ['answer-two']);
+    const flows = up.flows().filter((f) => f.via === 'forward');
+    assert.is(flows.length, 2, JSON.stringify(flows));
+    assert.ok(flows.every((f) => f.replied && f.remote === `100.64.0.1:${ext}` && f.local === `127.0.0.1:${ext}`), JSON.stringify(flows));
+    assert.ok(flows.some((f) => f.peer === `127.0.0.1:${peers[0].c.address().port}` && f.guest === `100.64.0.2:${g1.udp!.srcPort}`), JSON.stringify(flows));
+    const conns = rt.connections().filter((c) => c.protocol === 17);
+    assert.ok(conns.some((c) => c.dnat && c.seenReply && c.original.src === '100.64.0.2' && c.original.dport === ext), JSON.stringify(conns));
+    // A datagram to the peer address on no flow's port is refused, never sent out as egress.
+    const before = up.stats();
+    send(0, guestUdp('100.64.0.2', 53, 9, 'nobody'));
+    await until('the refusal', () => up.stats().refused_forward_udp_unknown === 1);
+    assert.is(up.stats().udp_flows, before.udp_flows, 'no egress socket');
+    // The table is full (maxFlows 2): a third host peer is refused and counted.
+    peers[2].c.send('three', ext, '127.0.0.1');
+    await until('the refusal of a third peer', () => up.stats().refused_forward_udp_limit === 1);
+    assert.is(got.length, 2, 'nothing injected for it');
+    let s = up.stats();
+    assert.equal([s.forward_udp_flows, s.forward_udp_rx, s.forward_udp_tx, s.forward_udp_open], [2, 2, 2, 2]);
+    // Answered flows live 120 s idle; then they end and the third peer gets one.
+    now += 119_000; up.sweep();
+    assert.is(up.stats().forward_udp_open, 2);
+    now += 1_000; up.sweep();
+    s = up.stats();
+    assert.equal([s.forward_udp_open, s.forward_udp_closed], [0, 2]);
+    peers[2].c.send('three', ext, '127.0.0.1');
+    await until('the third datagram at A', () => got.length >= 3);
+    assert.is(text(got[2].d), 'three');
+    // Unanswered: 30 s.
+    now += 30_000; up.sweep();
+    assert.is(up.stats().forward_udp_open, 0);
+    // Closed: the socket is the caller's and no longer heard.
+    fwd.close();
+    peers[0].c.send('late', ext, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.is(got.length, 3);
+    assert.is(bound.listenerCount('message'), 0);
+  } finally { up.close(); bound.close(); for (const p of peers) p.c.close(); }
+});
+
+test('udpForward checks its options, naming the field', () => {
+  const { up } = rig();
+  const socket = createSocket('udp4');
+  try {
+    for (const [o, field] of [[{ address: 'x' }, 'address'], [{ peer: '1.2.3' }, 'peer'], [{ port: 0 }, 'port'], [{ maxFlows: -1 }, 'maxFlows']] as const) {
+      assert.throws(() => up.udpForward({ socket, address: '100.64.0.1', peer: '100.64.0.2', port: 5000, ...o }), (e: Error) => e.message.startsWith(field), field);
+    }
+  } finally { up.close(); socket.close(); }
+});
+
 test('attach refuses a second uplink and an unknown interface, naming the field; close restores the punt classes', () => {
   const { sw, up, rt } = rig();
   assert.equal(rt.interfaces.get(1)!.punt, ['uplink']);

@@ -18,6 +18,13 @@
 // limits on open sockets per kind; what is not carried is a refusal counted under a named reason
 // (stats()), never an exception. UDP flows close after the idle time of conntrack's UDP (30 s, 120 s
 // once the remote answered), ping flows after 30 s.
+//
+// Host port forwards: TCP through connect() (the engine's SYN from the uplink's peer), UDP through
+// udpForward(): each host peer that sends to a bound dgram socket gets a source port of its own on
+// the peer address, its datagrams enter through the uplink interface to address:port (the port
+// mapping's DNAT takes them on) and the endpoint's answers, punted back to peer:thatPort once
+// conntrack has undone the DNAT, leave from the bound socket to that host peer. The table is bounded
+// and flows end by the same idle times as UDP flows.
 import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { connect as netConnect } from 'node:net';
 import { readFileSync } from 'node:fs';
@@ -25,7 +32,7 @@ import { Duplex } from 'node:stream';
 import type { Switch, SwitchPort, PuntInfo } from '../switch.js';
 import type { PuntClass } from '../abi.js';
 import { NetplaneError } from '../abi.js';
-import { parseMac, formatIPv4, formatIPv6 } from '../frames.js';
+import { parseMac, parseIPv4, formatIPv4, formatIPv6 } from '../frames.js';
 import { Pump } from '../transports/pump.js';
 import {
   parseFrame, checksumOk, udpPacket, echoReply, unreachable, resetFor, frame, fragment, port,
@@ -73,17 +80,19 @@ export const UPLINK_COUNTERS = [
   'tcp_segments', 'tcp_opened', 'tcp_open_failed',
   'ping_flows', 'ping_closed', 'ping_tx', 'ping_rx',
   'icmp_errors_sent', 'icmp_from_guest',
+  'forward_udp_flows', 'forward_udp_closed', 'forward_udp_rx', 'forward_udp_tx', 'forward_udp_rx_bytes', 'forward_udp_tx_bytes',
 ] as const;
 export const UPLINK_REFUSALS = [
   'not_ip', 'truncated', 'fragment', 'ipv6_extension', 'bad_checksum', 'unsupported_protocol', 'icmp_not_echo',
   'udp_limit', 'tcp_limit', 'ping_limit', 'udp_queue_full', 'udp_socket_error', 'ping_not_permitted',
   'ping_unavailable', 'ping_send_failed', 'tcp_unavailable', 'host_loopback_off', 'host_unknown_guest',
+  'forward_udp_limit', 'forward_udp_unknown', 'forward_udp_send_failed',
 ] as const;
 export type UplinkRefusal = typeof UPLINK_REFUSALS[number];
 
 export interface UplinkFlow {
   protocol: 'tcp' | 'udp' | 'icmp';
-  via: 'uplink' | 'host';
+  via: 'uplink' | 'host' | 'forward';   // 'forward': a host port forward (guest: the peer's end, remote: the mapped port)
   guest: string;                 // the guest's end, address:port ([v6]:port), or address#id for echo
   remote: string;                // the remote end as the guest addressed it
   local?: string;                // the host socket's local end
@@ -97,6 +106,9 @@ export interface UplinkFlow {
 const PEER_MAC = '02:6e:70:ff:ff:fe';
 const UDP_QUEUE = 32;            // datagrams held while a new flow's socket connects
 const QUOTE = 576;               // bytes of the last datagram kept for an ICMP error's quote
+
+const FORWARD_PORTS = [49152, 65535];   // the source ports host peers of UDP forwards get on the peer address
+const FORWARD_FLOWS = 256;               // host peers per UDP forward by default
 
 const hostPort = (a: string, p: number): string => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
 const attached = new WeakMap<Switch, SocketUplink>();
@@ -112,6 +124,17 @@ interface UdpFlow {
   lastSeen: number; replied: boolean; last: Uint8Array; inject: Inject;
   txBytes: number; rxBytes: number;
 }
+export interface UdpForwardOptions {
+  socket: DgramSocket;           // bound by the caller (udp4): what host peers send to it is carried, answers leave from it
+  address: string;               // the uplink interface's address: the datagrams' destination...
+  port: number;                  // ... and port (the port mapping's external port, which DNATs them to the endpoint)
+  peer: string;                  // their source address: one the router sends back out of the uplink interface, no guest's
+  maxFlows?: number;             // host peers at once (default 256); more are refused (forward_udp_limit)
+}
+export interface UdpForward { close(): void }
+
+interface Forward { o: UdpForwardOptions; address: Uint8Array; peer: Uint8Array; flows: Map<string, ForwardFlow>; listener: (m: Buffer, r: { address: string; port: number }) => void }
+interface ForwardFlow { fwd: Forward; host: string; hostPort: number; sport: number; lastSeen: number; replied: boolean; txBytes: number; rxBytes: number }
 interface PingFlow {
   key: string; v6: boolean; guest: Uint8Array; guestText: string; remote: Uint8Array; remoteText: string;
   id: number; socket: PingSocket; lastSeen: number; replied: boolean; inject: Inject; last: Uint8Array;
@@ -122,6 +145,9 @@ export class SocketUplink {
   private readonly refusals = Object.fromEntries(UPLINK_REFUSALS.map((c) => [c, 0])) as Record<UplinkRefusal, number>;
   private readonly udp = new Map<string, UdpFlow>();
   private readonly ping = new Map<string, PingFlow>();
+  private readonly forwards = new Set<Forward>();
+  private readonly forwardPorts = new Map<number, ForwardFlow>();     // source port on a forward's peer -> its flow
+  private forwardNext = FORWARD_PORTS[0];
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly guests = new Map<string, { inject: Inject }>();   // guest address -> its 'host' injection
   private readonly hostPorts = new Map<number, SwitchPort>();         // guest interface -> injection port
@@ -199,6 +225,7 @@ export class SocketUplink {
     for (const [k, v] of Object.entries(this.refusals)) s[`refused_${k}`] = v;
     s.udp_open = this.udp.size;
     s.ping_open = this.ping.size;
+    s.forward_udp_open = this.forwardPorts.size;
     // The TCP engines' own counters, both added up: tcp_<name> and tcp_dropped_<reason>.
     for (const e of [this.tcpUplink, this.tcpHost]) {
       for (const [k, v] of Object.entries(e?.counters ?? {})) {
@@ -220,6 +247,12 @@ export class SocketUplink {
       try { const a = f.socket.remoteAddress(); peer = hostPort(a.address, a.port); } catch { /* not connected yet */ }
       out.push({ protocol: 'udp', via: f.via, guest: hostPort(f.guestText, f.sport), remote: hostPort(f.remoteText, f.dport), local, peer,
         idle: now - f.lastSeen, replied: f.replied, txBytes: f.txBytes, rxBytes: f.rxBytes });
+    }
+    for (const f of this.forwardPorts.values()) {
+      let local: string | undefined;
+      try { const a = f.fwd.o.socket.address(); local = hostPort(a.address, a.port); } catch { /* closed */ }
+      out.push({ protocol: 'udp', via: 'forward', guest: hostPort(f.fwd.o.peer, f.sport), remote: hostPort(f.fwd.o.address, f.fwd.o.port), local,
+        peer: hostPort(f.host, f.hostPort), idle: now - f.lastSeen, replied: f.replied, txBytes: f.txBytes, rxBytes: f.rxBytes });
     }
     for (const f of this.ping.values()) {
       out.push({ protocol: 'icmp', via: 'uplink', guest: `${f.guestText}#${f.id}`, remote: f.remoteText, peer: f.remoteText, idle: now - f.lastSeen, replied: f.replied });
@@ -246,6 +279,22 @@ export class SocketUplink {
     this.tcpUplink.connect(key, host);
   }
 
+  // A UDP host port forward on `o.socket` (see the top of this file). close() ends its flows and
+  // stops listening to the socket; the socket stays the caller's.
+  udpForward(o: UdpForwardOptions): UdpForward {
+    if (this.closed) throw new NetplaneError('uplink', 'closed');
+    let address: Uint8Array, peer: Uint8Array;
+    try { address = parseIPv4(o.address); } catch (e) { throw new NetplaneError('address', (e as Error).message); }
+    try { peer = parseIPv4(o.peer); } catch (e) { throw new NetplaneError('peer', (e as Error).message); }
+    if (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535) throw new NetplaneError('port', `expected an integer from 1 to 65535, got ${o.port}`);
+    const max = o.maxFlows ?? FORWARD_FLOWS;
+    if (!Number.isInteger(max) || max < 0 || max > 16384) throw new NetplaneError('maxFlows', `expected an integer from 0 to 16384, got ${max}`);
+    const fwd: Forward = { o, address, peer, flows: new Map(), listener: (m, r) => this.forwardIn(fwd, m, r.address, r.port) };
+    this.forwards.add(fwd);
+    o.socket.on('message', fwd.listener);
+    return { close: () => this.closeForward(fwd) };
+  }
+
   // Closes the flows idle past their time.
   sweep(): void {
     const now = this.clock();
@@ -253,6 +302,7 @@ export class SocketUplink {
     for (const f of this.udp.values()) if (now - f.lastSeen >= (f.replied ? udpReplied : udpIdle)) this.closeUdp(f);
     const pingIdle = this.o.pingTimeout ?? 30_000;
     for (const f of this.ping.values()) if (now - f.lastSeen >= pingIdle) this.closePing(f);
+    for (const f of this.forwardPorts.values()) if (now - f.lastSeen >= (f.replied ? udpReplied : udpIdle)) this.closeForwardFlow(f);
   }
 
   close(): void {
@@ -261,6 +311,7 @@ export class SocketUplink {
     if (this.timer) clearInterval(this.timer);
     for (const f of this.udp.values()) this.closeUdp(f);
     for (const f of this.ping.values()) this.closePing(f);
+    for (const f of [...this.forwards]) this.closeForward(f);
     this.tcpUplink?.close();
     this.tcpHost?.close();
     this.sw.onPunt('uplink', undefined);
@@ -381,6 +432,9 @@ export class SocketUplink {
   private udpIn(p: IpPacket, via: 'uplink' | 'host'): void {
     if (p.l4.length < 8) return this.refuse('truncated');
     const sport = port(p.l4, 0), dport = port(p.l4, 2);
+    if (via === 'uplink' && !p.v6 && this.forwards.size) {
+      for (const fw of this.forwards) if (fw.o.peer === p.dstText) return this.forwardOut(p, sport, dport);
+    }
     const key = `${p.srcText}|${sport}|${p.dstText}|${dport}`;
     let f = this.udp.get(key);
     const now = this.clock();
@@ -450,6 +504,71 @@ export class SocketUplink {
     this.release(f.guestText, 'udp');
     this.counters.udp_closed++;
     try { f.socket.close(); } catch { /* already closed */ }
+  }
+
+  // ---- UDP host port forwards ----
+
+  // A datagram from host peer `host`:`hostPort` to the forward's socket: into the uplink interface
+  // from the peer address and the port this host peer has, to address:port.
+  private forwardIn(fwd: Forward, msg: Buffer, host: string, hostPort: number): void {
+    if (this.closed || !this.forwards.has(fwd)) return;
+    const key = `${host}|${hostPort}`;
+    let f = fwd.flows.get(key);
+    const now = this.clock();
+    if (!f) {
+      const sport = fwd.flows.size < (fwd.o.maxFlows ?? FORWARD_FLOWS) ? this.forwardPort() : undefined;
+      if (sport === undefined) return this.refuse('forward_udp_limit');
+      f = { fwd, host, hostPort, sport, lastSeen: now, replied: false, txBytes: 0, rxBytes: 0 };
+      fwd.flows.set(key, f);
+      this.forwardPorts.set(sport, f);
+      this.counters.forward_udp_flows++;
+    }
+    f.lastSeen = now;
+    f.rxBytes += msg.length;
+    this.counters.forward_udp_rx++;
+    this.counters.forward_udp_rx_bytes += msg.length;
+    this.injectUplink(udpPacket(fwd.peer, f.sport, fwd.address, fwd.o.port, msg));
+  }
+
+  // The next source port no forward flow holds, after the last one given (undefined: all taken).
+  private forwardPort(): number | undefined {
+    const [lo, hi] = FORWARD_PORTS;
+    for (let i = 0; i <= hi - lo; i++) {
+      const p = this.forwardNext;
+      this.forwardNext = p >= hi ? lo : p + 1;
+      if (!this.forwardPorts.has(p)) return p;
+    }
+    return undefined;
+  }
+
+  // A guest's datagram routed out to a forward's peer address: an endpoint's answer (conntrack has
+  // undone the DNAT: from address:port to peer:the host peer's port) leaves from the forward's socket
+  // to its host peer. Nothing to the peer address is egress: what no flow has is refused.
+  private forwardOut(p: IpPacket, sport: number, dport: number): void {
+    const f = this.forwardPorts.get(dport);
+    if (!f || f.fwd.o.peer !== p.dstText || f.fwd.o.address !== p.srcText || f.fwd.o.port !== sport) return this.refuse('forward_udp_unknown');
+    const payload = p.l4.subarray(8, Math.max(8, Math.min(p.l4.length, port(p.l4, 4))));
+    f.replied = true;
+    f.lastSeen = this.clock();
+    f.txBytes += payload.length;
+    this.counters.forward_udp_tx++;
+    this.counters.forward_udp_tx_bytes += payload.length;
+    try {
+      f.fwd.o.socket.send(Buffer.from(payload), f.hostPort, f.host, (err) => { if (err) this.refuse('forward_udp_send_failed'); });
+    } catch { this.refuse('forward_udp_send_failed'); }
+  }
+
+  private closeForwardFlow(f: ForwardFlow): void {
+    if (this.forwardPorts.get(f.sport) !== f) return;
+    this.forwardPorts.delete(f.sport);
+    f.fwd.flows.delete(`${f.host}|${f.hostPort}`);
+    this.counters.forward_udp_closed++;
+  }
+
+  private closeForward(fwd: Forward): void {
+    if (!this.forwards.delete(fwd)) return;
+    fwd.o.socket.off('message', fwd.listener);
+    for (const f of [...fwd.flows.values()]) this.closeForwardFlow(f);
   }
 
   // ---- ICMP echo ----
