@@ -172,7 +172,8 @@ export class Daemon {
   }
 
   // The connection table; a connection the socket uplink carries names its host socket
-  // (`uplink: { via, local, peer }`: 'uplink' to the world, 'host' to the host's loopback).
+  // (`uplink: { via, local, peer }`: 'uplink' to the world, 'host' to the host's loopback,
+  // 'forward' from a host peer of a UDP port forward).
   private connections(): unknown[] {
     const up = this.host.compiler.socketUplink;
     const flows = new Map<string, { via: string; local?: string; peer?: string }>();

@@ -137,4 +137,68 @@ test('e2e: a PortMapping on the socket uplink listens on 127.0.0.1:ExternalPort 
   }
 });
 
+test('e2e: a UDP PortMapping on the socket uplink binds 127.0.0.1:ExternalPort; two host peers reach a UDP echo in the endpoint\'s namespace, each gets its own answers, again after a daemon restart', async () => {
+  if (missing) throw new Error(missing);
+  const state = mkdtempSync(join(tmpdir(), 'netplane-ufwd-daemon-'));
+  const freeUdp = () => new Promise<number>((ok) => { const s = createSocket('udp4'); s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => ok(p)); }); });
+  const free = await freeUdp(), ext = await freeUdp();
+  const start = async () => { const d = new Daemon({ stateDir: state, listen: { port: 0, socket: false }, defaults: { network: true } }); await d.listen(); return d; };
+  let d = await start();
+  // A host peer: sends `tag` every 300 ms until its echo comes back (the first may wait for ARP);
+  // everything it ever hears is kept, to show no peer hears another's answers.
+  const peer = async () => {
+    const c = createSocket('udp4');
+    const heard: string[] = [];
+    c.on('message', (m) => heard.push(m.toString().trim()));
+    await new Promise<void>((ok) => c.bind(0, '127.0.0.1', ok));
+    const ask = async (tag: string) => {
+      for (let i = 0; i < 40 && !heard.includes(`echo-${tag}`); i++) {
+        c.send(`${tag}\n`, ext, '127.0.0.1');
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      return heard.includes(`echo-${tag}`);
+    };
+    return { c, ask, heard };
+  };
+  const [p1, p2] = [await peer(), await peer()];
+  try {
+    const ep = await d.host.change({ op: 'create', kind: 'endpoint', value: { ID: 'vm', HostComputeNetwork: 'nat', Transport: { Type: 'udp', Bind: `127.0.0.1:${free}` },
+      Policies: [{ Type: 'PortMapping', Settings: { Protocol: 17, InternalPort: 5353, ExternalPort: ext } }] } });
+    const h = await socatHost('uf', { host: '127.0.0.1', port: free }, ep.MacAddress);
+    sh(['ip', 'addr', 'add', `${ep.IpConfigurations[0].IpAddress}/24`, 'dev', h.dev], { ns: h.ns });
+    sh(['ip', 'route', 'add', 'default', 'via', '172.20.0.1'], { ns: h.ns });
+    // The echo: each datagram answered to its sender, prefixed.
+    const server = exec(h.ns, 'timeout 60 socat -T 1 UDP4-RECVFROM:5353,fork SYSTEM:"sed -u s/^/echo-/"', 90000);
+    await new Promise((r) => setTimeout(r, 300));
+    const diag = () => JSON.stringify({ up: d.host.compiler.socketUplink!.stats(), ct: d.host.sw.router.connections(), drops: d.host.sw.stats?.() });
+    assert.ok(await p1.ask('one'), `the first host peer ${diag()}`);
+    assert.ok(await p2.ask('two'), 'the second host peer');
+    assert.ok(await p1.ask('one-again'), 'the first again');
+    const flows = d.host.compiler.socketUplink!.flows().filter((f) => f.via === 'forward');
+    assert.is(flows.length, 2, JSON.stringify(flows));
+    assert.ok(flows.every((f) => f.local === `127.0.0.1:${ext}` && f.replied), JSON.stringify(flows));
+    // ct names the host peer of the forwarded flow.
+    const ct = await (await fetch(`http://127.0.0.1:${d.port}/connections`, { headers: { authorization: `Bearer ${d.token}` } })).json() as any[];
+    const c = ct.find((x) => x.uplink?.via === 'forward' && x.uplink.peer === `127.0.0.1:${p1.c.address().port}`);
+    assert.ok(c && c.dnat && c.original.dport === ext, JSON.stringify(ct));
+    await d.close();
+    assert.equal(await new Promise<boolean>((ok) => { const s = createSocket('udp4'); s.once('error', () => ok(false)); s.bind(ext, '127.0.0.1', () => s.close(() => ok(true))); }), true, 'the port is free while the daemon is down');
+    d = await start();
+    assert.ok(await p2.ask('two-after'), 'after the restart');
+    assert.ok(await p1.ask('one-after'), 'after the restart, the other peer');
+    assert.ok(p1.heard.every((h) => h.startsWith('echo-one')) && p2.heard.every((h) => h.startsWith('echo-two')), `each peer its own answers: ${p1.heard} | ${p2.heard}`);
+    // A UDP PortMapping whose port is taken on the host refuses the change, naming the field.
+    const busy = createSocket('udp4');
+    await new Promise<void>((ok) => busy.bind(0, '127.0.0.1', ok));
+    const err = await d.host.change({ op: 'create', kind: 'endpoint', value: { ID: 'other', HostComputeNetwork: 'nat', Policies: [{ Type: 'PortMapping', Settings: { Protocol: 17, InternalPort: 80, ExternalPort: busy.address().port } }] } }).then(() => undefined, (e) => e);
+    assert.is(err?.field, 'Policies[0].Settings.ExternalPort', String(err));
+    busy.close();
+    void server;
+  } finally {
+    p1.c.close(); p2.c.close();
+    await teardown();
+    await d.close();
+  }
+});
+
 test.run();
