@@ -415,6 +415,10 @@ test('UDP host port forward: each host peer its own flow through the port mappin
     await new Promise((r) => setTimeout(r, 100));
     assert.is(got.length, 3);
     assert.is(bound.listenerCount('message'), 0);
+    // The peer address stays no egress destination after the forward closed.
+    send(0, guestUdp('100.64.0.2', 53, g1.udp!.srcPort, 'after close'));
+    await until('the refusal after close', () => up.stats().refused_forward_udp_unknown === 2);
+    assert.is(up.stats().udp_flows, before.udp_flows, 'still no egress socket');
   } finally { up.close(); bound.close(); for (const p of peers) p.c.close(); }
 });
 
@@ -423,7 +427,8 @@ test('udpForward checks its options, naming the field', () => {
   const socket = createSocket('udp4');
   try {
     for (const [o, field] of [[{ address: 'x' }, 'address'], [{ peer: '1.2.3' }, 'peer'], [{ port: 0 }, 'port'], [{ maxFlows: -1 }, 'maxFlows']] as const) {
-      assert.throws(() => up.udpForward({ socket, address: '100.64.0.1', peer: '100.64.0.2', port: 5000, ...o }), (e: Error) => e.message.startsWith(field), field);
+      const ok = { socket, address: '100.64.0.1', peer: '100.64.0.2', port: 5000 };
+      assert.throws(() => up.udpForward(Object.assign(ok, o)), (e: Error) => e.message.startsWith(field), field);
     }
   } finally { up.close(); socket.close(); }
 });

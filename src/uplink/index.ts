@@ -146,6 +146,7 @@ export class SocketUplink {
   private readonly udp = new Map<string, UdpFlow>();
   private readonly ping = new Map<string, PingFlow>();
   private readonly forwards = new Set<Forward>();
+  private readonly forwardPeers = new Set<string>();                  // every forward's peer address, kept after it closes
   private readonly forwardPorts = new Map<number, ForwardFlow>();     // source port on a forward's peer -> its flow
   private forwardNext = FORWARD_PORTS[0];
   private readonly endpoints = new Map<string, Endpoint>();
@@ -291,6 +292,7 @@ export class SocketUplink {
     if (!Number.isInteger(max) || max < 0 || max > 16384) throw new NetplaneError('maxFlows', `expected an integer from 0 to 16384, got ${max}`);
     const fwd: Forward = { o, address, peer, flows: new Map(), listener: (m, r) => this.forwardIn(fwd, m, r.address, r.port) };
     this.forwards.add(fwd);
+    this.forwardPeers.add(o.peer);
     o.socket.on('message', fwd.listener);
     return { close: () => this.closeForward(fwd) };
   }
@@ -432,9 +434,7 @@ export class SocketUplink {
   private udpIn(p: IpPacket, via: 'uplink' | 'host'): void {
     if (p.l4.length < 8) return this.refuse('truncated');
     const sport = port(p.l4, 0), dport = port(p.l4, 2);
-    if (via === 'uplink' && !p.v6 && this.forwards.size) {
-      for (const fw of this.forwards) if (fw.o.peer === p.dstText) return this.forwardOut(p, sport, dport);
-    }
+    if (via === 'uplink' && this.forwardPeers.has(p.dstText)) return this.forwardOut(p, sport, dport);
     const key = `${p.srcText}|${sport}|${p.dstText}|${dport}`;
     let f = this.udp.get(key);
     const now = this.clock();
