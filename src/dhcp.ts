@@ -58,7 +58,6 @@ export interface DhcpCounters {
 export interface DhcpLease { mac: string; address: string; expires: number; bound: boolean }
 export interface DhcpState { version: 1; leases: Array<{ mac: string; address: string; expires: number }>; declined: Array<{ address: string; until: number }> }
 
-const attached = new WeakMap<Switch, Map<number, (frame: Uint8Array) => void>>();
 
 const DISCOVER = 1, OFFER = 2, REQUEST = 3, DECLINE = 4, ACK = 5, NAK = 6, RELEASE = 7, INFORM = 8;
 const COOKIE = 0x63825363;
@@ -152,23 +151,11 @@ export class DhcpServer {
     if (this.servicePort === undefined) this.servicePort = this.sw.addPort({ network: this.network, vlan: this.vlan, learning: false }).id;
     const port = this.sw.port(this.servicePort);
     const pump = Pump.of(this.sw);
-    let servers = attached.get(this.sw);
-    if (!servers) {
-      const map = new Map<number, (frame: Uint8Array) => void>();
-      attached.set(this.sw, (servers = map));
-      this.sw.onPunt('dhcp', (frame, info) => map.get(info.interface)?.(frame));
-    }
-    if (servers.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a DHCP server attached`);
-    const h = (frame: Uint8Array) => {
+    const detach = this.sw.onInterfacePunt('dhcp', this.ifaceId, (frame) => {
       const reply = this.handle(frame, clock());
       if (reply) pump.receive(port, reply);
-    };
-    servers.set(this.ifaceId, h);
-    return () => {
-      if (servers!.get(this.ifaceId) !== h) return;
-      servers!.delete(this.ifaceId);
-      if (servers!.size === 0) { attached.delete(this.sw); this.sw.onPunt('dhcp', undefined); }
-    };
+    }, 'a DHCP server');
+    return () => { detach(); };
   }
 
   // One punted frame at time `now` (ms): the reply frame to send into the switch, or undefined.

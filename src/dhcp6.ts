@@ -167,26 +167,14 @@ export class Dhcp6Server {
   // restart). The servers on one switch share its 'dhcp6' punt handler, which dispatches by interface.
   // Returns detach.
   attach(clock: () => number = Date.now): () => void {
-    if (attached.get(this.sw)?.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a DHCPv6 server attached`);
+    const detach = this.sw.onInterfacePunt('dhcp6', this.ifaceId, (frame) => {
+      const reply = this.handle(frame, clock());
+      if (reply) pump.receive(port, reply);
+    }, 'a DHCPv6 server');
     if (this.servicePort === undefined) this.servicePort = this.sw.addPort({ network: this.network, vlan: this.vlan, learning: false }).id;
     const port = this.sw.port(this.servicePort);
     const pump = Pump.of(this.sw);
-    let map = attached.get(this.sw);
-    if (!map) {
-      const m = new Map<number, (frame: Uint8Array) => void>();
-      attached.set(this.sw, (map = m));
-      this.sw.onPunt('dhcp6', (frame, info) => m.get(info.interface)?.(frame));
-    }
-    const h = (frame: Uint8Array) => {
-      const reply = this.handle(frame, clock());
-      if (reply) pump.receive(port, reply);
-    };
-    map.set(this.ifaceId, h);
-    return () => {
-      if (map!.get(this.ifaceId) !== h) return;
-      map!.delete(this.ifaceId);
-      if (map!.size === 0) { attached.delete(this.sw); this.sw.onPunt('dhcp6', undefined); }
-    };
+    return () => { detach(); };
   }
 
   // One punted frame at time `now` (ms): the reply frame to send into the switch, or undefined.
@@ -367,7 +355,6 @@ export class Dhcp6Server {
   }
 }
 
-const attached = new WeakMap<Switch, Map<number, (frame: Uint8Array) => void>>();
 
 // The only option of `code`: undefined when absent, null when given twice.
 function one(m: Message, code: number): Option | undefined | null {

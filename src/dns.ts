@@ -104,7 +104,6 @@ const A = 1, PTR = 12, AAAA = 28, OPT = 41, ANY = 255, CLASS_IN = 1;
 const NOERROR = 0, FORMERR = 1, SERVFAIL = 2, NXDOMAIN = 3, NOTIMP = 4, REFUSED = 5;
 const MAX_MESSAGE = 65535;
 
-const attached = new WeakMap<Switch, Map<number, PuntHandler>>();
 
 interface Question { labels: Uint8Array[]; name: string; type: number; cls: number }
 interface Query { id: number; rd: boolean; q: Question; udpSize: number; edns?: number }   // edns: the OPT version, when present
@@ -293,20 +292,9 @@ export class DnsServer {
     if (this.servicePort === undefined) this.servicePort = this.sw.addPort({ network: this.network, vlan: this.vlan, learning: false }).id;
     const port = this.sw.port(this.servicePort);
     const pump = Pump.of(this.sw);
-    let servers = attached.get(this.sw);
-    if (!servers) {
-      const map = new Map<number, PuntHandler>();
-      attached.set(this.sw, (servers = map));
-      this.sw.onPunt('dns', (frame, info) => map.get(info.interface)?.(frame, info));
-    }
-    if (servers.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a DNS server attached`);
-    const h: PuntHandler = (frame, info) => this.handlePunt(frame, (reply) => { pump.receive(port, reply); }, o.tcp && ((f) => o.tcp!(f, info)));
-    servers.set(this.ifaceId, h);
-    return () => {
-      if (servers!.get(this.ifaceId) !== h) return;
-      servers!.delete(this.ifaceId);
-      if (servers!.size === 0) { attached.delete(this.sw); this.sw.onPunt('dns', undefined); }
-    };
+    const detach = this.sw.onInterfacePunt('dns', this.ifaceId,
+      (frame, info) => this.handlePunt(frame, (reply) => { pump.receive(port, reply); }, o.tcp && ((f) => o.tcp!(f, info))), 'a DNS server');
+    return () => { detach(); };
   }
 
   // One punted frame, as attach's handler takes it: UDP to handle(); TCP (to gateway:53) to `tcp`

@@ -184,29 +184,19 @@ export class RouterAdvertiser {
   // punt handler, which dispatches by interface. Returns detach, which sends a final advertisement with
   // router lifetime 0 (§6.2.5) and stops the timer.
   attach(clock: () => number = () => performance.now(), timer: RaTimer = everySecond): () => void {
-    if (attached.get(this.sw)?.has(this.ifaceId)) throw new NetplaneError('interface', `interface ${this.ifaceId} already has a router advertiser attached`);
+    const detach = this.sw.onInterfacePunt('rs', this.ifaceId, (frame) => this.solicited(frame, clock()), 'a router advertiser');
     if (this.servicePort === undefined) this.servicePort = this.sw.addPort({ network: this.network, vlan: this.vlan, learning: false }).id;
     const port = this.sw.port(this.servicePort);
     const pump = Pump.of(this.sw);
-    let map = attached.get(this.sw);
-    if (!map) {
-      const m = new Map<number, (frame: Uint8Array) => void>();
-      attached.set(this.sw, (map = m));
-      this.sw.onPunt('rs', (frame, info) => m.get(info.interface)?.(frame));
-    }
     this.send = (frame) => { pump.receive(port, frame); };
-    const h = (frame: Uint8Array) => this.solicited(frame, clock());
-    map.set(this.ifaceId, h);
     this.tick(clock());
     const stop = timer(() => this.tick(clock()));
     return () => {
       stop();
-      if (map!.get(this.ifaceId) !== h) return;
+      if (!detach()) return;
       this.send!(this.advertisement(0, ALL_NODES_MAC, ALL_NODES));
       this.counters.unsolicited++;
       this.send = undefined;
-      map!.delete(this.ifaceId);
-      if (map!.size === 0) { attached.delete(this.sw); this.sw.onPunt('rs', undefined); }
     };
   }
 
@@ -257,7 +247,6 @@ export class RouterAdvertiser {
   }
 }
 
-const attached = new WeakMap<Switch, Map<number, (frame: Uint8Array) => void>>();
 
 // Calls `run` periodically until the returned function is called.
 export type RaTimer = (run: () => void) => () => void;

@@ -413,6 +413,29 @@ export class Switch {
   // onPunt(reason, h) sets the one handler of a reason ('dhcp', 'dns', ...): each service owns its
   // reason and dispatches further itself (by interface). onPunt(h) sets the handler of every reason
   // that has none of its own. undefined clears.
+  // A service of one router interface (the DHCP, DHCPv6, DNS servers, the router advertiser): the
+  // reason's one handler, shared by the services of all interfaces, dispatches by interface. A second
+  // handler for the same reason and interface is refused (`what` names the service in the error).
+  // Returns detach, which says whether it detached (false once another handler took the interface).
+  onInterfacePunt(reason: string, iface: number, h: PuntHandler, what: string): () => boolean {
+    let byIface = this.interfacePunts.get(reason);
+    if (byIface?.has(iface)) throw new NetplaneError('interface', `interface ${iface} already has ${what} attached`);
+    if (!byIface) {
+      const m = new Map<number, PuntHandler>();
+      this.interfacePunts.set(reason, (byIface = m));
+      this.onPunt(reason, (frame, info) => m.get(info.interface)?.(frame, info));
+    }
+    const map = byIface;
+    map.set(iface, h);
+    return () => {
+      if (map.get(iface) !== h) return false;
+      map.delete(iface);
+      if (map.size === 0 && this.interfacePunts.get(reason) === map) { this.interfacePunts.delete(reason); this.onPunt(reason, undefined); }
+      return true;
+    };
+  }
+  private interfacePunts = new Map<string, Map<number, PuntHandler>>();
+
   onPunt(h: PuntHandler | undefined): void;
   onPunt(reason: string, h: PuntHandler | undefined): void;
   onPunt(a: string | PuntHandler | undefined, h?: PuntHandler): void {
