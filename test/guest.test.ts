@@ -10,7 +10,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, existsSync, chmodSync, rmSync } from 'node:fs';
+import { mkdtempSync, existsSync, chmodSync, rmSync, cpSync, mkdirSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { createServer as httpServer } from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
@@ -39,6 +39,13 @@ test(`npm start's default network: a VM with no address of its own gets DHCP, re
   const base = mkdtempSync(join(tmpdir(), 'netplane-guest-'));
   chmodSync(base, 0o755);
   const dir = join(base, 'state');
+  // What nobody runs: a copy of the built package (its command, bundle, modules and runtime
+  // dependency), since the checkout may sit below a directory only root may enter (CI's mktemp, /root).
+  const pkg = join(base, 'netplane');
+  for (const part of ['package.json', 'bin', 'build/dist', 'build/netplane.release.wasm', 'build/netplane.debug.wasm', 'node_modules/ws']) {
+    mkdirSync(join(pkg, part, '..'), { recursive: true });
+    cpSync(join(root, part), join(pkg, part), { recursive: true });
+  }
   spawnSync('install', ['-d', '-o', String(NOBODY), '-g', String(NOBODY), '-m', '0700', dir]);
   // The host's service the guest fetches from, on loopback only.
   const file = randomBytes(256 * 1024);
@@ -50,7 +57,7 @@ test(`npm start's default network: a VM with no address of its own gets DHCP, re
   let vm: ChildProcess | undefined;
   try {
     daemon = spawn('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all',
-      process.execPath, bin, 'serve', '--state-dir', dir, '--port', '0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+      process.execPath, join(pkg, 'bin/netplane.js'), 'serve', '--state-dir', dir, '--port', '0'], { cwd: pkg, stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     await new Promise<void>((ok, fail) => {
       const t = setTimeout(() => fail(new Error(`no banner: ${text}`)), 20000);
