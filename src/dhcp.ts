@@ -18,7 +18,7 @@
 // offers, and the declined addresses are a subset of the pool.
 import type { Switch } from './switch.js';
 import { NetplaneError } from './abi.js';
-import { ethernet, ipv4, udp, parseMac, formatMac, parseIPv4, onesComplementSum } from './frames.js';
+import { ethernet, ipv4, udp, parseMac, formatMac, parseIPv4, onesComplementSum, pseudoHeaderSum } from './frames.js';
 import { Pump } from './transports/pump.js';
 
 export interface DhcpStaticLease { mac: string; address: string }
@@ -361,11 +361,8 @@ export class DhcpServer {
     const l4 = l3 + ihl, ulen = v.getUint16(l4 + 4);
     if (ulen < 8 || ulen > total - ihl || v.getUint16(l4 + 2) !== 67) return 'not_ipv4_udp';
     if (v.getUint16(l4 + 6) !== 0) {
-      const pseudo = new Uint8Array(12);
-      pseudo.set(frame.subarray(l3 + 12, l3 + 20), 0);
-      pseudo[9] = 17;
-      pseudo[10] = ulen >> 8; pseudo[11] = ulen & 255;
-      if (onesComplementSum(frame.subarray(l4, l4 + ulen), onesComplementSum(pseudo)) !== 0xffff) return 'bad_checksum';
+      const pseudo = pseudoHeaderSum(frame.subarray(l3 + 12, l3 + 16), frame.subarray(l3 + 16, l3 + 20), 17, ulen);
+      if (onesComplementSum(frame.subarray(l4, l4 + ulen), pseudo) !== 0xffff) return 'bad_checksum';
     }
     const b = frame.subarray(l4 + 8, l4 + ulen);
     const bv = new DataView(b.buffer, b.byteOffset, b.byteLength);

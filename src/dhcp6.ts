@@ -21,7 +21,7 @@
 // untrusted: a malformed one is counted under a named reason in `counters.dropped`, never thrown.
 import type { Switch } from './switch.js';
 import { NetplaneError } from './abi.js';
-import { ethernet, ipv6, udp, parseIPv6, formatIPv6, parseMac, formatMac, onesComplementSum } from './frames.js';
+import { ethernet, ipv6, udp, parseIPv6, formatIPv6, parseMac, formatMac, onesComplementSum, pseudoHeaderSum } from './frames.js';
 import { Pump } from './transports/pump.js';
 import { linkLocal, encodeName } from './ra.js';
 
@@ -387,11 +387,8 @@ function parse(frame: Uint8Array): Message | Dhcp6DropReason {
   if (plen < 8 || l4 + plen > frame.length) return 'truncated';
   const ulen = v.getUint16(l4 + 4);
   if (ulen < 8 || ulen > plen || v.getUint16(l4 + 2) !== 547) return 'not_ipv6_udp';
-  const pseudo = new Uint8Array(40);
-  pseudo.set(frame.subarray(l3 + 8, l3 + 40));
-  new DataView(pseudo.buffer).setUint32(32, ulen);
-  pseudo[39] = 17;
-  if (v.getUint16(l4 + 6) === 0 || onesComplementSum(frame.subarray(l4, l4 + ulen), onesComplementSum(pseudo)) !== 0xffff) return 'bad_checksum';
+  const pseudo = pseudoHeaderSum(frame.subarray(l3 + 8, l3 + 24), frame.subarray(l3 + 24, l3 + 40), 17, ulen);
+  if (v.getUint16(l4 + 6) === 0 || onesComplementSum(frame.subarray(l4, l4 + ulen), pseudo) !== 0xffff) return 'bad_checksum';
   const b = frame.subarray(l4 + 8, l4 + ulen);
   if (b.length < 4) return 'truncated';
   const opts = walk(b.subarray(4));

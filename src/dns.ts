@@ -49,7 +49,7 @@ import { randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Switch, PuntHandler } from './switch.js';
 import { NetplaneError } from './abi.js';
-import { ethernet, ipv4, ipv6, udp, formatMac, parseIPv4, parseIPv6, formatIPv4, formatIPv6, onesComplementSum } from './frames.js';
+import { ethernet, ipv4, ipv6, udp, formatMac, parseIPv4, parseIPv6, formatIPv4, formatIPv6, onesComplementSum, pseudoHeaderSum } from './frames.js';
 import { Pump } from './transports/pump.js';
 
 export interface DnsServerOptions {
@@ -587,7 +587,7 @@ export class DnsServer {
     if (frame.length < 14) return 'not_dns';
     let l3 = 14, type = v.getUint16(12);
     if (type === 0x8100) { if (frame.length < 18) return 'not_dns'; type = v.getUint16(16); l3 = 18; }
-    let l4: number, end: number, src: Uint8Array, dst: Uint8Array, pseudo: Uint8Array;
+    let l4: number, end: number, src: Uint8Array, dst: Uint8Array;
     if (type === 0x0800) {
       if (frame.length < l3 + 20) return 'not_dns';
       const ihl = (frame[l3] & 15) * 4, total = v.getUint16(l3 + 2);
@@ -596,22 +596,19 @@ export class DnsServer {
       l4 = l3 + ihl; end = l3 + total;
       src = frame.slice(l3 + 12, l3 + 16); dst = frame.slice(l3 + 16, l3 + 20);
       if (src[0] === 0 || src[0] >= 224 ) return 'bad_source';
-      pseudo = new Uint8Array(12); pseudo.set(src, 0); pseudo.set(dst, 4); pseudo[9] = 17;
     } else if (type === 0x86dd) {
       if (frame.length < l3 + 40 || frame[l3] >> 4 !== 6 || frame[l3 + 6] !== 17) return 'not_dns';
       l4 = l3 + 40; end = l4 + v.getUint16(l3 + 4);
       if (end > frame.length || end < l4 + 8) return 'not_dns';
       src = frame.slice(l3 + 8, l3 + 24); dst = frame.slice(l3 + 24, l3 + 40);
       if (src[0] === 0xff || src.every((x) => x === 0)) return 'bad_source';
-      pseudo = new Uint8Array(40); pseudo.set(src, 0); pseudo.set(dst, 16); pseudo[39] = 17;
     } else return 'not_dns';
     const ulen = v.getUint16(l4 + 4);
     if (ulen < 8 || l4 + ulen > end || v.getUint16(l4 + 2) !== 53) return 'not_dns';
     const sum = v.getUint16(l4 + 6);
     if (sum === 0 && type === 0x86dd) return 'bad_checksum';               // RFC 8200 §8.1
     if (sum !== 0) {
-      if (type === 0x0800) { pseudo[10] = ulen >> 8; pseudo[11] = ulen & 255; } else { pseudo[34] = ulen >> 8; pseudo[35] = ulen & 255; }
-      if (onesComplementSum(frame.subarray(l4, l4 + ulen), onesComplementSum(pseudo)) !== 0xffff) return 'bad_checksum';
+      if (onesComplementSum(frame.subarray(l4, l4 + ulen), pseudoHeaderSum(src, dst, 17, ulen)) !== 0xffff) return 'bad_checksum';
     }
     return { v6: type === 0x86dd, mac: formatMac(frame, 6), src, dst, sport: v.getUint16(l4), payload: frame.slice(l4 + 8, l4 + ulen) };
   }

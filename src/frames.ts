@@ -192,7 +192,8 @@ export function internetChecksum(data: Bytes, initial = 0): number {
   return ~onesComplementSum(data, initial) & 0xffff;
 }
 
-function pseudoHeaderSum(src: Bytes, dst: Bytes, protocol: number, length: number): number {
+/** The one's-complement sum (unfolded) of the IPv4 or IPv6 pseudo-header, by the length of `src`. */
+export function pseudoHeaderSum(src: Bytes, dst: Bytes, protocol: number, length: number): number {
   const s = onesComplementSum(dst, onesComplementSum(src));
   // IPv4: zero, protocol, 16-bit length. IPv6: 32-bit length, three zero bytes, next header.
   return src.length === 4 ? s + protocol + length : s + Math.floor(length / 0x10000) + (length & 0xffff) + protocol;

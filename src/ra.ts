@@ -26,7 +26,7 @@
 // both of which tests replace. Every solicitation is untrusted: a malformed one is counted under a named reason.
 import type { Switch } from './switch.js';
 import { NetplaneError } from './abi.js';
-import { ethernet, ipv6, icmpv6, parseIPv6, formatIPv6, parseMac, formatMac, onesComplementSum } from './frames.js';
+import { ethernet, ipv6, icmpv6, parseIPv6, formatIPv6, parseMac, formatMac, onesComplementSum, pseudoHeaderSum } from './frames.js';
 import { Pump } from './transports/pump.js';
 
 export interface RaPrefix {
@@ -270,11 +270,7 @@ function parseSolicitation(frame: Uint8Array): Solicitation | RaDropReason {
   if (len < 8 || l4 + len > frame.length) return 'truncated';
   const msg = frame.subarray(l4, l4 + len);
   if (msg[0] !== 133) return 'not_solicitation';
-  const pseudo = new Uint8Array(40);
-  pseudo.set(frame.subarray(l3 + 8, l3 + 40));
-  new DataView(pseudo.buffer).setUint32(32, len);
-  pseudo[39] = 58;
-  if (onesComplementSum(msg, onesComplementSum(pseudo)) !== 0xffff) return 'bad_checksum';
+  if (onesComplementSum(msg, pseudoHeaderSum(frame.subarray(l3 + 8, l3 + 24), frame.subarray(l3 + 24, l3 + 40), 58, len)) !== 0xffff) return 'bad_checksum';
   if (frame[l3 + 7] !== 255) return 'bad_hop_limit';
   if (msg[1] !== 0) return 'bad_options';
   const src = formatIPv6(frame, l3 + 8);
