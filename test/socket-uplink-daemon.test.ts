@@ -130,6 +130,13 @@ test('e2e: a PortMapping on the socket uplink listens on 127.0.0.1:ExternalPort 
     const err = await d.host.change({ op: 'create', kind: 'endpoint', value: { ID: 'other', HostComputeNetwork: 'nat', Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 80, ExternalPort: bp } }] } }).then(() => undefined, (e) => e);
     assert.is(err?.field, 'Policies[0].Settings.ExternalPort', String(err));
     busy.close();
+    // The forward's port is the binding policy's to allow: a privileged port is refused (the daemon is
+    // root; an endpoint's policy must not open port 22 on the host), and the change leaves nothing.
+    const before = d.host.store.list('endpoint').length;
+    const priv = await d.host.change({ op: 'create', kind: 'endpoint', value: { ID: 'priv', HostComputeNetwork: 'nat', Policies: [{ Type: 'PortMapping', Settings: { Protocol: 6, InternalPort: 22, ExternalPort: 22 } }] } }).then(() => undefined, (e) => e);
+    assert.is(priv?.field, 'Policies[0].Settings.ExternalPort', String(priv));
+    assert.match(String(priv?.message ?? priv), /privileged/);
+    assert.is(d.host.store.list('endpoint').length, before, 'the refused endpoint is not stored');
     void server;
   } finally {
     await teardown();
