@@ -39,6 +39,9 @@ export const enum Stat {
   HostResets,    // TCP RSTs sent for segments to a router address that nothing handles (nodes/hostreply.ts)
   FragHeldDropped, // held fragments dropped in a later call: their datagram timed out or was condemned
   Punted,        // frames handed to the host through the punt area (nodes/punt.ts)
+  GsoFrames,     // super-frames segmented in software for an egress that cannot take them (nodes/gso.ts)
+  GsoSegments,   // the segments they made
+  CsumCompleted, // partial checksums completed in software for an egress without checksum offload
   Count,
 }
 
@@ -50,6 +53,7 @@ const STAT_NAMES: StaticArray<string> = [
   "ct_tcp_ignored", "ct_tcp_pickups",
   "frag_held", "frag_released", "frag_expired", "fragments_made",
   "host_resets", "frag_held_dropped", "punted",
+  "gso_frames", "gso_segments", "csum_completed",
 ];
 
 export function statName(i: u32): string {

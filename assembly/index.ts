@@ -121,6 +121,11 @@ export function rx_buffer_size(): u32 { return pipeline.rxBufSize; }
 export function max_batch(): u32 { return pipeline.maxBatch; }
 export function tx_descriptors(): usize { return tx.descBase; }
 export function tx_capacity(): u32 { return tx.descMax; }
+// The vnet headers (12 bytes each, docs/ABI.md "Offloads"): rx record i belongs to rx descriptor i
+// (read only when its port has offloads), tx record i to tx descriptor i (written only when its port
+// has offloads).
+export function rx_offloads(): usize { return pipeline.rxOffBase; }
+export function tx_offloads(): usize { return tx.offBase; }
 
 // Processes rx descriptors 0 .. n-1 at time `now` (milliseconds, any monotonic origin). Returns the
 // number of tx descriptors written.
@@ -145,7 +150,7 @@ export function port_configure(p: u32, network: u32, mode: u32, vlan: u32, flags
   let pt = ports.port(p);
   let fresh = pt.state == ports.STATE_FREE;
   if (!fresh && (<u32>pt.network != network || <u32>pt.vlan != vlan || <u32>pt.mode != mode)) mac.flushPort(p);
-  let keep = fresh ? 0 : pt.flags & ports.PORT_ACL;
+  let keep = fresh ? 0 : pt.flags & (ports.PORT_ACL | ports.PORT_CAPS);
   if (fresh) {
     memory.fill(changetype<usize>(pt), 0, ports.PORT_SIZE);
     memory.fill(ports.portDropBase + <usize>p * <usize>Reason.Count * 8, 0, <usize>Reason.Count * 8);
@@ -215,6 +220,24 @@ export function port_remove(p: u32): i32 {
   memory.fill(ports.portDropBase + <usize>p * <usize>Reason.Count * 8, 0, <usize>Reason.Count * 8);
   ports.clearVlans(p);
   return Error.Ok;
+}
+
+// Sets port p's offload capabilities (1 checksum, 2 TSO4, 4 TSO6, 8 TSO ECN, 16 USO; 0 = a plain
+// port, the default). A port with capabilities exchanges a vnet header with every frame through
+// rx_offloads() and tx_offloads(). As Linux's TUNSETOFFLOAD, segmentation needs checksum offload and
+// TSO ECN needs TSO4 or TSO6.
+export function port_set_offload(p: u32, caps: u32): i32 {
+  let e = checkPort(p);
+  if (e) return e;
+  if (caps & ~ports.OFFLOAD_ALL) return Error.BadArgument;
+  if ((caps & ~ports.OFFLOAD_CSUM) != 0 && (caps & ports.OFFLOAD_CSUM) == 0) return Error.BadArgument;
+  if ((caps & ports.OFFLOAD_TSO_ECN) != 0 && (caps & (ports.OFFLOAD_TSO4 | ports.OFFLOAD_TSO6)) == 0) return Error.BadArgument;
+  let pt = ports.port(p);
+  pt.flags = <u16>((<u32>pt.flags & ~<u32>ports.PORT_CAPS) | (caps << ports.PORT_CAPS_SHIFT));
+  return Error.Ok;
+}
+export function port_offload(p: u32): u32 {
+  return checkPort(p) ? 0 : (<u32>ports.port(p).flags & ports.PORT_CAPS) >> ports.PORT_CAPS_SHIFT;
 }
 
 export function port_record(p: u32): usize {

@@ -15,6 +15,8 @@ export const FLAG_FLOODED: u32 = 0x100;   // a copy was flooded to at least one 
 // fragment's ports (sport << 16 | dport), srcHash its datagram's answer identification (frag.answer),
 // and its byte range has already been noted.
 export const FLAG_RELEASED: u32 = 0x200;
+// Being flooded to several ports: an egress stage must not change the frame in place (nodes/gso.ts).
+export const FLAG_FLOODING: u32 = 0x400;
 
 @unmanaged
 export class Meta {
@@ -38,6 +40,9 @@ export class Meta {
   flowHash: u32;    // 68: conntrack key hash, when the first pass saw a routed TCP/UDP packet (0 = not)
   toRouter: u32;    // 72: router interface + 1 when the first pass saw it addressed to its gateway MAC
   parseReason: u8;  // 76: what the parse stage alone said (for the trace)
+  // 80: the frame's offload state (nodes/vnet.ts), 0 for a plain frame: bits 0-7 the vnet header's
+  // flags (NEEDS_CSUM), 8-15 its gso_type, 16-31 its gso_size. Set only for a port with offloads.
+  vnet: u32;
 }
 
 export const META_SIZE: usize = offsetof<Meta>();
@@ -77,4 +82,5 @@ export function resetMeta(m: Meta, frame: usize, len: u32, port: u32): void {
   m.retagged = 0;
   m.flowHash = 0;
   m.toRouter = 0;
+  m.vnet = 0;
 }

@@ -11,7 +11,8 @@
 import { Reason } from "./reasons";
 import * as arena from "./arena";
 import { Meta, meta, resetMeta, releasedMeta, FLAG_GROUP_DST, FLAG_RELEASED } from "./packet";
-import { port, maxPorts, STATE_UP, STATE_FREE, PORT_ACL } from "./ports";
+import { port, maxPorts, STATE_UP, STATE_FREE, PORT_ACL, PORT_CAPS } from "./ports";
+import * as vnet from "./nodes/vnet";
 import { drop, bump, Stat, flushBatch } from "./counters";
 import * as counters from "./counters";
 import * as mac from "./tables/mac";
@@ -49,12 +50,16 @@ export let maxBatch: u32 = 0;
 // The slot touches are xored together and stored here, so the optimizer keeps the loads.
 export let sinkBase: usize = 0;
 
+// The rx vnet headers, one per descriptor (nodes/vnet.ts), read only for ports with offloads.
+export let rxOffBase: usize = 0;
+
 export function bytes(batch: u32, rxBytes: u32): u64 {
-  return arena.span(batch, RX_DESCRIPTOR_SIZE) + arena.span(rxBytes, 1) + arena.span(1, 8);
+  return arena.span(batch, RX_DESCRIPTOR_SIZE) + arena.span(batch, vnet.HEADER_SIZE) + arena.span(rxBytes, 1) + arena.span(1, 8);
 }
 export function alloc(batch: u32, rxBytes: u32): void {
   maxBatch = batch;
   rxDescBase = arena.take(batch, RX_DESCRIPTOR_SIZE);
+  rxOffBase = arena.take(batch, vnet.HEADER_SIZE);
   rxBufBase = arena.take(rxBytes, 1);
   rxBufSize = rxBytes;
   sinkBase = arena.take(1, 8);
@@ -98,7 +103,7 @@ export function process(n: u32, now: f64): u32 {
   let len = <u32>load<u16>(d, 4);
   let p = <u32>load<u16>(d, 6);
   resetMeta(m, rxBufBase + <usize>off, len, p);
-  m.reason = classify(m, off, len, p);
+  m.reason = classify(m, off, len, p, i);
   if (trace.traceOn) noteClassify(m);
   if (m.reason) return;
   let dst = loadMac(m.frame + eth.DST);
@@ -162,7 +167,7 @@ function noteClassify(m: Meta): void {
 }
 
 // Descriptor and port checks, rx counters, parse and ingress. Counts the drop if there is one.
-@inline function classify(m: Meta, off: u32, len: u32, p: u32): Reason {
+@inline function classify(m: Meta, off: u32, len: u32, p: u32, i: u32): Reason {
   if (<u64>off + <u64>len > <u64>rxBufSize) {
     drop(p, Reason.RxBadDescriptor);
     return Reason.RxBadDescriptor;
@@ -182,6 +187,7 @@ function noteClassify(m: Meta): void {
   }
   let r = parse(m);
   m.parseReason = <u8>r;
+  if (r == Reason.None && (pt.flags & PORT_CAPS) != 0) r = vnet.input(m, rxOffBase + <usize>i * vnet.HEADER_SIZE);
   if (r == Reason.None) r = ingress(m, pt);
   if (r) drop(p, r);
   return r;

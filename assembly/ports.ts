@@ -24,6 +24,17 @@ export const PORT_DROP_UNTAGGED: u16 = 4;  // trunk: untagged frames are dropped
 export const PORT_FLAGS_ALL: u16 = 7;
 // Set by the ACL calls, not by port_configure: the port's IP traffic goes through its ACL stage.
 export const PORT_ACL: u16 = 8;
+// Bits 8-12 of flags: the port's offload capabilities (port_set_offload; OFFLOAD_*), 0 = a plain port.
+// The port's frames carry a vnet header (12 bytes, Linux's virtio_net_hdr_v1) in the rx and tx
+// offload areas; the module hands it super-frames and partial checksums only as far as these allow.
+export const PORT_CAPS_SHIFT: u32 = 8;
+export const PORT_CAPS: u16 = 0x1f00;
+export const OFFLOAD_CSUM: u32 = 1;
+export const OFFLOAD_TSO4: u32 = 2;
+export const OFFLOAD_TSO6: u32 = 4;
+export const OFFLOAD_TSO_ECN: u32 = 8;
+export const OFFLOAD_USO: u32 = 16;
+export const OFFLOAD_ALL: u32 = 31;
 
 export const NO_LIMIT: u32 = 0xffffffff;
 
@@ -31,7 +42,7 @@ export const NO_LIMIT: u32 = 0xffffffff;
 export class Port {
   state: u8;        // 0: STATE_*
   mode: u8;         // 1: MODE_*
-  flags: u16;       // 2: PORT_*
+  flags: u16;       // 2: PORT_*; bits 8-12 the offload capabilities
   network: u16;     // 4
   vlan: u16;        // 6: access VLAN, or a trunk's native VLAN
   learnLimit: u32;  // 8: most MACs learned on this port (NO_LIMIT = none)

@@ -55,10 +55,18 @@ export function alloc(batch: u32): void {
 
 // Copies the frame in with its descriptor. False when the area is full (the caller counts the drop).
 export function put(frame: usize, len: u32, inPort: u32, reason: u32, ifIndex: u32, zone: u32, vlan: u32): bool {
-  let need = (len + 7) & ~7;
-  if (count >= descMax || bufUsed + need > bufSize) return false;
-  let p = bufBase + bufUsed;
+  let p = reserve(len, inPort, reason, ifIndex, zone, vlan);
+  if (p == 0) return false;
   memory.copy(p, frame, len);
+  return true;
+}
+
+// A descriptor and room for a frame of `len` bytes that the caller writes (nodes/gso.ts builds
+// segments there); 0 when the area is full.
+export function reserve(len: u32, inPort: u32, reason: u32, ifIndex: u32, zone: u32, vlan: u32): usize {
+  let need = (len + 7) & ~7;
+  if (count >= descMax || bufUsed + need > bufSize) return 0;
+  let p = bufBase + bufUsed;
   bufUsed += need;
   let d = descBase + <usize>count * DESCRIPTOR_SIZE;
   store<u32>(d, <u32>p);
@@ -69,5 +77,5 @@ export function put(frame: usize, len: u32, inPort: u32, reason: u32, ifIndex: u
   store<u16>(d, <u16>zone, 12);
   store<u16>(d, <u16>vlan, 14);
   count++;
-  return true;
+  return p;
 }

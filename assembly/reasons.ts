@@ -79,6 +79,8 @@ export const enum Reason {
   LocalPortUnmapped,
   LocalBadChecksum,
   PuntQueueFull,        // a frame to punt to the host found the punt area full (nodes/punt.ts)
+  VnetBadHeader,        // a vnet header (nodes/vnet.ts) with unknown flags or type, or a checksum start/offset that is not the L4 checksum
+  VnetGsoMismatch,      // a vnet header whose gso_type or gso_size does not fit the packet (nodes/vnet.ts)
   Count,
 }
 
@@ -159,6 +161,8 @@ const NAMES: StaticArray<string> = [
   "local_port_unmapped",
   "local_bad_checksum",
   "punt_queue_full",
+  "vnet_bad_header",
+  "vnet_gso_mismatch",
 ];
 
 export function reasonName(r: u32): string {

@@ -19,10 +19,17 @@ export let bufBase: usize = 0;
 export let bufSize: u32 = 0;
 let bufUsed: u32 = 0;
 
-export function bytes(descriptors: u32, buffer: u32): u64 { return arena.span(descriptors, DESCRIPTOR_SIZE) + arena.span(buffer, 1); }
+// The tx vnet headers (12 bytes), one per descriptor, written for ports with offloads (nodes/gso.ts).
+export const OFFLOAD_SIZE: usize = 12;
+export let offBase: usize = 0;
+
+export function bytes(descriptors: u32, buffer: u32): u64 {
+  return arena.span(descriptors, DESCRIPTOR_SIZE) + arena.span(descriptors, OFFLOAD_SIZE) + arena.span(buffer, 1);
+}
 export function alloc(descriptors: u32, buffer: u32): void {
   descMax = descriptors;
   descBase = arena.take(descriptors, DESCRIPTOR_SIZE);
+  offBase = arena.take(descriptors, OFFLOAD_SIZE);
   bufSize = buffer;
   bufBase = arena.take(buffer, 1);
 }
@@ -31,6 +38,9 @@ export function alloc(descriptors: u32, buffer: u32): void {
   count = 0;
   bufUsed = 0;
 }
+
+// Bytes left in the scratch area.
+@inline export function room(): u32 { return bufSize - bufUsed; }
 
 // Room for a rewritten frame of `len` bytes, or 0 (the caller counts TxBufferFull).
 export function reserve(len: u32): usize {

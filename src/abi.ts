@@ -16,6 +16,10 @@ export interface NetplaneExports {
   max_batch(): number;
   tx_descriptors(): number;
   tx_capacity(): number;
+  rx_offloads(): number;
+  tx_offloads(): number;
+  port_set_offload(p: number, caps: number): number;
+  port_offload(p: number): number;
   process(n: number, now: number): number;
   port_configure(p: number, network: number, mode: number, vlan: number, flags: number, learnLimit: number): number;
   port_allow_vlan(p: number, vlan: number, allowed: number): number;
@@ -216,7 +220,7 @@ export function abiString(memory: WebAssembly.Memory, addr: number): string {
 // Instantiates a compiled module (it imports nothing) and returns its exports with __getString.
 // The exports that return an address. WebAssembly gives JavaScript an i32, so an address at or above
 // 2 GiB (tables that large are allowed) would come out negative: these are read as unsigned.
-const ADDRESS_EXPORTS = ['rx_descriptors', 'rx_buffer', 'tx_descriptors', 'port_record', 'port_drops', 'mac_table',
+const ADDRESS_EXPORTS = ['rx_descriptors', 'rx_buffer', 'tx_descriptors', 'rx_offloads', 'tx_offloads', 'port_record', 'port_drops', 'mac_table',
   'drops', 'reason_name', 'stats', 'stat_name', 'parse_result', 'iface_record', 'route_table', 'neighbor_table',
   'ct_table', 'addr6_table', 'ct_state_name', 'acl_alloc', 'trace_buffer', 'punt_descriptors'] as const;
 

@@ -93,6 +93,8 @@ export class Dataplane implements DataplaneView {
   rxDescriptors!: DataView;    // batch x 8 bytes: u32 offset, u16 length, u16 port
   txDescriptors!: DataView;    // tx_capacity x 8 bytes: u32 address, u16 length, u16 port
   puntDescriptors!: DataView;  // punt_capacity x 16 bytes (docs/ABI.md "The punt area")
+  rxOffloads!: Uint8Array;     // batch x 12 bytes: the vnet header of rx descriptor i (docs/ABI.md "Offloads")
+  txOffloads!: Uint8Array;     // tx_capacity x 12 bytes: the vnet header of tx descriptor i
 
   constructor(opts: DataplaneOptions = {}) {
     this.build = opts.build ?? defaultBuild();
@@ -132,6 +134,8 @@ export class Dataplane implements DataplaneView {
     this.rxDescriptors = new DataView(buf, x.rx_descriptors(), x.max_batch() * 8);
     this.txDescriptors = new DataView(buf, x.tx_descriptors(), x.tx_capacity() * 8);
     this.puntDescriptors = new DataView(buf, x.punt_descriptors(), x.punt_capacity() * 16);
+    this.rxOffloads = new Uint8Array(buf, x.rx_offloads(), x.max_batch() * VNET_HDR_LEN);
+    this.txOffloads = new Uint8Array(buf, x.tx_offloads(), x.tx_capacity() * VNET_HDR_LEN);
   }
 
   process(n: number, now: number): number {
@@ -191,7 +195,17 @@ export interface MacEntry {
   lastSeen: number; // the `now` (ms, modulo 2^32) of the last frame from this MAC
 }
 
-export type FrameHandler = (frame: Uint8Array, port: number) => void;
+// `vnet` is the frame's 12-byte vnet header (Linux's virtio_net_hdr_v1), a view valid during the call,
+// given only for ports with offloads (setOffload).
+export type FrameHandler = (frame: Uint8Array, port: number, vnet?: Uint8Array) => void;
+
+// A port's offload capabilities (Switch.setOffload), as a TAP's TUNSETOFFLOAD: what the port's peer
+// takes and sends. 0 (the default) is a plain port: complete checksums, frames within the MTU, no
+// vnet headers. Segmentation needs CSUM; TSO_ECN needs TSO4 or TSO6.
+export const Offload = { CSUM: 1, TSO4: 2, TSO6: 4, TSO_ECN: 8, USO: 16 } as const;
+// The vnet header's length: struct virtio_net_hdr_v1 (flags, gso_type, hdr_len, gso_size, csum_start,
+// csum_offset, num_buffers), little-endian.
+export const VNET_HDR_LEN = 12;
 
 // A punted frame's origin: its ingress port, why it was punted ('dhcp', 'dns', 'uplink', 'host'), the router interface
 // and compartment it was for, and the VLAN of its broadcast domain.
@@ -215,7 +229,8 @@ export class SwitchPort {
   handler?: FrameHandler;
   hostQueueDrops = 0;
   constructor(readonly sw: Switch, readonly id: number, readonly spec: Required<Pick<PortSpec, 'network' | 'mode' | 'vlan' | 'queueLimit'>> & PortSpec) {}
-  send(frame: Uint8Array): void { this.sw.send(this.id, frame); }
+  send(frame: Uint8Array, vnet?: Uint8Array): void { this.sw.send(this.id, frame, vnet); }
+  setOffload(caps: number): void { this.sw.setOffload(this.id, caps); }
   // Frames that left the switch on this port since the last call (when no handler is set).
   receive(): Uint8Array[] { return this.queue.splice(0); }
   onFrame(h: FrameHandler | undefined): void { this.handler = h; }
@@ -236,14 +251,17 @@ export class Switch {
   // transport looping back) must touch neither. What it sends waits here, copied, and goes in once
   // the delivery is over.
   private delivering = false;
-  private deferred: Array<[number, Uint8Array]> = [];
+  private deferred: Array<[number, Uint8Array, Uint8Array?]> = [];
   private anyHandler?: FrameHandler;
   private puntHandler?: PuntHandler;
   private readonly puntHandlers = new Map<string, PuntHandler>();
   private captures = new Map<number, PcapSink>();
+  // Each port's offload capabilities (setOffload), so send() knows whose rx vnet record to write.
+  private offloads: Uint8Array;
 
   constructor(opts: SwitchOptions = {}) {
     this.dp = new Dataplane(opts);
+    this.offloads = new Uint8Array(this.dp.maxPorts);
     this.clock = opts.clock ?? (() => performance.now());
     this.router = new Router(this.dp, () => this.clock());
     this.acls = new Acls(this.dp, (id) => this.ports.get(id)?.spec.network,
@@ -318,6 +336,7 @@ export class Switch {
     this.flush();
     this.acls.portRemoved(id);
     abi('port', this.dp.exports.port_remove(id));
+    this.offloads[id] = 0;
     this.ports.delete(id);
   }
 
@@ -337,15 +356,32 @@ export class Switch {
     throw new NetplaneError('id', `all ${this.dp.maxPorts} ports are in use`);
   }
 
+  // Sets port `id`'s offload capabilities (a sum of Offload flags; 0 = a plain port). A port with
+  // capabilities sends and receives a vnet header with every frame (send's `vnet`, the handler's).
+  setOffload(id: number, caps: number): void {
+    this.port(id);
+    check('caps', caps, 0, 31);
+    this.flush();
+    abi('caps', this.dp.exports.port_set_offload(id, caps));
+    this.offloads[id] = caps;
+  }
+
+  offload(id: number): number {
+    this.port(id);
+    return this.offloads[id];
+  }
+
   // Every frame leaving any port goes to this handler (in addition to the port's own handler/queue).
   onFrame(h: FrameHandler | undefined): void { this.anyHandler = h; }
 
   // Queues a frame received on `port`. The batch is processed when it is full or on flush().
-  send(port: number, frame: Uint8Array): void {
+  // `vnet`: the frame's 12-byte vnet header (copied; absent = zeros), read only for a port with offloads.
+  send(port: number, frame: Uint8Array, vnet?: Uint8Array): void {
     const dp = this.dp;
     if (frame.length > 65535) throw new NetplaneError('frame', `${frame.length} bytes is longer than 65535`);
     if (frame.length > dp.rxBuffer.length) throw new NetplaneError('frame', `${frame.length} bytes does not fit the rx buffer`);
-    if (this.delivering) { this.deferred.push([port, frame.slice()]); return; }
+    if (vnet !== undefined && vnet.length < VNET_HDR_LEN) throw new NetplaneError('vnet', `a vnet header is ${VNET_HDR_LEN} bytes, got ${vnet.length}`);
+    if (this.delivering) { this.deferred.push([port, frame.slice(), vnet?.slice(0, VNET_HDR_LEN)]); return; }
     if (this.pending === dp.batch || this.rxUsed + frame.length > dp.rxBuffer.length) this.flush();
     if (this.captures.size) this.captures.get(port)?.write(frame, Date.now());
     dp.views();
@@ -355,6 +391,11 @@ export class Switch {
     dp.rxDescriptors.setUint32(d, off, true);
     dp.rxDescriptors.setUint16(d + 4, frame.length, true);
     dp.rxDescriptors.setUint16(d + 6, port, true);
+    if (this.offloads[port]) {
+      const r = this.pending * VNET_HDR_LEN;
+      if (vnet) dp.rxOffloads.set(vnet.subarray(0, VNET_HDR_LEN), r);
+      else dp.rxOffloads.fill(0, r, r + VNET_HDR_LEN);
+    }
     this.pending++;
     // Keep frames 8-byte aligned in the rx buffer.
     this.rxUsed = (off + frame.length + 7) & ~7;
@@ -377,7 +418,7 @@ export class Switch {
     while (this.deferred.length) {
       const later = this.deferred;
       this.deferred = [];
-      for (const [port, frame] of later) this.send(port, frame);
+      for (const [port, frame, vnet] of later) this.send(port, frame, vnet);
     }
     return tx;
   }
@@ -390,11 +431,12 @@ export class Switch {
       const len = td.getUint16(i * 8 + 4, true);
       const out = td.getUint16(i * 8 + 6, true);
       const view = dp.u8.subarray(addr, addr + len);
+      const vnet = this.offloads[out] ? dp.txOffloads.subarray(i * VNET_HDR_LEN, (i + 1) * VNET_HDR_LEN) : undefined;
       if (this.captures.size) this.captures.get(out)?.write(view, Date.now());
-      this.anyHandler?.(view, out);
+      this.anyHandler?.(view, out, vnet);
       const p = this.ports.get(out);
       if (!p) continue;
-      if (p.handler) p.handler(view, out);
+      if (p.handler) p.handler(view, out, vnet);
       else if (p.spec.queueLimit > 0) {
         if (p.queue.length >= p.spec.queueLimit) {
           p.queue.shift();

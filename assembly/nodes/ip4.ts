@@ -36,6 +36,7 @@ import { localInput4 } from "./hostreply";
 import * as natrules from "../tables/natrules";
 import * as egress from "./egress";
 import { fragment4 } from "./mtu";
+import * as vnet from "./vnet";
 import * as trace from "../trace";
 
 export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
@@ -175,12 +176,26 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     return;
   }
   let out = egress.outIface(r, dir);
-  // A socket uplink (punt uplink) fragments nothing: the host's sockets carry the payload.
-  let tooBig = ipv4.totalLength(ip) > out.mtu && (out.punt & PUNT_UPLINK) == 0;
+  // A socket uplink (punt uplink) fragments nothing: the host's sockets carry the payload. A
+  // super-frame is checked by the size of its segments (Linux's skb_gso_validate_network_len).
+  let v = m.vnet;
+  let tooBig = (vnet.sizeOf(v) != 0 ? vnet.segmentNetworkLen(m) : ipv4.totalLength(ip)) > out.mtu && (out.punt & PUNT_UPLINK) == 0;
   if (tooBig && (ipv4.flagsFrag(ip) & ipv4.FLAG_DF)) {
     sendError(m, fin, icmpw.DEST_UNREACHABLE, icmpw.FRAGMENTATION_NEEDED, now, out.mtu);
     drop(m.inPort, Reason.MtuExceeded);
     return;
+  }
+  if (tooBig && v != 0) {
+    // Linux would segment and then fragment each segment; a sender that offers TSO sets DF, so
+    // netplane drops the rare super-frame without it.
+    if (vnet.sizeOf(v) != 0) {
+      drop(m.inPort, Reason.MtuExceeded);
+      return;
+    }
+    // A partial checksum is finished before fragmenting: it lives in the first fragment only.
+    vnet.complete(m.frame, m.l4, m.l4len, m.protocol);
+    m.vnet = 0;
+    v = 0;
   }
   let o: usize = dir ? 0 : 12;           // the other direction's tuple holds this one's translation
   let nsrc = load<u32>(r + o, 4);
@@ -202,12 +217,17 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
   } else if (proto == 6) {
     set16(l4, nsport);
     set16(l4 + 2, ndport);
-    set16(l4 + 16, checksum.applyDelta(get16(l4 + 16), l4Delta));
+    let c = get16(l4 + 16);
+    // CHECKSUM_PARTIAL (nodes/vnet.ts): the field is the pseudo-header sum, which only the addresses change.
+    set16(l4 + 16, v & vnet.F_NEEDS_CSUM ? vnet.partialAddrUpdate(c, ipDelta) : checksum.applyDelta(c, l4Delta));
   } else if (proto == 17) {
     set16(l4, nsport);
     set16(l4 + 2, ndport);
     let c = get16(l4 + 6);
-    if (c != 0) {
+    if (v & vnet.F_NEEDS_CSUM) {
+      let n = vnet.partialAddrUpdate(c, ipDelta);
+      set16(l4 + 6, n == 0 ? 0xffff : n);
+    } else if (c != 0) {
       let n = checksum.applyDelta(c, l4Delta);
       set16(l4 + 6, n == 0 ? 0xffff : n);
     }

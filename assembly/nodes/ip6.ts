@@ -51,6 +51,7 @@ import { newFrame, ethHeader, sendFromRouter, unanswered, GENERATED_PORT } from 
 import { localInput6 } from "./hostreply";
 import * as q6 from "./icmp6";
 import { puntRs } from "./punt";
+import * as vnet from "./vnet";
 
 const ND_HOP_LIMIT: u32 = 255;
 const OPT_SOURCE_LLA: u32 = 1;
@@ -231,7 +232,9 @@ function forward6(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     return;
   }
   let out = egress.outIface(r, dir);
-  if (ipv6.HEADER_LEN + ipv6.payloadLength(ip) > out.mtu && (out.punt & PUNT_UPLINK) == 0) {
+  // A super-frame is checked by the size of its segments (Linux's skb_gso_validate_network_len).
+  let size = vnet.sizeOf(m.vnet) != 0 ? vnet.segmentNetworkLen(m) : ipv6.HEADER_LEN + ipv6.payloadLength(ip);
+  if (size > out.mtu && (out.punt & PUNT_UPLINK) == 0) {
     sendError6(m, fin, icmpv6.PACKET_TOO_BIG, 0, now, out.mtu);
     drop(m.inPort, Reason.MtuExceeded);
     return;

@@ -20,8 +20,9 @@
 // any multicast, as Linux does. Learning has already run: Linux learns from link-local frames too.
 import { Reason } from "../reasons";
 import * as arena from "../arena";
-import { Meta, FLAG_TAGGED, FLAG_FLOODED } from "../packet";
-import { Port, port, highPort, isMember, MODE_TRUNK, PORT_ACL } from "../ports";
+import { Meta, FLAG_TAGGED, FLAG_FLOODED, FLAG_FLOODING } from "../packet";
+import { Port, port, highPort, isMember, MODE_TRUNK, PORT_ACL, PORT_CAPS } from "../ports";
+import * as gso from "./gso";
 import { aclCheck } from "./acl";
 import { DIR_IN } from "../tables/acl";
 import { drop, bump, Stat } from "../counters";
@@ -122,6 +123,7 @@ function flood(m: Meta, exclude: u32, now: u32, toRouter: bool): void {
   trace.note(trace.Step.L2, 1, 0, 0, 0);
   let members: u32 = 0;
   let n = highPort;
+  m.flags |= FLAG_FLOODING;
   for (let i: u32 = 0; i < n; i++) {
     if (i == exclude) continue;
     let pt = port(i);
@@ -129,6 +131,7 @@ function flood(m: Meta, exclude: u32, now: u32, toRouter: bool): void {
     members++;
     deliver(m, pt, i, now);
   }
+  m.flags &= ~FLAG_FLOODING;
   if (members != 0) m.flags |= FLAG_FLOODED;
   else if (!toRouter) drop(m.inPort, Reason.NoDestination);
 }
@@ -146,13 +149,20 @@ function flood(m: Meta, exclude: u32, now: u32, toRouter: bool): void {
   let wantTag = pt.mode == MODE_TRUNK && <u32>pt.vlan != m.vlan;
   let tagged = (m.flags & FLAG_TAGGED) != 0;
   if (wantTag) {
-    if (tagged && (m.tci & 0x0fff) == m.vlan) return tx.emit(o, m.frame, m.len, m.inPort);
+    if (tagged && (m.tci & 0x0fff) == m.vlan) return send(m, pt, o, m.frame, m.len);
     if (m.retagged == 0 && !buildTagged(m)) return false;
-    return tx.emit(o, m.retagged, tagged ? m.len : m.len + vlan.TAG_LEN, m.inPort);
+    return send(m, pt, o, m.retagged, tagged ? m.len : m.len + vlan.TAG_LEN);
   }
-  if (!tagged) return tx.emit(o, m.frame, m.len, m.inPort);
+  if (!tagged) return send(m, pt, o, m.frame, m.len);
   if (m.untagged == 0 && !buildUntagged(m)) return false;
-  return tx.emit(o, m.untagged, m.len - vlan.TAG_LEN, m.inPort);
+  return send(m, pt, o, m.untagged, m.len - vlan.TAG_LEN);
+}
+
+// A plain frame to a plain port is queued as it is; offload state or a port with offloads takes
+// the GSO stage (nodes/gso.ts).
+@inline function send(m: Meta, pt: Port, o: u32, f: usize, len: u32): bool {
+  if ((m.vnet | (<u32>pt.flags & PORT_CAPS)) == 0) return tx.emit(o, f, len, m.inPort);
+  return gso.emit(m, o, <u32>pt.flags, f, len);
 }
 
 function buildUntagged(m: Meta): bool {

@@ -28,6 +28,7 @@ import { Meta, FLAG_FRAGMENT } from "../packet";
 import { Iface, iface, ifaceOfDomain, ifBase, IFACE_SIZE, PUNT_DHCP4, PUNT_DNS, PUNT_DHCP6, PUNT_HOST } from "../router";
 import { drop, bump, Stat } from "../counters";
 import * as area from "../punt";
+import * as gso from "./gso";
 import { PuntReason } from "../punt";
 import * as udp from "../wire/udp";
 import * as tcp from "../wire/tcp";
@@ -101,7 +102,9 @@ export function puntUplink(m: Meta, out: Iface): void {
 @inline function indexOf(f: Iface): u32 { return <u32>((changetype<usize>(f) - ifBase) / IFACE_SIZE); }
 
 function punt(m: Meta, f: Iface, ifIndex: u32, reason: PuntReason): void {
-  let ok = area.put(m.frame, m.len, m.inPort, <u32>reason, ifIndex, <u32>f.zone, m.vlan);
+  // A super-frame or a partial checksum goes to the host finished (nodes/gso.ts).
+  let ok = m.vnet != 0 ? gso.punt(m, <u32>reason, ifIndex, <u32>f.zone)
+                       : area.put(m.frame, m.len, m.inPort, <u32>reason, ifIndex, <u32>f.zone, m.vlan);
   trace.note(trace.Step.Punt, <u32>reason, ifIndex, ok ? 0 : 1, 0);
   if (ok) bump(Stat.Punted);
   else drop(m.inPort, Reason.PuntQueueFull);

@@ -30,10 +30,11 @@ export class Pump {
   private constructor(readonly sw: Switch) { this.rxBytes = sw.dp.exports.rx_buffer_size(); }
 
   // False when the switch does not take the frame: the port is no longer this transport's, or the
-  // frame is larger than the switch's rx buffer.
-  receive(port: SwitchPort, frame: Uint8Array): boolean {
+  // frame is larger than the switch's rx buffer. `vnet`: the frame's vnet header, for a port with
+  // offloads (Switch.setOffload).
+  receive(port: SwitchPort, frame: Uint8Array, vnet?: Uint8Array): boolean {
     if (this.sw.ports.get(port.id) !== port || frame.length > this.rxBytes) return false;
-    this.sw.send(port.id, frame);
+    this.sw.send(port.id, frame, vnet);
     if (!this.scheduled) {
       this.scheduled = true;
       later(() => {
