@@ -39,6 +39,7 @@ export const enum Stat {
   HostResets,    // TCP RSTs sent for segments to a router address that nothing handles (nodes/hostreply.ts)
   FragHeldDropped, // held fragments dropped in a later call: their datagram timed out or was condemned
   Punted,        // frames handed to the host through the punt area (nodes/punt.ts)
+  MssClamped,    // TCP SYNs and SYN-ACKs whose MSS option the router lowered (nodes/mss.ts)
   Count,
 }
 
@@ -49,7 +50,7 @@ const STAT_NAMES: StaticArray<string> = [
   "icmp_rate_limited", "icmp_translated", "echo_replies", "lb_choices",
   "ct_tcp_ignored", "ct_tcp_pickups",
   "frag_held", "frag_released", "frag_expired", "fragments_made",
-  "host_resets", "frag_held_dropped", "punted",
+  "host_resets", "frag_held_dropped", "punted", "mss_clamped",
 ];
 
 export function statName(i: u32): string {
