@@ -20,7 +20,7 @@
 //     1220 for IPv6) when the header has room; its receiver assumes 536 / 1220 (RFC 9293 §3.7.1, RFC
 //     8200 §8.3) without one, which is no more than any clamp netplane accepts for IPv4 (536 and up),
 //     so the option would change nothing there, and growing the segment is not worth its cost here.
-//     (nft's `tcp option maxseg size set`, the comparison in test/mss-linux.test.ts, adds none either.)
+//     (nft's `tcp option maxseg size set`, the reference in test/linux-diff.test.ts, adds none either.)
 //   - Options are walked as the receiver does (wire/tcp.ts firstOption/nextOption): the walk stops at
 //     End of Option List. Linux's TCPMSS and nft skip End as a one-byte option and rewrite an MSS
 //     option after it, which no receiver reads. Malformed options never get here: parse dropped the
@@ -59,7 +59,8 @@ export function clampMss(l4: usize, fin: Iface, out: Iface, v6: bool, partial: b
     set16(o + 2, limit);
     if (!partial) {
       // A value at an odd offset from the header's start straddles two checksum words: it adds to the
-      // sum byte-swapped (RFC 1071 §2(B)).
+      // sum byte-swapped (RFC 1071 §2(B)). (Linux's TCPMSS and nft leave it unswapped, so they send a
+      // wrong checksum after a NOP-first layout: docs/model.md.)
       let odd = ((o + 2 - l4) & 1) != 0;
       let a = odd ? <u32>bswap<u16>(<u16>old) : old;
       let b = odd ? <u32>bswap<u16>(<u16>limit) : limit;
