@@ -42,6 +42,7 @@ export const enum Stat {
   GsoFrames,     // super-frames segmented in software for an egress that cannot take them (nodes/gso.ts)
   GsoSegments,   // the segments they made
   CsumCompleted, // partial checksums completed in software for an egress without checksum offload
+  MssClamped,    // TCP SYNs and SYN-ACKs whose MSS option the router lowered (nodes/mss.ts)
   Count,
 }
 
@@ -53,7 +54,7 @@ const STAT_NAMES: StaticArray<string> = [
   "ct_tcp_ignored", "ct_tcp_pickups",
   "frag_held", "frag_released", "frag_expired", "fragments_made",
   "host_resets", "frag_held_dropped", "punted",
-  "gso_frames", "gso_segments", "csum_completed",
+  "gso_frames", "gso_segments", "csum_completed", "mss_clamped",
 ];
 
 export function statName(i: u32): string {

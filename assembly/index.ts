@@ -471,6 +471,18 @@ export function iface_set_mtu(i: u32, mtu: u32): i32 {
   return Error.Ok;
 }
 
+// TCP MSS clamping for the SYNs and SYN-ACKs routed in or out through interface i (nodes/mss.ts): 0
+// off (the default), 536-65495 the largest MSS they may carry, 0xffff the smaller of the ingress and
+// egress MTUs less 40 (IPv4) or 60 (IPv6) bytes of headers (nft's `rt mtu`). An MSS option is only ever
+// lowered; the smaller of the two interfaces' limits wins.
+export function iface_set_mss_clamp(i: u32, mss: u32): i32 {
+  let e = checkIface(i);
+  if (e) return e;
+  if (mss != 0 && mss != <u32>router.MSS_CLAMP_MTU && (mss < router.MIN_MSS_CLAMP || mss > router.MAX_MSS_CLAMP)) return Error.BadArgument;
+  router.iface(i).mssClamp = <u16>mss;
+  return Error.Ok;
+}
+
 // Host replies for traffic that came in by interface i to a router address and that nothing handles
 // (nodes/hostreply.ts): 0 answers as a Linux host does (TCP RST, ICMP port / protocol unreachable, the
 // default), 1 stays silent. The request is counted as a drop either way.
@@ -523,7 +535,7 @@ export function iface_set_ipv6(i: u32, a0: u32, a1: u32, a2: u32, a3: u32, prefi
   if ((f.ipv6a | f.ipv6b) != 0) lpm.remove(<u32>f.zone, 6, f.prefixLen6, f.ipv6a, f.ipv6b);
   f.ipv6a = hi;
   f.ipv6b = lo;
-  f.prefixLen6 = prefixLen;
+  f.prefixLen6 = <u16>prefixLen;
   if ((hi | lo) != 0 && !lpm.add(<u32>f.zone, 6, prefixLen, hi, lo, i, 0, 0, 0, 0)) {
     f.ipv6a = 0;
     f.ipv6b = 0;

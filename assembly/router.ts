@@ -42,7 +42,8 @@ export class Iface {
   mac: u64;         // 16: gateway MAC (wire bytes, packed like tables/mac keys)
   ipv6a: u64;       // 24: gateway IPv6 address, bytes 0-7 (all zero = none)
   ipv6b: u64;       // 32: bytes 8-15
-  prefixLen6: u32;  // 40
+  prefixLen6: u16;  // 40
+  mssClamp: u16;    // 42: TCP MSS clamp of SYNs routed in or out through it (nodes/mss.ts): 0 off, MSS_CLAMP_MTU, or the MSS
   mtu: u32;         // 44: the largest IP packet it sends (nodes/mtu.ts)
 }
 
@@ -56,6 +57,11 @@ export const PUNT_DHCP6: u8 = 32;  // DHCPv6 to a server: UDP to port 547, at ff
 export const PUNT_ALL: u8 = PUNT_DHCP4 | PUNT_DNS | PUNT_UPLINK | PUNT_HOST | PUNT_RS | PUNT_DHCP6;
 // Whether any interface punts anything: the one check the broadcast path makes while none does.
 export let puntAny = false;
+
+// An MSS clamp that follows the MTUs (iptables' --clamp-mss-to-pmtu, nft's `rt mtu`).
+export const MSS_CLAMP_MTU: u16 = 0xffff;
+export const MIN_MSS_CLAMP: u32 = 536;     // RFC 9293 §3.7.1: the MSS a host assumes without the option
+export const MAX_MSS_CLAMP: u32 = 65495;   // 65535 less the IPv4 and TCP headers
 
 export const IFACE_SIZE: usize = offsetof<Iface>();
 

@@ -166,6 +166,10 @@ const schema = {
           properties: { Liberal: { type: 'boolean' }, Pickup: { type: 'boolean' } },
         },
         MTU: { type: 'integer', minimum: 68, maximum: 65535 },
+        MssClamp: {
+          description: "netplane extension: TCP MSS clamping of the SYNs and SYN-ACKs routed in or out of the network: the largest MSS they may carry, or Mtu (the smaller of the ingress and egress MTUs less 40 bytes for IPv4, 60 for IPv6); NAT and Internal networks only",
+          oneOf: [{ type: 'integer', minimum: 536, maximum: 65495 }, { const: 'Mtu' }],
+        },
         SilentGateway: { type: 'boolean', description: 'netplane extension: the gateway sends no TCP RST / ICMP unreachable for traffic to its addresses that nothing handles (default false: it answers as a Linux host); NAT and Internal networks only' },
         Dhcp: {
           description: "netplane extension: the DHCPv4 server on the gateway (NAT and Internal networks); endpoints' MacAddress + IpConfigurations are its static leases. The pool lies in the network's first IPv4 subnet, without its network, broadcast or gateway address",
@@ -231,6 +235,10 @@ const schema = {
         {
           if: { required: ['SilentGateway'] },
           then: { description: 'only NAT and Internal networks have a gateway of their own', properties: { Type: { enum: ['NAT', 'Internal'] } } },
+        },
+        {
+          if: { required: ['MssClamp'] },
+          then: { description: 'only NAT and Internal networks have a gateway of their own to clamp at', properties: { Type: { enum: ['NAT', 'Internal'] } } },
         },
       ],
     },

@@ -63,6 +63,7 @@ export interface NetplaneExports {
   iface_set_ipv4(i: number, addr: number, prefixLen: number): number;
   iface_remove(i: number): number;
   iface_set_mtu(i: number, mtu: number): number;
+  iface_set_mss_clamp(i: number, mss: number): number;
   frag_set_timeout(ms: number): number;
   frag_timeout(): number;
   frag_capacity(): number;

@@ -16,9 +16,16 @@ export interface InterfaceSpec {
   external?: boolean;       // the compartment's uplink: source NAT translates to its address
   tcp?: ConntrackTcp;       // for connections routed in or out through it (either end's interface decides)
   mtu?: number;             // the largest IP packet it sends, 68-65535 (default 1500)
+  mssClamp?: MssClamp;      // TCP MSS clamp of the SYNs routed in or out through it (default none)
   silent?: boolean;         // no host replies (TCP RST, ICMP unreachable) to what comes in by it for a router address and nothing handles
   punt?: PuntClass[];       // what it hands to the host (Switch.onPunt) instead of handling: 'dhcp', 'dns', 'uplink', 'host', 'rs', 'dhcp6' (default none)
 }
+
+// TCP MSS clamping (nft's `tcp option maxseg size set`): a SYN or SYN-ACK routed in or out through the
+// interface has its MSS option lowered to this, 536-65495, or with 'mtu' to the smaller of the ingress
+// and egress interfaces' MTUs less 40 (IPv4) / 60 (IPv6) bytes of headers (nft's `rt mtu`, iptables'
+// --clamp-mss-to-pmtu). The smaller limit wins when both interfaces have one.
+export type MssClamp = number | 'mtu';
 
 // TCP tracking options (Linux's nf_conntrack_tcp_be_liberal and nf_conntrack_tcp_loose).
 export interface ConntrackTcp {
@@ -95,6 +102,18 @@ const SNAT_PORT_CLASS = 2;
 const MAX_COMPARTMENTS = 1024;
 const DEFAULT_MTU = 1500;
 const MIN_MTU = 68;
+const MIN_MSS_CLAMP = 536;
+const MAX_MSS_CLAMP = 65495;
+const MSS_CLAMP_MTU = 0xffff;
+
+// An MSS clamp as iface_set_mss_clamp takes it (0 = none).
+function mssClampValue(v: MssClamp | undefined): number {
+  if (v === undefined) return 0;
+  if (v === 'mtu') return MSS_CLAMP_MTU;
+  if (typeof v !== 'number') throw new NetplaneError('mssClamp', `expected an MSS ${MIN_MSS_CLAMP}-${MAX_MSS_CLAMP} or 'mtu', got ${JSON.stringify(v)}`);
+  intIn('mssClamp', v, MIN_MSS_CLAMP, MAX_MSS_CLAMP);
+  return v;
+}
 
 export function ipv4Number(s: string, field: string): number {
   try {
@@ -163,7 +182,7 @@ function puntMask(classes: PuntClass[] | undefined): number {
 }
 
 export class Router {
-  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6' | 'tcp' | 'mtu'>> & { address?: string; address6?: string; tcp?: ConntrackTcp; mtu: number }>();
+  readonly interfaces = new Map<number, Required<Omit<InterfaceSpec, 'address' | 'address6' | 'tcp' | 'mtu' | 'mssClamp'>> & { address?: string; address6?: string; tcp?: ConntrackTcp; mtu: number; mssClamp?: MssClamp }>();
   private snatUsed = new Set<number>();
   private balancers = new Map<number, { spec: LoadBalancerSpec; keys: number[][] }>();
   private nextBalancer = 1;
@@ -191,6 +210,7 @@ export class Router {
     if (addr6 && addr6[1] === 0) throw new NetplaneError('address6', 'an interface address needs an on-link prefix length of 1 to 128');
     const mtu = spec.mtu ?? DEFAULT_MTU;
     intIn('mtu', mtu, MIN_MTU, 65535);
+    const mss = mssClampValue(spec.mssClamp);
     if (spec.silent !== undefined && typeof spec.silent !== 'boolean') throw new NetplaneError('silent', `expected true or false, got ${JSON.stringify(spec.silent)}`);
     const punt = puntMask(spec.punt);
     const x = this.dp.exports;
@@ -205,9 +225,10 @@ export class Router {
     if (addr) undo('address', x.iface_set_ipv4(id, addr[0], addr[1]));
     if (addr6) undo('address6', x.iface_set_ipv6(id, ...addr6[0], addr6[1]));
     undo('mtu', x.iface_set_mtu(id, mtu));
+    if (mss) undo('mssClamp', x.iface_set_mss_clamp(id, mss));
     if (spec.silent) undo('silent', x.iface_set_silent(id, 1));
     if (punt) undo('punt', x.iface_set_punt(id, punt));
-    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, silent: !!spec.silent, punt: [...(spec.punt ?? [])], address: spec.address, address6: spec.address6, mtu, ...(spec.tcp ? { tcp: { ...spec.tcp } } : {}) });
+    this.interfaces.set(id, { id, compartment, network: spec.network, vlan, mac: formatMac(parseMac(mac)), external: !!spec.external, silent: !!spec.silent, punt: [...(spec.punt ?? [])], address: spec.address, address6: spec.address6, mtu, ...(spec.mssClamp !== undefined ? { mssClamp: spec.mssClamp } : {}), ...(spec.tcp ? { tcp: { ...spec.tcp } } : {}) });
     return id;
   }
 
@@ -243,6 +264,15 @@ export class Router {
     intIn('mtu', mtu, MIN_MTU, 65535);
     abi('mtu', this.dp.exports.iface_set_mtu(id, mtu));
     f.mtu = mtu;
+  }
+
+  // The interface's TCP MSS clamp (MssClamp above); undefined removes it.
+  setMssClamp(id: number, clamp: MssClamp | undefined): void {
+    const f = this.interfaces.get(id);
+    if (!f) throw new NetplaneError('interface', `no interface ${id}`);
+    abi('mssClamp', this.dp.exports.iface_set_mss_clamp(id, mssClampValue(clamp)));
+    if (clamp === undefined) delete f.mssClamp;
+    else f.mssClamp = clamp;
   }
 
   // How long a datagram's fragments are awaited (ms, default 30 000): a fragment held for its first

@@ -17,7 +17,8 @@
 // The egress MTU (nodes/mtu.ts): a packet larger than the egress interface's MTU gets ICMP
 // fragmentation needed (with the MTU) when it has DF set, and is fragmented by the router otherwise.
 // The check is one compare on the fast path, before the packet is rewritten, so the ICMP error quotes
-// it as its sender sent it.
+// it as its sender sent it. A SYN or SYN-ACK has its MSS option clamped after the translation, where
+// an interface it crosses asks for it (nodes/mss.ts).
 import { Reason } from "../reasons";
 import { Meta, FLAG_FRAGMENT, FLAG_LATER_FRAGMENT, FLAG_RELEASED } from "../packet";
 import { iface, Iface, ifaceOfDomain, IF_UP, isLocalAddressV4, isRouterAddressV4, PUNT_UPLINK } from "../router";
@@ -37,6 +38,7 @@ import * as natrules from "../tables/natrules";
 import * as egress from "./egress";
 import { fragment4 } from "./mtu";
 import * as vnet from "./vnet";
+import { wanted, clampMss } from "./mss";
 import * as trace from "../trace";
 
 export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
@@ -220,6 +222,7 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     let c = get16(l4 + 16);
     // CHECKSUM_PARTIAL (nodes/vnet.ts): the field is the pseudo-header sum, which only the addresses change.
     set16(l4 + 16, v & vnet.F_NEEDS_CSUM ? vnet.partialAddrUpdate(c, ipDelta) : checksum.applyDelta(c, l4Delta));
+    if (wanted(fin, out)) clampMss(l4, fin, out, false, (v & vnet.F_NEEDS_CSUM) != 0);
   } else if (proto == 17) {
     set16(l4, nsport);
     set16(l4 + 2, ndport);

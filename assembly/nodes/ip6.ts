@@ -28,7 +28,8 @@
 // Fragments follow their first fragment's connection as in IPv4 (nodes/ip4.ts, tables/frag.ts),
 // keyed by the Fragment header's identification; an atomic fragment (offset 0, M clear) is a whole
 // packet (parse). A packet larger than the egress MTU gets Packet Too Big and is dropped: routers
-// never fragment IPv6 (RFC 8200 §5).
+// never fragment IPv6 (RFC 8200 §5). A SYN or SYN-ACK has its MSS option clamped on its way out, where
+// an interface it crosses asks for it (nodes/mss.ts).
 import { Reason } from "../reasons";
 import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT, FLAG_RELEASED } from "../packet";
 import { iface, Iface, IF_UP, IF_TCP_LIBERAL, IF_TCP_NO_PICKUP, ifCount, PUNT_RS, PUNT_UPLINK } from "../router";
@@ -52,6 +53,7 @@ import { localInput6 } from "./hostreply";
 import * as q6 from "./icmp6";
 import { puntRs } from "./punt";
 import * as vnet from "./vnet";
+import { wanted, clampMss } from "./mss";
 
 const ND_HOP_LIMIT: u32 = 255;
 const OPT_SOURCE_LLA: u32 = 1;
@@ -240,6 +242,7 @@ function forward6(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     return;
   }
   ipv6.setHopLimit(ip, hl - 1);
+  if (m.protocol == 6 && m.l4 != 0 && wanted(fin, out)) clampMss(m.frame + m.l4, fin, out, true, (m.vnet & vnet.F_NEEDS_CSUM) != 0);
   egress.account(r, dir, m.len - m.l3);
   egress.sendVia(m, out, egress.nextHop(r, dir), now);
 }

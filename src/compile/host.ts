@@ -281,6 +281,7 @@ export class HostCompiler {
         address6: v6 ? `${gatewayOf(v6)}/${prefix(v6.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
         tcp: n.TcpTracking ? { liberal: n.TcpTracking.Liberal, pickup: n.TcpTracking.Pickup } : undefined,
         mtu: n.MTU,
+        mssClamp: n.MssClamp === 'Mtu' ? 'mtu' : n.MssClamp,
         silent: n.SilentGateway ?? false,
         punt: this.punts(n),
       });
@@ -322,8 +323,9 @@ export class HostCompiler {
     const old = rt.interfaces.get(kept)!;
     if (old.compartment === spec.compartment && old.network === spec.network && old.vlan === spec.vlan && old.address === spec.address && old.address6 === spec.address6 &&
         JSON.stringify(old.tcp ?? {}) === JSON.stringify(spec.tcp ?? {})) {
-      // Only the MTU changed (or nothing): set it in place, the guests stay attached.
+      // Only the MTU or MSS clamp changed (or nothing): set it in place, the guests stay attached.
       if (old.mtu !== (spec.mtu ?? 1500)) rt.setMtu(kept, spec.mtu ?? 1500);
+      if (old.mssClamp !== spec.mssClamp) rt.setMssClamp(kept, spec.mssClamp);
       if (old.silent !== !!spec.silent) rt.setSilent(kept, !!spec.silent); // in place: no connection or MAC disturbed
       if (JSON.stringify(old.punt) !== JSON.stringify(spec.punt ?? [])) rt.setPunt(kept, spec.punt ?? []);
       return kept;

@@ -76,6 +76,7 @@ export interface HostComputeNetwork {
   GroupFwdMask?: number;
   TcpTracking?: TcpTracking;  // netplane extension: conntrack's TCP tracking for the network's connections
   MTU?: number;              // the gateway interface's MTU, 68-65535 (default 1500; 1280 at least with IPv6)
+  MssClamp?: number | 'Mtu'; // netplane extension: TCP MSS clamp of the SYNs routed in or out of the network, 536-65495 or 'Mtu' (the MTUs less the headers)
   SilentGateway?: boolean;   // netplane extension: the gateway sends no TCP RST / ICMP unreachable for traffic to its addresses that nothing handles
   Dhcp?: DhcpSettings;       // netplane extension: the DHCPv4 server on the gateway (NAT and Internal networks)
   DnsProxy?: DnsProxySettings;   // netplane extension: the DNS server on the gateway (NAT and Internal networks)

@@ -171,7 +171,7 @@ function portMapping(v: unknown, field: string): PortMappingPolicySetting {
 
 export function validateNetwork(v: unknown): HostComputeNetwork {
   const o = object(v, '');
-  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking', 'MTU', 'SilentGateway', 'Dhcp', 'DnsProxy', 'RouterAdvertisement', 'Dhcp6']);
+  known(o, '', ['ID', 'Name', 'Type', 'Ipams', 'Policies', 'MacPool', 'Dns', 'GroupFwdMask', 'TcpTracking', 'MTU', 'MssClamp', 'SilentGateway', 'Dhcp', 'DnsProxy', 'RouterAdvertisement', 'Dhcp6']);
   if (!NETWORK_TYPES.includes(o.Type as NetworkType)) throw invalid('Type', `must be one of ${NETWORK_TYPES.join(', ')}, got ${JSON.stringify(o.Type)}`);
   const n: HostComputeNetwork = { ID: id(o.ID, 'ID'), Type: o.Type as NetworkType };
   const name = optString(o.Name, 'Name');
@@ -244,6 +244,11 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
       if (typeof t[k] !== 'boolean') throw invalid(`TcpTracking.${k}`, `must be true or false, got ${JSON.stringify(t[k])}`);
       n.TcpTracking[k] = t[k] as boolean;
     }
+  }
+  if (o.MssClamp !== undefined) {
+    if (o.MssClamp !== 'Mtu' && typeof o.MssClamp !== 'number') throw invalid('MssClamp', `must be an MSS from 536 to 65495 or "Mtu", got ${JSON.stringify(o.MssClamp)}`);
+    if (n.Type !== 'NAT' && n.Type !== 'Internal') throw invalid('MssClamp', `a ${n.Type} network has no gateway of its own to clamp at`);
+    n.MssClamp = o.MssClamp === 'Mtu' ? 'Mtu' : int(o.MssClamp, 'MssClamp', 536, 65495);
   }
   if (o.SilentGateway !== undefined) {
     if (typeof o.SilentGateway !== 'boolean') throw invalid('SilentGateway', `must be true or false, got ${JSON.stringify(o.SilentGateway)}`);

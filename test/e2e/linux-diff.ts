@@ -78,6 +78,12 @@ export interface RouterConfig {
   /** A load balancer: VIP 192.168.1.80 on the wan segment, tcp 80 -> B:8080 (kube-proxy's DNAT; the
    *  VIP is a local address on Linux, as kube-proxy's IPVS mode binds it, so it answers ARP). */
   loadBalancer?: boolean;
+  /** TCP MSS clamping of everything forwarded: nft `tcp option maxseg size set rt mtu` ('mtu') or
+   *  `... set <mss>` in the forward chain; netplane's lan interface `mssClamp` (every forwarded
+   *  packet crosses the lan). */
+  mssClamp?: number | 'mtu';
+  /** The wan interface's MTU (default 1500). */
+  wanMtu?: number;
 }
 
 export const VIP = '192.168.1.80';
@@ -395,6 +401,7 @@ function routerScript(cfg: RouterConfig): string[] {
     'sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1',
     ...(timeouts.length ? [`sysctl -qw ${timeouts.join(' ')}`] : []),
     `ip link set lan address ${GW0.mac}`, `ip link set wan address ${GW1.mac}`,
+    ...(cfg.wanMtu ? [`ip link set wan mtu ${cfg.wanMtu}`] : []),
     'ip link set lan up', 'ip link set wan up',
     `ip addr add ${GW0.ip}/24 dev lan`, `ip addr add ${GW1.ip}/24 dev wan`,
     `ip -6 addr add ${GW0.ip6}/64 dev lan nodad`, `ip -6 addr add ${GW1.ip6}/64 dev wan nodad`,
@@ -408,6 +415,7 @@ function nftRuleset(cfg: RouterConfig): string {
   // A port range needs a transport protocol; ICMP identifiers keep the default choice.
   const ranged = cfg.snatPorts ? `oifname "wan" ip saddr 10.0.0.0/24 meta l4proto { tcp, udp } masquerade to :${cfg.snatPorts[0]}-${cfg.snatPorts[1]}\n    ` : '';
   const block = cfg.blockInbound ? 'ct state established,related accept\n    oifname "lan" drop' : '';
+  const clamp = cfg.mssClamp ? `tcp flags & (syn | rst) == syn tcp option maxseg size set ${cfg.mssClamp === 'mtu' ? 'rt mtu' : cfg.mssClamp}` : '';
   return `flush ruleset
 table ip nat {
   chain prerouting {
@@ -432,6 +440,7 @@ table inet filter {
     type filter hook forward priority filter; policy accept;
     ct state invalid drop
     ${block}
+    ${clamp}
   }
 }
 `;
@@ -503,8 +512,8 @@ class NetplaneSide {
     sw.addPort({ network: 1 });
     sw.addPort({ network: 2 });
     const rt = sw.router;
-    rt.addInterface({ network: 1, mac: GW0.mac, address: `${GW0.ip}/24`, address6: `${GW0.ip6}/64` });
-    rt.addInterface({ network: 2, mac: GW1.mac, address: `${GW1.ip}/24`, address6: `${GW1.ip6}/64`, external: true });
+    rt.addInterface({ network: 1, mac: GW0.mac, address: `${GW0.ip}/24`, address6: `${GW0.ip6}/64`, ...(cfg.mssClamp ? { mssClamp: cfg.mssClamp } : {}) });
+    rt.addInterface({ network: 2, mac: GW1.mac, address: `${GW1.ip}/24`, address6: `${GW1.ip6}/64`, external: true, ...(cfg.wanMtu ? { mtu: cfg.wanMtu } : {}) });
     rt.addRoute({ destination: '0.0.0.0/0', interface: 1, nextHop: R.ip });
     rt.addRoute({ destination: '::/0', interface: 1, nextHop: R.ip6 });
     rt.addSourceNat({ source: '10.0.0.0/24', interface: 1, ...(cfg.snatPorts ? { ports: cfg.snatPorts } : {}) });
