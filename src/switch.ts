@@ -525,8 +525,8 @@ export class Switch {
   }
 
   // Sends one batch of frames and processes it: convenience for tests and tools.
-  inject(frames: Array<[port: number, frame: Uint8Array]>, now?: number): number {
-    for (const [p, f] of frames) this.send(p, f);
+  inject(frames: Array<[port: number, frame: Uint8Array, vnet?: Uint8Array]>, now?: number): number {
+    for (const [p, f, v] of frames) this.send(p, f, v);
     return this.flush(now);
   }
 

@@ -427,6 +427,21 @@ test('a super-frame punted (socket uplink) arrives as plain segments; a partial 
   assert.is(n.sw.counters().stats.csum_completed, 1);
 });
 
+test('a partial checksum to a router address is taken as verified: unmapped TCP gets its RST', () => {
+  const n = net({ 0: ALL });
+  const path: Path = { name: 'to the gateway', from: 0, to: 0, src: A, dst: GW0, sip: A.ip, dip: GW0.ip, dport: 81 };
+  const f = partial(data({ path, sport: 40000, dport: 81, seq: 1, ack: 1 }, 'tcp', 100, 'PA'));
+  const L = layout(f);
+  const o = n.send(0, f, vnetHeader(F_NEEDS_CSUM, GSO_NONE, 0, 0, L.l4, 16));
+  assert.is(o.length, 1, 'answered');
+  assert.is(o[0].frame[layout(o[0].frame).l4 + 13] & 0x04, 0x04, 'with a RST');
+  assert.is(n.sw.counters().drops.local_bad_checksum ?? 0, 0);
+  // The same partial frame from a port without offloads is a wrong checksum.
+  const plain = net();
+  assert.is(plain.send(0, f).length, 0);
+  assert.is(plain.sw.counters().drops.local_bad_checksum, 1);
+});
+
 test('setOffload refuses TSO without checksum offload, and caps outside the flags', () => {
   const n = net();
   assert.throws(() => n.sw.setOffload(0, Offload.TSO4), /caps/);
