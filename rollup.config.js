@@ -39,7 +39,8 @@ const wasmTypes = 'declare global { namespace WebAssembly { interface Module {} 
 
 export default [
   {
-    input: { index: 'src/index.ts', cli: 'src/cli/main.ts', web: 'src/web.ts' },
+    // io-thread: the body of an IoWorker's thread (src/worker/io.ts starts it from beside the bundle).
+    input: { index: 'src/index.ts', cli: 'src/cli/main.ts', web: 'src/web.ts', 'io-thread': 'src/worker/io-thread.ts' },
     output: { dir: 'build/dist', format: 'es', sourcemap: true },
     external,
     onwarn,

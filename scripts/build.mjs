@@ -44,7 +44,7 @@ const steps = {
   ts: {
     inputs: ['src', 'rollup.config.js', 'tsconfig.json', 'package.json'],
     tools: ['rollup', 'typescript', '@rollup/plugin-typescript', 'rollup-plugin-dts'],
-    outputs: ['build/dist/index.js', 'build/dist/index.d.ts', 'build/dist/cli.js'],
+    outputs: ['build/dist/index.js', 'build/dist/index.d.ts', 'build/dist/cli.js', 'build/dist/io-thread.js'],
     stamp: 'build/.stamp-ts',
     async run(started) {
       // rollup's progress lines ("src/index.ts → build/dist...", "created ...") are noise; its

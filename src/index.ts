@@ -22,4 +22,6 @@ export { WebSocketTransport, type WebSocketOptions } from './transports/websocke
 export { WebSocketClientTransport, type WebSocketClientOptions, type WebSocketClientState, type WebSocketLike, type WebSocketClass } from './transports/wsclient.js';
 export { Pump, type TransportStats } from './transports/pump.js';
 export { TapTransport, nativeTapAvailable } from './transports/tap.js';
+export { IoWorker, IoTap, type IoWorkerOptions } from './worker/io.js';
+export { Ring } from './worker/ring.js';
 export { SocketUplink, DEFAULT_LIMITS, UPLINK_COUNTERS, UPLINK_REFUSALS, type SocketUplinkOptions, type UplinkLimits, type UplinkFlow, type UplinkRefusal, type TcpFlowKey, type TcpEngineOptions, type TcpEngineLike, type TcpEngineFactory } from './uplink/index.js';
