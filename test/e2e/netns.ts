@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import type { Switch } from '../../src/dataplane.js';
 import { UdpTransport } from '../../src/transports/udp.js';
 import { TapTransport } from '../../src/transports/tap.js';
+import { IoWorker, type IoTap } from '../../src/worker/io.js';
 
 export function requirements(): string | undefined {
   if (process.getuid?.() !== 0) return 'the end-to-end tests need root (network namespaces, TAP devices)';
@@ -18,7 +19,7 @@ export function requirements(): string | undefined {
 }
 
 const run = `${process.pid % 10000}`;
-const made: { netns: string[]; procs: ChildProcess[]; transports: UdpTransport[]; taps: TapTransport[] } = { netns: [], procs: [], transports: [], taps: [] };
+const made: { netns: string[]; procs: ChildProcess[]; transports: UdpTransport[]; taps: TapTransport[]; workers: IoWorker[] } = { netns: [], procs: [], transports: [], taps: [], workers: [] };
 
 export function sh(cmd: string[], opts: { ns?: string; input?: string } = {}): string {
   const argv = opts.ns ? ['ip', 'netns', 'exec', opts.ns, ...cmd] : cmd;
@@ -99,6 +100,20 @@ export async function nativeHost(sw: Switch, port: number, name: string, opts: {
   return { ns, dev, tap };
 }
 
+// The same host with its TAP served from an I/O worker thread (src/worker/io.ts): the switch stays on
+// this thread, the TAP's read() and write() run on `io`'s (one worker per switch when not given).
+export async function workerHost(sw: Switch, port: number, name: string, opts: { mac: string; address: string; gateway?: string; io?: IoWorker }): Promise<{ ns: string; dev: string; tap: IoTap; io: IoWorker }> {
+  const ns = `np-${run}-${name}`;
+  const dev = `np${run}${name}`.slice(0, 15);
+  sh(['ip', 'netns', 'add', ns]);
+  made.netns.push(ns);
+  let io = opts.io ?? made.workers.find((w) => w.sw === sw);
+  if (!io) { io = new IoWorker(sw); made.workers.push(io); }
+  const tap = io.tap(port, dev);
+  configure(ns, dev, opts);
+  return { ns, dev, tap, io };
+}
+
 // Moves a TAP created in the root namespace into `ns` and gives it its MAC, address and route.
 function configure(ns: string, dev: string, opts: { mac: string; address: string; gateway?: string }): void {
   sh(['ip', 'link', 'set', dev, 'netns', ns]);
@@ -177,5 +192,6 @@ export async function teardown(): Promise<void> {
   }
   for (const t of made.transports.splice(0)) await t.close().catch(() => {});
   for (const t of made.taps.splice(0)) t.close();
+  for (const w of made.workers.splice(0)) await w.close();
   for (const ns of made.netns.splice(0)) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* already gone */ } }
 }
