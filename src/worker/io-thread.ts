@@ -95,6 +95,7 @@ function main(data: IoThreadData): void {
     }
   });
   txTurn();
+  port.postMessage({ op: 'ready' } satisfies IoReply);
 }
 
 if (parentPort && workerData?.rx instanceof SharedArrayBuffer) main(workerData as IoThreadData);

@@ -83,6 +83,9 @@ export class IoWorker {
   private closing?: Promise<void>;
   private readonly waiting = new Map<number, () => void>();
   private failure?: Error;
+  // Resolves once the thread runs (TAPs attached before that keep their frames queued in the kernel
+  // meanwhile; a thread takes some milliseconds to start, seconds from source through tsx).
+  readonly ready: Promise<void>;
 
   constructor(readonly sw: Switch, opts: IoWorkerOptions = {}) {
     const require = createRequire(import.meta.url);
@@ -99,14 +102,18 @@ export class IoWorker {
     this.counters = new Float64Array(new SharedArrayBuffer(maxPorts * COUNTERS * 8));
     this.taps = new Array(maxPorts);
     this.thread = startThread({ rx: this.rx.buffer, tx: this.tx.buffer, counters: this.counters.buffer as SharedArrayBuffer, native: path, maxPorts });
+    let started!: () => void;
+    this.ready = new Promise((ok) => { started = ok; });
     this.thread.on('message', (m: IoReply) => {
-      if (m.op === 'detached') { this.waiting.get(m.port)?.(); this.waiting.delete(m.port); }
+      if (m.op === 'ready') started();
+      else if (m.op === 'detached') { this.waiting.get(m.port)?.(); this.waiting.delete(m.port); }
     });
     // A thread that died (it should not: nothing in it throws per frame) leaves its descriptors to
     // this one; the taps then only count their frames as dropped.
     this.thread.on('error', (e) => {
       this.failure = e;
       this.closed = true;
+      started();
       for (const t of this.taps) if (t) this.native.close(t.fd);
       for (const w of this.waiting.values()) w();
       this.waiting.clear();

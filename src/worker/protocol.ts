@@ -2,7 +2,7 @@
 // postMessage: control only (attach, detach, close); frames go through the rings (src/worker/ring.ts).
 export interface IoThreadData { rx: SharedArrayBuffer; tx: SharedArrayBuffer; counters: SharedArrayBuffer; native: string; maxPorts: number }
 export type IoCommand = { op: 'tap'; port: number; fd: number } | { op: 'detach'; port: number } | { op: 'close' };
-export type IoReply = { op: 'detached'; port: number } | { op: 'closed' };
+export type IoReply = { op: 'ready' } | { op: 'detached'; port: number } | { op: 'closed' };
 
 // Per port, in `counters` (Float64, COUNTERS a port): frames read, frames written, frames the TAP
 // refused (its queue full) or that came for a port with no TAP here.

@@ -111,6 +111,7 @@ export async function workerHost(sw: Switch, port: number, name: string, opts: {
   if (!io) { io = new IoWorker(sw); made.workers.push(io); }
   const tap = io.tap(port, dev);
   configure(ns, dev, opts);
+  await io.ready;
   return { ns, dev, tap, io };
 }
 
