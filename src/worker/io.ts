@@ -31,7 +31,10 @@ export interface IoWorkerOptions {
   ringBytes?: number;   // each ring's data area (default 4 MiB: ~2700 1500-byte frames, 60 64 KiB ones)
 }
 
-interface NativeOpen { open(name: string): number; close(fd: number): void }
+// open(name) -> fd in the helper's first form; open(name, offloads) -> [fd, accepted] in the form
+// with vnet headers, where offloads -1 opens a plain TAP (this worker's frames carry no vnet header
+// yet) and whose write() takes batches.
+interface NativeOpen { open(name: string, offloads: number): number | [number, number]; close(fd: number): void }
 
 const nativePath = '../../native/build/Release/netplane_tap.node';   // from build/dist/ and from src/worker/
 
@@ -52,9 +55,9 @@ export class IoTap {
   private readonly detachTx: () => void;
   private closing?: Promise<void>;
 
-  constructor(private readonly io: IoWorker, readonly swPort: SwitchPort, readonly name: string, readonly fd: number) {
+  constructor(private readonly io: IoWorker, readonly swPort: SwitchPort, readonly name: string, readonly fd: number, batched: boolean) {
     this.detachTx = attachTx(swPort, (f, _port, vnet?: Uint8Array) => io.transmit(this, f, vnet));
-    io.command({ op: 'tap', port: swPort.id, fd });
+    io.command({ op: 'tap', port: swPort.id, fd, batched });
   }
 
   get port(): number { return this.swPort.id; }
@@ -127,8 +130,8 @@ export class IoWorker {
     if (this.closed) throw new Error(this.failure ? `the I/O worker failed: ${this.failure.message}` : 'the I/O worker is closed');
     const swPort = this.sw.port(port);
     if (this.taps[port]) throw new Error(`port ${port} already has a TAP on this I/O worker`);
-    const fd = this.native.open(name);
-    const t = new IoTap(this, swPort, name, fd);
+    const opened = this.native.open(name, -1);
+    const t = typeof opened === 'number' ? new IoTap(this, swPort, name, opened, false) : new IoTap(this, swPort, name, opened[0], true);
     this.taps[port] = t;
     return t;
   }

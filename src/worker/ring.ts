@@ -130,9 +130,10 @@ export class Ring {
   // ---- consumer ----
 
   // Hands each published record to `each(offset, length, port, flags)` (offset of the frame in
-  // `data`; the vnet header is the 12 bytes before it), at most `max` of them, then releases their
-  // space to the producer. Returns how many. The bytes are valid only during the call.
-  drain(each: (offset: number, length: number, port: number, flags: number) => void, max = 0x7fffffff): number {
+  // `data`; the vnet header is the 12 bytes before it), at most `max` of them, calls `done` (a
+  // consumer that gathers records and hands them on in one call does it there), then releases
+  // their space to the producer. Returns how many. The bytes are valid until `done` returns.
+  drain(each: (offset: number, length: number, port: number, flags: number) => void, max = 0x7fffffff, done?: () => void): number {
     const head = Atomics.load(this.ctl, HEAD);
     let tail = this.tail, n = 0;
     while (tail !== head && n < max) {
@@ -146,6 +147,7 @@ export class Ring {
       tail = (tail + recordBytes(length)) | 0;
       n++;
     }
+    done?.();
     this.tail = tail;
     Atomics.store(this.ctl, TAIL, tail);
     return n;
