@@ -9,7 +9,7 @@
 // Needs root, /dev/net/tun, iproute2, socat, iperf3, vde2, passt and slirp4netns:
 // `sudo scripts/install-bench-deps.sh`. Writes bench/results/e2e.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, readdirSync } from 'node:fs';
 import { Switch, nativeTapAvailable } from '../src/index.js';
 import { SocketUplink } from '../src/uplink/index.js';
 import { StreamTransport } from '../src/transports/stream.js';
@@ -61,12 +61,37 @@ async function viaNetplane() {
   return measure(c.ns, s.ns, '10.77.0.2');
 }
 
+// CPU seconds (user + system) of this process's threads by name, from /proc: where the time of a
+// case goes between the switch's thread (the main thread, named after the process) and the others
+// (the I/O worker's thread, libuv's pool, V8's compiler and GC helpers).
+function threadCpu(): Map<string, number> {
+  const hz = 100, out = new Map<string, number>();
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      const st = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+      const name = t === String(process.pid) ? 'main' : /\((.*)\)/.exec(st)![1];
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / hz);
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+
+async function measureCpu(client: string, server: string, serverIp: string) {
+  const before = threadCpu();
+  const r = await measure(client, server, serverIp);
+  const after = threadCpu();
+  const used = [...after].map(([n, v]) => [n, v - (before.get(n) ?? 0)] as const).filter(([, v]) => v >= 0.05).sort((x, y) => y[1] - x[1]);
+  console.log(`    CPU seconds by thread over the ping and the ${seconds} s run: ${used.map(([n, v]) => `${n} ${v.toFixed(2)}`).join(', ')}`);
+  return r;
+}
+
 async function viaNetplaneNative() {
   const sw = new Switch({ maxPorts: 4 });
   const a = sw.addPort(), b = sw.addPort();
   const c = await nativeHost(sw, a.id, 'nc', { mac: '02:00:00:00:00:1c', address: '10.76.0.1/24' });
   const s = await nativeHost(sw, b.id, 'ns', { mac: '02:00:00:00:00:1d', address: '10.76.0.2/24' });
-  return measure(c.ns, s.ns, '10.76.0.2');
+  return measureCpu(c.ns, s.ns, '10.76.0.2');
 }
 
 // The same two TAPs, their read() and write() on an I/O worker thread (src/worker/io.ts) and the switch
@@ -77,7 +102,7 @@ async function viaNetplaneWorker() {
   const c = await workerHost(sw, a.id, 'wc', { mac: '02:00:00:00:00:3c', address: '10.75.0.1/24' });
   const s = await workerHost(sw, b.id, 'ws', { mac: '02:00:00:00:00:3d', address: '10.75.0.2/24' });
   try {
-    return await measure(c.ns, s.ns, '10.75.0.2');
+    return await measureCpu(c.ns, s.ns, '10.75.0.2');
   } finally {
     await c.io.close();
   }

@@ -23,5 +23,5 @@ export { WebSocketClientTransport, type WebSocketClientOptions, type WebSocketCl
 export { Pump, type TransportStats } from './transports/pump.js';
 export { TapTransport, nativeTapAvailable } from './transports/tap.js';
 export { IoWorker, IoTap, type IoWorkerOptions } from './worker/io.js';
-export { Ring } from './worker/ring.js';
+export { Ring as FrameRing } from './worker/ring.js';   // the ring's format: docs/ABI.md "The frame ring"
 export { SocketUplink, DEFAULT_LIMITS, UPLINK_COUNTERS, UPLINK_REFUSALS, type SocketUplinkOptions, type UplinkLimits, type UplinkFlow, type UplinkRefusal, type TcpFlowKey, type TcpEngineOptions, type TcpEngineLike, type TcpEngineFactory } from './uplink/index.js';
