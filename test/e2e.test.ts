@@ -365,9 +365,14 @@ test('the dataplane off the I/O thread: two hosts on TAPs served by an I/O worke
   await eventually(() => existsSync(recv) && readFileSync(recv).length === size, 20000);
   assert.is(sha(recv), sha(data));
   // The frames went through the worker's rings: read there, switched here, written there.
-  assert.ok(x.tap.stats.rxFrames > 1000 && y.tap.stats.txFrames > 1000);
+  // (Fewer than 20 MB / 1500 bytes where the helper has offloads: the TAPs carry 64 KiB segments.)
+  assert.ok(x.tap.stats.rxFrames > 300 && y.tap.stats.txFrames > 300, `${x.tap.stats.rxFrames} ${y.tap.stats.txFrames}`);
   assert.ok(x.tap.deviceCounters.read >= x.tap.stats.rxFrames);
-  assert.ok(y.tap.deviceCounters.written > 1000);
+  assert.ok(y.tap.deviceCounters.written > 300);
+  assert.is(x.tap.deviceCounters.readRefused, 0);
+  // With the helper's offloads the port takes super-frames: fewer frames than 1448-byte segments.
+  if (x.tap.caps) assert.ok(x.tap.stats.rxFrames < size / 1448, `${x.tap.stats.rxFrames} frames for ${size} bytes`);
+  assert.is(x.io.ringDrops.rx + x.io.ringDrops.tx, 0, 'nothing dropped at the rings');
   assert.ok(q.counters().txPackets >= y.tap.stats.txFrames);
   // Detaching one TAP closes its descriptor in the worker: the device is gone with it.
   await y.tap.close();

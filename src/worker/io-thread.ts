@@ -14,8 +14,8 @@
 // Control messages (attach, detach, close) come by postMessage; frames never do.
 import { parentPort, workerData } from 'node:worker_threads';
 import { createRequire } from 'node:module';
-import { Ring, VNET_BYTES } from './ring.js';
-import { COUNTERS, READ, WRITTEN, WRITE_FAILED, type IoCommand, type IoReply, type IoThreadData } from './protocol.js';
+import { Ring, VNET_BYTES, FLAG_VNET } from './ring.js';
+import { COUNTERS, READ, WRITTEN, WRITE_FAILED, READ_REFUSED, type IoCommand, type IoReply, type IoThreadData } from './protocol.js';
 
 // The native TAP helper's calls this thread uses. write() comes in two forms, by the helper's age:
 // one frame a call, or a batch (descriptors of three u32 into `base`: vnet header, frame, length; one
@@ -30,8 +30,12 @@ interface Native {
   close(fd: number): void;
 }
 
-const SLOT = 9216;   // the largest frame read (jumbo), as in the single-thread TapTransport
-const BATCH = 256;
+// The staging buffer reads go into: a plain TAP's frames are at most a jumbo frame (9216 bytes, 256 a
+// read call); a TAP with vnet headers reads a header and up to a 64 KiB super-frame (+1 byte to tell
+// a longer one), 64 a call; the same 4 MiB either way.
+const PLAIN_SLOT = 9216, PLAIN_BATCH = 256;
+const VNET_SLOT = VNET_BYTES + 65535 + 1, VNET_BATCH = 64;
+const BATCH = PLAIN_BATCH;   // tx records gathered per write call
 
 function main(data: IoThreadData): void {
   const port = parentPort!;
@@ -40,23 +44,35 @@ function main(data: IoThreadData): void {
   const counters = new Float64Array(data.counters);
   const fds = new Int32Array(data.maxPorts).fill(-1);
   const pollers = new Map<number, object>();
-  const buf = new Uint8Array(SLOT * BATCH);
-  const lens = new Uint32Array(BATCH);
+  const buf = new Uint8Array(VNET_SLOT * VNET_BATCH);
+  const lens = new Uint32Array(PLAIN_BATCH);
+  const hdrs = new Uint8Array(data.maxPorts);
   let closed = false;
 
-  const readable = (p: number, fd: number) => () => {
-    let got: number;
-    do {
-      got = n.read(fd, buf, lens, SLOT);
-      for (let i = 0; i < got; i++) {
-        const off = rx.reserve(lens[i], p);
-        if (off < 0) continue;                      // full: counted in the ring's drops
-        rx.data.fill(0, off - VNET_BYTES, off);     // a TAP without IFF_VNET_HDR: no vnet header
-        rx.data.set(buf.subarray(i * SLOT, i * SLOT + lens[i]), off);
-      }
-      counters[p * COUNTERS + READ] += got;
-      rx.publish();
-    } while (got === BATCH);
+  // A TAP with vnet headers reads header and frame together, and a record holds them together
+  // (header at record + 8, frame at + 20): one copy of both.
+  const readable = (p: number, fd: number, hdr: number, caps: number) => {
+    const slot = hdr ? VNET_SLOT : PLAIN_SLOT, batch = hdr ? VNET_BATCH : PLAIN_BATCH;
+    const reads = lens.subarray(0, batch), flags = caps ? FLAG_VNET : 0;
+    return () => {
+      let got: number;
+      do {
+        got = n.read(fd, buf, reads, slot);
+        for (let i = 0; i < got; i++) {
+          const at = i * slot, len = reads[i];
+          if (len < hdr || len > hdr + 65535) { counters[p * COUNTERS + READ_REFUSED]++; continue; }
+          const off = rx.reserve(len - hdr, p, flags);
+          if (off < 0) continue;                      // full: counted in the ring's drops
+          if (hdr) rx.data.set(buf.subarray(at, at + len), off - VNET_BYTES);
+          else {
+            rx.data.fill(0, off - VNET_BYTES, off);   // a plain TAP: no vnet header
+            rx.data.set(buf.subarray(at, at + len), off);
+          }
+        }
+        counters[p * COUNTERS + READ] += got;
+        rx.publish();
+      } while (got === batch);
+    };
   };
 
   // The tx records of one drain, gathered per port while consecutive records go to the same one.
@@ -66,7 +82,7 @@ function main(data: IoThreadData): void {
   const flushGathered = (): void => {
     if (gathered === 0) return;
     const p = gatherPort, fd = fds[p];
-    const ok = fd >= 0 ? n.write(fd, tx.data, desc, gathered, 0) : 0;
+    const ok = fd >= 0 ? n.write(fd, tx.data, desc, gathered, hdrs[p]) : 0;
     counters[p * COUNTERS + WRITTEN] += ok;
     counters[p * COUNTERS + WRITE_FAILED] += gathered - ok;
     gathered = 0;
@@ -108,7 +124,8 @@ function main(data: IoThreadData): void {
       detach(m.port);
       fds[m.port] = m.fd;
       batched[m.port] = m.batched ? 1 : 0;
-      pollers.set(m.port, n.poll(m.fd, readable(m.port, m.fd)));
+      hdrs[m.port] = m.hdr;
+      pollers.set(m.port, n.poll(m.fd, readable(m.port, m.fd, m.hdr, m.caps)));
     } else if (m.op === 'detach') {
       detach(m.port);
       port.postMessage({ op: 'detached', port: m.port } satisfies IoReply);

@@ -24,19 +24,29 @@ import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import type { Switch, SwitchPort } from '../switch.js';
 import { attachTx, newStats, type TransportStats } from '../transports/pump.js';
-import { Ring } from './ring.js';
-import { COUNTERS, READ, WRITTEN, WRITE_FAILED, type IoCommand, type IoReply, type IoThreadData } from './protocol.js';
+import { Ring, FLAG_VNET, VNET_BYTES } from './ring.js';
+import { COUNTERS, READ, WRITTEN, WRITE_FAILED, READ_REFUSED, type IoCommand, type IoReply, type IoThreadData } from './protocol.js';
 
 export interface IoWorkerOptions {
   ringBytes?: number;   // each ring's data area (default 4 MiB: ~2700 1500-byte frames, 60 64 KiB ones)
 }
 
 // open(name) -> fd in the helper's first form; open(name, offloads) -> [fd, accepted] in the form
-// with vnet headers, where offloads -1 opens a plain TAP (this worker's frames carry no vnet header
-// yet) and whose write() takes batches.
+// with vnet headers (offloads: the TUN_F_* bits offered; -1 opens a plain TAP; accepted: the bits
+// the kernel took, -1 for a plain TAP), whose write() takes batches.
 interface NativeOpen { open(name: string, offloads: number): number | [number, number]; close(fd: number): void }
 
-const nativePath = '../../native/build/Release/netplane_tap.node';   // from build/dist/ and from src/worker/
+const nativePath = '../../native/build/Release/netplane_tap.node';
+
+// linux/if_tun.h's TUN_F_*, and the port caps (Offload) the accepted ones stand for: CSUM and TSO*
+// are the same bits; USO needs both families. As src/transports/tap.ts.
+const TUN_F = { CSUM: 0x01, TSO4: 0x02, TSO6: 0x04, TSO_ECN: 0x08, USO4: 0x20, USO6: 0x40 } as const;
+const TUN_F_ALL = TUN_F.CSUM | TUN_F.TSO4 | TUN_F.TSO6 | TUN_F.TSO_ECN | TUN_F.USO4 | TUN_F.USO6;
+const capsOf = (tun: number): number => (tun & 0x0f) | ((tun & (TUN_F.USO4 | TUN_F.USO6)) === (TUN_F.USO4 | TUN_F.USO6) ? 16 : 0);
+
+export interface IoTapOptions {
+  offload?: boolean;   // default true: IFF_VNET_HDR and the kernel's offloads, where the helper has them
+}   // from build/dist/ and from src/worker/
 
 // The worker's entry: build/dist/io-thread.js beside the bundle; run from source (tsx, the tests),
 // src/worker/io-thread.ts, loaded through tsx's loader, which a worker does not inherit.
@@ -55,19 +65,22 @@ export class IoTap {
   private readonly detachTx: () => void;
   private closing?: Promise<void>;
 
-  constructor(private readonly io: IoWorker, readonly swPort: SwitchPort, readonly name: string, readonly fd: number, batched: boolean) {
+  // caps: the offload caps set on the port (0: plain frames).
+  constructor(private readonly io: IoWorker, readonly swPort: SwitchPort, readonly name: string, readonly fd: number, batched: boolean, hdr: number, readonly caps: number) {
+    if (caps) swPort.sw.setOffload(swPort.id, caps);
     this.detachTx = attachTx(swPort, (f, _port, vnet?: Uint8Array) => io.transmit(this, f, vnet));
-    io.command({ op: 'tap', port: swPort.id, fd, batched });
+    io.command({ op: 'tap', port: swPort.id, fd, batched, hdr, caps });
   }
 
   get port(): number { return this.swPort.id; }
 
   // Frames read from the device, written to it, and not written (the device's queue full).
-  get deviceCounters(): { read: number; written: number; writeFailed: number } { return this.io.deviceCounters(this.port); }
+  get deviceCounters(): { read: number; written: number; writeFailed: number; readRefused: number } { return this.io.deviceCounters(this.port); }
 
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.detachTx();
+      if (this.caps && this.swPort.sw.ports.get(this.port) === this.swPort) this.swPort.sw.setOffload(this.port, 0);
       await this.io.detach(this);
     })();
     return this.closing;
@@ -126,12 +139,17 @@ export class IoWorker {
 
   // Opens the TAP device `name` (created when it does not exist, as TapTransport does) in this
   // thread, so that it exists on return, and hands it to the I/O thread for switch port `port`.
-  tap(port: number, name: string): IoTap {
+  // With offloads (the default, where the helper has vnet headers), the offloads the kernel accepted
+  // become the port's caps (sw.setOffload) until the TAP is closed, as with TapTransport.
+  tap(port: number, name: string, opts: IoTapOptions = {}): IoTap {
     if (this.closed) throw new Error(this.failure ? `the I/O worker failed: ${this.failure.message}` : 'the I/O worker is closed');
     const swPort = this.sw.port(port);
     if (this.taps[port]) throw new Error(`port ${port} already has a TAP on this I/O worker`);
-    const opened = this.native.open(name, -1);
-    const t = typeof opened === 'number' ? new IoTap(this, swPort, name, opened, false) : new IoTap(this, swPort, name, opened[0], true);
+    const offload = opts.offload !== false;
+    const opened = this.native.open(name, offload ? TUN_F_ALL : -1);
+    const t = typeof opened === 'number'
+      ? new IoTap(this, swPort, name, opened, false, 0, 0)
+      : new IoTap(this, swPort, name, opened[0], true, opened[1] >= 0 ? VNET_BYTES : 0, opened[1] >= 0 ? capsOf(opened[1]) : 0);
     this.taps[port] = t;
     return t;
   }
@@ -140,9 +158,9 @@ export class IoWorker {
   // I/O thread not keeping up).
   get ringDrops(): { rx: number; tx: number } { return { rx: this.rx.drops, tx: this.tx.drops }; }
 
-  deviceCounters(port: number): { read: number; written: number; writeFailed: number } {
+  deviceCounters(port: number): { read: number; written: number; writeFailed: number; readRefused: number } {
     const c = this.counters, b = port * COUNTERS;
-    return { read: c[b + READ], written: c[b + WRITTEN], writeFailed: c[b + WRITE_FAILED] };
+    return { read: c[b + READ], written: c[b + WRITTEN], writeFailed: c[b + WRITE_FAILED], readRefused: c[b + READ_REFUSED] };
   }
 
   command(m: IoCommand): void { this.thread.postMessage(m); }
@@ -174,11 +192,12 @@ export class IoWorker {
 
   // A frame goes in only while the tap's port object is still the switch's port with that id (see
   // src/transports/pump.ts); the ring's bytes are copied into the module's rx buffer by send().
-  private readonly receive = (off: number, length: number, port: number): void => {
+  private readonly receive = (off: number, length: number, port: number, flags: number): void => {
     const t = this.taps[port];
     if (!t) return;
     if (this.sw.ports.get(port) !== t.swPort || length > this.sw.dp.rxBuffer.length) { t.stats.rxRefused++; return; }
-    this.sw.send(port, this.rx.data.subarray(off, off + length));
+    const d = this.rx.data;
+    this.sw.send(port, d.subarray(off, off + length), flags & FLAG_VNET ? d.subarray(off - VNET_BYTES, off) : undefined);
     t.stats.rxFrames++;
   };
 

@@ -2,11 +2,15 @@
 // postMessage: control only (attach, detach, close); frames go through the rings (src/worker/ring.ts).
 export interface IoThreadData { rx: SharedArrayBuffer; tx: SharedArrayBuffer; counters: SharedArrayBuffer; native: string; maxPorts: number }
 // batched: the helper's write takes a batch (write(fd, base, desc, n, hdrLen)), else one frame a call.
-export type IoCommand = { op: 'tap'; port: number; fd: number; batched: boolean } | { op: 'detach'; port: number } | { op: 'close' };
+// hdr: the bytes of vnet header before each frame the device reads and writes (0 or 12); caps: the
+// port's offload caps (non-zero: the headers read are meaningful and go to the switch).
+export type IoCommand = { op: 'tap'; port: number; fd: number; batched: boolean; hdr: number; caps: number } | { op: 'detach'; port: number } | { op: 'close' };
 export type IoReply = { op: 'ready' } | { op: 'detached'; port: number } | { op: 'closed' };
 
-// Per port, in `counters` (Float64, COUNTERS a port): frames read, frames written, frames the TAP
-// refused (its queue full) or that came for a port with no TAP here.
-export const COUNTERS = 3;
-export const READ = 0, WRITTEN = 1, WRITE_FAILED = 2;
+// Per port, in `counters` (Float64, COUNTERS a port; written by the I/O thread, read without
+// synchronization: exact once it is idle): frames read, frames written, frames the TAP refused (its
+// queue full) or that came for a port with no TAP here, reads that were no frame (shorter than the
+// vnet header, or longer than 65535 bytes after it).
+export const COUNTERS = 4;
+export const READ = 0, WRITTEN = 1, WRITE_FAILED = 2, READ_REFUSED = 3;
 
