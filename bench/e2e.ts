@@ -61,51 +61,12 @@ async function viaNetplane() {
   return measure(c.ns, s.ns, '10.77.0.2');
 }
 
-// CPU seconds (user + system) of this process's threads by name, from /proc: where the time of a
-// case goes between the switch's thread (the main thread, named after the process) and the others
-// (the I/O worker's thread, libuv's pool, V8's compiler and GC helpers).
-function threadCpu(): Map<string, number> {
-  const hz = 100, out = new Map<string, number>();
-  for (const t of readdirSync('/proc/self/task')) {
-    try {
-      const st = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
-      const name = t === String(process.pid) ? 'main' : /\((.*)\)/.exec(st)![1];
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / hz);
-    } catch { /* the thread ended */ }
-  }
-  return out;
-}
-
-async function measureCpu(client: string, server: string, serverIp: string) {
-  const before = threadCpu();
-  const r = await measure(client, server, serverIp);
-  const after = threadCpu();
-  const used = [...after].map(([n, v]) => [n, v - (before.get(n) ?? 0)] as const).filter(([, v]) => v >= 0.05).sort((x, y) => y[1] - x[1]);
-  console.log(`    CPU seconds by thread over the ping and the ${seconds} s run: ${used.map(([n, v]) => `${n} ${v.toFixed(2)}`).join(', ')}`);
-  return r;
-}
-
 async function viaNetplaneNative() {
   const sw = new Switch({ maxPorts: 4 });
   const a = sw.addPort(), b = sw.addPort();
   const c = await nativeHost(sw, a.id, 'nc', { mac: '02:00:00:00:00:1c', address: '10.76.0.1/24' });
   const s = await nativeHost(sw, b.id, 'ns', { mac: '02:00:00:00:00:1d', address: '10.76.0.2/24' });
-  return measureCpu(c.ns, s.ns, '10.76.0.2');
-}
-
-// The same two TAPs, their read() and write() on an I/O worker thread (src/worker/io.ts) and the switch
-// on this one, frames crossing in SharedArrayBuffer rings.
-async function viaNetplaneWorker() {
-  const sw = new Switch({ maxPorts: 4 });
-  const a = sw.addPort(), b = sw.addPort();
-  const c = await workerHost(sw, a.id, 'wc', { mac: '02:00:00:00:00:3c', address: '10.75.0.1/24' });
-  const s = await workerHost(sw, b.id, 'ws', { mac: '02:00:00:00:00:3d', address: '10.75.0.2/24' });
-  try {
-    return await measureCpu(c.ns, s.ns, '10.75.0.2');
-  } finally {
-    await c.io.close();
-  }
+  return measure(c.ns, s.ns, '10.76.0.2');
 }
 
 async function viaVde() {
@@ -141,6 +102,77 @@ async function viaBridge() {
     hosts.push(ns);
   }
   return measure(hosts[0], hosts[1], '10.79.0.2');
+}
+
+// ---- the dataplane off the I/O thread: `-- --tap-ab[=N]` -------------------------------------------
+// The native TAP attach on one thread against the same TAPs served by an I/O worker (src/worker/io.ts:
+// read() and write() on a worker thread, the switch on this one, frames in SharedArrayBuffer rings),
+// alternated N times (default 3) because the machine is noisy, each run printed with the CPU seconds
+// of this process's threads (where the time goes), then the range and median of each.
+
+// CPU seconds (user + system) of this process's threads by name, from /proc: the main thread (the
+// switch's) and the others (the I/O worker's, libuv's pool, V8's helpers).
+function threadCpu(): Map<string, number> {
+  const hz = 100, out = new Map<string, number>();
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      const st = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+      const name = t === String(process.pid) ? 'main' : /\((.*)\)/.exec(st)![1];
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / hz);
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+
+async function measureCpu(client: string, server: string, serverIp: string) {
+  const before = threadCpu();
+  const r = await measure(client, server, serverIp);
+  const after = threadCpu();
+  const used = [...after].map(([n, v]) => [n, v - (before.get(n) ?? 0)] as const).filter(([, v]) => v >= 0.05).sort((x, y) => y[1] - x[1]);
+  console.log(`    CPU seconds by thread over the ping and the ${seconds} s run: ${used.map(([n, v]) => `${n} ${v.toFixed(2)}`).join(', ')}`);
+  return r;
+}
+
+async function viaTapOneThread() {
+  const sw = new Switch({ maxPorts: 4 });
+  const a = sw.addPort(), b = sw.addPort();
+  const c = await nativeHost(sw, a.id, 'tc', { mac: '02:00:00:00:00:4c', address: '10.74.0.1/24' });
+  const s = await nativeHost(sw, b.id, 'ts', { mac: '02:00:00:00:00:4d', address: '10.74.0.2/24' });
+  return measureCpu(c.ns, s.ns, '10.74.0.2');
+}
+
+async function viaTapWorker() {
+  const sw = new Switch({ maxPorts: 4 });
+  const a = sw.addPort(), b = sw.addPort();
+  const c = await workerHost(sw, a.id, 'wc', { mac: '02:00:00:00:00:3c', address: '10.75.0.1/24' });
+  const s = await workerHost(sw, b.id, 'ws', { mac: '02:00:00:00:00:3d', address: '10.75.0.2/24' });
+  try {
+    return await measureCpu(c.ns, s.ns, '10.75.0.2');
+  } finally {
+    await c.io.close();
+  }
+}
+
+async function tapAb(runs: number): Promise<void> {
+  console.log(`The native TAP on one thread against an I/O worker (iperf3, ${seconds} s, ${runs} alternated runs)`);
+  const pair = [['native TAP, one thread', viaTapOneThread], ['native TAP, I/O worker', viaTapWorker]] as const;
+  const seen: Record<string, number[]> = {};
+  const records = [];
+  for (let i = 0; i < runs; i++) {
+    for (const [name, run] of i % 2 ? [...pair].reverse() : pair) {
+      const r = await run();
+      (seen[name] ??= []).push(r.gbps);
+      records.push({ name: `${name} (run ${i + 1})`, mpps: 0, entries: 2, gbps: Math.round(r.gbps * 1000) / 1000, rttMs: r.rttMs });
+      console.log(`  run ${i + 1} ${name.padEnd(24)} ${r.gbps.toFixed(3).padStart(8)} Gbit/s   RTT ${r.rttMs.toFixed(3)} ms`);
+      await teardown();
+    }
+  }
+  for (const [name, v] of Object.entries(seen)) {
+    v.sort((x, y) => x - y);
+    console.log(`  ${name.padEnd(30)} ${v[0].toFixed(3)}..${v[v.length - 1].toFixed(3)} Gbit/s, median ${v[v.length >> 1].toFixed(3)}`);
+  }
+  console.log(`wrote ${writeResults('e2e-worker', records)}`);
 }
 
 // ---- socket uplinks: egress without root ------------------------------------------------------------
@@ -258,51 +290,26 @@ if (missing) {
   console.error(`netplane bench:e2e: ${missing}`);
   process.exit(1);
 }
-try {
-  console.log(`TCP throughput (iperf3, ${seconds} s) and ping RTT between two namespaces`);
-  const cases: Array<[string, () => Promise<{ gbps: number; rttMs: number }>]> = [['netplane (socat UDP)', viaNetplane]];
-  if (nativeTapAvailable()) cases.push(['netplane (native TAP)', viaNetplaneNative], ['netplane (native TAP, I/O worker)', viaNetplaneWorker]);
-  else console.log('  (the native TAP helper is not built: npm run build:native)');
-  cases.push(['vde_switch', viaVde], ['kernel bridge', viaBridge]);
-  // --uplinks: only the socket uplinks' section. --tap-ab[=N]: only the native TAP on one thread
-  // against the same with an I/O worker, alternated N times (default 3), each run printed: an A/B on
-  // a noisy machine.
-  if (process.argv.includes('--uplinks')) cases.length = 0;
-  const ab = process.argv.find((a) => a.startsWith('--tap-ab'));
-  if (ab) {
-    const runs = Number(ab.split('=')[1] ?? 3);
-    const pair = cases.filter(([n]) => n.startsWith('netplane (native TAP'));
-    const seen: Record<string, number[]> = {};
-    for (let i = 0; i < runs; i++) {
-      for (const [name, run] of i % 2 ? [...pair].reverse() : pair) {
-        const r = await run();
-        (seen[name] ??= []).push(r.gbps);
-        console.log(`  run ${i + 1} ${name.padEnd(34)} ${r.gbps.toFixed(3).padStart(8)} Gbit/s   RTT ${r.rttMs.toFixed(3)} ms`);
-        await teardown();
-      }
-    }
-    for (const [name, v] of Object.entries(seen)) {
-      v.sort((x, y) => x - y);
-      console.log(`  ${name.padEnd(34)} ${v[0].toFixed(3)}..${v[v.length - 1].toFixed(3)} Gbit/s, median ${v[v.length >> 1].toFixed(3)}`);
-    }
-  }
-  if (!ab) await everything(cases);
-} finally {
-  for (const p of procs) { try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }
-  for (const ns of extraNs) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } }
-  rmSync(`/tmp/npb-vde-${process.pid}`, { recursive: true, force: true });
-  rmSync(tmp, { recursive: true, force: true });
-  await teardown();
+const ab = process.argv.find((a) => a.startsWith('--tap-ab'));
+if (ab) {
+  if (!nativeTapAvailable()) { console.error('netplane bench:e2e --tap-ab: the native TAP helper is not built (npm run build:native)'); process.exit(1); }
+  try { await tapAb(Number(ab.split('=')[1] ?? 3)); } finally { await teardown(); }
   process.exit(0);
 }
-
-async function everything(cases: Array<[string, () => Promise<{ gbps: number; rttMs: number }>]>): Promise<void> {
+try {
+  console.log(`TCP throughput (iperf3, ${seconds} s) and ping RTT between two namespaces`);
   const results: Record<string, { gbps: number; rttMs: number }> = {};
+  const cases: Array<[string, () => Promise<{ gbps: number; rttMs: number }>]> = [['netplane (socat UDP)', viaNetplane]];
+  if (nativeTapAvailable()) cases.push(['netplane (native TAP)', viaNetplaneNative]);
+  else console.log('  (the native TAP helper is not built: npm run build:native)');
+  cases.push(['vde_switch', viaVde], ['kernel bridge', viaBridge]);
+  // --uplinks: only the socket uplinks' section.
+  if (process.argv.includes('--uplinks')) cases.length = 0;
   for (const [name, run] of cases) {
     results[name] = await run();
-    console.log(`  ${name.padEnd(34)} ${results[name].gbps.toFixed(3).padStart(8)} Gbit/s   RTT ${results[name].rttMs.toFixed(3)} ms`);
+    console.log(`  ${name.padEnd(22)} ${results[name].gbps.toFixed(3).padStart(8)} Gbit/s   RTT ${results[name].rttMs.toFixed(3)} ms`);
   }
-  const best = Object.entries(results).filter(([n]) => n.startsWith('netplane')).map(([, r]) => r).sort((x, y) => y.gbps - x.gbps)[0];
+  const best = results['netplane (native TAP)'] ?? results['netplane (socat UDP)'];
   const ratio = (b: string) => (results[b]?.gbps ? best.gbps / results[b].gbps : 0);
   if (best) console.log(`  netplane (best attach) / vde_switch: ${ratio('vde_switch').toFixed(2)}x   / kernel bridge: ${ratio('kernel bridge').toFixed(2)}x`);
   console.log(`Egress without root: TCP both ways (iperf3, ${seconds} s) and ping RTT to the gateway, from a namespace to the host's loopback`);
@@ -315,4 +322,11 @@ async function everything(cases: Array<[string, () => Promise<{ gbps: number; rt
     ...Object.entries(up).map(([name, r]) => ({ name: `uplink: ${name}`, mpps: 0, entries: 1, gbps: Math.round(r.upGbps * 1000) / 1000, downGbps: Math.round(r.downGbps * 1000) / 1000, rttMs: r.rttMs })),
   ];
   console.log(`wrote ${writeResults('e2e', records)}`);
+} finally {
+  for (const p of procs) { try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }
+  for (const ns of extraNs) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } }
+  rmSync(`/tmp/npb-vde-${process.pid}`, { recursive: true, force: true });
+  rmSync(tmp, { recursive: true, force: true });
+  await teardown();
+  process.exit(0);
 }

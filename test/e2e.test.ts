@@ -14,7 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Host, Switch, UdpTransport, nativeTapAvailable } from '../src/index.js';
-import { requirements, linuxHost, nativeHost, workerHost, linuxRouter, exec, background, teardown, type LinuxHost } from './e2e/netns.js';
+import { requirements, linuxHost, nativeHost, linuxRouter, exec, background, teardown, type LinuxHost } from './e2e/netns.js';
 
 const missing = requirements();
 const work = mkdtempSync(join(tmpdir(), 'netplane-e2e-'));
@@ -339,45 +339,6 @@ test('the native TAP attach: two hosts on the native TAP helper ping and move 4 
   await eventually(() => existsSync(recv) && readFileSync(recv).length === 4 * 1024 * 1024, 20000);
   assert.is(sha(recv), sha(data));
   assert.ok(x.tap.stats.rxFrames > 100 && y.tap.stats.txFrames > 100);
-});
-
-test('the dataplane off the I/O thread: two hosts on TAPs served by an I/O worker ping and move 20 MB over TCP, byte for byte', async () => {
-  if (missing) return;
-  if (!nativeTapAvailable()) {
-    if (process.env.CI) assert.unreachable('the native TAP helper was not built (npm run build:native)');
-    console.error('NOTE: the native TAP helper is not built here: the I/O worker test did not run');
-    return;
-  }
-  const sw = new Switch({ maxPorts: 4 });
-  const p = sw.addPort(), q = sw.addPort();
-  const x = await workerHost(sw, p.id, 'wx', { mac: '02:00:00:00:0f:01', address: '10.67.0.1/24' });
-  const y = await workerHost(sw, q.id, 'wy', { mac: '02:00:00:00:0f:02', address: '10.67.0.2/24' });
-  assert.is(x.io, y.io, 'one I/O thread serves both TAPs');
-  const ping = await exec(x.ns, 'ping -c 3 -i 0.2 -W 2 10.67.0.2');
-  assert.match(ping.out, /3 received/, ping.out + ping.err);
-  const size = 20 * 1024 * 1024;
-  const data = join(work, 'wdata'), recv = join(work, 'wrecv');
-  writeFileSync(data, randomBytes(size));
-  background(y.ns, `socat -u TCP-LISTEN:5003,reuseaddr OPEN:${recv},creat,trunc`);
-  await wait(300);
-  const send = await exec(x.ns, `socat -u OPEN:${data} TCP:10.67.0.2:5003,retry=20,interval=0.2`, 60000);
-  assert.is(send.code, 0, send.err);
-  await eventually(() => existsSync(recv) && readFileSync(recv).length === size, 20000);
-  assert.is(sha(recv), sha(data));
-  // The frames went through the worker's rings: read there, switched here, written there.
-  // (Fewer than 20 MB / 1500 bytes where the helper has offloads: the TAPs carry 64 KiB segments.)
-  assert.ok(x.tap.stats.rxFrames > 300 && y.tap.stats.txFrames > 300, `${x.tap.stats.rxFrames} ${y.tap.stats.txFrames}`);
-  assert.ok(x.tap.deviceCounters.read >= x.tap.stats.rxFrames);
-  assert.ok(y.tap.deviceCounters.written > 300);
-  assert.is(x.tap.deviceCounters.readRefused, 0);
-  // With the helper's offloads the port takes super-frames: fewer frames than 1448-byte segments.
-  if (x.tap.caps) assert.ok(x.tap.stats.rxFrames < size / 1448, `${x.tap.stats.rxFrames} frames for ${size} bytes`);
-  assert.is(x.io.ringDrops.rx + x.io.ringDrops.tx, 0, 'nothing dropped at the rings');
-  assert.ok(q.counters().txPackets >= y.tap.stats.txFrames);
-  // Detaching one TAP closes its descriptor in the worker: the device is gone with it.
-  await y.tap.close();
-  const gone = await exec(y.ns, `ip link show ${y.dev}`);
-  assert.is.not(gone.code, 0, 'the TAP device went away with its last descriptor');
 });
 
 test.run();
