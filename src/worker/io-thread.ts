@@ -3,9 +3,14 @@
 // moves frames between rings and the WebAssembly module. It knows nothing of the switch: frames are
 // records in two rings (src/worker/ring.ts) tagged with the switch port they belong to.
 //
-//   TAP readable (libuv poll in this thread) -> read() up to 256 frames into a staging buffer ->
-//     one record each in the rx ring -> publish once (notify the switch's thread if it sleeps)
-//   tx ring has records (Atomics.waitAsync woke us) -> write() each to its port's TAP
+//   TAP readable (libuv poll in this thread) -> read() up to 256 frames (64 super-frames with vnet
+//     headers) into a staging buffer -> one record each in the rx ring -> publish once per read call
+//     (notify the switch's thread only if it sleeps)
+//   tx ring has records (Atomics.waitAsync woke us) -> write() them to their ports' TAPs: one native
+//     call per run of records for the same port where the helper writes batches, else one a frame
+//
+// Per frame this thread allocates nothing but a short-lived view (subarray) where the helper's call
+// takes a frame, and no allocation at all on the batched write path.
 //
 // The TAP descriptors are opened by the switch's thread (so that the device exists when attach
 // returns, as with the single-thread TapTransport) and handed over as numbers: descriptors are the
