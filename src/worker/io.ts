@@ -28,7 +28,9 @@ import { Ring, FLAG_VNET, VNET_BYTES } from './ring.js';
 import { COUNTERS, READ, WRITTEN, WRITE_FAILED, READ_REFUSED, type IoCommand, type IoReply, type IoThreadData } from './protocol.js';
 
 export interface IoWorkerOptions {
-  ringBytes?: number;   // each ring's data area (default 4 MiB: ~2700 1500-byte frames, 60 64 KiB ones)
+  // Each ring's data area (a power of two; default 4 MiB: ~2700 1500-byte frames, 60 64 KiB
+  // super-frames). A record holds at most half of it: below 256 KiB, super-frames are ring drops.
+  ringBytes?: number;
 }
 
 // open(name) -> fd in the helper's first form; open(name, offloads) -> [fd, accepted] in the form
@@ -36,7 +38,7 @@ export interface IoWorkerOptions {
 // the kernel took, -1 for a plain TAP), whose write() takes batches.
 interface NativeOpen { open(name: string, offloads: number): number | [number, number]; close(fd: number): void }
 
-const nativePath = '../../native/build/Release/netplane_tap.node';
+const nativePath = '../../native/build/Release/netplane_tap.node';   // from build/dist/ and from src/worker/
 
 // linux/if_tun.h's TUN_F_*, and the port caps (Offload) the accepted ones stand for: CSUM and TSO*
 // are the same bits; USO needs both families. As src/transports/tap.ts.
@@ -46,7 +48,7 @@ const capsOf = (tun: number): number => (tun & 0x0f) | ((tun & (TUN_F.USO4 | TUN
 
 export interface IoTapOptions {
   offload?: boolean;   // default true: IFF_VNET_HDR and the kernel's offloads, where the helper has them
-}   // from build/dist/ and from src/worker/
+}
 
 // The worker's entry: build/dist/io-thread.js beside the bundle; run from source (tsx, the tests),
 // src/worker/io-thread.ts, loaded through tsx's loader, which a worker does not inherit.
