@@ -33,7 +33,8 @@ export function qemuMissing(): string | undefined {
 
 export interface PathResult {
   mbps: number;              // median of the timed runs, Mbit/s
-  runs: number[];            // each timed run, Mbit/s
+  runs: number[];            // each timed run, Mbit/s, in round order
+  ofDirect?: number[];       // each round's run over this path / the same round's run over QEMU direct
   mbMoved: number;           // megabytes over the timed runs
   netplaneCpuMsPerMB?: number;
 }
@@ -120,6 +121,10 @@ async function transfer(paths: Path[], seconds: number, rounds: number): Promise
       out[p.name] = { mbps: sorted[Math.floor(sorted.length / 2)], runs, mbMoved, ...(p.netplane ? { netplaneCpuMsPerMB: cpuMs[i] / mbMoved } : {}) };
     });
     if (!/NPGUEST DONE rc=0/.test(b.screen())) throw new Error(`the sender failed: ${b.screen().slice(-2000)}`);
+    // The machine's load drifts between rounds; within a round the paths ran back to back, so the
+    // ratio to the reference is taken round by round.
+    const ref = paths.find((p) => !p.netplane);
+    if (ref) for (const p of paths) if (p.netplane) out[p.name].ofDirect = out[p.name].runs.map((x, r) => x / out[ref.name].runs[r]);
     return out;
   } finally {
     a.proc.kill('SIGKILL');
@@ -153,6 +158,11 @@ export async function qemuCases(seconds: number, rounds: number, log: (line: str
       { name: 'QEMU direct (stream, unix)', netplane: false, rx: `stream,server=on,addr.type=unix,addr.path=${sock('direct')}`, tx: `stream,server=off,addr.type=unix,addr.path=${sock('direct')}` },
     ];
     const out = await transfer(paths, seconds, rounds);
+    // What was lost on the way, if anything: a drop in the switch or a frame a transport could not hand
+    // on shows up in the guests' TCP as a retransmission, and here.
+    const drops = Object.entries(sw.counters().drops).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`);
+    const lost = opened.map((t) => (t as unknown as { stats: { txDropped: number; rxRefused: number } }).stats).map((st, i) => `${['stream a', 'stream b', 'udp a', 'udp b'][i]}: txDropped ${st.txDropped} rxRefused ${st.rxRefused}`);
+    log(`  netplane drops: ${drops.join(', ') || 'none'}; ${lost.join('; ')}`);
     for (const [name, r] of Object.entries(out)) {
       log(`  ${name.padEnd(30)} ${r.mbps.toFixed(0).padStart(5)} Mbit/s  (runs ${r.runs.map((x) => x.toFixed(0)).join(' ')})${r.netplaneCpuMsPerMB !== undefined ? `  netplane CPU ${r.netplaneCpuMsPerMB.toFixed(2)} ms/MB` : ''}`);
     }
