@@ -271,7 +271,7 @@ try {
   const missingQemu = qemuMissing();
   if (missingQemu && !process.argv.includes('--uplinks')) console.log(`QEMU guest to guest: skipped: ${missingQemu}`);
   else if (!process.argv.includes('--uplinks')) {
-    const rounds = quick ? 2 : 5;
+    const rounds = quick ? 2 : 7;
     console.log(`QEMU guest to guest (TCG): TCP, busybox dd | nc, ${rounds} rounds of about ${seconds} s per path, the paths taking turns`);
     const q = await qemuCases(seconds, rounds, console.log);
     for (const [name, r] of Object.entries(q)) {
