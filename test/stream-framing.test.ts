@@ -122,6 +122,21 @@ test('frame writer: the frames handed over in one tick leave in one write, frame
   } finally { close(); }
 });
 
+test('frame writer: frames staged for a socket that is gone by the end of the tick count as dropped, not sent', async () => {
+  const { server, close } = await pair();
+  try {
+    const stats = { txFrames: 0, txDropped: 0 };
+    const w = new FrameWriter(server, 1 << 20, stats);
+    for (const f of frames([60, 60, 60])) w.write(f);
+    server.destroy();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(stats, { txFrames: 0, txDropped: 3 });
+    assert.is(w.writes, 0);
+    w.write(frames([60])[0]);
+    assert.equal(stats, { txFrames: 0, txDropped: 4 }, 'a frame for a destroyed socket is dropped at once');
+  } finally { close(); }
+});
+
 test('frame writer: a batch larger than the staging buffer goes out in pieces, every frame whole', async () => {
   const { server, client, close } = await pair();
   try {

@@ -309,6 +309,7 @@ export const STAGING_BYTES = 256 * 1024;
 export class FrameWriter {
   private buf = Buffer.allocUnsafe(STAGING_BYTES);
   private used = 0;
+  private staged = 0;         // frames in the buffer, counted sent; dropped instead if the socket goes first
   private scheduled = false;
   writes = 0;                 // write() calls made on the socket: one per batch, unless the batch overflowed the buffer
 
@@ -322,6 +323,7 @@ export class FrameWriter {
     b.writeUInt32BE(f.length, at);
     b.set(f, at + 4);
     this.used = at + 4 + f.length;
+    this.staged++;
     this.stats.txFrames++;
     if (!this.scheduled) { this.scheduled = true; process.nextTick(this.atTickEnd); }
   }
@@ -331,9 +333,10 @@ export class FrameWriter {
   private flush(): void {
     if (this.used === 0) return;
     const s = this.socket;
-    const n = this.used;
+    const n = this.used, frames = this.staged;
     this.used = 0;
-    if (s.destroyed) return;
+    this.staged = 0;
+    if (s.destroyed) { this.stats.txFrames -= frames; this.stats.txDropped += frames; return; }
     this.writes++;
     if (s.writableLength > 0) {
       // Queued behind bytes the kernel has not taken yet: a copy the size of the batch waits in the
