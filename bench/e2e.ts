@@ -7,7 +7,10 @@
 // same run. netplane and passt get the same client: a TAP bridged to their unix socket in QEMU's stream
 // framing by bench/tap-stream.mjs in its own process; slirp4netns makes its own TAP in the namespace.
 // Needs root, /dev/net/tun, iproute2, socat, iperf3, vde2, passt and slirp4netns:
-// `sudo scripts/install-bench-deps.sh`. Writes bench/results/e2e.json.
+// `sudo scripts/install-bench-deps.sh`. Last, two real QEMU guests (TCG) moving TCP between them through
+// netplane and through QEMU's own stream netdev (bench/qemu-guests.ts; needs qemu-system-x86 and the
+// test guest). `-- --uplinks` runs only the socket uplinks, `-- --qemu` only the QEMU guests. Writes
+// bench/results/e2e.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync, readdirSync } from 'node:fs';
 import { Switch, nativeTapAvailable } from '../src/index.js';
@@ -19,12 +22,16 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { linuxHost, nativeHost, workerHost, exec, teardown, requirements, sh } from '../test/e2e/netns.js';
 import { writeResults, quick } from './harness.js';
+import { qemuCases, qemuMissing, type PathResult } from './qemu-guests.js';
 
 const seconds = quick ? 2 : 5;
 const procs: ChildProcess[] = [];
 const extraNs: string[] = [];
 
+const onlyQemu = process.argv.includes('--qemu');
+
 function need(): string | undefined {
+  if (onlyQemu) return qemuMissing();
   const r = requirements();
   if (r) return r;
   for (const t of ['iperf3', 'vde_switch', 'vde_plug2tap', 'passt', 'slirp4netns']) {
@@ -285,6 +292,19 @@ async function uplinks(): Promise<Record<string, UplinkResult>> {
   return out;
 }
 
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function qemuRecord(name: string, r: PathResult) {
+  const mbps = (v: number) => Math.round(v * 10) / 10;
+  return {
+    name: `qemu: ${name}`, mpps: 0, entries: 2, mbps: mbps(r.mbps),
+    spread: { min: mbps(Math.min(...r.runs)), max: mbps(Math.max(...r.runs)), samples: r.runs.length, of: 'median' },
+    runs: r.runs.map(mbps), mbMoved: Math.round(r.mbMoved),
+    ...(r.netplaneCpuMsPerMB !== undefined ? { netplaneCpuMsPerMB: Math.round(r.netplaneCpuMsPerMB * 100) / 100 } : {}),
+    ...(r.ofDirect ? { ofDirect: { median: Math.round(median(r.ofDirect) * 100) / 100, min: Math.round(Math.min(...r.ofDirect) * 100) / 100, max: Math.round(Math.max(...r.ofDirect) * 100) / 100 } } : {}),
+  };
+}
+
 const missing = need();
 if (missing) {
   console.error(`netplane bench:e2e: ${missing}`);
@@ -297,30 +317,52 @@ if (ab) {
   process.exit(0);
 }
 try {
-  console.log(`TCP throughput (iperf3, ${seconds} s) and ping RTT between two namespaces`);
-  const results: Record<string, { gbps: number; rttMs: number }> = {};
-  const cases: Array<[string, () => Promise<{ gbps: number; rttMs: number }>]> = [['netplane (socat UDP)', viaNetplane]];
-  if (nativeTapAvailable()) cases.push(['netplane (native TAP)', viaNetplaneNative]);
-  else console.log('  (the native TAP helper is not built: npm run build:native)');
-  cases.push(['vde_switch', viaVde], ['kernel bridge', viaBridge]);
-  // --uplinks: only the socket uplinks' section.
-  if (process.argv.includes('--uplinks')) cases.length = 0;
-  for (const [name, run] of cases) {
-    results[name] = await run();
-    console.log(`  ${name.padEnd(22)} ${results[name].gbps.toFixed(3).padStart(8)} Gbit/s   RTT ${results[name].rttMs.toFixed(3)} ms`);
+  const records: object[] = [];
+  if (!onlyQemu) {
+    console.log(`TCP throughput (iperf3, ${seconds} s) and ping RTT between two namespaces`);
+    const results: Record<string, { gbps: number; rttMs: number }> = {};
+    const cases: Array<[string, () => Promise<{ gbps: number; rttMs: number }>]> = [['netplane (socat UDP)', viaNetplane]];
+    if (nativeTapAvailable()) cases.push(['netplane (native TAP)', viaNetplaneNative]);
+    else console.log('  (the native TAP helper is not built: npm run build:native)');
+    cases.push(['vde_switch', viaVde], ['kernel bridge', viaBridge]);
+    // --uplinks: only the socket uplinks' section.
+    if (process.argv.includes('--uplinks')) cases.length = 0;
+    for (const [name, run] of cases) {
+      results[name] = await run();
+      console.log(`  ${name.padEnd(22)} ${results[name].gbps.toFixed(3).padStart(8)} Gbit/s   RTT ${results[name].rttMs.toFixed(3)} ms`);
+    }
+    const best = results['netplane (native TAP)'] ?? results['netplane (socat UDP)'];
+    const ratio = (b: string) => (results[b]?.gbps ? best.gbps / results[b].gbps : 0);
+    if (best) console.log(`  netplane (best attach) / vde_switch: ${ratio('vde_switch').toFixed(2)}x   / kernel bridge: ${ratio('kernel bridge').toFixed(2)}x`);
+    console.log(`Egress without root: TCP both ways (iperf3, ${seconds} s) and ping RTT to the gateway, from a namespace to the host's loopback`);
+    const up = await uplinks();
+    const np = up['netplane socket uplink'];
+    const vs = (b: string, k: 'upGbps' | 'downGbps') => (up[b][k] ? np[k] / up[b][k] : 0);
+    console.log(`  netplane / passt: up ${vs('passt', 'upGbps').toFixed(2)}x down ${vs('passt', 'downGbps').toFixed(2)}x   netplane / slirp4netns: up ${vs('slirp4netns', 'upGbps').toFixed(2)}x down ${vs('slirp4netns', 'downGbps').toFixed(2)}x`);
+    records.push(
+      ...Object.entries(results).map(([name, r]) => ({ name, mpps: 0, entries: 2, gbps: Math.round(r.gbps * 1000) / 1000, rttMs: r.rttMs })),
+      ...Object.entries(up).map(([name, r]) => ({ name: `uplink: ${name}`, mpps: 0, entries: 1, gbps: Math.round(r.upGbps * 1000) / 1000, downGbps: Math.round(r.downGbps * 1000) / 1000, rttMs: r.rttMs })),
+    );
   }
-  const best = results['netplane (native TAP)'] ?? results['netplane (socat UDP)'];
-  const ratio = (b: string) => (results[b]?.gbps ? best.gbps / results[b].gbps : 0);
-  if (best) console.log(`  netplane (best attach) / vde_switch: ${ratio('vde_switch').toFixed(2)}x   / kernel bridge: ${ratio('kernel bridge').toFixed(2)}x`);
-  console.log(`Egress without root: TCP both ways (iperf3, ${seconds} s) and ping RTT to the gateway, from a namespace to the host's loopback`);
-  const up = await uplinks();
-  const np = up['netplane socket uplink'];
-  const vs = (b: string, k: 'upGbps' | 'downGbps') => (up[b][k] ? np[k] / up[b][k] : 0);
-  console.log(`  netplane / passt: up ${vs('passt', 'upGbps').toFixed(2)}x down ${vs('passt', 'downGbps').toFixed(2)}x   netplane / slirp4netns: up ${vs('slirp4netns', 'upGbps').toFixed(2)}x down ${vs('slirp4netns', 'downGbps').toFixed(2)}x`);
-  const records = [
-    ...Object.entries(results).map(([name, r]) => ({ name, mpps: 0, entries: 2, gbps: Math.round(r.gbps * 1000) / 1000, rttMs: r.rttMs })),
-    ...Object.entries(up).map(([name, r]) => ({ name: `uplink: ${name}`, mpps: 0, entries: 1, gbps: Math.round(r.upGbps * 1000) / 1000, downGbps: Math.round(r.downGbps * 1000) / 1000, rttMs: r.rttMs })),
-  ];
+  // The QEMU guests: their own section, last, so a machine without QEMU still gets the rest.
+  const missingQemu = qemuMissing();
+  if (missingQemu && !process.argv.includes('--uplinks')) console.log(`QEMU guest to guest: skipped: ${missingQemu}`);
+  else if (!process.argv.includes('--uplinks')) {
+    const rounds = quick ? 2 : 7;
+    console.log(`QEMU guest to guest (TCG): TCP, busybox dd | nc, ${rounds} rounds of about ${seconds} s per path, the paths taking turns`);
+    const q = await qemuCases(seconds, rounds, console.log);
+    for (const [name, r] of Object.entries(q)) {
+      if (r.ofDirect) console.log(`  ${name} / QEMU direct, round by round: median ${median(r.ofDirect).toFixed(2)}x (${Math.min(...r.ofDirect).toFixed(2)}-${Math.max(...r.ofDirect).toFixed(2)})`);
+      records.push(qemuRecord(name, r));
+    }
+  }
+  // A run of one section (--qemu, --uplinks) keeps the other sections' last figures in the file.
+  if (onlyQemu || process.argv.includes('--uplinks')) {
+    const file = join(here, 'results', 'e2e.json');
+    const fresh = new Set(records.map((r) => (r as { name: string }).name));
+    const section = onlyQemu ? (n: string) => n.startsWith('qemu: ') : (n: string) => n.startsWith('uplink: ');
+    try { for (const r of JSON.parse(readFileSync(file, 'utf8'))) if (!fresh.has(r.name) && !section(r.name)) records.push(r); } catch { /* no earlier run */ }
+  }
   console.log(`wrote ${writeResults('e2e', records)}`);
 } finally {
   for (const p of procs) { try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }

@@ -3,9 +3,18 @@
 // sends 64-byte frames as fast as it can to transport A and counts what arrives from transport B
 // (the switch forwards A -> B by a learned MAC). Reported: frames/s delivered end to end, and the share
 // of the sent frames that arrived (the rest were dropped by the kernel's socket buffers).
+//
+// Then the stream transport as two QEMU guests' `-netdev stream` drive it (bench/io-stream-peer.mjs):
+// 1514-byte frames one way and a small frame back for every two, paced at the rate two TCG guests
+// reach (three frames a millisecond) and flooding. Reported with the frame rate: this process's CPU
+// time per MB delivered (user + system, all its threads), which is what the switch takes from the
+// guests on a shared machine, and the frames per flush (how much each event-loop turn batches).
 import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Switch, UdpTransport } from '../src/index.js';
+import { Switch, UdpTransport, StreamTransport } from '../src/index.js';
 import { quick, record, type BenchRecord } from './harness.js';
 
 export async function ioSuite(): Promise<BenchRecord[]> {
@@ -21,5 +30,35 @@ export async function ioSuite(): Promise<BenchRecord[]> {
   await tb.close();
   const pps = result.received / (result.ms / 1000);
   console.log(`  ${'udp transport, 64-byte frames'.padEnd(44)} ${(pps / 1e6).toFixed(3).padStart(7)} Mpps  (${((100 * result.received) / result.sent).toFixed(0)} % of ${result.sent} sent)`);
-  return [record('udp-transport-64', 'Mpps', pps / 1e6, 1, 'transport pair', undefined, { sent: result.sent, received: result.received })];
+  const out = [record('udp-transport-64', 'Mpps', pps / 1e6, 1, 'transport pair', undefined, { sent: result.sent, received: result.received })];
+  for (const mode of ['3', 'flood']) out.push(await streamCase(mode, seconds));
+  return out;
+}
+
+async function streamCase(mode: string, seconds: number): Promise<BenchRecord> {
+  const dir = mkdtempSync(join(tmpdir(), 'npb-io-'));
+  const sw = new Switch({ build: 'release', maxPorts: 4 });
+  const a = sw.addPort(), b = sw.addPort();
+  const ta = await StreamTransport.listen(sw, a.id, { unix: join(dir, 'a') });
+  const tb = await StreamTransport.listen(sw, b.id, { unix: join(dir, 'b') });
+  let flushes = 0, frames = 0;
+  const flush = sw.flush.bind(sw);
+  sw.flush = (now?: number) => { flushes++; frames += sw.pendingFrames; return flush(now); };
+  const child = fork(fileURLToPath(new URL('./io-stream-peer.mjs', import.meta.url)), [join(dir, 'a'), join(dir, 'b'), String(seconds), mode]);
+  const message = () => new Promise<Record<string, number>>((ok) => child.once('message', (m) => ok(m as never)));
+  await message();
+  flushes = frames = 0;
+  const cpu0 = process.cpuUsage();
+  child.send('go');
+  const r = await message();
+  const cpu = process.cpuUsage(cpu0);
+  await ta.close();
+  await tb.close();
+  rmSync(dir, { recursive: true, force: true });
+  const mb = r.bytes / 1e6, cpuMsPerMB = (cpu.user + cpu.system) / 1000 / mb;
+  const pps = r.frames / (r.ms / 1000);
+  const name = mode === 'flood' ? 'stream transport, 1514-byte frames, flooding' : `stream transport, 1514-byte frames, ${mode} a ms`;
+  console.log(`  ${name.padEnd(44)} ${(pps / 1e6).toFixed(3).padStart(7)} Mpps  ${((r.bytes * 8) / (r.ms / 1000) / 1e6).toFixed(0)} Mbit/s, netplane CPU ${cpuMsPerMB.toFixed(1)} ms/MB, ${(frames / Math.max(1, flushes)).toFixed(1)} frames a flush`);
+  return record(mode === 'flood' ? 'stream-transport-1514-flood' : 'stream-transport-1514-paced', 'Mpps', pps / 1e6, 1, 'transport pair', undefined,
+    { cpuMsPerMB: Math.round(cpuMsPerMB * 100) / 100, framesPerFlush: Math.round((frames / Math.max(1, flushes)) * 10) / 10, sent: r.sent, received: r.frames });
 }

@@ -174,6 +174,7 @@ function notesSvg(records: BenchRecord[], x0: number, y0: number): string[] {
   for (const r of records) {
     if (r.unit === 'bytes/conn') lines.push(`memory: ${fixed(r.value)} bytes per tracked connection (table of ${countLabel(r.entries)})`);
     if (r.name === 'udp-transport-64') lines.push(`one UDP transport pair (socket I/O): ${fixed(r.value)} Mpps`);
+    if (r.name.startsWith('stream-transport-1514-')) lines.push(`stream transport pair, 1514-byte frames, ${r.name.endsWith('flood') ? 'flooding' : 'paced'}: ${fixed(Number(r.cpuMsPerMB))} ms CPU per MB`);
   }
   const out = [`<g class="notes">`, `<text x="${x0 + 58}" y="${y0 + 18}" font-size="14" font-weight="bold">Other figures</text>`];
   lines.forEach((l, i) => out.push(`<text x="${x0 + 58}" y="${y0 + 44 + i * 20}">${esc(l)}</text>`));

@@ -37,13 +37,16 @@ export class Pump {
     this.sw.send(port.id, frame, vnet);
     if (!this.scheduled) {
       this.scheduled = true;
-      later(() => {
-        this.scheduled = false;
-        this.sw.flush();
-      });
+      later(this.flushLater);
     }
     return true;
   }
+
+  // One function for every turn, made once.
+  private readonly flushLater = (): void => {
+    this.scheduled = false;
+    this.sw.flush();
+  };
 }
 
 // Makes h the port's tx handler. The returned detach clears it only while it is still h: another

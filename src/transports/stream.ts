@@ -5,6 +5,13 @@
 // the reason logged, and the switch goes on. A client that does not read costs dropped frames (its
 // queue is bounded), not memory.
 //
+// The cost that matters is CPU per frame: a QEMU guest's TCP stream through the switch is one read, one
+// process() and one write per event-loop turn, on cores the guests need. So nothing here allocates
+// per frame or per read beyond the view of each frame: the Deframer parses frames in place in the
+// chunk Node read, and keeps only a frame split across reads, in one buffer of its own; the
+// FrameWriter gathers the frames one flush hands a client into one staging buffer and writes it with
+// one write() at the end of the tick, reusing the buffer whenever the kernel took it whole.
+//
 // The daemon running this is root and any local user may dial a TCP port, so a listener belongs to
 // one switch port and one client at a time: while that client is alive, another connection is
 // refused at once (counted in `refusals`, logged, kept in `disconnects`) and cannot take the VM's
@@ -35,6 +42,7 @@ export class StreamTransport {
   readonly stats = newStats();
   readonly disconnects: Array<{ reason: string }> = [];
   private client?: Socket;
+  private writer?: FrameWriter;
   private readonly maxQueuedBytes: number;
   private readonly detach: () => void;
   private readonly log: (message: string) => void;
@@ -68,6 +76,7 @@ export class StreamTransport {
       return;
     }
     this.client = s;
+    this.writer = new FrameWriter(s, this.maxQueuedBytes, this.stats);
     this.stats.connects++;
     s.setNoDelay(true);
     const pump = Pump.of(this.sw);
@@ -83,7 +92,10 @@ export class StreamTransport {
     s.on('close', () => { if (this.client === s) this.client = undefined; });
   }
 
-  private write(f: Uint8Array): void { writeFrame(this.client, f, this.maxQueuedBytes, this.stats); }
+  private write(f: Uint8Array): void {
+    if (this.client && this.writer?.socket === this.client) this.writer.write(f);
+    else this.stats.txDropped++;
+  }
 
   close(): Promise<void> {
     this.detach();
@@ -98,7 +110,7 @@ export interface StreamServerOptions extends StreamOptions {
   maxClients?: number;
 }
 
-interface Client { swPort: SwitchPort; socket?: Socket; detach: () => void }
+interface Client { swPort: SwitchPort; socket?: Socket; writer?: FrameWriter; detach: () => void }
 
 // One listener for several clients, each on its own port. A client is known by the source MAC of its
 // first frame, so a VM that reconnects (QEMU restarts its netdev) gets its port back, with what the
@@ -157,6 +169,7 @@ export class StreamServer {
           c = fresh;
         }
         c.socket = s;
+        c.writer = new FrameWriter(s, this.opts.maxQueuedBytes ?? 1 << 20, this.stats);
         client = c;
         this.stats.connects++;
       }
@@ -169,7 +182,8 @@ export class StreamServer {
   }
 
   private write(c: Client, f: Uint8Array): void {
-    writeFrame(c.socket, f, this.opts.maxQueuedBytes ?? 1 << 20, this.stats);
+    if (c.writer && c.writer.socket === c.socket) c.writer.write(f);
+    else this.stats.txDropped++;
   }
 
   close(): Promise<void> {
@@ -221,33 +235,116 @@ function closeServer(server: Server): Promise<void> {
 // length that is no frame ends the client through badLength; onFrame may end it too (by destroying
 // s), and then nothing more is read.
 function readFrames(s: Socket, onFrame: (frame: Buffer) => void, badLength: (reason: string) => void): void {
-  let pending: Buffer = Buffer.alloc(0);
-  s.on('data', (chunk: Buffer) => {
-    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+  const d = new Deframer(onFrame, badLength, () => s.destroyed);
+  s.on('data', (chunk: Buffer) => d.push(chunk));
+}
+
+// QEMU's stream framing, undone in place: each frame is handed out as a view into the chunk it
+// arrived in (valid during the call: the switch copies it at once), and only a frame split across
+// chunks is copied, into `partial`, which is allocated once (a length prefix and the largest frame).
+// The frames of a chunk therefore cost no copy and no allocation but their views.
+export class Deframer {
+  private readonly partial = Buffer.allocUnsafe(4 + MAX_FRAME);
+  private have = 0;           // bytes of a split frame held in `partial`, its length prefix included
+  private failed = false;
+
+  constructor(private readonly onFrame: (frame: Buffer) => void, private readonly badLength: (reason: string) => void, private readonly stopped: () => boolean = () => false) {}
+
+  push(chunk: Buffer): void {
+    if (this.failed) return;
     let off = 0;
-    while (pending.length - off >= 4) {
-      const len = pending.readUInt32BE(off);
-      if (len < MIN_FRAME || len > MAX_FRAME) return badLength(`bad length prefix ${len} (a frame is ${MIN_FRAME} to ${MAX_FRAME} bytes)`);
-      if (pending.length - off - 4 < len) break;
-      onFrame(pending.subarray(off + 4, off + 4 + len));
-      if (s.destroyed) return;
+    if (this.have > 0) {
+      const p = this.partial;
+      if (this.have < 4) {
+        const n = Math.min(4 - this.have, chunk.length);
+        chunk.copy(p, this.have, 0, n);
+        this.have += n;
+        off = n;
+        if (this.have < 4) return;
+      }
+      const len = p.readUInt32BE(0);
+      if (!this.lengthOk(len)) return;
+      const n = Math.min(4 + len - this.have, chunk.length - off);
+      chunk.copy(p, this.have, off, off + n);
+      this.have += n;
+      off += n;
+      if (this.have < 4 + len) return;
+      this.have = 0;
+      this.onFrame(p.subarray(4, 4 + len));
+      if (this.stopped()) return;
+    }
+    while (chunk.length - off >= 4) {
+      const len = chunk.readUInt32BE(off);
+      if (!this.lengthOk(len)) return;
+      if (chunk.length - off - 4 < len) break;
+      this.onFrame(chunk.subarray(off + 4, off + 4 + len));
+      if (this.stopped()) return;
       off += 4 + len;
     }
-    pending = off === pending.length ? Buffer.alloc(0) : Buffer.from(pending.subarray(off));
-  });
+    if (off < chunk.length) {
+      chunk.copy(this.partial, 0, off);
+      this.have = chunk.length - off;
+      // A split length prefix is checked once it is whole (the next chunk); a whole one was checked above.
+    }
+  }
+
+  private lengthOk(len: number): boolean {
+    if (len >= MIN_FRAME && len <= MAX_FRAME) return true;
+    this.failed = true;
+    this.badLength(`bad length prefix ${len} (a frame is ${MIN_FRAME} to ${MAX_FRAME} bytes)`);
+    return false;
+  }
 }
 
-function writeFrame(s: Socket | undefined, f: Uint8Array, maxQueuedBytes: number, stats: { txFrames: number; txDropped: number }): void {
-  if (!s || s.destroyed || s.writableLength > maxQueuedBytes) { stats.txDropped++; return; }
-  const b = Buffer.allocUnsafe(4 + f.length);
-  b.writeUInt32BE(f.length, 0);
-  b.set(f, 4);
-  stats.txFrames++;
-  // The frames of one batch leave together: the switch hands them over one after another in the same
-  // tick, so the socket is corked at the first and uncorked after the last (one writev, not one
-  // write system call a frame).
-  if (s.writableCorked === 0) { s.cork(); process.nextTick(uncork, s); }
-  s.write(b);
-}
+// The frames one flush hands a client, gathered: each is copied with its length prefix into a
+// staging buffer, and at the end of the tick (the switch hands a batch's frames over one after
+// another in the same tick) the buffer goes out in one write. When the kernel took it all at once
+// (nothing left queued in the socket), the buffer is used again for the next batch; if the kernel took
+// only part, the socket holds the buffer until written and the next batch gets a fresh one; a batch
+// that finds bytes still queued goes out as a copy of its own size (so a slow client pins at most one
+// staging buffer). A batch larger than the buffer is written in pieces as it fills. A client whose socket holds more than maxQueuedBytes unwritten loses
+// frames (txDropped), never memory.
+export const STAGING_BYTES = 256 * 1024;
 
-const uncork = (s: Socket): void => { s.uncork(); };
+export class FrameWriter {
+  private buf = Buffer.allocUnsafe(STAGING_BYTES);
+  private used = 0;
+  private staged = 0;         // frames in the buffer, counted sent; dropped instead if the socket goes first
+  private scheduled = false;
+  writes = 0;                 // write() calls made on the socket: one per batch, unless the batch overflowed the buffer
+
+  constructor(readonly socket: Socket, private readonly maxQueuedBytes: number, private readonly stats: { txFrames: number; txDropped: number }) {}
+
+  write(f: Uint8Array): void {
+    const s = this.socket;
+    if (s.destroyed || s.writableLength > this.maxQueuedBytes) { this.stats.txDropped++; return; }
+    if (this.used + 4 + f.length > this.buf.length) this.flush();
+    const b = this.buf, at = this.used;
+    b.writeUInt32BE(f.length, at);
+    b.set(f, at + 4);
+    this.used = at + 4 + f.length;
+    this.staged++;
+    this.stats.txFrames++;
+    if (!this.scheduled) { this.scheduled = true; process.nextTick(this.atTickEnd); }
+  }
+
+  private readonly atTickEnd = (): void => { this.scheduled = false; this.flush(); };
+
+  private flush(): void {
+    if (this.used === 0) return;
+    const s = this.socket;
+    const n = this.used, frames = this.staged;
+    this.used = 0;
+    this.staged = 0;
+    if (s.destroyed) { this.stats.txFrames -= frames; this.stats.txDropped += frames; return; }
+    this.writes++;
+    if (s.writableLength > 0) {
+      // Queued behind bytes the kernel has not taken yet: a copy the size of the batch waits in the
+      // socket, and the staging buffer stays ours.
+      s.write(Buffer.from(this.buf.subarray(0, n)));
+      return;
+    }
+    s.write(this.buf.subarray(0, n));
+    if (s.writableLength > 0) this.buf = Buffer.allocUnsafe(STAGING_BYTES);
+  }
+}
