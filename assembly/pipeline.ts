@@ -39,8 +39,11 @@ export const RX_DESCRIPTOR_SIZE: usize = 8;
 const SWEEP_SLOTS_PER_BATCH: u32 = 64;
 // Fragment table records the timeout sweep visits per batch.
 const FRAG_SWEEP_PER_BATCH: u32 = 16;
-// Below this many slots (1 MiB of table) the table stays in cache and touching it first only costs.
-const TOUCH_MIN_SLOTS: u32 = 65536;
+// Below this size a table stays in the core's own cache (L2) and touching it first only costs. Above
+// it, even a table that fits in the shared L3 gains: an L3 hit still stalls a dependent lookup for
+// tens of cycles, and the touches overlap those too (the established-NAT case with 10k connections,
+// 1.8 MiB of conntrack, gained most; docs/performance.md).
+const TOUCH_MIN_BYTES: u64 = 1 << 20;
 
 export let rxDescBase: usize = 0;
 export let rxBufBase: usize = 0;
@@ -72,11 +75,13 @@ export function process(n: u32, now: f64): u32 {
   if (n > maxBatch) n = maxBatch;
   let t = <u32><u64>now;
 
-  if (mac.slots > TOUCH_MIN_SLOTS || flow.idxSlots > TOUCH_MIN_SLOTS) {
+  let touchMac = mac.bytes(mac.capacity) > TOUCH_MIN_BYTES;
+  let touchFlow = flow.bytes(flow.capacity) > TOUCH_MIN_BYTES;
+  if (touchMac || touchFlow) {
     // Tables larger than the cache: classify the whole batch, touch every slot it will need, then
     // learn and forward, so the cache misses overlap.
     for (let i: u32 = 0; i < n; i++) first(meta(i), i);
-    touchAll(n);
+    touchAll(n, touchMac, touchFlow);
     for (let i: u32 = 0; i < n; i++) second(meta(i), t);
   } else {
     // Tables in cache: each packet runs to completion while its metadata is still in registers.
@@ -115,15 +120,15 @@ export function process(n: u32, now: f64): u32 {
 
 // Touches the MAC table slots and the connections (index slot, then record) the batch will need, in
 // tight loops of independent loads, so the out-of-order core keeps many misses in flight.
-function touchAll(n: u32): void {
+function touchAll(n: u32, touchMac: bool, touchFlow: bool): void {
   let touched: u64 = 0;
-  if (mac.slots > TOUCH_MIN_SLOTS) {
+  if (touchMac) {
     for (let i: u32 = 0; i < n; i++) {
       let m = meta(i);
       touched ^= mac.touch(m.srcHash) ^ (m.toRouter ? 0 : mac.touch(m.dstHash));
     }
   }
-  if (flow.idxSlots > TOUCH_MIN_SLOTS) {
+  if (touchFlow) {
     for (let i: u32 = 0; i < n; i++) {
       let h = meta(i).flowHash;
       if (h) touched ^= flow.touch(h);
