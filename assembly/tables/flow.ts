@@ -106,13 +106,25 @@ export function lookup(h: u32, zone: u32, proto: u32, src: u32, dst: u32, sport:
 // Touches a key's home index slot (see the MAC table: the batch overlaps its cache misses).
 @inline export function touch(h: u32): u64 { return load<u64>(idxBase + (<usize>(h & idxMask) << 3)); }
 
-// Touches the record the key's home slot names, if the slot holds that hash: both of its cache lines,
-// since the fast path needs both (the second holds the TCP windows, checked before anything is sent).
+// Touches the record the key's index slot names: both of its cache lines, since the fast path needs
+// both (the second holds the TCP windows, checked before anything is sent). The key is looked for
+// along its probe run, not only in its home slot: at half load a quarter of the keys sit past their
+// home slot (linear probing; 3 % more than four past it), and the miss on their record would
+// otherwise stall the lookup itself (it took a third of the lookup's time at 1M connections). The
+// run is in the line the index touch just brought in, or the next.
+const TOUCH_PROBES: u32 = 8;
 @inline export function touchRecord(h: u32): u64 {
-  let e = load<u64>(idxBase + (<usize>(h & idxMask) << 3));
-  if (<u32>e != h) return 0;
-  let r = rec(((<u32>(e >> 32)) - 1) >> 1);
-  return load<u64>(r) ^ load<u64>(r, 64);
+  let i = h & idxMask;
+  for (let k: u32 = 0; k < TOUCH_PROBES; k++) {
+    let e = load<u64>(idxBase + (<usize>i << 3));
+    if (e == 0) return 0;
+    if (<u32>e == h) {
+      let r = rec(((<u32>(e >> 32)) - 1) >> 1);
+      return load<u64>(r) ^ load<u64>(r, 64);
+    }
+    i = (i + 1) & idxMask;
+  }
+  return 0;
 }
 
 function insertKey(h: u32, v: u32): void {
