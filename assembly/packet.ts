@@ -43,6 +43,9 @@ export class Meta {
   // 80: the frame's offload state (nodes/vnet.ts), 0 for a plain frame: bits 0-7 the vnet header's
   // flags (NEEDS_CSUM), 8-15 its gso_type, 16-31 its gso_size. Set only for a port with offloads.
   vnet: u32;
+  // 84: the connection the batch's touch pass found for flowHash, (record << 1 | direction) + 1, or 0:
+  // a hint that ip4input checks against the record instead of probing the index again.
+  flowRef: u32;
 }
 
 export const META_SIZE: usize = offsetof<Meta>();
@@ -83,4 +86,5 @@ export function resetMeta(m: Meta, frame: usize, len: u32, port: u32): void {
   m.flowHash = 0;
   m.toRouter = 0;
   m.vnet = 0;
+  m.flowRef = 0;
 }

@@ -119,7 +119,9 @@ export function process(n: u32, now: f64): u32 {
 }
 
 // Touches the MAC table slots and the connections (index slot, then record) the batch will need, in
-// tight loops of independent loads, so the out-of-order core keeps many misses in flight.
+// tight loops of independent loads, so the out-of-order core keeps many misses in flight. The
+// connection each packet's index slots named is kept in its metadata (flowRef), so that its lookup
+// checks that record instead of probing the index again.
 function touchAll(n: u32, touchMac: bool, touchFlow: bool): void {
   let touched: u64 = 0;
   if (touchMac) {
@@ -134,8 +136,12 @@ function touchAll(n: u32, touchMac: bool, touchFlow: bool): void {
       if (h) touched ^= flow.touch(h);
     }
     for (let i: u32 = 0; i < n; i++) {
-      let h = meta(i).flowHash;
-      if (h) touched ^= flow.touchRecord(h);
+      let m = meta(i);
+      let h = m.flowHash;
+      if (h == 0) continue;
+      let v = flow.probe(h);
+      m.flowRef = v;
+      if (v) touched ^= flow.touchRef(v);
     }
   }
   store<u64>(sinkBase, touched);

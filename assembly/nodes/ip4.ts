@@ -83,7 +83,10 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   }
 
   let h = m.flowHash != 0 ? m.flowHash : flow.hashKey(zone, proto, src, dst, sport, dport);
-  let v = ct.live(flow.lookup(h, zone, proto, src, dst, sport, dport), proto, tcpFlags, now);
+  // The batch's touch pass may already have found the connection (pipeline.ts): checked, not probed.
+  let known = m.flowRef != 0 && flow.holds(m.flowRef, zone, proto, src, dst, sport, dport)
+    ? m.flowRef : flow.lookup(h, zone, proto, src, dst, sport, dport);
+  let v = ct.live(known, proto, tcpFlags, now);
   if (v != 0) {
     let ri = (v - 1) >> 1;
     let dir = (v - 1) & 1;

@@ -106,25 +106,37 @@ export function lookup(h: u32, zone: u32, proto: u32, src: u32, dst: u32, sport:
 // Touches a key's home index slot (see the MAC table: the batch overlaps its cache misses).
 @inline export function touch(h: u32): u64 { return load<u64>(idxBase + (<usize>(h & idxMask) << 3)); }
 
-// Touches the record the key's index slot names: both of its cache lines, since the fast path needs
-// both (the second holds the TCP windows, checked before anything is sent). The key is looked for
-// along its probe run, not only in its home slot: at half load a quarter of the keys sit past their
-// home slot (linear probing; 3 % more than four past it), and the miss on their record would
-// otherwise stall the lookup itself (it took a third of the lookup's time at 1M connections). The
-// run is in the line the index touch just brought in, or the next.
-const TOUCH_PROBES: u32 = 8;
-@inline export function touchRecord(h: u32): u64 {
+// For the batch's touch pass, once the index touch has brought the key's slots in: the key's
+// reference, (record << 1 | direction) + 1, if a slot of its probe run holds its hash, else 0. The
+// run is followed, not only the home slot: at half load a quarter of the keys sit past their home
+// slot (linear probing; 3 % more than four past it), and the miss on their record would otherwise
+// stall the lookup itself (it took a third of the lookup's time at 1M connections). A hash match is
+// only a hint: holds() checks the key before the reference is used.
+const PROBE_SLOTS: u32 = 8;
+@inline export function probe(h: u32): u32 {
   let i = h & idxMask;
-  for (let k: u32 = 0; k < TOUCH_PROBES; k++) {
+  for (let k: u32 = 0; k < PROBE_SLOTS; k++) {
     let e = load<u64>(idxBase + (<usize>i << 3));
     if (e == 0) return 0;
-    if (<u32>e == h) {
-      let r = rec(((<u32>(e >> 32)) - 1) >> 1);
-      return load<u64>(r) ^ load<u64>(r, 64);
-    }
+    if (<u32>e == h) return <u32>(e >> 32);
     i = (i + 1) & idxMask;
   }
   return 0;
+}
+
+// Touches both cache lines of a reference's record: the fast path needs both (the second holds the
+// counters and the TCP windows, checked before anything is sent).
+@inline export function touchRef(v: u32): u64 {
+  let r = rec((v - 1) >> 1);
+  return load<u64>(r) ^ load<u64>(r, 64);
+}
+
+// Whether reference v (from probe(), maybe stale: the batch's earlier packets may have removed or
+// replaced connections since) is a connection in use with this key in its direction: then lookup()
+// would return v, and the index need not be probed again.
+@inline export function holds(v: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): bool {
+  let r = rec((v - 1) >> 1);
+  return (load<u8>(r, 28) & CT_IN_USE) != 0 && matches(r, (v - 1) & 1, zone, proto, src, dst, sport, dport);
 }
 
 function insertKey(h: u32, v: u32): void {
