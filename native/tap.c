@@ -1,7 +1,12 @@
 // netplane's optional native TAP attach for Linux: opens a TAP device and moves frames between it and
 // JavaScript buffers without socat and a UDP socket in between (two system calls a frame fewer, and
 // no extra process). JavaScript is told when the device is readable (a libuv poll) and then drains it
-// in one call, many frames at a time, into one buffer; writes are one write() per frame.
+// in one call, many frames at a time, into one buffer; a batch of frames leaves in one call too (one
+// writev() per frame in a C loop: a TAP takes one frame per write, it has no sendmmsg).
+// With offloads the TAP is opened with IFF_VNET_HDR: every frame read or written is preceded by
+// Linux's 12-byte virtio_net_hdr_v1 (TUNSETVNETHDRSZ), and TUNSETOFFLOAD tells the kernel which
+// super-frames (TSO, USO) and partial checksums we take, so a TCP sender in the namespace hands us
+// 64 KiB segments instead of 1500-byte frames, and the kernel behind the other TAP takes them whole.
 // Built by node-gyp when a compiler is there; netplane works without it (src/transports/tap.ts).
 // It also opens the socket uplink's unprivileged ICMP echo ("ping") sockets (src/uplink/ping.ts),
 // socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) and its ICMPv6 twin, which Node.js has no API for: the
@@ -14,6 +19,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <sys/socket.h>
@@ -31,19 +37,61 @@ static napi_value throw_errno(napi_env env, const char *what) {
   return NULL;
 }
 
-// open(name) -> fd: a TAP device without packet information, non-blocking.
+// Older userspace headers lack the UDP segmentation offloads (Linux 6.2).
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
+#define VNET_HDR_LEN 12   // struct virtio_net_hdr_v1 (= virtio_net_hdr_mrg_rxbuf)
+
+static napi_value fail_fd(napi_env env, int fd, const char *what) {
+  int e = errno; close(fd); errno = e;
+  return throw_errno(env, what);
+}
+
+// open(name, offloads) -> [fd, accepted]: a TAP device without packet information, non-blocking.
+// offloads < 0: plain frames (no vnet header), accepted is -1. Otherwise the TAP carries a vnet header
+// and the kernel is offered the TUN_F_* bits in `offloads`; a kernel that refuses them (EINVAL: USO
+// before 6.2) is offered them again without USO, then without anything but the checksum, then none.
+// accepted: the bits the kernel took.
 static napi_value Open(napi_env env, napi_callback_info info) {
-  size_t argc = 1; napi_value argv[1];
+  size_t argc = 2; napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char name[IFNAMSIZ] = {0}; size_t len;
   CHECK(napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len));
+  int32_t want; CHECK(napi_get_value_int32(env, argv[1], &want));
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, "open /dev/net/tun");
   struct ifreq ifr; memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (want >= 0 ? IFF_VNET_HDR : 0);
   strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) { int e = errno; close(fd); errno = e; return throw_errno(env, "TUNSETIFF"); }
-  napi_value out; CHECK(napi_create_int32(env, fd, &out));
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) return fail_fd(env, fd, "TUNSETIFF");
+  int32_t accepted = -1;
+  if (want >= 0) {
+    int hdr = VNET_HDR_LEN;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) return fail_fd(env, fd, "TUNSETVNETHDRSZ");
+    unsigned int tries[4] = {
+      (unsigned)want,
+      (unsigned)want & ~(unsigned)(TUN_F_USO4 | TUN_F_USO6),
+      (unsigned)want & TUN_F_CSUM,
+      0,
+    };
+    for (int i = 0; i < 4; i++) {
+      if (i > 0 && tries[i] == tries[i - 1]) continue;
+      if (ioctl(fd, TUNSETOFFLOAD, tries[i]) == 0) { accepted = (int32_t)tries[i]; break; }
+      if (errno != EINVAL) return fail_fd(env, fd, "TUNSETOFFLOAD");
+    }
+    if (accepted < 0) return fail_fd(env, fd, "TUNSETOFFLOAD");
+  }
+  napi_value out, a, b;
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_int32(env, fd, &a));
+  CHECK(napi_create_int32(env, accepted, &b));
+  CHECK(napi_set_element(env, out, 0, a));
+  CHECK(napi_set_element(env, out, 1, b));
   return out;
 }
 
@@ -69,15 +117,33 @@ static napi_value Read(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// write(fd, frame) -> bytes written (0 when the device's queue is full: the frame is dropped).
+// write(fd, base, desc, n, hdrLen) -> frames written. desc holds n records of three u32, offsets into
+// base: [header, frame, frame length]; each frame goes out with one writev(header, frame), its header
+// hdrLen bytes (0: a plain TAP, no header). A frame the device refuses (EAGAIN: its queue is full;
+// EINVAL: a header it does not take) is dropped and the loop goes on; the caller counts
+// n - written as dropped.
 static napi_value Write(napi_env env, napi_callback_info info) {
-  size_t argc = 2; napi_value argv[2];
+  size_t argc = 5; napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
-  napi_typedarray_type t; size_t len; void *data; napi_value ab; size_t off;
-  CHECK(napi_get_typedarray_info(env, argv[1], &t, &len, &data, &ab, &off));
-  ssize_t r = write(fd, data, len);
-  napi_value out; CHECK(napi_create_int32(env, r < 0 ? 0 : (int32_t)r, &out));
+  int32_t fd, n, hdrLen;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_value_int32(env, argv[3], &n));
+  CHECK(napi_get_value_int32(env, argv[4], &hdrLen));
+  napi_typedarray_type t; size_t blen, dlen; void *bdata, *ddata; napi_value ab; size_t off;
+  CHECK(napi_get_typedarray_info(env, argv[1], &t, &blen, &bdata, &ab, &off));
+  CHECK(napi_get_typedarray_info(env, argv[2], &t, &dlen, &ddata, &ab, &off));
+  uint8_t *base = bdata; const uint32_t *desc = ddata;
+  if (n < 0 || (size_t)n * 3 > dlen || hdrLen < 0) { napi_throw_range_error(env, NULL, "write: bad batch"); return NULL; }
+  uint32_t written = 0;
+  for (int32_t i = 0; i < n; i++) {
+    size_t h = desc[i * 3], f = desc[i * 3 + 1], len = desc[i * 3 + 2];
+    if (h + (size_t)hdrLen > blen || f + len > blen) continue;   // out of the buffer: dropped, never read
+    struct iovec iov[2] = { { base + h, (size_t)hdrLen }, { base + f, len } };
+    ssize_t r;
+    do r = hdrLen ? writev(fd, iov, 2) : write(fd, base + f, len); while (r < 0 && errno == EINTR);
+    if (r >= 0) written++;
+  }
+  napi_value out; CHECK(napi_create_uint32(env, written, &out));
   return out;
 }
 

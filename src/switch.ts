@@ -446,7 +446,20 @@ export class Switch {
       }
     }
     if (this.puntHandler || this.puntHandlers.size) this.deliverPunts();
+    for (const h of this.deliveredHooks) h();
   }
+
+  // Runs h at the end of every delivery, after the last tx frame and punt of the batch was handed
+  // out and while their views are still valid: a transport that queued the batch's frames writes them
+  // out in one call (the native TAP's writev loop). Returns the function that removes h.
+  onDelivered(h: () => void): () => void {
+    this.deliveredHooks.push(h);
+    return () => {
+      const i = this.deliveredHooks.indexOf(h);
+      if (i >= 0) this.deliveredHooks.splice(i, 1);
+    };
+  }
+  private deliveredHooks: Array<() => void> = [];
 
   // Frames the dataplane handed to the host instead of handling them (an interface's punt classes,
   // Router.setPunt): `h` gets each one after every batch, with why and where it came from. The frame

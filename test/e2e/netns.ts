@@ -89,12 +89,13 @@ export async function socatHost(name: string, udp: { host: string; port: number 
 }
 
 // The same host attached by netplane's native TAP helper instead of socat and UDP.
-export async function nativeHost(sw: Switch, port: number, name: string, opts: { mac: string; address: string; gateway?: string }): Promise<{ ns: string; dev: string; tap: TapTransport }> {
+// offload: false opens a plain TAP (no vnet header, no super-frames); by default it takes offloads.
+export async function nativeHost(sw: Switch, port: number, name: string, opts: { mac: string; address: string; gateway?: string; offload?: boolean }): Promise<{ ns: string; dev: string; tap: TapTransport }> {
   const ns = `np-${run}-${name}`;
   const dev = `np${run}${name}`.slice(0, 15);
   sh(['ip', 'netns', 'add', ns]);
   made.netns.push(ns);
-  const tap = new TapTransport(sw, port, dev);
+  const tap = new TapTransport(sw, port, dev, { offload: opts.offload });
   made.taps.push(tap);
   configure(ns, dev, opts);
   return { ns, dev, tap };
