@@ -1,6 +1,7 @@
 // `npm run bench:e2e`: TCP throughput (iperf3) and ping latency between two Linux hosts (network
 // namespaces) through three switches on the same topology, in one run: netplane (each host's TAP
-// attached by socat over UDP to a UdpTransport), vde_switch (vde_plug2tap), and the Linux kernel
+// attached by socat over UDP to a UdpTransport, or by the native TAP attach with and without the
+// kernel's offloads), vde_switch (vde_plug2tap), and the Linux kernel
 // bridge (veth). Then the socket uplinks, egress without root: a client namespace reaches an iperf3
 // server on the host's loopback (the gateway address mapped to it, as passt and slirp do) through
 // netplane's socket uplink, through passt, and through slirp4netns, TCP both ways and ping RTT, in the
@@ -68,12 +69,17 @@ async function viaNetplane() {
   return measure(c.ns, s.ns, '10.77.0.2');
 }
 
-async function viaNetplaneNative() {
+// The native TAP attach, with the kernel's offloads (TSO super-frames through the switch) or plain.
+async function viaNetplaneNative(offload: boolean) {
   const sw = new Switch({ maxPorts: 4 });
   const a = sw.addPort(), b = sw.addPort();
-  const c = await nativeHost(sw, a.id, 'nc', { mac: '02:00:00:00:00:1c', address: '10.76.0.1/24' });
-  const s = await nativeHost(sw, b.id, 'ns', { mac: '02:00:00:00:00:1d', address: '10.76.0.2/24' });
-  return measure(c.ns, s.ns, '10.76.0.2');
+  const k = offload ? 'o' : 'p';
+  const c = await nativeHost(sw, a.id, `n${k}c`, { mac: '02:00:00:00:00:1c', address: '10.76.0.1/24', offload });
+  const s = await nativeHost(sw, b.id, `n${k}s`, { mac: '02:00:00:00:00:1d', address: '10.76.0.2/24', offload });
+  const r = await measure(c.ns, s.ns, '10.76.0.2');
+  const st = c.tap.stats;
+  console.log(`    (client TAP: caps ${c.tap.caps}, ${st.rxFrames} frames read in ${st.rxBatches} calls, ${st.rxSuperFrames} super-frames; server TAP: ${s.tap.stats.txFrames} written in ${s.tap.stats.txBatches} calls, ${s.tap.stats.txDropped} dropped)`);
+  return r;
 }
 
 async function viaVde() {
@@ -317,16 +323,19 @@ if (ab) {
   process.exit(0);
 }
 try {
+  // --tap: only the native TAP cases (with and without offloads) and the kernel bridge, into e2e-tap.json.
+  const tapOnly = process.argv.includes('--tap');
   const records: object[] = [];
   if (!onlyQemu) {
     console.log(`TCP throughput (iperf3, ${seconds} s) and ping RTT between two namespaces`);
     const results: Record<string, { gbps: number; rttMs: number }> = {};
     const cases: Array<[string, () => Promise<{ gbps: number; rttMs: number }>]> = [['netplane (socat UDP)', viaNetplane]];
-    if (nativeTapAvailable()) cases.push(['netplane (native TAP)', viaNetplaneNative]);
+    if (nativeTapAvailable()) cases.push(['netplane (native TAP)', () => viaNetplaneNative(true)], ['netplane (native TAP, plain)', () => viaNetplaneNative(false)]);
     else console.log('  (the native TAP helper is not built: npm run build:native)');
     cases.push(['vde_switch', viaVde], ['kernel bridge', viaBridge]);
-    // --uplinks: only the socket uplinks' section.
+    // --uplinks: only the socket uplinks' section; --tap: only the native TAP cases and the kernel bridge.
     if (process.argv.includes('--uplinks')) cases.length = 0;
+    if (tapOnly) cases.splice(0, cases.length, ...cases.filter(([n]) => n.includes('native') || n === 'kernel bridge'));
     for (const [name, run] of cases) {
       results[name] = await run();
       console.log(`  ${name.padEnd(22)} ${results[name].gbps.toFixed(3).padStart(8)} Gbit/s   RTT ${results[name].rttMs.toFixed(3)} ms`);
@@ -334,20 +343,23 @@ try {
     const best = results['netplane (native TAP)'] ?? results['netplane (socat UDP)'];
     const ratio = (b: string) => (results[b]?.gbps ? best.gbps / results[b].gbps : 0);
     if (best) console.log(`  netplane (best attach) / vde_switch: ${ratio('vde_switch').toFixed(2)}x   / kernel bridge: ${ratio('kernel bridge').toFixed(2)}x`);
-    console.log(`Egress without root: TCP both ways (iperf3, ${seconds} s) and ping RTT to the gateway, from a namespace to the host's loopback`);
-    const up = await uplinks();
-    const np = up['netplane socket uplink'];
-    const vs = (b: string, k: 'upGbps' | 'downGbps') => (up[b][k] ? np[k] / up[b][k] : 0);
-    console.log(`  netplane / passt: up ${vs('passt', 'upGbps').toFixed(2)}x down ${vs('passt', 'downGbps').toFixed(2)}x   netplane / slirp4netns: up ${vs('slirp4netns', 'upGbps').toFixed(2)}x down ${vs('slirp4netns', 'downGbps').toFixed(2)}x`);
+    const up: Record<string, UplinkResult> = {};
+    if (!tapOnly) {
+      console.log(`Egress without root: TCP both ways (iperf3, ${seconds} s) and ping RTT to the gateway, from a namespace to the host's loopback`);
+      Object.assign(up, await uplinks());
+      const np = up['netplane socket uplink'];
+      const vs = (b: string, k: 'upGbps' | 'downGbps') => (up[b][k] ? np[k] / up[b][k] : 0);
+      console.log(`  netplane / passt: up ${vs('passt', 'upGbps').toFixed(2)}x down ${vs('passt', 'downGbps').toFixed(2)}x   netplane / slirp4netns: up ${vs('slirp4netns', 'upGbps').toFixed(2)}x down ${vs('slirp4netns', 'downGbps').toFixed(2)}x`);
+    }
     records.push(
       ...Object.entries(results).map(([name, r]) => ({ name, mpps: 0, entries: 2, gbps: Math.round(r.gbps * 1000) / 1000, rttMs: r.rttMs })),
       ...Object.entries(up).map(([name, r]) => ({ name: `uplink: ${name}`, mpps: 0, entries: 1, gbps: Math.round(r.upGbps * 1000) / 1000, downGbps: Math.round(r.downGbps * 1000) / 1000, rttMs: r.rttMs })),
     );
   }
   // The QEMU guests: their own section, last, so a machine without QEMU still gets the rest.
-  const missingQemu = qemuMissing();
+  const missingQemu = tapOnly ? undefined : qemuMissing();
   if (missingQemu && !process.argv.includes('--uplinks')) console.log(`QEMU guest to guest: skipped: ${missingQemu}`);
-  else if (!process.argv.includes('--uplinks')) {
+  else if (!process.argv.includes('--uplinks') && !tapOnly) {
     const rounds = quick ? 2 : 7;
     console.log(`QEMU guest to guest (TCG): TCP, busybox dd | nc, ${rounds} rounds of about ${seconds} s per path, the paths taking turns`);
     const q = await qemuCases(seconds, rounds, console.log);
@@ -363,7 +375,7 @@ try {
     const section = onlyQemu ? (n: string) => n.startsWith('qemu: ') : (n: string) => n.startsWith('uplink: ');
     try { for (const r of JSON.parse(readFileSync(file, 'utf8'))) if (!fresh.has(r.name) && !section(r.name)) records.push(r); } catch { /* no earlier run */ }
   }
-  console.log(`wrote ${writeResults('e2e', records)}`);
+  console.log(`wrote ${writeResults(tapOnly ? 'e2e-tap' : 'e2e', records)}`);
 } finally {
   for (const p of procs) { try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }
   for (const ns of extraNs) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } }
