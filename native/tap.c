@@ -8,9 +8,13 @@
 // super-frames (TSO, USO) and partial checksums we take, so a TCP sender in the namespace hands us
 // 64 KiB segments instead of 1500-byte frames, and the kernel behind the other TAP takes them whole.
 // Built by node-gyp when a compiler is there; netplane works without it (src/transports/tap.ts).
+// It also moves the UDP transport's datagrams in batches (src/transports/udp.ts): its own UDP socket,
+// polled like a TAP, drained with recvmmsg() and written with sendmmsg(), one call per batch each way,
+// where Node's dgram socket costs a system call and an event per datagram.
 // It also opens the socket uplink's unprivileged ICMP echo ("ping") sockets (src/uplink/ping.ts),
 // socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) and its ICMPv6 twin, which Node.js has no API for: the
 // kernel allows them to the groups in net.ipv4.ping_group_range, without CAP_NET_RAW.
+#define _GNU_SOURCE   // recvmmsg, sendmmsg
 #include <node_api.h>
 #include <uv.h>
 #include <errno.h>
@@ -18,6 +22,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <linux/if.h>
@@ -264,6 +269,143 @@ static napi_value PingRecv(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// ---- UDP in batches (src/transports/udp.ts) --------------------------------------------------------
+
+// An address record, 20 bytes: u8 family (4 or 6), u8 0, u16 port (big-endian), 16 bytes of address
+// (IPv4 in the first 4). JavaScript compares a datagram's source with its peer's record bytewise.
+#define ADDR_REC 20
+
+static void put_addr(uint8_t *rec, const struct sockaddr_storage *ss) {
+  memset(rec, 0, ADDR_REC);
+  if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    rec[0] = 6; memcpy(rec + 2, &a->sin6_port, 2); memcpy(rec + 4, &a->sin6_addr, 16);
+  } else {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    rec[0] = 4; memcpy(rec + 2, &a->sin_port, 2); memcpy(rec + 4, &a->sin_addr, 4);
+  }
+}
+
+static socklen_t get_addr(struct sockaddr_storage *ss, const uint8_t *rec) {
+  memset(ss, 0, sizeof *ss);
+  if (rec[0] == 6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    a->sin6_family = AF_INET6; memcpy(&a->sin6_port, rec + 2, 2); memcpy(&a->sin6_addr, rec + 4, 16);
+    return sizeof *a;
+  }
+  struct sockaddr_in *a = (struct sockaddr_in *)ss;
+  a->sin_family = AF_INET; memcpy(&a->sin_port, rec + 2, 2); memcpy(&a->sin_addr, rec + 4, 4);
+  return sizeof *a;
+}
+
+// udpOpen(address record) -> [fd, port]: a non-blocking UDP socket bound to the record's address
+// (port 0: any free one). Throws "bind <errno name>" as Node's dgram would refuse the address.
+static napi_value UdpOpen(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_typedarray_type t; size_t len; void *data; napi_value ab; size_t off;
+  CHECK(napi_get_typedarray_info(env, argv[0], &t, &len, &data, &ab, &off));
+  if (len < ADDR_REC) { napi_throw_range_error(env, NULL, "udpOpen: bad address"); return NULL; }
+  struct sockaddr_storage ss; socklen_t sl = get_addr(&ss, data);
+  int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket");
+  if (bind(fd, (struct sockaddr *)&ss, sl) < 0) return fail_fd(env, fd, "bind");
+  sl = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return fail_fd(env, fd, "getsockname");
+  uint8_t rec[ADDR_REC]; put_addr(rec, &ss);
+  napi_value out, a, b;
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_int32(env, fd, &a));
+  CHECK(napi_create_uint32(env, (uint32_t)((rec[2] << 8) | rec[3]), &b));
+  CHECK(napi_set_element(env, out, 0, a));
+  CHECK(napi_set_element(env, out, 1, b));
+  return out;
+}
+
+#define MMSG_CHUNK 64
+
+// udpRecv(fd, buf, lens, slot, from) -> n: datagrams into buf at offsets i * slot (a longer one is
+// truncated: its length says slot + 1), their lengths into lens, their sources into from (a record
+// each), with recvmmsg until the socket is empty or the buffers are full.
+static napi_value UdpRecv(napi_env env, napi_callback_info info) {
+  size_t argc = 5; napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd, slot; CHECK(napi_get_value_int32(env, argv[0], &fd)); CHECK(napi_get_value_int32(env, argv[3], &slot));
+  napi_typedarray_type t; size_t blen, llen, flen; void *bdata, *ldata, *fdata; napi_value ab; size_t boff;
+  CHECK(napi_get_typedarray_info(env, argv[1], &t, &blen, &bdata, &ab, &boff));
+  CHECK(napi_get_typedarray_info(env, argv[2], &t, &llen, &ldata, &ab, &boff));
+  CHECK(napi_get_typedarray_info(env, argv[4], &t, &flen, &fdata, &ab, &boff));
+  uint8_t *buf = bdata, *from = fdata; uint32_t *lens = ldata;
+  size_t max = slot > 0 ? blen / (size_t)slot : 0;
+  if (max > llen) max = llen;
+  if (max > flen / ADDR_REC) max = flen / ADDR_REC;
+  size_t n = 0;
+  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK]; struct sockaddr_storage ss[MMSG_CHUNK];
+  while (n < max) {
+    unsigned k = max - n < MMSG_CHUNK ? (unsigned)(max - n) : MMSG_CHUNK;
+    memset(m, 0, sizeof(struct mmsghdr) * k);
+    for (unsigned i = 0; i < k; i++) {
+      iov[i].iov_base = buf + (n + i) * (size_t)slot; iov[i].iov_len = (size_t)slot;
+      m[i].msg_hdr.msg_iov = &iov[i]; m[i].msg_hdr.msg_iovlen = 1;
+      m[i].msg_hdr.msg_name = &ss[i]; m[i].msg_hdr.msg_namelen = sizeof ss[i];
+    }
+    int r = recvmmsg(fd, m, k, MSG_DONTWAIT, NULL);
+    if (r < 0) { if (errno == EINTR) continue; break; }
+    for (int i = 0; i < r; i++) {
+      lens[n + i] = (m[i].msg_hdr.msg_flags & MSG_TRUNC) ? (uint32_t)slot + 1 : m[i].msg_len;
+      put_addr(from + (n + i) * ADDR_REC, &ss[i]);
+    }
+    n += (size_t)r;
+    if ((unsigned)r < k) break;
+  }
+  napi_value out; CHECK(napi_create_uint32(env, (uint32_t)n, &out));
+  return out;
+}
+
+// udpSend(fd, base, desc, n, to) -> datagrams sent: desc as write()'s (its header offset unused), all
+// to the address record `to`, with sendmmsg. A datagram the socket refuses (EAGAIN: its buffer is
+// full; EMSGSIZE) is skipped; the caller counts n - sent as dropped.
+static napi_value UdpSend(napi_env env, napi_callback_info info) {
+  size_t argc = 5; napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd, n;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_value_int32(env, argv[3], &n));
+  napi_typedarray_type t; size_t blen, dlen, tlen; void *bdata, *ddata, *tdata; napi_value ab; size_t off;
+  CHECK(napi_get_typedarray_info(env, argv[1], &t, &blen, &bdata, &ab, &off));
+  CHECK(napi_get_typedarray_info(env, argv[2], &t, &dlen, &ddata, &ab, &off));
+  CHECK(napi_get_typedarray_info(env, argv[4], &t, &tlen, &tdata, &ab, &off));
+  if (n < 0 || (size_t)n * 3 > dlen || tlen < ADDR_REC) { napi_throw_range_error(env, NULL, "udpSend: bad batch"); return NULL; }
+  uint8_t *base = bdata; const uint32_t *desc = ddata;
+  struct sockaddr_storage ss; socklen_t sl = get_addr(&ss, tdata);
+  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK];
+  uint32_t sent = 0;
+  int32_t i = 0;
+  while (i < n) {
+    unsigned k = 0;
+    while (k < MMSG_CHUNK && i + (int32_t)k < n) {
+      size_t f = desc[(i + k) * 3 + 1], len = desc[(i + k) * 3 + 2];
+      if (f + len > blen) break;
+      iov[k].iov_base = base + f; iov[k].iov_len = len;
+      memset(&m[k], 0, sizeof m[k]);
+      m[k].msg_hdr.msg_iov = &iov[k]; m[k].msg_hdr.msg_iovlen = 1;
+      m[k].msg_hdr.msg_name = &ss; m[k].msg_hdr.msg_namelen = sl;
+      k++;
+    }
+    if (k == 0) { i++; continue; }   // out of the buffer: dropped, never read
+    int r = sendmmsg(fd, m, k, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;   // the rest is dropped
+      i++;                                                 // this one is refused: dropped
+      continue;
+    }
+    sent += (uint32_t)r; i += r;
+  }
+  napi_value out; CHECK(napi_create_uint32(env, sent, &out));
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     { "open", 0, Open, 0, 0, 0, napi_default, 0 },
@@ -272,6 +414,9 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "poll", 0, Poll, 0, 0, 0, napi_default, 0 },
     { "stop", 0, Stop, 0, 0, 0, napi_default, 0 },
     { "close", 0, Close, 0, 0, 0, napi_default, 0 },
+    { "udpOpen", 0, UdpOpen, 0, 0, 0, napi_default, 0 },
+    { "udpRecv", 0, UdpRecv, 0, 0, 0, napi_default, 0 },
+    { "udpSend", 0, UdpSend, 0, 0, 0, napi_default, 0 },
     { "pingOpen", 0, PingOpen, 0, 0, 0, napi_default, 0 },
     { "pingSend", 0, PingSend, 0, 0, 0, napi_default, 0 },
     { "pingRecv", 0, PingRecv, 0, 0, 0, napi_default, 0 },

@@ -29,16 +29,25 @@ import { createRequire } from 'node:module';
 import type { Switch, SwitchPort } from '../dataplane.js';
 import { Pump, newStats, attachTx, MAX_FRAME, type TransportStats } from './pump.js';
 
-interface Native {
+export interface Native {
   open(name: string, offloads: number): [fd: number, accepted: number];
   read(fd: number, buf: Uint8Array, lens: Uint32Array, slot: number): number;
   write(fd: number, base: Uint8Array, desc: Uint32Array, n: number, hdrLen: number): number;
   poll(fd: number, cb: () => void): object;
   stop(handle: object): void;
   close(fd: number): void;
+  udpOpen(addr: Uint8Array): [fd: number, port: number];
+  udpRecv(fd: number, buf: Uint8Array, lens: Uint32Array, slot: number, from: Uint8Array): number;
+  udpSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number, to: Uint8Array): number;
 }
 
 let native: Native | null | undefined;
+
+// The helper, or null where it is not built (or not Linux). The UDP transport batches with it too.
+export function loadNative(): Native | null {
+  if (process.platform !== 'linux') return null;
+  return load();
+}
 
 function load(): Native | null {
   if (native !== undefined) return native;
