@@ -185,8 +185,10 @@ export class UdpTransport {
 
   get port(): number { return this.swPort.id; }
 
-  // Whether datagrams go through the native helper in batches (recvmmsg/sendmmsg).
+  // Whether datagrams go through the native helper in batches (recvmmsg/sendmmsg), and its calls
+  // that moved datagrams so far (undefined on Node's dgram: one call per datagram).
   get batched(): boolean { return this.nat !== undefined; }
+  get batches(): { rx: number; tx: number } | undefined { return this.nat && { rx: this.nat.rxBatches, tx: this.nat.txBatches }; }
 
   address(): { host: string; port: number } {
     if (this.nat) return { host: this.nat.host, port: this.nat.port };
