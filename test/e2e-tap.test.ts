@@ -14,7 +14,7 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync, rmSync } from 'no
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Host, Switch, nativeTapAvailable } from '../src/index.js';
+import { Host, Switch, Offload, nativeTapAvailable } from '../src/index.js';
 import { requirements, nativeHost, exec, background, teardown } from './e2e/netns.js';
 
 const missing = requirements() ?? (nativeTapAvailable() ? undefined : 'the native TAP helper is not built (npm run build:native)');
@@ -29,7 +29,7 @@ async function eventually(cond: () => boolean, ms = 10000): Promise<void> {
   }
 }
 
-const TCP_TSO = 2 | 4;   // Offload.TSO4 | Offload.TSO6
+const TCP_TSO = Offload.TSO4 | Offload.TSO6;
 
 // Sends `mb` MiB of random bytes from `from` to `to` (server side listens on `port`), byte for byte.
 async function transfer(name: string, from: string, to: string, address: string, port: number, mb: number): Promise<void> {
@@ -76,7 +76,7 @@ test('offloaded TAPs: the kernel takes checksum and TSO offloads, 20 MB over IPv
   const x = await nativeHost(sw, p.id, 'ox', { mac: '02:00:00:00:0e:11', address: '10.67.0.1/24' });
   const y = await nativeHost(sw, q.id, 'oy', { mac: '02:00:00:00:0e:12', address: '10.67.0.2/24' });
   for (const [h, a] of [[x, 'fd67::1/64'], [y, 'fd67::2/64']] as const) await exec(h.ns, `ip -6 addr add ${a} dev ${h.dev} nodad`);
-  assert.is(x.tap.caps & (1 | TCP_TSO), 1 | TCP_TSO, `the port's caps: ${x.tap.caps} (kernel: ${x.tap.tunOffloads})`);
+  assert.is(x.tap.caps & (Offload.CSUM | TCP_TSO), Offload.CSUM | TCP_TSO, `the port's caps: ${x.tap.caps} (kernel: ${x.tap.tunOffloads})`);
   const ping = await exec(x.ns, 'ping -c 3 -i 0.2 -W 2 10.67.0.2');
   assert.match(ping.out, /[1-3] received/, ping.out + ping.err);
   await transfer('tso4', x.ns, y.ns, '10.67.0.2', 5003, 20);

@@ -26,7 +26,7 @@
 // that object is still the switch's port, and close clears only its own handler, never one another
 // endpoint set on a port that reuses the id.
 import { createRequire } from 'node:module';
-import type { Switch, SwitchPort } from '../dataplane.js';
+import { Offload, VNET_HDR_LEN, type Switch, type SwitchPort } from '../dataplane.js';
 import { Pump, newStats, attachTx, MAX_FRAME, type TransportStats } from './pump.js';
 
 export interface Native {
@@ -62,9 +62,8 @@ export function nativeTapAvailable(): boolean {
   return process.platform === 'linux' && load() !== null;
 }
 
-// linux/if_tun.h's TUN_F_* (what we take from the kernel) and the offload contract's port caps.
+// linux/if_tun.h's TUN_F_* (what we take from the kernel).
 const TUN_F = { CSUM: 0x01, TSO4: 0x02, TSO6: 0x04, TSO_ECN: 0x08, USO4: 0x20, USO6: 0x40 } as const;
-const CAPS = { CSUM: 1, TSO4: 2, TSO6: 4, TSO_ECN: 8, USO: 16 } as const;
 const TUN_F_ALL = TUN_F.CSUM | TUN_F.TSO4 | TUN_F.TSO6 | TUN_F.TSO_ECN | TUN_F.USO4 | TUN_F.USO6;
 
 // The port caps that the offloads the kernel accepted stand for: CSUM and TSO* are the same bits;
@@ -72,10 +71,10 @@ const TUN_F_ALL = TUN_F.CSUM | TUN_F.TSO4 | TUN_F.TSO6 | TUN_F.TSO_ECN | TUN_F.U
 export function capsOfTunOffloads(tun: number): number {
   if (tun <= 0) return 0;
   const uso = TUN_F.USO4 | TUN_F.USO6;
-  return (tun & (CAPS.CSUM | CAPS.TSO4 | CAPS.TSO6 | CAPS.TSO_ECN)) | ((tun & uso) === uso ? CAPS.USO : 0);
+  return (tun & (Offload.CSUM | Offload.TSO4 | Offload.TSO6 | Offload.TSO_ECN)) | ((tun & uso) === uso ? Offload.USO : 0);
 }
 
-const VNET = 12;                       // struct virtio_net_hdr_v1
+const VNET = VNET_HDR_LEN;             // struct virtio_net_hdr_v1
 const GSO_TYPE = 1;                    // its gso_type byte; 0 = VIRTIO_NET_HDR_GSO_NONE (| 0x80 ECN)
 const SLOT = VNET + MAX_FRAME + 1;     // a header and the longest frame, + 1 to tell a longer one
 const BATCH = 64;                      // 64 x 65548 bytes: 4 MiB staging each way
@@ -120,13 +119,11 @@ export class TapTransport {
     const n = load();
     if (!n) throw new Error('the native TAP helper is not built (npm run build:native needs a C compiler and node-gyp)');
     const swPort = this.swPort = sw.port(port);
-    const setOffload = (sw as { setOffload?: (port: number, caps: number) => unknown }).setOffload;
     const offload = opts.offload !== false;
-    // A switch without the offload contract gets plain frames, still behind a (zero) vnet header.
-    [this.fd, this.tunOffloads] = n.open(name, offload ? (typeof setOffload === 'function' ? TUN_F_ALL : 0) : -1);
+    [this.fd, this.tunOffloads] = n.open(name, offload ? TUN_F_ALL : -1);
     this.hdr = offload ? VNET : 0;
     this.caps = capsOfTunOffloads(this.tunOffloads);
-    if (typeof setOffload === 'function') setOffload.call(sw, port, this.caps);
+    sw.setOffload(port, this.caps);
     this.slot = offload ? SLOT : PLAIN_SLOT;
     this.batch = offload ? BATCH : PLAIN_BATCH;
     this.buf = new Uint8Array(this.slot * this.batch);
@@ -196,8 +193,7 @@ export class TapTransport {
     const n = load()!;
     this.detach();
     this.undelivered();
-    const setOffload = (this.sw as { setOffload?: (port: number, caps: number) => unknown }).setOffload;
-    if (this.caps && typeof setOffload === 'function' && this.sw.ports.get(this.port) === this.swPort) setOffload.call(this.sw, this.port, 0);
+    if (this.caps && this.sw.ports.get(this.port) === this.swPort) this.sw.setOffload(this.port, 0);
     n.stop(this.poller);
     n.close(this.fd);
   }
