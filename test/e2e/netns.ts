@@ -49,12 +49,13 @@ export function background(ns: string, cmd: string): ChildProcess {
 export interface LinuxHost { ns: string; dev: string; transport: UdpTransport; port: number }
 
 // A Linux host on switch port `port`: its namespace, its TAP with `mac`, `address` and default route.
-export async function linuxHost(sw: Switch, port: number, name: string, opts: { mac: string; address: string; gateway?: string; udpPort?: number }): Promise<LinuxHost> {
+// native: false keeps the UdpTransport on Node's dgram (no recvmmsg/sendmmsg batches).
+export async function linuxHost(sw: Switch, port: number, name: string, opts: { mac: string; address: string; gateway?: string; udpPort?: number; native?: boolean }): Promise<LinuxHost> {
   const ns = `np-${run}-${name}`;
   const dev = `np${run}${name}`.slice(0, 15);
   sh(['ip', 'netns', 'add', ns]);
   made.netns.push(ns);
-  const transport = await UdpTransport.open(sw, port, { bind: { host: '127.0.0.1', port: opts.udpPort ?? 0 } });
+  const transport = await UdpTransport.open(sw, port, { bind: { host: '127.0.0.1', port: opts.udpPort ?? 0 }, native: opts.native });
   made.transports.push(transport);
   // An unconnected UDP socket on socat's side: a moment without the switch (a restart) yields no
   // ICMP error that would end socat and take the TAP with it.
