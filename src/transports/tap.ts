@@ -11,9 +11,11 @@
 // super-frames and partial checksums back, which the kernel behind the TAP takes whole (no
 // segmentation anywhere between two TAPs). `offload: false` opens a plain TAP (no header, frames
 // within the MTU), for hosts that want plain frames and to compare.
-// A super-frame longer than 65535 bytes with its Ethernet header (only UDP GSO can build one: TCP's
-// stay below the device's gso_max_size) does not fit the ABI's u16 frame length: it is counted in
-// `rxTooLong` and dropped, not segmented here (the sender's UDP loses it as on a lossy link).
+// A super-frame longer than 65535 bytes with its Ethernet header does not fit the ABI's u16 frame
+// length. Linux hands a device only super-frames shorter than its gso_max_size (65536 by default;
+// it segments longer ones itself), so one comes only from a TAP whose gso_max_size was raised (BIG
+// TCP, `ip link set ... gso_max_size`): it is counted in `rxTooLong` and dropped, not segmented here
+// (the sender loses it as on a lossy link; TCP retransmits).
 //
 // Batched I/O. Readiness comes from a libuv poll; one native call then drains up to a batch of frames
 // (header + frame each) into a pooled staging buffer, their lengths into a Uint32Array, and each goes
