@@ -158,7 +158,8 @@ export class UdpTransport {
       this.detach = attachTx(swPort, (f) => this.write(f));
     } else {
       const n = nat!;
-      if (opts.peer) n.setPeer(addrRecord(opts.peer.host, opts.peer.port, n.v6));
+      // A peer of the other family never matches (its record stays zeros, family 0), as on dgram.
+      if (opts.peer) n.setPeer(isIP(opts.peer.host) === 6 && !n.v6 ? new Uint8Array(ADDR_REC) : addrRecord(opts.peer.host, opts.peer.port, n.v6));
       this.detach = attachTx(swPort, (f) => { if (!n.queue(f)) this.stats.txDropped++; });
       this.undelivered = sw.onDelivered(() => n.flush());
     }
@@ -169,7 +170,8 @@ export class UdpTransport {
     if (opts.peer && !isIP(opts.peer.host)) throw new NetplaneError('peer.host', `must be a numeric IP address (the source address of its datagrams), got ${JSON.stringify(opts.peer.host)}`);
     const host = opts.bind.host ?? '127.0.0.1';
     const v6 = host.includes(':');
-    const n = opts.native === false || !isIP(host) ? null : loadNative();
+    // A bind address the helper's record cannot hold (a name, a scoped IPv6 address) stays on dgram.
+    const n = opts.native === false || !isIP(host) || host.includes('%') || opts.peer?.host.includes('%') ? null : loadNative();
     if (n) {
       let t: UdpTransport | undefined;
       const [fd, bound] = n.udpOpen(addrRecord(host, opts.bind.port, v6));
