@@ -66,7 +66,7 @@ export function nativeTapAvailable(): boolean {
 
 // linux/if_tun.h's TUN_F_* (what we take from the kernel).
 const TUN_F = { CSUM: 0x01, TSO4: 0x02, TSO6: 0x04, TSO_ECN: 0x08, USO4: 0x20, USO6: 0x40 } as const;
-const TUN_F_ALL = TUN_F.CSUM | TUN_F.TSO4 | TUN_F.TSO6 | TUN_F.TSO_ECN | TUN_F.USO4 | TUN_F.USO6;
+export const TUN_F_ALL = TUN_F.CSUM | TUN_F.TSO4 | TUN_F.TSO6 | TUN_F.TSO_ECN | TUN_F.USO4 | TUN_F.USO6;
 
 // The port caps that the offloads the kernel accepted stand for: CSUM and TSO* are the same bits;
 // USO needs both families.

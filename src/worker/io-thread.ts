@@ -7,10 +7,9 @@
 //     headers) into a staging buffer -> one record each in the rx ring -> publish once per read call
 //     (notify the switch's thread only if it sleeps)
 //   tx ring has records (Atomics.waitAsync woke us) -> write() them to their ports' TAPs: one native
-//     call per run of records for the same port where the helper writes batches, else one a frame
+//     call per run of records for the same port
 //
-// Per frame this thread allocates nothing but a short-lived view (subarray) where the helper's call
-// takes a frame, and no allocation at all on the batched write path.
+// The write path allocates nothing per frame.
 //
 // The TAP descriptors are opened by the switch's thread (so that the device exists when attach
 // returns, as with the single-thread TapTransport) and handed over as numbers: descriptors are the
@@ -22,13 +21,11 @@ import { createRequire } from 'node:module';
 import { Ring, VNET_BYTES, FLAG_VNET } from './ring.js';
 import { COUNTERS, READ, WRITTEN, WRITE_FAILED, READ_REFUSED, type IoCommand, type IoReply, type IoThreadData } from './protocol.js';
 
-// The native TAP helper's calls this thread uses. write() comes in two forms, by the helper's age:
-// one frame a call, or a batch (descriptors of three u32 into `base`: vnet header, frame, length; one
-// writev() a frame in C): with the latter, the tx ring's data area is `base` and a batch of records
-// is written by one call, nothing copied or allocated.
+// The native TAP helper's calls this thread uses. write() takes a batch (descriptors of three u32 into
+// `base`: vnet header, frame, length; one writev() a frame in C): the tx ring's data area is `base`,
+// so a batch of records is written by one call, nothing copied or allocated.
 interface Native {
   read(fd: number, buf: Uint8Array, lens: Uint32Array, slot: number): number;
-  write(fd: number, frame: Uint8Array): number;
   write(fd: number, base: Uint8Array, desc: Uint32Array, n: number, hdrLen: number): number;
   poll(fd: number, cb: () => void): object;
   stop(handle: object): void;
@@ -81,7 +78,6 @@ function main(data: IoThreadData): void {
   };
 
   // The tx records of one drain, gathered per port while consecutive records go to the same one.
-  const batched = new Uint8Array(data.maxPorts);
   const desc = new Uint32Array(BATCH * 3);
   let gathered = 0, gatherPort = -1;
   const flushGathered = (): void => {
@@ -94,17 +90,11 @@ function main(data: IoThreadData): void {
   };
   const writeOne = (off: number, length: number, p: number): void => {
     if (p >= fds.length) return;
-    if (batched[p]) {
-      if (p !== gatherPort || gathered === BATCH) { flushGathered(); gatherPort = p; }
-      const d = gathered++ * 3;
-      desc[d] = off - VNET_BYTES;
-      desc[d + 1] = off;
-      desc[d + 2] = length;
-      return;
-    }
-    const fd = fds[p];
-    if (fd >= 0 && n.write(fd, tx.data.subarray(off, off + length)) > 0) counters[p * COUNTERS + WRITTEN]++;
-    else counters[p * COUNTERS + WRITE_FAILED]++;
+    if (p !== gatherPort || gathered === BATCH) { flushGathered(); gatherPort = p; }
+    const d = gathered++ * 3;
+    desc[d] = off - VNET_BYTES;
+    desc[d + 1] = off;
+    desc[d + 2] = length;
   };
 
   // One turn per wake: drain what is there, then sleep on the ring, or, when the switch's thread
@@ -128,7 +118,6 @@ function main(data: IoThreadData): void {
     if (m.op === 'tap') {
       detach(m.port);
       fds[m.port] = m.fd;
-      batched[m.port] = m.batched ? 1 : 0;
       hdrs[m.port] = m.hdr;
       pollers.set(m.port, n.poll(m.fd, readable(m.port, m.fd, m.hdr, m.caps)));
     } else if (m.op === 'detach') {

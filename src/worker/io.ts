@@ -25,6 +25,7 @@ import { createRequire } from 'node:module';
 import type { Switch, SwitchPort } from '../switch.js';
 import { attachTx, newStats, type TransportStats } from '../transports/pump.js';
 import { Ring, FLAG_VNET, VNET_BYTES } from './ring.js';
+import { TUN_F_ALL, capsOfTunOffloads } from '../transports/tap.js';
 import { COUNTERS, READ, WRITTEN, WRITE_FAILED, READ_REFUSED, type IoCommand, type IoReply, type IoThreadData } from './protocol.js';
 
 export interface IoWorkerOptions {
@@ -33,18 +34,12 @@ export interface IoWorkerOptions {
   ringBytes?: number;
 }
 
-// open(name) -> fd in the helper's first form; open(name, offloads) -> [fd, accepted] in the form
-// with vnet headers (offloads: the TUN_F_* bits offered; -1 opens a plain TAP; accepted: the bits
-// the kernel took, -1 for a plain TAP), whose write() takes batches.
-interface NativeOpen { open(name: string, offloads: number): number | [number, number]; close(fd: number): void }
+// open(name, offloads) -> [fd, accepted]: offloads are the TUN_F_* bits offered (-1 opens a plain TAP),
+// accepted the bits the kernel took (-1 for a plain TAP). As src/transports/tap.ts.
+interface NativeOpen { open(name: string, offloads: number): [number, number]; close(fd: number): void }
 
 const nativePath = '../../native/build/Release/netplane_tap.node';   // from build/dist/ and from src/worker/
 
-// linux/if_tun.h's TUN_F_*, and the port caps (Offload) the accepted ones stand for: CSUM and TSO*
-// are the same bits; USO needs both families. As src/transports/tap.ts.
-const TUN_F = { CSUM: 0x01, TSO4: 0x02, TSO6: 0x04, TSO_ECN: 0x08, USO4: 0x20, USO6: 0x40 } as const;
-const TUN_F_ALL = TUN_F.CSUM | TUN_F.TSO4 | TUN_F.TSO6 | TUN_F.TSO_ECN | TUN_F.USO4 | TUN_F.USO6;
-const capsOf = (tun: number): number => (tun & 0x0f) | ((tun & (TUN_F.USO4 | TUN_F.USO6)) === (TUN_F.USO4 | TUN_F.USO6) ? 16 : 0);
 
 export interface IoTapOptions {
   offload?: boolean;   // default true: IFF_VNET_HDR and the kernel's offloads, where the helper has them
@@ -68,10 +63,10 @@ export class IoTap {
   private closing?: Promise<void>;
 
   // caps: the offload caps set on the port (0: plain frames).
-  constructor(private readonly io: IoWorker, readonly swPort: SwitchPort, readonly name: string, readonly fd: number, batched: boolean, hdr: number, readonly caps: number) {
+  constructor(private readonly io: IoWorker, readonly swPort: SwitchPort, readonly name: string, readonly fd: number, hdr: number, readonly caps: number) {
     if (caps) swPort.sw.setOffload(swPort.id, caps);
     this.detachTx = attachTx(swPort, (f, _port, vnet?: Uint8Array) => io.transmit(this, f, vnet));
-    io.command({ op: 'tap', port: swPort.id, fd, batched, hdr, caps });
+    io.command({ op: 'tap', port: swPort.id, fd, hdr, caps });
   }
 
   get port(): number { return this.swPort.id; }
@@ -149,9 +144,7 @@ export class IoWorker {
     if (this.taps[port]) throw new Error(`port ${port} already has a TAP on this I/O worker`);
     const offload = opts.offload !== false;
     const opened = this.native.open(name, offload ? TUN_F_ALL : -1);
-    const t = typeof opened === 'number'
-      ? new IoTap(this, swPort, name, opened, false, 0, 0)
-      : new IoTap(this, swPort, name, opened[0], true, opened[1] >= 0 ? VNET_BYTES : 0, opened[1] >= 0 ? capsOf(opened[1]) : 0);
+    const t = new IoTap(this, swPort, name, opened[0], opened[1] >= 0 ? VNET_BYTES : 0, capsOfTunOffloads(opened[1]));
     this.taps[port] = t;
     return t;
   }

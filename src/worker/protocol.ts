@@ -1,10 +1,9 @@
 // What an IoWorker (src/worker/io.ts) and its thread (src/worker/io-thread.ts) tell each other by
 // postMessage: control only (attach, detach, close); frames go through the rings (src/worker/ring.ts).
 export interface IoThreadData { rx: SharedArrayBuffer; tx: SharedArrayBuffer; counters: SharedArrayBuffer; native: string; maxPorts: number }
-// batched: the helper's write takes a batch (write(fd, base, desc, n, hdrLen)), else one frame a call.
 // hdr: the bytes of vnet header before each frame the device reads and writes (0 or 12); caps: the
 // port's offload caps (non-zero: the headers read are meaningful and go to the switch).
-export type IoCommand = { op: 'tap'; port: number; fd: number; batched: boolean; hdr: number; caps: number } | { op: 'detach'; port: number } | { op: 'close' };
+export type IoCommand = { op: 'tap'; port: number; fd: number; hdr: number; caps: number } | { op: 'detach'; port: number } | { op: 'close' };
 export type IoReply = { op: 'ready' } | { op: 'detached'; port: number } | { op: 'closed' };
 
 // Per port, in `counters` (Float64, COUNTERS a port; written by the I/O thread, read without
