@@ -54,8 +54,16 @@ import { onesComplementSum, parseIPv4, parseIPv6, formatIPv4, formatIPv6 } from 
 export interface TcpFlowKey { v6: boolean; src: string; sport: number; dst: string; dport: number }
 
 export interface TcpEngineOptions {
-  /** A complete IP packet (v4/v6, checksums filled) toward the guest. */
-  send(packet: Uint8Array): void;
+  /**
+   * An IP packet (v4/v6) toward the guest. It is valid only during the call (the engine builds its
+   * packets in one buffer it reuses), and the LINK_HEADROOM bytes before it in packet.buffer are the
+   * callee's to write (a link header, so that the frame needs no copy). `mss` is given only with
+   * `superSegments`, for a data segment: then the packet's TCP payload may be larger than one segment
+   * (cut it at `mss`), and its TCP checksum field holds only the pseudo-header sum, folded and not
+   * complemented (Linux's CHECKSUM_PARTIAL: the sum from the TCP header to the end is to be added and
+   * complemented). Otherwise every checksum is complete.
+   */
+  send(packet: Uint8Array, mss?: number): void;
   /** The host side for a guest SYN; reject with an Error whose `code` is an errno name. */
   open(key: TcpFlowKey): Promise<Duplex>;
   now?: () => number;
@@ -75,7 +83,18 @@ export interface TcpEngineOptions {
   synRetries?: number;
   /** Check IPv4 header and TCP checksums of guest packets (default true). */
   verifyChecksums?: boolean;
+  /**
+   * Largest IP packet of a data segment (default 0: one MSS each, checksums complete). Above the
+   * guest's MSS, data goes in super-segments of up to this size (a multiple of the MSS of payload)
+   * with a partial checksum, and send() gets the MSS to cut them at: for a dataplane that segments
+   * (GSO) or a guest that takes them (TSO).
+   */
+  superSegments?: number;
 }
+
+/** Bytes free before every packet send() gets (an Ethernet header's worth). */
+export const LINK_HEADROOM = 14;
+const MAX_PACKET = 65535 - LINK_HEADROOM;
 
 export type TcpState = 'OPENING' | 'SYN_SENT' | 'SYN_RCVD' | 'ESTABLISHED' | 'CLOSE_WAIT' | 'FIN_WAIT' | 'LAST_ACK';
 
@@ -210,6 +229,12 @@ export class TcpEngine {
   private readonly synRetries: number;
   private readonly verify: boolean;
   private readonly ourWscale: number;
+  private readonly superSegments: number;
+  // Packets are built here at LINK_HEADROOM, one at a time: send() has it until it returns. A packet
+  // built while another is being sent (send() ran the switch, whose answers came back in) gets a
+  // buffer of its own.
+  private readonly scratch = Buffer.allocUnsafe(LINK_HEADROOM + MAX_PACKET);
+  private sending = 0;
   private ackList: Flow[] = [];
   private ackScheduled = false;
   private closed = false;
@@ -227,7 +252,8 @@ export class TcpEngine {
     this.maxRetries = opts.maxRetries ?? 12;
     this.synRetries = opts.synRetries ?? 5;
     this.verify = opts.verifyChecksums ?? true;
-    for (const [name, v, min, max] of [['mss', opts.mss, 64, 65495], ['rcvBuf', this.rcvBuf, 1, 2 ** 30], ['sndBuf', this.sndBuf, 1, 2 ** 30], ['maxFlows', this.maxFlows, 1, 2 ** 24]] as const) {
+    this.superSegments = opts.superSegments ?? 0;
+    for (const [name, v, min, max] of [['mss', opts.mss, 64, 65495], ['rcvBuf', this.rcvBuf, 1, 2 ** 30], ['sndBuf', this.sndBuf, 1, 2 ** 30], ['maxFlows', this.maxFlows, 1, 2 ** 24], ['superSegments', opts.superSegments, 0, MAX_PACKET]] as const) {
       if (v !== undefined && !(Number.isInteger(v) && v >= min && v <= max)) throw new RangeError(`TcpEngine ${name} must be an integer in ${min}..${max}, got ${v}`);
     }
     let s = 0;
@@ -387,11 +413,11 @@ export class TcpEngine {
     if (icmp === undefined) {
       this.counters.refused++;
       // RST+ACK, seq 0, acking the SYN (RFC 9293 3.10.7.1, ACK bit off in the SYN).
-      this.opts.send(this.tcpPacket(f.key.v6, f.remoteAddr, f.guestAddr, f.key.dport, f.key.sport, 0, f.rcvNxt, RST | ACK, 0, 0));
+      this.out(this.tcpPacket(f.key.v6, f.remoteAddr, f.guestAddr, f.key.dport, f.key.sport, 0, f.rcvNxt, RST | ACK, 0, 0));
       return;
     }
     this.counters.unreachable++;
-    this.opts.send(unreachable(f.key.v6, f.remoteAddr, f.guestAddr, f.key.v6 ? icmp[1] : icmp[0], syn));
+    this.out(unreachable(f.key.v6, f.remoteAddr, f.guestAddr, f.key.v6 ? icmp[1] : icmp[0], syn));
   }
 
   private attach(f: Flow, d: Duplex): void {
@@ -688,20 +714,22 @@ export class TcpEngine {
           if (inflight === 0) this.armPersist(f);
           break;
         }
-        let n = unsent < f.sendMss ? unsent : f.sendMss;
+        const most = this.largest(f);
+        let n = unsent < most ? unsent : most;
         if (n > room) {
           // Sender SWS avoidance: a window-limited runt only when nothing is in flight.
           if (inflight > 0 && room < f.sendMss) break;
           n = room;
         }
-        const fin = f.hostEnded && n === unsent;
+        // A FIN rides only on a segment that is one: a segmenter would have to keep it for the last.
+        const fin = f.hostEnded && n === unsent && n <= f.sendMss;
         // The flow's state moves before the packet goes: send() may run the switch, whose answers
         // (the guest's ACKs) come back into this engine before it returns.
         const pkt = this.dataPacket(f, f.sndNxt, n, fin, f.curIdx, f.curOff);
         f.curIdx = this.endIdx; f.curOff = this.endOff;
         f.sndNxt = (f.sndNxt + n + (fin ? 1 : 0)) >>> 0;
         this.sent(f);
-        this.emit(f, pkt);
+        this.emit(f, pkt, this.superSegments ? f.sendMss : undefined);
       } else if (unsent === 0 && f.hostEnded && f.sndNxt === dataEnd) {
         const seq = f.sndNxt;
         f.sndNxt = (f.sndNxt + 1) >>> 0;
@@ -722,9 +750,26 @@ export class TcpEngine {
     if (f.timer === undefined || f.timerAt === 0) this.arm(f, f.rto);
   }
 
-  private emit(f: Flow, pkt: Uint8Array): void {
+  private emit(f: Flow, pkt: Uint8Array, mss?: number): void {
     this.clearAck(f);
-    this.opts.send(pkt);
+    this.out(pkt, mss);
+  }
+
+  private out(pkt: Uint8Array, mss?: number): void {
+    this.sending++;
+    try {
+      if (mss === undefined) this.opts.send(pkt);
+      else this.opts.send(pkt, mss);
+    } finally {
+      this.sending--;
+    }
+  }
+
+  // The most payload one data packet carries: one MSS, or with superSegments as many whole MSS as fit.
+  private largest(f: Flow): number {
+    if (this.superSegments === 0) return f.sendMss;
+    const k = Math.floor((this.superSegments - (f.key.v6 ? 60 : 40)) / f.sendMss);
+    return k > 1 ? k * f.sendMss : f.sendMss;
   }
 
   // Where the last dataPacket's bytes ended in the queue (chunk index, offset).
@@ -745,7 +790,7 @@ export class TcpEngine {
       if (o === c.length) { idx++; o = 0; }
     }
     this.endIdx = idx; this.endOff = o;
-    this.finish(pkt, v6);
+    this.finish(pkt, v6, this.superSegments > 0);
     return pkt;
   }
 
@@ -759,7 +804,7 @@ export class TcpEngine {
     const pkt = this.dataPacket(f, f.sndUna, n, f.hostEnded && n === dataLeft, f.qHead, f.qHeadOff);
     f.rttOn = false;
     this.counters.retransmits++;
-    this.emit(f, pkt);
+    this.emit(f, pkt, this.superSegments ? f.sendMss : undefined);
   }
 
   private fastRetransmit(f: Flow): void {
@@ -939,7 +984,7 @@ export class TcpEngine {
     const pkt = this.header(f.key.v6, f.remoteAddr, f.guestAddr, f.key.dport, f.key.sport, f.iss, 0, SYN, 0xffff, 8, 0);
     this.synOpts(pkt, f.key.v6 ? 40 : 20, f.sendMss, this.ourWscale, 8);
     this.finish(pkt, f.key.v6);
-    this.opts.send(pkt);
+    this.out(pkt);
   }
 
   // A segment with no payload on a flow (ACK, FIN, RST, SYN-ACK with `optLen` option bytes).
@@ -953,7 +998,7 @@ export class TcpEngine {
     }
     this.finish(pkt, v6);
     if (flags & ACK) this.clearAck(f);
-    this.opts.send(pkt);
+    this.out(pkt);
   }
 
   private synOpts(pkt: Uint8Array, at: number, mss: number, ws: number, optLen: number): void {
@@ -968,7 +1013,7 @@ export class TcpEngine {
     const pkt = s.flags & ACK
       ? this.tcpPacket(s.v6, src, dst, s.dport, s.sport, s.ack, 0, RST, 0, 0)
       : this.tcpPacket(s.v6, src, dst, s.dport, s.sport, 0, (s.seq + s.len + (s.flags & SYN ? 1 : 0) + (s.flags & FIN ? 1 : 0)) >>> 0, RST | ACK, 0, 0);
-    this.opts.send(pkt);
+    this.out(pkt);
   }
 
   private tcpPacket(v6: boolean, src: Uint8Array, dst: Uint8Array, sport: number, dport: number, seq: number, ack: number, flags: number, win: number, optLen: number): Buffer {
@@ -980,7 +1025,7 @@ export class TcpEngine {
   // IP + TCP headers of one packet; payload and checksums are filled by the caller / finish().
   private header(v6: boolean, src: Uint8Array, dst: Uint8Array, sport: number, dport: number, seq: number, ack: number, flags: number, win: number, optLen: number, payload: number): Buffer {
     const ipLen = v6 ? 40 : 20, tcpLen = 20 + optLen + payload;
-    const pkt = Buffer.allocUnsafe(ipLen + tcpLen);
+    const pkt = this.packetBuffer(ipLen + tcpLen);
     if (v6) {
       put32(pkt, 0, 0x60000000);
       put16(pkt, 4, tcpLen);
@@ -1002,13 +1047,21 @@ export class TcpEngine {
     return pkt;
   }
 
-  private finish(pkt: Uint8Array, v6: boolean): void {
+  // Checksums: the IPv4 header's, and the TCP one complete, or with `partial` only the pseudo-header
+  // sum (folded, not complemented), which whoever segments or finishes the packet completes.
+  private finish(pkt: Uint8Array, v6: boolean, partial = false): void {
     const ipLen = v6 ? 40 : 20, tcpLen = pkt.length - ipLen;
     if (!v6) put16(pkt, 10, ~onesComplementSum(pkt.subarray(0, 20)) & 0xffff);
     const a = v6 ? 8 : 12;
-    let sum = onesComplementSum(pkt.subarray(a, a + 2 * (v6 ? 16 : 4)), 6 + tcpLen);
-    sum = onesComplementSum(pkt.subarray(ipLen), sum);
-    put16(pkt, ipLen + 16, ~fold(sum) & 0xffff);
+    const sum = onesComplementSum(pkt.subarray(a, a + 2 * (v6 ? 16 : 4)), 6 + tcpLen);
+    if (partial) put16(pkt, ipLen + 16, fold(sum));
+    else put16(pkt, ipLen + 16, ~fold(onesComplementSum(pkt.subarray(ipLen), sum)) & 0xffff);
+  }
+
+  // Where a packet of n bytes is built: the scratch buffer, unless a send() is under way.
+  private packetBuffer(n: number): Buffer {
+    if (this.sending === 0) return this.scratch.subarray(LINK_HEADROOM, LINK_HEADROOM + n);
+    return Buffer.allocUnsafe(LINK_HEADROOM + n).subarray(LINK_HEADROOM);
   }
 }
 
@@ -1025,7 +1078,7 @@ function unreachable(v6: boolean, src: Uint8Array, dst: Uint8Array, code: number
   const ipLen = v6 ? 40 : 20;
   const quote = Math.min(orig.length, (v6 ? 1280 : 576) - ipLen - 8);
   const msgLen = 8 + quote;
-  const pkt = Buffer.alloc(ipLen + msgLen);
+  const pkt = Buffer.alloc(LINK_HEADROOM + ipLen + msgLen).subarray(LINK_HEADROOM);
   if (v6) {
     put32(pkt, 0, 0x60000000); put16(pkt, 4, msgLen); pkt[6] = 58; pkt[7] = 64;
     pkt.set(src, 8); pkt.set(dst, 24);
