@@ -193,6 +193,8 @@ class Flow {
   // Theirs.
   irs = 0; rcvNxt = 0; rcvAdvEdge = 0; rcvWscale = 0; wsOk = false;
   guestFin = false; ackDue = false;
+  sendDue = false;            // an ACK opened room: trySend at the end of the batch
+  listed = false;             // in the engine's list for the end of the batch
   // Timers (ms on opts.now): one deadline, one setTimeout.
   timerAt = 0; timerFireAt = 0; timer: ReturnType<typeof setTimeout> | undefined;
   rto = 1000; srtt = 0; rttvar = 0; rttSeq = 0; rttAt = 0; rttOn = false; retries = 0;
@@ -233,10 +235,11 @@ export class TcpEngine {
   // Packets are built here at LINK_HEADROOM, one at a time: send() has it until it returns. A packet
   // built while another is being sent (send() ran the switch, whose answers came back in) gets a
   // buffer of its own.
-  private readonly scratch = Buffer.allocUnsafe(LINK_HEADROOM + MAX_PACKET);
+  private readonly scratch = Buffer.allocUnsafe(LINK_HEADROOM + MAX_PACKET);   // its own ArrayBuffer (not pooled): offset 0
+  private readonly scratch32 = new Uint32Array(this.scratch.buffer, 0, (LINK_HEADROOM + MAX_PACKET) >> 2);
   private sending = 0;
-  private ackList: Flow[] = [];
-  private ackScheduled = false;
+  private due: Flow[] = [];
+  private dueScheduled = false;
   private closed = false;
 
   constructor(private readonly opts: TcpEngineOptions) {
@@ -265,7 +268,7 @@ export class TcpEngine {
       fastRetransmits: 0, timeouts: 0, windowProbes: 0, windowUpdates: 0, dupAcksSent: 0, bytesToHost: 0, bytesToGuest: 0,
       dropped: Object.fromEntries(TCP_DROP_REASONS.map((r) => [r, 0])) as Record<TcpDropReason, number>,
     };
-    this.flushAcks = this.flushAcks.bind(this);
+    this.flushDue = this.flushDue.bind(this);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -584,7 +587,7 @@ export class TcpEngine {
       f.sndWnd = wnd; f.sndWl1 = s.seq; f.sndWl2 = s.ack;
       if (opened) f.persistBackoff = 0;
     }
-    this.trySend(f, 0);
+    this.sendLater(f);
     return !f.dead;
   }
 
@@ -954,18 +957,36 @@ export class TcpEngine {
   // ------------------------------------------------------------------------------------------
   // ACKs and packet building
 
+  // What the guest's segments call for is done once per flow at the end of the input batch (a
+  // microtask): the data an ACK made room for, then the ACK for their data if no data segment carried
+  // it. Sending from a batch's end rather than from inside it also lets the switch take the segments
+  // straight into its rx buffer (while it delivers a batch it must copy what is sent into it).
   private ackLater(f: Flow): void {
-    if (f.ackDue) return;
     f.ackDue = true;
-    this.ackList.push(f);
-    if (!this.ackScheduled) { this.ackScheduled = true; queueMicrotask(this.flushAcks); }
+    this.enlist(f);
   }
 
-  private flushAcks(): void {
-    this.ackScheduled = false;
-    const list = this.ackList;
-    this.ackList = [];
-    for (const f of list) this.flushOne(f);
+  private sendLater(f: Flow): void {
+    f.sendDue = true;
+    this.enlist(f);
+  }
+
+  private enlist(f: Flow): void {
+    if (f.listed) return;
+    f.listed = true;
+    this.due.push(f);
+    if (!this.dueScheduled) { this.dueScheduled = true; queueMicrotask(this.flushDue); }
+  }
+
+  private flushDue(): void {
+    this.dueScheduled = false;
+    const list = this.due;
+    this.due = [];
+    for (const f of list) {
+      f.listed = false;
+      if (f.sendDue) { f.sendDue = false; this.trySend(f, 0); }
+      this.flushOne(f);
+    }
   }
 
   private flushOne(f: Flow): void {
@@ -1055,7 +1076,27 @@ export class TcpEngine {
     const a = v6 ? 8 : 12;
     const sum = onesComplementSum(pkt.subarray(a, a + 2 * (v6 ? 16 : 4)), 6 + tcpLen);
     if (partial) put16(pkt, ipLen + 16, fold(sum));
+    else if (pkt.buffer === this.scratch.buffer) put16(pkt, ipLen + 16, ~fold(this.scratchSum(pkt.byteOffset + ipLen, pkt.byteOffset + pkt.length) + sum) & 0xffff);
     else put16(pkt, ipLen + 16, ~fold(onesComplementSum(pkt.subarray(ipLen), sum)) & 0xffff);
+  }
+
+  // The one's-complement sum of scratch[start, end), as big-endian 16-bit words from an even start,
+  // 32 bits at a time through a view made once (the payload checksum is most of a segment's cost).
+  // The sum of little-endian 32-bit words, folded to 16 bits, is the sum of the little-endian 16-bit
+  // words, which is the big-endian one byte-swapped (RFC 1071 2(B)).
+  private scratchSum(start: number, end: number): number {
+    const b = this.scratch;
+    let s = 0, i = start;
+    if (i & 2 && i + 2 <= end) { s = (b[i] << 8) | b[i + 1]; i += 2; }
+    const w = this.scratch32, last = (end - i) >> 2;
+    let le = 0;
+    for (let k = i >> 2, e = k + last; k < e; k++) le += w[k];
+    i += last << 2;
+    while (le > 0xffff) le = (le % 0x10000) + Math.floor(le / 0x10000);
+    s += ((le & 0xff) << 8) | (le >> 8);
+    for (; i + 1 < end; i += 2) s += (b[i] << 8) | b[i + 1];
+    if (i < end) s += b[i] << 8;
+    return fold(s);
   }
 
   // Where a packet of n bytes is built: the scratch buffer, unless a send() is under way.
