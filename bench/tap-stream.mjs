@@ -17,17 +17,31 @@ const SLOT = 9216, BATCH = 256;
 const buf = new Uint8Array(SLOT * BATCH), lens = new Uint32Array(BATCH);
 const out = Buffer.alloc((SLOT + 4) * BATCH);
 const sock = connect(path);
-let pending = Buffer.alloc(0);
+// A frame split across chunks is completed in `part` (only its own bytes are copied, not the chunk's);
+// whole frames are written to the TAP from the chunk where they lie.
+const part = Buffer.alloc(4 + 65536);
+let partLen = 0;
 sock.on('data', (d) => {
-  pending = pending.length ? Buffer.concat([pending, d]) : d;
   let o = 0;
-  while (pending.length - o >= 4) {
-    const len = pending.readUInt32BE(o);
-    if (pending.length - o - 4 < len) break;
-    native.write(fd, pending.subarray(o + 4, o + 4 + len));
+  if (partLen > 0) {
+    const head = partLen >= 4 ? 0 : Math.min(4 - partLen, d.length);
+    d.copy(part, partLen, 0, head); partLen += head; o = head;
+    if (partLen < 4) return;
+    const want = 4 + part.readUInt32BE(0) - partLen;
+    const take = Math.min(want, d.length - o);
+    d.copy(part, partLen, o, o + take); partLen += take; o += take;
+    if (take < want) return;
+    native.write(fd, part.subarray(4, partLen));
+    partLen = 0;
+  }
+  while (d.length - o >= 4) {
+    const len = d.readUInt32BE(o);
+    if (d.length - o - 4 < len) break;
+    native.write(fd, d.subarray(o + 4, o + 4 + len));
     o += 4 + len;
   }
-  pending = pending.subarray(o);
+  d.copy(part, 0, o);
+  partLen = d.length - o;
 });
 let poller;   // kept referenced: the helper stops polling when the handle is collected
 sock.on('connect', () => {
