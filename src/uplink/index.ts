@@ -29,7 +29,7 @@ import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { connect as netConnect } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Duplex } from 'node:stream';
-import type { Switch, SwitchPort, PuntInfo } from '../switch.js';
+import { Offload, type Switch, type SwitchPort, type PuntInfo } from '../switch.js';
 import type { PuntClass } from '../abi.js';
 import { NetplaneError } from '../abi.js';
 import { parseMac, parseIPv4, formatIPv4, formatIPv6 } from '../frames.js';
@@ -69,7 +69,7 @@ export interface SocketUplinkOptions {
   tcp?: TcpEngineFactory | false; // the TCP engine (default ./tcp.ts); false: TCP is refused with RST (tcp_unavailable)
   tcpOptions?: Partial<Omit<TcpEngineOptions, 'send' | 'open' | 'now'>>;  // for the default engine
   services?: Record<number, (stream: Duplex, key: TcpFlowKey) => void>;  // gateway TCP ports served in this process instead of the loopback (53: DnsServer.handleStream)
-  superSegments?: boolean;       // TCP to the guests in super-segments the dataplane segments (default true where the switch has offloads)
+  superSegments?: boolean;       // TCP to the guests in super-segments the dataplane segments (default true)
   log?: (message: string) => void;
 }
 
@@ -120,8 +120,8 @@ const attached = new WeakMap<Switch, SocketUplink>();
 interface Inject { (ip: Uint8Array, headroom?: boolean, mss?: number): void }
 
 // Offload capabilities of the injection ports (sw.setOffload; docs/ABI.md): partial checksums and
-// TCP segmentation, v4 and v6 (Offload.CSUM | Offload.TSO4 | Offload.TSO6).
-const INJECT_OFFLOADS = 1 | 2 | 4;
+// TCP segmentation, v4 and v6.
+const INJECT_OFFLOADS = Offload.CSUM | Offload.TSO4 | Offload.TSO6;
 const VNET_NEEDS_CSUM = 1, GSO_TCPV4 = 1, GSO_TCPV6 = 4;
 interface Endpoint { tcp: number; udp: number; ping: number }
 
@@ -173,7 +173,7 @@ export class SocketUplink {
   private readonly timer?: ReturnType<typeof setInterval>;
   private readonly added: Array<[number, PuntClass]> = [];
   private readonly said = new Set<string>();
-  private readonly offload: boolean;                               // the injection ports take vnet headers
+  private readonly offload: boolean;                               // the injection ports take vnet headers (superSegments)
   private readonly vnet = new Uint8Array(12);
   private closed = false;
 
@@ -207,9 +207,8 @@ export class SocketUplink {
     // Where the switch takes super-frames, the TCP engine builds segments of up to 64 KiB with only
     // the pseudo-header checksum: conntrack decides once for all of them and the dataplane segments
     // and checksums them for the guest's port (or passes them whole to a port that takes them).
-    const swo = sw as unknown as { setOffload?: (port: number, caps: number) => unknown };
-    this.offload = o.superSegments !== false && typeof swo.setOffload === 'function';
-    if (this.offload) swo.setOffload!(this.port.id, INJECT_OFFLOADS);
+    this.offload = o.superSegments !== false;
+    if (this.offload) sw.setOffload(this.port.id, INJECT_OFFLOADS);
     // What the switch floods to the injection port (the router's own frames, other guests' broadcasts
     // on the uplink network) is not the host's: counted and dropped.
     this.port.onFrame(() => { this.counters.switch_frames_ignored++; });
@@ -395,12 +394,7 @@ export class SocketUplink {
   }
 
   private put(port: SwitchPort, f: Uint8Array, mss?: number): void {
-    let ok: boolean;
-    if (this.offload) {
-      const receive = this.pump.receive as unknown as (this: Pump, p: SwitchPort, f: Uint8Array, vnet: Uint8Array) => boolean;
-      ok = receive.call(this.pump, port, f, this.vnetFor(f, mss));
-    } else ok = this.pump.receive(port, f);
-    if (ok) this.counters.injected++;
+    if (this.offload ? this.pump.receive(port, f, this.vnetFor(f, mss)) : this.pump.receive(port, f)) this.counters.injected++;
     else this.counters.injection_refused++;
   }
 
@@ -445,7 +439,7 @@ export class SocketUplink {
     let port = this.hostPorts.get(iface);
     if (!port) {
       port = this.sw.addPort({ network: f.network, vlan: f.vlan, learning: false });
-      if (this.offload) (this.sw as unknown as { setOffload: (port: number, caps: number) => unknown }).setOffload(port.id, INJECT_OFFLOADS);
+      if (this.offload) this.sw.setOffload(port.id, INJECT_OFFLOADS);
       port.onFrame(() => { this.counters.switch_frames_ignored++; });
       this.hostPorts.set(iface, port);
     }
