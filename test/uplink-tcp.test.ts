@@ -644,4 +644,32 @@ test('ACK-clocked data goes once per flow at the end of the input batch: not fro
   eng.close();
 });
 
+test('a batch of guest data reaches the host side in one writev (corked until the end of the batch), with one ACK', async () => {
+  const writes: number[] = [];
+  class Sink extends Duplex {
+    got: Buffer[] = [];
+    _read() {}
+    _write(c: Buffer, _e: string, cb: () => void) { writes.push(1); this.got.push(c); cb(); }
+    _writev(cs: Array<{ chunk: Buffer }>, cb: () => void) { writes.push(cs.length); for (const c of cs) this.got.push(c.chunk); cb(); }
+  }
+  const sink = new Sink();
+  const sent: Pkt[] = [];
+  const eng = new TcpEngine({ ...FAST, send: (b) => { sent.push(parse(b)); }, open: async () => sink });
+  eng.input(seg({ seq: 100, flags: S, options: synOpts(1460) }));
+  await until(() => sent.length === 1, 'SYN-ACK');
+  const ack = (sent[0].seq + 1) >>> 0;
+  eng.input(seg({ seq: 101, ack, flags: A }));
+  const parts = [pattern(1000, 1), pattern(1000, 2), pattern(500, 3)];
+  let seq = 101;
+  for (const d of parts) { eng.input(seg({ seq, ack, flags: A | P, payload: d })); seq += d.length; }
+  assert.equal(writes, [], 'nothing written from inside input()');
+  await until(() => writes.length > 0, 'the write');
+  assert.equal(writes, [3], 'one writev with the batch\'s three segments');
+  assert.is(sha(Buffer.concat(sink.got)), sha(Buffer.concat(parts)));
+  await until(() => sent.some((p) => p.ack === seq), 'one ACK for the batch');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.is(sent.filter((p) => p.payload.length === 0 && p.ack > 101).length, 1, 'one ACK, for all of it; no window update that cannot open the unscaled window further');
+  eng.close();
+});
+
 test.run();

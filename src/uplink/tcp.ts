@@ -18,7 +18,12 @@
 //   at most rcvBuf plus rounding. Out-of-order segments are dropped and answered with an immediate
 //   duplicate ACK (no reorder queue: the guest's own fast retransmit recovers; memory stays flat).
 // - host -> guest: the Duplex's chunks are kept as they arrive (no copy) in a queue from sndUna;
-//   segments are copied from it into one Buffer per packet (header + payload, checksummed in place).
+//   each packet is built in one scratch buffer the engine reuses (header + payload copied from the
+//   queue, checksummed in place), with LINK_HEADROOM bytes before it where the uplink writes the
+//   Ethernet header: no allocation and no copy per packet but the switch's own into its rx buffer.
+//   With superSegments (the uplink sets it: the dataplane does GSO) a packet carries as many whole
+//   MSS as fit in 64 KiB and only the pseudo-header sum; the dataplane decides once for it and
+//   segments and checksums it in WebAssembly for the guest's port (docs/uplink.md).
 //   When unacked + unsent reaches sndBuf (default 256 KiB) the Duplex is paused, resumed at half.
 //   What is in flight is also bounded by a congestion window (RFC 5681 slow start and congestion
 //   avoidance from RFC 6928's 10 segments, halved on fast retransmit, one segment after a timeout),
@@ -31,7 +36,11 @@
 //   sequence number (seq = sndNxt - 1), which the guest must answer with its current window.
 // - ACKs for in-order data are coalesced: one per flow per input batch (a microtask), which halves
 //   the packets toward the guest like a delayed ACK without a timer. Duplicate ACKs, FIN ACKs and
-//   window updates go at once.
+//   window updates go at once. The data a guest ACK makes room for is sent at the same point, once
+//   per flow per batch (carrying that ACK), not from inside input(): several ACKs in one batch make
+//   one burst, and the packets reach the switch after it has delivered the batch, straight into its
+//   rx buffer (what is sent into it while it delivers, it must copy). A batch's guest data is written
+//   to the Duplex corked and uncorked at the same point (one writev per batch).
 //
 // Where this differs from a full TCP: no TIME_WAIT (a FIN retransmitted after the flow is gone gets a
 // RST; we are a proxy and the guest's socket is the one that lingers), no SACK, no timestamps, no
@@ -194,6 +203,7 @@ class Flow {
   irs = 0; rcvNxt = 0; rcvAdvEdge = 0; rcvWscale = 0; wsOk = false;
   guestFin = false; ackDue = false;
   sendDue = false;            // an ACK opened room: trySend at the end of the batch
+  corked = false;             // guest data written to the Duplex corked: uncorked at the end of the batch
   listed = false;             // in the engine's list for the end of the batch
   // Timers (ms on opts.now): one deadline, one setTimeout.
   timerAt = 0; timerFireAt = 0; timer: ReturnType<typeof setTimeout> | undefined;
@@ -553,6 +563,8 @@ export class TcpEngine {
         f.rcvNxt = (f.rcvNxt + take) >>> 0;
         f.toHost += take;
         this.counters.bytesToHost += take;
+        // A batch's segments reach the host socket in one writev, not one write each.
+        if (!f.corked) { f.corked = true; f.duplex!.cork(); this.enlist(f); }
         f.duplex!.write(chunk, f.onWritten);
         if (f.dead) return;
       }
@@ -675,9 +687,11 @@ export class TcpEngine {
   }
 
   // The Duplex took a chunk: the window may have opened enough to tell the guest.
+  // Only a window the field can show counts: without window scaling the guest sees at most 65535,
+  // and an update that cannot open it further is a useless packet (one per chunk written, before).
   written(f: Flow): void {
     if (f.dead || f.guestFin || f.state !== S_OPEN) return;
-    const free = this.freeSpace(f);
+    const free = Math.min(this.freeSpace(f), 0xffff * (1 << f.rcvWscale));
     const adv = (f.rcvAdvEdge - f.rcvNxt) | 0;
     if (free - adv >= Math.max(f.sendMss, this.rcvBuf >> 2) || (adv < f.sendMss && free >= Math.min(this.rcvBuf >> 1, f.sendMss))) {
       this.counters.windowUpdates++;
@@ -958,8 +972,8 @@ export class TcpEngine {
   // ACKs and packet building
 
   // What the guest's segments call for is done once per flow at the end of the input batch (a
-  // microtask): the data an ACK made room for, then the ACK for their data if no data segment carried
-  // it. Sending from a batch's end rather than from inside it also lets the switch take the segments
+  // microtask): their data goes to the host side (corked until then: one writev), then the data an
+  // ACK made room for, then the ACK for their data if no data segment carried it. Sending from a batch's end rather than from inside it also lets the switch take the segments
   // straight into its rx buffer (while it delivers a batch it must copy what is sent into it).
   private ackLater(f: Flow): void {
     f.ackDue = true;
@@ -984,6 +998,7 @@ export class TcpEngine {
     this.due = [];
     for (const f of list) {
       f.listed = false;
+      if (f.corked) { f.corked = false; if (!f.dead && !f.hostClosed) f.duplex!.uncork(); }
       if (f.sendDue) { f.sendDue = false; this.trySend(f, 0); }
       this.flushOne(f);
     }
