@@ -12,7 +12,25 @@ import { fileURLToPath } from 'node:url';
 
 const native = createRequire(import.meta.url)(join(dirname(fileURLToPath(import.meta.url)), '../native/build/Release/netplane_tap.node'));
 const [dev, path] = process.argv.slice(2);
-const fd = native.open(dev);
+// The helper's API before and after its batched writes (issue 14): open(dev) -> fd and write(fd, frame),
+// or open(dev, offloads) -> [fd, accepted] (-1: a plain TAP, no vnet header) and
+// write(fd, base, desc, n, hdrLen) writing n frames described by [header, frame, length] offsets into
+// base in one call. A chunk's frames go in one call where the helper has it.
+const opened = native.open(dev, -1);
+const batched = Array.isArray(opened);
+const fd = batched ? opened[0] : opened;
+const desc = new Uint32Array(3 * 4096);
+let descN = 0;
+function tapWrite(base, at, len) {
+  if (!batched) { native.write(fd, base.subarray(at, at + len)); return; }
+  if (descN === 4096) tapFlush(base);
+  desc[descN * 3] = at; desc[descN * 3 + 1] = at; desc[descN * 3 + 2] = len;
+  descN++;
+}
+function tapFlush(base) {
+  if (descN) native.write(fd, base, desc, descN, 0);
+  descN = 0;
+}
 const SLOT = 9216, BATCH = 256;
 const buf = new Uint8Array(SLOT * BATCH), lens = new Uint32Array(BATCH);
 const out = Buffer.alloc((SLOT + 4) * BATCH);
@@ -31,15 +49,17 @@ sock.on('data', (d) => {
     const take = Math.min(want, d.length - o);
     d.copy(part, partLen, o, o + take); partLen += take; o += take;
     if (take < want) return;
-    native.write(fd, part.subarray(4, partLen));
+    tapWrite(part, 4, partLen - 4);
+    tapFlush(part);
     partLen = 0;
   }
   while (d.length - o >= 4) {
     const len = d.readUInt32BE(o);
     if (d.length - o - 4 < len) break;
-    native.write(fd, d.subarray(o + 4, o + 4 + len));
+    tapWrite(d, o + 4, len);
     o += 4 + len;
   }
+  tapFlush(d);
   d.copy(part, 0, o);
   partLen = d.length - o;
 });
