@@ -672,4 +672,30 @@ test('a batch of guest data reaches the host side in one writev (corked until th
   eng.close();
 });
 
+test('a packet built while another is being sent (send() ran the guest\'s answers back in) does not overwrite it', async () => {
+  const src = new Source(64 * 1024);
+  const sent: Pkt[] = [];
+  let iss = 0, reentered = 0;
+  const eng: TcpEngine = new TcpEngine({ ...FAST, open: async () => src, send: (b) => {
+    const seq = Buffer.from(b.subarray(24, 28)).readUInt32BE(0), len = b.length - 40;
+    // The third data segment: three duplicate ACKs for the first arrive before send() returns, so the
+    // engine fast-retransmits the first segment from inside this call.
+    if (len > 0 && seq === ((iss + 1 + 2 * 1000) >>> 0) && !reentered) {
+      reentered = 1;
+      for (let i = 0; i < 3; i++) eng.input(seg({ seq: 101, ack: (iss + 1) >>> 0, flags: A, wnd: 8000 }));
+    }
+    sent.push(parse(b));   // read after the nested send: still this packet
+  } });
+  eng.input(seg({ seq: 100, flags: S, wnd: 8000, options: synOpts(1000) }));
+  await until(() => sent.length === 1, 'SYN-ACK');
+  iss = sent[0].seq;
+  eng.input(seg({ seq: 101, ack: (iss + 1) >>> 0, flags: A, wnd: 8000 }));
+  await until(() => reentered === 1 && sent.length >= 5, 'data and the retransmission');
+  const data = sent.filter((p) => p.payload.length > 0);
+  assert.is(eng.counters.fastRetransmits, 1);
+  assert.equal(data.slice(0, 4).map((p) => (p.seq - iss - 1) >>> 0), [0, 1000, 0, 2000], 'the retransmission of the first segment, then the third intact');
+  assert.is(sha(data[3].payload), sha(Buffer.concat(src.chunks).subarray(2000, 3000)), 'the third segment\'s payload intact');
+  eng.close();
+});
+
 test.run();
