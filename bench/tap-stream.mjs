@@ -12,22 +12,56 @@ import { fileURLToPath } from 'node:url';
 
 const native = createRequire(import.meta.url)(join(dirname(fileURLToPath(import.meta.url)), '../native/build/Release/netplane_tap.node'));
 const [dev, path] = process.argv.slice(2);
-const fd = native.open(dev);
+// The helper's API before and after its batched writes (issue 14): open(dev) -> fd and write(fd, frame),
+// or open(dev, offloads) -> [fd, accepted] (-1: a plain TAP, no vnet header) and
+// write(fd, base, desc, n, hdrLen) writing n frames described by [header, frame, length] offsets into
+// base in one call. A chunk's frames go in one call where the helper has it.
+const opened = native.open(dev, -1);
+const batched = Array.isArray(opened);
+const fd = batched ? opened[0] : opened;
+const desc = new Uint32Array(3 * 4096);
+let descN = 0;
+function tapWrite(base, at, len) {
+  if (!batched) { native.write(fd, base.subarray(at, at + len)); return; }
+  if (descN === 4096) tapFlush(base);
+  desc[descN * 3] = at; desc[descN * 3 + 1] = at; desc[descN * 3 + 2] = len;
+  descN++;
+}
+function tapFlush(base) {
+  if (descN) native.write(fd, base, desc, descN, 0);
+  descN = 0;
+}
 const SLOT = 9216, BATCH = 256;
 const buf = new Uint8Array(SLOT * BATCH), lens = new Uint32Array(BATCH);
 const out = Buffer.alloc((SLOT + 4) * BATCH);
 const sock = connect(path);
-let pending = Buffer.alloc(0);
+// A frame split across chunks is completed in `part` (only its own bytes are copied, not the chunk's);
+// whole frames are written to the TAP from the chunk where they lie.
+const part = Buffer.alloc(4 + 65536);
+let partLen = 0;
 sock.on('data', (d) => {
-  pending = pending.length ? Buffer.concat([pending, d]) : d;
   let o = 0;
-  while (pending.length - o >= 4) {
-    const len = pending.readUInt32BE(o);
-    if (pending.length - o - 4 < len) break;
-    native.write(fd, pending.subarray(o + 4, o + 4 + len));
+  if (partLen > 0) {
+    const head = partLen >= 4 ? 0 : Math.min(4 - partLen, d.length);
+    d.copy(part, partLen, 0, head); partLen += head; o = head;
+    if (partLen < 4) return;
+    const want = 4 + part.readUInt32BE(0) - partLen;
+    const take = Math.min(want, d.length - o);
+    d.copy(part, partLen, o, o + take); partLen += take; o += take;
+    if (take < want) return;
+    tapWrite(part, 4, partLen - 4);
+    tapFlush(part);
+    partLen = 0;
+  }
+  while (d.length - o >= 4) {
+    const len = d.readUInt32BE(o);
+    if (d.length - o - 4 < len) break;
+    tapWrite(d, o + 4, len);
     o += 4 + len;
   }
-  pending = pending.subarray(o);
+  tapFlush(d);
+  d.copy(part, 0, o);
+  partLen = d.length - o;
 });
 let poller;   // kept referenced: the helper stops polling when the handle is collected
 sock.on('connect', () => {

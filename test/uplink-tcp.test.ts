@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import * as net from 'node:net';
 import { createHash } from 'node:crypto';
 import { Duplex, PassThrough } from 'node:stream';
-import { TcpEngine, type TcpEngineOptions, type TcpFlowKey } from '../src/uplink/tcp.js';
+import { TcpEngine, LINK_HEADROOM, type TcpEngineOptions, type TcpFlowKey } from '../src/uplink/tcp.js';
 import { ipv4, ipv6, tcp } from '../src/frames.js';
 
 const F = 1, S = 2, R = 4, P = 8, A = 16;
@@ -93,19 +93,58 @@ function pattern(n: number, seed: number): Buffer {
   return b;
 }
 
+// ---- The test's own segmenter for super-segments (what GSO does with one): the TCP checksum field
+// must hold the pseudo-header sum over the whole TCP length, folded and not complemented; each piece
+// gets `mss` bytes of payload, its own sequence number, IP lengths, IPv4 identification and header
+// checksum, FIN and PSH on the last piece only, and a complete TCP checksum.
+interface Super { payload: number; mss: number; partialOk: boolean; ipOk: boolean }
+function segment(b: Uint8Array, mss: number): { pieces: Buffer[]; info: Super } {
+  const v6 = b[0] >> 4 === 6, ip = v6 ? 40 : 20;
+  const th = (b[ip + 12] >> 4) * 4, hdr = ip + th, payload = b.length - hdr;
+  const pseudo = sum16(b.subarray(v6 ? 8 : 12, v6 ? 40 : 20), b.length - ip + 6);
+  const info = { payload, mss, partialOk: ((b[ip + 16] << 8) | b[ip + 17]) === pseudo, ipOk: v6 || sum16(b.subarray(0, 20)) === 0xffff };
+  const pieces: Buffer[] = [];
+  const seq0 = Buffer.from(b.subarray(ip + 4, ip + 8)).readUInt32BE(0), id0 = v6 ? 0 : (b[4] << 8) | b[5];
+  for (let off = 0, k = 0; off < payload || (payload === 0 && k === 0); off += mss, k++) {
+    const n = Math.min(mss, payload - off), last = off + n >= payload;
+    const x = Buffer.alloc(hdr + n);
+    x.set(b.subarray(0, hdr)); x.set(b.subarray(hdr + off, hdr + off + n), hdr);
+    if (v6) x.writeUInt16BE(th + n, 4);
+    else { x.writeUInt16BE(hdr + n, 2); x.writeUInt16BE((id0 + k) & 0xffff, 4); x.writeUInt16BE(0, 10); x.writeUInt16BE(~sum16(x.subarray(0, 20)) & 0xffff, 10); }
+    x.writeUInt32BE((seq0 + off) >>> 0, ip + 4);
+    if (!last) x[ip + 13] &= ~(F | P);
+    x.writeUInt16BE(0, ip + 16);
+    x.writeUInt16BE(~sum16(x.subarray(ip), sum16(x.subarray(v6 ? 8 : 12, v6 ? 40 : 20), th + n + 6)) & 0xffff, ip + 16);
+    pieces.push(x);
+    if (n <= 0) break;
+  }
+  return { pieces, info };
+}
+
 // ---- Harness: the engine, what it sent, and guests that answer it (asynchronously, like the wire).
+// What the engine sends is valid only during send() and may be framed in its headroom: the harness
+// scribbles over the headroom before reading a packet, and copies it (parse) before keeping it.
 const FAST: Partial<TcpEngineOptions> = { initialRto: 50, minRto: 10, maxRto: 400 };
 function harness(o: Partial<TcpEngineOptions> = {}) {
   const sent: Pkt[] = [];
+  const supers: Super[] = [];
   const peers = new Map<number, Peer>();
   let queue: Pkt[] = [];
   const flush = () => { const q = queue; queue = []; for (const p of q) peers.get(p.dport)?.handle(p); };
+  const take = (b: Uint8Array) => { const p = parse(b); sent.push(p); if (queue.push(p) === 1) setImmediate(flush); };
   const eng = new TcpEngine({
-    send: (b) => { const p = parse(b); sent.push(p); if (queue.push(p) === 1) setImmediate(flush); },
+    send: (b, mss) => {
+      assert.ok(b.byteOffset >= LINK_HEADROOM, 'headroom before the packet');
+      new Uint8Array(b.buffer, b.byteOffset - LINK_HEADROOM, LINK_HEADROOM).fill(0xee);
+      if (mss === undefined) return take(b);
+      const { pieces, info } = segment(b, mss);
+      supers.push(info);
+      for (const x of pieces) take(x);
+    },
     open: o.open ?? (() => Promise.reject(Object.assign(new Error('no'), { code: 'ECONNREFUSED' }))),
     ...o,
   });
-  return { eng, sent, peers };
+  return { eng, sent, peers, supers };
 }
 
 interface PeerOpts { v6?: boolean; sport?: number; dst?: string; dport?: number; wnd?: number; ws?: number; mss?: number; dropIn?: (n: number) => boolean; dropOut?: (n: number) => boolean }
@@ -556,5 +595,107 @@ function duplexPair(): [Duplex, Duplex] {
   a = mk(() => b); b = mk(() => a);
   return [a, b];
 }
+
+test('super-segments: host -> guest in packets of whole MSS up to superSegments with the pseudo-header sum only; cut at the MSS they are byte-exact, with loss and over IPv6', async () => {
+  for (const v6 of [false, true]) {
+    const total = 3 * 1024 * 1024 + 999;
+    const src = new Source(total);
+    const h = harness({ ...FAST, superSegments: 65521, sndBuf: 1 << 20, open: async () => src });
+    // Every 23rd packet to the guest lost (a piece of a super-segment, or a retransmission).
+    const g = new Peer(h, { v6, wnd: 1 << 20, ws: 5, dropIn: (n) => n % 23 === 0 });
+    g.syn();
+    await until(() => g.finRcvd, 'all data and the FIN');
+    assert.is(g.gotLen, total);
+    assert.is(sha(g.data()), sha(Buffer.concat(src.chunks)), 'byte-exact once segmented');
+    const mss = v6 ? 1440 : 1460;
+    assert.ok(h.supers.length > 0 && h.supers.every((x) => x.mss === mss), 'send() got the MSS with every data packet');
+    assert.ok(h.supers.every((x) => x.partialOk), 'the TCP checksum field is the pseudo-header sum over the whole length');
+    assert.ok(h.supers.every((x) => x.ipOk), 'IPv4 header checksums complete');
+    const big = Math.max(...h.supers.map((x) => x.payload));
+    assert.ok(big > mss, `super-segments were built (largest ${big})`);
+    assert.ok(big <= 65521 - (v6 ? 60 : 40) && big % mss === 0, `a whole number of MSS within superSegments (${big})`);
+    assert.ok(h.eng.counters.retransmits > 0, 'losses were retransmitted');
+    assert.ok(h.sent.every((p) => p.payload.length <= mss), 'every piece within the MSS');
+    assert.ok(h.sent.filter((p) => p.flags & F).length >= 1 && h.sent.every((p) => !(p.flags & F) || p.payload.length <= mss));
+    h.eng.close();
+  }
+});
+
+test('ACK-clocked data goes once per flow at the end of the input batch: not from inside input(), then with the ACK it carries', async () => {
+  const src = new Source(1 << 20);
+  const sent: Pkt[] = [];
+  const eng = new TcpEngine({ ...FAST, send: (b) => { sent.push(parse(b)); }, open: async () => src });
+  const mss = 1000;
+  eng.input(seg({ seq: 100, flags: S, wnd: 4 * mss, options: synOpts(mss) }));
+  await until(() => sent.length === 1, 'SYN-ACK');
+  const iss = sent[0].seq;
+  eng.input(seg({ seq: 101, ack: (iss + 1) >>> 0, flags: A, wnd: 4 * mss }));
+  await until(() => sent.length === 5, 'the first window of data');
+  assert.equal(sent.slice(1).map((p) => p.payload.length), [mss, mss, mss, mss], 'the guest\'s window of 4 segments');
+  // The guest ACKs two segments, then the next two, and sends 10 bytes, all in one batch.
+  const before = sent.length;
+  eng.input(seg({ seq: 101, ack: (iss + 1 + 2 * mss) >>> 0, flags: A, wnd: 4 * mss }));
+  eng.input(seg({ seq: 101, ack: (iss + 1 + 4 * mss) >>> 0, flags: A | P, wnd: 4 * mss, payload: new Uint8Array(10) }));
+  assert.is(sent.length, before, 'nothing sent from inside input()');
+  await Promise.resolve();
+  const burst = sent.slice(before);
+  assert.equal(burst.map((p) => p.payload.length), [mss, mss, mss, mss], 'one burst filling the window the two ACKs opened');
+  assert.ok(burst.every((p) => p.ack === 111), 'the data carries the ACK of the guest\'s 10 bytes; no separate ACK');
+  eng.close();
+});
+
+test('a batch of guest data reaches the host side in one writev (corked until the end of the batch), with one ACK', async () => {
+  const writes: number[] = [];
+  class Sink extends Duplex {
+    got: Buffer[] = [];
+    _read() {}
+    _write(c: Buffer, _e: string, cb: () => void) { writes.push(1); this.got.push(c); cb(); }
+    _writev(cs: Array<{ chunk: Buffer }>, cb: () => void) { writes.push(cs.length); for (const c of cs) this.got.push(c.chunk); cb(); }
+  }
+  const sink = new Sink();
+  const sent: Pkt[] = [];
+  const eng = new TcpEngine({ ...FAST, send: (b) => { sent.push(parse(b)); }, open: async () => sink });
+  eng.input(seg({ seq: 100, flags: S, options: synOpts(1460) }));
+  await until(() => sent.length === 1, 'SYN-ACK');
+  const ack = (sent[0].seq + 1) >>> 0;
+  eng.input(seg({ seq: 101, ack, flags: A }));
+  const parts = [pattern(1000, 1), pattern(1000, 2), pattern(500, 3)];
+  let seq = 101;
+  for (const d of parts) { eng.input(seg({ seq, ack, flags: A | P, payload: d })); seq += d.length; }
+  assert.equal(writes, [], 'nothing written from inside input()');
+  await until(() => writes.length > 0, 'the write');
+  assert.equal(writes, [3], 'one writev with the batch\'s three segments');
+  assert.is(sha(Buffer.concat(sink.got)), sha(Buffer.concat(parts)));
+  await until(() => sent.some((p) => p.ack === seq), 'one ACK for the batch');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.is(sent.filter((p) => p.payload.length === 0 && p.ack > 101).length, 1, 'one ACK, for all of it; no window update that cannot open the unscaled window further');
+  eng.close();
+});
+
+test('a packet built while another is being sent (send() ran the guest\'s answers back in) does not overwrite it', async () => {
+  const src = new Source(64 * 1024);
+  const sent: Pkt[] = [];
+  let iss = 0, reentered = 0;
+  const eng: TcpEngine = new TcpEngine({ ...FAST, open: async () => src, send: (b) => {
+    const seq = Buffer.from(b.subarray(24, 28)).readUInt32BE(0), len = b.length - 40;
+    // The third data segment: three duplicate ACKs for the first arrive before send() returns, so the
+    // engine fast-retransmits the first segment from inside this call.
+    if (len > 0 && seq === ((iss + 1 + 2 * 1000) >>> 0) && !reentered) {
+      reentered = 1;
+      for (let i = 0; i < 3; i++) eng.input(seg({ seq: 101, ack: (iss + 1) >>> 0, flags: A, wnd: 8000 }));
+    }
+    sent.push(parse(b));   // read after the nested send: still this packet
+  } });
+  eng.input(seg({ seq: 100, flags: S, wnd: 8000, options: synOpts(1000) }));
+  await until(() => sent.length === 1, 'SYN-ACK');
+  iss = sent[0].seq;
+  eng.input(seg({ seq: 101, ack: (iss + 1) >>> 0, flags: A, wnd: 8000 }));
+  await until(() => reentered === 1 && sent.length >= 5, 'data and the retransmission');
+  const data = sent.filter((p) => p.payload.length > 0);
+  assert.is(eng.counters.fastRetransmits, 1);
+  assert.equal(data.slice(0, 4).map((p) => (p.seq - iss - 1) >>> 0), [0, 1000, 0, 2000], 'the retransmission of the first segment, then the third intact');
+  assert.is(sha(data[3].payload), sha(Buffer.concat(src.chunks).subarray(2000, 3000)), 'the third segment\'s payload intact');
+  eng.close();
+});
 
 test.run();

@@ -29,7 +29,7 @@ import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { connect as netConnect } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Duplex } from 'node:stream';
-import type { Switch, SwitchPort, PuntInfo } from '../switch.js';
+import { Offload, type Switch, type SwitchPort, type PuntInfo } from '../switch.js';
 import type { PuntClass } from '../abi.js';
 import { NetplaneError } from '../abi.js';
 import { parseMac, parseIPv4, formatIPv4, formatIPv6 } from '../frames.js';
@@ -39,7 +39,7 @@ import {
   PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, type IpPacket, type UNREACH,
 } from './packet.js';
 import { PingSocket, PingError } from './ping.js';
-import { TcpEngine, type TcpFlowKey, type TcpEngineOptions } from './tcp.js';
+import { TcpEngine, LINK_HEADROOM, type TcpFlowKey, type TcpEngineOptions } from './tcp.js';
 
 export type { TcpFlowKey, TcpEngineOptions };
 
@@ -69,6 +69,7 @@ export interface SocketUplinkOptions {
   tcp?: TcpEngineFactory | false; // the TCP engine (default ./tcp.ts); false: TCP is refused with RST (tcp_unavailable)
   tcpOptions?: Partial<Omit<TcpEngineOptions, 'send' | 'open' | 'now'>>;  // for the default engine
   services?: Record<number, (stream: Duplex, key: TcpFlowKey) => void>;  // gateway TCP ports served in this process instead of the loopback (53: DnsServer.handleStream)
+  superSegments?: boolean;       // TCP to the guests in super-segments the dataplane segments (default true)
   log?: (message: string) => void;
 }
 
@@ -113,7 +114,15 @@ const FORWARD_FLOWS = 256;               // host peers per UDP forward by defaul
 const hostPort = (a: string, p: number): string => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
 const attached = new WeakMap<Switch, SocketUplink>();
 
-interface Inject { (ip: Uint8Array): void }
+// An answer to a guest. `headroom`: LINK_HEADROOM bytes before ip in its buffer may be written (the
+// TCP engine's packets), so the frame is made there, without a copy. `mss`: a TCP super-segment with a
+// partial checksum (TcpEngineOptions.send), injected with a vnet header.
+interface Inject { (ip: Uint8Array, headroom?: boolean, mss?: number): void }
+
+// Offload capabilities of the injection ports (sw.setOffload; docs/ABI.md): partial checksums and
+// TCP segmentation, v4 and v6.
+const INJECT_OFFLOADS = Offload.CSUM | Offload.TSO4 | Offload.TSO6;
+const VNET_NEEDS_CSUM = 1, GSO_TCPV4 = 1, GSO_TCPV6 = 4;
 interface Endpoint { tcp: number; udp: number; ping: number }
 
 interface UdpFlow {
@@ -164,6 +173,8 @@ export class SocketUplink {
   private readonly timer?: ReturnType<typeof setInterval>;
   private readonly added: Array<[number, PuntClass]> = [];
   private readonly said = new Set<string>();
+  private readonly offload: boolean;                               // the injection ports take vnet headers (superSegments)
+  private readonly vnet = new Uint8Array(12);
   private closed = false;
 
   // Attaches a socket uplink to switch `sw`'s router interface `o.interface` (one per switch).
@@ -193,6 +204,11 @@ export class SocketUplink {
     this.log = o.log ?? ((m) => console.error(m));
     this.pump = Pump.of(sw);
     this.port = sw.addPort({ network: f.network, vlan: f.vlan, learning: false });
+    // Where the switch takes super-frames, the TCP engine builds segments of up to 64 KiB with only
+    // the pseudo-header checksum: conntrack decides once for all of them and the dataplane segments
+    // and checksums them for the guest's port (or passes them whole to a port that takes them).
+    this.offload = o.superSegments !== false;
+    if (this.offload) sw.setOffload(this.port.id, INJECT_OFFLOADS);
     // What the switch floods to the injection port (the router's own frames, other guests' broadcasts
     // on the uplink network) is not the host's: counted and dropped.
     this.port.onFrame(() => { this.counters.switch_frames_ignored++; });
@@ -201,8 +217,9 @@ export class SocketUplink {
     const tcp = o.tcp === undefined ? (x: TcpEngineOptions) => new TcpEngine({ ...o.tcpOptions, ...x }) : o.tcp;
     if (tcp) {
       const now = () => this.clock();
-      this.tcpUplink = tcp({ send: (p) => this.injectUplink(p), open: (k) => this.openTcp(k, false), now });
-      this.tcpHost = tcp({ send: (p) => this.injectHost(p), open: (k) => this.openTcp(k, true), now });
+      const superSegments = this.offload ? Math.min(65535, sw.dp.rxBuffer.length) - LINK_HEADROOM : 0;
+      this.tcpUplink = tcp({ superSegments, send: (p, mss) => this.injectUplink(p, true, mss), open: (k) => this.openTcp(k, false), now });
+      this.tcpHost = tcp({ superSegments, send: (p, mss) => this.injectHost(p, true, mss), open: (k) => this.openTcp(k, true), now });
     }
     sw.onPunt('uplink', (fr, info) => this.punted(fr, info));
     sw.onPunt('host', (fr, info) => this.punted(fr, info));
@@ -366,13 +383,39 @@ export class SocketUplink {
   // An answer through the router. IPv4 larger than the guest's MTU is left to the router to fragment
   // (we send it without DF); IPv6 is fragmented here to the smallest MTU of the guest interfaces, as
   // its source must (routers send Packet Too Big instead, which would only come back to us).
-  private injectUplink(ip: Uint8Array): void {
+  // A super-segment (mss) is never fragmented: the dataplane segments it.
+  private injectUplink(ip: Uint8Array, headroom = false, mss?: number): void {
     if (this.closed) return;
-    const pieces = ip[0] >> 4 === 6 && ip.length > 1280 ? fragment(ip, this.guestMtu()) : [ip];
-    for (const p of pieces) {
-      if (this.pump.receive(this.port, frame(this.ifaceMac, this.peerMac, p))) this.counters.injected++;
-      else this.counters.injection_refused++;
+    if (mss === undefined && ip[0] >> 4 === 6 && ip.length > 1280) {
+      for (const p of fragment(ip, this.guestMtu())) this.put(this.port, frame(this.ifaceMac, this.peerMac, p));
+      return;
     }
+    this.put(this.port, headroom ? inPlace(this.ifaceMac, this.peerMac, ip) : frame(this.ifaceMac, this.peerMac, ip), mss);
+  }
+
+  private put(port: SwitchPort, f: Uint8Array, mss?: number): void {
+    if (this.offload ? this.pump.receive(port, f, this.vnetFor(f, mss)) : this.pump.receive(port, f)) this.counters.injected++;
+    else this.counters.injection_refused++;
+  }
+
+  // The vnet header (virtio_net_hdr_v1, little-endian) of an injected frame: zeros for a complete
+  // one; for a TCP segment of the engine's (IP without options, mss given), NEEDS_CSUM from the TCP
+  // header, and TCPV4/TCPV6 at gso_size mss when it carries more than one segment.
+  private vnetFor(f: Uint8Array, mss?: number): Uint8Array {
+    const v = this.vnet;
+    v.fill(0);
+    if (mss === undefined) return v;
+    const v6 = f[14] >> 4 === 6, l4 = 14 + (v6 ? 40 : 20);
+    const hdrLen = l4 + (f[l4 + 12] >> 4) * 4;
+    v[0] = VNET_NEEDS_CSUM;
+    if (f.length - hdrLen > mss) {
+      v[1] = v6 ? GSO_TCPV6 : GSO_TCPV4;
+      v[2] = hdrLen & 255; v[3] = hdrLen >> 8;
+      v[4] = mss & 255; v[5] = mss >> 8;
+    }
+    v[6] = l4 & 255; v[7] = l4 >> 8;
+    v[8] = 16;
+    return v;
   }
 
   private guestMtu(): number {
@@ -382,11 +425,11 @@ export class SocketUplink {
   }
 
   // A 'host' answer: to the guest (the packet's destination) on its own network, from its gateway.
-  private injectHost(ip: Uint8Array): void {
+  private injectHost(ip: Uint8Array, headroom = false, mss?: number): void {
     const dst = ip[0] >> 4 === 6 ? formatIPv6(ip, 24) : formatIPv4(ip, 16);
     const g = this.guests.get(dst);
     if (!g) return this.refuse('host_unknown_guest');
-    g.inject(ip);
+    g.inject(ip, headroom, mss);
   }
 
   private noteGuest(p: IpPacket, fr: Uint8Array, iface: number): void {
@@ -396,18 +439,22 @@ export class SocketUplink {
     let port = this.hostPorts.get(iface);
     if (!port) {
       port = this.sw.addPort({ network: f.network, vlan: f.vlan, learning: false });
+      if (this.offload) this.sw.setOffload(port.id, INJECT_OFFLOADS);
       port.onFrame(() => { this.counters.switch_frames_ignored++; });
       this.hostPorts.set(iface, port);
     }
     const guestMac = fr.slice(6, 12), gwMac = parseMac(f.mac), sp = port;
-    // Straight to the guest on its network, no router hop: fragmented here to the interface's MTU.
+    // Straight to the guest on its network, no router hop: fragmented here to the interface's MTU
+    // (a super-segment is not: the dataplane segments it).
     this.guests.set(p.srcText, {
-      inject: (ip) => {
+      inject: (ip, headroom, mss) => {
         if (this.closed) return;
-        for (const piece of fragment(ip, this.sw.router.interfaces.get(iface)?.mtu ?? 1500)) {
-          if (this.pump.receive(sp, frame(guestMac, gwMac, piece))) this.counters.injected++;
-          else this.counters.injection_refused++;
+        const mtu = this.sw.router.interfaces.get(iface)?.mtu ?? 1500;
+        if (mss !== undefined || ip.length <= mtu) {
+          this.put(sp, headroom ? inPlace(guestMac, gwMac, ip) : frame(guestMac, gwMac, ip), mss);
+          return;
         }
+        for (const piece of fragment(ip, mtu)) this.put(sp, frame(guestMac, gwMac, piece));
       },
     });
   }
@@ -644,7 +691,7 @@ export class SocketUplink {
       if (rst) (via === 'host' ? this.injectHost(rst) : this.injectUplink(rst));
       return;
     }
-    engine.input(p.ip.slice());
+    engine.input(p.ip);   // the engine copies what it keeps
   }
 
   // The host side of a guest's new connection: a TCP socket to the real destination, or to the
@@ -676,6 +723,15 @@ export class SocketUplink {
       s.once('error', (err) => { if (!open) { this.counters.tcp_open_failed++; release(); reject(err); } });
     });
   }
+}
+
+// The Ethernet frame around a TCP engine packet, made in the LINK_HEADROOM bytes before it.
+function inPlace(dstMac: Uint8Array, srcMac: Uint8Array, ip: Uint8Array): Uint8Array {
+  const f = new Uint8Array(ip.buffer, ip.byteOffset - LINK_HEADROOM, ip.length + LINK_HEADROOM);
+  f.set(dstMac, 0); f.set(srcMac, 6);
+  const v6 = ip[0] >> 4 === 6;
+  f[12] = v6 ? 0x86 : 0x08; f[13] = v6 ? 0xdd : 0x00;
+  return f;
 }
 
 // Two connected in-memory Duplex ends (Node 20 has no stream.duplexPair): what one writes the other
