@@ -196,7 +196,8 @@ export interface MacEntry {
 }
 
 // `vnet` is the frame's 12-byte vnet header (Linux's virtio_net_hdr_v1), a view valid during the call,
-// given only for ports with offloads (setOffload).
+// given only for ports with offloads (setOffload). A port with offloads needs a handler: the frames
+// queued for receive() carry no vnet header.
 export type FrameHandler = (frame: Uint8Array, port: number, vnet?: Uint8Array) => void;
 
 // A port's offload capabilities (Switch.setOffload), as a TAP's TUNSETOFFLOAD: what the port's peer

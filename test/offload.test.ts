@@ -427,6 +427,21 @@ test('a super-frame punted (socket uplink) arrives as plain segments; a partial 
   assert.is(n.sw.counters().stats.csum_completed, 1);
 });
 
+test('conntrack counts the whole payload of a super-frame: the ACK of all of it passes, one beyond is out of window', () => {
+  const path = PATHS[4];
+  const n = net({ 0: ALL });
+  const fl = open(n, path, 'tcp', 40000);
+  const sf = partial(data(fl, 'tcp', 5000, 'PA'));
+  const L = layout(sf);
+  assert.is(n.send(0, sf, vnetHeader(F_NEEDS_CSUM, GSO_TCPV4, 1448, L.l4 + L.thl, L.l4, 16)).filter((x) => x.port === 2).length, 4);
+  // X acknowledges the 5000 bytes (as it saw them: to the masquerade's address and port).
+  const seen = n.send(0, data(fl, 'tcp', 0, 'A')).find((x) => x.port === 2)!.frame;
+  const ack = (a: number) => answer(seen, 2, (s, d) => tcp({ srcPort: s, dstPort: d, seq: 778, ack: a, flags: 'A' }))[1];
+  assert.is(n.send(2, ack(100000 + 5000)).filter((x) => x.port === 0).length, 1, 'the ACK of the whole super-frame passes');
+  assert.is(n.send(2, ack(100000 + 5000 + 1000)).filter((x) => x.port === 0).length, 0, 'an ACK of data never sent does not');
+  assert.is(n.sw.counters().drops.ct_tcp_ack_out_of_window, 1);
+});
+
 test('a partial checksum to a router address is taken as verified: unmapped TCP gets its RST', () => {
   const n = net({ 0: ALL });
   const path: Path = { name: 'to the gateway', from: 0, to: 0, src: A, dst: GW0, sip: A.ip, dip: GW0.ip, dport: 81 };
