@@ -35,10 +35,19 @@ typedef struct { uv_poll_t poll; napi_env env; napi_ref cb; int fd; int active; 
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, #call " failed"); return NULL; } } while (0)
 
+// Throws "what: description (ENAME)" with the errno's name as the error's `code`, as Node's own
+// socket errors carry it (callers and logs match on EADDRINUSE, EACCES...).
 static napi_value throw_errno(napi_env env, const char *what) {
+  int e = errno;
   char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(errno));
-  napi_throw_error(env, NULL, msg);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  const char *name = strerrorname_np(e);
+#else
+  const char *name = NULL;
+#endif
+  if (name) snprintf(msg, sizeof msg, "%s: %s (%s)", what, strerror(e), name);
+  else snprintf(msg, sizeof msg, "%s: %s", what, strerror(e));
+  napi_throw_error(env, name, msg);
   return NULL;
 }
 
@@ -299,7 +308,7 @@ static socklen_t get_addr(struct sockaddr_storage *ss, const uint8_t *rec) {
 }
 
 // udpOpen(address record) -> [fd, port]: a non-blocking UDP socket bound to the record's address
-// (port 0: any free one). Throws "bind <errno name>" as Node's dgram would refuse the address.
+// (port 0: any free one). Throws "bind: ... (EADDRINUSE)", the errno name also as the code, as Node's dgram would refuse the address.
 static napi_value UdpOpen(napi_env env, napi_callback_info info) {
   size_t argc = 1; napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
