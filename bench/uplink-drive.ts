@@ -6,7 +6,7 @@
 // (default: download, host -> guest, iperf3 -R, 5 s). Needs root, /dev/net/tun, iperf3 and the native
 // helper (node scripts/native.mjs).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,23 @@ const procs: ChildProcess[] = [];
 function cpuOf(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+// CPU ms of this process's threads by name (main = the switch's thread), from /proc.
+function tasks(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      const st = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+      const name = t === String(process.pid) ? 'main' : /\((.*)\)/.exec(st)![1];
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+function threadCpu(before: Map<string, number>): string {
+  return [...tasks()].map(([n, v]) => [n, v - (before.get(n) ?? 0)] as const).filter(([, v]) => v >= 20).sort((x, y) => y[1] - x[1]).map(([n, v]) => `${n} ${v} ms`).join(', ');
 }
 
 const sw = new Switch({ maxPorts: 8 });
@@ -58,12 +75,14 @@ try {
   sh(['ip', 'link', 'set', dev, 'up'], { ns });
   sh(['ip', 'route', 'add', 'default', 'via', '10.0.2.2'], { ns });
   await new Promise((r) => setTimeout(r, 300));
+  const task0 = tasks();
   const cpu0 = process.cpuUsage(), t0 = performance.now(), tap0 = cpuOf(p.pid!);
   const run = await exec(ns, `iperf3 -c 10.0.2.2 -p ${5300 + (process.pid % 1000)} -t ${seconds} -J${up ? '' : ' -R'}`, (seconds + 20) * 1000);
   let gbps = 0, bytes = 0;
   try { const end = JSON.parse(run.out).end; gbps = end.sum_received.bits_per_second / 1e9; bytes = end.sum_received.bytes; } catch { console.error(run.out.slice(0, 400), run.err.slice(0, 400)); code = 1; }
   const cpu = process.cpuUsage(cpu0), wall = performance.now() - t0, tap = cpuOf(p.pid!) - tap0;
   console.log(`netplane socket uplink ${up ? 'up' : 'down'} ${gbps.toFixed(3)} Gbit/s; CPU over the run: netplane ${(100 * (cpu.user + cpu.system) / 1000 / wall).toFixed(0)} %, tap-stream ${(100 * tap / wall).toFixed(0)} %; CPU ms per 100 MB: netplane ${((cpu.user + cpu.system) / 1000 / (bytes / 1e8)).toFixed(0)}, tap-stream ${(tap / (bytes / 1e8)).toFixed(0)}`);
+  console.log(`netplane CPU ms per 100 MB: user ${(cpu.user / 1000 / (bytes / 1e8)).toFixed(0)}, system ${(cpu.system / 1000 / (bytes / 1e8)).toFixed(0)}; by thread: ${threadCpu(task0)}`);
   const s = uplink.stats();
   console.log(Object.entries(s).filter(([k, v]) => v && /^tcp_|^inject|frames/.test(k)).map(([k, v]) => `${k}=${v}`).join(' '));
 } finally {

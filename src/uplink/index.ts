@@ -26,7 +26,7 @@
 // conntrack has undone the DNAT, leave from the bound socket to that host peer. The table is bounded
 // and flows end by the same idle times as UDP flows.
 import { createSocket, type Socket as DgramSocket } from 'node:dgram';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Duplex } from 'node:stream';
 import { Offload, type Switch, type SwitchPort, type PuntInfo } from '../switch.js';
@@ -173,6 +173,7 @@ export class SocketUplink {
   private readonly timer?: ReturnType<typeof setInterval>;
   private readonly added: Array<[number, PuntClass]> = [];
   private readonly said = new Set<string>();
+  private readonly reads = new ReadPool();
   private readonly offload: boolean;                               // the injection ports take vnet headers (superSegments)
   private readonly vnet = new Uint8Array(12);
   private closed = false;
@@ -218,8 +219,9 @@ export class SocketUplink {
     if (tcp) {
       const now = () => this.clock();
       const superSegments = this.offload ? Math.min(65535, sw.dp.rxBuffer.length) - LINK_HEADROOM : 0;
-      this.tcpUplink = tcp({ superSegments, send: (p, mss) => this.injectUplink(p, true, mss), open: (k) => this.openTcp(k, false), now });
-      this.tcpHost = tcp({ superSegments, send: (p, mss) => this.injectHost(p, true, mss), open: (k) => this.openTcp(k, true), now });
+      const release = (c: Buffer) => this.reads.release(c);
+      this.tcpUplink = tcp({ superSegments, release, send: (p, mss) => this.injectUplink(p, true, mss), open: (k) => this.openTcp(k, false), now });
+      this.tcpHost = tcp({ superSegments, release, send: (p, mss) => this.injectHost(p, true, mss), open: (k) => this.openTcp(k, true), now });
     }
     sw.onPunt('uplink', (fr, info) => this.punted(fr, info));
     sw.onPunt('host', (fr, info) => this.punted(fr, info));
@@ -714,7 +716,7 @@ export class SocketUplink {
     if (e.tcp >= this.limits.tcp) return refuse('ECONNREFUSED', 'tcp_limit');
     e.tcp++;
     return new Promise((resolve, reject) => {
-      const s = netConnect({ host: host ? (k.v6 ? '::1' : '127.0.0.1') : k.dst, port: k.dport });
+      const s = this.reads.connect({ host: host ? (k.v6 ? '::1' : '127.0.0.1') : k.dst, port: k.dport });
       let released = false;
       const release = () => { if (!released) { released = true; this.release(k.src, 'tcp'); } };
       s.once('close', release);
@@ -722,6 +724,55 @@ export class SocketUplink {
       s.once('connect', () => { open = true; this.counters.tcp_opened++; resolve(s); });
       s.once('error', (err) => { if (!open) { this.counters.tcp_open_failed++; release(); reject(err); } });
     });
+  }
+}
+
+// The host sockets' reads into pooled buffers. A net.Socket that Node reads for itself allocates a
+// fresh 64 KiB ArrayBuffer per read, and the engine keeps each chunk until the guest acknowledges it;
+// at a gigabit that is ~100 MB of external memory per 100 MB carried, which V8 answers with a full
+// mark-compact every ~100 ms (most of the helper threads' CPU). Here each socket reads into a buffer
+// from a free list (net.connect's onread), the chunk goes to the engine as the socket's 'data' (pushed
+// through the stream, so data before the engine listens waits, and a full stream stops reading), and
+// the engine hands each chunk back once acknowledged (TcpEngineOptions.release); a small read is
+// copied out at once so its 64 KiB buffer goes straight back. The list is bounded: beyond it, buffers
+// are left to the collector.
+export const READ_BYTES = 64 * 1024;
+const SMALL_READ = 4096, KEPT_READ_BUFFERS = 256;
+
+class ReadPool {
+  private readonly free: ArrayBuffer[] = [];
+  private readonly ours = new WeakSet<ArrayBuffer>();
+
+  private take = (): Buffer => {
+    const ab = this.free.pop();
+    if (ab) return Buffer.from(ab, 0, READ_BYTES);
+    const b = Buffer.allocUnsafeSlow(READ_BYTES);
+    this.ours.add(b.buffer as ArrayBuffer);
+    return b;
+  };
+
+  release(c: Buffer): void {
+    const ab = c.buffer as ArrayBuffer;
+    if (c.byteOffset === 0 && this.ours.has(ab) && this.free.length < KEPT_READ_BUFFERS) { this.ours.delete(ab); this.ours.add(ab); this.free.push(ab); }
+  }
+
+  connect(to: { host: string; port: number }): Socket {
+    const s: Socket = netConnect({
+      ...to,
+      onread: {
+        buffer: this.take,
+        callback: (n: number, buf: Uint8Array): boolean => {
+          const b = buf as Buffer;
+          if (n < SMALL_READ) {
+            const small = Buffer.from(b.subarray(0, n));
+            this.release(b);
+            return s.push(small);
+          }
+          return s.push(b.subarray(0, n));
+        },
+      },
+    });
+    return s;
   }
 }
 

@@ -99,6 +99,12 @@ export interface TcpEngineOptions {
    * (GSO) or a guest that takes them (TSO).
    */
   superSegments?: number;
+  /**
+   * Called with each host chunk (a 'data' Buffer) once the guest has acknowledged all of it and the
+   * engine holds no reference to it any more: the host side may reuse its memory (the uplink's pooled
+   * read buffers). Chunks of a flow that dies are not handed back.
+   */
+  release?: (chunk: Buffer) => void;
 }
 
 /** Bytes free before every packet send() gets (an Ethernet header's worth). */
@@ -234,6 +240,7 @@ export class TcpEngine {
   private readonly mss6: number;
   private readonly rcvBuf: number;
   private readonly sndBuf: number;
+  private readonly release?: (chunk: Buffer) => void;
   private readonly initialRto: number;
   private readonly minRto: number;
   private readonly maxRto: number;
@@ -259,6 +266,7 @@ export class TcpEngine {
     this.mss6 = opts.mss ?? 1440;
     this.rcvBuf = opts.rcvBuf ?? 256 * 1024;
     this.sndBuf = opts.sndBuf ?? 256 * 1024;
+    this.release = opts.release;
     this.initialRto = opts.initialRto ?? 1000;
     this.minRto = opts.minRto ?? 200;
     this.maxRto = opts.maxRto ?? 60000;
@@ -648,6 +656,7 @@ export class TcpEngine {
       if (n < left) { f.qHeadOff += n; break; }
       n -= left;
       f.q[f.qHead] = undefined as unknown as Buffer;
+      this.release?.(c);
       f.qHead++; f.qHeadOff = 0;
     }
     if (f.curIdx < f.qHead || (f.curIdx === f.qHead && f.curOff < f.qHeadOff)) { f.curIdx = f.qHead; f.curOff = f.qHeadOff; }
