@@ -199,6 +199,11 @@ export interface MacEntry {
 // given only for ports with offloads (setOffload). A port with offloads needs a handler: the frames
 // queued for receive() carry no vnet header.
 export type FrameHandler = (frame: Uint8Array, port: number, vnet?: Uint8Array) => void;
+// A plain port's frames of one delivery in one call (SwitchPort.onBatch), for a transport that gathers
+// them into one write anyway (the stream transports): frame i lies at mem[frames[2i] .. frames[2i] +
+// frames[2i + 1]), in the order they left; mem is the module's memory, valid during the call. No
+// per-frame call or view: the transport copies them out in its own loop.
+export type BatchHandler = (mem: Uint8Array, frames: Uint32Array, n: number, port: number) => void;
 
 // A port's offload capabilities (Switch.setOffload), as a TAP's TUNSETOFFLOAD: what the port's peer
 // takes and sends. 0 (the default) is a plain port: complete checksums, frames within the MTU, no
@@ -235,6 +240,12 @@ export class SwitchPort {
   // Frames that left the switch on this port since the last call (when no handler is set).
   receive(): Uint8Array[] { return this.queue.splice(0); }
   onFrame(h: FrameHandler | undefined): void { this.handler = h; }
+  // Takes the port's frames a batch at a time instead (for a plain port: one with offloads still gets
+  // them one by one through its frame handler). While set, it is used instead of the frame handler.
+  batchHandler?: BatchHandler;
+  batch = new Uint32Array(0);   // (address, length) of the frames of the delivery under way
+  batchN = 0;
+  onBatch(h: BatchHandler | undefined): void { this.batchHandler = h; }
   counters(): PortCounters { return this.sw.portCounters(this.id); }
 }
 
@@ -427,17 +438,36 @@ export class Switch {
   private deliver(tx: number): void {
     const dp = this.dp;
     const td = dp.txDescriptors;
+    const watched = this.captures.size > 0 || this.anyHandler !== undefined;
+    const batched = this.batched;
+    for (const p of batched) p.batchN = 0;   // (left over only if a batch handler threw)
+    batched.length = 0;
     for (let i = 0; i < tx; i++) {
       const addr = td.getUint32(i * 8, true);
       const len = td.getUint16(i * 8 + 4, true);
       const out = td.getUint16(i * 8 + 6, true);
+      const caps = this.offloads[out];
+      const p = this.ports.get(out);
+      if (p?.batchHandler && !caps && !watched) {
+        // Gathered for the port's one call after the loop: no view, no call per frame.
+        let k = p.batchN;
+        if (k === 0) batched.push(p);
+        if (2 * k === p.batch.length) { const grown = new Uint32Array(Math.max(64, 2 * p.batch.length)); grown.set(p.batch); p.batch = grown; }
+        p.batch[2 * k] = addr; p.batch[2 * k + 1] = len;
+        p.batchN = k + 1;
+        continue;
+      }
       const view = dp.u8.subarray(addr, addr + len);
-      const vnet = this.offloads[out] ? dp.txOffloads.subarray(i * VNET_HDR_LEN, (i + 1) * VNET_HDR_LEN) : undefined;
+      const vnet = caps ? dp.txOffloads.subarray(i * VNET_HDR_LEN, (i + 1) * VNET_HDR_LEN) : undefined;
       if (this.captures.size) this.captures.get(out)?.write(view, Date.now());
       this.anyHandler?.(view, out, vnet);
-      const p = this.ports.get(out);
       if (!p) continue;
-      if (p.handler) p.handler(view, out, vnet);
+      if (p.batchHandler && !caps) {
+        // Watched (a capture, an any-port handler): this frame goes to the port's batch handler alone.
+        if (p.batch.length < 2) p.batch = new Uint32Array(64);
+        p.batch[0] = addr; p.batch[1] = len;
+        p.batchHandler(dp.u8, p.batch, 1, out);
+      } else if (p.handler) p.handler(view, out, vnet);
       else if (p.spec.queueLimit > 0) {
         if (p.queue.length >= p.spec.queueLimit) {
           p.queue.shift();
@@ -446,9 +476,16 @@ export class Switch {
         p.queue.push(view.slice());
       }
     }
+    for (let j = 0; j < batched.length; j++) {
+      const p = batched[j], n = p.batchN;
+      p.batchN = 0;
+      if (n) p.batchHandler?.(dp.u8, p.batch, n, p.id);
+    }
+    batched.length = 0;
     if (this.puntHandler || this.puntHandlers.size) this.deliverPunts();
     for (const h of this.deliveredHooks) h();
   }
+  private readonly batched: SwitchPort[] = [];   // ports with frames gathered in the delivery under way
 
   // Runs h at the end of every delivery, after the last tx frame and punt of the batch was handed
   // out and while their views are still valid: a transport that queued the batch's frames writes them

@@ -8,7 +8,7 @@
 // The pump delivers a frame only while that very object is still the switch's port with that id, so
 // a transport that outlives its port never injects frames as someone else's port (it counts them
 // refused instead). The same object carries the transport's tx handler, set and cleared on it.
-import type { Switch, SwitchPort, FrameHandler } from '../switch.js';
+import type { Switch, SwitchPort, FrameHandler, BatchHandler } from '../switch.js';
 
 const pumps = new WeakMap<Switch, Pump>();
 
@@ -54,6 +54,13 @@ export class Pump {
 export function attachTx(port: SwitchPort, h: FrameHandler): () => void {
   port.onFrame(h);
   return () => { if (port.handler === h) port.onFrame(undefined); };
+}
+
+// Makes h the port's batch handler (Switch BatchHandler: a delivery's frames for the port in one call);
+// detach clears it only while it is still h.
+export function attachBatch(port: SwitchPort, h: BatchHandler): () => void {
+  port.onBatch(h);
+  return () => { if (port.batchHandler === h) port.onBatch(undefined); };
 }
 
 // Frames shorter than an Ethernet header or longer than a frame can be are not frames: a transport
