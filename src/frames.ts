@@ -168,14 +168,21 @@ export function onesComplementSum(data: Bytes, acc = 0): number {
   let s = acc;
   const even = data.length & ~1;
   let i = 0;
-  // Long data at an even offset is summed as 16-bit words in the machine's order: the one's-complement
-  // sum does not depend on byte order (RFC 1071 §2(B)), so a little-endian sum is the big-endian one
-  // with its two bytes swapped. A Uint8Array subarray of an ArrayBuffer is all the view needs.
+  // Long data at an even offset is summed as 32-bit words in the machine's order (a 16-bit word first
+  // when the offset is 2 past a multiple of 4, one after when one is left): the one's-complement sum
+  // does not depend on byte order (RFC 1071 §2(B)), so a little-endian sum is the big-endian one with
+  // its two bytes swapped, and 32-bit words fold to the same 16-bit sum (2^16 ≡ 1 modulo 0xffff). The
+  // total stays exact in a double (at most 2^14 words of 2^32 for 64 KiB). A Uint8Array subarray of an
+  // ArrayBuffer is all the view needs.
   if (even >= 64 && (data.byteOffset & 1) === 0 && LITTLE_ENDIAN) {
-    const w = new Uint16Array(data.buffer, data.byteOffset, even >> 1);
-    let le = 0;
-    for (let k = 0; k < w.length; k++) le += w[k];
-    while (le > 0xffff) le = (le & 0xffff) + Math.floor(le / 0x10000);
+    let le = 0, k = 0;
+    if (data.byteOffset & 2) { le = data[0] | (data[1] << 8); k = 2; }
+    const words = (even - k) >> 2;
+    const w = new Uint32Array(data.buffer, data.byteOffset + k, words);
+    for (let j = 0; j < words; j++) le += w[j];
+    k += words * 4;
+    if (k < even) le += data[k] | (data[k + 1] << 8);
+    while (le > 0xffff) le = (le % 0x10000) + Math.floor(le / 0x10000);
     s += ((le & 0xff) << 8) | (le >> 8);
     i = even;
   }

@@ -87,6 +87,25 @@ test('Internet checksum: the RFC 1071 §3 example and odd lengths', () => {
   assert.is(internetChecksum(new Uint8Array(0)), 0xffff);
 });
 
+test('one\'s-complement sum: long data at every alignment and length (the word-at-a-time path) equals a byte-pair reference', () => {
+  const ref = (d: Uint8Array, acc: number) => {
+    let s = acc;
+    for (let i = 0; i < d.length; i += 2) s += (d[i] << 8) | (i + 1 < d.length ? d[i + 1] : 0);
+    while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+    return s;
+  };
+  const buf = new Uint8Array(65536 + 16);
+  let x = 12345;
+  const rnd = () => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return x >>> 16; };
+  for (let t = 0; t < 400; t++) {
+    // All-ones data (every word 0xffff: the carries at their largest), zeros, and random bytes.
+    for (let i = 0; i < buf.length; i++) buf[i] = t % 4 === 0 ? 0xff : t % 4 === 1 ? 0 : rnd() & 255;
+    const off = t % 8, len = t % 7 === 0 ? 65535 - (t % 5) : 60 + (rnd() % 3000);
+    const d = buf.subarray(off, off + len), acc = rnd() % 0x20000;
+    assert.is(onesComplementSum(d, acc), ref(d, acc), `offset ${off}, length ${len}`);
+  }
+});
+
 // --- builders, byte-exact ----------------------------------------------------------------------
 
 test('ipv4() builds the classic example header 4500 0073 ... b861 byte for byte', () => {
