@@ -44,16 +44,28 @@ function need(): string | undefined {
   return undefined;
 }
 
-async function measure(client: string, server: string, serverIp: string): Promise<{ gbps: number; rttMs: number }> {
+// One iperf3 run's figure and its spread: the receiver's rate over the whole run, and the slowest and
+// fastest of its one-second intervals after the first (slow start), from iperf3's JSON.
+interface Rate { gbps: number; min: number; max: number }
+function rateOf(json: string): Rate {
+  try {
+    const j = JSON.parse(json);
+    const each = (j.intervals as Array<{ sum: { bits_per_second: number } }>).slice(1).map((i) => i.sum.bits_per_second / 1e9);
+    const gbps = j.end.sum_received.bits_per_second / 1e9;
+    return { gbps, min: each.length ? Math.min(...each) : gbps, max: each.length ? Math.max(...each) : gbps };
+  } catch { return { gbps: 0, min: 0, max: 0 }; }
+}
+const r3 = (v: number) => Math.round(v * 1000) / 1000;
+const spreadOf = (r: Rate) => ({ min: r3(r.min), max: r3(r.max), of: '1-s intervals after the first' });
+
+async function measure(client: string, server: string, serverIp: string): Promise<Rate & { rttMs: number }> {
   const srv = spawn('ip', ['netns', 'exec', server, 'iperf3', '-s', '-1'], { stdio: 'ignore', detached: true });
   procs.push(srv);
   await new Promise((r) => setTimeout(r, 500));
   const ping = await exec(client, `ping -c 20 -i 0.05 -W 2 ${serverIp}`, 20000);
   const rtt = /= [\d.]+\/([\d.]+)\//.exec(ping.out);
   const run = await exec(client, `iperf3 -c ${serverIp} -t ${seconds} -J`, (seconds + 20) * 1000);
-  let gbps = 0;
-  try { gbps = JSON.parse(run.out).end.sum_received.bits_per_second / 1e9; } catch { /* reported as 0 */ }
-  return { gbps, rttMs: rtt ? Number(rtt[1]) : NaN };
+  return { ...rateOf(run.out), rttMs: rtt ? Number(rtt[1]) : NaN };
 }
 
 function netns(name: string): string {
@@ -193,20 +205,21 @@ async function tapAb(runs: number): Promise<void> {
 
 // ---- socket uplinks: egress without root ------------------------------------------------------------
 
-interface UplinkResult { upGbps: number; downGbps: number; rttMs: number }
+interface UplinkResult { upGbps: number; downGbps: number; rttMs: number; up?: Rate; down?: Rate }
 const here = dirname(fileURLToPath(import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'npb-uplink-'));
 
-async function iperf(ns: string, server: string, reverse: boolean): Promise<number> {
+async function iperf(ns: string, server: string, reverse: boolean): Promise<Rate> {
   const run = await exec(ns, `iperf3 -c ${server} -t ${seconds} -J${reverse ? ' -R' : ''}`, (seconds + 20) * 1000);
-  try { return JSON.parse(run.out).end.sum_received.bits_per_second / 1e9; } catch { return 0; }
+  return rateOf(run.out);
 }
 
 // The server is one iperf3 on the host's loopback; each client reaches it at its gateway address.
 async function measureUplink(ns: string, gateway: string): Promise<UplinkResult> {
   const ping = await exec(ns, `ping -c 20 -i 0.05 -W 2 ${gateway}`, 20000);
   const rtt = /= [\d.]+\/([\d.]+)\//.exec(ping.out);
-  return { upGbps: await iperf(ns, gateway, false), downGbps: await iperf(ns, gateway, true), rttMs: rtt ? Number(rtt[1]) : NaN };
+  const up = await iperf(ns, gateway, false), down = await iperf(ns, gateway, true);
+  return { upGbps: up.gbps, downGbps: down.gbps, up, down, rttMs: rtt ? Number(rtt[1]) : NaN };
 }
 
 // A TAP in a fresh namespace, bridged to a QEMU-stream unix socket by bench/tap-stream.mjs.
@@ -342,7 +355,8 @@ async function uplinks(): Promise<Record<string, UplinkResult>> {
       for (const [name, run] of cases) {
         try { out[name] = await run(); } catch (e) { console.log(`  ${name}: failed: ${(e as Error).message}`); out[name] = { upGbps: 0, downGbps: 0, rttMs: NaN }; }
         const r = out[name];
-        console.log(`  ${name.padEnd(30)} up ${r.upGbps.toFixed(3).padStart(7)} Gbit/s   down ${r.downGbps.toFixed(3).padStart(7)} Gbit/s   RTT ${r.rttMs.toFixed(3)} ms`);
+        const by = (x?: Rate) => (x ? ` (${x.min.toFixed(2)}-${x.max.toFixed(2)})` : '');
+        console.log(`  ${name.padEnd(30)} up ${r.upGbps.toFixed(3).padStart(7)} Gbit/s${by(r.up)}   down ${r.downGbps.toFixed(3).padStart(7)} Gbit/s${by(r.down)}   RTT ${r.rttMs.toFixed(3)} ms`);
       }
     }
   } finally {
@@ -379,10 +393,12 @@ try {
   // --tap: only the native TAP cases (with and without offloads) and the kernel bridge, into e2e-tap.json.
   const tapOnly = process.argv.includes('--tap');
   const records: object[] = [];
+  // The issue's goals, each a ratio of two figures of this run (a full run only).
+  const goals: Array<{ goal: string; ratio: number; target: number; spread?: { min: number; max: number } }> = [];
   if (!onlyQemu) {
     console.log(`TCP throughput (iperf3, ${seconds} s) and ping RTT between two namespaces`);
-    const results: Record<string, { gbps: number; rttMs: number }> = {};
-    const cases: Array<[string, () => Promise<{ gbps: number; rttMs: number }>]> = [['netplane (socat UDP)', viaNetplane]];
+    const results: Record<string, Rate & { rttMs: number }> = {};
+    const cases: Array<[string, () => Promise<Rate & { rttMs: number }>]> = [['netplane (socat UDP)', viaNetplane]];
     if (nativeTapAvailable()) cases.push(['netplane (native TAP)', () => viaNetplaneNative(true)], ['netplane (native TAP, plain)', () => viaNetplaneNative(false)]);
     else console.log('  (the native TAP helper is not built: npm run build:native)');
     cases.push(['vde_switch', viaVde], ['kernel bridge', viaBridge]);
@@ -391,11 +407,14 @@ try {
     if (tapOnly) cases.splice(0, cases.length, ...cases.filter(([n]) => n.includes('native') || n === 'kernel bridge'));
     for (const [name, run] of cases) {
       results[name] = await run();
-      console.log(`  ${name.padEnd(22)} ${results[name].gbps.toFixed(3).padStart(8)} Gbit/s   RTT ${results[name].rttMs.toFixed(3)} ms`);
+      const r = results[name];
+      console.log(`  ${name.padEnd(22)} ${r.gbps.toFixed(3).padStart(8)} Gbit/s (${r.min.toFixed(2)}-${r.max.toFixed(2)} by second)   RTT ${r.rttMs.toFixed(3)} ms`);
     }
     const best = results['netplane (native TAP)'] ?? results['netplane (socat UDP)'];
     const ratio = (b: string) => (results[b]?.gbps ? best.gbps / results[b].gbps : 0);
     if (best) console.log(`  netplane (best attach) / vde_switch: ${ratio('vde_switch').toFixed(2)}x   / kernel bridge: ${ratio('kernel bridge').toFixed(2)}x`);
+    const bridge = results['kernel bridge'], tap = results['netplane (native TAP)'];
+    if (tap && bridge?.gbps) goals.push({ goal: 'native TAP / kernel bridge (iperf3)', ratio: tap.gbps / bridge.gbps, target: 0.4, spread: { min: tap.min / bridge.max, max: tap.max / bridge.min } });
     const up: Record<string, UplinkResult> = {};
     if (!tapOnly) {
       console.log(`Egress without root: TCP both ways (iperf3, ${seconds} s) and ping RTT to the gateway, from a namespace to the host's loopback`);
@@ -405,11 +424,18 @@ try {
       console.log(`  netplane / passt: up ${vs('passt', 'upGbps').toFixed(2)}x down ${vs('passt', 'downGbps').toFixed(2)}x   netplane / slirp4netns: up ${vs('slirp4netns', 'upGbps').toFixed(2)}x down ${vs('slirp4netns', 'downGbps').toFixed(2)}x`);
       const nt = up['netplane, native TAP offloads'];
       const vb = (b: string, k: 'upGbps' | 'downGbps') => (nt && up[b]?.[k] ? nt[k] / up[b][k] : 0);
+      const pa = up['passt'];
+      if (np && pa?.down && np.down && pa.downGbps) goals.push({ goal: 'socket uplink / passt, download, same client', ratio: np.downGbps / pa.downGbps, target: 1, spread: { min: np.down.min / pa.down.max, max: np.down.max / pa.down.min } });
+      const ps = up['pasta (MTU 65520)'];
+      if (nt?.down && ps?.down && ps.downGbps) goals.push({ goal: 'socket uplink / pasta, download, best attachments', ratio: nt.downGbps / ps.downGbps, target: 1, spread: { min: nt.down.min / ps.down.max, max: nt.down.max / ps.down.min } });
       if (nt) console.log(`  best attachments: netplane / pasta: up ${vb('pasta (MTU 65520)', 'upGbps').toFixed(2)}x down ${vb('pasta (MTU 65520)', 'downGbps').toFixed(2)}x   netplane / slirp4netns: up ${vb('slirp4netns (MTU 65520)', 'upGbps').toFixed(2)}x down ${vb('slirp4netns (MTU 65520)', 'downGbps').toFixed(2)}x`);
     }
     records.push(
-      ...Object.entries(results).map(([name, r]) => ({ name, mpps: 0, entries: 2, gbps: Math.round(r.gbps * 1000) / 1000, rttMs: r.rttMs })),
-      ...Object.entries(up).map(([name, r]) => ({ name: `uplink: ${name}`, mpps: 0, entries: 1, gbps: Math.round(r.upGbps * 1000) / 1000, downGbps: Math.round(r.downGbps * 1000) / 1000, rttMs: r.rttMs })),
+      ...Object.entries(results).map(([name, r]) => ({ name, mpps: 0, entries: 2, gbps: r3(r.gbps), spread: spreadOf(r), rttMs: r.rttMs })),
+      ...Object.entries(up).map(([name, r]) => ({
+        name: `uplink: ${name}`, mpps: 0, entries: 1, gbps: r3(r.upGbps), downGbps: r3(r.downGbps), rttMs: r.rttMs,
+        ...(r.up && r.down ? { spread: spreadOf(r.up), downSpread: spreadOf(r.down) } : {}),
+      })),
     );
   }
   // The QEMU guests: their own section, last, so a machine without QEMU still gets the rest.
@@ -421,8 +447,15 @@ try {
     const q = await qemuCases(seconds, rounds, console.log);
     for (const [name, r] of Object.entries(q)) {
       if (r.ofDirect) console.log(`  ${name} / QEMU direct, round by round: median ${median(r.ofDirect).toFixed(2)}x (${Math.min(...r.ofDirect).toFixed(2)}-${Math.max(...r.ofDirect).toFixed(2)})`);
+      if (r.ofDirect) goals.push({ goal: `QEMU guest to guest: ${name} / QEMU direct (median of rounds)`, ratio: median(r.ofDirect), target: 0.8, spread: { min: Math.min(...r.ofDirect), max: Math.max(...r.ofDirect) } });
       records.push(qemuRecord(name, r));
     }
+  }
+  if (goals.length) {
+    console.log('Issue 14 goals, from this run (ratio, its spread, the target):');
+    const f = (v: number) => v.toFixed(2);
+    for (const g of goals) console.log(`  ${g.goal.padEnd(62)} ${f(g.ratio)}x (${g.spread ? `${f(g.spread.min)}-${f(g.spread.max)}` : '-'})  target >= ${g.target}  ${g.ratio >= g.target ? 'met' : 'NOT met'}`);
+    records.push(...goals.map((g) => ({ name: `goal: ${g.goal}`, mpps: 0, entries: 0, ratio: Math.round(g.ratio * 100) / 100, target: g.target, met: g.ratio >= g.target, ...(g.spread ? { spread: { min: Math.round(g.spread.min * 100) / 100, max: Math.round(g.spread.max * 100) / 100 } } : {}) })));
   }
   // A run of one section (--qemu, --uplinks) keeps the other sections' last figures in the file.
   if (onlyQemu || process.argv.includes('--uplinks')) {
