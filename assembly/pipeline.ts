@@ -113,9 +113,13 @@ export function process(n: u32, now: f64): u32 {
   if (m.reason) return;
   let dst = loadMac(m.frame + eth.DST);
   if (isGroupMac(dst)) m.flags |= FLAG_GROUP_DST;
-  else m.dstHash = mac.hash(mac.key(dst, m.vlan), m.network);
+  else {
+    if (router.ifCount != 0) m.flowHash = routedFlowHash(m, dst);
+    // A frame for a gateway MAC skips the L2 lookup (second()), the only reader of its destination's
+    // hash: every stage that forwards it again computes the hash of its new destination.
+    if (m.toRouter == 0) m.dstHash = mac.hash(mac.key(dst, m.vlan), m.network);
+  }
   m.srcHash = mac.hash(mac.key(loadMac(m.frame + eth.SRC), m.vlan), m.network);
-  if (router.ifCount != 0 && !isGroupMac(dst)) m.flowHash = routedFlowHash(m, dst);
 }
 
 // Touches the MAC table slots and the connections (index slot, then record) the batch will need, in
