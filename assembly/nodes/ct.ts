@@ -129,8 +129,12 @@ export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, no
   if (proto == 6) {
     let f = <u32>load<u8>(l4, 13);
     if (!win.validFlags(f)) return Reason.CtTcpBadFlags;
-    ns = tcpNext(r, s, dir, f);
-    if (ns == State.None) return Reason.CtTcpInvalid;
+    if (s == State.TcpEstablished && (f & (tcp.SYN | tcp.FIN | tcp.RST)) == 0) {
+      nextSeen = 0;                 // an established segment moves nothing (tcpNext's answer, inline)
+    } else {
+      ns = tcpNext(r, s, dir, f);
+      if (ns == State.None) return Reason.CtTcpInvalid;
+    }
     let checked = true;
     if (f & tcp.RST) {
       // A closing connection takes any RST (Linux: its tuple may already be reused); others only
