@@ -81,16 +81,19 @@ export let batchRxPackets: u64 = 0;
 export let batchRxBytes: u64 = 0;
 export let batchTxPackets: u64 = 0;
 export let batchTxBytes: u64 = 0;
+export let batchRouted: u64 = 0;
 
 export function flushBatch(): void {
   bump(Stat.RxPackets, batchRxPackets);
   bump(Stat.RxBytes, batchRxBytes);
   bump(Stat.TxPackets, batchTxPackets);
   bump(Stat.TxBytes, batchTxBytes);
+  bump(Stat.Routed, batchRouted);
   batchRxPackets = 0;
   batchRxBytes = 0;
   batchTxPackets = 0;
   batchTxBytes = 0;
+  batchRouted = 0;
 }
 
 // Counts a dropped frame under its reason, switch-wide and on the ingress port.

@@ -15,11 +15,12 @@ import * as neighbor from "../tables/neighbor";
 import * as addr6 from "../tables/addr6";
 import * as eth from "../wire/ethernet";
 import { storeMac } from "../wire/bytes";
-import { bump, Stat } from "../counters";
+import * as counters from "../counters";
+import * as mac from "../tables/mac";
 import { arpRequest } from "./arp";
 import { solicit } from "./ip6";
 import { CT_DSR } from "./nat";
-import { l2forward, dstHash, NO_PORT } from "./l2forward";
+import { l2forward, NO_PORT } from "./l2forward";
 import { puntUplink } from "./punt";
 
 @inline export function resolved(r: usize): bool {
@@ -122,16 +123,30 @@ export function send(m: Meta, r: usize, dir: u32, now: u32): void {
 
 // Sends a routed frame out of interface `out` to the next hop's MAC: the MACs rewritten, then L2
 // forwarding in the interface's domain.
+// Routed packets mostly leave to one next hop (the uplink's gateway), so the MAC table hash of the
+// last one is kept: a hash is a pure function of its key, so the memo is never stale.
 export function sendVia(m: Meta, out: Iface, nextHop: u64, now: u32): void {
   storeMac(m.frame + eth.DST, nextHop);
   storeMac(m.frame + eth.SRC, out.mac);
-  bump(Stat.Routed);
+  counters.batchRouted += 1;
   if (out.punt & PUNT_UPLINK) {
     puntUplink(m, out);
     return;
   }
-  m.network = <u32>out.network;
-  m.vlan = <u32>out.vlan;
-  m.dstHash = dstHash(m);
+  let network = <u32>out.network;
+  let vid = <u32>out.vlan;
+  m.network = network;
+  m.vlan = vid;
+  let k = mac.key(nextHop, vid);
+  if (k != lastKey || network != lastNetwork) {
+    lastKey = k;
+    lastNetwork = network;
+    lastHash = mac.hash(k, network);
+  }
+  m.dstHash = lastHash;
   l2forward(m, now, NO_PORT);
 }
+// (mac.key never sets the top bits, so the first key always misses.)
+let lastKey: u64 = 0xffff_ffff_ffff_ffff;
+let lastNetwork: u32 = 0;
+let lastHash: u32 = 0;

@@ -16,6 +16,7 @@ import * as eth from "../wire/ethernet";
 import * as checksum from "../wire/checksum";
 import { storeMac, get8, set16 } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
+import * as counters from "../counters";
 import { l2forward, dstHash, NO_PORT } from "./l2forward";
 import * as tx from "../tx";
 
@@ -36,7 +37,7 @@ export function fragment4(m: Meta, out: Iface, nextHop: u64, now: u32): void {
   let moreAfter = ipv4.moreFragments(ip);
   storeMac(m.frame + eth.DST, nextHop);
   storeMac(m.frame + eth.SRC, out.mac);
-  bump(Stat.Routed);
+  counters.batchRouted += 1;
   let orig = m.frame;
   let flags = m.flags | FLAG_FRAGMENT;
   let l4 = m.l4;
