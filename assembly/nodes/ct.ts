@@ -260,7 +260,7 @@ function tcpNext(r: usize, s: u32, dir: u32, f: u32): u32 {
 
 // A connection lookup's result (0: none) if the connection is still alive for this packet: an expired
 // one is removed (counted), and so is one in TIME_WAIT or CLOSE that a new SYN reopens; 0 then.
-export function live(v: u32, proto: u32, tcpFlags: u32, now: u32): u32 {
+@inline export function live(v: u32, proto: u32, tcpFlags: u32, now: u32): u32 {
   v = alive(v, now);
   if (v == 0) return 0;
   let ri = (v - 1) >> 1;
@@ -273,7 +273,7 @@ export function live(v: u32, proto: u32, tcpFlags: u32, now: u32): u32 {
 }
 
 // update() for a hit, noted in the trace (a: 1 a hit, 2 a hit whose segment conntrack ignored).
-export function hit(r: usize, ri: u32, proto: u32, dir: u32, l4: usize, l4len: u32, now: u32): Reason {
+@inline export function hit(r: usize, ri: u32, proto: u32, dir: u32, l4: usize, l4len: u32, now: u32): Reason {
   ignored = false;
   let why = update(r, proto, dir, l4, l4len, now);
   trace.note(trace.Step.Conntrack, ignored ? 2 : 1, ri, dir, <u32>load<u8>(r, 27));
