@@ -21,6 +21,18 @@ export function requirements(): string | undefined {
 const run = `${process.pid % 10000}`;
 const made: { netns: string[]; procs: ChildProcess[]; transports: UdpTransport[]; taps: TapTransport[]; workers: IoWorker[] } = { netns: [], procs: [], transports: [], taps: [], workers: [] };
 
+// A last sweep when the test process exits, whatever teardown() managed: every namespace named for
+// this process (np-<run>-*) is deleted and every helper process group it spawned is killed, so a
+// test that failed or was cut short inside teardown leaves nothing behind on the machine.
+const spawned: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const p of spawned) { try { if (p.pid && p.exitCode === null) process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }
+  let names: string[] = [];
+  try { names = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]); } catch { /* no ip */ }
+  for (const ns of names) if (ns.startsWith(`np-${run}-`)) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } }
+});
+const track = (p: ChildProcess): void => { made.procs.push(p); spawned.push(p); };
+
 export function sh(cmd: string[], opts: { ns?: string; input?: string } = {}): string {
   const argv = opts.ns ? ['ip', 'netns', 'exec', opts.ns, ...cmd] : cmd;
   return execFileSync(argv[0], argv.slice(1), { encoding: 'utf8', input: opts.input, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -42,7 +54,7 @@ export function exec(ns: string, cmd: string, timeoutMs = 30000): Promise<{ code
 export function background(ns: string, cmd: string): ChildProcess {
   // Its own process group, so that teardown ends the whole pipeline, not only the shell.
   const p = spawn('ip', ['netns', 'exec', ns, 'sh', '-c', `exec ${cmd}`], { stdio: 'ignore', detached: true });
-  made.procs.push(p);
+  track(p);
   return p;
 }
 
@@ -60,7 +72,7 @@ export async function linuxHost(sw: Switch, port: number, name: string, opts: { 
   // An unconnected UDP socket on socat's side: a moment without the switch (a restart) yields no
   // ICMP error that would end socat and take the TAP with it.
   const socat = spawn('socat', ['-b65536', `TUN,tun-type=tap,tun-name=${dev},iff-no-pi,iff-up`, `UDP-DATAGRAM:127.0.0.1:${transport.address().port}`], { stdio: 'ignore', detached: true });
-  made.procs.push(socat);
+  track(socat);
   // Wait for the TAP, then move it into the namespace and configure it there.
   for (let i = 0; i < 100 && !exists(dev); i++) await new Promise((r) => setTimeout(r, 20));
   if (!exists(dev)) throw new Error(`socat did not create ${dev}`);
@@ -79,7 +91,7 @@ export async function socatHost(name: string, udp: { host: string; port: number 
   sh(['ip', 'netns', 'add', ns]);
   made.netns.push(ns);
   const socat = spawn('socat', ['-b65536', `TUN,tun-type=tap,tun-name=${dev},iff-no-pi,iff-up`, `UDP-DATAGRAM:${udp.host}:${udp.port}`], { stdio: 'ignore', detached: true });
-  made.procs.push(socat);
+  track(socat);
   for (let i = 0; i < 100 && !exists(dev); i++) await new Promise((r) => setTimeout(r, 20));
   if (!exists(dev)) throw new Error(`socat did not create ${dev}`);
   sh(['ip', 'link', 'set', dev, 'netns', ns]);
