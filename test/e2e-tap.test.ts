@@ -15,19 +15,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Host, Switch, Offload, nativeTapAvailable } from '../src/index.js';
-import { requirements, nativeHost, exec, background, teardown } from './e2e/netns.js';
+import { requirements, eventually, nativeHost, exec, background, teardown } from './e2e/netns.js';
 
 const missing = requirements() ?? (nativeTapAvailable() ? undefined : 'the native TAP helper is not built (npm run build:native)');
 const work = mkdtempSync(join(tmpdir(), 'netplane-e2e-tap-'));
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function eventually(cond: () => boolean, ms = 10000): Promise<void> {
-  const t = Date.now();
-  while (!cond()) {
-    if (Date.now() - t > ms) throw new Error('timed out waiting');
-    await wait(100);
-  }
-}
 
 const TCP_TSO = Offload.TSO4 | Offload.TSO6;
 

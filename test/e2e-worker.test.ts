@@ -10,19 +10,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Switch, nativeTapAvailable } from '../src/index.js';
-import { requirements, workerHost, exec, background, teardown } from './e2e/netns.js';
+import { requirements, eventually, workerHost, exec, background, teardown } from './e2e/netns.js';
 
 const missing = requirements();
 const work = mkdtempSync(join(tmpdir(), 'netplane-e2e-worker-'));
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function eventually(cond: () => boolean, ms = 10000): Promise<void> {
-  const t = Date.now();
-  while (!cond()) {
-    if (Date.now() - t > ms) throw new Error('timed out waiting');
-    await wait(100);
-  }
-}
 
 test.after(async () => {
   await teardown();

@@ -14,7 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Host, Switch, UdpTransport } from '../src/index.js';
-import { requirements, linuxHost, linuxRouter, exec, background, teardown, type LinuxHost } from './e2e/netns.js';
+import { requirements, eventually, linuxHost, linuxRouter, exec, background, teardown, type LinuxHost } from './e2e/netns.js';
 
 const missing = requirements();
 const work = mkdtempSync(join(tmpdir(), 'netplane-e2e-'));
@@ -30,13 +30,6 @@ function newHost(): Host {
 
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function eventually(cond: () => boolean | Promise<boolean>, ms = 10000): Promise<void> {
-  const t = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t > ms) throw new Error('timed out waiting');
-    await wait(100);
-  }
-}
 
 test.before(async () => {
   if (missing) return;

@@ -210,3 +210,12 @@ export async function teardown(): Promise<void> {
   for (const w of made.workers.splice(0)) await w.close();
   for (const ns of made.netns.splice(0)) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* already gone */ } }
 }
+
+// Waits until cond() holds (polled every 100 ms), or throws after `ms`.
+export async function eventually(cond: () => boolean | Promise<boolean>, ms = 10000): Promise<void> {
+  const t = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t > ms) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
