@@ -76,22 +76,26 @@ function netns(name: string): string {
   return ns;
 }
 
-async function viaNetplane() {
+// A client and a server on two ports of a fresh switch, attached by `attach`: named <tag>c and <tag>s,
+// MACs 02:00:00:00:00:<m>c and <m>d, addresses 10.<net>.0.1 and .2/24 (each case its own subnet).
+type Attach<H> = (sw: Switch, port: number, name: string, o: { mac: string; address: string }) => Promise<H>;
+async function twoHosts<H extends { ns: string }>(attach: Attach<H>, tag: string, m: string, net: number): Promise<{ c: H; s: H; serverIp: string }> {
   const sw = new Switch({ maxPorts: 4 });
   const a = sw.addPort(), b = sw.addPort();
-  const c = await linuxHost(sw, a.id, 'c', { mac: '02:00:00:00:00:0c', address: '10.77.0.1/24' });
-  const s = await linuxHost(sw, b.id, 's', { mac: '02:00:00:00:00:0d', address: '10.77.0.2/24' });
-  return measure(c.ns, s.ns, '10.77.0.2');
+  const c = await attach(sw, a.id, `${tag}c`, { mac: `02:00:00:00:00:${m}c`, address: `10.${net}.0.1/24` });
+  const s = await attach(sw, b.id, `${tag}s`, { mac: `02:00:00:00:00:${m}d`, address: `10.${net}.0.2/24` });
+  return { c, s, serverIp: `10.${net}.0.2` };
+}
+
+async function viaNetplane() {
+  const { c, s, serverIp } = await twoHosts(linuxHost, '', '0', 77);
+  return measure(c.ns, s.ns, serverIp);
 }
 
 // The native TAP attach, with the kernel's offloads (TSO super-frames through the switch) or plain.
 async function viaNetplaneNative(offload: boolean) {
-  const sw = new Switch({ maxPorts: 4 });
-  const a = sw.addPort(), b = sw.addPort();
-  const k = offload ? 'o' : 'p';
-  const c = await nativeHost(sw, a.id, `n${k}c`, { mac: '02:00:00:00:00:1c', address: '10.76.0.1/24', offload });
-  const s = await nativeHost(sw, b.id, `n${k}s`, { mac: '02:00:00:00:00:1d', address: '10.76.0.2/24', offload });
-  const r = await measure(c.ns, s.ns, '10.76.0.2');
+  const { c, s, serverIp } = await twoHosts((sw, p, n, o) => nativeHost(sw, p, n, { ...o, offload }), `n${offload ? 'o' : 'p'}`, '1', 76);
+  const r = await measure(c.ns, s.ns, serverIp);
   const st = c.tap.stats;
   console.log(`    (client TAP: caps ${c.tap.caps}, ${st.rxFrames} frames read in ${st.rxBatches} calls, ${st.rxSuperFrames} super-frames; server TAP: ${s.tap.stats.txFrames} written in ${s.tap.stats.txBatches} calls, ${s.tap.stats.txDropped} dropped)`);
   return r;
@@ -163,20 +167,14 @@ async function measureCpu(client: string, server: string, serverIp: string) {
 }
 
 async function viaTapOneThread() {
-  const sw = new Switch({ maxPorts: 4 });
-  const a = sw.addPort(), b = sw.addPort();
-  const c = await nativeHost(sw, a.id, 'tc', { mac: '02:00:00:00:00:4c', address: '10.74.0.1/24' });
-  const s = await nativeHost(sw, b.id, 'ts', { mac: '02:00:00:00:00:4d', address: '10.74.0.2/24' });
-  return measureCpu(c.ns, s.ns, '10.74.0.2');
+  const { c, s, serverIp } = await twoHosts(nativeHost, 't', '4', 74);
+  return measureCpu(c.ns, s.ns, serverIp);
 }
 
 async function viaTapWorker() {
-  const sw = new Switch({ maxPorts: 4 });
-  const a = sw.addPort(), b = sw.addPort();
-  const c = await workerHost(sw, a.id, 'wc', { mac: '02:00:00:00:00:3c', address: '10.75.0.1/24' });
-  const s = await workerHost(sw, b.id, 'ws', { mac: '02:00:00:00:00:3d', address: '10.75.0.2/24' });
+  const { c, s, serverIp } = await twoHosts(workerHost, 'w', '3', 75);
   try {
-    return await measureCpu(c.ns, s.ns, '10.75.0.2');
+    return await measureCpu(c.ns, s.ns, serverIp);
   } finally {
     await c.io.close();
   }
