@@ -43,6 +43,10 @@ export const enum Stat {
   GsoSegments,   // the segments they made
   CsumCompleted, // partial checksums completed in software for an egress without checksum offload
   MssClamped,    // TCP SYNs and SYN-ACKs whose MSS option the router lowered (nodes/mss.ts)
+  VxlanEncap,    // frames encapsulated to a remote endpoint's host (nodes/vxlan.ts)
+  VxlanDecap,    // frames decapsulated from the underlay into their domain
+  VxlanBumCopies, // copies of broadcast / multicast / unknown unicast frames sent to a VNI's members
+  VxlanProxyReplies, // ARP replies and neighbour advertisements sent for remote endpoints' addresses
   Count,
 }
 
@@ -55,6 +59,7 @@ const STAT_NAMES: StaticArray<string> = [
   "frag_held", "frag_released", "frag_expired", "fragments_made",
   "host_resets", "frag_held_dropped", "punted",
   "gso_frames", "gso_segments", "csum_completed", "mss_clamped",
+  "vxlan_encap", "vxlan_decap", "vxlan_bum_copies", "vxlan_proxy_replies",
 ];
 
 export function statName(i: u32): string {

@@ -33,6 +33,7 @@ import * as aclnode from "./nodes/acl";
 import * as trace from "./trace";
 import * as ct from "./nodes/ct";
 import { icmpErrors, arpRequests, initBuckets } from "./ratelimit";
+import * as overlay from "./overlay";
 
 export { abortMessage, abortFile, abortLine, abortColumn } from "./abort";
 
@@ -91,7 +92,7 @@ function txBytes(batch: u32, rxBytes: u32): u32 { return rxBytes * 2 + batch * 2
 export function create(maxPorts: u32, macEntries: u32, batch: u32, rxBytes: u32): i32 {
   if (created) return Error.AlreadyCreated;
   neededBytes = 0;
-  if (maxPorts == 0 || maxPorts > router.ROUTER_PORT) return Error.BadArgument;
+  if (maxPorts == 0 || maxPorts > overlay.TUNNEL_PORT) return Error.BadArgument;
   if (macEntries == 0 || macEntries > MAX_MAC_ENTRIES) return Error.BadArgument;
   if (batch == 0 || batch > MAX_BATCH) return Error.BadArgument;
   if (rxBytes < 64 || rxBytes > MAX_RX_BYTES) return Error.BadArgument;
@@ -162,6 +163,7 @@ export function port_configure(p: u32, network: u32, mode: u32, vlan: u32, flags
   pt.vlan = <u16>vlan;
   pt.flags = <u16>(flags | <u32>keep);
   pt.learnLimit = learnLimit;
+  if (p == overlay.underlayPort) pt.flags |= ports.PORT_NO_LEARN;
   if (p >= ports.highPort) ports.highPort = p + 1;
   return Error.Ok;
 }
@@ -201,7 +203,7 @@ export function port_set_guard_mac(p: u32, macHi: u32, macLo: u32): i32 {
 export function port_set_up(p: u32, up: u32): i32 {
   let e = checkPort(p);
   if (e) return e;
-  ports.port(p).state = up ? ports.STATE_UP : ports.STATE_DOWN;
+  ports.port(p).state = up ? (p == overlay.underlayPort ? ports.STATE_UNDERLAY : ports.STATE_UP) : ports.STATE_DOWN;
   return Error.Ok;
 }
 
@@ -209,6 +211,7 @@ export function port_set_up(p: u32, up: u32): i32 {
 export function port_remove(p: u32): i32 {
   let e = checkPort(p);
   if (e) return e;
+  if (p == overlay.underlayPort) overlay.setUnderlay(overlay.NO_PORT, 0, overlay.DEFAULT_UDP_PORT, 1500);
   mac.flushPort(p);
   let pt = ports.port(p);
   if (pt.flags & ports.PORT_ACL) {
@@ -865,3 +868,147 @@ export function trace_frame(p: u32, len: u32, now: f64): u32 {
 export function trace_buffer(): usize { return trace.base; }
 // The number of tx descriptors the last process() or trace_frame() wrote.
 export function tx_count(): u32 { return tx.count; }
+
+// ---- VXLAN overlay (overlay.ts, nodes/vxlan.ts; docs/ABI.md "VXLAN overlay") ----------------------
+
+const MAX_REMOTES: u32 = 1 << 24;
+const MAX_MEMBERS: u32 = 1 << 20;
+
+// Creates the overlay's tables, once, after create(): `remotes` remote endpoints (with twice as many
+// addresses), `members` (VNI, provider address) pairs. Returns 0, -3 for an argument out of its
+// range, -14 when they do not fit.
+export function overlay_create(remotes: u32, members: u32): i32 {
+  if (!created) return Error.NotCreated;
+  if (overlay.created) return Error.AlreadyCreated;
+  neededBytes = 0;
+  if (remotes == 0 || remotes > MAX_REMOTES || members == 0 || members > MAX_MEMBERS) return Error.BadArgument;
+  neededBytes = overlay.bytes(remotes, members);
+  if (!arena.reserve(neededBytes)) return Error.TooLarge;
+  overlay.alloc(remotes, members);
+  return Error.Ok;
+}
+function checkOverlay(): i32 { return !created ? Error.NotCreated : (!overlay.created ? Error.NoL3 : Error.Ok); }
+
+// Makes port p the underlay: its frames are decapsulated (never bridged), encapsulated frames leave
+// by it. pa: this host's provider address; udpPort: the VXLAN port (4789); mtu: the underlay's IP MTU
+// (118 .. 65535: an inner IPv4 minimum of 68 plus 50 bytes of headers). A previous underlay port
+// becomes an ordinary port again.
+export function overlay_set_underlay(p: u32, pa: u32, udpPort: u32, mtu: u32): i32 {
+  let e = checkOverlay();
+  if (e) return e;
+  e = checkPort(p);
+  if (e) return e;
+  if (pa == 0 || udpPort == 0 || udpPort > 65535 || mtu < 68 + overlay.OVERHEAD || mtu > 65535) return Error.BadArgument;
+  overlay_clear_underlay();
+  let pt = ports.port(p);
+  mac.flushPort(p);
+  if (pt.state == ports.STATE_UP) pt.state = ports.STATE_UNDERLAY;
+  pt.flags |= ports.PORT_NO_LEARN;
+  overlay.setUnderlay(p, pa, udpPort, mtu);
+  return Error.Ok;
+}
+export function overlay_clear_underlay(): i32 {
+  let e = checkOverlay();
+  if (e) return e;
+  let old = overlay.underlayPort;
+  if (old != overlay.NO_PORT && old < ports.maxPorts) {
+    let pt = ports.port(old);
+    if (pt.state == ports.STATE_UNDERLAY) pt.state = ports.STATE_UP;
+    pt.flags &= ~ports.PORT_NO_LEARN;
+  }
+  overlay.setUnderlay(overlay.NO_PORT, 0, overlay.DEFAULT_UDP_PORT, 1500);
+  return Error.Ok;
+}
+export function overlay_underlay_port(): i32 { return overlay.underlayPort == overlay.NO_PORT ? -1 : <i32>overlay.underlayPort; }
+
+// Domain (network, vlan) is VXLAN segment `vni` (1 .. 2^24-1); -3 if another domain has that VNI,
+// -7 when 4096 domains already have one.
+export function overlay_set_vni(network: u32, vlan: u32, vni: u32): i32 {
+  let e = checkOverlay();
+  if (e) return e;
+  if (network > 0xffff) return Error.BadNetwork;
+  if (vlan >= 4095) return Error.BadVlan;
+  if (vni == 0 || vni > 0xffffff) return Error.BadArgument;
+  let other = overlay.domainOf(vni);
+  if (other != 0 && other != overlay.domainKey(network, vlan)) return Error.BadArgument;
+  return overlay.setVni(network, vlan, vni) ? Error.Ok : Error.TableFull;
+}
+export function overlay_remove_vni(network: u32, vlan: u32): i32 {
+  let e = checkOverlay();
+  if (e) return e;
+  if (network > 0xffff) return Error.BadNetwork;
+  if (vlan >= 4095) return Error.BadVlan;
+  return overlay.removeVni(network, vlan) ? Error.Ok : Error.NotFound;
+}
+export function overlay_vni(network: u32, vlan: u32): u32 {
+  return overlay.created && network <= 0xffff && vlan < 4095 ? overlay.vniOf(network, vlan) : 0;
+}
+
+// Provider address `pa` may send VNI `vni` (and gets its broadcasts).
+export function overlay_member_add(vni: u32, pa: u32): i32 {
+  let e = checkOverlay();
+  if (e) return e;
+  if (vni == 0 || vni > 0xffffff || pa == 0) return Error.BadArgument;
+  return overlay.addMember(vni, pa) ? Error.Ok : Error.TableFull;
+}
+export function overlay_member_remove(vni: u32, pa: u32): i32 {
+  let e = checkOverlay();
+  if (e) return e;
+  return overlay.removeMember(vni, pa) ? Error.Ok : Error.NotFound;
+}
+export function overlay_member_table(): usize { return overlay.memberBase; }
+export function overlay_member_high(): u32 { return overlay.memberHigh; }
+export function overlay_member_count(): u32 { return overlay.memberCount; }
+
+// Adds or replaces the remote endpoint (network, vlan, MAC) at provider address pa: a static MAC
+// entry on the tunnel pseudo-port 0xefff. Returns the record index (>= 0; its addresses are added
+// with overlay_remote_address4/6, a replaced remote's are cleared), -7 when a table is full, -9 for a
+// group or zero MAC or one that is another port's static entry.
+export function overlay_remote_add(network: u32, vlan: u32, macHi: u32, macLo: u32, pa: u32, now: f64): i32 {
+  let e = checkOverlay();
+  if (e) return e;
+  if (network > 0xffff) return Error.BadNetwork;
+  if (vlan >= 4095) return Error.BadVlan;
+  if (macHi > 0xffff) return Error.BadMac;
+  if (pa == 0) return Error.BadArgument;
+  let m = macFromParts(macHi, macLo);
+  if ((m & 1) != 0 || m == 0) return Error.BadMac;
+  let r = overlay.addRemote(network, vlan, m, pa, <u32><u64>now);
+  if (r == -1) return Error.TableFull;
+  if (r == -2) return Error.BadMac;
+  return r;
+}
+function checkRemote(i: u32): i32 {
+  let e = checkOverlay();
+  if (e) return e;
+  if (i >= overlay.remoteCap || load<u64>(overlay.remote(i)) == 0) return Error.NotFound;
+  return Error.Ok;
+}
+// Adds an IPv4 / IPv6 address to remote record i (ARP / ND for it are answered with the remote's
+// MAC). -3 if another remote of the domain has it, -7 when the address table is full.
+export function overlay_remote_address4(i: u32, a: u32): i32 {
+  let e = checkRemote(i);
+  if (e) return e;
+  if (a == 0) return Error.BadArgument;
+  let r = overlay.addAddress(i, false, 0, <u64>a);
+  return r == 0 ? Error.Ok : r == -1 ? Error.TableFull : Error.BadArgument;
+}
+export function overlay_remote_address6(i: u32, a0: u32, a1: u32, a2: u32, a3: u32): i32 {
+  let e = checkRemote(i);
+  if (e) return e;
+  let hi = v6hi(a0, a1), lo = v6lo(a2, a3);
+  if ((hi | lo) == 0 || (hi >> 56) == 0xff) return Error.BadArgument;
+  let r = overlay.addAddress(i, true, hi, lo);
+  return r == 0 ? Error.Ok : r == -1 ? Error.TableFull : Error.BadArgument;
+}
+export function overlay_remote_remove(network: u32, vlan: u32, macHi: u32, macLo: u32): i32 {
+  let e = checkOverlay();
+  if (e) return e;
+  if (network > 0xffff) return Error.BadNetwork;
+  if (vlan >= 4095) return Error.BadVlan;
+  if (macHi > 0xffff) return Error.BadMac;
+  return overlay.removeRemote(network, vlan, macFromParts(macHi, macLo)) ? Error.Ok : Error.NotFound;
+}
+export function overlay_remote_table(): usize { return overlay.remoteBase; }
+export function overlay_remote_count(): u32 { return overlay.remoteCount; }
+export function overlay_remote_capacity(): u32 { return overlay.remoteCap; }

@@ -17,6 +17,8 @@ export const FLAG_FLOODED: u32 = 0x100;   // a copy was flooded to at least one 
 export const FLAG_RELEASED: u32 = 0x200;
 // Being flooded to several ports: an egress stage must not change the frame in place (nodes/gso.ts).
 export const FLAG_FLOODING: u32 = 0x400;
+// Decapsulated from the VXLAN underlay (nodes/vxlan.ts): never sent back into the overlay.
+export const FLAG_TUNNEL: u32 = 0x800;
 
 @unmanaged
 export class Meta {

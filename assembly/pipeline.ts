@@ -11,7 +11,8 @@
 import { Reason } from "./reasons";
 import * as arena from "./arena";
 import { Meta, meta, resetMeta, releasedMeta, FLAG_GROUP_DST, FLAG_RELEASED } from "./packet";
-import { port, maxPorts, STATE_UP, STATE_FREE, PORT_ACL, PORT_CAPS } from "./ports";
+import { port, maxPorts, STATE_UP, STATE_FREE, STATE_UNDERLAY, PORT_ACL, PORT_CAPS } from "./ports";
+import * as vxlan from "./nodes/vxlan";
 import * as vnet from "./nodes/vnet";
 import { drop, bump, Stat, flushBatch } from "./counters";
 import * as counters from "./counters";
@@ -74,6 +75,7 @@ export function process(n: u32, now: f64): u32 {
   bump(Stat.Batches);
   if (n > maxBatch) n = maxBatch;
   let t = <u32><u64>now;
+  vxlan.setNow(t);
 
   let touchMac = mac.bytes(mac.capacity) > TOUCH_MIN_BYTES;
   let touchFlow = flow.bytes(flow.capacity) > TOUCH_MIN_BYTES;
@@ -92,6 +94,7 @@ export function process(n: u32, now: f64): u32 {
     }
   }
 
+  if (vxlan.pendingCount != 0) vxlan.flushPending(t);
   if (frag.pending()) releaseHeld(t);
   frag.sweep(t, FRAG_SWEEP_PER_BATCH);
   mac.sweep(t, SWEEP_SLOTS_PER_BATCH);
@@ -197,8 +200,10 @@ function noteClassify(m: Meta): void {
   counters.batchRxPackets += 1;
   counters.batchRxBytes += len;
   if (pt.state != STATE_UP) {
-    drop(p, Reason.PortDown);
-    return Reason.PortDown;
+    // The underlay port's frames are VXLAN: on success m is the inner frame, in its domain.
+    let u = pt.state == STATE_UNDERLAY ? vxlan.decap(m) : Reason.PortDown;
+    if (u) drop(p, u);
+    return u;
   }
   let r = parse(m);
   m.parseReason = <u8>r;

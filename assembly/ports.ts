@@ -14,6 +14,9 @@ import * as arena from "./arena";
 export const STATE_FREE: u8 = 0;
 export const STATE_UP: u8 = 1;
 export const STATE_DOWN: u8 = 2;
+// The VXLAN underlay port (overlay.ts): up, but its frames are decapsulated instead of entering L2,
+// and it is a member of no broadcast domain (isMember wants STATE_UP).
+export const STATE_UNDERLAY: u8 = 3;
 
 export const MODE_ACCESS: u8 = 0;
 export const MODE_TRUNK: u8 = 1;

@@ -81,6 +81,17 @@ export const enum Reason {
   PuntQueueFull,        // a frame to punt to the host found the punt area full (nodes/punt.ts)
   VnetBadHeader,        // a vnet header (nodes/vnet.ts) with unknown flags or type, or a checksum start/offset that is not the L4 checksum
   VnetGsoMismatch,      // a vnet header whose gso_type or gso_size does not fit the packet (nodes/vnet.ts)
+  // The VXLAN overlay (nodes/vxlan.ts).
+  UnderlayMalformed,    // a frame on the underlay port whose outer IPv4 or UDP header is malformed
+  UnderlayNotVxlan,     // a frame on the underlay port that is not VXLAN for this host (not IPv4/UDP to the PA and udpPort)
+  VxlanBadHeader,       // a VXLAN header with flags other than exactly I, or a reserved bit set (Linux's vxlan_rcv)
+  VxlanUnknownVni,      // a VNI no domain of this switch carries
+  VxlanNotMember,       // the outer source is not a member of the VNI
+  VxlanInnerSpoof,      // the inner source MAC is a local endpoint's, or a remote endpoint programmed at another PA
+  VxlanInnerMalformed,  // the inner frame is shorter than an Ethernet header, or tagged
+  VxlanTooBig,          // an inner frame larger than the underlay MTU allows, with no ICMP error to send
+  VxlanNoUnderlay,      // a frame for a remote endpoint while no underlay (or no VNI for its domain) is set
+  VxlanSplitHorizon,    // a decapsulated frame addressed to another remote endpoint (never sent back into the overlay)
   Count,
 }
 
@@ -163,6 +174,16 @@ const NAMES: StaticArray<string> = [
   "punt_queue_full",
   "vnet_bad_header",
   "vnet_gso_mismatch",
+  "underlay_malformed",
+  "underlay_not_vxlan",
+  "vxlan_bad_header",
+  "vxlan_unknown_vni",
+  "vxlan_not_member",
+  "vxlan_inner_spoof",
+  "vxlan_inner_malformed",
+  "vxlan_too_big",
+  "vxlan_no_underlay",
+  "vxlan_split_horizon",
 ];
 
 export function reasonName(r: u32): string {

@@ -118,6 +118,25 @@ export interface NetplaneExports {
   acl_free(blob: number): void;
   acl_bind(p: number, dir: number, blob: number, size: number, defaultAction: number): number;
   acl_unbind(p: number, dir: number): number;
+  overlay_create(remotes: number, members: number): number;
+  overlay_set_underlay(p: number, pa: number, udpPort: number, mtu: number): number;
+  overlay_clear_underlay(): number;
+  overlay_underlay_port(): number;
+  overlay_set_vni(network: number, vlan: number, vni: number): number;
+  overlay_remove_vni(network: number, vlan: number): number;
+  overlay_vni(network: number, vlan: number): number;
+  overlay_member_add(vni: number, pa: number): number;
+  overlay_member_remove(vni: number, pa: number): number;
+  overlay_member_table(): number;
+  overlay_member_high(): number;
+  overlay_member_count(): number;
+  overlay_remote_add(network: number, vlan: number, macHi: number, macLo: number, pa: number, now: number): number;
+  overlay_remote_address4(i: number, a: number): number;
+  overlay_remote_address6(i: number, a0: number, a1: number, a2: number, a3: number): number;
+  overlay_remote_remove(network: number, vlan: number, macHi: number, macLo: number): number;
+  overlay_remote_table(): number;
+  overlay_remote_count(): number;
+  overlay_remote_capacity(): number;
   acl_generation(): number;
   abortLine: { readonly value: number };   // a WebAssembly.Global (i32), typed by its shape: the declarations must not need lib "dom" (rollup.config.js)
   __getString(ptr: number): string;
@@ -144,7 +163,7 @@ export const ABI_ERRORS: Record<number, string> = {
 // The ranges of the create and create_l3 arguments (assembly/index.ts, docs/ABI.md): each is the most
 // that fits in wasm32 memory alone; together they must fit too (-14).
 export const CREATE_LIMITS = {
-  maxPorts: [1, 0xf000], macEntries: [1, 2 ** 26], batch: [1, 65536], rxBytes: [64, 2 ** 30],
+  maxPorts: [1, 0xefff], macEntries: [1, 2 ** 26], batch: [1, 65536], rxBytes: [64, 2 ** 30],
   routes: [1, 2 ** 24], neighbors: [1, 2 ** 24], connections: [1, 2 ** 24], portMappings: [1, 2 ** 20],
   ipv6Addresses: [1, 2 ** 24],
 } as const satisfies Record<string, readonly [number, number]>;
@@ -223,7 +242,8 @@ export function abiString(memory: WebAssembly.Memory, addr: number): string {
 // 2 GiB (tables that large are allowed) would come out negative: these are read as unsigned.
 const ADDRESS_EXPORTS = ['rx_descriptors', 'rx_buffer', 'tx_descriptors', 'rx_offloads', 'tx_offloads', 'port_record', 'port_drops', 'mac_table',
   'drops', 'reason_name', 'stats', 'stat_name', 'parse_result', 'iface_record', 'route_table', 'neighbor_table',
-  'ct_table', 'addr6_table', 'ct_state_name', 'acl_alloc', 'trace_buffer', 'punt_descriptors'] as const;
+  'ct_table', 'addr6_table', 'ct_state_name', 'acl_alloc', 'trace_buffer', 'punt_descriptors',
+  'overlay_member_table', 'overlay_remote_table'] as const;
 
 export function instantiate(module: WebAssembly.Module): NetplaneExports {
   const raw = new WebAssembly.Instance(module, {}).exports as unknown as Record<string, unknown>;

@@ -1,6 +1,7 @@
 // netplane's SDK entry point: the switch and its raw dataplane, frame builders and a dissector, pcap.
 export * from './dataplane.js';
 export * from './router.js';
+export { Overlay, OVERLAY_DEFAULTS, type UnderlaySpec, type RemoteEndpointSpec as OverlayRemoteSpec, type RemoteEndpoint as OverlayRemote } from './overlay.js';
 export { DhcpServer, DHCP_DROP_REASONS, type DhcpServerOptions, type DhcpStaticLease, type DhcpRoute, type DhcpCounters, type DhcpDropReason, type DhcpLease, type DhcpState } from './dhcp.js';
 export { DnsServer, DNS_DROP_REASONS, DNS_UPSTREAM_IGNORED, parseResolvConf, parseUpstream, type DnsServerOptions, type DnsNames, type DnsCounters, type DnsDropReason, type DnsUpstreamIgnored, type DnsUpstream } from './dns.js';
 export { Dhcp6Server, DHCP6_DROP_REASONS, type Dhcp6ServerOptions, type Dhcp6Binding, type Dhcp6Counters, type Dhcp6DropReason, type Dhcp6Lease, type Dhcp6State } from './dhcp6.js';

@@ -15,6 +15,7 @@
 import { formatMac, parseMac } from './frames.js';
 import { Router } from './router.js';
 import { Acls } from './acl.js';
+import { Overlay, OVERLAY_DEFAULTS } from './overlay.js';
 import { traceFrame, type TraceResult } from './trace.js';
 import type { PcapSink } from './pcap-format.js';
 import { NetplaneError, ABI_ERRORS, PUNT_REASONS, check, abi, instantiate, createCall, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
@@ -70,6 +71,8 @@ export interface DataplaneOptions {
   connections?: number;
   portMappings?: number;
   ipv6Addresses?: number;
+  maxRemotes?: number;          // VXLAN remote endpoints (sw.overlay), 1 .. 2^24; default 16384
+  maxOverlayMembers?: number;   // (VNI, provider address) pairs, 1 .. 2^20; default 4096
 }
 
 export const DEFAULTS = {
@@ -253,6 +256,7 @@ export class Switch {
   readonly dp: Dataplane;
   readonly router: Router;
   readonly acls: Acls;
+  readonly overlay: Overlay;
   readonly ports = new Map<number, SwitchPort>();
   private clock: () => number;
   private pending = 0;
@@ -278,6 +282,10 @@ export class Switch {
     this.router = new Router(this.dp, () => this.clock());
     this.acls = new Acls(this.dp, (id) => this.ports.get(id)?.spec.network,
       (network) => [...this.ports.values()].filter((p) => p.spec.network === network).map((p) => p.id));
+    const maxRemotes = opts.maxRemotes ?? OVERLAY_DEFAULTS.maxRemotes, maxOverlayMembers = opts.maxOverlayMembers ?? OVERLAY_DEFAULTS.maxOverlayMembers;
+    check('maxRemotes', maxRemotes, 1, 2 ** 24);
+    check('maxOverlayMembers', maxOverlayMembers, 1, 2 ** 20);
+    this.overlay = new Overlay(this.dp, { maxRemotes, maxOverlayMembers }, () => this.clock(), (id) => this.ports.has(id));
     if (opts.macAgingMs !== undefined) this.setMacAging(opts.macAgingMs);
   }
 

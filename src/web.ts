@@ -10,6 +10,7 @@ import { Switch, type SwitchCreateOptions } from './switch.js';
 export * from './switch.js';
 export * from './router.js';
 export * from './acl.js';
+export { Overlay, OVERLAY_DEFAULTS, type UnderlaySpec, type RemoteEndpointSpec as OverlayRemoteSpec, type RemoteEndpoint as OverlayRemote } from './overlay.js';
 export * from './trace.js';
 export { compileAcl, AclError } from './compile/acl.js';
 export * from './frames.js';

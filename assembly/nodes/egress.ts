@@ -7,7 +7,9 @@
 // An interface that punts uplink (the socket uplink) has no neighbours: its next hop resolves at once
 // to MAC 0 without ARP / ND, and a frame sent out of it goes to the punt area (nodes/punt.ts) instead
 // of L2 forwarding.
-import { Meta } from "../packet";
+import { Meta, FLAG_TUNNEL } from "../packet";
+import * as overlay from "../overlay";
+import { remoteNeighborMac } from "./vxlan";
 import { iface, Iface, epoch, PUNT_UPLINK } from "../router";
 import * as flow from "../tables/flow";
 import * as lpm from "../tables/lpm";
@@ -81,6 +83,7 @@ function resolveOne(r: usize, zone: u32, v6: bool, to: u32, dir: u32, now: u32):
     return true;
   }
   let n = neighbor.resolve(zone, v6 ? 6 : 4, nhHi, nhLo, now);
+  if (n == 0 && overlay.remoteCount != 0) n = remoteNeighbor(zone, v6, nhHi, nhLo, outIf, now);
   if (n == 0) {
     if (v6) solicit(outIf, nhHi, nhLo, now);
     else arpRequest(outIf, <u32>nhLo, now);
@@ -88,6 +91,16 @@ function resolveOne(r: usize, zone: u32, v6: bool, to: u32, dir: u32, now: u32):
   }
   setHop(r, dir, outIf, neighbor.entryMac(n));
   return true;
+}
+
+// A next hop that is a remote endpoint of the egress interface's overlay domain is not asked for
+// by ARP / ND (its answer would come from this switch anyway): its neighbour entry is made from the
+// remote table. Removing or moving the remote removes the entry (index.ts).
+function remoteNeighbor(zone: u32, v6: bool, hi: u64, lo: u64, outIf: u32, now: u32): usize {
+  let f = iface(outIf);
+  let m = remoteNeighborMac(<u32>f.network, <u32>f.vlan, v6, hi, lo);
+  if (m == 0 || !neighbor.update(zone, v6 ? 6 : 4, hi, lo, m, outIf, neighbor.LEARNED, now)) return 0;
+  return neighbor.resolve(zone, v6 ? 6 : 4, hi, lo, now);
 }
 
 @inline function setHop(r: usize, dir: u32, outIf: u32, mac: u64): void {
@@ -129,6 +142,8 @@ export function sendVia(m: Meta, out: Iface, nextHop: u64, now: u32): void {
   storeMac(m.frame + eth.DST, nextHop);
   storeMac(m.frame + eth.SRC, out.mac);
   counters.batchRouted += 1;
+  // Routed: a packet that came out of the overlay may go back into it (only bridging is split horizon).
+  m.flags &= ~FLAG_TUNNEL;
   if (out.punt & PUNT_UPLINK) {
     puntUplink(m, out);
     return;

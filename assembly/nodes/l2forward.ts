@@ -33,6 +33,8 @@ import * as eth from "../wire/ethernet";
 import * as vlan from "../wire/vlan";
 import { ROUTER_PORT, ifaceOfDomain, puntAny } from "../router";
 import { puntGroup4, puntGroup6 } from "./punt";
+import * as overlay from "../overlay";
+import * as vxlan from "./vxlan";
 import * as trace from "../trace";
 
 export const NO_PORT: u32 = 0xffffffff;
@@ -74,11 +76,17 @@ export function allocGroupFwd(): void { groupFwdBase = arena.take(65536, 2); }
       drop(m.inPort, Reason.L2ReservedGroup);
       return 0;
     }
+    // ARP / ND for a remote endpoint's address: answered here (nodes/vxlan.ts).
+    if (overlay.remoteCount != 0 && vxlan.proxy(m)) return 0;
   } else {
     let out = mac.lookup(mac.key(dst, m.vlan), m.network, m.dstHash, now);
     if (out >= 0) {
       let o = <u32>out;
-      if (o >= ROUTER_PORT) {
+      if (o >= overlay.TUNNEL_PORT) {
+        if (o == overlay.TUNNEL_PORT) {
+          vxlan.toRemote(m, dst);
+          return 0;
+        }
         trace.note(trace.Step.L2, 2, o - ROUTER_PORT, 0, 0);
         return o - ROUTER_PORT + 1;
       }
@@ -132,6 +140,7 @@ function flood(m: Meta, exclude: u32, now: u32, toRouter: bool): void {
     deliver(m, pt, i, now);
   }
   m.flags &= ~FLAG_FLOODING;
+  if (overlay.vniCount != 0) members += vxlan.replicate(m);
   if (members != 0) m.flags |= FLAG_FLOODED;
   else if (!toRouter) drop(m.inPort, Reason.NoDestination);
 }

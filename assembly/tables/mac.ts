@@ -67,6 +67,9 @@ export function alloc(entries: u32): void {
   return (recKey(s) & STATIC) == 0 && now - recSeen(s) > agingMs;
 }
 
+// Is the record at s in force at `now` (static, or seen within the aging time)?
+@inline export function live(s: usize, now: u32): bool { return !expired(s, now); }
+
 // Touches the home slot of a hash so that the later lookup hits the cache: the batch computes every
 // hash first and touches every slot, letting the CPU overlap the cache misses (group prefetching).
 @inline export function touch(h: u32): u64 {
