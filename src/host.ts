@@ -9,6 +9,11 @@
 // before it is undone and the state file is never touched: a refused change cannot reach it, even
 // if the process dies at any moment.
 //
+// A cluster member (src/cluster) hooks into the same path: its check runs inside the change, after
+// the attachments opened and before the state file is written, so an Overlay endpoint whose MAC or
+// address another host holds is refused like any other refusal (undone, never in state.json); it
+// learns of every committed change afterwards, to publish it.
+//
 // An attachment that cannot open when nobody asked for it in that moment (at start, or a port that
 // another program took meanwhile) does not stop the host: the endpoint is degraded, with the reason
 // in its Status, in `stats` and in the log, and it is retried with a growing delay until it opens.
@@ -98,6 +103,13 @@ interface Open { key: string; since: string; transport?: Attached; close: () => 
 interface Degraded { key: string; reason: string; since: string; retryAt: number; delay: number }
 interface Forward { udp: boolean; port: number; field: string }
 
+// What a cluster member checks before a change commits (throws to refuse it) and learns after it
+// committed. Both run on the Host's lock: neither may call change().
+export interface ChangeHook {
+  check(c: Change, result: AnyObject, before: ModelState, next: ModelState): Promise<void>;
+  committed(c: Change, result: AnyObject, before: ModelState, next: ModelState): void;
+}
+
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30000;
 
@@ -112,6 +124,7 @@ export class Host {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly log: (m: string) => void;
   private readonly clock: () => number;
+  changeHook?: ChangeHook;       // set by the cluster member (src/cluster), when there is one
 
   constructor(readonly opts: HostOptions = {}) {
     this.log = opts.log ?? ((m) => console.error(m));
@@ -171,6 +184,7 @@ export class Host {
       this.compiler.apply(next);
       try {
         await this.attach(next, touched);
+        await this.changeHook?.check(c, result, before, next);
         if (this.opts.stateDir) saveState(this.opts.stateDir, next);
       } catch (e) {
         this.compiler.apply(before, true);
@@ -178,6 +192,7 @@ export class Host {
         throw e;
       }
       this.store.accept(next);
+      this.changeHook?.committed(c, result, before, next);
       return result;
     });
   }

@@ -9,7 +9,7 @@ import type {
   NetworkType, Route, Subnet, Transport, DhcpSettings, AclPolicySetting, OutboundNatPolicySetting, PortMappingPolicySetting,
 } from './types.js';
 
-export type ErrorCode = 'NotFound' | 'AlreadyExists' | 'InvalidArgument' | 'Conflict';
+export type ErrorCode = 'NotFound' | 'AlreadyExists' | 'InvalidArgument' | 'Conflict' | 'Unavailable';   // Unavailable: the cluster's etcd (src/cluster)
 
 export class ModelError extends Error {
   constructor(readonly code: ErrorCode, readonly field: string, readonly reason: string) {
