@@ -618,7 +618,7 @@ export function canonical(v: unknown): string {
 }
 
 function isLeaseGone(e: unknown): boolean {
-  return (e as Error)?.name === 'EtcdLeaseInvalidError' || /lease not found|requested lease not found/i.test((e as Error)?.message ?? '');
+  return (e as Error)?.constructor?.name === 'EtcdLeaseInvalidError' || /lease not found|is expired or revoked/i.test((e as Error)?.message ?? '');
 }
 
 function errorText(e: unknown): string {
