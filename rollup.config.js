@@ -3,7 +3,8 @@
 import typescript from '@rollup/plugin-typescript';
 import { dts } from 'rollup-plugin-dts';
 
-const external = (id) => id.startsWith('node:') || id === 'ws';
+// etcd3 (the cluster's etcd client) is loaded by a dynamic import in src/cluster only, never by the SDK or the browser bundle.
+const external = (id) => id.startsWith('node:') || id === 'ws' || id === 'etcd3';
 
 // An import cycle is a build error, not a warning to scroll past.
 const onwarn = (warning, warn) => {

@@ -18,6 +18,9 @@
 //   body limit (413).
 // Changes are serialized by the Host (one writer); the state directory is locked for the daemon's
 // life, so a second daemon on it is refused with the first one's pid.
+// With a `cluster` setting (which needs `overlay`), the daemon is a member of an etcd-coordinated
+// cluster (src/cluster, loaded only then, with the etcd client): GET /cluster shows it, /stats has
+// its counters.
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFileSync, chmodSync, chownSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -28,6 +31,9 @@ import type { Kind, Transport } from './model/types.js';
 import type { HostConfig } from './compile/host.js';
 import { ownDirectory, removeStaleTemporaries, lockStateDir, loadOrCreateToken, isLoopback, API_SOCKET, TOKEN_FILE } from './confine.js';
 import { checkFlow, flowFrame, describeFlow } from './flow.js';
+import { checkCluster, type ClusterConfig, type CheckedCluster } from './cluster/config.js';
+import type { Cluster, ClusterHost } from './cluster/index.js';
+import { version } from './version.js';
 
 export interface DaemonConfig {
   stateDir: string;
@@ -47,12 +53,14 @@ export interface DaemonConfig {
   // { address, gateway?, mac?, silent?, transport? }; or false: none.
   uplink?: (HostConfig['uplink'] & { transport?: Transport }) | false;
   defaults?: { network?: boolean };   // create the default NAT network when the state is empty
+  overlay?: { providerAddress: string; udpPort?: number; mtu?: number };   // the VXLAN underlay (issue 15)
+  cluster?: ClusterConfig;      // membership through etcd (src/cluster, docs/cluster.md); needs overlay
 }
 
 export const DEFAULT_PORT = 7073;
 export const BODY_LIMIT = 1 << 20;
 const KINDS: Record<string, Kind> = { networks: 'network', endpoints: 'endpoint', namespaces: 'namespace', loadbalancers: 'loadbalancer' };
-const STATUS: Record<string, number> = { InvalidArgument: 400, NotFound: 404, AlreadyExists: 409, Conflict: 409 };
+const STATUS: Record<string, number> = { InvalidArgument: 400, NotFound: 404, AlreadyExists: 409, Conflict: 409, Unavailable: 503 };
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
 // Router interfaces appear in the MAC table on pseudo-ports from here (assembly/router.ts ROUTER_PORT).
 const ROUTER_PORT = 0xf000;
@@ -106,10 +114,16 @@ export class Daemon {
   private uplinkPort?: number;
   private release: () => void;
   private retry?: NodeJS.Timeout;
+  private clusterConfig?: CheckedCluster;
+  cluster?: Cluster;
 
   constructor(readonly config: DaemonConfig) {
     const l = config.listen ?? {};
     if (l.host !== undefined && !isLoopback(l.host)) throw new Error(`listen.host: the API listens on loopback only (got ${l.host}); other users use the unix socket`);
+    if (config.cluster !== undefined) {
+      if (!config.overlay) throw new Error('cluster: needs the overlay setting (overlay.providerAddress: the address the other hosts reach this one at)');
+      this.clusterConfig = checkCluster(config.cluster);
+    }
     this.stateDir = resolve(config.stateDir);
     ownDirectory(this.stateDir, 'the state directory');
     this.release = lockStateDir(this.stateDir);
@@ -142,6 +156,7 @@ export class Daemon {
       await this.host.syncTransports();
       this.retry = setInterval(() => { this.host.retryDegraded().catch(() => {}); }, 1000);
       this.retry.unref();
+      if (this.clusterConfig) await this.joinCluster(this.clusterConfig);
       const tcp = this.server('tcp');
       await new Promise<void>((ok, fail) => { tcp.once('error', fail); tcp.listen(l.port ?? DEFAULT_PORT, l.host ?? '127.0.0.1', () => ok()); });
       const addr = tcp.address();
@@ -159,6 +174,18 @@ export class Daemon {
       await this.close();
       throw e instanceof ModelError ? new Error(`${e.field}: ${e.reason}`) : e;
     }
+  }
+
+  // Joins the cluster: the etcd client is loaded only here. An unreachable etcd does not stop the
+  // daemon (it runs on with the remote endpoints it saved, reconnecting); a host name another member
+  // holds does.
+  private async joinCluster(c: CheckedCluster): Promise<void> {
+    const host = this.host as unknown as ClusterHost;
+    if (typeof host.setRemoteEndpoints !== 'function') throw new Error('cluster: this build of netplane cannot program remote endpoints (Host.setRemoteEndpoints)');
+    const { Cluster } = await import('./cluster/index.js');
+    const cluster = new Cluster(host, c, { providerAddress: this.config.overlay!.providerAddress, version: version() });
+    await cluster.start();
+    this.cluster = cluster;
   }
 
   private server(via: 'tcp' | 'unix'): Server {
@@ -189,6 +216,8 @@ export class Daemon {
 
   async close(): Promise<void> {
     clearInterval(this.retry);
+    await this.cluster?.close();
+    this.cluster = undefined;
     await Promise.all(this.servers.map((s) => new Promise<void>((ok) => { s.close(() => ok()); s.closeAllConnections(); })));
     this.servers = [];
     await this.host.closeTransports();
@@ -234,7 +263,7 @@ export class Daemon {
       const [top, id, extra] = parts;
       const allow = extra !== undefined ? undefined
         : top && KINDS[top] ? (id ? ['GET', 'PUT', 'DELETE'] : ['GET', 'POST'])
-        : !id && ['mac', 'connections', 'stats'].includes(top) ? ['GET']
+        : !id && ['mac', 'connections', 'stats', 'cluster'].includes(top) ? ['GET']
         : !id && top === 'trace' ? ['POST'] : undefined;
       if (!allow) throw new ModelError('NotFound', 'path', `no such resource: ${url.pathname}`);
       if (!allow.includes(req.method ?? '')) throw new Refusal(405, 'MethodNotAllowed', 'method', `${req.method} is not allowed on ${url.pathname} (${allow.join(', ')})`, { allow: allow.join(', ') });
@@ -258,9 +287,13 @@ export class Daemon {
       }
       if (top === 'mac') return send(res, 200, sw.macTable().map((e) => ({ ...e, networkId: this.networkName(e.network), ...this.portName(e.port) })));
       if (top === 'connections') return send(res, 200, this.connections());
+      if (top === 'cluster') {
+        if (!this.cluster) throw new ModelError('NotFound', 'cluster', 'this daemon is not a cluster member (no cluster setting in its config; docs/cluster.md)');
+        return send(res, 200, await this.cluster.status());
+      }
       if (top === 'stats') {
         const ports = [...sw.ports.keys()].map((p) => ({ port: p, ...this.portName(p), networkId: this.networkName(sw.ports.get(p)!.spec.network ?? 0), ...sw.portCounters(p) }));
-        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats(), dhcp: host.compiler.services.counters(), dns: host.compiler.services.dnsCounters(), ra: host.compiler.services.raCounters(), dhcp6: host.compiler.services.dhcp6Counters() });
+        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats(), dhcp: host.compiler.services.counters(), dns: host.compiler.services.dnsCounters(), ra: host.compiler.services.raCounters(), dhcp6: host.compiler.services.dhcp6Counters(), ...(this.cluster ? { cluster: this.cluster.stats() } : {}) });
       }
       return send(res, 200, this.trace(json(body)));
     } catch (e) {

@@ -14,10 +14,10 @@ import { connectCommands } from '../connect.js';
 import { parseFlow, FLOW_SYNTAX } from '../flow.js';
 import { request as httpRequest } from 'node:http';
 import { readFileSync, lstatSync } from 'node:fs';
-import { join, dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LockedError, API_SOCKET, TOKEN_FILE } from '../confine.js';
+import { version } from '../version.js';
 
 const CLIENT_OPTIONS = '[--json] [--state-dir DIR | --socket PATH | --url URL [--token T]]';
 
@@ -185,19 +185,6 @@ function parse(argv: string[]): { values: Flags; positionals: string[] } {
 function commandHelp(cmd: string): string {
   const c = COMMANDS[cmd];
   return `usage: netplane ${c.usage}\n\n${c.about}\n`;
-}
-
-// The package's version, from its package.json: two levels up from both the bundle (build/dist/)
-// and the source (src/cli/), looked for upwards so a moved bundle still finds it.
-function version(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++, dir = dirname(dir)) {
-    try {
-      const p = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (p.name === 'netplane' && p.version) return p.version;
-    } catch { /* not here: one level up */ }
-  }
-  return 'unknown';
 }
 
 function portNumber(v: string, what: string, lo: number): number {
