@@ -39,6 +39,8 @@ views:
   mac                    the MAC table, by network and endpoint
   ct                     the connection table (like conntrack -L)
   stats                  counters, drops by reason, ports and transports
+  cluster status         the etcd cluster: members and their leases, what this host publishes,
+                         the remote endpoints programmed, the last sync, the connection
   trace --endpoint ID FLOW
                          every stage's decision for one packet (nothing changes), e.g.
                          trace --endpoint web tcp 172.20.0.2:40000 '>' 1.1.1.1:80 syn
@@ -95,7 +97,7 @@ included. ${OBJECT_ABOUT}`,
   lb: { usage: `lb list | get ID | create JSON | modify ID JSON | delete ID ${CLIENT_OPTIONS}`, options: CLIENT, about: `HostComputeLoadBalancer objects. ${OBJECT_ABOUT}` },
   mac: { usage: `mac ${CLIENT_OPTIONS}`, options: CLIENT, about: 'The MAC table: network, VLAN, MAC, the endpoint (or "(gateway)", "(uplink)") and static or learned.' },
   ct: { usage: `ct ${CLIENT_OPTIONS}`, options: CLIENT, about: 'The connection table, like conntrack -L: original and reply tuples, state, SNAT/DNAT.' },
-  stats: { usage: `stats ${CLIENT_OPTIONS}`, options: CLIENT, about: 'Switch counters, drops by reason, every port with its endpoint and counters, each endpoint transport\'s state, and each network\'s DHCP server (refused: unknown clients not given a lease).' },
+  stats: { usage: `stats ${CLIENT_OPTIONS}`, options: CLIENT, about: 'Switch counters, drops by reason, every port with its endpoint and counters, each endpoint transport\'s state, each network\'s DHCP server (refused: unknown clients not given a lease), and the cluster membership\'s counters when there is one.' },
   trace: {
     usage: `trace --endpoint ID FLOW | --endpoint ID --frame HEX | --port N --frame HEX ${CLIENT_OPTIONS}`,
     options: [...CLIENT, 'endpoint', 'port', 'frame'],
@@ -107,6 +109,13 @@ Examples (quote the > for the shell):
   netplane trace --endpoint web tcp 172.20.0.2:40000 '>' 1.1.1.1:80 syn
   netplane trace --endpoint web udp '>' 8.8.8.8:53            (the source is the endpoint's own)
   netplane trace --endpoint web icmp 172.20.0.2 '>' 172.20.0.1 echo-request`,
+  },
+  cluster: {
+    usage: `cluster status ${CLIENT_OPTIONS}`, options: CLIENT,
+    about: `The daemon's cluster membership (its config's cluster setting; docs/cluster.md): the etcd connection
+(connected, or reconnecting since when and why), the members with their provider address, lease and
+time left, this host's published endpoints, the other hosts' endpoints programmed here (and those
+refused, with why), conflicts, and the last sync.`,
   },
   demo: { usage: 'demo', options: [], about: 'The switch and the NAT mode on generated traffic, narrated; needs no daemon.' },
   help: { usage: 'help [COMMAND]', options: [], about: 'The commands, or one command\'s usage.' },
@@ -150,6 +159,7 @@ export async function main(argv: string[]): Promise<number> {
       return cmd === 'demo' ? demo() : await serve(flags);
     }
     if (OBJECTS[cmd]) return await objectCommand(cmd, args, flags);
+    if (cmd === 'cluster') return await clusterCommand(args, flags);
     return await viewCommand(cmd, args, flags);
   } catch (e) {
     if (e instanceof UsageError) {
@@ -446,12 +456,44 @@ async function viewCommand(cmd: string, args: string[], flags: Flags): Promise<n
         DROPS: Object.entries(d.dropped).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', '),
       })));
     }
+    if (v.cluster) {
+      // The etcd membership (netplane cluster status has the members and endpoints).
+      out();
+      table(Object.entries(v.cluster).map(([k, n]) => ({ CLUSTER: k, VALUE: String(n ?? '') })));
+    }
   } else {
     out(`trace: ${v.flow ?? `${v.frame.length / 2}-byte frame, ${frameLine(v.frame)}`}, ${v.endpoint ? `sent by endpoint ${v.endpoint} (port ${v.port})` : `arriving on port ${v.port}`}`);
     out(v.text);
     for (const o of v.output) out(`out ${portLabel(o)} (port ${o.port}): ${frameLine(o.frame)}, ${o.frame.length / 2} bytes`);
     if (!v.output.length) out(v.dropped ? `dropped: ${v.dropped}` : 'nothing leaves');
   }
+  return 0;
+}
+
+async function clusterCommand(args: string[], flags: Flags): Promise<number> {
+  const [verb = 'status', ...rest] = args;
+  if (verb !== 'status') throw new UsageError(`unknown cluster verb "${verb}" (status)`);
+  if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
+  const r = await request(flags, 'GET', '/cluster');
+  if (r.status >= 300) return refused(r.value);
+  const v = r.value as any;
+  const out = (s = '') => process.stdout.write(s + '\n');
+  if (flags.json) { out(JSON.stringify(v, null, 2)); return 0; }
+  out(`cluster ${v.prefix} at ${v.etcd.join(', ')}, this host ${v.host}`);
+  out(`state:     ${v.state} since ${v.since}${v.lastError ? ` (${v.lastError})` : ''}`);
+  out(`lease:     ${v.lease ?? '(none)'}, TTL ${v.leaseTtl} s`);
+  out(`last sync: ${v.lastSync ?? 'never'}; remotes last applied ${v.lastApply ?? 'never'}`);
+  out();
+  table(v.members.map((m: any) => ({
+    MEMBER: m.self ? `${m.host} (this host)` : m.host, 'PROVIDER ADDRESS': m.providerAddress, LEASE: m.lease,
+    'TTL LEFT': m.ttl === undefined ? '?' : `${m.ttl} s`, SINCE: m.since, VERSION: m.version,
+  })), 'no members known');
+  out();
+  out(`published here (${v.published.length}): ${v.published.join(', ') || 'none'}`);
+  out(`remote endpoints: ${v.remotes} in the cluster, ${v.programmed} programmed, ${v.refused.length} refused`);
+  if (v.refused.length) { out(); table(v.refused.map((x: any) => ({ 'REFUSED REMOTE': x.ID, REASON: x.reason }))); }
+  const conflicts = [...v.conflicts.endpoints.map((x: any) => ({ CONFLICT: `endpoint ${x.ID}`, REASON: x.reason })), ...v.conflicts.networks.map((x: any) => ({ CONFLICT: `network ${x.ID}`, REASON: x.reason }))];
+  if (conflicts.length) { out(); table(conflicts); }
   return 0;
 }
 
