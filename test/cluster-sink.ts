@@ -57,11 +57,16 @@ export class SinkHost implements ClusterHost {
     return this.serial(() => {
       const applied: RemoteEndpointSpec[] = [];
       const refused: Array<{ ID: string; reason: string }> = [];
+      const nets = new Set(this.state.networks.map((n) => n.ID));
+      const taken = new Map<string, string>();   // "network|MAC or address" -> local endpoint
+      for (const e of this.state.endpoints) {
+        if (e.MacAddress) taken.set(`${e.HostComputeNetwork}|${e.MacAddress}`, e.ID);
+        for (const c of e.IpConfigurations ?? []) taken.set(`${e.HostComputeNetwork}|${c.IpAddress}`, e.ID);
+      }
       for (const r of list) {
-        const local = this.state.endpoints.find((e) => e.HostComputeNetwork === r.HostComputeNetwork &&
-          (e.MacAddress === r.MacAddress || (e.IpConfigurations ?? []).some((c) => r.IpAddresses.includes(c.IpAddress))));
-        if (!this.state.networks.some((n) => n.ID === r.HostComputeNetwork)) refused.push({ ID: r.ID, reason: `no network ${r.HostComputeNetwork} here` });
-        else if (local) refused.push({ ID: r.ID, reason: `conflicts with local endpoint ${local.ID}` });
+        const local = [r.MacAddress, ...r.IpAddresses].map((x) => taken.get(`${r.HostComputeNetwork}|${x}`)).find((x) => x);
+        if (!nets.has(r.HostComputeNetwork)) refused.push({ ID: r.ID, reason: `no network ${r.HostComputeNetwork} here` });
+        else if (local) refused.push({ ID: r.ID, reason: `conflicts with local endpoint ${local}` });
         else applied.push(r);
       }
       this.remotes = applied;

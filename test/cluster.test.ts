@@ -14,6 +14,7 @@ import { Etcd, etcdMissing } from './etcd.js';
 import { SinkHost, overlayNetwork, endpoint } from './cluster-sink.js';
 import { Cluster, checkCluster } from '../src/cluster/index.js';
 import { Host } from '../src/host.js';
+import { Daemon } from '../src/daemon.js';
 import { ModelError } from '../src/model/validate.js';
 import { eventually } from './e2e/netns.js';
 
@@ -67,6 +68,14 @@ test('the cluster setting is checked, errors naming the field', () => {
   assert.is(field({ etcd: ['http://10.0.0.1:2379'], host: 'a', username: 'u' }), 'cluster.password');
   assert.is(field({ etcd: ['http://10.0.0.1:2379'], host: 'a', caFile: '/etc/hostname' }), 'cluster.caFile');
   assert.is(field({ etcd: ['http://10.0.0.1:2379'], host: 'a', token: 'x' }), 'cluster.token');
+});
+
+test('the daemon refuses a cluster setting without overlay, or a malformed one, naming the field', () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'np-cluster-daemon-'));
+  const refusedWith = (c: object) => { try { new Daemon({ stateDir, listen: { socket: false }, ...c }); } catch (e) { return (e as Error).message; } return 'accepted'; };
+  assert.match(refusedWith({ cluster: { etcd: ['http://127.0.0.1:2379'], host: 'a' } }), /^cluster: needs the overlay setting/);
+  assert.match(refusedWith({ overlay: { providerAddress: '10.99.0.1' }, cluster: { etcd: ['http://127.0.0.1'], host: 'a' } }), /^cluster\.etcd\[0\]: .*needs the port/);
+  assert.match(refusedWith({ overlay: { providerAddress: '10.99.0.1' }, cluster: { etcd: ['http://127.0.0.1:2379'], host: 'a', leaseTtl: 0 } }), /^cluster\.leaseTtl: /);
 });
 
 test('endpoints are published on the lease and programmed on the other hosts; a network created on one appears on all', async () => {

@@ -405,6 +405,7 @@ export class Cluster implements ChangeHook {
         await this.host.change(c);
         this.networkConflicts.delete(id);
         this.log(`netplane: cluster: network ${id} ${have ? 'modified' : 'created'} as the cluster has it`);
+        this.scheduleApply();   // remote endpoints on it were refused until now
       } catch (e) { conflict(id, e); }
     }
     for (const id of [...this.deletedNetworks]) {
@@ -491,28 +492,45 @@ export class Cluster implements ChangeHook {
   // Claims an endpoint's MAC and addresses in one transaction: each claim absent, or already this
   // endpoint's; a claim another endpoint holds refuses it, naming the owner.
   private async claim(e: HostComputeEndpoint): Promise<void> {
-    const want = claimValue(this.config.host, e.ID);
-    const claims = this.claimsOf(e);
     for (let attempt = 0; attempt < 3; attempt++) {
-      const read = await this.client!.kv.txn({ success: claims.map((k) => ({ request_range: { key: Buffer.from(k.key) } })) });
-      const compare: ICompare[] = [];
-      for (const [i, k] of claims.entries()) {
-        const kv = read.responses[i].response_range.kvs[0];
-        const owner = kv?.value.toString();
-        if (owner !== undefined && owner !== want) {
-          this.counters.claimsRefused++;
-          const [h, ep] = owner.split('/');
-          throw new ModelError('Conflict', k.field, `${k.what} on network ${e.HostComputeNetwork} is held in the cluster by endpoint ${ep} of host ${h}`);
-        }
-        compare.push(kv ? { key: Buffer.from(k.key), target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision } : { key: Buffer.from(k.key), target: 'Version', result: 'Equal', version: 0 });
-      }
-      const r = await this.client!.kv.txn({ compare, success: claims.map((k) => ({ request_put: { key: Buffer.from(k.key), value: Buffer.from(want), lease: this.leaseId } })) });
-      if (r.succeeded) {
-        for (const k of claims) this.held.set(k.key, want);
-        return;
-      }
+      const r = await this.claimBatch([e]);
+      const refused = r.refused.get(e.ID);
+      if (refused) throw refused;
+      if (r.claimed) return;
     }
     throw new Error('the claims kept changing under three attempts');
+  }
+
+  // Claims for several endpoints: one read and one transaction (all or none) for those whose claims
+  // are free or theirs; those with a claim held by another endpoint are refused (by endpoint ID).
+  private async claimBatch(eps: HostComputeEndpoint[]): Promise<{ claimed: boolean; refused: Map<string, ModelError> }> {
+    const all = eps.map((e) => ({ e, want: claimValue(this.config.host, e.ID), claims: this.claimsOf(e) }));
+    const keys = all.flatMap((x) => x.claims.map((k) => k.key));
+    const read = await this.client!.kv.txn({ success: keys.map((k) => ({ request_range: { key: Buffer.from(k) } })) });
+    const refused = new Map<string, ModelError>();
+    const compare: ICompare[] = [];
+    const success: IRequestOp[] = [];
+    let i = 0;
+    for (const { e, want, claims } of all) {
+      const cmp: ICompare[] = [];
+      let conflict: ModelError | undefined;
+      for (const k of claims) {
+        const kv = read.responses[i++].response_range.kvs[0];
+        const owner = kv?.value.toString();
+        if (owner !== undefined && owner !== want && !conflict) {
+          const [h, ep] = owner.split('/');
+          conflict = new ModelError('Conflict', k.field, `${k.what} on network ${e.HostComputeNetwork} is held in the cluster by endpoint ${ep} of host ${h}`);
+        }
+        cmp.push(kv ? { key: Buffer.from(k.key), target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision } : { key: Buffer.from(k.key), target: 'Version', result: 'Equal', version: 0 });
+      }
+      if (conflict) { this.counters.claimsRefused++; refused.set(e.ID, conflict); continue; }
+      compare.push(...cmp);
+      for (const k of claims) success.push({ request_put: { key: Buffer.from(k.key), value: Buffer.from(want), lease: this.leaseId } });
+    }
+    if (!success.length) return { claimed: false, refused };
+    const r = await this.client!.kv.txn({ compare, success });
+    if (r.succeeded) for (const x of all) if (!refused.has(x.e.ID)) for (const k of x.claims) this.held.set(k.key, x.want);
+    return { claimed: r.succeeded, refused };
   }
 
   // Brings etcd in line with the local endpoints (on the Host's lock, so it sees no change half
@@ -523,23 +541,31 @@ export class Cluster implements ChangeHook {
     const s = this.host.store.snapshot();
     const wantKeys = new Map<string, string>();
     const wantClaims = new Set<string>();
-    for (const e of s.endpoints) {
-      if (!this.isPublished(e, s)) continue;
-      const value = claimValue(this.config.host, e.ID);
-      const claims = this.claimsOf(e);
-      if (!claims.every((k) => this.held.get(k.key) === value)) {
-        try {
-          await this.claim(e);
-        } catch (err) {
-          if (!(err instanceof ModelError)) throw err;
-          const reason = `${err.field}: ${err.reason}`;
-          if (this.endpointConflicts.get(e.ID) !== reason) this.log(`netplane: cluster: endpoint ${e.ID} not published: ${reason}`);
-          this.endpointConflicts.set(e.ID, reason);
-          continue;
-        }
+    const mine = s.endpoints.filter((e) => this.isPublished(e, s));
+    const refused = new Map<string, ModelError>();
+    // Claims missing, in batches of about CHUNK keys; a batch that lost a race goes one by one.
+    const missing = mine.filter((e) => !this.claimsOf(e).every((k) => this.held.get(k.key) === claimValue(this.config.host, e.ID)));
+    for (let i = 0; i < missing.length;) {
+      const batch: HostComputeEndpoint[] = [];
+      for (let n = 0; i < missing.length && (batch.length === 0 || n + this.claimsOf(missing[i]).length <= CHUNK); i++) { n += this.claimsOf(missing[i]).length; batch.push(missing[i]); }
+      const r = await this.claimBatch(batch);
+      for (const [id, err] of r.refused) refused.set(id, err);
+      if (r.claimed || r.refused.size === batch.length) continue;
+      for (const e of batch) {
+        if (refused.has(e.ID)) continue;
+        try { await this.claim(e); } catch (err) { if (!(err instanceof ModelError)) throw err; refused.set(e.ID, err); }
+      }
+    }
+    for (const e of mine) {
+      const err = refused.get(e.ID);
+      if (err) {
+        const reason = `${err.field}: ${err.reason}`;
+        if (this.endpointConflicts.get(e.ID) !== reason) this.log(`netplane: cluster: endpoint ${e.ID} not published: ${reason}`);
+        this.endpointConflicts.set(e.ID, reason);
+        continue;
       }
       this.endpointConflicts.delete(e.ID);
-      for (const k of claims) wantClaims.add(k.key);
+      for (const k of this.claimsOf(e)) wantClaims.add(k.key);
       const spec: RemoteEndpointSpec = {
         ID: e.ID, HostComputeNetwork: e.HostComputeNetwork, MacAddress: e.MacAddress!,
         IpAddresses: (e.IpConfigurations ?? []).map((c) => c.IpAddress), ProviderAddress: this.opts.providerAddress, Host: this.config.host,
@@ -549,14 +575,15 @@ export class Cluster implements ChangeHook {
     for (const id of [...this.endpointConflicts.keys()]) if (!s.endpoints.some((e) => e.ID === id)) this.endpointConflicts.delete(id);
     const ops: IRequestOp[] = [];
     for (const [k, v] of wantKeys) if (this.published.get(k) !== v) ops.push({ request_put: { key: Buffer.from(k), value: Buffer.from(v), lease: this.leaseId } });
-    const mine = `${this.keys.endpoints}${this.config.host}/`;
-    const stale = new Set([...this.published.keys(), ...[...this.endpoints.keys()].filter((k) => k.startsWith(mine))]);
+    const ours = `${this.keys.endpoints}${this.config.host}/`;
+    const stale = new Set([...this.published.keys(), ...[...this.endpoints.keys()].filter((k) => k.startsWith(ours))]);
     for (const k of stale) if (!wantKeys.has(k)) ops.push({ request_delete_range: { key: Buffer.from(k) } });
     for (let i = 0; i < ops.length; i += CHUNK) await this.client!.kv.txn({ success: ops.slice(i, i + CHUNK) });
     this.counters.writes += ops.length;
     this.published = wantKeys;
-    for (const [k, v] of [...this.held]) {
-      if (wantClaims.has(k)) continue;
+    // Claims no endpoint needs any more: deleted where they are still ours.
+    const release = [...this.held].filter(([k]) => !wantClaims.has(k));
+    for (const [k, v] of release) {
       await this.client!.kv.txn({ compare: [{ key: Buffer.from(k), target: 'Value', result: 'Equal', value: Buffer.from(v) }], success: [{ request_delete_range: { key: Buffer.from(k) } }] });
       this.held.delete(k);
     }
