@@ -408,17 +408,19 @@ export class Cluster implements ChangeHook {
         this.scheduleApply();   // remote endpoints on it were refused until now
       } catch (e) { conflict(id, e); }
     }
+    // A delete refused here stays to be tried again at the next network event and resync.
     for (const id of [...this.deletedNetworks]) {
-      this.deletedNetworks.delete(id);
-      if (!local.has(id) || this.pendingNetworks.has(id) || this.networks.has(id)) continue;
+      if (!local.has(id) || this.pendingNetworks.has(id) || this.networks.has(id)) { this.deletedNetworks.delete(id); continue; }
       const c: Change = { op: 'delete', kind: 'network', id };
       this.ours.add(c);
       try {
         await this.host.change(c);
+        this.deletedNetworks.delete(id);
         this.networkConflicts.delete(id);
         this.log(`netplane: cluster: network ${id} deleted, as in the cluster`);
       } catch (e) { conflict(id, e); }
     }
+    for (const id of [...this.networkConflicts.keys()]) if (!this.networks.has(id) && !this.deletedNetworks.has(id)) this.networkConflicts.delete(id);
   }
 
   // Local network changes to etcd. At a resync (all), every local Overlay network etcd lacks is
