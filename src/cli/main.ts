@@ -355,7 +355,8 @@ function summary(obj: string, o: Record<string, any>): Record<string, string> {
   if (obj === 'endpoint') {
     return {
       ID: o.ID, NETWORK: o.HostComputeNetwork, MAC: o.MacAddress ?? '', ADDRESS: (o.IpConfigurations ?? []).map((c: any) => c.IpAddress).join(','),
-      PORT: o.Status?.Port ?? '', TRANSPORT: o.Transport ? `${o.Transport.Type} ${o.Status?.Transport ?? ''}`.trim() : '', POLICIES: (o.Policies ?? []).map((p: any) => p.Type).join(','),
+      PORT: o.Status?.Port ?? '',
+      TRANSPORT: o.IsRemoteEndpoint ? `remote ${(o.Policies ?? []).find((p: any) => p.Type === 'ProviderAddress')?.Settings.ProviderAddress ?? ''}${o.Status?.Host ? ` (${o.Status.Host})` : ''}` : o.Transport ? `${o.Transport.Type} ${o.Status?.Transport ?? ''}`.trim() : '', POLICIES: (o.Policies ?? []).map((p: any) => p.Type).join(','),
       DHCP: o.Status?.Dhcp ? `${o.Status.Dhcp.Lease.toLowerCase()} until ${o.Status.Dhcp.Expires}` : '',
     };
   }
