@@ -43,7 +43,7 @@ export interface UnderlayStats extends TransportStats {
 
 const OUTER = 14 + 20 + 8;             // what is synthesized in front of each datagram
 const ADDR_REC = 20;                   // the helper's address record (udp.ts)
-const SLOT = 65536;                    // OUTER + the largest datagram a frame can hold, + room to tell a longer one
+const SLOT = 65536;                    // the largest datagram a frame can hold (MAX_FRAME - OUTER), + room to tell a longer one
 const RX_BATCH = 16;
 const TX_BYTES = SLOT * 16;
 const TX_FRAMES = 1024;
@@ -53,7 +53,7 @@ export class UnderlayTransport {
   private readonly udpFd: number;
   private readonly rawFd: number;
   private readonly poller: object;
-  private readonly buf = new Uint8Array(SLOT * RX_BATCH);
+  private readonly buf = new Uint8Array(OUTER + SLOT * RX_BATCH);
   private readonly lens = new Uint32Array(RX_BATCH);
   private readonly from = new Uint8Array(ADDR_REC * RX_BATCH);
   private readonly txBuf = new Uint8Array(TX_BYTES);
@@ -83,13 +83,14 @@ export class UnderlayTransport {
       throw e;
     }
     const pump = Pump.of(sw);
-    // Datagram i lands at OUTER + i * SLOT: its outer headers go in the OUTER bytes before it, which
-    // end the previous slot only past the longest datagram accepted (SLOT - OUTER).
+    // Datagram i lands at OUTER + i * SLOT: its outer headers go in the OUTER bytes before it, the
+    // tail of the previous slot, which only a datagram too long to accept reaches (it is dropped
+    // before the next one's headers are written).
     const rx = this.buf.subarray(OUTER);
     this.poller = n.poll(this.udpFd, () => {
       let got: number;
       do {
-        got = n.udpRecv(this.udpFd, rx, this.lens, SLOT - OUTER, this.from);
+        got = n.udpRecv(this.udpFd, rx, this.lens, SLOT, this.from);
         if (got > 0) this.stats.rxBatches++;
         for (let i = 0; i < got; i++) this.received(pump, i);
       } while (got === RX_BATCH);
@@ -107,7 +108,7 @@ export class UnderlayTransport {
 
   private received(pump: Pump, i: number): void {
     const len = this.lens[i];
-    if (len > SLOT - OUTER - 1 || OUTER + len > MAX_FRAME) { this.stats.rxTooLong++; return; }
+    if (OUTER + len > MAX_FRAME) { this.stats.rxTooLong++; return; }
     const b = this.buf, at = i * SLOT, r = i * ADDR_REC, from = this.from;
     // Ethernet: zero MACs, IPv4.
     b.fill(0, at, at + 12);
