@@ -103,7 +103,7 @@ test('the requirements are there: root, /dev/net/tun, the native helper, ip, bri
 
 test('ARP resolves both ways, and ping goes both ways across VXLAN', async () => {
   if (missing) return;
-  const decap = stat('overlay_decap'), encap = stat('overlay_encap');
+  const decap = stat('vxlan_decap'), encap = stat('vxlan_encap');
   const fromLinux = await exec(VXNS, 'ping -c 3 -i 0.2 -W 2 10.42.0.2');
   assert.match(fromLinux.out, /3 received/, fromLinux.out + fromLinux.err);
   const fromA = await exec(A.ns, `ping -c 3 -i 0.2 -W 2 ${LINUX_IP}`);
@@ -112,8 +112,8 @@ test('ARP resolves both ways, and ping goes both ways across VXLAN', async () =>
   assert.match(neighA.out, new RegExp(`lladdr ${LINUX_MAC}`), `a resolved the Linux host: ${neighA.out}`);
   const neighL = await exec(VXNS, 'ip neigh show 10.42.0.2 dev vx0');
   assert.match(neighL.out, /lladdr 02:00:00:00:42:02/, `the Linux host resolved a: ${neighL.out}`);
-  assert.ok(stat('overlay_decap') >= decap + 6, `decapsulated: ${stat('overlay_decap') - decap}`);
-  assert.ok(stat('overlay_encap') >= encap + 6, `encapsulated: ${stat('overlay_encap') - encap}`);
+  assert.ok(stat('vxlan_decap') >= decap + 6, `decapsulated: ${stat('vxlan_decap') - decap}`);
+  assert.ok(stat('vxlan_encap') >= encap + 6, `encapsulated: ${stat('vxlan_encap') - encap}`);
   const u = daemon.host.underlayStats()!;
   assert.ok(u.rxFrames > 0 && u.txFrames > 0, JSON.stringify(u));
 });

@@ -16,7 +16,6 @@ import { networkDhcp } from '../src/model/dhcp.js';
 import { overlayGatewayMac } from '../src/compile/host.js';
 import { StateFileError } from '../src/model/persist.js';
 import type { RemoteEndpointSpec } from '../src/model/types.js';
-import './overlay-shim.js';
 
 const PA = '192.0.2.1';
 const OVL = { ID: 'ovl', Type: 'Overlay', Ipams: [{ Subnets: [{ IpAddressPrefix: '10.42.0.0/24', Policies: [{ Type: 'VSID', Settings: { IsolationId: 42 } }] }] }] };

@@ -113,17 +113,6 @@ export function overlayGatewayMac(vni: number): string {
   return ['0a', '6e', '70', (vni >>> 16) & 255, (vni >>> 8) & 255, vni & 255].map((x) => (typeof x === 'string' ? x : x.toString(16).padStart(2, '0'))).join(':');
 }
 
-// sw.overlay as the shared contract describes it (src/overlay.ts, helper "vxlan-dp").
-export interface OverlaySdk {
-  setUnderlay(u: { port: number; address: string; udpPort?: number; mtu?: number }): void;
-  clearUnderlay(): void;
-  setVni(network: number, vni: number, vlan?: number): void;
-  removeVni(network: number, vlan?: number): void;
-  addRemote(r: { network: number; vlan?: number; mac: string; addresses: string[]; providerAddress: string }): void;
-  removeRemote(r: { network: number; vlan?: number; mac: string }): boolean;
-  remotes(): Array<{ network: number; vlan: number; mac: string; addresses: string[]; providerAddress: string }>;
-}
-
 // The underlay port's network: none of the model's (they start at 2, the uplink's is 1); the
 // dataplane takes the port's frames as outer packets before any domain.
 const UNDERLAY_NETWORK = 0;
@@ -211,11 +200,7 @@ export class HostCompiler {
     this.services.close();
   }
 
-  private overlaySdk(): OverlaySdk {
-    const ov = (this.sw as unknown as { overlay?: OverlaySdk }).overlay;
-    if (!ov) throw new Error('this build of netplane has no overlay dataplane (sw.overlay)');
-    return ov;
-  }
+  private overlaySdk() { return this.sw.overlay; }
 
   // What a gateway punts: its services', and 'host' with the socket uplink's hostLoopback.
   private punts(n: HostComputeNetwork) {
