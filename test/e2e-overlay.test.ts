@@ -21,7 +21,9 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync, rmSync } from 'no
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { Daemon } from '../src/daemon.js';
 import { nativeTapAvailable } from '../src/transports/tap.js';
 import { requirements, eventually, nativeHost, exec, background, teardown, sh } from './e2e/netns.js';
@@ -29,6 +31,8 @@ import { requirements, eventually, nativeHost, exec, background, teardown, sh } 
 const missing = requirements() ?? (nativeTapAvailable() ? undefined : 'the overlay e2e test needs the native helper (node scripts/native.mjs)')
   ?? (() => { try { execFileSync('sh', ['-c', 'command -v bridge && command -v ethtool'], { stdio: 'ignore' }); return undefined; } catch { return 'the overlay e2e test needs bridge (iproute2) and ethtool'; } })();
 const work = mkdtempSync(join(tmpdir(), 'netplane-e2e-overlay-'));
+const root = fileURLToPath(new URL('..', import.meta.url));
+const runFile = promisify(execFile);
 const run = `${process.pid % 10000}`;
 const n = process.pid % 250 + 1;
 const PA = `198.19.${n}.1`, LINUX_PA = `198.19.${n}.2`;
@@ -162,7 +166,7 @@ test('an ACL on a netplane endpoint blocks the Linux host, and only it', async (
   assert.match(open.out, /2 received/, open.out + open.err);
 });
 
-test('the API: the remote endpoint and the cluster\'s are listed, the cluster\'s read only; the underlay port named', async () => {
+test('the API and the CLI: the remote endpoint and the cluster\'s are listed, the cluster\'s read only; the underlay port and its counters', async () => {
   if (missing) return;
   const r = await daemon.host.setRemoteEndpoints('test', [{ ID: 'far', HostComputeNetwork: 'ovl', MacAddress: '02:00:00:00:42:77', IpAddresses: ['10.42.0.77'], ProviderAddress: '198.19.0.77', Host: 'far-host' }]);
   assert.equal(r, { applied: 1, refused: [] });
@@ -176,6 +180,13 @@ test('the API: the remote endpoint and the cluster\'s are listed, the cluster\'s
   const stats = (await api('GET', '/stats')).json;
   assert.ok(stats.underlay && stats.underlay.rxFrames > 0, JSON.stringify(stats.underlay));
   assert.ok(stats.ports.some((p: { kind: string }) => p.kind === 'underlay'));
+  // The CLI: the remote endpoints in `endpoint list`, the underlay in `stats`.
+  // (Asynchronously: the daemon answering it runs in this process.)
+  const cli = async (args: string[]) => (await runFile(process.execPath, [join(root, 'bin/netplane.js'), ...args, '--url', `http://127.0.0.1:${daemon.port}`, '--state-dir', join(work, 'state')], { encoding: 'utf8' })).stdout;
+  const eps = await cli(['endpoint', 'list']);
+  assert.match(eps, /\nlinux +ovl +02:00:00:00:42:99 +10\.42\.0\.99 +remote 198\.19\.\d+\.2\b/, eps);
+  assert.match(eps, /\nremote:far-host:far +ovl .*remote 198\.19\.0\.77 \(far-host\)/, eps);
+  assert.match(await cli(['stats']), /UNDERLAY +RX +TX/);
   await daemon.host.setRemoteEndpoints('test', []);
 });
 

@@ -427,6 +427,12 @@ async function viewCommand(cmd: string, args: string[], flags: Flags): Promise<n
         RX: t.rxFrames ?? 0, TX: t.txFrames ?? 0, 'TX DROPPED': t.txDropped ?? 0, 'RX REFUSED': t.rxRefused ?? 0, REASON: t.Reason ?? '',
       })));
     }
+    if (v.underlay) {
+      // The overlay's socket underlay (VXLAN in on the UDP socket, outer packets out by the raw one).
+      const u = v.underlay;
+      out();
+      table([{ UNDERLAY: 'socket', RX: u.rxFrames, TX: u.txFrames, 'TX DROPPED': u.txDropped, 'RX REFUSED': u.rxRefused, 'RX TOO LONG': u.rxTooLong, 'RX BATCHES': u.rxBatches, 'TX BATCHES': u.txBatches }]);
+    }
     if (v.dhcp?.length) {
       // Refused: unknown clients on a network whose Dhcp.UnknownClients is "Refuse" (or with no pool).
       out();
