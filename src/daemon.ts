@@ -2,8 +2,8 @@
 // a unix socket and on loopback TCP. Objects: /networks, /endpoints, /namespaces, /loadbalancers (GET
 // the list, POST to create, GET/PUT/DELETE /<kind>/<ID>). Views: /mac, /connections, /stats, and
 // POST /trace (a frame in hex, or a flow from an endpoint, built here); they name what the dataplane
-// numbers (network and endpoint IDs, gateways, the uplink) beside the numbers; /endpoints also lists
-// the dynamic DHCP leases as read-only endpoints, /stats the DHCP and DNS servers' counters. Errors are JSON
+// numbers (network and endpoint IDs, gateways, the uplink, the underlay) beside the numbers; /endpoints
+// also lists the dynamic DHCP leases and the cluster's remote endpoints as read-only endpoints, /stats the DHCP and DNS servers' counters. Errors are JSON
 // { error: { code, field, reason } }.
 //
 // Who may talk to it (docs/security.md is the threat model):
