@@ -156,9 +156,16 @@ export class Host {
       owned: new Owned(dir),
       bind: opts.bind ?? {},
     };
-    const initial = dir ? loadState(dir) : undefined;
-    if (dir) this.cluster = loadClusterView(dir);
-    if (initial) this.compiler.apply(this.withCluster(initial));
+    let initial: ModelState | undefined;
+    try {
+      initial = dir ? loadState(dir) : undefined;
+      if (dir) this.cluster = loadClusterView(dir);
+      if (initial) this.compiler.apply(this.withCluster(initial));
+    } catch (e) {
+      // A start that is refused leaves no socket open (its poll would keep the process alive).
+      this.underlay?.close();
+      throw e;
+    }
     // Changes made directly on the store (the SDK's synchronous path) compile and save here; the
     // daemon's changes go through change(), which saves only after the attachments opened.
     this.store = new Store(initial, (next) => {

@@ -165,6 +165,15 @@ test('setRemoteEndpoints: entries applied or refused by name, local endpoints wi
   await h.closeTransports();
 });
 
+test('a state with an Overlay network does not start without the overlay setting, naming Type', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'netplane-overlay-'));
+  const h = overlayHost(dir);
+  await h.change({ op: 'create', kind: 'network', value: OVL });
+  await h.closeTransports();
+  assert.match(refused(() => new Host({ stateDir: dir }), 'InvalidArgument', 'Type'), /network ovl is an Overlay network/);
+  assert.equal(overlayHost(dir).store.list('network').map((n) => n.ID), ['ovl'], 'the state is untouched');
+});
+
 test('cluster-view.json that is not netplane\'s is refused at start, naming the file, and left as it was', () => {
   const dir = mkdtempSync(join(tmpdir(), 'netplane-overlay-'));
   writeFileSync(join(dir, 'cluster-view.json'), '{"mine": true}\n');
