@@ -11,6 +11,8 @@
 // It also moves the UDP transport's datagrams in batches (src/transports/udp.ts): its own UDP socket,
 // polled like a TAP, drained with recvmmsg() and written with sendmmsg(), one call per batch each way,
 // where Node's dgram socket costs a system call and an event per datagram.
+// It also carries the overlay's underlay (src/transports/underlay.ts): VXLAN datagrams arrive on a UDP
+// socket (udpRecv above), outer IPv4 packets leave by a raw socket in batches (rawSend).
 // It also opens the socket uplink's unprivileged ICMP echo ("ping") sockets (src/uplink/ping.ts),
 // socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) and its ICMPv6 twin, which Node.js has no API for: the
 // kernel allows them to the groups in net.ipv4.ping_group_range, without CAP_NET_RAW.
@@ -415,6 +417,66 @@ static napi_value UdpSend(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// ---- the overlay's underlay (src/transports/underlay.ts) --------------------------------------------
+
+// rawOpen() -> fd: a non-blocking raw IPv4 socket that sends whole IPv4 packets as given
+// (IPPROTO_RAW implies IP_HDRINCL: the kernel fills in only the checksum, the total length, and an ID
+// when it is zero, then routes the packet and resolves its next hop). Needs CAP_NET_RAW: throws
+// "socket(AF_INET, SOCK_RAW, IPPROTO_RAW): Operation not permitted (EPERM)" without it.
+static napi_value RawOpen(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
+  if (fd < 0) return throw_errno(env, "socket(AF_INET, SOCK_RAW, IPPROTO_RAW)");
+  napi_value out; CHECK(napi_create_int32(env, fd, &out));
+  return out;
+}
+
+// rawSend(fd, base, desc, n) -> packets sent: desc as write()'s (its header offset unused), each an
+// IPv4 packet sent to its own destination address (bytes 16-19 of its header), with sendmmsg. A
+// packet the socket refuses (EAGAIN: its buffer is full; EMSGSIZE, EHOSTUNREACH...) is skipped; the
+// caller counts n - sent as dropped.
+static napi_value RawSend(napi_env env, napi_callback_info info) {
+  size_t argc = 4; napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd, n;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_value_int32(env, argv[3], &n));
+  napi_typedarray_type t; size_t blen, dlen; void *bdata, *ddata; napi_value ab; size_t off;
+  CHECK(napi_get_typedarray_info(env, argv[1], &t, &blen, &bdata, &ab, &off));
+  CHECK(napi_get_typedarray_info(env, argv[2], &t, &dlen, &ddata, &ab, &off));
+  if (n < 0 || (size_t)n * 3 > dlen) { napi_throw_range_error(env, NULL, "rawSend: bad batch"); return NULL; }
+  uint8_t *base = bdata; const uint32_t *desc = ddata;
+  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK]; struct sockaddr_in to[MMSG_CHUNK];
+  uint32_t sent = 0;
+  int32_t i = 0;
+  while (i < n) {
+    unsigned k = 0;
+    while (k < MMSG_CHUNK && i + (int32_t)k < n) {
+      size_t f = desc[(i + k) * 3 + 1], len = desc[(i + k) * 3 + 2];
+      if (f + len > blen || len < 20) break;
+      memset(&to[k], 0, sizeof to[k]);
+      to[k].sin_family = AF_INET;
+      memcpy(&to[k].sin_addr, base + f + 16, 4);
+      iov[k].iov_base = base + f; iov[k].iov_len = len;
+      memset(&m[k], 0, sizeof m[k]);
+      m[k].msg_hdr.msg_iov = &iov[k]; m[k].msg_hdr.msg_iovlen = 1;
+      m[k].msg_hdr.msg_name = &to[k]; m[k].msg_hdr.msg_namelen = sizeof to[k];
+      k++;
+    }
+    if (k == 0) { i++; continue; }   // out of the buffer or no IPv4 header: dropped, never read
+    int r = sendmmsg(fd, m, k, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;   // the rest is dropped
+      i++;                                                 // this one is refused: dropped
+      continue;
+    }
+    sent += (uint32_t)r; i += r;
+  }
+  napi_value out; CHECK(napi_create_uint32(env, sent, &out));
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     { "open", 0, Open, 0, 0, 0, napi_default, 0 },
@@ -426,6 +488,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "udpOpen", 0, UdpOpen, 0, 0, 0, napi_default, 0 },
     { "udpRecv", 0, UdpRecv, 0, 0, 0, napi_default, 0 },
     { "udpSend", 0, UdpSend, 0, 0, 0, napi_default, 0 },
+    { "rawOpen", 0, RawOpen, 0, 0, 0, napi_default, 0 },
+    { "rawSend", 0, RawSend, 0, 0, 0, napi_default, 0 },
     { "pingOpen", 0, PingOpen, 0, 0, 0, napi_default, 0 },
     { "pingSend", 0, PingSend, 0, 0, 0, napi_default, 0 },
     { "pingRecv", 0, PingRecv, 0, 0, 0, napi_default, 0 },

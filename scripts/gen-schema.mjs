@@ -128,7 +128,7 @@ const schema = {
       properties: {
         ID: ref('id'),
         Name: ref('shortString'),
-        Type: { enum: ['NAT', 'Transparent', 'L2Bridge', 'Internal', 'Private'] },
+        Type: { enum: ['NAT', 'Transparent', 'L2Bridge', 'Internal', 'Private', 'Overlay'] },
         Ipams: {
           type: 'array',
           items: {
@@ -144,7 +144,12 @@ const schema = {
                     Routes: { type: 'array', items: ref('route') },
                     Policies: {
                       type: 'array',
-                      items: settings('VLAN', { type: 'object', additionalProperties: false, required: ['IsolationId'], properties: { IsolationId: { type: 'integer', minimum: 1, maximum: 4094 } } }),
+                      items: {
+                        oneOf: [
+                          settings('VLAN', { type: 'object', additionalProperties: false, required: ['IsolationId'], properties: { IsolationId: { type: 'integer', minimum: 1, maximum: 4094 } } }),
+                          settings('VSID', { type: 'object', additionalProperties: false, required: ['IsolationId'], properties: { IsolationId: { type: 'integer', minimum: 1, maximum: 16777215, description: "an Overlay network's VXLAN network identifier (HCN's VSID)" } } }),
+                        ],
+                      },
                     },
                   },
                 },
@@ -167,12 +172,12 @@ const schema = {
         },
         MTU: { type: 'integer', minimum: 68, maximum: 65535 },
         MssClamp: {
-          description: "netplane extension: TCP MSS clamping of the SYNs and SYN-ACKs routed in or out of the network: the largest MSS they may carry, or Mtu (the smaller of the ingress and egress MTUs less 40 bytes for IPv4, 60 for IPv6); NAT and Internal networks only",
+          description: "netplane extension: TCP MSS clamping of the SYNs and SYN-ACKs routed in or out of the network: the largest MSS they may carry, or Mtu (the smaller of the ingress and egress MTUs less 40 bytes for IPv4, 60 for IPv6); NAT, Internal and Overlay networks only",
           oneOf: [{ type: 'integer', minimum: 536, maximum: 65495 }, { const: 'Mtu' }],
         },
-        SilentGateway: { type: 'boolean', description: 'netplane extension: the gateway sends no TCP RST / ICMP unreachable for traffic to its addresses that nothing handles (default false: it answers as a Linux host); NAT and Internal networks only' },
+        SilentGateway: { type: 'boolean', description: 'netplane extension: the gateway sends no TCP RST / ICMP unreachable for traffic to its addresses that nothing handles (default false: it answers as a Linux host); NAT, Internal and Overlay networks only' },
         Dhcp: {
-          description: "netplane extension: the DHCPv4 server on the gateway (NAT and Internal networks); endpoints' MacAddress + IpConfigurations are its static leases. The pool lies in the network's first IPv4 subnet, without its network, broadcast or gateway address",
+          description: "netplane extension: the DHCPv4 server on the gateway (NAT, Internal and Overlay networks); endpoints' MacAddress + IpConfigurations are its static leases. The pool lies in the network's first IPv4 subnet, without its network, broadcast or gateway address",
           type: 'object', additionalProperties: false,
           properties: {
             Enabled: { type: 'boolean', description: 'default true when the network has an IPv4 subnet' },
@@ -188,17 +193,17 @@ const schema = {
           then: { description: 'a pool serves unknown clients, which Refuse refuses', not: { required: ['Pool'] } },
         },
         DnsProxy: {
-          description: "netplane extension: the DNS server on the gateway's addresses (NAT and Internal networks): the network's endpoints as <ID>.<domain> and <Name>.<domain> (domain: Dns.Domain, default netplane.internal), the rest forwarded to Dns.ServerList or the host's resolvers",
+          description: "netplane extension: the DNS server on the gateway's addresses (NAT, Internal and Overlay networks): the network's endpoints as <ID>.<domain> and <Name>.<domain> (domain: Dns.Domain, default netplane.internal), the rest forwarded to Dns.ServerList or the host's resolvers",
           type: 'object', additionalProperties: false,
           properties: { Enabled: { type: 'boolean', description: 'default true when the network has a subnet' } },
         },
         RouterAdvertisement: {
-          description: "netplane extension: router advertisements from the gateway for the network's IPv6 subnet (SLAAC prefix when a /64, RDNSS, DNSSL, MTU, M/O flags); NAT and Internal networks",
+          description: "netplane extension: router advertisements from the gateway for the network's IPv6 subnet (SLAAC prefix when a /64, RDNSS, DNSSL, MTU, M/O flags); NAT, Internal and Overlay networks",
           type: 'object', additionalProperties: false,
           properties: { Enabled: { type: 'boolean', description: 'default true when the network has an IPv6 subnet' } },
         },
         Dhcp6: {
-          description: "netplane extension: the DHCPv6 server on the gateway: endpoints' MacAddress + IPv6 address as stateful bindings, DNS (the gateway) and search list for all; NAT and Internal networks",
+          description: "netplane extension: the DHCPv6 server on the gateway: endpoints' MacAddress + IPv6 address as stateful bindings, DNS (the gateway) and search list for all; NAT, Internal and Overlay networks",
           type: 'object', additionalProperties: false,
           properties: { Enabled: { type: 'boolean', description: 'default true when the network has an IPv6 subnet' } },
         },
@@ -217,28 +222,43 @@ const schema = {
           then: { description: 'an IPv6 link needs an MTU of 1280 at least (RFC 8200 §5)', not: {} },
         },
         {
+          if: { required: ['Ipams'], properties: { Ipams: { type: 'array', contains: { type: 'object', required: ['Subnets'], properties: { Subnets: { type: 'array', contains: { type: 'object', required: ['Policies'], properties: { Policies: { type: 'array', contains: { type: 'object', required: ['Type'], properties: { Type: { const: 'VSID' } } } } } } } } } } } },
+          then: { description: 'a VSID is an Overlay network\'s', required: ['Type'], properties: { Type: { const: 'Overlay' } } },
+        },
+        {
+          if: { required: ['Type'], properties: { Type: { const: 'Overlay' } } },
+          then: {
+            description: 'an Overlay network has a subnet, each subnet its VSID policy, and no VLAN (that all VSIDs are the same one the daemon checks)',
+            required: ['Ipams'],
+            properties: { Ipams: { type: 'array', contains: { type: 'object', required: ['Subnets'], properties: { Subnets: { type: 'array', minItems: 1 } } },
+              items: { type: 'object', properties: { Subnets: { type: 'array', items: { type: 'object', required: ['Policies'], properties: { Policies: { type: 'array',
+                contains: { type: 'object', required: ['Type'], properties: { Type: { const: 'VSID' } } },
+                items: { type: 'object', properties: { Type: { const: 'VSID' } } } } } } } } } } },
+          },
+        },
+        {
           if: { required: ['Dhcp'] },
-          then: { description: 'only NAT and Internal networks have a gateway to serve DHCP', properties: { Type: { enum: ['NAT', 'Internal'] } } },
+          then: { description: 'only NAT, Internal and Overlay networks have a gateway to serve DHCP', properties: { Type: { enum: ['NAT', 'Internal', 'Overlay'] } } },
         },
         {
           if: { required: ['DnsProxy'] },
-          then: { description: 'only NAT and Internal networks have a gateway to answer DNS', properties: { Type: { enum: ['NAT', 'Internal'] } } },
+          then: { description: 'only NAT, Internal and Overlay networks have a gateway to answer DNS', properties: { Type: { enum: ['NAT', 'Internal', 'Overlay'] } } },
         },
         {
           if: { required: ['RouterAdvertisement'] },
-          then: { description: 'only NAT and Internal networks have a gateway to advertise', properties: { Type: { enum: ['NAT', 'Internal'] } } },
+          then: { description: 'only NAT, Internal and Overlay networks have a gateway to advertise', properties: { Type: { enum: ['NAT', 'Internal', 'Overlay'] } } },
         },
         {
           if: { required: ['Dhcp6'] },
-          then: { description: 'only NAT and Internal networks have a gateway to serve DHCPv6', properties: { Type: { enum: ['NAT', 'Internal'] } } },
+          then: { description: 'only NAT, Internal and Overlay networks have a gateway to serve DHCPv6', properties: { Type: { enum: ['NAT', 'Internal', 'Overlay'] } } },
         },
         {
           if: { required: ['SilentGateway'] },
-          then: { description: 'only NAT and Internal networks have a gateway of their own', properties: { Type: { enum: ['NAT', 'Internal'] } } },
+          then: { description: 'only NAT, Internal and Overlay networks have a gateway of their own', properties: { Type: { enum: ['NAT', 'Internal', 'Overlay'] } } },
         },
         {
           if: { required: ['MssClamp'] },
-          then: { description: 'only NAT and Internal networks have a gateway of their own to clamp at', properties: { Type: { enum: ['NAT', 'Internal'] } } },
+          then: { description: 'only NAT, Internal and Overlay networks have a gateway of their own to clamp at', properties: { Type: { enum: ['NAT', 'Internal', 'Overlay'] } } },
         },
       ],
     },
@@ -271,12 +291,32 @@ const schema = {
         },
         Capture: { ...ref('fileName'), description: 'netplane extension: a pcap file of everything the endpoint sends and receives, a name in the capture directory' },
         AclDefaults: { type: 'object', additionalProperties: false, properties: { In: { enum: ['Allow', 'Block'] }, Out: { enum: ['Allow', 'Block'] } } },
-        Policies: { type: 'array', items: { oneOf: [settings('PortMapping', ref('portMapping')), settings('ACL', ref('acl')), settings('OutBoundNAT', ref('outboundNat'))] } },
+        Policies: { type: 'array', items: { oneOf: [settings('PortMapping', ref('portMapping')), settings('ACL', ref('acl')), settings('OutBoundNAT', ref('outboundNat')),
+          settings('ProviderAddress', { type: 'object', additionalProperties: false, required: ['ProviderAddress'], properties: { ProviderAddress: { ...ref('ipv4'), description: "a remote endpoint's host: its underlay IPv4 address (unicast; checked by the daemon)" } } })] } },
+        IsRemoteEndpoint: { type: 'boolean', description: "HCN's: the endpoint is another host's, on an Overlay network, at its ProviderAddress policy's address: MacAddress and IpConfigurations given, no port here (no Transport, Capture, AclDefaults, namespace or other policy)" },
         Status: {
           readOnly: true,
           description: 'what the daemon reports about the endpoint (read only): its attachment (Transport: "none", "up" or "degraded"; Reason; Since; Address, where the transport listens, a unix socket\'s full path) and its switch port. Never stored; accepted back and ignored, so a client can get, edit and put an endpoint',
         },
       },
+      allOf: [
+        {
+          if: { required: ['IsRemoteEndpoint'], properties: { IsRemoteEndpoint: { const: true } } },
+          then: {
+            description: 'a remote endpoint: its MAC and addresses given, one ProviderAddress policy and no other, nothing to attach',
+            required: ['MacAddress', 'IpConfigurations', 'Policies'],
+            properties: {
+              IpConfigurations: { type: 'array', minItems: 1 },
+              Policies: { type: 'array', minItems: 1, maxItems: 1, items: { type: 'object', properties: { Type: { const: 'ProviderAddress' } } } },
+            },
+            not: { anyOf: [{ required: ['Transport'] }, { required: ['Capture'] }, { required: ['AclDefaults'] }, { required: ['HostComputeNamespace'] }] },
+          },
+          else: {
+            description: 'a ProviderAddress policy is a remote endpoint\'s',
+            properties: { Policies: { type: 'array', items: { type: 'object', properties: { Type: { not: { const: 'ProviderAddress' } } } } } },
+          },
+        },
+      ],
     },
     HostComputeNamespace: {
       type: 'object', additionalProperties: false, required: ['ID'],

@@ -57,7 +57,7 @@ export function ownDirectory(dir: string, what: string): void {
 export function removeStaleTemporaries(dir: string): string[] {
   const removed: string[] = [];
   for (const name of readdirSync(dir)) {
-    if (!/^\.(state\.json|dhcp-leases\.json|owned\.json|token)\.\d+\.tmp$/.test(name)) continue;
+    if (!/^\.(state\.json|dhcp-leases\.json|cluster-view\.json|owned\.json|token)\.\d+\.tmp$/.test(name)) continue;
     const p = join(dir, name);
     if (!lstatSync(p).isFile()) continue;
     unlinkSync(p);

@@ -28,7 +28,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { Host, openTransport, type Attached } from './host.js';
 import { ModelError } from './model/validate.js';
 import type { Kind, Transport } from './model/types.js';
-import type { HostConfig } from './compile/host.js';
+import { checkOverlay, type HostConfig, type OverlayConfig } from './compile/host.js';
 import { ownDirectory, removeStaleTemporaries, lockStateDir, loadOrCreateToken, isLoopback, API_SOCKET, TOKEN_FILE } from './confine.js';
 import { checkFlow, flowFrame, describeFlow } from './flow.js';
 import { checkCluster, type ClusterConfig, type CheckedCluster } from './cluster/config.js';
@@ -53,7 +53,10 @@ export interface DaemonConfig {
   // { address, gateway?, mac?, silent?, transport? }; or false: none.
   uplink?: (HostConfig['uplink'] & { transport?: Transport }) | false;
   defaults?: { network?: boolean };   // create the default NAT network when the state is empty
-  overlay?: { providerAddress: string; udpPort?: number; mtu?: number };   // the VXLAN underlay (issue 15)
+  // This host's underlay for Overlay networks (docs/model.md "Overlay networks"): its provider
+  // address (an IPv4 address of this host), the VXLAN UDP port and the underlay's MTU. Needs root
+  // (a raw socket); absent: Overlay networks are refused.
+  overlay?: OverlayConfig;
   cluster?: ClusterConfig;      // membership through etcd (src/cluster, docs/cluster.md); needs overlay
 }
 
@@ -133,8 +136,14 @@ export class Daemon {
       this.socketPath = l.socket === false ? undefined : resolve(l.socket ?? join(this.stateDir, API_SOCKET));
       const t = config.transports ?? {};
       const uplink = config.uplink === undefined ? { socket: {} } : config.uplink === false ? undefined : checkUplink(config.uplink);
+      let overlay: OverlayConfig | undefined;
+      try {
+        overlay = config.overlay === undefined ? undefined : checkOverlay(config.overlay);
+      } catch (e) {
+        throw e instanceof ModelError ? new Error(`${e.field}: ${e.reason}`) : e;
+      }
       this.host = new Host({
-        stateDir: this.stateDir, config: { uplink }, captureDir: config.captureDir, socketDir: config.socketDir,
+        stateDir: this.stateDir, config: { uplink, overlay }, captureDir: config.captureDir, socketDir: config.socketDir,
         bind: { addresses: t.allowAddresses, wildcard: t.allowWildcard, privilegedPorts: t.allowPrivilegedPorts },
         reserved: this.socketPath ? [this.socketPath] : [],
       });
@@ -142,7 +151,7 @@ export class Daemon {
       if (config.defaults?.network && this.host.store.list('network').length === 0) this.host.store.create('network', DEFAULT_NETWORK);
     } catch (e) {
       this.release();
-      throw e;
+      throw e instanceof ModelError ? new Error(`${e.field}: ${e.reason}`) : e;
     }
   }
 
@@ -275,10 +284,15 @@ export class Daemon {
       const withStatus = (kind: Kind, o: { ID: string }) => kind === 'endpoint' ? { ...o, Status: { ...host.endpointStatus(o.ID), Port: host.portOf(o.ID) } } : o;
       if (KINDS[top]) {
         const kind = KINDS[top];
-        // Dynamic DHCP leases are endpoints too, read only (Host.leaseEndpoints).
-        const leases = kind === 'endpoint' ? host.leaseEndpoints() : [];
+        // Dynamic DHCP leases are endpoints too, read only (Host.leaseEndpoints), and so are the
+        // remote endpoints the cluster programs (Host.remoteEndpointObjects).
+        const remotes = kind === 'endpoint' ? host.remoteEndpointObjects() : [];
+        const leases = kind === 'endpoint' ? [...host.leaseEndpoints(), ...remotes] : [];
         const lease = id !== undefined ? leases.find((e) => e.ID === id) : undefined;
-        if (lease && req.method !== 'GET') throw new ModelError('Conflict', 'ID', `endpoint ${id} is a dynamic DHCP lease (read only): it goes when its client releases it or it expires; give the network's Dhcp.UnknownClients "Refuse" to stop them`);
+        if (lease && req.method !== 'GET') {
+          if (lease.IsRemoteEndpoint) throw new ModelError('Conflict', 'ID', `endpoint ${id} is a remote endpoint of host ${(lease.Status as { Host?: string }).Host} (read only): the cluster programs it from that host's publication`);
+          throw new ModelError('Conflict', 'ID', `endpoint ${id} is a dynamic DHCP lease (read only): it goes when its client releases it or it expires; give the network's Dhcp.UnknownClients "Refuse" to stop them`);
+        }
         if (req.method === 'GET') return send(res, 200, lease ?? (id ? withStatus(kind, store.get(kind, id)) : [...store.list(kind).map((o) => withStatus(kind, o)), ...leases]));
         if (req.method === 'POST') return send(res, 201, withStatus(kind, await host.change({ op: 'create', kind, value: json(body) })));
         if (req.method === 'PUT') return send(res, 200, withStatus(kind, await host.change({ op: 'modify', kind, id, value: json(body) })));
@@ -293,7 +307,8 @@ export class Daemon {
       }
       if (top === 'stats') {
         const ports = [...sw.ports.keys()].map((p) => ({ port: p, ...this.portName(p), networkId: this.networkName(sw.ports.get(p)!.spec.network ?? 0), ...sw.portCounters(p) }));
-        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats(), dhcp: host.compiler.services.counters(), dns: host.compiler.services.dnsCounters(), ra: host.compiler.services.raCounters(), dhcp6: host.compiler.services.dhcp6Counters(), ...(this.cluster ? { cluster: this.cluster.stats() } : {}) });
+        const underlay = host.underlayStats();
+        return send(res, 200, { ...sw.counters(), ports, transports: host.transportStats(), ...(underlay ? { underlay } : {}), dhcp: host.compiler.services.counters(), dns: host.compiler.services.dnsCounters(), ra: host.compiler.services.raCounters(), dhcp6: host.compiler.services.dhcp6Counters(), ...(this.cluster ? { cluster: this.cluster.stats() } : {}) });
       }
       return send(res, 200, this.trace(json(body)));
     } catch (e) {
@@ -360,13 +375,14 @@ export class Daemon {
   // What a port number is, for views: an endpoint's port, a gateway (a router interface's pseudo-port,
   // `gateway` names the network whose, or "uplink" for the host's uplink side), the uplink port, or
   // just a port.
-  private portName(port: number): { kind: 'endpoint' | 'gateway' | 'uplink' | 'port'; endpoint?: string; gateway?: string } {
+  private portName(port: number): { kind: 'endpoint' | 'gateway' | 'uplink' | 'underlay' | 'port'; endpoint?: string; gateway?: string } {
     const c = this.host.compiler;
     if (port >= ROUTER_PORT) {
       const owner = c.interfaceOwner(port - ROUTER_PORT);
       return owner ? { kind: 'gateway', gateway: 'network' in owner ? owner.network : 'uplink' } : { kind: 'gateway' };
     }
     if (port === this.uplinkPort) return { kind: 'uplink' };
+    if (port === c.underlayPort) return { kind: 'underlay' };
     const served = c.services.servicePortOwner(port);   // where a gateway's DHCP replies come in
     if (served !== undefined) return { kind: 'gateway', gateway: served };
     const endpoint = c.endpointAt(port);

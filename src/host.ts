@@ -19,12 +19,21 @@
 // in its Status, in `stats` and in the log, and it is retried with a growing delay until it opens.
 // An attachment follows its endpoint's switch port (the compiler keeps the port across modifies),
 // so only a change to the endpoint's Transport or Capture reopens it.
+//
+// With an overlay (HostConfig.overlay), the Host opens the underlay transport (src/transports/
+// underlay.ts) on the compiler's underlay port, and keeps the cluster's view: the remote endpoints
+// other hosts published, by source (setRemoteEndpoints), which it compiles with the store's objects
+// as IsRemoteEndpoint endpoints (never stored in the model or state.json; their own file,
+// cluster-view.json, keeps the last view across a restart). A local object always wins: a cluster
+// entry whose network is not here, or whose MAC or address a local endpoint has, waits unapplied.
 import { Switch, type SwitchOptions } from './dataplane.js';
 import { Store, type AnyObject, type Change } from './model/store.js';
-import { loadState, saveState, loadLeases, saveLeases, STATE_FILE, LEASES_FILE } from './model/persist.js';
+import { loadState, saveState, loadLeases, saveLeases, loadClusterView, saveClusterView, STATE_FILE, LEASES_FILE, CLUSTER_FILE } from './model/persist.js';
 import { HostCompiler, type HostConfig } from './compile/host.js';
-import type { ModelState, Transport, EndpointStatus, HostComputeEndpoint } from './model/types.js';
-import { ModelError, hostPort } from './model/validate.js';
+import type { ModelState, Transport, EndpointStatus, HostComputeEndpoint, RemoteEndpointSpec } from './model/types.js';
+import { ModelError, hostPort, validateRemoteEndpointSpec } from './model/validate.js';
+import { contains } from './model/store.js';
+import { UnderlayTransport, type UnderlayStats } from './transports/underlay.js';
 import { UdpTransport } from './transports/udp.js';
 import { StreamTransport } from './transports/stream.js';
 import { WebSocketTransport } from './transports/websocket.js';
@@ -96,7 +105,14 @@ export interface HostOptions {
   log?: (message: string) => void;
   clock?: () => number;        // wall time in ms for DHCP leases (default Date.now): their expiry survives a restart
   resolvConf?: string;         // the host's resolvers, for the gateways' DNS servers (default /etc/resolv.conf)
+  // With config.overlay: 'socket' (the default) opens the socket underlay on the provider address;
+  // false leaves the underlay port (compiler.underlayPort) to the caller (tests, other transports).
+  underlay?: 'socket' | false;
 }
+
+// A cluster entry as it is compiled and listed: an IsRemoteEndpoint endpoint with an ID no model
+// object can have ("remote:<host>:<ID>": the model's IDs have no colon).
+export const remoteEndpointId = (r: RemoteEndpointSpec): string => `remote:${r.Host}:${r.ID}`;
 
 // An endpoint's open attachment: its capture and transport, since when, and how to close both.
 interface Open { key: string; since: string; transport?: Attached; close: () => Promise<void> }
@@ -125,6 +141,9 @@ export class Host {
   private readonly log: (m: string) => void;
   private readonly clock: () => number;
   changeHook?: ChangeHook;       // set by the cluster member (src/cluster), when there is one
+  // The cluster's remote endpoints by source (setRemoteEndpoints), applied or waiting.
+  private cluster: Record<string, RemoteEndpointSpec[]> = {};
+  readonly underlay?: UnderlayTransport;
 
   constructor(readonly opts: HostOptions = {}) {
     this.log = opts.log ?? ((m) => console.error(m));
@@ -135,20 +154,29 @@ export class Host {
       clock: this.clock, log: this.log, resolvConf: opts.resolvConf,
       leases: dir ? { load: () => loadLeases(dir), save: (l) => saveLeases(dir, l) } : undefined,
     });
+    const ov = this.compiler.overlay;
+    if (ov && opts.underlay !== false) {
+      try {
+        this.underlay = UnderlayTransport.open(this.sw, this.compiler.underlayPort!, { address: ov.providerAddress, udpPort: ov.udpPort });
+      } catch (e) {
+        throw new ModelError('InvalidArgument', 'overlay', `cannot open the underlay on ${ov.providerAddress}:${ov.udpPort} (a UDP socket there and a raw IPv4 socket: root or CAP_NET_RAW, and an address of this host): ${(e as Error).message}`);
+      }
+    }
     this.confinement = {
       captureDir: opts.captureDir ? resolve(opts.captureDir) : dir && join(dir, 'captures'),
       socketDir: opts.socketDir ? resolve(opts.socketDir) : dir && join(dir, 'sockets'),
-      reserved: [...(dir ? [STATE_FILE, LEASES_FILE, LOCK_FILE, TOKEN_FILE, OWNED_FILE, API_SOCKET].map((f) => join(dir, f)) : []), ...(opts.reserved ?? []).map((p) => resolve(p))],
+      reserved: [...(dir ? [STATE_FILE, LEASES_FILE, CLUSTER_FILE, LOCK_FILE, TOKEN_FILE, OWNED_FILE, API_SOCKET].map((f) => join(dir, f)) : []), ...(opts.reserved ?? []).map((p) => resolve(p))],
       owned: new Owned(dir),
       bind: opts.bind ?? {},
     };
     const initial = dir ? loadState(dir) : undefined;
-    if (initial) this.compiler.apply(initial);
+    if (dir) this.cluster = loadClusterView(dir);
+    if (initial) this.compiler.apply(this.withCluster(initial));
     // Changes made directly on the store (the SDK's synchronous path) compile and save here; the
     // daemon's changes go through change(), which saves only after the attachments opened.
     this.store = new Store(initial, (next) => {
-      const before = this.store.snapshot();
-      this.compiler.apply(next);
+      const before = this.withCluster(this.store.snapshot());
+      this.compiler.apply(this.withCluster(next));
       try {
         if (dir) saveState(dir, next);
       } catch (e) {
@@ -156,6 +184,108 @@ export class Host {
         throw e;
       }
     });
+  }
+
+  // ---- the cluster's remote endpoints ----------------------------------------------------------------
+
+  // Replaces the remote endpoints from `source` (a cluster membership) with `list`, on the change
+  // lock: each entry is checked; one that is malformed, for a network this host does not have (or
+  // not an Overlay one), at this host's own provider address, or whose MAC or address a local
+  // endpoint (or another entry) has, is refused with the reason; the rest are compiled as
+  // IsRemoteEndpoint endpoints. The view is saved in cluster-view.json (the malformed entries left
+  // out; the refused ones kept, to apply when what refused them goes). Throws, changing nothing, only
+  // when the dataplane or the file refuses the whole change.
+  setRemoteEndpoints(source: string, list: RemoteEndpointSpec[]): Promise<{ applied: number; refused: Array<{ ID: string; reason: string }> }> {
+    return this.serial(async () => {
+      if (typeof source !== 'string' || source === '') throw new ModelError('InvalidArgument', 'source', 'must be a non-empty string');
+      if (!Array.isArray(list)) throw new ModelError('InvalidArgument', 'list', 'must be an array of remote endpoints');
+      const refused: Array<{ ID: string; reason: string }> = [];
+      const kept: RemoteEndpointSpec[] = [];
+      list.forEach((x, i) => {
+        try { kept.push(validateRemoteEndpointSpec(x, `[${i}]`)); } catch (e) {
+          const id = typeof (x as { ID?: unknown })?.ID === 'string' ? (x as { ID: string }).ID : `[${i}]`;
+          refused.push({ ID: id, reason: e instanceof ModelError ? `${e.field}: ${e.reason}` : (e as Error).message });
+        }
+      });
+      const view = { ...this.cluster };
+      if (kept.length) view[source] = kept; else delete view[source];
+      const state = this.store.snapshot();
+      const plan = this.clusterPlan(state, view);
+      let applied = 0;
+      for (const r of kept) {
+        const why = plan.waiting.get(`${source}\u0000${remoteEndpointId(r)}`);
+        if (why) refused.push({ ID: r.ID, reason: why }); else applied++;
+      }
+      const before = this.withCluster(state);
+      this.compiler.apply({ ...state, endpoints: [...state.endpoints, ...plan.endpoints] });
+      try {
+        if (this.opts.stateDir) saveClusterView(this.opts.stateDir, view);
+      } catch (e) {
+        this.compiler.apply(before, true);
+        throw e;
+      }
+      this.cluster = view;
+      return { applied, refused };
+    });
+  }
+
+  // The remote endpoints from the cluster that are applied.
+  remoteEndpoints(): RemoteEndpointSpec[] {
+    return this.clusterPlan(this.store.snapshot(), this.cluster).applied.map((r) => structuredClone(r));
+  }
+
+  // The applied ones as endpoints (read only, never stored), for GET /endpoints and `endpoint list`.
+  remoteEndpointObjects(): Array<HostComputeEndpoint & { Status: EndpointStatus & { Host: string } }> {
+    return this.remoteEndpoints().map((r) => ({ ...remoteEndpoint(r), Status: { Transport: 'none' as const, Host: r.Host } }));
+  }
+
+  // A state with the cluster's applicable entries added as IsRemoteEndpoint endpoints: what the
+  // compiler is given for every change.
+  private withCluster(state: ModelState): ModelState {
+    const plan = this.clusterPlan(state, this.cluster);
+    return plan.endpoints.length ? { ...state, endpoints: [...state.endpoints, ...plan.endpoints] } : state;
+  }
+
+  // Which entries of `view` apply over `state` (sources in name order, entries in order: the first
+  // to claim a MAC or an address keeps it), and why the others wait.
+  private clusterPlan(state: ModelState, view: Record<string, RemoteEndpointSpec[]>) {
+    const endpoints: HostComputeEndpoint[] = [];
+    const applied: RemoteEndpointSpec[] = [];
+    const waiting = new Map<string, string>();
+    const own = this.compiler.overlay?.providerAddress;
+    const macs = new Map<string, string>(), addrs = new Map<string, string>(), ids = new Set<string>();
+    for (const e of state.endpoints) {
+      if (e.MacAddress) macs.set(`${e.HostComputeNetwork}/${e.MacAddress}`, `endpoint ${e.ID}`);
+      for (const c of e.IpConfigurations ?? []) addrs.set(`${e.HostComputeNetwork}/${c.IpAddress}`, `endpoint ${e.ID}`);
+    }
+    for (const source of Object.keys(view).sort()) {
+      for (const r of view[source]) {
+        const id = remoteEndpointId(r);
+        const why = (() => {
+          const net = state.networks.find((n) => n.ID === r.HostComputeNetwork);
+          if (!net) return `HostComputeNetwork: this host has no network ${r.HostComputeNetwork}`;
+          if (net.Type !== 'Overlay') return `HostComputeNetwork: network ${net.ID} is ${net.Type}, not Overlay`;
+          if (!own) return 'this host has no overlay (the daemon\'s `overlay` setting)';
+          if (r.ProviderAddress === own) return `ProviderAddress: ${own} is this host's own provider address`;
+          if (ids.has(id)) return `ID: endpoint ${r.ID} of host ${r.Host} is given twice`;
+          const m = macs.get(`${net.ID}/${r.MacAddress}`);
+          if (m) return `MacAddress: ${r.MacAddress} belongs to ${m} of network ${net.ID}`;
+          for (const a of r.IpAddresses) {
+            const o = addrs.get(`${net.ID}/${a}`);
+            if (o) return `IpAddresses: ${a} belongs to ${o} of network ${net.ID}`;
+            if (!(net.Ipams ?? []).some((i) => i.Subnets.some((s) => contains(s.IpAddressPrefix, a)))) return `IpAddresses: ${a} is in no subnet of network ${net.ID}`;
+          }
+          return undefined;
+        })();
+        if (why) { waiting.set(`${source}\u0000${id}`, why); continue; }
+        ids.add(id);
+        macs.set(`${r.HostComputeNetwork}/${r.MacAddress}`, `remote endpoint ${r.ID} of host ${r.Host}`);
+        for (const a of r.IpAddresses) addrs.set(`${r.HostComputeNetwork}/${a}`, `remote endpoint ${r.ID} of host ${r.Host}`);
+        endpoints.push(remoteEndpoint(r));
+        applied.push(r);
+      }
+    }
+    return { endpoints, applied, waiting };
   }
 
   // Attaches a port to the uplink's broadcast domain (the host's external network).
@@ -181,13 +311,13 @@ export class Host {
       const touched = c.kind === 'endpoint' ? new Set([result.ID]) : new Set<string>();
       for (const e of next.endpoints) if (touched.has(e.ID)) this.checkAttachment(e, next);
       const before = this.store.snapshot();
-      this.compiler.apply(next);
+      this.compiler.apply(this.withCluster(next));
       try {
         await this.attach(next, touched);
         await this.changeHook?.check(c, result, before, next);
         if (this.opts.stateDir) saveState(this.opts.stateDir, next);
       } catch (e) {
-        this.compiler.apply(before, true);
+        this.compiler.apply(this.withCluster(before), true);
         await this.attach(before, new Set());
         throw e;
       }
@@ -209,8 +339,13 @@ export class Host {
     return this.serial(() => this.attach(this.store.snapshot(), new Set(), now));
   }
 
+  // The underlay transport's counters (undefined without one).
+  underlayStats(): UnderlayStats | undefined { return this.underlay && { ...this.underlay.stats }; }
+
   async closeTransports(): Promise<void> {
     await this.serial(async () => {
+      this.underlay?.close();
+      (this as { underlay?: UnderlayTransport }).underlay = undefined;
       for (const o of this.open.values()) await o.close();
       this.open.clear();
       for (const o of this.forwardsOpen.values()) await o.close();
@@ -385,4 +520,13 @@ export class Host {
       throw e;
     }
   }
+}
+
+// A cluster entry as the endpoint it is compiled as.
+function remoteEndpoint(r: RemoteEndpointSpec): HostComputeEndpoint {
+  return {
+    ID: remoteEndpointId(r), HostComputeNetwork: r.HostComputeNetwork, MacAddress: r.MacAddress,
+    IpConfigurations: r.IpAddresses.map((a) => ({ IpAddress: a })), IsRemoteEndpoint: true,
+    Policies: [{ Type: 'ProviderAddress', Settings: { ProviderAddress: r.ProviderAddress } }],
+  };
 }

@@ -117,7 +117,37 @@ const semantic = (kind: Kind, value: Record<string, unknown>, by: Where, field: 
 const dnet = (d: unknown) => net({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24' }] }], Dhcp: d });
 const pool = (StartAddress: unknown, EndAddress: unknown) => dnet({ Pool: { StartAddress, EndAddress } });
 
+const ovl = (extra: Record<string, unknown> = {}, vsid: unknown = 42) => ({ ID: 'n', Type: 'Overlay', Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24', Policies: [{ Type: 'VSID', Settings: { IsolationId: vsid } }] }] }], ...extra });
+const remote = (extra: Record<string, unknown> = {}) => ep({ IsRemoteEndpoint: true, MacAddress: '02:00:00:00:00:42', IpConfigurations: [{ IpAddress: '10.0.0.42' }], Policies: [{ Type: 'ProviderAddress', Settings: { ProviderAddress: '192.0.2.2' } }], ...extra });
+
 const ROWS: Row[] = [
+  // Overlay networks and remote endpoints (issue 15)
+  accept('network', ovl()),
+  accept('network', ovl({ MTU: 1450, MssClamp: 'Mtu', Dhcp: { Enabled: false }, SilentGateway: true })),
+  accept('network', ovl({}, 16777215)),
+  accept('network', ovl({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24', Policies: [{ Type: 'VSID', Settings: { IsolationId: 7 } }] }, { IpAddressPrefix: 'fd00::/64', Policies: [{ Type: 'VSID', Settings: { IsolationId: 7 } }] }] }] })),
+  refuse('network', ovl({}, 0), 'Ipams[0].Subnets[0].Policies[0].Settings.IsolationId'),
+  refuse('network', ovl({}, 16777216), 'Ipams[0].Subnets[0].Policies[0].Settings.IsolationId'),
+  refuse('network', ovl({}, '42'), 'Ipams[0].Subnets[0].Policies[0].Settings.IsolationId'),
+  refuse('network', { ID: 'n', Type: 'Overlay' }, 'Ipams'),
+  refuse('network', ovl({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24' }] }] }), 'Ipams[0].Subnets[0].Policies'),
+  refuse('network', ovl({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24', Policies: [{ Type: 'VLAN', Settings: { IsolationId: 5 } }] }] }] }), 'Ipams[0].Subnets[0].Policies[0].Type'),
+  refuse('network', net({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24', Policies: [{ Type: 'VSID', Settings: { IsolationId: 5 } }] }] }] }), 'Ipams[0].Subnets[0].Policies[0].Type'),
+  refuse('network', net({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24', Policies: [{ Type: 'VLAN', Settings: { IsolationId: 4095 } }] }] }] }), 'Ipams[0].Subnets[0].Policies[0].Settings.IsolationId'),
+  semantic('network', ovl({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24', Policies: [{ Type: 'VSID', Settings: { IsolationId: 7 } }] }, { IpAddressPrefix: 'fd00::/64', Policies: [{ Type: 'VSID', Settings: { IsolationId: 8 } }] }] }] }),
+    'validate', 'Ipams[0].Subnets[1].Policies[0].Settings.IsolationId', 'one VSID per network: the same value in two places'),
+  refuse('endpoint', remote({ MacAddress: undefined }), 'MacAddress'),
+  refuse('endpoint', remote({ IpConfigurations: [] }), 'IpConfigurations'),
+  refuse('endpoint', remote({ Policies: [] }), 'Policies'),
+  refuse('endpoint', remote({ Transport: { Type: 'udp', Bind: '127.0.0.1:6000' } }), 'Transport'),
+  refuse('endpoint', remote({ Capture: 'x.pcap' }), 'Capture'),
+  refuse('endpoint', remote({ Policies: [{ Type: 'ProviderAddress', Settings: { ProviderAddress: '192.0.2.2' } }, { Type: 'ACL', Settings: { Action: 'Allow', Direction: 'In', Priority: 1 } }] }), 'Policies[1].Type'),
+  refuse('endpoint', remote({ Policies: [{ Type: 'ProviderAddress', Settings: { ProviderAddress: 'fd00::2' } }] }), 'Policies[0].Settings.ProviderAddress'),
+  refuse('endpoint', remote({ Policies: [{ Type: 'ProviderAddress', Settings: { ProviderAddress: '192.0.2.2', Port: 4789 } }] }), 'Policies[0].Settings.Port'),
+  refuse('endpoint', remote({ IsRemoteEndpoint: 'yes' }), 'IsRemoteEndpoint'),
+  refuse('endpoint', ep({ Policies: [{ Type: 'ProviderAddress', Settings: { ProviderAddress: '192.0.2.2' } }] }), 'Policies[0].Type'),
+  semantic('endpoint', remote({ Policies: [{ Type: 'ProviderAddress', Settings: { ProviderAddress: '224.0.0.1' } }] }), 'validate', 'Policies[0].Settings.ProviderAddress', 'a unicast address: a range of values the IPv4 pattern does not tell apart'),
+  semantic('endpoint', remote(), 'store', 'IsRemoteEndpoint', 'a remote endpoint is on an Overlay network: that needs the network object'),
   // the network's DNS server (netplane's extension)
   accept('network', net({ Ipams: [{ Subnets: [{ IpAddressPrefix: '10.0.0.0/24' }] }], DnsProxy: { Enabled: false } })),
   accept('network', net({ DnsProxy: {} })),

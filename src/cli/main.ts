@@ -352,7 +352,8 @@ function summary(obj: string, o: Record<string, any>): Record<string, string> {
   if (obj === 'endpoint') {
     return {
       ID: o.ID, NETWORK: o.HostComputeNetwork, MAC: o.MacAddress ?? '', ADDRESS: (o.IpConfigurations ?? []).map((c: any) => c.IpAddress).join(','),
-      PORT: o.Status?.Port ?? '', TRANSPORT: o.Transport ? `${o.Transport.Type} ${o.Status?.Transport ?? ''}`.trim() : '', POLICIES: (o.Policies ?? []).map((p: any) => p.Type).join(','),
+      PORT: o.Status?.Port ?? '',
+      TRANSPORT: o.IsRemoteEndpoint ? `remote ${(o.Policies ?? []).find((p: any) => p.Type === 'ProviderAddress')?.Settings.ProviderAddress ?? ''}${o.Status?.Host ? ` (${o.Status.Host})` : ''}` : o.Transport ? `${o.Transport.Type} ${o.Status?.Transport ?? ''}`.trim() : '', POLICIES: (o.Policies ?? []).map((p: any) => p.Type).join(','),
       DHCP: o.Status?.Dhcp ? `${o.Status.Dhcp.Lease.toLowerCase()} until ${o.Status.Dhcp.Expires}` : '',
     };
   }
@@ -422,6 +423,12 @@ async function viewCommand(cmd: string, args: string[], flags: Flags): Promise<n
         ENDPOINT: t.endpoint, TYPE: t.type, STATE: t.Transport, ADDRESS: t.Address ?? '', CONNECTS: t.connects ?? 0, REFUSALS: t.refusals ?? 0,
         RX: t.rxFrames ?? 0, TX: t.txFrames ?? 0, 'TX DROPPED': t.txDropped ?? 0, 'RX REFUSED': t.rxRefused ?? 0, REASON: t.Reason ?? '',
       })));
+    }
+    if (v.underlay) {
+      // The overlay's socket underlay (VXLAN in on the UDP socket, outer packets out by the raw one).
+      const u = v.underlay;
+      out();
+      table([{ UNDERLAY: 'socket', RX: u.rxFrames, TX: u.txFrames, 'TX DROPPED': u.txDropped, 'RX REFUSED': u.rxRefused, 'RX TOO LONG': u.rxTooLong, 'RX BATCHES': u.rxBatches, 'TX BATCHES': u.txBatches }]);
     }
     if (v.dhcp?.length) {
       // Refused: unknown clients on a network whose Dhcp.UnknownClients is "Refuse" (or with no pool).

@@ -41,6 +41,14 @@
 //              the gateways punt 'host' (their address reaches the host's loopback) unless
 //              hostLoopback is false.
 //   Internal   a domain with a gateway: routed to the other networks of the host compartment, no uplink.
+//   Overlay    an Internal network whose domain is also a VXLAN segment (its VSID is the VNI) across
+//              the hosts of the underlay (HostConfig.overlay; sw.overlay, src/overlay.ts): the same
+//              gateway runs on every host (distributed routing: its MAC comes from the VNI, so it is
+//              the same everywhere; its address is the subnet's), each routing locally. Its MTU is
+//              the underlay's less the 50 bytes of outer headers unless the network gives one, never
+//              more. A remote endpoint (IsRemoteEndpoint, or one the cluster hands Host.
+//              setRemoteEndpoints) has no port: it is a remote of the domain (its MAC and addresses at
+//              its host's provider address) and a neighbour of the gateway.
 //   Private    a domain without a gateway: its endpoints reach only each other.
 //   Transparent, L2Bridge
 //              a domain bridged to the uplink's broadcast domain: the endpoints are on the external
@@ -49,7 +57,7 @@ import type { Switch, SwitchPort } from '../dataplane.js';
 import type { InterfaceSpec } from '../router.js';
 import type { ModelState, HostComputeNetwork, HostComputeEndpoint, HostComputeLoadBalancer, Kind } from '../model/types.js';
 import { gatewayOf } from '../model/store.js';
-import { prefix } from '../model/validate.js';
+import { prefix, vsidOf, providerAddressOf, ModelError, address } from '../model/validate.js';
 import type { AclRule } from './acl.js';
 import { GatewayServices, gatewayPunts, type ServicesOptions } from './services.js';
 import { SocketUplink, type UplinkLimits } from '../uplink/index.js';
@@ -65,9 +73,49 @@ export interface HostConfig {
   // The host's external side: a TAP-style uplink (its address with prefix, and the next hop of the
   // default route), or the socket uplink ({ socket: {...} }).
   uplink?: { address: string; gateway?: string; mac?: string; silent?: boolean; socket?: undefined } | { socket: SocketUplinkConfig };
+  // This host's underlay for Overlay networks (absent: Overlay networks are refused).
+  overlay?: OverlayConfig;
 }
 
 export const SOCKET_UPLINK_ADDRESS = '100.64.0.1/30';
+
+// This host's side of the overlay (the daemon's `overlay` setting): its provider address (the
+// underlay IPv4 address the kernel owns, where VXLAN arrives), the UDP port, and the underlay's IP MTU.
+export interface OverlayConfig {
+  providerAddress: string;
+  udpPort?: number;     // default 4789 (IANA's VXLAN port)
+  mtu?: number;         // default 1500
+}
+
+export const VXLAN_PORT = 4789;
+export const VXLAN_OVERHEAD = 50;   // outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: what Linux's vxlan takes off
+
+// Checks the overlay setting; errors name the field under `field` (`overlay.udpPort`).
+export function checkOverlay(v: unknown, field = 'overlay'): Required<OverlayConfig> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ModelError('InvalidArgument', field, 'must be an object { providerAddress, udpPort?, mtu? }');
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!['providerAddress', 'udpPort', 'mtu'].includes(k)) throw new ModelError('InvalidArgument', `${field}.${k}`, 'unknown setting (providerAddress, udpPort, mtu)');
+  const pa = address(o.providerAddress, `${field}.providerAddress`);
+  if (pa.v6 || pa.bytes[0] === 0 || pa.bytes[0] === 127 || pa.bytes[0] >= 224) throw new ModelError('InvalidArgument', `${field}.providerAddress`, `must be a unicast IPv4 address of this host (the underlay is IPv4), got ${JSON.stringify(o.providerAddress)}`);
+  const int = (k: string, lo: number, hi: number, d: number) => {
+    const x = o[k] ?? d;
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < lo || x > hi) throw new ModelError('InvalidArgument', `${field}.${k}`, `must be an integer from ${lo} to ${hi}, got ${JSON.stringify(o[k])}`);
+    return x;
+  };
+  // The least underlay MTU leaves an overlay MTU of 1280 (IPv6's minimum) for the inner packets.
+  return { providerAddress: pa.text, udpPort: int('udpPort', 1, 65535, VXLAN_PORT), mtu: int('mtu', 1280 + VXLAN_OVERHEAD, 65535, 1500) };
+}
+
+// The gateway MAC of an Overlay network: the same on every host (distributed routing: a guest that
+// moves, or a frame routed on one host and delivered on another, meets the same gateway), made from
+// the VNI: 0a:6e:70 (locally administered) and the VNI's 24 bits.
+export function overlayGatewayMac(vni: number): string {
+  return ['0a', '6e', '70', (vni >>> 16) & 255, (vni >>> 8) & 255, vni & 255].map((x) => (typeof x === 'string' ? x : x.toString(16).padStart(2, '0'))).join(':');
+}
+
+// The underlay port's network: none of the model's (they start at 2, the uplink's is 1); the
+// dataplane takes the port's frames as outer packets before any domain.
+const UNDERLAY_NETWORK = 0;
 
 type Undo = () => void;
 interface Applied { value: unknown; undo: Undo[] }
@@ -96,7 +144,23 @@ export class HostCompiler {
   // The socket uplink, when configured: it carries what the uplink interface punts.
   readonly socketUplink?: SocketUplink;
 
+  // The overlay's underlay (HostConfig.overlay), checked, and the switch port whose frames are its
+  // outer packets (the Host attaches the underlay transport to it).
+  readonly overlay?: Required<OverlayConfig>;
+  readonly underlayPort?: number;
+
   constructor(readonly sw: Switch, readonly config: HostConfig = {}, services: ServicesOptions = {}) {
+    if (config.overlay) {
+      this.overlay = checkOverlay(config.overlay);
+      const port = sw.addPort({ network: UNDERLAY_NETWORK });
+      try {
+        this.overlaySdk().setUnderlay({ port: port.id, address: this.overlay.providerAddress, udpPort: this.overlay.udpPort, mtu: this.overlay.mtu });
+      } catch (e) {
+        sw.removePort(port.id);
+        throw e;
+      }
+      this.underlayPort = port.id;
+    }
     this.services = new GatewayServices(sw, services);
     const up = config.uplink;
     if (up?.socket) {
@@ -135,6 +199,8 @@ export class HostCompiler {
     this.socketUplink?.close();
     this.services.close();
   }
+
+  private overlaySdk() { return this.sw.overlay; }
 
   // What a gateway punts: its services', and 'host' with the socket uplink's hostLoopback.
   private punts(n: HostComputeNetwork) {
@@ -274,13 +340,28 @@ export class HostCompiler {
     const v4 = subnets.find((s) => !s.IpAddressPrefix.includes(':'));
     const v6 = subnets.find((s) => s.IpAddressPrefix.includes(':'));
     const vlan = v4?.Policies?.find((p) => p.Type === 'VLAN')?.Settings.IsolationId ?? 0;
+    let mtu = n.MTU;
+    let mac: string | undefined;
+    if (n.Type === 'Overlay') {
+      const ov = this.overlay;
+      if (!ov) throw new ModelError('InvalidArgument', 'Type', `network ${n.ID} is an Overlay network, and this host has no underlay (the daemon's \`overlay\` setting: its provider address)`);
+      const most = ov.mtu - VXLAN_OVERHEAD;
+      if (mtu !== undefined && mtu > most) throw new ModelError('InvalidArgument', 'MTU', `${mtu} does not fit the underlay: its MTU ${ov.mtu} less ${VXLAN_OVERHEAD} bytes of VXLAN headers is ${most}`);
+      mtu ??= most;
+      const vni = vsidOf(n)!;
+      mac = overlayGatewayMac(vni);
+      const sdk = this.overlaySdk();
+      sdk.setVni(network, vni);
+      undo.push(() => sdk.removeVni(network));
+    }
     if (n.Type !== 'Private' && (v4 || v6)) {
       const gw = this.gateway(n.ID, {
+        mac,
         compartment: HOST_COMPARTMENT, network, vlan,
         address: v4 ? `${gatewayOf(v4)}/${prefix(v4.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
         address6: v6 ? `${gatewayOf(v6)}/${prefix(v6.IpAddressPrefix, 'IpAddressPrefix').len}` : undefined,
         tcp: n.TcpTracking ? { liberal: n.TcpTracking.Liberal, pickup: n.TcpTracking.Pickup } : undefined,
-        mtu: n.MTU,
+        mtu,
         mssClamp: n.MssClamp === 'Mtu' ? 'mtu' : n.MssClamp,
         silent: n.SilentGateway ?? false,
         punt: this.punts(n),
@@ -322,6 +403,7 @@ export class HostCompiler {
     if (kept === undefined) return rt.addInterface(spec);
     const old = rt.interfaces.get(kept)!;
     if (old.compartment === spec.compartment && old.network === spec.network && old.vlan === spec.vlan && old.address === spec.address && old.address6 === spec.address6 &&
+        (spec.mac === undefined || spec.mac === old.mac) &&
         JSON.stringify(old.tcp ?? {}) === JSON.stringify(spec.tcp ?? {})) {
       // Only the MTU or MSS clamp changed (or nothing): set it in place, the guests stay attached.
       if (old.mtu !== (spec.mtu ?? 1500)) rt.setMtu(kept, spec.mtu ?? 1500);
@@ -332,7 +414,7 @@ export class HostCompiler {
     }
     rt.removeInterface(kept);
     try {
-      return rt.addInterface({ ...spec, id: kept, mac: old.mac });
+      return rt.addInterface({ ...spec, id: kept, mac: spec.mac ?? old.mac });
     } catch (e) {
       rt.addInterface(old);
       this.releasedGateways.release(network, kept);
@@ -345,6 +427,7 @@ export class HostCompiler {
     const network = this.networkNumber.get(e.HostComputeNetwork);
     if (network === undefined) throw new Error(`endpoint ${e.ID}: network ${e.HostComputeNetwork} is not compiled`);
     const net = state.networks.find((n) => n.ID === e.HostComputeNetwork)!;
+    if (e.IsRemoteEndpoint) return this.compileRemote(e, network, undo);
     const vlan = (net.Ipams ?? []).flatMap((i) => i.Subnets).find((s) => !s.IpAddressPrefix.includes(':'))?.Policies?.find((p) => p.Type === 'VLAN')?.Settings.IsolationId ?? 0;
     const spec = { network, vlan, mac: e.MacAddress };
     const kept = this.releasedPorts.claim(e.ID);
@@ -377,6 +460,24 @@ export class HostCompiler {
     // The port's ACL zone tracks TCP as its network says; it picks up only when told to (src/acl.ts).
     const tcp = net.TcpTracking ? { liberal: net.TcpTracking.Liberal, pickup: net.TcpTracking.Pickup === true } : undefined;
     sw.acls.setPortAcl(port.id, { rules, defaultIn: e.AclDefaults?.In, defaultOut: e.AclDefaults?.Out, tcp });
+  }
+
+  // A remote endpoint: a remote of its network's VXLAN segment (its MAC and addresses at its host's
+  // provider address), and a neighbour of the gateway, so traffic routed to it needs no ARP.
+  private compileRemote(e: HostComputeEndpoint, network: number, undo: Undo[]): void {
+    const rt = this.sw.router, sdk = this.overlaySdk();
+    const pa = providerAddressOf(e)!;
+    const at = (e.Policies ?? []).findIndex((p) => p.Type === 'ProviderAddress');
+    if (pa === this.overlay?.providerAddress) throw new ModelError('InvalidArgument', `Policies[${at}].Settings.ProviderAddress`, `${pa} is this host's own provider address: a remote endpoint is on another host`);
+    const mac = e.MacAddress!;
+    sdk.addRemote({ network, mac, addresses: (e.IpConfigurations ?? []).map((c) => c.IpAddress), providerAddress: pa });
+    undo.push(() => { sdk.removeRemote({ network, mac }); });
+    const gw = this.gatewayInterface.get(e.HostComputeNetwork);
+    for (const c of e.IpConfigurations ?? []) {
+      if (gw === undefined) continue;
+      rt.setNeighbor({ compartment: HOST_COMPARTMENT, address: c.IpAddress, mac, interface: gw });
+      undo.push(() => rt.removeNeighbor({ compartment: HOST_COMPARTMENT, address: c.IpAddress }));
+    }
   }
 
   private compileBalancer(lb: HostComputeLoadBalancer, state: ModelState, undo: Undo[]): void {

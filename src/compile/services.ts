@@ -198,7 +198,7 @@ export class GatewayServices {
     if (v6.dhcp6) {
       // Endpoints' stateful bindings: a MAC and an IPv6 address of the subnet.
       const bindings = next.endpoints
-        .filter((e) => e.HostComputeNetwork === n.ID && e.MacAddress)
+        .filter((e) => e.HostComputeNetwork === n.ID && e.MacAddress && !e.IsRemoteEndpoint)
         .map((e) => ({ mac: e.MacAddress!, address: (e.IpConfigurations ?? []).map((c) => c.IpAddress).find((a) => inSubnet6(a, v6.subnet.IpAddressPrefix) && a !== v6.gateway) }))
         .filter((b): b is { mac: string; address: string } => b.address !== undefined);
       const options: Dhcp6ServerOptions = { interface: gw.iface, dns: v6.dns, search: v6.search, bindings };
@@ -240,8 +240,10 @@ export class GatewayServices {
       const k = ipNumber(a);
       return k > base && k < base + hostMask && k !== gwNum;
     };
+    // A remote endpoint's lease is its own host's to give (its DHCP broadcasts reach every host of
+    // the overlay; only that one answers).
     const statics = next.endpoints
-      .filter((e) => e.HostComputeNetwork === n.ID && e.MacAddress)
+      .filter((e) => e.HostComputeNetwork === n.ID && e.MacAddress && !e.IsRemoteEndpoint)
       .map((e) => ({ mac: e.MacAddress!, address: (e.IpConfigurations ?? []).map((c) => c.IpAddress).find(leasable) }))
       .filter((s): s is { mac: string; address: string } => s.address !== undefined);
     // With the gateway's DNS server, DHCP names it (it knows the endpoints' names and forwards the

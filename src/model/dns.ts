@@ -2,7 +2,7 @@
 // function, used by the compiler for what the gateway punts and how its DnsServer (src/dns.ts) runs.
 //
 // Defaults, and why:
-//   - Enabled: true on NAT and Internal networks with a subnet (either family): a guest told by DHCP
+//   - Enabled: true on NAT, Internal and Overlay networks with a subnet (either family): a guest told by DHCP
 //     that its DNS server is the gateway gets answers there, as from Docker's embedded DNS, HNS's DNS
 //     proxy, slirp's 10.0.2.3 and passt's gateway.
 //   - The domain of the endpoints' names: the network's Dns.Domain, else DEFAULT_DOMAIN. `.internal`
@@ -13,7 +13,7 @@
 //   - Names: the endpoints of the network only, as Docker's embedded DNS answers a container's own
 //     networks: every network has its own domain (Dns.Domain), and one server answers one domain.
 import type { HostComputeNetwork } from './types.js';
-import { gatewayOf } from './validate.js';
+import { gatewayOf, hasOwnGateway } from './validate.js';
 
 export const DEFAULT_DOMAIN = 'netplane.internal';
 
@@ -25,7 +25,7 @@ export interface NetworkDns {
 
 // The network's DNS proxy with its defaults, or undefined when it has none.
 export function networkDns(n: HostComputeNetwork): NetworkDns | undefined {
-  if (n.Type !== 'NAT' && n.Type !== 'Internal') return undefined;
+  if (!hasOwnGateway(n.Type)) return undefined;
   if (n.DnsProxy?.Enabled === false) return undefined;
   const subnets = (n.Ipams ?? []).flatMap((i) => i.Subnets);
   const v4 = subnets.find((s) => !s.IpAddressPrefix.includes(':'));

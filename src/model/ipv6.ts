@@ -2,7 +2,7 @@
 // once the defaults are filled in, for the compiler (src/compile/services.ts).
 //
 // Defaults, and why:
-//   - Both on for NAT and Internal networks with an IPv6 subnet (the first one is the gateway's): a
+//   - Both on for NAT, Internal and Overlay networks with an IPv6 subnet (the first one is the gateway's): a
 //     guest gets a default route and an address with no configuration of its own, as from any IPv6
 //     router (radvd) and as passt does.
 //   - The advertisement carries the subnet (SLAAC when it is a /64, RFC 4862), the MTU, RDNSS and DNSSL
@@ -11,7 +11,7 @@
 //   - DNS (RDNSS, DHCPv6 option 23): the gateway's IPv6 address when its DNS server runs, else the IPv6
 //     addresses of Dns.ServerList. Search (DNSSL, option 24): the DNS server's domain, then Dns.Search.
 import type { HostComputeNetwork, Subnet } from './types.js';
-import { gatewayOf, prefix } from './validate.js';
+import { gatewayOf, prefix, hasOwnGateway } from './validate.js';
 import { networkDns } from './dns.js';
 
 export interface NetworkIpv6 {
@@ -24,7 +24,7 @@ export interface NetworkIpv6 {
 }
 
 export function networkIpv6(n: HostComputeNetwork): NetworkIpv6 | undefined {
-  if (n.Type !== 'NAT' && n.Type !== 'Internal') return undefined;
+  if (!hasOwnGateway(n.Type)) return undefined;
   const subnet = (n.Ipams ?? []).flatMap((i) => i.Subnets).find((s) => s.IpAddressPrefix.includes(':'));
   if (!subnet) return undefined;
   const ra = n.RouterAdvertisement?.Enabled !== false, dhcp6 = n.Dhcp6?.Enabled !== false;

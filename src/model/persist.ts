@@ -5,10 +5,10 @@
 // version, or inconsistent: a silent reset would lose every object.
 import { openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync, mkdirSync, existsSync, unlinkSync, constants } from 'node:fs';
 import { join } from 'node:path';
-import type { ModelState } from './types.js';
+import type { ModelState, RemoteEndpointSpec } from './types.js';
 import type { DhcpState } from '../dhcp.js';
 import { emptyState, checkState } from './store.js';
-import { validateNetwork, validateEndpoint, validateNamespace, validateLoadBalancer, ModelError } from './validate.js';
+import { validateNetwork, validateEndpoint, validateNamespace, validateLoadBalancer, validateRemoteEndpointSpec, ModelError } from './validate.js';
 
 export const STATE_VERSION = 1;
 export const STATE_FILE = 'state.json';
@@ -106,4 +106,46 @@ export function loadLeases(dir: string): Record<string, DhcpState> {
   const n = doc.networks;
   if (typeof n !== 'object' || n === null || Array.isArray(n)) throw new StateFileError(file, 'networks: must be an object (network ID: leases)');
   return n as Record<string, DhcpState>;
+}
+
+// The remote endpoints the cluster handed the Host (Host.setRemoteEndpoints), by source, beside the
+// model and written the same way: a restart while the store is unreachable starts with the last view
+// it had (stale, never empty). Never in state.json: they are other hosts' endpoints, not this one's
+// objects. A file of that name that is not netplane's cluster view is refused at start, never
+// overwritten.
+export const CLUSTER_FILE = 'cluster-view.json';
+export const CLUSTER_VERSION = 1;
+
+export function saveClusterView(dir: string, sources: Record<string, RemoteEndpointSpec[]>): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeAtomic(dir, CLUSTER_FILE, JSON.stringify({ netplane: 'cluster-view', version: CLUSTER_VERSION, sources }) + '\n');
+}
+
+// The view's sources, each entry checked (a malformed one refuses the file, naming it), or {} when
+// there is no file.
+export function loadClusterView(dir: string): Record<string, RemoteEndpointSpec[]> {
+  const file = join(dir, CLUSTER_FILE);
+  if (!existsSync(file)) return {};
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new StateFileError(file, `corrupt: not valid JSON (${(e as Error).message}); not loaded, nothing was changed`);
+  }
+  if (typeof doc !== 'object' || doc === null || doc.netplane !== 'cluster-view') throw new StateFileError(file, 'not a netplane cluster view file (netplane writes this name; move it away)');
+  if (typeof doc.version !== 'number') throw new StateFileError(file, 'has no version');
+  if (doc.version > CLUSTER_VERSION) throw new StateFileError(file, `written by a newer netplane (version ${doc.version}; this one reads ${CLUSTER_VERSION})`);
+  const s = doc.sources;
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) throw new StateFileError(file, 'sources: must be an object (source: remote endpoints)');
+  const out: Record<string, RemoteEndpointSpec[]> = {};
+  try {
+    for (const [source, list] of Object.entries(s)) {
+      if (!Array.isArray(list)) throw new ModelError('InvalidArgument', `sources.${source}`, 'must be an array');
+      out[source] = list.map((x, i) => validateRemoteEndpointSpec(x, `sources.${source}[${i}]`));
+    }
+  } catch (e) {
+    if (e instanceof ModelError) throw new StateFileError(file, `inconsistent: ${e.field}: ${e.reason}`);
+    throw e;
+  }
+  return out;
 }

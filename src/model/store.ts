@@ -13,7 +13,7 @@
 // the new state before it is committed too, and a failure there also refuses the change. A caller
 // with work of its own between the two (the daemon opens transports, then saves) uses `prepare`,
 // which computes and checks a change without committing it, then `accept`.
-import { ModelError, validateNetwork, validateEndpoint, validateNamespace, validateLoadBalancer, prefix, macNumber, gatewayOf } from './validate.js';
+import { ModelError, validateNetwork, validateEndpoint, validateNamespace, validateLoadBalancer, prefix, macNumber, gatewayOf, vsidAt } from './validate.js';
 import { networkDhcp } from './dhcp.js';
 import type { ModelState, Kind, HostComputeNetwork, HostComputeEndpoint } from './types.js';
 import { formatIPv4 } from '../frames.js';
@@ -178,9 +178,20 @@ export function checkState(s: ModelState): void {
   const macs = new Map<string, string>();
   const addrs = new Map<string, string>();
   const mappings = new Map<string, string>();
+  // A VNI is one segment: one network's.
+  const vnis = new Map<number, string>();
+  for (const n of s.networks) {
+    const at = vsidAt(n);
+    if (!at) continue;
+    const vni = at.vni;
+    const owner = vnis.get(vni);
+    if (owner) throw new ModelError('Conflict', at.field, `network ${n.ID}: VSID ${vni} is network ${owner}'s`);
+    vnis.set(vni, n.ID);
+  }
   for (const e of s.endpoints) {
     const net = networks.get(e.HostComputeNetwork);
     if (!net) throw new ModelError('NotFound', 'HostComputeNetwork', `endpoint ${e.ID}: no network ${JSON.stringify(e.HostComputeNetwork)}`);
+    if (e.IsRemoteEndpoint && net.Type !== 'Overlay') throw new ModelError('InvalidArgument', 'IsRemoteEndpoint', `endpoint ${e.ID}: network ${net.ID} is ${net.Type}; remote endpoints are on Overlay networks`);
     if (e.HostComputeNamespace && !namespaces.has(e.HostComputeNamespace)) throw new ModelError('NotFound', 'HostComputeNamespace', `endpoint ${e.ID}: no namespace ${JSON.stringify(e.HostComputeNamespace)}`);
     if (e.MacAddress) {
       const k = `${e.HostComputeNetwork}/${e.MacAddress}`;

@@ -3,7 +3,7 @@
 // HostComputeNetwork, HostComputeEndpoint, HostComputeNamespace, HostComputeLoadBalancer.
 // docs/model.md is its reference; src/model/validate.ts says what each field accepts.
 
-export type NetworkType = 'NAT' | 'Transparent' | 'L2Bridge' | 'Internal' | 'Private';
+export type NetworkType = 'NAT' | 'Transparent' | 'L2Bridge' | 'Internal' | 'Private' | 'Overlay';
 
 export interface Route {
   NextHop: string;
@@ -11,8 +11,10 @@ export interface Route {
   Metric?: number;
 }
 
+// VLAN: the subnet's 802.1Q VLAN (1-4094). VSID: an Overlay network's virtual subnet ID, its VXLAN
+// network identifier (1-16777215), as HCN's subnet policy carries it.
 export interface SubnetPolicy {
-  Type: 'VLAN';
+  Type: 'VLAN' | 'VSID';
   Settings: { IsolationId: number };
 }
 
@@ -58,6 +60,7 @@ export type NetworkPolicy =
 
 export type EndpointPolicy =
   | { Type: 'PortMapping'; Settings: PortMappingPolicySetting }
+  | { Type: 'ProviderAddress'; Settings: { ProviderAddress: string } }   // a remote endpoint's host (its underlay IPv4 address)
   | { Type: 'ACL'; Settings: AclPolicySetting }
   | { Type: 'OutBoundNAT'; Settings: OutboundNatPolicySetting };
 
@@ -139,6 +142,21 @@ export interface HostComputeEndpoint {
   Transport?: Transport;   // netplane extension
   AclDefaults?: { In?: 'Allow' | 'Block'; Out?: 'Allow' | 'Block' };  // netplane extension: the default actions
   Capture?: string;        // netplane extension: a pcap file (a name in the capture directory) of everything the endpoint sends and receives
+  // HCN's: the endpoint lives on another host of its Overlay network, reached through VXLAN at its
+  // ProviderAddress policy's address; it has no switch port here (MacAddress and IpConfigurations
+  // given, never assigned).
+  IsRemoteEndpoint?: boolean;
+}
+
+// A remote endpoint as the cluster membership hands it to the Host (Host.setRemoteEndpoints): an
+// endpoint of another host, in the words of the store's endpoints.
+export interface RemoteEndpointSpec {
+  ID: string;                  // the endpoint's ID on its host
+  HostComputeNetwork: string;  // the network's ID (the same on every host)
+  MacAddress: string;
+  IpAddresses: string[];
+  ProviderAddress: string;     // the host's underlay IPv4 address
+  Host: string;                // the host's member name
 }
 
 // What the daemon reports about an endpoint's attachment (read only; never stored).

@@ -6,7 +6,7 @@ import { parseIPv4, parseIPv6, parseMac, formatMac, formatIPv4, formatIPv6 } fro
 import { normalize as normalizeAcl, AclError } from '../compile/acl.js';
 import type {
   HostComputeNetwork, HostComputeEndpoint, HostComputeNamespace, HostComputeLoadBalancer,
-  NetworkType, Route, Subnet, Transport, DhcpSettings, AclPolicySetting, OutboundNatPolicySetting, PortMappingPolicySetting,
+  NetworkType, Route, Subnet, Transport, RemoteEndpointSpec, DhcpSettings, AclPolicySetting, OutboundNatPolicySetting, PortMappingPolicySetting,
 } from './types.js';
 
 export type ErrorCode = 'NotFound' | 'AlreadyExists' | 'InvalidArgument' | 'Conflict' | 'Unavailable';   // Unavailable: the cluster's etcd (src/cluster)
@@ -20,7 +20,16 @@ export class ModelError extends Error {
 
 const invalid = (field: string, reason: string) => new ModelError('InvalidArgument', field, reason);
 
-const NETWORK_TYPES: NetworkType[] = ['NAT', 'Transparent', 'L2Bridge', 'Internal', 'Private'];
+const NETWORK_TYPES: NetworkType[] = ['NAT', 'Transparent', 'L2Bridge', 'Internal', 'Private', 'Overlay'];
+
+// The network types with a gateway of their own (a router interface in the host compartment), which
+// runs the gateway's services (DHCP, DNS, RAs, DHCPv6) and may clamp MSS or be silent.
+export const GATEWAY_TYPES: NetworkType[] = ['NAT', 'Internal', 'Overlay'];
+export const hasOwnGateway = (t: NetworkType): boolean => GATEWAY_TYPES.includes(t);
+
+// The VXLAN network identifier: 24 bits, 0 reserved (HCN's VSID takes 4096 and up by convention;
+// any 1-16777215 is accepted here, as Linux's vxlan id).
+export const VSID_MAX = 0xffffff;
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 function id(v: unknown, field: string): string {
@@ -195,10 +204,14 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
             subnet.Policies = array(s.Policies, `${g}.Policies`, (z, h) => {
               const pol = object(z, h);
               known(pol, h, ['Type', 'Settings']);
-              if (pol.Type !== 'VLAN') throw invalid(`${h}.Type`, 'the subnet policy supported is "VLAN"');
+              if (pol.Type !== 'VLAN' && pol.Type !== 'VSID') throw invalid(`${h}.Type`, `the subnet policies supported are "VLAN" and "VSID", got ${JSON.stringify(pol.Type)}`);
+              // An Overlay network's segment is its VSID (the VNI); the other types have none.
+              if (pol.Type === 'VSID' && n.Type !== 'Overlay') throw invalid(`${h}.Type`, `a VSID is an Overlay network's; a ${n.Type} network has none`);
+              if (pol.Type === 'VLAN' && n.Type === 'Overlay') throw invalid(`${h}.Type`, 'an Overlay network is segmented by its VSID, not a VLAN');
               const st = object(pol.Settings, `${h}.Settings`);
               known(st, `${h}.Settings`, ['IsolationId']);
-              return { Type: 'VLAN' as const, Settings: { IsolationId: int(st.IsolationId, `${h}.Settings.IsolationId`, 1, 4094) } };
+              const max = pol.Type === 'VLAN' ? 4094 : VSID_MAX;
+              return { Type: pol.Type as 'VLAN', Settings: { IsolationId: int(st.IsolationId, `${h}.Settings.IsolationId`, 1, max) } };
             });
           }
           return subnet;
@@ -206,6 +219,7 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
       };
     });
   }
+  if (n.Type === 'Overlay') overlayVsid(n);
   if (o.Policies !== undefined) {
     n.Policies = array(o.Policies, 'Policies', (x, f) => {
       const p = object(x, f);
@@ -247,12 +261,12 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
   }
   if (o.MssClamp !== undefined) {
     if (o.MssClamp !== 'Mtu' && typeof o.MssClamp !== 'number') throw invalid('MssClamp', `must be an MSS from 536 to 65495 or "Mtu", got ${JSON.stringify(o.MssClamp)}`);
-    if (n.Type !== 'NAT' && n.Type !== 'Internal') throw invalid('MssClamp', `a ${n.Type} network has no gateway of its own to clamp at`);
+    if (!hasOwnGateway(n.Type)) throw invalid('MssClamp', `a ${n.Type} network has no gateway of its own to clamp at`);
     n.MssClamp = o.MssClamp === 'Mtu' ? 'Mtu' : int(o.MssClamp, 'MssClamp', 536, 65495);
   }
   if (o.SilentGateway !== undefined) {
     if (typeof o.SilentGateway !== 'boolean') throw invalid('SilentGateway', `must be true or false, got ${JSON.stringify(o.SilentGateway)}`);
-    if (n.Type !== 'NAT' && n.Type !== 'Internal') throw invalid('SilentGateway', `a ${n.Type} network has no gateway of its own`);
+    if (!hasOwnGateway(n.Type)) throw invalid('SilentGateway', `a ${n.Type} network has no gateway of its own`);
     n.SilentGateway = o.SilentGateway;
   }
   if (n.Type === 'NAT' && !(n.Ipams?.some((i) => i.Subnets.some((s) => !s.IpAddressPrefix.includes(':'))))) {
@@ -264,7 +278,7 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
     if (o[k] === undefined) continue;
     const d = object(o[k], k);
     known(d, k, ['Enabled']);
-    if (n.Type !== 'NAT' && n.Type !== 'Internal') throw invalid(k, `a ${n.Type} network has no gateway of its own to ${what}`);
+    if (!hasOwnGateway(n.Type)) throw invalid(k, `a ${n.Type} network has no gateway of its own to ${what}`);
     n[k] = {};
     if (d.Enabled !== undefined) {
       if (typeof d.Enabled !== 'boolean') throw invalid(`${k}.Enabled`, `must be true or false, got ${JSON.stringify(d.Enabled)}`);
@@ -277,12 +291,40 @@ export function validateNetwork(v: unknown): HostComputeNetwork {
   return n;
 }
 
+// An Overlay network's VSID: every subnet carries one (HCN puts it on each subnet), the same one,
+// since a netplane network is one broadcast domain and so one VXLAN segment.
+function overlayVsid(n: HostComputeNetwork): void {
+  const subnets = (n.Ipams ?? []).flatMap((ipam, i) => ipam.Subnets.map((s, j) => ({ s, at: `Ipams[${i}].Subnets[${j}]` })));
+  if (subnets.length === 0) throw invalid('Ipams', 'an Overlay network needs a subnet with its VSID policy ({ Type: "VSID", Settings: { IsolationId } })');
+  let first: number | undefined;
+  for (const { s, at } of subnets) {
+    const vsids = (s.Policies ?? []).map((p, k) => ({ p, k })).filter((x) => x.p.Type === 'VSID');
+    if (vsids.length === 0) throw invalid(`${at}.Policies`, 'an Overlay network\'s subnets each carry its VSID policy ({ Type: "VSID", Settings: { IsolationId: 1-16777215 } })');
+    for (const { p, k } of vsids) {
+      first ??= p.Settings.IsolationId;
+      if (p.Settings.IsolationId !== first) throw invalid(`${at}.Policies[${k}].Settings.IsolationId`, `${p.Settings.IsolationId} differs from the network's VSID ${first}: a network is one broadcast domain, one VXLAN segment`);
+    }
+  }
+}
+
+// The VSID (VNI) of an Overlay network and the path of its first policy, undefined for other types.
+export function vsidAt(n: HostComputeNetwork): { vni: number; field: string } | undefined {
+  if (n.Type !== 'Overlay') return undefined;
+  for (const [i, ipam] of (n.Ipams ?? []).entries()) {
+    for (const [j, s] of ipam.Subnets.entries()) {
+      for (const [k, p] of (s.Policies ?? []).entries()) if (p.Type === 'VSID') return { vni: p.Settings.IsolationId, field: `Ipams[${i}].Subnets[${j}].Policies[${k}].Settings.IsolationId` };
+    }
+  }
+  return undefined;
+}
+export const vsidOf = (n: HostComputeNetwork): number | undefined => vsidAt(n)?.vni;
+
 // The network's DHCP server settings (the defaults are src/model/dhcp.ts's). A pool is part of the
 // gateway's subnet (the network's first IPv4 one): no network or broadcast address, not the gateway.
 function dhcp(v: unknown, n: HostComputeNetwork): DhcpSettings {
   const o = object(v, 'Dhcp');
   known(o, 'Dhcp', ['Enabled', 'UnknownClients', 'Pool', 'LeaseTime']);
-  if (n.Type !== 'NAT' && n.Type !== 'Internal') throw invalid('Dhcp', `a ${n.Type} network has no gateway of its own to serve DHCP`);
+  if (!hasOwnGateway(n.Type)) throw invalid('Dhcp', `a ${n.Type} network has no gateway of its own to serve DHCP`);
   const d: DhcpSettings = {};
   if (o.Enabled !== undefined) {
     if (typeof o.Enabled !== 'boolean') throw invalid('Dhcp.Enabled', `must be true or false, got ${JSON.stringify(o.Enabled)}`);
@@ -339,7 +381,7 @@ export function validateEndpoint(v: unknown): HostComputeEndpoint {
   const o = object(v, '');
   // Status is what the daemon reports (read only): accepted back from a client that read the object
   // and ignored, so get-edit-put works.
-  known(o, '', ['ID', 'Name', 'HostComputeNetwork', 'HostComputeNamespace', 'MacAddress', 'IpConfigurations', 'Routes', 'Dns', 'Policies', 'Transport', 'Capture', 'AclDefaults', 'Status']);
+  known(o, '', ['ID', 'Name', 'HostComputeNetwork', 'HostComputeNamespace', 'MacAddress', 'IpConfigurations', 'Routes', 'Dns', 'Policies', 'Transport', 'Capture', 'AclDefaults', 'IsRemoteEndpoint', 'Status']);
   const e: HostComputeEndpoint = { ID: id(o.ID, 'ID'), HostComputeNetwork: id(o.HostComputeNetwork, 'HostComputeNetwork') };
   const name = optString(o.Name, 'Name');
   if (name !== undefined) e.Name = name;
@@ -364,7 +406,15 @@ export function validateEndpoint(v: unknown): HostComputeEndpoint {
       if (p.Type === 'PortMapping') return { Type: 'PortMapping' as const, Settings: portMapping(p.Settings, `${f}.Settings`) };
       if (p.Type === 'ACL') return { Type: 'ACL' as const, Settings: acl(p.Settings, `${f}.Settings`) };
       if (p.Type === 'OutBoundNAT') return { Type: 'OutBoundNAT' as const, Settings: outboundNat(p.Settings, `${f}.Settings`) };
-      throw invalid(`${f}.Type`, `endpoint policies supported are "PortMapping", "ACL" and "OutBoundNAT", got ${JSON.stringify(p.Type)}`);
+      if (p.Type === 'ProviderAddress') {
+        const st = object(p.Settings, `${f}.Settings`);
+        known(st, `${f}.Settings`, ['ProviderAddress']);
+        const pa = address(st.ProviderAddress, `${f}.Settings.ProviderAddress`);
+        if (pa.v6) throw invalid(`${f}.Settings.ProviderAddress`, 'the underlay is IPv4: a provider address is an IPv4 address');
+        if (!unicast4(pa.bytes)) throw invalid(`${f}.Settings.ProviderAddress`, `${pa.text} is not a unicast host address`);
+        return { Type: 'ProviderAddress' as const, Settings: { ProviderAddress: pa.text } };
+      }
+      throw invalid(`${f}.Type`, `endpoint policies supported are "PortMapping", "ACL", "OutBoundNAT" and "ProviderAddress", got ${JSON.stringify(p.Type)}`);
     });
   }
   if (o.Transport !== undefined) e.Transport = transport(o.Transport, 'Transport');
@@ -377,7 +427,58 @@ export function validateEndpoint(v: unknown): HostComputeEndpoint {
     e.AclDefaults = { ...(d.In ? { In: d.In as 'Allow' } : {}), ...(d.Out ? { Out: d.Out as 'Allow' } : {}) };
   }
   if (o.Capture !== undefined) e.Capture = fileName(o.Capture, 'Capture', 'the capture directory');
+  if (o.IsRemoteEndpoint !== undefined) {
+    if (typeof o.IsRemoteEndpoint !== 'boolean') throw invalid('IsRemoteEndpoint', `must be true or false, got ${JSON.stringify(o.IsRemoteEndpoint)}`);
+    if (o.IsRemoteEndpoint) e.IsRemoteEndpoint = true;
+  }
+  remoteEndpoint(e);
   return e;
+}
+
+// A remote endpoint is another host's: what it is (MAC, addresses, the host's provider address) is
+// given, never assigned, and nothing here attaches to it (no port: no transport, capture or policy
+// acting on a port). Only a remote endpoint has a provider address.
+function remoteEndpoint(e: HostComputeEndpoint): void {
+  const pas = (e.Policies ?? []).map((p, i) => ({ p, i })).filter((x) => x.p.Type === 'ProviderAddress');
+  if (!e.IsRemoteEndpoint) {
+    if (pas.length) throw invalid(`Policies[${pas[0].i}].Type`, 'a ProviderAddress policy is a remote endpoint\'s (IsRemoteEndpoint: true)');
+    return;
+  }
+  if (!e.MacAddress) throw invalid('MacAddress', 'a remote endpoint has its MAC given (it is never assigned here)');
+  if (!e.IpConfigurations?.length) throw invalid('IpConfigurations', 'a remote endpoint has its addresses given (they are never assigned here)');
+  if (pas.length !== 1) throw invalid('Policies', `a remote endpoint has one ProviderAddress policy (its host's underlay address), got ${pas.length}`);
+  (e.Policies ?? []).forEach((p, i) => {
+    if (p.Type !== 'ProviderAddress') throw invalid(`Policies[${i}].Type`, `a remote endpoint has no ${p.Type} here: its policies apply on its own host`);
+  });
+  for (const k of ['Transport', 'Capture', 'AclDefaults', 'HostComputeNamespace'] as const) {
+    if (e[k] !== undefined) throw invalid(k, 'a remote endpoint has no port on this host to attach');
+  }
+}
+
+// The provider address of a remote endpoint (its ProviderAddress policy's).
+export function providerAddressOf(e: HostComputeEndpoint): string | undefined {
+  for (const p of e.Policies ?? []) if (p.Type === 'ProviderAddress') return p.Settings.ProviderAddress;
+  return undefined;
+}
+
+// A remote endpoint the cluster hands the Host (Host.setRemoteEndpoints), checked and normalised;
+// errors name the field under `field` (`[3].MacAddress`).
+const MEMBER = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+export function validateRemoteEndpointSpec(v: unknown, field: string): RemoteEndpointSpec {
+  const o = object(v, field);
+  known(o, field, ['ID', 'HostComputeNetwork', 'MacAddress', 'IpAddresses', 'ProviderAddress', 'Host']);
+  const f = (k: string) => `${field}.${k}`;
+  if (typeof o.Host !== 'string' || !MEMBER.test(o.Host)) throw invalid(f('Host'), `must be a member name, 1-63 of a-z, 0-9 and "-", got ${JSON.stringify(o.Host)}`);
+  const ips = array(o.IpAddresses, f('IpAddresses'), (x, g) => address(x, g).text);
+  if (ips.length === 0) throw invalid(f('IpAddresses'), 'a remote endpoint has at least one address');
+  const pa = address(o.ProviderAddress, f('ProviderAddress'));
+  if (pa.v6 || !unicast4(pa.bytes)) throw invalid(f('ProviderAddress'), `must be a unicast IPv4 address (the underlay is IPv4), got ${JSON.stringify(o.ProviderAddress)}`);
+  return { ID: id(o.ID, f('ID')), HostComputeNetwork: id(o.HostComputeNetwork, f('HostComputeNetwork')), MacAddress: mac(o.MacAddress, f('MacAddress')), IpAddresses: ips, ProviderAddress: pa.text, Host: o.Host };
+}
+
+// A unicast IPv4 host address: not 0/8, loopback, multicast, class E or the limited broadcast.
+function unicast4(b: Uint8Array): boolean {
+  return b[0] !== 0 && b[0] !== 127 && b[0] < 224;
 }
 
 export function hostPort(v: unknown, field: string): { host: string; port: number } {

@@ -41,6 +41,8 @@ export interface Native {
   udpOpen(addr: Uint8Array): [fd: number, port: number];
   udpRecv(fd: number, buf: Uint8Array, lens: Uint32Array, slot: number, from: Uint8Array): number;
   udpSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number, to: Uint8Array): number;
+  rawOpen(): number;
+  rawSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number): number;
 }
 
 let native: Native | null | undefined;

@@ -1,0 +1,173 @@
+// The overlay's underlay on the host's own sockets (the socket underlay of the shared contract): the
+// kernel owns the provider address (PA) and routes the outer packets; netplane owns the VXLAN.
+//
+// Why sockets and not a device: a TAP or a packet socket on the underlay NIC would make netplane a
+// second IP stack on the host's address (its own ARP, its own routing to the other hosts). With a
+// UDP socket bound to PA:udpPort the kernel hands us exactly the VXLAN datagrams for us, and with a
+// raw IPv4 socket it sends the outer packets the dataplane built, resolving the next hop itself. The
+// dataplane still builds and parses whole outer headers (they carry the entropy source port, the DF
+// bit, the sender the membership check needs), so this transport only translates:
+//
+//   in:  each datagram is read (recvmmsg, many per call, through the native helper's udpRecv) at an
+//        offset of 42 bytes into its slot of a pooled buffer, and the 14 + 20 + 8 bytes in front of it
+//        are written there: an Ethernet header with zero MACs and type 0x0800, an IPv4 header (the
+//        sender's address to the PA, TTL 64, a valid checksum) and a UDP header (the sender's port to
+//        udpPort, checksum 0). No copy of the payload; the frame goes to the switch as the underlay
+//        port's.
+//   out: a frame the switch hands the underlay port is an outer IPv4 packet behind 14 bytes of
+//        Ethernet: the 14 bytes are stripped, the packet copied into a pooled tx buffer, and at the
+//        end of the delivery (Switch.onDelivered) the whole batch leaves in one sendmmsg on the raw
+//        socket (socket(AF_INET, SOCK_RAW, IPPROTO_RAW): IP_HDRINCL implied), each to its own
+//        destination. A packet the kernel refuses (its queue full, too big for the route, no route)
+//        is counted in txDropped.
+//
+// The raw socket needs CAP_NET_RAW (root), and the PA must be an address of this host (the bind
+// fails otherwise): the open fails with the errno's name (EPERM, EADDRNOTAVAIL, EADDRINUSE), and the
+// daemon refuses its `overlay` setting with that reason. There is no fallback without the native
+// helper (Node.js has no raw sockets); the in-memory SDK can drive the underlay port itself.
+import type { Switch, SwitchPort } from '../dataplane.js';
+import { Pump, newStats, attachTx, MAX_FRAME, type TransportStats } from './pump.js';
+import { loadNative, type Native } from './tap.js';
+import { parseIPv4 } from '../frames.js';
+
+export interface UnderlayOptions {
+  address: string;        // the provider address (IPv4, an address of this host)
+  udpPort?: number;       // default 4789
+}
+
+export interface UnderlayStats extends TransportStats {
+  rxBatches: number;
+  txBatches: number;
+  rxTooLong: number;      // datagrams that do not fit a frame with the 42 bytes of outer headers
+}
+
+const OUTER = 14 + 20 + 8;             // what is synthesized in front of each datagram
+const ADDR_REC = 20;                   // the helper's address record (udp.ts)
+const SLOT = 65536;                    // the largest datagram a frame can hold (MAX_FRAME - OUTER), + room to tell a longer one
+const RX_BATCH = 16;
+const TX_BYTES = SLOT * 16;
+const TX_FRAMES = 1024;
+
+export class UnderlayTransport {
+  readonly stats: UnderlayStats = { ...newStats(), rxBatches: 0, txBatches: 0, rxTooLong: 0 };
+  private readonly udpFd: number;
+  private readonly rawFd: number;
+  private readonly poller: object;
+  private readonly buf = new Uint8Array(OUTER + SLOT * RX_BATCH);
+  private readonly lens = new Uint32Array(RX_BATCH);
+  private readonly from = new Uint8Array(ADDR_REC * RX_BATCH);
+  private readonly txBuf = new Uint8Array(TX_BYTES);
+  private readonly txDesc = new Uint32Array(TX_FRAMES * 3);
+  private txCount = 0;
+  private txUsed = 0;
+  private readonly pa: Uint8Array;
+  private readonly detach: () => void;
+  private readonly undelivered: () => void;
+  private readonly swPort: SwitchPort;
+  readonly udpPort: number;
+
+  private constructor(private readonly n: Native, readonly sw: Switch, port: number, opts: UnderlayOptions) {
+    this.swPort = sw.port(port);
+    this.pa = parseIPv4(opts.address);
+    const rec = new Uint8Array(ADDR_REC);
+    rec[0] = 4;
+    this.udpPort = opts.udpPort ?? 4789;
+    rec[2] = this.udpPort >> 8;
+    rec[3] = this.udpPort & 0xff;
+    rec.set(this.pa, 4);
+    this.rawFd = n.rawOpen();
+    try {
+      [this.udpFd] = n.udpOpen(rec);
+    } catch (e) {
+      n.close(this.rawFd);
+      throw e;
+    }
+    const pump = Pump.of(sw);
+    // Datagram i lands at OUTER + i * SLOT: its outer headers go in the OUTER bytes before it, the
+    // tail of the previous slot, which only a datagram too long to accept reaches (it is dropped
+    // before the next one's headers are written).
+    const rx = this.buf.subarray(OUTER);
+    this.poller = n.poll(this.udpFd, () => {
+      let got: number;
+      do {
+        got = n.udpRecv(this.udpFd, rx, this.lens, SLOT, this.from);
+        if (got > 0) this.stats.rxBatches++;
+        for (let i = 0; i < got; i++) this.received(pump, i);
+      } while (got === RX_BATCH);
+    });
+    this.detach = attachTx(this.swPort, (f) => this.queue(f));
+    this.undelivered = sw.onDelivered(() => this.flush());
+  }
+
+  // Opens the sockets; throws with the errno's name where the helper is there, else says it is not.
+  static open(sw: Switch, port: number, opts: UnderlayOptions): UnderlayTransport {
+    const n = loadNative();
+    if (!n) throw new Error('the socket underlay needs the native helper (npm run build:native: a C compiler and node-gyp, on Linux)');
+    return new UnderlayTransport(n, sw, port, opts);
+  }
+
+  private received(pump: Pump, i: number): void {
+    const len = this.lens[i];
+    if (OUTER + len > MAX_FRAME) { this.stats.rxTooLong++; return; }
+    const b = this.buf, at = i * SLOT, r = i * ADDR_REC, from = this.from;
+    // Ethernet: zero MACs, IPv4.
+    b.fill(0, at, at + 12);
+    b[at + 12] = 0x08; b[at + 13] = 0x00;
+    // IPv4: 20 bytes, TTL 64, UDP, sender -> PA.
+    const ip = at + 14, total = 20 + 8 + len;
+    b[ip] = 0x45; b[ip + 1] = 0;
+    b[ip + 2] = total >> 8; b[ip + 3] = total & 0xff;
+    b[ip + 4] = 0; b[ip + 5] = 0; b[ip + 6] = 0; b[ip + 7] = 0;
+    b[ip + 8] = 64; b[ip + 9] = 17; b[ip + 10] = 0; b[ip + 11] = 0;
+    b[ip + 12] = from[r + 4]; b[ip + 13] = from[r + 5]; b[ip + 14] = from[r + 6]; b[ip + 15] = from[r + 7];
+    const pa = this.pa;
+    b[ip + 16] = pa[0]; b[ip + 17] = pa[1]; b[ip + 18] = pa[2]; b[ip + 19] = pa[3];
+    let sum = 0;
+    for (let k = 0; k < 20; k += 2) sum += (b[ip + k] << 8) | b[ip + k + 1];
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    sum = ~sum & 0xffff;
+    b[ip + 10] = sum >> 8; b[ip + 11] = sum & 0xff;
+    // UDP: the sender's port -> udpPort, checksum 0 (RFC 7348 §5 lets VXLAN's be zero).
+    const u = ip + 20, ulen = 8 + len;
+    b[u] = from[r + 2]; b[u + 1] = from[r + 3];
+    b[u + 2] = this.udpPort >> 8; b[u + 3] = this.udpPort & 0xff;
+    b[u + 4] = ulen >> 8; b[u + 5] = ulen & 0xff;
+    b[u + 6] = 0; b[u + 7] = 0;
+    if (pump.receive(this.swPort, b.subarray(at, at + OUTER + len))) this.stats.rxFrames++;
+    else this.stats.rxRefused++;
+  }
+
+  // An outer packet the dataplane built: its Ethernet header off, into the tx batch.
+  private queue(f: Uint8Array): void {
+    if (f.length < 14 + 20 || f[12] !== 0x08 || f[13] !== 0x00) { this.stats.txDropped++; return; }
+    const len = f.length - 14;
+    if (this.txCount === TX_FRAMES || this.txUsed + len > TX_BYTES) this.flush();
+    if (len > TX_BYTES) { this.stats.txDropped++; return; }
+    const off = this.txUsed, d = this.txCount * 3;
+    this.txBuf.set(f.subarray(14), off);
+    this.txDesc[d] = off;
+    this.txDesc[d + 1] = off;
+    this.txDesc[d + 2] = len;
+    this.txCount++;
+    this.txUsed = (off + len + 7) & ~7;
+  }
+
+  private flush(): void {
+    const count = this.txCount;
+    if (count === 0) return;
+    this.txCount = 0;
+    this.txUsed = 0;
+    const sent = this.n.rawSend(this.rawFd, this.txBuf, this.txDesc, count);
+    this.stats.txBatches++;
+    this.stats.txFrames += sent;
+    this.stats.txDropped += count - sent;
+  }
+
+  close(): void {
+    this.detach();
+    this.undelivered();
+    this.n.stop(this.poller);
+    this.n.close(this.udpFd);
+    this.n.close(this.rawFd);
+  }
+}

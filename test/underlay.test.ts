@@ -1,0 +1,82 @@
+// The socket underlay (src/transports/underlay.ts) against the real kernel: a VXLAN datagram sent to
+// the provider address reaches the switch as a whole outer frame (zero MACs, an IPv4 header from the
+// sender to the PA with a valid checksum, TTL 64, the UDP header with the sender's port), the payload
+// byte for byte; and an outer IPv4 frame the switch hands the underlay port leaves by the raw socket,
+// its Ethernet header stripped, and arrives at a UDP socket as the datagram it carries. Loopback
+// stands in for the underlay (the transport binds what it is given; the compiler checks the PA).
+// Needs root (the raw socket) and the native helper: without them it fails with the reason.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createSocket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { Switch } from '../src/dataplane.js';
+import { UnderlayTransport } from '../src/transports/underlay.js';
+import { nativeTapAvailable } from '../src/transports/tap.js';
+import { ethernet, ipv4, udp, dissect, verifyChecksums } from '../src/frames.js';
+
+const missing = process.getuid?.() !== 0 ? 'the underlay test needs root (a raw socket)' : nativeTapAvailable() ? undefined : 'the underlay test needs the native helper (node scripts/native.mjs)';
+const PORT = 40000 + (process.pid % 20000);
+
+test('the requirements are there: root and the native helper', () => {
+  if (missing) assert.unreachable(missing);
+});
+
+test('in: a datagram becomes a whole outer frame, the payload not copied twice and intact; out: an outer frame leaves as its packet', async () => {
+  if (missing) return;
+  const sw = new Switch({ maxPorts: 4 });
+  const under = sw.addPort({ network: 0 });
+  const other = sw.addPort({ network: 0 });
+  const got: Uint8Array[] = [];
+  const send = sw.send.bind(sw);
+  (sw as { send: typeof sw.send }).send = (port, frame, vnet) => { if (port === under.id) got.push(frame.slice()); else send(port, frame, vnet); };
+  const t = UnderlayTransport.open(sw, under.id, { address: '127.0.0.1', udpPort: PORT });
+  const peer = createSocket('udp4');
+  await new Promise<void>((ok) => peer.bind(0, '127.0.0.1', () => ok()));
+  try {
+    const payloads = [randomBytes(8 + 50), randomBytes(1400), randomBytes(8)];
+    for (const p of payloads) peer.send(p, PORT, '127.0.0.1');
+    for (let i = 0; i < 100 && got.length < payloads.length; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.is(got.length, payloads.length);
+    got.forEach((f, i) => {
+      const d = dissect(f);
+      assert.is(d.dst, '00:00:00:00:00:00');
+      assert.is(d.src, '00:00:00:00:00:00');
+      assert.is(d.ipv4?.src, '127.0.0.1');
+      assert.is(d.ipv4?.dst, '127.0.0.1');
+      assert.is(d.ipv4?.ttl, 64);
+      assert.is(d.udp?.srcPort, peer.address().port);
+      assert.is(d.udp?.dstPort, PORT);
+      assert.is(f.length, 42 + payloads[i].length);
+      const firstDiff = f.subarray(42).findIndex((x, k) => x !== payloads[i][k]);
+      assert.is(firstDiff, -1, `payload ${i} differs at ${firstDiff}`);
+      assert.ok(d.ipv4?.checksumOk, 'a valid IPv4 header checksum');
+      assert.ok(verifyChecksums(f), 'UDP checksum 0 (none) is valid');
+    });
+    assert.is(t.stats.rxFrames, 3);
+
+    // Out: a broadcast outer frame from the other port floods to the underlay port, which sends its
+    // IPv4 packet (a UDP datagram to the peer) by the raw socket.
+    const heard: Buffer[] = [];
+    peer.on('message', (m) => heard.push(m));
+    const body = randomBytes(300);
+    const frame = ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: '02:00:00:00:00:01', payload: ipv4({ src: '127.0.0.1', dst: '127.0.0.1', payload: udp({ srcPort: PORT, dstPort: peer.address().port, payload: body }) }) });
+    sw.inject([[other.id, frame]]);
+    for (let i = 0; i < 100 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.is(heard.length, 1, JSON.stringify(t.stats));
+    assert.equal(new Uint8Array(heard[0]), new Uint8Array(body));
+    assert.is(t.stats.txFrames, 1);
+    assert.ok(t.stats.txBatches >= 1);
+  } finally {
+    t.close();
+    peer.close();
+  }
+});
+
+test('a PA the host does not have is refused with the errno\'s name', () => {
+  if (missing) return;
+  const sw = new Switch({ maxPorts: 2 });
+  const p = sw.addPort({ network: 0 });
+  assert.throws(() => UnderlayTransport.open(sw, p.id, { address: '192.0.2.123', udpPort: PORT }), /bind: .*\(EADDRNOTAVAIL\)/);
+});
+
+test.run();
