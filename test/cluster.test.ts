@@ -17,6 +17,13 @@ import { Host } from '../src/host.js';
 import { Daemon } from '../src/daemon.js';
 import { ModelError } from '../src/model/validate.js';
 import { eventually } from './e2e/netns.js';
+import { execFile, execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const bin = fileURLToPath(new URL('../bin/netplane.js', import.meta.url));
+const cli = (args: string[]) => new Promise<{ code: number; out: string; err: string }>((ok) => {
+  execFile(process.execPath, [bin, ...args], (e, out, err) => ok({ code: e ? (e as { code?: number }).code ?? 1 : 0, out, err }));
+});
 
 const missing = etcdMissing();
 if (missing && process.env.CI === 'true') throw new Error(missing);
@@ -207,6 +214,74 @@ test('an etcd outage keeps the remotes, says reconnecting, refuses new claims, a
     await eventually(() => a.sink.remoteIds().join() === onA && b.sink.remoteIds().join() === onB, 10000);
     await a.sink.change({ op: 'create', kind: 'endpoint', value: endpoint(`a-${outage}`, 'ov', outage === 'stopped' ? '00-15-5D-00-00-06' : '00-15-5D-00-00-07', outage === 'stopped' ? '10.50.0.16' : '10.50.0.17') });
     await eventually(() => b.sink.remoteIds().includes(`a-${outage}`));
+  }
+});
+
+test('daemons: a network and endpoints through etcd, remotes in GET /endpoints, a conflict over HTTP, GET /cluster, stats and netplane cluster status', async () => {
+  const prefix = `/t${++prefixes}`;
+  const daemons: Daemon[] = [];
+  // Provider addresses: /32s of the benchmarking range (RFC 2544's 198.18.0.0/15) added to lo for
+  // the test (an underlay address must be the host's own, not 127/8), apart per test process.
+  if (process.getuid?.() !== 0) throw new Error('the daemons\' overlay needs root (a raw socket, addresses on lo)');
+  const pa = (n: number) => `198.${18 + (process.pid & 1)}.${(process.pid >> 1) % 250}.${n}`;
+  for (const n of [2, 3]) execFileSync('ip', ['addr', 'replace', `${pa(n)}/32`, 'dev', 'lo']);
+  const dropAddresses = () => { for (const n of [2, 3]) { try { execFileSync('ip', ['addr', 'del', `${pa(n)}/32`, 'dev', 'lo'], { stdio: 'ignore' }); } catch { /* gone */ } } };
+  process.once('exit', dropAddresses);
+  const start = async (host: string, n: number) => {
+    const d = new Daemon({
+      stateDir: mkdtempSync(join(tmpdir(), `np-cluster-${host}-`)), listen: { port: 0, socket: false }, uplink: false,
+      overlay: { providerAddress: pa(n) }, cluster: { etcd: [etcd.url], host, prefix, leaseTtl: TTL },
+    });
+    daemons.push(d);
+    await d.listen();
+    return d;
+  };
+  const api = async (d: Daemon, method: string, path: string, body?: unknown) => {
+    const r = await fetch(`http://127.0.0.1:${d.port}${path}`, { method, headers: { authorization: `Bearer ${d.token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    return { status: r.status, value: await r.json() as any };
+  };
+  try {
+    const a = await start('a', 2), b = await start('b', 3);
+    assert.is((await api(a, 'POST', '/networks', overlayNetwork('ov', 4242))).status, 201);
+    await eventually(() => b.host.store.list('network').some((n) => n.ID === 'ov'));
+    assert.is((await api(a, 'POST', '/endpoints', endpoint('web', 'ov', '00-15-5D-00-00-01', '10.50.0.11'))).status, 201);
+    await eventually(() => b.host.remoteEndpoints().some((r) => r.ID === 'web'));
+    const listed = (await api(b, 'GET', '/endpoints')).value.find((e: any) => e.ID === 'remote:a:web');
+    assert.is(listed.IsRemoteEndpoint, true);
+    assert.equal(listed.IpConfigurations.map((c: any) => c.IpAddress), ['10.50.0.11']);
+    // b's own endpoint with a's MAC: refused over HTTP, 409, naming the owner; nothing saved.
+    const r = await api(b, 'POST', '/endpoints', endpoint('db', 'ov', '00-15-5D-00-00-01', '10.50.0.12'));
+    assert.is(r.status, 409);
+    assert.equal([r.value.error.code, r.value.error.field], ['Conflict', 'MacAddress']);
+    assert.match(r.value.error.reason, /endpoint web of host a/);
+    assert.not.ok(readFileSync(join(b.stateDir, 'state.json'), 'utf8').includes('"db"'));
+    assert.is((await api(b, 'POST', '/endpoints', endpoint('db', 'ov', '00-15-5D-00-00-02', '10.50.0.12'))).status, 201);
+    await eventually(() => a.host.remoteEndpoints().some((x) => x.ID === 'db' && x.ProviderAddress === pa(3) && x.Host === 'b'));
+
+    const st = (await api(a, 'GET', '/cluster')).value;
+    assert.is(st.state, 'connected');
+    assert.equal(st.members.map((m: any) => [m.host, m.providerAddress, m.self]), [['a', pa(2), true], ['b', pa(3), false]]);
+    assert.equal(st.published, ['web']);
+    assert.is(st.programmed, 1);
+    const stats = (await api(a, 'GET', '/stats')).value;
+    assert.equal([stats.cluster.state, stats.cluster.members, stats.cluster.published, stats.cluster.programmed], ['connected', 2, 1, 1]);
+    const out = await cli(['cluster', 'status', '--url', `http://127.0.0.1:${a.port}`, '--token', a.token]);
+    assert.is(out.code, 0, out.err);
+    assert.match(out.out, /state: +connected since/);
+    assert.match(out.out, new RegExp(`a \\(this host\\) +${pa(2).replace(/\./g, '\\.')} +\\d+ +\\d+ s`));
+    assert.match(out.out, /published here \(1\): web/);
+    assert.match(out.out, /remote endpoints: 1 in the cluster, 1 programmed, 0 refused/);
+    const json = await cli(['cluster', 'status', '--json', '--url', `http://127.0.0.1:${a.port}`, '--token', a.token]);
+    assert.is(JSON.parse(json.out).host, 'a');
+    // A daemon without a cluster setting: 404 naming it.
+    const plain = new Daemon({ stateDir: mkdtempSync(join(tmpdir(), 'np-cluster-plain-')), listen: { port: 0, socket: false }, uplink: false });
+    daemons.push(plain);
+    await plain.listen();
+    const none = await api(plain, 'GET', '/cluster');
+    assert.equal([none.status, none.value.error.field], [404, 'cluster']);
+  } finally {
+    for (const d of daemons) await d.close();
+    dropAddresses();
   }
 });
 
