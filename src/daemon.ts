@@ -32,7 +32,7 @@ import { checkOverlay, type HostConfig, type OverlayConfig } from './compile/hos
 import { ownDirectory, removeStaleTemporaries, lockStateDir, loadOrCreateToken, isLoopback, API_SOCKET, TOKEN_FILE } from './confine.js';
 import { checkFlow, flowFrame, describeFlow } from './flow.js';
 import { checkCluster, type ClusterConfig, type CheckedCluster } from './cluster/config.js';
-import type { Cluster, ClusterHost } from './cluster/index.js';
+import type { Cluster } from './cluster/index.js';
 import { version } from './version.js';
 
 export interface DaemonConfig {
@@ -189,10 +189,8 @@ export class Daemon {
   // daemon (it runs on with the remote endpoints it saved, reconnecting); a host name another member
   // holds does.
   private async joinCluster(c: CheckedCluster): Promise<void> {
-    const host = this.host as unknown as ClusterHost;
-    if (typeof host.setRemoteEndpoints !== 'function') throw new Error('cluster: this build of netplane cannot program remote endpoints (Host.setRemoteEndpoints)');
     const { Cluster } = await import('./cluster/index.js');
-    const cluster = new Cluster(host, c, { providerAddress: this.config.overlay!.providerAddress, version: version() });
+    const cluster = new Cluster(this.host, c, { providerAddress: this.config.overlay!.providerAddress, version: version() });
     await cluster.start();
     this.cluster = cluster;
   }

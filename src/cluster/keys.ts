@@ -6,16 +6,11 @@
 //   <p>/networks/<networkID>              the network's JSON                        no lease
 // IDs, host names, MACs (the model's form) and addresses have no '/', so a key splits unambiguously.
 
-// What a host publishes of each of its Overlay endpoints, and what the others program from it
-// (the Host API's RemoteEndpointSpec, issue 15's contract).
-export interface RemoteEndpointSpec {
-  ID: string;
-  HostComputeNetwork: string;   // the network's ID
-  MacAddress: string;
-  IpAddresses: string[];
-  ProviderAddress: string;
-  Host: string;
-}
+import type { RemoteEndpointSpec } from '../model/types.js';
+
+// What a host publishes of each of its Overlay endpoints, and what the others program from it: the
+// Host API's RemoteEndpointSpec (src/model/types.ts).
+export type { RemoteEndpointSpec };
 
 export interface HostRecord { host: string; providerAddress: string; version: string; since: string }
 
