@@ -5,14 +5,16 @@
 //   (a) one endpoint created on one host: the time until all 99 others have it programmed (its claim
 //       transaction, the publish, etcd's watch fan-out to 99 watchers, the coalescing delay, the apply);
 //   (b) a new host joining: the time from start() until it has programmed the full view (10 000
-//       remote endpoints: its lease, the one-revision read, the watches, the apply).
-// What a real Host's setRemoteEndpoints costs (compiling 10 000 remotes into the dataplane) is not in
-// these figures; the sink records the list. `-- --hosts N --endpoints M` changes the size, `--quick`
+//       remote endpoints: its lease, the one-revision read, the watches, the apply);
+//   (c) the same with a real Host (src/host.ts, the release dataplane, no underlay socket): the
+//       network taken from the cluster, then the 10 000 remotes compiled into the dataplane.
+// In (a) and (b) the sink only records the list. `-- --hosts N --endpoints M` changes the size, `--quick`
 // runs fewer repetitions. Writes bench/results/cluster.json.
 import { Cluster, checkCluster, type RemoteEndpointSpec } from '../src/cluster/index.js';
 import { Etcd, etcdMissing } from '../test/etcd.js';
 import { SinkHost, overlayNetwork, endpoint } from '../test/cluster-sink.js';
 import { writeResults, quick } from './harness.js';
+import { Host } from '../src/host.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -98,10 +100,26 @@ async function main(): Promise<void> {
     }
     const b = stats(joins);
     console.log(`(b) a new host -> its full view of ${view} remote endpoints programmed: median ${ms(b.median)} (min ${ms(b.min)}, max ${ms(b.max)}, ${b.runs} runs)`);
+
+    // (c) a new daemon's Host: the network comes from the cluster, then the remotes are compiled.
+    const real: number[] = [];
+    for (let run = 0; run < (quick ? 1 : 3); run++) {
+      const host = new Host({ config: { overlay: { providerAddress: `10.97.0.${run + 1}` } }, underlay: false, log: () => {} });
+      const start = performance.now();
+      const cluster = new Cluster(host, config(`daemon-${run}`), { providerAddress: `10.97.0.${run + 1}`, log: () => {} });
+      await cluster.start();
+      await until(() => cluster.stats().programmed === view, 300_000, `the Host programming ${view} remotes`);
+      real.push(performance.now() - start);
+      await cluster.close({ revoke: true });
+      host.compiler.close();
+    }
+    const c = stats(real);
+    console.log(`(c) a new daemon's Host -> the network and ${view} remote endpoints compiled into its dataplane: median ${ms(c.median)} (min ${ms(c.min)}, max ${ms(c.max)}, ${c.runs} runs)`);
     const file = writeResults('cluster', [
       { name: 'cluster setup', hosts: HOSTS, endpoints: ENDPOINTS, ms: setup },
       { name: 'cluster: one endpoint to all hosts', hosts: HOSTS, endpoints: ENDPOINTS, ms: a, first: a1 },
       { name: 'cluster: a new host\'s full view', hosts: HOSTS, endpoints: ENDPOINTS, remotes: view, ms: b },
+      { name: 'cluster: a new Host\'s full view, compiled', hosts: HOSTS, endpoints: ENDPOINTS, remotes: view, ms: c },
     ]);
     console.log(`wrote ${file}`);
   } finally {
