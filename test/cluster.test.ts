@@ -174,6 +174,17 @@ test('a host whose lease expired disappears from the others within the TTL, and 
   const b2 = await member(p, 'b', '10.99.0.2', b.sink);
   await eventually(() => a.sink.remoteIds().join() === 'b1');
   assert.equal((await b2.cluster.status()).published, ['b1']);
+  // While b was gone, a took b1's MAC: b, back, does not publish b1 and shows the conflict with its owner.
+  await b2.cluster.close();
+  await eventually(() => a.sink.remotes.length === 0, (TTL + 3) * 1000);
+  await a.sink.change({ op: 'create', kind: 'endpoint', value: endpoint('a9', 'ov', '00-15-5D-00-00-02', '10.50.0.19') });
+  const b3 = await member(p, 'b', '10.99.0.2', b.sink);
+  const st = await b3.cluster.status();
+  assert.equal(st.published, []);
+  assert.equal(st.conflicts.endpoints.map((x) => x.ID), ['b1']);
+  assert.match(st.conflicts.endpoints[0].reason, /^MacAddress: .*endpoint a9 of host a/);
+  assert.ok(b3.logs.some((l) => /endpoint b1 not published/.test(l)));
+  await a.sink.change({ op: 'delete', kind: 'endpoint', id: 'a9' });
   // Another daemon cannot take b's name with another provider address.
   const err = await member(p, 'b', '10.99.0.9').then(() => undefined, (e: Error) => e);
   assert.match(err?.message ?? '', /^cluster\.host: "b" is already a member .* 10\.99\.0\.2/);
@@ -283,6 +294,25 @@ test('daemons: a network and endpoints through etcd, remotes in GET /endpoints, 
     for (const d of daemons) await d.close();
     dropAddresses();
   }
+});
+
+test('a member started while etcd is away runs on, reconnecting, and joins when it comes back', async () => {
+  const p = `/t${++prefixes}`;
+  const sink = new SinkHost();
+  sink.state.networks.push(overlayNetwork('ov', 11) as never);
+  sink.state.endpoints.push(endpoint('e1', 'ov', '00-15-5D-00-00-11', '10.50.0.41') as never);
+  etcd.pause();
+  let m: Awaited<ReturnType<typeof member>>;
+  try {
+    m = await member(p, 'late', '10.99.0.7', sink);
+    assert.is((await m.cluster.status()).state, 'reconnecting');
+    assert.ok(m.logs.some((l) => /cannot reach etcd .*reconnecting/.test(l)), m.logs.join('\n'));
+  } finally {
+    etcd.resume();
+  }
+  await eventually(async () => (await m.cluster.status()).state === 'connected', 20000);
+  const other = await member(p, 'other', '10.99.0.8');
+  await eventually(() => other.sink.remoteIds().join() === 'e1' && other.sink.state.networks.some((n) => n.ID === 'ov'));
 });
 
 test('Host.changeHook: a refused check leaves the store and state.json as they were; a committed change is reported', async () => {
