@@ -211,10 +211,10 @@ export class Cluster implements ChangeHook {
       this.since = Date.now();
       this.lastError = undefined;
       this.lastSync = Date.now();
+      if (wasDown) this.counters.resyncs++;
       await this.host.serial(() => this.reconcileLocked());
       await this.flushNetworks(true);
       if (wasDown) {
-        this.counters.resyncs++;
         this.log(`netplane: cluster: reconnected to etcd after ${((Date.now() - downSince) / 1000).toFixed(1)} s and resynced: ${this.hosts.size} members, ${this.remoteList().length} remote endpoints, ${this.published.size} published (lease ${this.leaseId})`);
       } else {
         this.log(`netplane: cluster: joined ${this.config.prefix} at ${this.config.etcd.join(',')} as ${this.config.host} (lease ${this.leaseId}, TTL ${this.config.leaseTtl} s): ${this.hosts.size} members, ${this.remoteList().length} remote endpoints`);
