@@ -271,6 +271,8 @@ test('daemons: a network and endpoints through etcd, remotes in GET /endpoints, 
     assert.is((await api(b, 'POST', '/endpoints', endpoint('db', 'ov', '00-15-5D-00-00-02', '10.50.0.12'))).status, 201);
     await eventually(() => a.host.remoteEndpoints().some((x) => x.ID === 'db' && x.ProviderAddress === pa(3) && x.Host === 'b'));
 
+    // The member counts what the Host applied once setRemoteEndpoints has answered.
+    await eventually(async () => (await api(a, 'GET', '/cluster')).value.programmed === 1);
     const st = (await api(a, 'GET', '/cluster')).value;
     assert.is(st.state, 'connected');
     assert.equal(st.members.map((m: any) => [m.host, m.providerAddress, m.self]), [['a', pa(2), true], ['b', pa(3), false]]);
