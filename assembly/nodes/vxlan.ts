@@ -48,7 +48,7 @@ import * as overlay from "../overlay";
 import * as mac from "../tables/mac";
 import * as tx from "../tx";
 import { drop, bump, Stat } from "../counters";
-import { ROUTER_PORT } from "../router";
+import { ROUTER_PORT, iface } from "../router";
 import { maxPorts } from "../ports";
 import * as trace from "../trace";
 import * as checksum from "../wire/checksum";
@@ -512,4 +512,11 @@ function proxyNs(m: Meta): bool {
 export function remoteNeighborMac(network: u32, vlan: u32, v6: bool, hi: u64, lo: u64): u64 {
   let r = overlay.findAddress(network, vlan, v6, hi, lo);
   return r == 0 ? 0 : load<u64>(r);
+}
+
+// Is the next hop (hi, lo) of a route out of interface outIf a remote endpoint of its domain? Then a
+// connection routed there is one-sided (nodes/ct.ts CT_ONE_SIDED).
+export function remoteHop(outIf: u32, v6: bool, hi: u64, lo: u64): bool {
+  let f = iface(outIf);
+  return overlay.findAddress(<u32>f.network, <u32>f.vlan, v6, hi, lo) != 0;
 }
