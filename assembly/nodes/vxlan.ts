@@ -171,9 +171,7 @@ export function replicate(m: Meta): u32 {
     if (load<u32>(r) != vni) continue;
     let pa = load<u32>(r, 4);
     if (pa == self) continue;
-    let e = encap(m, pa, vni);
-    if (e == SENT) copies++;
-    else if (e == TOO_BIG) break; // too big for every member: answered (or counted) once
+    if (encap(m, pa, vni) != SENT) break; // too big, or no room, for every member: counted once
   }
   if (copies) bump(Stat.VxlanBumCopies, copies);
   return copies;
