@@ -61,7 +61,7 @@ import * as icmpv6 from "../wire/icmpv6";
 import { mix64 } from "../tables/hash";
 import { get8, get16, get32, set16, set32, loadMac, storeMac, isGroupMac } from "../wire/bytes";
 import { parse } from "./parse";
-import { ipv4Header } from "./icmp4";
+import { ipv4Header, freshIpId } from "./icmp4";
 import { ipv6Header, icmp6Checksum, addrHi, addrLo, storeAddr } from "./ip6";
 import { GENERATED_PORT } from "./output";
 import { l2forward, dstHash, NO_PORT } from "./l2forward";
@@ -172,6 +172,7 @@ export function replicate(m: Meta): u32 {
     let pa = load<u32>(r, 4);
     if (pa == self) continue;
     if (encap(m, pa, vni) != SENT) break; // too big, or no room, for every member: counted once
+    copies++;
   }
   if (copies) bump(Stat.VxlanBumCopies, copies);
   return copies;
@@ -255,12 +256,24 @@ function encapOffload(m: Meta, pa: u32, vni: u32, sport: u32, len: u32, tagged: 
   return SENT;
 }
 
-// Writes the outer headers before an inner frame of `len` bytes at p + 50.
+// Writes the outer headers before an inner frame of `len` bytes at p + 50. The IPv4 header is written
+// word by word and its checksum summed from its 16-bit fields (no loop over the header).
 @inline function outer(p: usize, len: u32, pa: u32, vni: u32, sport: u32): void {
   store<u64>(p, 0);
   store<u32>(p, 0, 8);
   set16(p + eth.ETHERTYPE, eth.TYPE_IPV4);
-  ipv4Header(p + OUTER_IP, 36 + len, 17, 64, 0, ipv4.FLAG_DF, overlay.providerAddress, pa);
+  let ip = p + OUTER_IP;
+  let total = 36 + len;
+  let id = freshIpId();
+  let src = overlay.providerAddress;
+  set32(ip, 0x4500_0000 | total);
+  set32(ip + 4, (id << 16) | ipv4.FLAG_DF);
+  set32(ip + 12, src);
+  set32(ip + 16, pa);
+  let s: u32 = 0x4500 + total + id + ipv4.FLAG_DF + 0x4011 + (src >>> 16) + (src & 0xffff) + (pa >>> 16) + (pa & 0xffff);
+  s = (s & 0xffff) + (s >>> 16);
+  s = (s & 0xffff) + (s >>> 16);
+  set32(ip + 8, 0x4011_0000 | (~s & 0xffff));  // TTL 64, UDP, checksum
   let u = p + OUTER_UDP;
   set16(u, sport);
   set16(u + 2, overlay.udpPort);
