@@ -124,19 +124,25 @@ export function decap(m: Meta): Reason {
   let sm = loadMac(m.frame + eth.SRC);
   if (isGroupMac(sm)) return Reason.SrcMacMulticast;
   if (sm == 0) return Reason.L2ZeroSource;
-  let k = mac.key(sm, m.vlan);
-  let s = mac.find(k, m.network, mac.hash(k, m.network));
-  if (s != 0) {
-    let p = mac.recPort(s);
-    if (p == overlay.TUNNEL_PORT) {
-      if (overlay.remotePa(overlay.remoteOfSlot(s)) != src) return Reason.VxlanInnerSpoof;
-    } else if (p < maxPorts && mac.live(s, nowMs)) {
-      return Reason.VxlanInnerSpoof;   // a station of this host (the distributed gateway's MAC is allowed)
-    }
-  }
+  // The inner source's check needs its MAC table slot: it runs where learning would (checkSource),
+  // after the batch's touch pass has brought that slot in. The outer source waits in tci (free: the
+  // inner frame is untagged).
+  m.tci = src;
   m.flags |= FLAG_TUNNEL;
   bump(Stat.VxlanDecap);
   return Reason.None;
+}
+
+// The inner source of a decapsulated frame, in place of learning (nodes/l2learn.ts: the underlay port
+// learns nothing): not a station of this host (the distributed gateway's MAC is allowed), and if it
+// is a remote endpoint, one programmed at the PA the frame came from.
+export function checkSource(m: Meta, now: u32): Reason {
+  let k = mac.key(loadMac(m.frame + eth.SRC), m.vlan);
+  let s = mac.find(k, m.network, m.srcHash);
+  if (s == 0) return Reason.None;
+  let p = mac.recPort(s);
+  if (p == overlay.TUNNEL_PORT) return overlay.remotePa(overlay.remoteOfSlot(s)) != m.tci ? Reason.VxlanInnerSpoof : Reason.None;
+  return p < maxPorts && mac.live(s, now) ? Reason.VxlanInnerSpoof : Reason.None;
 }
 
 // ---- encapsulation -------------------------------------------------------------------------------
