@@ -11,11 +11,12 @@ import { l3Suite } from './l3.js';
 import { policySuite } from './policy.js';
 import { ioSuite } from './io.js';
 import { gsoSuite } from './gso.js';
+import { vxlanSuite } from './vxlan.js';
 import { writeResults, quick, NOISY, type BenchRecord } from './harness.js';
 import { writeReport, machine, describeMachine, type RunInfo } from './report.js';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
-const suites: Array<[string, () => BenchRecord[] | Promise<BenchRecord[]>]> = [['l2', l2Suite], ['l3', l3Suite], ['policy', policySuite], ['gso', gsoSuite], ['io', ioSuite]];
+const suites: Array<[string, () => BenchRecord[] | Promise<BenchRecord[]>]> = [['l2', l2Suite], ['l3', l3Suite], ['policy', policySuite], ['gso', gsoSuite], ['vxlan', vxlanSuite], ['io', ioSuite]];
 const results: Record<string, BenchRecord[]> = {};
 
 if (process.argv.includes('--report')) {

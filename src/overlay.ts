@@ -32,6 +32,7 @@ export const OVERLAY_DEFAULTS = { maxRemotes: 16384, maxOverlayMembers: 4096 };
 export class Overlay {
   private created = false;
   private readonly remoteList = new Map<string, RemoteEndpoint>();
+  private readonly addressOwner = new Map<string, string>();   // network/vlan/address -> remote key
   private underlay?: Required<UnderlaySpec>;
 
   constructor(private readonly dp: DataplaneView, private readonly sizes: { maxRemotes: number; maxOverlayMembers: number },
@@ -136,9 +137,9 @@ export class Overlay {
     if (!Array.isArray(spec.addresses)) throw new NetplaneError('addresses', 'must be an array of IPv4 / IPv6 addresses');
     const addrs = spec.addresses.map((a, i) => addressArg(`addresses[${i}]`, a));
     const key = remoteKey(network, vlan, m);
-    for (const [k, other] of this.remoteList) {
-      if (k === key || other.network !== network || other.vlan !== vlan) continue;
-      for (const a of addrs) if (other.addresses.includes(a.text)) throw new NetplaneError('addresses', `${a.text} is already remote endpoint ${other.mac}'s`);
+    for (const a of addrs) {
+      const owner = this.addressOwner.get(`${network}/${vlan}/${a.text}`);
+      if (owner !== undefined && owner !== key) throw new NetplaneError('addresses', `${a.text} is already remote endpoint ${this.remoteList.get(owner)!.mac}'s`);
     }
     const x = this.x();
     const hi = (m[0] << 8) | m[1], lo = macLo(m);
@@ -157,6 +158,8 @@ export class Overlay {
         throw new NetplaneError('addresses', `${a.text} is already another remote endpoint's in network ${network}`);
       }
     }
+    if (old) for (const t of old.addresses) this.addressOwner.delete(`${network}/${vlan}/${t}`);
+    for (const a of addrs) this.addressOwner.set(`${network}/${vlan}/${a.text}`, key);
     this.remoteList.set(key, { network, vlan, mac: canonMac(m), addresses: addrs.map((a) => a.text), providerAddress: spec.providerAddress });
   }
 
@@ -177,7 +180,9 @@ export class Overlay {
     check('vlan', vlan, 0, 4094);
     const m = macArg(spec.mac);
     const r = this.x().overlay_remote_remove(network, vlan, (m[0] << 8) | m[1], macLo(m));
-    this.remoteList.delete(remoteKey(network, vlan, m));
+    const key = remoteKey(network, vlan, m);
+    for (const t of this.remoteList.get(key)?.addresses ?? []) this.addressOwner.delete(`${network}/${vlan}/${t}`);
+    this.remoteList.delete(key);
     if (r === -8) return false;
     abi('mac', r);
     return true;

@@ -80,7 +80,8 @@ function describe(sw: Traceable, s: { step: string; a: number; b: number; c: num
     case 'parse': return s.a ? `malformed: ${reasons[s.a]}` : `${ETHERTYPES[s.b] ?? `EtherType 0x${s.b.toString(16)}`}${s.c ? `, protocol ${s.c}` : ''}`;
     case 'ingress': return s.a ? `refused: ${reasons[s.a]}` : `network ${s.b}, VLAN ${s.c}`;
     case 'learn': return `source MAC ${LEARN[s.a] ?? s.a}`;
-    case 'l2': return s.a === 0 ? `known unicast to port ${s.b}` : s.a === 1 ? 'flooded in the domain' : `to the router, interface ${s.b}`;
+    case 'l2': return s.a === 0 ? `known unicast to port ${s.b}` : s.a === 1 ? 'flooded in the domain' : s.a === 3
+      ? `to a remote endpoint: VXLAN to ${[s.b >>> 24, (s.b >>> 16) & 255, (s.b >>> 8) & 255, s.b & 255].join('.')}, VNI ${s.c}` : `to the router, interface ${s.b}`;
     case 'acl': {
       const where = `${s.a ? 'in' : 'out'} at port ${s.b}`;
       if (s.d === 2) return `${where}: established connection, no rule consulted`;

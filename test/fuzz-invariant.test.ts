@@ -34,15 +34,21 @@ function rng(seed: number) {
 const GW0 = '02:6e:70:00:00:00', GW1 = '02:6e:70:00:00:01', GW2 = '02:6e:70:00:00:02';
 const A = '02:00:00:00:00:0a', C = '02:00:00:00:00:0c', V = '02:00:00:00:00:1a', R = '02:00:00:00:00:fe';
 const BC = 'ff:ff:ff:ff:ff:ff';
-const INSIDE = 0, UPLINK = 1, TRUNK = 2, INSIDE2 = 3;
+const INSIDE = 0, UPLINK = 1, TRUNK = 2, INSIDE2 = 3, UNDERLAY = 4;
+// The VXLAN overlay (network 1 is VNI 5001): a remote endpoint RM at PA 10.99.0.2.
+const PA = '10.99.0.1', PA2 = '10.99.0.2', RM = '02:00:00:00:00:2b';
 
 function rig() {
   let now = 1000;
-  const sw = new Switch({ maxPorts: 4, clock: () => now, connections: 1024 });
+  const sw = new Switch({ maxPorts: 5, clock: () => now, connections: 1024 });
   sw.addPort({ network: 1 });
   sw.addPort({ network: 2 });
   sw.addPort({ network: 1, mode: 'trunk', allowedVlans: [10] });
   sw.addPort({ network: 1 });
+  sw.addPort({ network: 9 });
+  sw.overlay.setUnderlay({ port: UNDERLAY, address: PA });
+  sw.overlay.setVni(1, 5001);
+  sw.overlay.addRemote({ network: 1, mac: RM, addresses: ['10.0.0.9', 'fd00::9'], providerAddress: PA2 });
   const rt = sw.router;
   rt.addInterface({ network: 1, address: '10.0.0.1/24', address6: 'fd00::1/64' });
   rt.addInterface({ network: 2, address: '192.168.1.1/24', address6: 'fd01::1/64', external: true });
@@ -133,6 +139,23 @@ function seeds(): Seed[] {
   add('nd advertisement to the gateway', INSIDE, ethernet({ src: A, dst: GW0, payload: ipv6({ src: 'fd00::2', dst: 'fd00::1', hopLimit: 255,
     payload: icmpv6({ type: 136, rest: new Uint8Array([0x60, 0, 0, 0]), payload: new Uint8Array([...v6bytes('fd00::2'), 2, 1, 2, 0, 0, 0, 0, 0x0a]) }) }) }));
   add('router solicitation', INSIDE, ethernet({ src: A, dst: '33:33:00:00:00:02', payload: ipv6({ src: 'fd00::2', dst: 'ff02::2', hopLimit: 255, payload: icmpv6({ type: 133, rest: new Uint8Array(4) }) }) }));
+  // VXLAN: from the underlay (to a local port, a broadcast, to the gateway, a foreign VNI, ARP) and into it.
+  const vx = (inner: Uint8Array, vni = 5001, src = PA2) => {
+    const b = new Uint8Array(8 + inner.length);
+    b[0] = 8; b[4] = vni >>> 16; b[5] = (vni >>> 8) & 255; b[6] = vni & 255;
+    b.set(inner, 8);
+    return ethernet({ src: '00:00:00:00:00:00', dst: '00:00:00:00:00:00', payload: ipv4({ src, dst: PA, ttl: 64, payload: udp({ srcPort: 50000, dstPort: 4789, payload: b, zeroChecksum: true }) }) });
+  };
+  add('vxlan to a local port', UNDERLAY, vx(ethernet({ src: RM, dst: A, payload: v4('10.0.0.9', '10.0.0.2', udp({ srcPort: 1, dstPort: 2, payload: p })) })));
+  add('vxlan broadcast', UNDERLAY, vx(ethernet({ src: RM, dst: BC, payload: arp({ op: 'request', senderMac: RM, senderIp: '10.0.0.9', targetIp: '10.0.0.2' }) })));
+  add('vxlan to the gateway', UNDERLAY, vx(ethernet({ src: RM, dst: GW0, payload: v4('10.0.0.9', '1.1.1.1', tcp({ srcPort: 7, dstPort: 443, flags: 'S' })) })));
+  add('vxlan foreign vni', UNDERLAY, vx(ethernet({ src: RM, dst: A, payload: v4('10.0.0.9', '10.0.0.2', udp({ srcPort: 1, dstPort: 2, payload: p })) }), 77));
+  add('vxlan from a non-member', UNDERLAY, vx(ethernet({ src: RM, dst: A, payload: v4('10.0.0.9', '10.0.0.2', udp({ srcPort: 1, dstPort: 2, payload: p })) }), 5001, '10.99.0.7'));
+  add('l2 unicast to a remote endpoint', INSIDE, ethernet({ src: A, dst: RM, payload: v4('10.0.0.2', '10.0.0.9', udp({ srcPort: 1, dstPort: 2, payload: p })) }));
+  add('routed to a remote endpoint', UPLINK, ethernet({ src: R, dst: GW1, payload: v4('203.0.113.5', '10.0.0.9', tcp({ srcPort: 5004, dstPort: 80, flags: 'SA' })) }));
+  add('arp request for a remote endpoint', INSIDE, ethernet({ src: A, dst: BC, payload: arp({ op: 'request', senderMac: A, senderIp: '10.0.0.2', targetIp: '10.0.0.9' }) }));
+  add('nd solicitation for a remote endpoint', INSIDE, ns('fd00::9', 255, 'ff02::1:ff00:9', '33:33:ff:00:00:09'));
+  add('too big for the tunnel', INSIDE, ethernet({ src: A, dst: RM, payload: ipv4({ src: '10.0.0.2', dst: '10.0.0.9', df: true, payload: udp({ srcPort: 1, dstPort: 2, payload: new Uint8Array(1460) }) }) }));
   return s;
 }
 

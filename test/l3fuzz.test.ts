@@ -97,6 +97,47 @@ test('random bytes after a valid Ethernet header to the gateway never trap', () 
   assert.is(sw.counters().stats.rx_packets, 2000);
 });
 
+test('VXLAN on the underlay: mutated and random outer, VXLAN and inner headers never trap, every frame is counted', () => {
+  const { sw, tick } = host();
+  sw.addPort({ id: 3, network: 9 });
+  sw.overlay.setUnderlay({ port: 3, address: '10.99.0.1' });
+  sw.overlay.setVni(1, 5001);
+  sw.overlay.addRemote({ network: 1, mac: '02:00:00:00:00:2b', addresses: ['10.0.0.9'], providerAddress: '10.99.0.2' });
+  const r = rng(11);
+  const inner = [
+    ethernet({ src: '02:00:00:00:00:2b', dst: A, payload: ipv4({ src: '10.0.0.9', dst: '10.0.0.2', payload: udp({ srcPort: 1, dstPort: 2, payload: new Uint8Array(9) }) }) }),
+    ethernet({ src: '02:00:00:00:00:2b', dst: GW0, payload: ipv4({ src: '10.0.0.9', dst: '8.8.8.8', payload: tcp({ srcPort: 3, dstPort: 443, flags: 'S' }) }) }),
+    ethernet({ src: '02:00:00:00:00:2b', dst: 'ff:ff:ff:ff:ff:ff', payload: arp({ op: 'request', senderMac: '02:00:00:00:00:2b', senderIp: '10.0.0.9', targetIp: '10.0.0.1' }) }),
+    ethernet({ src: '02:00:00:00:00:2b', dst: GW0, payload: ipv6({ src: 'fd00::9', dst: 'fd00::1', payload: icmpv6({ type: 128, id: 1 }) }) }),
+  ];
+  const wrap = (i: Uint8Array) => {
+    const b = new Uint8Array(8 + i.length);
+    b[0] = 8; b[5] = 0x13; b[6] = 0x89;
+    b.set(i, 8);
+    return ethernet({ src: '00:00:00:00:00:00', dst: '00:00:00:00:00:00', payload: ipv4({ src: '10.99.0.2', dst: '10.99.0.1', payload: udp({ srcPort: 50000, dstPort: 4789, payload: b, zeroChecksum: true }) }) });
+  };
+  let n = 0;
+  for (let round = 0; round < 3000; round++) {
+    let f = wrap(inner[r() % inner.length]);
+    const k = r() % 4;
+    if (k === 0) for (let j = 0; j < 1 + (r() % 4); j++) f[r() % f.length] ^= 1 << (r() % 8);
+    else if (k === 1) f = f.subarray(0, r() % f.length);
+    else if (k === 2) for (let j = 14 + (r() % 40); j < f.length; j++) f[j] = r() & 255;
+    if (f.length === 0) continue;
+    sw.send(3, f);
+    n++;
+    if (round % 50 === 49) sw.flush(tick());
+  }
+  sw.flush(tick());
+  const c = sw.counters();
+  assert.is(c.stats.rx_packets, n);
+  assert.ok(c.stats.vxlan_decap > 0 && (c.drops.underlay_malformed ?? 0) > 0 && (c.drops.vxlan_bad_header ?? 0) + (c.drops.vxlan_unknown_vni ?? 0) > 0, JSON.stringify(c.drops));
+  // Still decapsulates afterwards.
+  const before = sw.counters().stats.vxlan_decap;
+  sw.inject([[3, wrap(inner[0])]], tick());
+  assert.is(sw.counters().stats.vxlan_decap, before + 1);
+});
+
 test('the same fuzzing with ACLs on both ports and a load balancer never traps', () => {
   const { sw, tick } = host();
   sw.acls.setPortAcl(0, { rules: [

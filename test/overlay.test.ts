@@ -55,6 +55,7 @@ function pair() {
   return { h1, h2, run };
 }
 
+const u32 = (b: Uint8Array, o: number) => ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 const frame = (src: { mac: string; ip: string }, dst: { mac: string; ip: string }, l4: L4) => ethernet({ src: src.mac, dst: dst.mac, payload: ipv4({ src: src.ip, dst: dst.ip, payload: l4 }) });
 
 // What the encapsulation must be: outer Ethernet with zero MACs, IPv4 PA -> PA (TTL 64, DF, the id
@@ -225,6 +226,130 @@ test('remote add, replace and remove', () => {
   assert.throws(() => h1.sw.overlay.addRemote({ network: 1, mac: B.mac, addresses: ['224.0.0.1'], providerAddress: PA2 }), /addresses\[0\]/);
   assert.throws(() => h1.sw.overlay.addRemote({ network: 1, mac: B.mac, addresses: [], providerAddress: PA1 }), /providerAddress: 10.99.0.1 is this host's own/);
   assert.throws(() => h1.sw.overlay.setVni(1, 0), /vni/);
+});
+
+
+// Distributed routing: both hosts run the same gateways on networks 1 (10.0.0.0/24, VNI 5001) and 2
+// (10.1.0.0/24, VNI 5002). A (host 1, network 1) talks to D (host 2, network 2): host 1 routes A -> D,
+// host 2 routes D -> A; each receiver only switches.
+function routedPair() {
+  const { h1, h2, run } = pair();
+  for (const h of [h1, h2]) {
+    h.sw.addPort({ id: 3, network: 2 });
+    h.sw.overlay.setVni(2, VNI2);
+    h.sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24' });
+    h.sw.router.addInterface({ id: 1, network: 2, address: '10.1.0.1/24' });
+  }
+  h1.sw.overlay.addRemote({ network: 2, mac: D.mac, addresses: [D.ip], providerAddress: PA2 });
+  // Every host is a member of both VNIs (what the cluster programs): routed frames arrive in the VNI
+  // of the egress network, where the sender need not hold endpoints.
+  for (const vni of [VNI, VNI2]) { h1.sw.overlay.addMember(vni, PA2); h2.sw.overlay.addMember(vni, PA1); }
+  h2.sw.addStaticMac({ mac: D.mac, port: 3, network: 2 });
+  const GW1 = '02:6e:70:00:00:00', GW2 = '02:6e:70:00:00:01'; // the default gateway MACs of interfaces 0 and 1, on every host
+  return { h1, h2, run, GW1, GW2 };
+}
+
+test('distributed routing: a TCP handshake and data across subnets, each host routing one direction through conntrack', () => {
+  const { h1, h2, run, GW1, GW2 } = routedPair();
+  const seg = (from: 'A' | 'D', flags: string, seq: number, ack: number, data = new Uint8Array(0)) => from === 'A'
+    ? ethernet({ src: A.mac, dst: GW1, payload: ipv4({ src: A.ip, dst: D.ip, ttl: 64, payload: tcp({ srcPort: 40000, dstPort: 80, flags, seq, ack, payload: data }) }) })
+    : ethernet({ src: D.mac, dst: GW2, payload: ipv4({ src: D.ip, dst: A.ip, ttl: 64, payload: tcp({ srcPort: 80, dstPort: 40000, flags, seq, ack, payload: data }) }) });
+  // What the receiver gets: routed by the sender's host (TTL 63, from the gateway of the egress network).
+  const routed = (from: 'A' | 'D', flags: string, seq: number, ack: number, data = new Uint8Array(0)) => from === 'A'
+    ? ethernet({ src: GW2, dst: D.mac, payload: ipv4({ src: A.ip, dst: D.ip, ttl: 63, payload: tcp({ srcPort: 40000, dstPort: 80, flags, seq, ack, payload: data }) }) })
+    : ethernet({ src: GW1, dst: A.mac, payload: ipv4({ src: D.ip, dst: A.ip, ttl: 63, payload: tcp({ srcPort: 80, dstPort: 40000, flags, seq, ack, payload: data }) }) });
+  const steps: Array<['A' | 'D', string, number, number, Uint8Array?]> = [
+    ['A', 'S', 1000, 0], ['D', 'SA', 5000, 1001], ['A', 'A', 1001, 5001],
+    ['A', 'PA', 1001, 5001, payload], ['D', 'A', 5001, 1009], ['D', 'PA', 5001, 1009, payload], ['A', 'A', 1009, 5009],
+    ['A', 'FA', 1009, 5009], ['D', 'FA', 5009, 1010], ['A', 'A', 1010, 5010],
+  ];
+  for (const [from, flags, seq, ack, data] of steps) {
+    (from === 'A' ? h1 : h2).sw.inject([[from === 'A' ? 1 : 3, seg(from, flags, seq, ack, data)]]);
+    const got = run();
+    assert.equal(got, [[from === 'A' ? 2 : 1, from === 'A' ? 3 : 1, routed(from, flags, seq, ack, data)]], `${from} ${flags}`);
+  }
+  assert.equal(h1.sw.counters().drops, {});
+  assert.equal(h2.sw.counters().drops, {});
+  const c1 = h1.sw.router.connections(), c2 = h2.sw.router.connections();
+  assert.is(c1.length, 1);
+  assert.is(c2.length, 1);
+  assert.is(c1[0].original.src, A.ip, 'host 1 tracks A -> D');
+  assert.is(c2[0].original.src, D.ip, 'host 2 tracks D -> A');
+});
+
+test('distributed routing: ping across subnets; an ACL on the receiving port blocks inner traffic', () => {
+  const { h1, h2, run, GW1, GW2 } = routedPair();
+  h1.sw.inject([[1, ethernet({ src: A.mac, dst: GW1, payload: ipv4({ src: A.ip, dst: D.ip, ttl: 64, payload: icmp({ type: 8, id: 9, seq: 1, payload }) }) })]]);
+  assert.equal(run(), [[2, 3, ethernet({ src: GW2, dst: D.mac, payload: ipv4({ src: A.ip, dst: D.ip, ttl: 63, payload: icmp({ type: 8, id: 9, seq: 1, payload }) }) })]]);
+  h2.sw.inject([[3, ethernet({ src: D.mac, dst: GW2, payload: ipv4({ src: D.ip, dst: A.ip, ttl: 64, payload: icmp({ type: 0, id: 9, seq: 1, payload }) }) })]]);
+  assert.equal(run(), [[1, 1, ethernet({ src: GW1, dst: A.mac, payload: ipv4({ src: D.ip, dst: A.ip, ttl: 63, payload: icmp({ type: 0, id: 9, seq: 1, payload }) }) })]]);
+  // Port ACLs apply to decapsulated packets: D takes nothing from 10.0.0.0/24.
+  h2.sw.acls.setPortAcl(3, { rules: [{ Id: 'no-net1', Action: 'Block', Direction: 'In', RemoteAddresses: '10.0.0.0/24', Priority: 100 }], defaultIn: 'Allow', defaultOut: 'Allow' });
+  h1.sw.inject([[1, ethernet({ src: A.mac, dst: GW1, payload: ipv4({ src: A.ip, dst: D.ip, ttl: 64, payload: udp({ srcPort: 1, dstPort: 2, payload }) }) })]]);
+  assert.equal(run(), []);
+  assert.is(h2.sw.counters().drops.acl_blocked, 1);
+});
+
+test('MTU: a bridged IPv4 packet with DF too big for the tunnel gets fragmentation needed from its destination, as Linux', () => {
+  const { h1 } = pair();
+  const big = new Uint8Array(1500 - 20 - 8 - 50 + 1);  // one byte over: IP packet 1451 > 1450
+  const f = ethernet({ src: A.mac, dst: B.mac, payload: ipv4({ src: A.ip, dst: B.ip, df: true, ttl: 61, payload: udp({ srcPort: 7, dstPort: 8, payload: big }) }) });
+  h1.sw.inject([[1, f]]);
+  const out = h1.take();
+  assert.is(out.length, 1);
+  assert.is(out[0][0], 1, 'back to the sender');
+  const rest = new Uint8Array([0, 0, 0x05, 0xaa]); // next-hop MTU 1450
+  const quoted = f.subarray(14, 14 + 548);
+  assert.equal(out[0][1], ethernet({ src: B.mac, dst: A.mac, payload: ipv4({ src: B.ip, dst: A.ip, ttl: 61, id: 0, df: true, payload: icmp({ type: 3, code: 4, rest, payload: quoted }) }) }));
+  assert.is(h1.sw.counters().drops.vxlan_too_big, 1);
+  // The largest that fits goes through; without DF the too-big one is only a counted drop.
+  h1.sw.inject([[1, ethernet({ src: A.mac, dst: B.mac, payload: ipv4({ src: A.ip, dst: B.ip, df: true, payload: udp({ srcPort: 7, dstPort: 8, payload: big.subarray(1) }) }) })]]);
+  const ok = h1.take();
+  assert.equal(ok.map(([p, x]) => [p, x.length]), [[0, 1500 + 14]]);
+  h1.sw.inject([[1, ethernet({ src: A.mac, dst: B.mac, payload: ipv4({ src: A.ip, dst: B.ip, payload: udp({ srcPort: 7, dstPort: 8, payload: big }) }) })]]);
+  assert.equal(h1.take(), []);
+  assert.is(h1.sw.counters().drops.vxlan_too_big, 2);
+});
+
+test('MTU: an IPv6 packet too big for the tunnel gets Packet Too Big from its destination', () => {
+  const { h1 } = pair();
+  const big = new Uint8Array(1450 - 40 - 8 + 1);
+  const f = ethernet({ src: A.mac, dst: B.mac, payload: ipv6({ src: A.ip6, dst: B.ip6, hopLimit: 50, payload: udp({ srcPort: 7, dstPort: 8, payload: big }) }) });
+  h1.sw.inject([[1, f]]);
+  const out = h1.take();
+  assert.is(out.length, 1);
+  const d = dissect(out[0][1]);
+  assert.equal([out[0][0], d.src, d.dst, d.ipv6!.src, d.ipv6!.dst, d.ipv6!.hopLimit, d.icmpv6!.type, d.icmpv6!.code, d.icmpv6!.checksumOk], [1, B.mac, A.mac, 'fd00::3', 'fd00::2', 50, 2, 0, true]);
+  assert.is(u32(out[0][1], 14 + 40 + 4), 1450, 'the tunnel MTU');
+  assert.is(out[0][1].length, 14 + 1280, 'quoting as much as fits the IPv6 minimum MTU');
+});
+
+test('head-end replication: a broadcast from a local port goes to every other member once, and is counted', () => {
+  const { h1 } = pair();
+  h1.sw.overlay.addMember(VNI, '10.99.0.3');
+  h1.sw.overlay.addMember(VNI, PA1); // this host itself: never a copy
+  h1.sw.inject([[1, frame(A, { mac: BC, ip: '10.0.0.255' }, udp({ srcPort: 1, dstPort: 1, payload }))]]);
+  const out = h1.take();
+  assert.equal(out.map(([p, f]) => p === 0 ? dissect(f).ipv4!.dst : `port ${p}`).sort(), ['10.99.0.2', '10.99.0.3', 'port 2']);
+  assert.is(h1.sw.counters().stats.vxlan_bum_copies, 2);
+  // What came from the overlay is never sent back into it.
+  h1.sw.inject([[0, underlay({ inner: frame(B, { mac: BC, ip: '10.0.0.255' }, udp({ srcPort: 1, dstPort: 1, payload })) })]]);
+  assert.equal(h1.take().map(([p]) => p).sort(), [1, 2]);
+});
+
+test('a frame from the overlay to another remote endpoint is not sent back into it (split horizon)', () => {
+  const { h1 } = pair();
+  h1.sw.overlay.addRemote({ network: 1, mac: '02:00:00:00:00:0e', addresses: [], providerAddress: '10.99.0.3' });
+  h1.sw.inject([[0, underlay({ inner: frame(B, { mac: '02:00:00:00:00:0e', ip: '10.0.0.9' }, udp({ srcPort: 1, dstPort: 1, payload })) })]]);
+  assert.equal(h1.take(), []);
+  assert.is(h1.sw.counters().drops.vxlan_split_horizon, 1);
+});
+
+test('the trace follows a frame into the overlay', () => {
+  const { h1 } = pair();
+  const t = h1.sw.trace(1, frame(A, B, udp({ srcPort: 1, dstPort: 2, payload })));
+  assert.match(t.text, /l2 +to a remote endpoint: VXLAN to 10\.99\.0\.2, VNI 5001/);
+  assert.equal(t.output.map((o) => o.port), [0]);
 });
 
 test.run();

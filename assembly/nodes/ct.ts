@@ -110,6 +110,20 @@ export function start(r: usize, proto: u32, l4: usize, l4len: u32, now: u32): vo
   update(r, proto, 0, l4, l4len, now);
 }
 
+// Distributed routing over the overlay (nodes/vxlan.ts): every host runs the same gateway, so a
+// connection routed between two overlay networks to a remote endpoint is routed here in one
+// direction only; its other direction is routed by the remote host and reaches the local endpoint
+// bridged. Such a one-sided connection (its original direction's next hop is a remote endpoint)
+// may start from any valid TCP segment or an echo reply, and is tracked without TCP state or window
+// checks: a RST closes it, a FIN shortens its timeout, anything else keeps it established. Linux's
+// conntrack on each host would see the same one-sided traffic and refuse it (a deliberate
+// difference: HNS's distributed router does not track it either).
+export const CT_ONE_SIDED: u8 = 0x20;   // in the record's byte 29, beside the FIN-seen bits
+export function markOneSided(r: usize): void {
+  store<u8>(r, load<u8>(r, 29) | CT_ONE_SIDED, 29);
+  markLiberal(r);
+}
+
 // A new connection tracked liberally from its start (an interface it is routed through says so).
 export function markLiberal(r: usize): void {
   store<u8>(r + win.TDF, win.TD_LIBERAL);
@@ -129,6 +143,13 @@ export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, no
   if (proto == 6) {
     let f = <u32>load<u8>(l4, 13);
     if (!win.validFlags(f)) return Reason.CtTcpBadFlags;
+    if (load<u8>(r, 29) & CT_ONE_SIDED) {
+      ns = (f & tcp.RST) != 0 ? State.TcpClose : (f & tcp.FIN) != 0 || s == State.TcpTimeWait ? State.TcpTimeWait : State.TcpEstablished;
+      store<u8>(r, <u8>ns, 27);
+      store<u8>(r, flags, 28);
+      store<u32>(r, now + timeout(ns), 36);
+      return Reason.None;
+    }
     if (s == State.TcpEstablished && (f & (tcp.SYN | tcp.FIN | tcp.RST)) == 0) {
       nextSeen = 0;                 // an established segment moves nothing (tcpNext's answer, inline)
     } else {

@@ -19,6 +19,7 @@
 // The check is one compare on the fast path, before the packet is rewritten, so the ICMP error quotes
 // it as its sender sent it. A SYN or SYN-ACK has its MSS option clamped after the translation, where
 // an interface it crosses asks for it (nodes/mss.ts).
+import * as overlay from "../overlay";
 import { Reason } from "../reasons";
 import { Meta, FLAG_FRAGMENT, FLAG_LATER_FRAGMENT, FLAG_RELEASED } from "../packet";
 import { iface, Iface, ifaceOfDomain, IF_UP, isLocalAddressV4, isRouterAddressV4, PUNT_UPLINK } from "../router";
@@ -117,7 +118,7 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
     return;
   }
   // Only echo requests start an ICMP connection; a stray reply or other message has nothing to match.
-  if (proto == 1 && sport == 0) {
+  if (proto == 1 && sport == 0 && (dport == 0 || overlay.remoteCount == 0)) {
     drop(m.inPort, Reason.CtInvalidNew);
     return;
   }

@@ -30,6 +30,9 @@
 // packet (parse). A packet larger than the egress MTU gets Packet Too Big and is dropped: routers
 // never fragment IPv6 (RFC 8200 §5). A SYN or SYN-ACK has its MSS option clamped on its way out, where
 // an interface it crosses asks for it (nodes/mss.ts).
+import * as overlay from "../overlay";
+import { remoteHop } from "./vxlan";
+import { validFlags as validTcpFlags } from "./tcpwindow";
 import { Reason } from "../reasons";
 import { Meta, FLAG_GROUP_DST, FLAG_LATER_FRAGMENT, FLAG_FRAGMENT, FLAG_RELEASED } from "../packet";
 import { iface, Iface, IF_UP, IF_TCP_LIBERAL, IF_TCP_NO_PICKUP, ifCount, PUNT_RS, PUNT_UPLINK } from "../router";
@@ -173,7 +176,10 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
   trace.note(trace.Step.Conntrack, 0, 0, 0, 0);
   // A new connection: only echo requests start an ICMPv6 one, only a lone SYN a TCP one.
   let state = ct.initialState(proto, tcpFlags, zone);
-  if (state == ct.State.None || (proto == 58 && sport == 0)) {
+  // Or a one-sided connection to a remote endpoint (nodes/ct.ts CT_ONE_SIDED), once the route says so.
+  let needRemote = overlay.remoteCount != 0 &&
+    ((state == ct.State.None && proto == 6 && validTcpFlags(tcpFlags)) || (proto == 58 && sport == 0 && dport != 0));
+  if (!needRemote && (state == ct.State.None || (proto == 58 && sport == 0))) {
     drop(m.inPort, Reason.CtInvalidNew);
     return;
   }
@@ -193,6 +199,17 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
     drop(m.inPort, Reason.CtInvalidNew);
     return;
   }
+  let oneSided = false;
+  if (overlay.remoteCount != 0 && (proto == 6 || proto == 58)) {
+    let hhi = lpm.routeNextHopHi(rt), hlo = lpm.routeNextHopLo(rt);
+    if ((hhi | hlo) == 0) { hhi = dhi; hlo = dlo; }
+    oneSided = remoteHop(lpm.routeIface(rt), true, hhi, hlo);
+  }
+  if (needRemote && !oneSided) {
+    drop(m.inPort, Reason.CtInvalidNew);
+    return;
+  }
+  if (oneSided && proto == 6) state = ct.State.TcpEstablished;
   let ri = ct.take(now);
   if (ri < 0) {
     drop(m.inPort, Reason.CtTableFull);
@@ -211,6 +228,7 @@ export function ip6input(m: Meta, ifIndex: u32, now: u32): void {
   let r = flow.rec(<u32>ri);
   flow.setTuples(r, zkey, proto, state, flow.CT_V6, sid, did, sport, dport, did, sid, dport, sport, now);
   if (ifFlags & IF_TCP_LIBERAL) ct.markLiberal(r);
+  if (oneSided) ct.markOneSided(r);
   flow.commit(<u32>ri, h, flow.hashKey(zkey, proto, did, sid, dport, sport));
   bump(Stat.CtCreated);
   ct.start(r, proto, l4, m.l4len, now);

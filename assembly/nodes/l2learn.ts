@@ -6,7 +6,8 @@
 // limit is dropped (otherwise the limit would only hide hosts, not stop them), and so is a frame whose
 // source is a static entry of another port.
 import { Reason } from "../reasons";
-import { Meta } from "../packet";
+import { Meta, FLAG_TUNNEL } from "../packet";
+import { checkSource } from "./vxlan";
 import { Port, PORT_NO_LEARN } from "../ports";
 import * as mac from "../tables/mac";
 import { loadMac } from "../wire/bytes";
@@ -14,7 +15,8 @@ import * as eth from "../wire/ethernet";
 import * as trace from "../trace";
 
 @inline export function l2learn(m: Meta, pt: Port, now: u32): Reason {
-  if (pt.flags & PORT_NO_LEARN) return Reason.None;
+  // (The underlay port learns nothing: a decapsulated frame's source is checked instead.)
+  if (pt.flags & PORT_NO_LEARN) return (m.flags & FLAG_TUNNEL) != 0 ? checkSource(m, now) : Reason.None;
   let k = mac.key(loadMac(m.frame + eth.SRC), m.vlan);
   if (!trace.traceOn && mac.refreshed(k, m.network, m.srcHash, m.inPort, now)) return Reason.None;
   let r = mac.learn(k, m.network, m.srcHash, m.inPort, now);

@@ -36,6 +36,8 @@ import * as ct from "./ct";
 import * as win from "./tcpwindow";
 import * as trace from "../trace";
 import { bump, Stat } from "../counters";
+import * as overlay from "../overlay";
+import { remoteHop } from "./vxlan";
 
 const DEFAULT_PORT_LO: u32 = 1024;
 const DEFAULT_PORT_HI: u32 = 65535;
@@ -65,7 +67,11 @@ export let routedNextHop: u32 = 0;
 export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32,
                               tcpFlags: u32, seq: u32, origHash: u32, now: u32): i32 {
   let state = ct.initialState(proto, tcpFlags, zone);
-  if (state == ct.State.None) return -<i32>Reason.CtInvalidNew;
+  // A TCP segment other than a lone SYN, or an echo reply, may start a one-sided connection to a
+  // remote endpoint (ct.ts CT_ONE_SIDED): decided once the route is known.
+  let needRemote = (state == ct.State.None && proto == 6 && win.validFlags(tcpFlags)) || (proto == 1 && sport == 0);
+  if (needRemote && overlay.remoteCount == 0) return -<i32>Reason.CtInvalidNew;
+  if (state == ct.State.None && !needRemote) return -<i32>Reason.CtInvalidNew;
 
   let dstIsRouter = isRouterAddressV4(zone, dst);
   let ndst = dst, ndport = dport;
@@ -110,6 +116,9 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
   routedIface = outIf;
   routedNextHop = <u32>lpm.routeNextHopLo(rt);
   if (routedNextHop == 0) routedNextHop = dsrBackend != 0 ? dsrBackend : ndst;
+  let oneSided = overlay.remoteCount != 0 && (proto == 6 || proto == 1) && remoteHop(outIf, false, 0, <u64>routedNextHop);
+  if (needRemote && !oneSided) return -<i32>Reason.CtInvalidNew;
+  if (oneSided && proto == 6) state = ct.State.TcpEstablished;
 
   let nsrc = src, nsport = sport;
   let snat = false;
@@ -137,7 +146,7 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
 
   // The reply tuple: (ndst -> nsrc, ndport -> nsport); for echo the id travels as the reply's
   // destination "port" (see nodes/ip4.ts).
-  let rSport = proto == 1 ? 0 : ndport;
+  let rSport = proto == 1 && sport != 0 ? 0 : ndport; // (an echo reply starting a one-sided connection: ct.ts)
   let mapping: usize = 0;
   if (eimRule >= 0) {
     // Endpoint-independent: the endpoint's existing mapping, or a port no other mapping owns.
@@ -185,6 +194,7 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
     store<u32>(r, dsrBackend, 92);
     store<u8>(r, CT_DSR, 29);
   }
+  if (oneSided) ct.markOneSided(r);
   // Checksum deltas. Original direction: (src, dst, sport, dport) -> (nsrc, ndst, nsport, ndport);
   // reply direction: the inverse on the reply tuple.
   let a = checksum.delta32(src, nsrc) + checksum.delta32(dst, ndst);

@@ -48,7 +48,7 @@ import * as overlay from "../overlay";
 import * as mac from "../tables/mac";
 import * as tx from "../tx";
 import { drop, bump, Stat } from "../counters";
-import { ROUTER_PORT } from "../router";
+import { ROUTER_PORT, iface } from "../router";
 import { maxPorts } from "../ports";
 import * as trace from "../trace";
 import * as checksum from "../wire/checksum";
@@ -61,7 +61,7 @@ import * as icmpv6 from "../wire/icmpv6";
 import { mix64 } from "../tables/hash";
 import { get8, get16, get32, set16, set32, loadMac, storeMac, isGroupMac } from "../wire/bytes";
 import { parse } from "./parse";
-import { ipv4Header } from "./icmp4";
+import { ipv4Header, freshIpId } from "./icmp4";
 import { ipv6Header, icmp6Checksum, addrHi, addrLo, storeAddr } from "./ip6";
 import { GENERATED_PORT } from "./output";
 import { l2forward, dstHash, NO_PORT } from "./l2forward";
@@ -124,19 +124,25 @@ export function decap(m: Meta): Reason {
   let sm = loadMac(m.frame + eth.SRC);
   if (isGroupMac(sm)) return Reason.SrcMacMulticast;
   if (sm == 0) return Reason.L2ZeroSource;
-  let k = mac.key(sm, m.vlan);
-  let s = mac.find(k, m.network, mac.hash(k, m.network));
-  if (s != 0) {
-    let p = mac.recPort(s);
-    if (p == overlay.TUNNEL_PORT) {
-      if (overlay.remotePa(overlay.remoteOfSlot(s)) != src) return Reason.VxlanInnerSpoof;
-    } else if (p < maxPorts && mac.live(s, nowMs)) {
-      return Reason.VxlanInnerSpoof;   // a station of this host (the distributed gateway's MAC is allowed)
-    }
-  }
+  // The inner source's check needs its MAC table slot: it runs where learning would (checkSource),
+  // after the batch's touch pass has brought that slot in. The outer source waits in tci (free: the
+  // inner frame is untagged).
+  m.tci = src;
   m.flags |= FLAG_TUNNEL;
   bump(Stat.VxlanDecap);
   return Reason.None;
+}
+
+// The inner source of a decapsulated frame, in place of learning (nodes/l2learn.ts: the underlay port
+// learns nothing): not a station of this host (the distributed gateway's MAC is allowed), and if it
+// is a remote endpoint, one programmed at the PA the frame came from.
+export function checkSource(m: Meta, now: u32): Reason {
+  let k = mac.key(loadMac(m.frame + eth.SRC), m.vlan);
+  let s = mac.find(k, m.network, m.srcHash);
+  if (s == 0) return Reason.None;
+  let p = mac.recPort(s);
+  if (p == overlay.TUNNEL_PORT) return overlay.remotePa(overlay.remoteOfSlot(s)) != m.tci ? Reason.VxlanInnerSpoof : Reason.None;
+  return p < maxPorts && mac.live(s, now) ? Reason.VxlanInnerSpoof : Reason.None;
 }
 
 // ---- encapsulation -------------------------------------------------------------------------------
@@ -171,9 +177,8 @@ export function replicate(m: Meta): u32 {
     if (load<u32>(r) != vni) continue;
     let pa = load<u32>(r, 4);
     if (pa == self) continue;
-    let e = encap(m, pa, vni);
-    if (e == SENT) copies++;
-    else if (e == TOO_BIG) break; // too big for every member: answered (or counted) once
+    if (encap(m, pa, vni) != SENT) break; // too big, or no room, for every member: counted once
+    copies++;
   }
   if (copies) bump(Stat.VxlanBumCopies, copies);
   return copies;
@@ -257,12 +262,24 @@ function encapOffload(m: Meta, pa: u32, vni: u32, sport: u32, len: u32, tagged: 
   return SENT;
 }
 
-// Writes the outer headers before an inner frame of `len` bytes at p + 50.
+// Writes the outer headers before an inner frame of `len` bytes at p + 50. The IPv4 header is written
+// word by word and its checksum summed from its 16-bit fields (no loop over the header).
 @inline function outer(p: usize, len: u32, pa: u32, vni: u32, sport: u32): void {
   store<u64>(p, 0);
   store<u32>(p, 0, 8);
   set16(p + eth.ETHERTYPE, eth.TYPE_IPV4);
-  ipv4Header(p + OUTER_IP, 36 + len, 17, 64, 0, ipv4.FLAG_DF, overlay.providerAddress, pa);
+  let ip = p + OUTER_IP;
+  let total = 36 + len;
+  let id = freshIpId();
+  let src = overlay.providerAddress;
+  set32(ip, 0x4500_0000 | total);
+  set32(ip + 4, (id << 16) | ipv4.FLAG_DF);
+  set32(ip + 12, src);
+  set32(ip + 16, pa);
+  let s: u32 = 0x4500 + total + id + ipv4.FLAG_DF + 0x4011 + (src >>> 16) + (src & 0xffff) + (pa >>> 16) + (pa & 0xffff);
+  s = (s & 0xffff) + (s >>> 16);
+  s = (s & 0xffff) + (s >>> 16);
+  set32(ip + 8, 0x4011_0000 | (~s & 0xffff));  // TTL 64, UDP, checksum
   let u = p + OUTER_UDP;
   set16(u, sport);
   set16(u + 2, overlay.udpPort);
@@ -512,4 +529,11 @@ function proxyNs(m: Meta): bool {
 export function remoteNeighborMac(network: u32, vlan: u32, v6: bool, hi: u64, lo: u64): u64 {
   let r = overlay.findAddress(network, vlan, v6, hi, lo);
   return r == 0 ? 0 : load<u64>(r);
+}
+
+// Is the next hop (hi, lo) of a route out of interface outIf a remote endpoint of its domain? Then a
+// connection routed there is one-sided (nodes/ct.ts CT_ONE_SIDED).
+export function remoteHop(outIf: u32, v6: bool, hi: u64, lo: u64): bool {
+  let f = iface(outIf);
+  return overlay.findAddress(<u32>f.network, <u32>f.vlan, v6, hi, lo) != 0;
 }
