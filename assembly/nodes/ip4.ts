@@ -155,7 +155,7 @@ function local4(m: Meta, f: Iface, proto: u32, sport: u32, answer: u32, now: u32
 // before it is processed. ip4input uses it instead of hashing again.
 // Also records in m.toRouter that the frame is for the router, so forwarding need not look the gateway
 // MAC up again.
-export function routedFlowHash(m: Meta, dstMac: u64): u32 {
+@inline export function routedFlowHash(m: Meta, dstMac: u64): u32 {
   if (m.ethertype != eth.TYPE_IPV4 || m.l4 == 0 || (m.protocol != 6 && m.protocol != 17)) return 0;
   let i = ifaceOfDomain(m.network, m.vlan);
   if (i < 0) return 0;
@@ -243,7 +243,7 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
   }
   egress.account(r, dir, m.len - m.l3);
   if (tooBig) fragment4(m, out, egress.nextHop(r, dir), now);
-  else egress.sendVia(m, out, egress.nextHop(r, dir), now);
+  else egress.sendViaInline(m, out, egress.nextHop(r, dir), now);
 }
 
 // A fragment after the first: its datagram's first fragment noted the ports (tables/frag.ts), by

@@ -10,7 +10,7 @@ import { arpInput } from "./arp";
 import { ip4input } from "./ip4";
 import { ip6input } from "./ip6";
 
-export function l3input(m: Meta, ifIndex: u32, now: u32): void {
+@inline export function l3input(m: Meta, ifIndex: u32, now: u32): void {
   let f = iface(ifIndex);
   let group = (m.flags & FLAG_GROUP_DST) != 0;
   if (m.ethertype == eth.TYPE_ARP) {
