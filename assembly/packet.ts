@@ -69,7 +69,7 @@ export function alloc(batch: u32): void {
   return changetype<Meta>(metaBase + <usize>i * META_SIZE);
 }
 
-export function resetMeta(m: Meta, frame: usize, len: u32, port: u32): void {
+@inline export function resetMeta(m: Meta, frame: usize, len: u32, port: u32): void {
   // Only what a stage may read before another writes it; the rest is written by parse and ingress.
   m.frame = frame;
   m.len = len;

@@ -5,6 +5,12 @@
 // learns and forwards. When the tables fit in cache there is nothing to overlap, and each packet runs
 // through all stages to completion instead, which saves writing and re-reading its metadata.
 //
+// The stages an established packet goes through are inlined into this loop as far as the forwarding
+// of the connection (resetMeta, routedFlowHash, ifaceOfDomain, l3input, ip4input, and in ip4.ts the
+// forwarding, conntrack's update and the egress): V8's WebAssembly code keeps no value in a register across a call, so each
+// call spilled and reloaded the caller's live values (nat-established-10k ×1.03-1.09 A/B,
+// docs/performance.md).
+//
 // rx descriptor (8 bytes, little-endian): u32 offset of the frame in the rx buffer, u16 length,
 // u16 ingress port. A descriptor pointing outside the rx buffer is a counted drop, so a host bug can
 // never make the dataplane read outside its own buffers.
@@ -23,7 +29,7 @@ import { parse } from "./nodes/parse";
 import { ingress } from "./nodes/ingress";
 import { l2learn } from "./nodes/l2learn";
 import { l2forward } from "./nodes/l2forward";
-import { l3input } from "./nodes/l3";
+import { l3input, l3inputCall } from "./nodes/l3";
 import { aclCheck, HELD } from "./nodes/acl";
 import { DIR_OUT } from "./tables/acl";
 import * as flow from "./tables/flow";
@@ -251,7 +257,7 @@ function rerun(m: Meta, f: usize, len: u32, p: u32, stage: u32, ifIndex: u32, po
   m.flowHash = ports;
   m.srcHash = answer;
   if (stage == frag.STAGE_ROUTER) {
-    l3input(m, ifIndex, t);
+    l3inputCall(m, ifIndex, t);
     return;
   }
   if (pt.flags & PORT_ACL) {
@@ -268,5 +274,5 @@ function rerun(m: Meta, f: usize, len: u32, p: u32, stage: u32, ifIndex: u32, po
   if (isGroupMac(dst)) m.flags |= FLAG_GROUP_DST;
   m.dstHash = mac.hash(mac.key(dst, m.vlan), m.network);
   let r3 = l2forward(m, t, p);
-  if (r3 != 0) l3input(m, r3 - 1, t);
+  if (r3 != 0) l3inputCall(m, r3 - 1, t);
 }

@@ -93,7 +93,7 @@ export function alloc(): void {
 @inline function domainHash(k: u32): u32 { return (k * 0x9e3779b1) >> 19; } // 13 bits: DOMAIN_SLOTS
 
 // The interface of a broadcast domain, or -1.
-export function ifaceOfDomain(network: u32, vid: u32): i32 {
+@inline export function ifaceOfDomain(network: u32, vid: u32): i32 {
   if (ifCount == 0) return -1;
   let k = domainKey(network, vid);
   let i = domainHash(k);

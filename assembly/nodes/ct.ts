@@ -135,6 +135,11 @@ export function markLiberal(r: usize): void {
 // left as it was), else the reason it is invalid (the packet is dropped; the connection is left as
 // it was).
 export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, now: u32): Reason {
+  return updateInline(r, proto, dir, l4, l4len, now);
+}
+// The body of update(), inlined into hit(): the established path makes no call it need not make (a
+// call in V8's WebAssembly spills every live value of the caller; docs/performance.md).
+@inline function updateInline(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, now: u32): Reason {
   let s = <u32>load<u8>(r, 27);
   let ns = s;
   let flags = load<u8>(r, 28);
@@ -296,7 +301,7 @@ function tcpNext(r: usize, s: u32, dir: u32, f: u32): u32 {
 // update() for a hit, noted in the trace (a: 1 a hit, 2 a hit whose segment conntrack ignored).
 @inline export function hit(r: usize, ri: u32, proto: u32, dir: u32, l4: usize, l4len: u32, now: u32): Reason {
   ignored = false;
-  let why = update(r, proto, dir, l4, l4len, now);
+  let why = updateInline(r, proto, dir, l4, l4len, now);
   trace.note(trace.Step.Conntrack, ignored ? 2 : 1, ri, dir, <u32>load<u8>(r, 27));
   return why;
 }

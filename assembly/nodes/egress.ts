@@ -139,6 +139,11 @@ export function send(m: Meta, r: usize, dir: u32, now: u32): void {
 // Routed packets mostly leave to one next hop (the uplink's gateway), so the MAC table hash of the
 // last one is kept: a hash is a pure function of its key, so the memo is never stale.
 export function sendVia(m: Meta, out: Iface, nextHop: u64, now: u32): void {
+  sendViaInline(m, out, nextHop, now);
+}
+// sendVia's body, inlined into the IPv4 forwarding of an established connection (the hot path; see
+// ct.ts updateInline); the other callers share the one copy above.
+@inline export function sendViaInline(m: Meta, out: Iface, nextHop: u64, now: u32): void {
   storeMac(m.frame + eth.DST, nextHop);
   storeMac(m.frame + eth.SRC, out.mac);
   counters.batchRouted += 1;

@@ -42,7 +42,9 @@ import * as vnet from "./vnet";
 import { wanted, clampMss } from "./mss";
 import * as trace from "../trace";
 
-export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
+// Inlined (with forwardInline below, for an established connection) into the batch loop's l3input:
+// the established path makes no call it need not make (pipeline.ts).
+@inline export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
   let f = iface(ifIndex);
   if (m.flags & FLAG_LATER_FRAGMENT) {
     laterFragment(m, f, ifIndex, now);
@@ -97,7 +99,7 @@ export function ip4input(m: Meta, ifIndex: u32, now: u32): void {
       drop(m.inPort, why);
       return;
     }
-    forward(m, f, r, dir, now);
+    forwardInline(m, f, r, dir, now);
     return;
   }
 
@@ -156,7 +158,7 @@ function local4(m: Meta, f: Iface, proto: u32, sport: u32, answer: u32, now: u32
 // before it is processed. ip4input uses it instead of hashing again.
 // Also records in m.toRouter that the frame is for the router, so forwarding need not look the gateway
 // MAC up again.
-export function routedFlowHash(m: Meta, dstMac: u64): u32 {
+@inline export function routedFlowHash(m: Meta, dstMac: u64): u32 {
   if (m.ethertype != eth.TYPE_IPV4 || m.l4 == 0 || (m.protocol != 6 && m.protocol != 17)) return 0;
   let i = ifaceOfDomain(m.network, m.vlan);
   if (i < 0) return 0;
@@ -170,6 +172,9 @@ export function routedFlowHash(m: Meta, dstMac: u64): u32 {
 
 // Applies direction `dir` of connection r to the packet and sends it on.
 function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
+  forwardInline(m, fin, r, dir, now);
+}
+@inline function forwardInline(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
   let ip = m.frame + m.l3;
   let ttl = ipv4.ttl(ip);
   if (ttl <= 1) {
@@ -244,7 +249,7 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
   }
   egress.account(r, dir, m.len - m.l3);
   if (tooBig) fragment4(m, out, egress.nextHop(r, dir), now);
-  else egress.sendVia(m, out, egress.nextHop(r, dir), now);
+  else egress.sendViaInline(m, out, egress.nextHop(r, dir), now);
 }
 
 // A fragment after the first: its datagram's first fragment noted the ports (tables/frag.ts), by

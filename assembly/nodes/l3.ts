@@ -10,7 +10,8 @@ import { arpInput } from "./arp";
 import { ip4input } from "./ip4";
 import { ip6input } from "./ip6";
 
-export function l3input(m: Meta, ifIndex: u32, now: u32): void {
+// The batch loop's copy (pipeline.ts second(), inlined with ip4input); rarer callers take l3inputCall.
+@inline export function l3input(m: Meta, ifIndex: u32, now: u32): void {
   let f = iface(ifIndex);
   let group = (m.flags & FLAG_GROUP_DST) != 0;
   if (m.ethertype == eth.TYPE_ARP) {
@@ -35,4 +36,10 @@ export function l3input(m: Meta, ifIndex: u32, now: u32): void {
     return;
   }
   drop(m.inPort, Reason.L3UnsupportedEthertype);
+}
+
+// l3input as one function, for the callers off the batch loop (released fragments), so that they
+// do not each carry a copy of the IPv4 stage.
+export function l3inputCall(m: Meta, ifIndex: u32, now: u32): void {
+  l3input(m, ifIndex, now);
 }
