@@ -306,7 +306,9 @@ export class Host {
   // nothing changed (the dataplane, the attachments, the store and the state file).
   change(c: Change): Promise<AnyObject> {
     return this.serial(async () => {
-      const { next, result } = this.store.prepare(c);
+      // An assigned MAC or address also avoids the cluster's remote endpoints. Two hosts assigning at
+      // the same moment can still pick the same one: the cluster's claim refuses the second.
+      const { next, result } = this.store.prepare(c, this.clusterPlan(this.store.snapshot(), this.cluster).endpoints);
       if (!next) return result;
       const touched = c.kind === 'endpoint' ? new Set([result.ID]) : new Set<string>();
       for (const e of next.endpoints) if (touched.has(e.ID)) this.checkAttachment(e, next);

@@ -251,11 +251,11 @@ function routedPair() {
 
 test('distributed routing: a TCP handshake and data across subnets, each host routing one direction through conntrack', () => {
   const { h1, h2, run, GW1, GW2 } = routedPair();
-  const seg = (from: 'A' | 'D', flags: string, seq: number, ack: number, data = new Uint8Array(0)) => from === 'A'
+  const seg = (from: 'A' | 'D', flags: string, seq: number, ack: number, data: Uint8Array = new Uint8Array(0)) => from === 'A'
     ? ethernet({ src: A.mac, dst: GW1, payload: ipv4({ src: A.ip, dst: D.ip, ttl: 64, payload: tcp({ srcPort: 40000, dstPort: 80, flags, seq, ack, payload: data }) }) })
     : ethernet({ src: D.mac, dst: GW2, payload: ipv4({ src: D.ip, dst: A.ip, ttl: 64, payload: tcp({ srcPort: 80, dstPort: 40000, flags, seq, ack, payload: data }) }) });
   // What the receiver gets: routed by the sender's host (TTL 63, from the gateway of the egress network).
-  const routed = (from: 'A' | 'D', flags: string, seq: number, ack: number, data = new Uint8Array(0)) => from === 'A'
+  const routed = (from: 'A' | 'D', flags: string, seq: number, ack: number, data: Uint8Array = new Uint8Array(0)) => from === 'A'
     ? ethernet({ src: GW2, dst: D.mac, payload: ipv4({ src: A.ip, dst: D.ip, ttl: 63, payload: tcp({ srcPort: 40000, dstPort: 80, flags, seq, ack, payload: data }) }) })
     : ethernet({ src: GW1, dst: A.mac, payload: ipv4({ src: D.ip, dst: A.ip, ttl: 63, payload: tcp({ srcPort: 80, dstPort: 40000, flags, seq, ack, payload: data }) }) });
   const steps: Array<['A' | 'D', string, number, number, Uint8Array?]> = [

@@ -279,6 +279,7 @@ export class HostCompiler {
           done.push([kind, id]);
         }
       }
+      this.reconcileMembers(next);
       // The gateways' services for the new state: built whole (or refused) before any is swapped in.
       const services = this.services.plan(next, (network) => {
         const iface = this.gatewayInterface.get(network);
@@ -298,6 +299,7 @@ export class HostCompiler {
       for (const [kind, id, a] of undone.reverse()) {
         this.applied.set(`${kind}/${id}`, { value: a.value, undo: this.compile(kind, a.value, prev) });
       }
+      this.reconcileMembers(prev);
       throw e;
     } finally {
       // Released and not claimed back: what belonged to objects that are gone.
@@ -305,6 +307,22 @@ export class HostCompiler {
       this.releasedGateways.drop();
       this.releasedNumbers.drop();
     }
+  }
+
+  // Distributed routing encapsulates a routed packet into its destination's segment, where the
+  // sending host may hold no endpoint of its own; the dataplane takes a VNI only from its members,
+  // and a host holding remotes in one segment is an implicit member of that segment only. So every
+  // host that holds a remote endpoint of any Overlay network is made an explicit member of every
+  // Overlay segment of this host (keys "vni/pa", kept in step after each apply).
+  private members = new Set<string>();
+  private reconcileMembers(state: ModelState): void {
+    if (!this.overlay) return;
+    const sdk = this.overlaySdk();
+    const vnis = state.networks.filter((n) => n.Type === 'Overlay').map((n) => vsidOf(n)!);
+    const pas = new Set(state.endpoints.filter((e) => e.IsRemoteEndpoint).map((e) => providerAddressOf(e)).filter((a): a is string => !!a));
+    const want = new Set(vnis.flatMap((v) => [...pas].map((pa) => `${v}/${pa}`)));
+    for (const k of this.members) if (!want.has(k)) { const [v, pa] = k.split('/'); sdk.removeMember(Number(v), pa); this.members.delete(k); }
+    for (const k of want) if (!this.members.has(k)) { const [v, pa] = k.split('/'); sdk.addMember(Number(v), pa); this.members.add(k); }
   }
 
   private compile(kind: Kind, value: unknown, state: ModelState): Undo[] {

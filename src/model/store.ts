@@ -62,7 +62,9 @@ export class Store {
 
   // Computes and checks a change without committing it: `next` is the whole state it would make
   // (undefined for a retried create, which changes nothing), `result` what the caller answers.
-  prepare(c: Change): { next?: ModelState; result: AnyObject } {
+  // `others`: endpoints that are not in the store but hold MACs and addresses all the same (the
+  // cluster's remote endpoints): an assigned MAC or address avoids theirs too.
+  prepare(c: Change, others: HostComputeEndpoint[] = []): { next?: ModelState; result: AnyObject } {
     if (c.op === 'create') {
       const v = VALIDATE[c.kind](c.value);
       const existing = (this.state[LIST[c.kind]] as AnyObject[]).find((x) => x.ID === v.ID);
@@ -73,7 +75,7 @@ export class Store {
         throw new ModelError('AlreadyExists', diff, `${NAME[c.kind]} ${JSON.stringify(v.ID)} exists with another ${diff}`);
       }
       const next = structuredClone(this.state);
-      const obj = c.kind === 'endpoint' ? assign(next, v as HostComputeEndpoint) : v;
+      const obj = c.kind === 'endpoint' ? assign(next, v as HostComputeEndpoint, others) : v;
       (next[LIST[c.kind]] as AnyObject[]).push(obj);
       checkState(next);
       return { next, result: structuredClone(obj) };
@@ -235,11 +237,11 @@ export function contains(cidr: string, ip: string): boolean {
 }
 
 // Gives an endpoint a MAC from its network's pool and an address from its first IPv4 subnet when it
-// has none (HNS's assignment), avoiding what other endpoints and the gateway use.
-function assign(s: ModelState, e: HostComputeEndpoint): HostComputeEndpoint {
+// has none (HNS's assignment), avoiding what other endpoints (and `others`) and the gateway use.
+function assign(s: ModelState, e: HostComputeEndpoint, others: HostComputeEndpoint[] = []): HostComputeEndpoint {
   const net = s.networks.find((n) => n.ID === e.HostComputeNetwork);
   if (!net) throw new ModelError('NotFound', 'HostComputeNetwork', `no network ${JSON.stringify(e.HostComputeNetwork)}`);
-  const peers = s.endpoints.filter((x) => x.HostComputeNetwork === net.ID);
+  const peers = [...s.endpoints, ...others].filter((x) => x.HostComputeNetwork === net.ID);
   const out = structuredClone(e);
   if (!out.MacAddress) {
     const used = new Set(peers.map((p) => p.MacAddress).filter(Boolean).map((m) => macNumber(m!)));

@@ -50,6 +50,18 @@ export function exec(ns: string, cmd: string, timeoutMs = 30000): Promise<{ code
   });
 }
 
+// A namespace of this test process's (np-<run>-<name>, its loopback up), deleted at teardown.
+export function namespace(name: string): string {
+  const ns = `np-${run}-${name}`;
+  sh(['ip', 'netns', 'add', ns]);
+  made.netns.push(ns);
+  sh(['ip', 'link', 'set', 'lo', 'up'], { ns });
+  return ns;
+}
+
+// A device name for this test process (np<run><name>, at most 15 characters).
+export const devName = (name: string): string => `np${run}${name}`.slice(0, 15);
+
 // Starts a background command in a namespace (a server); killed at teardown.
 export function background(ns: string, cmd: string): ChildProcess {
   // Its own process group, so that teardown ends the whole pipeline, not only the shell.
