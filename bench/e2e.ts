@@ -13,8 +13,10 @@
 // Needs root, /dev/net/tun, iproute2, socat, iperf3, vde2, passt and slirp4netns:
 // `sudo scripts/install-bench-deps.sh`. Last, two real QEMU guests (TCG) moving TCP between them through
 // netplane and through QEMU's own stream netdev (bench/qemu-guests.ts; needs qemu-system-x86 and the
-// test guest). `-- --uplinks` runs only the socket uplinks, `-- --qemu` only the QEMU guests. Writes
-// bench/results/e2e.json.
+// test guest). Then VXLAN between two hosts on an underlay bridge: netplane's overlay (two switches,
+// each with a guest on the native TAP and the socket underlay) against Linux vxlan devices with a
+// bridge, iperf3 between the guests, in the same run. `-- --uplinks` runs only the socket uplinks,
+// `-- --qemu` only the QEMU guests, `-- --overlay` only the VXLAN case. Writes bench/results/e2e.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync, readdirSync } from 'node:fs';
 import { Switch, nativeTapAvailable } from '../src/index.js';
@@ -33,6 +35,7 @@ const procs: ChildProcess[] = [];
 const extraNs: string[] = [];
 
 const onlyQemu = process.argv.includes('--qemu');
+const onlyOverlay = process.argv.includes('--overlay');
 
 function need(): string | undefined {
   if (onlyQemu) return qemuMissing();
@@ -363,6 +366,85 @@ async function uplinks(): Promise<Record<string, UplinkResult>> {
   return out;
 }
 
+// VXLAN between two hosts (issue 15): two host namespaces on an underlay bridge, each with one guest
+// namespace; the guests' traffic crosses the underlay encapsulated. Linux: a vxlan device (VNI 43,
+// nolearning, an all-zero fdb entry to the other host) and a bridge in each host, the guest on a veth
+// (MTU 1450). netplane: bench/overlay-host.ts in each host (a switch, the guest on the native TAP with
+// offloads, the socket underlay), the other guest as a remote endpoint. Same iperf3 between guests.
+function underlayPair(tag: string, net: number): { a: string; b: string; pa: string[] } {
+  const ul = netns(`${tag}u`), a = netns(`${tag}a`), b = netns(`${tag}b`);
+  const dev = (x: string) => `npb${process.pid % 10000}${tag}${x}`.slice(0, 15);
+  sh(['ip', 'link', 'add', dev('br'), 'type', 'bridge'], { ns: ul });
+  sh(['ip', 'link', 'set', dev('br'), 'up'], { ns: ul });
+  const pa = [`10.${net}.0.1`, `10.${net}.0.2`];
+  for (const [i, h] of [a, b].entries()) {
+    sh(['ip', 'link', 'add', dev(`v${i}`), 'netns', h, 'type', 'veth', 'peer', 'name', dev(`u${i}`), 'netns', ul]);
+    sh(['ip', 'link', 'set', dev(`u${i}`), 'master', dev('br')], { ns: ul });
+    sh(['ip', 'link', 'set', dev(`u${i}`), 'up'], { ns: ul });
+    sh(['ip', 'addr', 'add', `${pa[i]}/24`, 'dev', dev(`v${i}`)], { ns: h });
+    sh(['ip', 'link', 'set', dev(`v${i}`), 'up'], { ns: h });
+  }
+  return { a, b, pa };
+}
+
+async function viaOverlayLinux(): Promise<Rate & { rttMs: number }> {
+  const { a, b, pa } = underlayPair('ovl', 97);
+  const guests: string[] = [];
+  for (const [i, h] of [a, b].entries()) {
+    const g = netns(`ovlg${i}`);
+    const d = (x: string) => `npb${process.pid % 10000}ol${x}${i}`.slice(0, 15);
+    sh(['ip', 'link', 'add', d('vx'), 'type', 'vxlan', 'id', '43', 'dstport', '4789', 'local', pa[i], 'nolearning'], { ns: h });
+    sh(['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', d('vx'), 'dst', pa[1 - i]], { ns: h });
+    sh(['ip', 'link', 'add', d('br'), 'type', 'bridge'], { ns: h });
+    sh(['ip', 'link', 'set', d('vx'), 'master', d('br')], { ns: h });
+    sh(['ip', 'link', 'add', d('h'), 'type', 'veth', 'peer', 'name', d('g'), 'netns', g], { ns: h });
+    sh(['ip', 'link', 'set', d('h'), 'master', d('br')], { ns: h });
+    for (const x of ['vx', 'br', 'h']) sh(['ip', 'link', 'set', d(x), 'up'], { ns: h });
+    sh(['ip', 'link', 'set', d('g'), 'mtu', '1450'], { ns: g });
+    sh(['ip', 'addr', 'add', `10.241.0.${i + 1}/24`, 'dev', d('g')], { ns: g });
+    sh(['ip', 'link', 'set', d('g'), 'up'], { ns: g });
+    guests.push(g);
+  }
+  return measure(guests[0], guests[1], '10.241.0.2');
+}
+
+async function viaOverlayNetplane(): Promise<Rate & { rttMs: number; cpuMs: number[] }> {
+  const { a, b, pa } = underlayPair('ovn', 96);
+  const macs = ['02:00:00:00:0a:01', '02:00:00:00:0b:01'];
+  const hosts: ChildProcess[] = [];
+  const guests: string[] = [];
+  for (const [i, h] of [a, b].entries()) {
+    const tap = `npb${process.pid % 10000}on${i}`.slice(0, 15);
+    const arg = JSON.stringify({ pa: pa[i], peerPa: pa[1 - i], vni: 43, tap, remoteMac: macs[1 - i], remoteIp: `10.242.0.${2 - i}` });
+    const p = spawn('ip', ['netns', 'exec', h, process.execPath, '--import', 'tsx', join(here, 'overlay-host.ts'), arg], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+    procs.push(p);
+    hosts.push(p);
+    await new Promise<void>((ok, fail) => {
+      let out = '';
+      const t = setTimeout(() => fail(new Error(`overlay host ${i} did not start`)), 30000);
+      p.stdout!.on('data', (d) => { out += d; if (out.includes('ready')) { clearTimeout(t); ok(); } });
+      p.on('exit', (c) => { clearTimeout(t); fail(new Error(`overlay host ${i} exited (${c})`)); });
+    });
+    const g = netns(`ovng${i}`);
+    sh(['ip', 'link', 'set', tap, 'netns', g], { ns: h });
+    sh(['ip', 'link', 'set', tap, 'address', macs[i]], { ns: g });
+    sh(['ip', 'link', 'set', tap, 'mtu', '1450'], { ns: g });
+    sh(['ip', 'addr', 'add', `10.242.0.${i + 1}/24`, 'dev', tap], { ns: g });
+    sh(['ip', 'link', 'set', tap, 'up'], { ns: g });
+    guests.push(g);
+  }
+  const r = await measure(guests[0], guests[1], '10.242.0.2');
+  const cpuMs: number[] = [];
+  for (const p of hosts) {
+    const done = new Promise<string>((ok) => { let out = ''; p.stdout!.on('data', (d) => (out += d)); p.on('exit', () => ok(out)); });
+    // The host's own node process is the child of `ip netns exec`, which execs it: same pid.
+    try { process.kill(p.pid!, 'SIGTERM'); } catch { /* gone */ }
+    const line = (await done).split('\n').find((l) => l.startsWith('{'));
+    if (line) cpuMs.push(JSON.parse(line).cpuMs);
+  }
+  return { ...r, cpuMs };
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function qemuRecord(name: string, r: PathResult) {
@@ -393,7 +475,7 @@ try {
   const records: object[] = [];
   // The issue's goals, each a ratio of two figures of this run (a full run only).
   const goals: Array<{ goal: string; ratio: number; target: number; spread?: { min: number; max: number } }> = [];
-  if (!onlyQemu) {
+  if (!onlyQemu && !onlyOverlay) {
     console.log(`TCP throughput (iperf3, ${seconds} s) and ping RTT between two namespaces`);
     const results: Record<string, Rate & { rttMs: number }> = {};
     const cases: Array<[string, () => Promise<Rate & { rttMs: number }>]> = [['netplane (socat UDP)', viaNetplane]];
@@ -437,9 +519,9 @@ try {
     );
   }
   // The QEMU guests: their own section, last, so a machine without QEMU still gets the rest.
-  const missingQemu = tapOnly ? undefined : qemuMissing();
+  const missingQemu = tapOnly || onlyOverlay ? undefined : qemuMissing();
   if (missingQemu && !process.argv.includes('--uplinks')) console.log(`QEMU guest to guest: skipped: ${missingQemu}`);
-  else if (!process.argv.includes('--uplinks') && !tapOnly) {
+  else if (!process.argv.includes('--uplinks') && !tapOnly && !onlyOverlay) {
     const rounds = quick ? 2 : 7;
     console.log(`QEMU guest to guest (TCG): TCP, busybox dd | nc, ${rounds} rounds of about ${seconds} s per path, the paths taking turns`);
     const q = await qemuCases(seconds, rounds, console.log);
@@ -449,6 +531,18 @@ try {
       records.push(qemuRecord(name, r));
     }
   }
+  // VXLAN across two hosts (issue 15): netplane against Linux's vxlan devices, in this run.
+  if (!onlyQemu && !tapOnly && !process.argv.includes('--uplinks') && nativeTapAvailable()) {
+    console.log(`VXLAN between two hosts: TCP between a guest of each (iperf3, ${seconds} s), inner MTU 1450`);
+    const lx = await viaOverlayLinux();
+    const np = await viaOverlayNetplane();
+    for (const [name, r] of [['Linux vxlan + bridge', lx], ['netplane (native TAP, socket underlay)', np]] as const) {
+      console.log(`  ${name.padEnd(40)} ${r.gbps.toFixed(3).padStart(8)} Gbit/s (${r.min.toFixed(2)}-${r.max.toFixed(2)} by second)   RTT ${r.rttMs.toFixed(3)} ms`);
+      records.push({ name: `overlay: ${name}`, mpps: 0, entries: 2, gbps: r3(r.gbps), spread: spreadOf(r), rttMs: r.rttMs, ...('cpuMs' in r ? { cpuMs: r.cpuMs } : {}) });
+    }
+    console.log(`  netplane / Linux: ${(np.gbps / lx.gbps).toFixed(2)}x (${(np.min / lx.max).toFixed(2)}-${(np.max / lx.min).toFixed(2)}); netplane CPU per host ${np.cpuMs.join(' and ')} ms over the run`);
+    records.push({ name: 'ratio: VXLAN netplane / Linux vxlan (iperf3)', mpps: 0, entries: 0, ratio: Math.round((np.gbps / lx.gbps) * 100) / 100, spread: { min: Math.round((np.min / lx.max) * 100) / 100, max: Math.round((np.max / lx.min) * 100) / 100 } });
+  }
   if (goals.length) {
     console.log('Issue 14 goals, from this run (ratio, its spread, the target):');
     const f = (v: number) => v.toFixed(2);
@@ -456,10 +550,10 @@ try {
     records.push(...goals.map((g) => ({ name: `goal: ${g.goal}`, mpps: 0, entries: 0, ratio: Math.round(g.ratio * 100) / 100, target: g.target, met: g.ratio >= g.target, ...(g.spread ? { spread: { min: Math.round(g.spread.min * 100) / 100, max: Math.round(g.spread.max * 100) / 100 } } : {}) })));
   }
   // A run of one section (--qemu, --uplinks) keeps the other sections' last figures in the file.
-  if (onlyQemu || process.argv.includes('--uplinks')) {
+  if (onlyQemu || onlyOverlay || process.argv.includes('--uplinks')) {
     const file = join(here, 'results', 'e2e.json');
     const fresh = new Set(records.map((r) => (r as { name: string }).name));
-    const section = onlyQemu ? (n: string) => n.startsWith('qemu: ') : (n: string) => n.startsWith('uplink: ');
+    const section = onlyQemu ? (n: string) => n.startsWith('qemu: ') : onlyOverlay ? (n: string) => n.startsWith('overlay: ') || n.startsWith('ratio: VXLAN') : (n: string) => n.startsWith('uplink: ');
     try { for (const r of JSON.parse(readFileSync(file, 'utf8'))) if (!fresh.has(r.name) && !section(r.name)) records.push(r); } catch { /* no earlier run */ }
   }
   console.log(`wrote ${writeResults(tapOnly ? 'e2e-tap' : 'e2e', records)}`);
