@@ -50,18 +50,26 @@ export function writeAtomic(dir: string, name: string, body: string): void {
   try { fsyncSync(d); } finally { closeSync(d); }
 }
 
-export function loadState(dir: string): ModelState {
-  const file = join(dir, STATE_FILE);
-  if (!existsSync(file)) return emptyState();
+// A netplane file ({ netplane: kind, version, ... }): undefined when there is none; refused, naming
+// the file, when it is not JSON, is not netplane's file of that kind, or comes from a newer netplane.
+function readOwn(file: string, kind: string, notOurs: string, current: number, versionWord = 'version'): Record<string, unknown> | undefined {
+  if (!existsSync(file)) return undefined;
   let doc: Record<string, unknown>;
   try {
     doc = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
     throw new StateFileError(file, `corrupt: not valid JSON (${(e as Error).message}); not loaded, nothing was changed`);
   }
-  if (typeof doc !== 'object' || doc === null || doc.netplane !== 'state') throw new StateFileError(file, 'not a netplane state file');
+  if (typeof doc !== 'object' || doc === null || doc.netplane !== kind) throw new StateFileError(file, notOurs);
   if (typeof doc.version !== 'number') throw new StateFileError(file, 'has no version');
-  if (doc.version > STATE_VERSION) throw new StateFileError(file, `written by a newer netplane (state version ${doc.version}; this one reads ${STATE_VERSION})`);
+  if (doc.version > current) throw new StateFileError(file, `written by a newer netplane (${versionWord} ${doc.version}; this one reads ${current})`);
+  return doc;
+}
+
+export function loadState(dir: string): ModelState {
+  const file = join(dir, STATE_FILE);
+  const doc = readOwn(file, 'state', 'not a netplane state file', STATE_VERSION, 'state version');
+  if (!doc) return emptyState();
   const lists: Array<[keyof ModelState, (v: unknown) => unknown]> = [
     ['networks', validateNetwork], ['endpoints', validateEndpoint], ['namespaces', validateNamespace], ['loadBalancers', validateLoadBalancer],
   ];
@@ -93,16 +101,8 @@ export function saveLeases(dir: string, leases: Record<string, DhcpState>): void
 // The leases file's networks (each one checked by its server's restore), or {} when there is none.
 export function loadLeases(dir: string): Record<string, DhcpState> {
   const file = join(dir, LEASES_FILE);
-  if (!existsSync(file)) return {};
-  let doc: Record<string, unknown>;
-  try {
-    doc = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new StateFileError(file, `corrupt: not valid JSON (${(e as Error).message}); not loaded, nothing was changed`);
-  }
-  if (typeof doc !== 'object' || doc === null || doc.netplane !== 'dhcp-leases') throw new StateFileError(file, 'not a netplane DHCP lease file (netplane writes this name; move it away)');
-  if (typeof doc.version !== 'number') throw new StateFileError(file, 'has no version');
-  if (doc.version > LEASES_VERSION) throw new StateFileError(file, `written by a newer netplane (version ${doc.version}; this one reads ${LEASES_VERSION})`);
+  const doc = readOwn(file, 'dhcp-leases', 'not a netplane DHCP lease file (netplane writes this name; move it away)', LEASES_VERSION);
+  if (!doc) return {};
   const n = doc.networks;
   if (typeof n !== 'object' || n === null || Array.isArray(n)) throw new StateFileError(file, 'networks: must be an object (network ID: leases)');
   return n as Record<string, DhcpState>;
@@ -125,16 +125,8 @@ export function saveClusterView(dir: string, sources: Record<string, RemoteEndpo
 // there is no file.
 export function loadClusterView(dir: string): Record<string, RemoteEndpointSpec[]> {
   const file = join(dir, CLUSTER_FILE);
-  if (!existsSync(file)) return {};
-  let doc: Record<string, unknown>;
-  try {
-    doc = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new StateFileError(file, `corrupt: not valid JSON (${(e as Error).message}); not loaded, nothing was changed`);
-  }
-  if (typeof doc !== 'object' || doc === null || doc.netplane !== 'cluster-view') throw new StateFileError(file, 'not a netplane cluster view file (netplane writes this name; move it away)');
-  if (typeof doc.version !== 'number') throw new StateFileError(file, 'has no version');
-  if (doc.version > CLUSTER_VERSION) throw new StateFileError(file, `written by a newer netplane (version ${doc.version}; this one reads ${CLUSTER_VERSION})`);
+  const doc = readOwn(file, 'cluster-view', 'not a netplane cluster view file (netplane writes this name; move it away)', CLUSTER_VERSION);
+  if (!doc) return {};
   const s = doc.sources;
   if (typeof s !== 'object' || s === null || Array.isArray(s)) throw new StateFileError(file, 'sources: must be an object (source: remote endpoints)');
   const out: Record<string, RemoteEndpointSpec[]> = {};
