@@ -373,9 +373,50 @@ static napi_value UdpRecv(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// Sends the n frames of desc (write()'s layout, its header offset unused) from base with sendmmsg:
+// all to `one`, or, when `one` is NULL, each an IPv4 packet to its own destination address (bytes
+// 16-19 of its header). A frame outside the buffer (or, without `one`, shorter than an IPv4 header)
+// is dropped unread; one the socket refuses (EAGAIN: its buffer is full, which drops the rest;
+// EMSGSIZE, EHOSTUNREACH...) is skipped. Returns how many were sent; the caller counts the others.
+static uint32_t send_batch(int fd, uint8_t *base, size_t blen, const uint32_t *desc, int32_t n,
+                           const struct sockaddr_storage *one, socklen_t oneLen) {
+  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK]; struct sockaddr_in to[MMSG_CHUNK];
+  uint32_t sent = 0;
+  int32_t i = 0;
+  while (i < n) {
+    unsigned k = 0;
+    while (k < MMSG_CHUNK && i + (int32_t)k < n) {
+      size_t f = desc[(i + k) * 3 + 1], len = desc[(i + k) * 3 + 2];
+      if (f + len > blen || (!one && len < 20)) break;
+      iov[k].iov_base = base + f; iov[k].iov_len = len;
+      memset(&m[k], 0, sizeof m[k]);
+      m[k].msg_hdr.msg_iov = &iov[k]; m[k].msg_hdr.msg_iovlen = 1;
+      if (one) {
+        m[k].msg_hdr.msg_name = (void *)one; m[k].msg_hdr.msg_namelen = oneLen;
+      } else {
+        memset(&to[k], 0, sizeof to[k]);
+        to[k].sin_family = AF_INET;
+        memcpy(&to[k].sin_addr, base + f + 16, 4);
+        m[k].msg_hdr.msg_name = &to[k]; m[k].msg_hdr.msg_namelen = sizeof to[k];
+      }
+      k++;
+    }
+    if (k == 0) { i++; continue; }   // unreadable: dropped, never read
+    int r = sendmmsg(fd, m, k, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;   // the rest is dropped
+      i++;                                                 // this one is refused: dropped
+      continue;
+    }
+    sent += (uint32_t)r; i += r;
+  }
+  return sent;
+}
+
 // udpSend(fd, base, desc, n, to) -> datagrams sent: desc as write()'s (its header offset unused), all
-// to the address record `to`, with sendmmsg. A datagram the socket refuses (EAGAIN: its buffer is
-// full; EMSGSIZE) is skipped; the caller counts n - sent as dropped.
+// to the address record `to`, with sendmmsg (send_batch says what is dropped); the caller counts
+// n - sent as dropped.
 static napi_value UdpSend(napi_env env, napi_callback_info info) {
   size_t argc = 5; napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -387,33 +428,8 @@ static napi_value UdpSend(napi_env env, napi_callback_info info) {
   CHECK(napi_get_typedarray_info(env, argv[2], &t, &dlen, &ddata, &ab, &off));
   CHECK(napi_get_typedarray_info(env, argv[4], &t, &tlen, &tdata, &ab, &off));
   if (n < 0 || (size_t)n * 3 > dlen || tlen < ADDR_REC) { napi_throw_range_error(env, NULL, "udpSend: bad batch"); return NULL; }
-  uint8_t *base = bdata; const uint32_t *desc = ddata;
   struct sockaddr_storage ss; socklen_t sl = get_addr(&ss, tdata);
-  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK];
-  uint32_t sent = 0;
-  int32_t i = 0;
-  while (i < n) {
-    unsigned k = 0;
-    while (k < MMSG_CHUNK && i + (int32_t)k < n) {
-      size_t f = desc[(i + k) * 3 + 1], len = desc[(i + k) * 3 + 2];
-      if (f + len > blen) break;
-      iov[k].iov_base = base + f; iov[k].iov_len = len;
-      memset(&m[k], 0, sizeof m[k]);
-      m[k].msg_hdr.msg_iov = &iov[k]; m[k].msg_hdr.msg_iovlen = 1;
-      m[k].msg_hdr.msg_name = &ss; m[k].msg_hdr.msg_namelen = sl;
-      k++;
-    }
-    if (k == 0) { i++; continue; }   // out of the buffer: dropped, never read
-    int r = sendmmsg(fd, m, k, MSG_DONTWAIT);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;   // the rest is dropped
-      i++;                                                 // this one is refused: dropped
-      continue;
-    }
-    sent += (uint32_t)r; i += r;
-  }
-  napi_value out; CHECK(napi_create_uint32(env, sent, &out));
+  napi_value out; CHECK(napi_create_uint32(env, send_batch(fd, bdata, blen, ddata, n, &ss, sl), &out));
   return out;
 }
 
@@ -432,9 +448,8 @@ static napi_value RawOpen(napi_env env, napi_callback_info info) {
 }
 
 // rawSend(fd, base, desc, n) -> packets sent: desc as write()'s (its header offset unused), each an
-// IPv4 packet sent to its own destination address (bytes 16-19 of its header), with sendmmsg. A
-// packet the socket refuses (EAGAIN: its buffer is full; EMSGSIZE, EHOSTUNREACH...) is skipped; the
-// caller counts n - sent as dropped.
+// IPv4 packet sent to its own destination address, with sendmmsg (send_batch says what is dropped);
+// the caller counts n - sent as dropped.
 static napi_value RawSend(napi_env env, napi_callback_info info) {
   size_t argc = 4; napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -445,35 +460,7 @@ static napi_value RawSend(napi_env env, napi_callback_info info) {
   CHECK(napi_get_typedarray_info(env, argv[1], &t, &blen, &bdata, &ab, &off));
   CHECK(napi_get_typedarray_info(env, argv[2], &t, &dlen, &ddata, &ab, &off));
   if (n < 0 || (size_t)n * 3 > dlen) { napi_throw_range_error(env, NULL, "rawSend: bad batch"); return NULL; }
-  uint8_t *base = bdata; const uint32_t *desc = ddata;
-  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK]; struct sockaddr_in to[MMSG_CHUNK];
-  uint32_t sent = 0;
-  int32_t i = 0;
-  while (i < n) {
-    unsigned k = 0;
-    while (k < MMSG_CHUNK && i + (int32_t)k < n) {
-      size_t f = desc[(i + k) * 3 + 1], len = desc[(i + k) * 3 + 2];
-      if (f + len > blen || len < 20) break;
-      memset(&to[k], 0, sizeof to[k]);
-      to[k].sin_family = AF_INET;
-      memcpy(&to[k].sin_addr, base + f + 16, 4);
-      iov[k].iov_base = base + f; iov[k].iov_len = len;
-      memset(&m[k], 0, sizeof m[k]);
-      m[k].msg_hdr.msg_iov = &iov[k]; m[k].msg_hdr.msg_iovlen = 1;
-      m[k].msg_hdr.msg_name = &to[k]; m[k].msg_hdr.msg_namelen = sizeof to[k];
-      k++;
-    }
-    if (k == 0) { i++; continue; }   // out of the buffer or no IPv4 header: dropped, never read
-    int r = sendmmsg(fd, m, k, MSG_DONTWAIT);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;   // the rest is dropped
-      i++;                                                 // this one is refused: dropped
-      continue;
-    }
-    sent += (uint32_t)r; i += r;
-  }
-  napi_value out; CHECK(napi_create_uint32(env, sent, &out));
+  napi_value out; CHECK(napi_create_uint32(env, send_batch(fd, bdata, blen, ddata, n, NULL, 0), &out));
   return out;
 }
 
