@@ -241,14 +241,20 @@ async function streamClient(name: string, socket: string, address: string, gatew
   return ns;
 }
 
-async function viaUplinkNetplane(): Promise<UplinkResult> {
+// A switch with the guest's port behind gateway 10.0.2.2 and the socket uplink as its default route
+// (the gateway reaches the host's loopback), as both netplane uplink cases use it.
+function uplinkSwitch() {
   const sw = new Switch({ maxPorts: 8 });
   const guest = sw.addPort({ network: 2 });
   const rt = sw.router;
   rt.addInterface({ id: 0, network: 2, address: '10.0.2.2/24' });
   rt.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
   rt.addRoute({ destination: '0.0.0.0/0', interface: 1 });
-  const up = SocketUplink.attach(sw, { interface: 1, host: [0] });
+  return { sw, guest, up: SocketUplink.attach(sw, { interface: 1, host: [0] }) };
+}
+
+async function viaUplinkNetplane(): Promise<UplinkResult> {
+  const { sw, guest, up } = uplinkSwitch();
   const socket = join(tmp, 'netplane.sock');
   const st = await StreamTransport.listen(sw, guest.id, { unix: socket });
   try {
@@ -299,13 +305,7 @@ async function viaSlirp(mtu: number): Promise<UplinkResult> {
 // the uplink's TCP super-segments reach the client kernel as TSO super-frames and the client's TSO
 // super-frames reach the uplink whole (the TAP's MTU stays 1500; no per-segment work in netplane).
 async function viaUplinkNetplaneTap(): Promise<UplinkResult> {
-  const sw = new Switch({ maxPorts: 8 });
-  const guest = sw.addPort({ network: 2 });
-  const rt = sw.router;
-  rt.addInterface({ id: 0, network: 2, address: '10.0.2.2/24' });
-  rt.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
-  rt.addRoute({ destination: '0.0.0.0/0', interface: 1 });
-  const up = SocketUplink.attach(sw, { interface: 1, host: [0] });
+  const { sw, guest, up } = uplinkSwitch();
   try {
     const c = await nativeHost(sw, guest.id, 'uo', { mac: '02:00:00:00:00:2d', address: '10.0.2.15/24', gateway: '10.0.2.2', offload: true });
     const r = await measureUplink(c.ns, '10.0.2.2');

@@ -127,12 +127,9 @@ function establishedCase(flows: number): BenchRecord {
   return record(`nat-established-${label}`, 'Mpps', m.mpps, flows, 'connections', m.spread);
 }
 
-// For bench/ab.ts: the new-connection case one batch at a time (256 SYNs through SNAT, each a new
-// connection). `prepare(k)` runs outside the timing before k batches: when fewer than k are left of
-// the `n` connections the table holds, it flushes the table and starts again, so the timed batches
-// never include the flush and every round fills the same range of table occupancy on both sides.
-export function newConnectionsSetup(n = 1 << 19): (() => void) & { prepare(k: number): void } {
-  const dp = natHost(n);
+// n SYNs of n flows, laid out per batch beforehand (128 bytes a frame), the descriptors of one batch,
+// and a view of the module's rx descriptors to copy them into: a timed batch is two copies and a call.
+function synBatches(dp: ReturnType<typeof natHost>, n: number) {
   const batches = n / BATCH;
   const frames = new Uint8Array(n * 128);
   for (let i = 0; i < n; i++) frames.set(flowFrame(i, 'S'), i * 128);
@@ -141,6 +138,16 @@ export function newConnectionsSetup(n = 1 << 19): (() => void) & { prepare(k: nu
   const dd = new DataView(descs.buffer);
   for (let i = 0; i < BATCH; i++) { dd.setUint32(i * 8, i * 128, true); dd.setUint16(i * 8 + 4, synLen, true); dd.setUint16(i * 8 + 6, 0, true); }
   const rxDescs = new Uint8Array(dp.rxDescriptors.buffer, dp.rxDescriptors.byteOffset, BATCH * 8);
+  return { batches, frames, descs, rxDescs };
+}
+
+// For bench/ab.ts: the new-connection case one batch at a time (256 SYNs through SNAT, each a new
+// connection). `prepare(k)` runs outside the timing before k batches: when fewer than k are left of
+// the `n` connections the table holds, it flushes the table and starts again, so the timed batches
+// never include the flush and every round fills the same range of table occupancy on both sides.
+export function newConnectionsSetup(n = 1 << 19): (() => void) & { prepare(k: number): void } {
+  const dp = natHost(n);
+  const { batches, frames, descs, rxDescs } = synBatches(dp, n);
   const frameBatches = Array.from({ length: batches }, (_, b) => frames.subarray(b * BATCH * 128, (b + 1) * BATCH * 128));
   let b = 0;
   const run = () => {
@@ -156,16 +163,7 @@ export function newConnectionsSetup(n = 1 << 19): (() => void) & { prepare(k: nu
 function newConnectionsCase(): BenchRecord {
   const n = quick ? 1 << 17 : 1 << 19;
   const dp = natHost(n);
-  // Frames and descriptors laid out per batch beforehand, as for the other cases: the timed loop is
-  // two copies and one call per batch.
-  const batches = n / BATCH;
-  const frames = new Uint8Array(n * 128);
-  for (let i = 0; i < n; i++) frames.set(flowFrame(i, 'S'), i * 128);
-  const synLen = flowFrame(0, 'S').length;
-  const descs = new Uint8Array(BATCH * 8);
-  const dd = new DataView(descs.buffer);
-  for (let i = 0; i < BATCH; i++) { dd.setUint32(i * 8, i * 128, true); dd.setUint16(i * 8 + 4, synLen, true); dd.setUint16(i * 8 + 6, 0, true); }
-  const rxDescs = new Uint8Array(dp.rxDescriptors.buffer, dp.rxDescriptors.byteOffset, BATCH * 8);
+  const { batches, frames, descs, rxDescs } = synBatches(dp, n);
   // Round -1 warms up (first touches of the table's memory, the code paths' first runs) and is not
   // timed; the figure is the best timed round, the spread is over all timed rounds.
   const times: number[] = [];
