@@ -43,7 +43,7 @@
 // solicitations for a remote endpoint's address are answered here with its MAC (HNS answers them
 // for remote endpoints; Linux's neigh_suppress) and neither flooded nor replicated.
 import { Reason } from "../reasons";
-import { Meta, FLAG_TAGGED, FLAG_LATER_FRAGMENT, FLAG_TUNNEL, scratchMeta, scratchBase } from "../packet";
+import { Meta, FLAG_TAGGED, FLAG_LATER_FRAGMENT, FLAG_TUNNEL, scratchMeta, scratchBase, resetMeta } from "../packet";
 import * as overlay from "../overlay";
 import * as mac from "../tables/mac";
 import * as tx from "../tx";
@@ -417,19 +417,10 @@ export function flushPending(now: u32): void {
 
 function send(p: usize, len: u32, network: u32, vlan: u32, now: u32): void {
   let s = scratchMeta();
-  s.frame = p;
-  s.len = len;
-  s.inPort = GENERATED_PORT;
+  resetMeta(s, p, len, GENERATED_PORT);
   s.network = network;
   s.vlan = vlan;
-  s.tci = 0;
   s.flags = FLAG_TUNNEL; // never into the overlay: the answer is for a local station
-  s.untagged = 0;
-  s.retagged = 0;
-  s.ethertype = 0;
-  s.vnet = 0;
-  s.l3 = 0;
-  s.l4 = 0;
   s.dstHash = dstHash(s);
   l2forward(s, now, NO_PORT);
 }
