@@ -103,8 +103,8 @@ export function lookup(h: u32, zone: u32, proto: u32, src: u32, dst: u32, sport:
   }
 }
 
-// Touches a key's home index slot (see the MAC table: the batch overlaps its cache misses).
-@inline export function touch(h: u32): u64 { return load<u64>(idxBase + (<usize>(h & idxMask) << 3)); }
+// The address of a key's home index slot, for the batch's touch pass (see the MAC table's slotOf).
+@inline export function slotOf(h: u32): u32 { return <u32>(idxBase + (<usize>(h & idxMask) << 3)); }
 
 // For the batch's touch pass, once the index touch has brought the key's slots in: the key's
 // reference, (record << 1 | direction) + 1, if a slot of its probe run holds its hash, else 0. The
@@ -231,7 +231,7 @@ export function release(i: u32): void {
 
 // Removes expired connections among the next `budget` records. Returns how many.
 export function sweep(now: u32, budget: u32): u32 {
-  if (capacity == 0) return 0;
+  if (count == 0) return 0;
   let removed: u32 = 0;
   let i = sweepCursor;
   for (let n: u32 = 0; n < budget; n++) {
