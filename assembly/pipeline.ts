@@ -160,13 +160,22 @@ function touchAll(n: u32, touchMac: bool, touchFlow: bool): void {
   let touched: u64 = 0;
   for (let j: usize = 0; j < k; j++) touched ^= load<u64>(<usize>load<u32>(touchBase + (j << 2)));
   if (touchFlow) {
+    // Then each key's record, both of its lines, the same way.
+    k = 0;
     for (let i: u32 = 0; i < n; i++) {
       let m = meta(i);
       let h = m.flowHash;
       if (h == 0) continue;
       let v = flow.probe(h);
       m.flowRef = v;
-      if (v) touched ^= flow.touchRef(v);
+      if (v) {
+        store<u32>(touchBase + (k << 2), flow.recordOf(v));
+        k++;
+      }
+    }
+    for (let j: usize = 0; j < k; j++) {
+      let r = <usize>load<u32>(touchBase + (j << 2));
+      touched ^= load<u64>(r) ^ load<u64>(r, 64);
     }
   }
   store<u64>(sinkBase, touched);

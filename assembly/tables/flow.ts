@@ -124,12 +124,10 @@ const PROBE_SLOTS: u32 = 8;
   return 0;
 }
 
-// Touches both cache lines of a reference's record: the fast path needs both (the second holds the
-// counters and the TCP windows, checked before anything is sent).
-@inline export function touchRef(v: u32): u64 {
-  let r = rec((v - 1) >> 1);
-  return load<u64>(r) ^ load<u64>(r, 64);
-}
+// The address of a reference's record, for the batch's touch pass, which loads both of its cache
+// lines: the fast path needs both (the second holds the counters and the TCP windows, checked before
+// anything is sent).
+@inline export function recordOf(v: u32): u32 { return <u32>rec((v - 1) >> 1); }
 
 // Whether reference v (from probe(), maybe stale: the batch's earlier packets may have removed or
 // replaced connections since) is a connection in use with this key in its direction: then lookup()
