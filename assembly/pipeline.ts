@@ -16,7 +16,7 @@
 // never make the dataplane read outside its own buffers.
 import { Reason } from "./reasons";
 import * as arena from "./arena";
-import { Meta, meta, resetMeta, releasedMeta, FLAG_GROUP_DST, FLAG_RELEASED } from "./packet";
+import { Meta, meta, resetMeta, releasedMeta, FLAG_GROUP_DST, FLAG_RELEASED, FLAG_TUNNEL } from "./packet";
 import { port, maxPorts, STATE_UP, STATE_FREE, STATE_UNDERLAY, PORT_ACL, PORT_CAPS } from "./ports";
 import * as vxlan from "./nodes/vxlan";
 import * as vnet from "./nodes/vnet";
@@ -253,23 +253,35 @@ function releaseHeld(t: u32): void {
     let ifIndex = <u32>load<u16>(h, 8);
     let ports = load<u32>(h, 12);
     let answer = load<u32>(h, 16);
+    let network = <u32>load<u16>(h, 20);
+    let vlan = <u32>load<u16>(h, 22);
     let f = tx.reserve(len);
     if (f == 0) {
       drop(p, Reason.TxBufferFull);
     } else {
       memory.copy(f, h + frag.HOLD_FRAME, len);
-      rerun(releasedMeta(), f, len, p, stage, ifIndex, ports, answer, t);
+      rerun(releasedMeta(), f, len, p, stage, ifIndex, ports, answer, network, vlan, t);
     }
     frag.freeSlot(s);
     s = frag.nextPending();
   }
 }
 
-function rerun(m: Meta, f: usize, len: u32, p: u32, stage: u32, ifIndex: u32, ports: u32, answer: u32, t: u32): void {
+function rerun(m: Meta, f: usize, len: u32, p: u32, stage: u32, ifIndex: u32, ports: u32, answer: u32, network: u32, vlan: u32, t: u32): void {
   resetMeta(m, f, len, p);
   let pt = port(p);
-  let r = pt.state != STATE_UP ? Reason.PortDown : parse(m);
-  if (r == Reason.None) r = ingress(m, pt);
+  let r: Reason;
+  if (pt.state == STATE_UNDERLAY) {
+    // An inner frame decapsulated from the underlay, whose outer headers and inner source were checked
+    // when it came (nodes/vxlan.ts): back in the domain of its VNI, as it was held.
+    r = parse(m);
+    m.network = network;
+    m.vlan = vlan;
+    m.flags |= FLAG_TUNNEL;
+  } else {
+    r = pt.state != STATE_UP ? Reason.PortDown : parse(m);
+    if (r == Reason.None) r = ingress(m, pt);
+  }
   if (r) {
     drop(p, r);
     return;

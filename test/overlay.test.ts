@@ -10,7 +10,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Switch } from '../src/dataplane.js';
-import { ethernet, ipv4, ipv6, udp, tcp, icmp, icmpv6, arp, dissect, verifyChecksums, parseIPv6, type L4 } from '../src/frames.js';
+import { ethernet, ipv4, ipv6, udp, tcp, icmp, icmpv6, arp, rawL4, dissect, verifyChecksums, parseIPv4, parseIPv6, type L4 } from '../src/frames.js';
 
 const PA1 = '10.99.0.1', PA2 = '10.99.0.2', VNI = 5001, VNI2 = 5002;
 const A = { mac: '02:00:00:00:00:0a', ip: '10.0.0.2', ip6: 'fd00::2' };
@@ -288,6 +288,33 @@ test('distributed routing: ping across subnets; an ACL on the receiving port blo
   h1.sw.inject([[1, ethernet({ src: A.mac, dst: GW1, payload: ipv4({ src: A.ip, dst: D.ip, ttl: 64, payload: udp({ srcPort: 1, dstPort: 2, payload }) }) })]]);
   assert.equal(run(), []);
   assert.is(h2.sw.counters().drops.acl_blocked, 1);
+});
+
+test('inner IPv4 fragments from the underlay that come before their first fragment are held, then routed after it in their domain', () => {
+  // A vxlan peer that does not route itself (as Linux's vx0 in e2e-overlay) sends B's datagram to the
+  // gateway of network 1; host 1 routes it into network 2, to a local endpoint E.
+  const h = host(PA1);
+  const E = { mac: '02:00:00:00:00:0e', ip: '10.1.0.5' };
+  const GW1 = '02:6e:70:00:00:00', GW2 = '02:6e:70:00:00:01';
+  h.sw.addPort({ id: 3, network: 2 });
+  h.sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24' });
+  h.sw.router.addInterface({ id: 1, network: 2, address: '10.1.0.1/24' });
+  h.sw.overlay.addRemote({ network: 1, mac: B.mac, addresses: [B.ip], providerAddress: PA2 });
+  h.sw.addStaticMac({ mac: E.mac, port: 3, network: 2 });
+  h.sw.router.setNeighbor({ address: E.ip, mac: E.mac, interface: 1 });
+  const data = udp({ srcPort: 5000, dstPort: 6000, payload: new Uint8Array(40).map((_, i) => i) }).build(parseIPv4(B.ip), parseIPv4(E.ip));
+  const frags = (ttl: number, src: string, dst: string) => [[0, 24, true], [24, data.length, false]].map(([a, b, mf]) =>
+    ethernet({ src, dst, payload: ipv4({ src: B.ip, dst: E.ip, id: 77, ttl, mf: mf as boolean, fragOffset: (a as number) / 8, payload: rawL4(17, data.subarray(a as number, b as number)) }) }));
+  const [first, later] = frags(64, B.mac, GW1);
+  h.sw.send(0, vxlanFrame(PA2, PA1, 50000, VNI, later, 1));
+  h.sw.flush();
+  assert.equal(h.take(), [], 'the later fragment is held');
+  assert.is(h.sw.counters().stats.frag_held, 1);
+  h.sw.send(0, vxlanFrame(PA2, PA1, 50000, VNI, first, 2));
+  h.sw.flush();
+  const [r1, r2] = frags(63, GW2, E.mac);
+  assert.equal(h.take(), [[3, r1], [3, r2]], 'both routed to E, the held one after its first fragment');
+  assert.equal(h.sw.counters().drops, {});
 });
 
 test('MTU: a bridged IPv4 packet with DF too big for the tunnel gets fragmentation needed from its destination, as Linux', () => {

@@ -269,7 +269,7 @@ function laterFragment(m: Meta, p: u32, dir: u32, zone: u32, now: u32): Reason {
   }
   if (v == frag.HOLD) {
     if (dir == acl.DIR_IN) return Reason.IpFragment;
-    let why = frag.holdFrame(m.frame, m.len, m.inPort, p, frag.STAGE_ACL_OUT);
+    let why = frag.holdFrame(m.frame, m.len, m.inPort, p, frag.STAGE_ACL_OUT, m.network, m.vlan);
     if (why) return why;
     trace.note(trace.Step.Fragment, 1, 0, 0, 0);
     return HELD;

@@ -273,7 +273,7 @@ function laterFragment(m: Meta, f: Iface, ifIndex: u32, now: u32): void {
     let v = frag.later(zone, proto, 0, <u64>src, 0, <u64>dst, ipv4.ident(ip), start, end, ipv4.moreFragments(ip), hl, now,
                        local ? freshIpId() : 0);
     if (v == frag.HOLD) {
-      let why = frag.holdFrame(m.frame, m.len, m.inPort, ifIndex, frag.STAGE_ROUTER);
+      let why = frag.holdFrame(m.frame, m.len, m.inPort, ifIndex, frag.STAGE_ROUTER, m.network, m.vlan);
       if (why) drop(m.inPort, why);
       else trace.note(trace.Step.Fragment, 1, 0, 0, 0);
       return;

@@ -285,7 +285,7 @@ function laterFragment6(m: Meta, f: Iface, ifIndex: u32, zone: u32, dhi: u64, dl
     let end = start + ipv6.HEADER_LEN + ipv6.payloadLength(ip) - fh - 8;
     let v = frag.later(zkey, proto, shi, slo, dhi, dlo, get32(ip + fh + 4), start, end, (fo & 1) != 0, fh - ipv6.HEADER_LEN, now);
     if (v == frag.HOLD) {
-      let why = frag.holdFrame(m.frame, m.len, m.inPort, ifIndex, frag.STAGE_ROUTER);
+      let why = frag.holdFrame(m.frame, m.len, m.inPort, ifIndex, frag.STAGE_ROUTER, m.network, m.vlan);
       if (why) drop(m.inPort, why);
       else trace.note(trace.Step.Fragment, 1, 0, 0, 0);
       return;

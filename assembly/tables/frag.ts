@@ -31,7 +31,8 @@
 //   72 MAX_FRAGMENTS x (u16 start, u16 end) byte ranges of the fragmentable part
 // Hold slot (HOLD_SIZE bytes): 0 u32 next slot + 1, 4 u16 frame length, 6 u16 ingress port,
 //   8 u16 router interface, 10 u16 stage, 12 u32 the first fragment's ports once released,
-//   16 u32 the datagram's answer identification once released, 24 frame.
+//   16 u32 the datagram's answer identification once released, 20 u16 network, 22 u16 VLAN (the
+//   broadcast domain it was in: a frame decapsulated from the underlay has no port of its own), 24 frame.
 import { Reason } from "../reasons";
 import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
 import { drop, bump, Stat } from "../counters";
@@ -342,7 +343,7 @@ let heldFor: usize = 0;
 
 // Holds the frame of the fragment later() answered HOLD for. Returns the reason it cannot be held
 // (the caller drops it), or None.
-export function holdFrame(frame: usize, len: u32, inPort: u32, ifIndex: u32, stage: u32): Reason {
+export function holdFrame(frame: usize, len: u32, inPort: u32, ifIndex: u32, stage: u32, network: u32, vlan: u32): Reason {
   if (len > HOLD_FRAME_MAX || holdFree == 0) return Reason.IpFragmentBufferFull;
   let s = holdFree;
   let p = hold(s - 1);
@@ -353,6 +354,8 @@ export function holdFrame(frame: usize, len: u32, inPort: u32, ifIndex: u32, sta
   store<u16>(p, <u16>inPort, 6);
   store<u16>(p, <u16>ifIndex, 8);
   store<u16>(p, <u16>stage, 10);
+  store<u16>(p, <u16>network, 20);
+  store<u16>(p, <u16>vlan, 22);
   memory.copy(p + HOLD_FRAME, frame, len);
   store<u32>(r, s, 60);
   store<u16>(r, load<u16>(r, 58) + 1, 58);
