@@ -19,6 +19,7 @@ import * as arena from "./arena";
 import { Meta, meta, resetMeta, releasedMeta, FLAG_GROUP_DST, FLAG_RELEASED, FLAG_TUNNEL } from "./packet";
 import { port, maxPorts, STATE_UP, STATE_FREE, STATE_UNDERLAY, PORT_ACL, PORT_CAPS } from "./ports";
 import * as vxlan from "./nodes/vxlan";
+import * as overlay from "./overlay";
 import * as vnet from "./nodes/vnet";
 import { drop, bump, Stat, flushBatch } from "./counters";
 import * as counters from "./counters";
@@ -88,11 +89,12 @@ export function process(n: u32, now: f64): u32 {
 
   let touchMac = mac.bytes(mac.capacity) > TOUCH_MIN_BYTES;
   let touchFlow = flow.bytes(flow.capacity) > TOUCH_MIN_BYTES;
-  if (touchMac || touchFlow) {
+  let touchRemotes = <u64>overlay.remoteCount * overlay.REMOTE_SIZE > TOUCH_MIN_BYTES;
+  if (touchMac || touchFlow || touchRemotes) {
     // Tables larger than the cache: classify the whole batch, touch every slot it will need, then
     // learn and forward, so the cache misses overlap.
     for (let i: u32 = 0; i < n; i++) first(meta(i), i);
-    touchAll(n, touchMac, touchFlow);
+    touchAll(n, touchMac, touchFlow, touchRemotes);
     for (let i: u32 = 0; i < n; i++) second(meta(i), t);
   } else {
     // Tables in cache: each packet runs to completion while its metadata is still in registers.
@@ -140,7 +142,7 @@ export function process(n: u32, now: f64): u32 {
 // and computes each address (the out-of-order window holds more of them), which took l2-1M ×1.18
 // (docs/performance.md). The connection each packet's index slots named is kept in its metadata
 // (flowRef), so that its lookup checks that record instead of probing the index again.
-function touchAll(n: u32, touchMac: bool, touchFlow: bool): void {
+function touchAll(n: u32, touchMac: bool, touchFlow: bool, touchRemotes: bool): void {
   let k: usize = 0;
   for (let i: u32 = 0; i < n; i++) {
     let m = meta(i);
@@ -177,6 +179,23 @@ function touchAll(n: u32, touchMac: bool, touchFlow: bool): void {
       let r = <usize>load<u32>(touchBase + (j << 2));
       touched ^= load<u64>(r) ^ load<u64>(r, 64);
     }
+  }
+  if (touchRemotes) {
+    // Then the remote endpoint records that the MAC table's tunnel entries name: a frame's destination
+    // to encapsulate (l2forward's toRemote), a decapsulated frame's source to check (checkSource).
+    k = 0;
+    for (let i: u32 = 0; i < n; i++) {
+      let m = meta(i);
+      if (m.reason) continue;
+      let s: usize = 0;
+      if (m.flags & FLAG_TUNNEL) s = mac.find(mac.key(loadMac(m.frame + eth.SRC), m.vlan), m.network, m.srcHash);
+      else if (m.toRouter == 0 && (m.flags & FLAG_GROUP_DST) == 0) s = mac.find(mac.key(loadMac(m.frame + eth.DST), m.vlan), m.network, m.dstHash);
+      if (s != 0 && mac.recPort(s) == overlay.TUNNEL_PORT) {
+        store<u32>(touchBase + (k << 2), <u32>overlay.remoteOfSlot(s));
+        k++;
+      }
+    }
+    for (let j: usize = 0; j < k; j++) touched ^= load<u64>(<usize>load<u32>(touchBase + (j << 2)), 12);
   }
   store<u64>(sinkBase, touched);
 }
