@@ -1,57 +1,81 @@
 // A/B of one packet-rate case between two checkouts, for a machine shared with other work, where whole
-// runs move by more than a change is worth: both checkouts' setups are loaded into one process (each
-// imports its own bench/ and src/, so each loads its own build/netplane.release.wasm), then timed
-// rounds alternate A, B, B, A, ... and every pair gives a ratio B/A by CPU time. A neighbour that
-// slows the machine for a while slows both sides of the pairs it falls on.
+// runs move by more than a change is worth. Each measurement is a process of its own with one setup
+// (two setups in one process favour the one loaded second by 5-20 % at 1M entries), A and B alternate
+// A, B, B, A, ..., and every pair gives a ratio B/A by CPU time: a neighbour that slows the machine for
+// a while slows both sides of the pairs it falls on. CPU=n pins every process to that CPU with taskset
+// (this VM's two vCPUs differ by up to 1.5x at l2-1M; docs/performance.md).
 //
-//   node --import tsx bench/ab.ts <case> [pairs] [batches per round]   (A, B: checkout directories)
-//   A=/tmp/base B=. node --import tsx bench/ab.ts nat-1M 40 50
+//   node --import tsx bench/ab.ts <case> [pairs] [seconds per process]   (A, B: checkout directories)
+//   A=/tmp/base B=. CPU=1 node --import tsx bench/ab.ts nat-1M 6 3
 //
-// A checkout needs its own build (`node scripts/build.mjs wasm`) and node_modules. Cases: l2-1k,
-// l2-64k, l2-1M (bench/l2.ts), nat-1k, nat-10k, nat-100k, nat-1M (bench/l3.ts, established), nat-new
-// (bench/l3.ts, SYNs through SNAT into a table of 512k, flushed outside the timed rounds; a checkout
-// older than that setup can take this tree's bench/l3.ts).
-// Prints each side's median Mpps (with the quartiles) and the median ratio with its quartiles.
+// A checkout needs its own build (`node scripts/build.mjs wasm`) and node_modules; its bench/ must
+// export the setup the case names (a checkout older than a setup can take this tree's bench file).
+// Cases: l2-1k, l2-64k, l2-1M (bench/l2.ts), nat-1k, nat-10k, nat-100k, nat-1M (bench/l3.ts,
+// established), nat-new (bench/l3.ts, SYNs through SNAT into a table of 512k, flushed outside the
+// timed rounds), vxlan-encap|decap|both-1k|100k (bench/vxlan.ts).
+// Prints each side's median Mpps with its range and the median ratio with its range.
 import { resolve } from 'node:path';
 import { loadavg } from 'node:os';
+import { execFileSync } from 'node:child_process';
 
-const [name = 'nat-10k', pairsArg, roundArg] = process.argv.slice(2);
-const pairs = Number(pairsArg ?? 40);
-const batches = Number(roundArg ?? 100);
 const BATCH = 256;
+const ROUND = 100;  // batches a timed round
 const sizes: Record<string, number> = {
   'l2-1k': 1 << 10, 'l2-64k': 1 << 16, 'l2-1M': 1 << 20,
   'nat-1k': 1000, 'nat-10k': 10_000, 'nat-100k': 100_000, 'nat-1M': 1 << 20, 'nat-new': 1 << 19,
 };
-if (!(name in sizes)) throw new Error(`unknown case ${name}: one of ${Object.keys(sizes).join(', ')}`);
+for (const kind of ['encap', 'decap', 'both']) { sizes[`vxlan-${kind}-1k`] = 1000; sizes[`vxlan-${kind}-100k`] = 100_000; }
 
 type Run = (() => void) & { prepare?: (k: number) => void };
 
-async function setup(tree: string): Promise<Run> {
+async function setup(tree: string, name: string): Promise<Run> {
   const dir = resolve(tree);
   if (name.startsWith('l2-')) return (await import(`${dir}/bench/l2.ts`)).l2Setup(sizes[name]);
+  if (name.startsWith('vxlan-')) return (await import(`${dir}/bench/vxlan.ts`)).vxlanSetup(name.split('-')[1], sizes[name]);
   if (name === 'nat-new') return (await import(`${dir}/bench/l3.ts`)).newConnectionsSetup(sizes[name]);
   return (await import(`${dir}/bench/l3.ts`)).establishedSetup(sizes[name]);
 }
 
-const a = await setup(process.env.A ?? '.');
-const b = await setup(process.env.B ?? '.');
-for (let i = 0; i < 1000; i++) { a(); b(); }
-
-function round(run: Run): number {
-  run.prepare?.(batches);
-  const c0 = process.cpuUsage();
-  for (let i = 0; i < batches; i++) run();
-  const c = process.cpuUsage(c0);
-  return (batches * BATCH) / ((c.user + c.system) / 1e6) / 1e6;
+// The child: one setup, warmed up, then timed rounds for `seconds`; prints the median Mpps.
+async function child(tree: string, name: string, seconds: number): Promise<void> {
+  const run = await setup(tree, name);
+  for (let i = 0; i < 2000; i++) run();
+  const rounds: number[] = [];
+  const end = Date.now() + seconds * 1000;
+  while (Date.now() < end || rounds.length < 5) {
+    run.prepare?.(ROUND);
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < ROUND; i++) run();
+    const c = process.cpuUsage(c0);
+    rounds.push((ROUND * BATCH) / ((c.user + c.system) / 1e6) / 1e6);
+  }
+  console.log(JSON.stringify({ mpps: median(rounds) }));
 }
 
-const ra: number[] = [], rb: number[] = [], ratio: number[] = [];
-for (let p = 0; p < pairs; p++) {
-  let x: number, y: number;
-  if (p & 1) { y = round(b); x = round(a); } else { x = round(a); y = round(b); }
-  ra.push(x); rb.push(y); ratio.push(y / x);
+function median(v: number[]): number { const s = [...v].sort((a, b) => a - b); return s[s.length >> 1]; }
+
+if (process.argv[2] === '--child') {
+  await child(process.argv[3], process.argv[4], Number(process.argv[5]));
+} else {
+  const [name = 'nat-10k', pairsArg, secondsArg] = process.argv.slice(2);
+  if (!(name in sizes)) throw new Error(`unknown case ${name}: one of ${Object.keys(sizes).join(', ')}`);
+  const pairs = Number(pairsArg ?? 6);
+  const seconds = Number(secondsArg ?? 3);
+  const cpu = process.env.CPU;
+  const measure = (tree: string): number => {
+    const argv = [...process.execArgv, process.argv[1], '--child', tree, name, String(seconds)];
+    const out = cpu !== undefined
+      ? execFileSync('taskset', ['-c', cpu, process.execPath, ...argv], { encoding: 'utf8' })
+      : execFileSync(process.execPath, argv, { encoding: 'utf8' });
+    return JSON.parse(out.trim().split('\n').pop()!).mpps;
+  };
+  const a = process.env.A ?? '.', b = process.env.B ?? '.';
+  const ra: number[] = [], rb: number[] = [], ratio: number[] = [];
+  for (let p = 0; p < pairs; p++) {
+    let x: number, y: number;
+    if (p & 1) { y = measure(b); x = measure(a); } else { x = measure(a); y = measure(b); }
+    ra.push(x); rb.push(y); ratio.push(y / x);
+  }
+  const show = (v: number[]) => `${median(v).toFixed(2)} (${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)})`;
+  console.log(`${name}: A ${show(ra)} Mpps, B ${show(rb)} Mpps, B/A ${show(ratio)} over ${pairs} pairs of processes, ${seconds} s each${cpu !== undefined ? ` on CPU ${cpu}` : ''}; load ${loadavg()[0].toFixed(1)}`);
 }
-const q = (v: number[], f: number) => { const s = [...v].sort((m, n) => m - n); return s[Math.min(s.length - 1, Math.floor(f * s.length))]; };
-const show = (v: number[]) => `${q(v, 0.5).toFixed(2)} (${q(v, 0.25).toFixed(2)}-${q(v, 0.75).toFixed(2)})`;
-console.log(`${name}: A ${show(ra)} Mpps, B ${show(rb)} Mpps, B/A ${show(ratio)} over ${pairs} pairs of ${batches} batches; load ${loadavg()[0].toFixed(1)}`);
