@@ -449,6 +449,64 @@ test('host -> guest: the Duplex is paused at sndBuf, a zero guest window gets pe
   h.eng.close();
 });
 
+test('host -> guest: reading stops 256 KiB ahead of what the guest\'s window lets go, far below sndBuf (the rest stays with the host side), and goes on as the guest reads', async () => {
+  const total = 4 * 1024 * 1024;
+  const src = new Source(total);
+  const h = harness({ ...FAST, sndBuf: 4 * 1024 * 1024, open: async () => src });
+  const g = new Peer(h, { wnd: 32 * 1024 });
+  g.appRead = false;
+  g.syn();
+  await until(() => g.probes >= 1 && src.isPaused(), 'a zero window and the host side paused');
+  assert.is(g.gotLen, 32 * 1024);
+  const ahead = src.produced - g.gotLen;
+  assert.ok(ahead >= 256 * 1024 && ahead <= 256 * 1024 + 2 * 65536, `read ahead: ${ahead} bytes read from the host and not delivered`);
+  const reader = setInterval(() => { if (g.unread) g.read(); }, 1);
+  await until(() => g.finRcvd, 'all data and the FIN');
+  clearInterval(reader);
+  assert.is(sha(g.data()), sha(Buffer.concat(src.chunks)));
+  h.eng.close();
+});
+
+test('host -> guest: the flows together stop reading at sndBufTotal, and a flow paused for it resumes when another\'s data is acknowledged', async () => {
+  const sndBufTotal = 192 * 1024, total = 1024 * 1024;
+  const srcs = [new Source(total), new Source(total)];
+  let next = 0;
+  const h = harness({ ...FAST, sndBufTotal, open: async () => srcs[next++] });
+  const gs = [new Peer(h, { sport: 40001, wnd: 16 * 1024 }), new Peer(h, { sport: 40002, wnd: 16 * 1024 })];
+  for (const g of gs) g.appRead = false;
+  gs[0].syn();
+  await until(() => srcs[0].isPaused() && gs[0].probes >= 1, 'the first flow paused');
+  gs[1].syn();
+  await until(() => srcs[1].isPaused() && gs[1].established, 'the second flow paused');
+  const held = srcs[0].produced + srcs[1].produced - gs[0].gotLen - gs[1].gotLen;
+  assert.ok(held <= sndBufTotal + 2 * 65536, `both flows hold ${held} bytes`);
+  assert.ok(srcs[0].produced - gs[0].gotLen < 256 * 1024, 'the first flow stopped at the total, before its read-ahead');
+  const reader = setInterval(() => { for (const g of gs) if (g.unread) g.read(); }, 1);
+  await until(() => gs[0].finRcvd && gs[1].finRcvd, 'all data and the FIN on both');
+  clearInterval(reader);
+  for (const [i, g] of gs.entries()) assert.is(sha(g.data()), sha(Buffer.concat(srcs[i].chunks)), `flow ${i + 1} byte-exact`);
+  h.eng.close();
+});
+
+test('congestion window: one ACK for the whole initial window lets twice as much go (slow start counts the bytes acknowledged, not one MSS per ACK)', async () => {
+  const src = new Source(1024 * 1024);
+  const h = harness({ initialRto: 60000, minRto: 60000, open: async () => src });   // no retransmission in the way
+  // No Peer: the test is the guest and acknowledges by hand, with a window that is not the limit (65535 << 7).
+  h.eng.input(seg({ seq: 1000, flags: S, wnd: 65535, options: synOpts(1460, 7) }));
+  await until(() => h.sent.some((p) => p.flags === (S | A)), 'SYN-ACK');
+  const iss = h.sent.find((p) => p.flags === (S | A))!.seq;
+  // The highest host byte sent, counted from the first.
+  const sent = () => h.sent.reduce((n, p) => Math.max(n, p.payload.length ? ((p.seq - iss - 1) >>> 0) + p.payload.length : 0), 0);
+  h.eng.input(seg({ seq: 1001, ack: (iss + 1) >>> 0, flags: A, wnd: 65535 }));
+  await until(() => sent() >= 10 * 1460, 'the initial window');
+  for (let i = 0; i < 5; i++) await tick();
+  assert.is(sent(), 10 * 1460, 'RFC 6928: 10 segments');
+  h.eng.input(seg({ seq: 1001, ack: (iss + 1 + 10 * 1460) >>> 0, flags: A, wnd: 65535 }));
+  for (let i = 0; i < 5; i++) await tick();
+  assert.is(sent() - 10 * 1460, 20 * 1460, 'the window doubled on one ACK');
+  h.eng.close();
+});
+
 test('FIN both ways: guest FIN ends the host write side after the data; host end is a FIN after queued data; flow removed', async () => {
   let sock!: net.Socket, got = '', ended = false;
   const srv = await listen((s) => { sock = s; s.on('data', (d) => { got += d; }); s.on('end', () => { ended = true; }); });

@@ -24,12 +24,20 @@
 //   With superSegments (the uplink sets it: the dataplane does GSO) a packet carries as many whole
 //   MSS as fit in 64 KiB and only the pseudo-header sum; the dataplane decides once for it and
 //   segments and checksums it in WebAssembly for the guest's port (docs/uplink.md).
-//   When unacked + unsent reaches sndBuf (default 256 KiB) the Duplex is paused, resumed at half.
+//   The Duplex is read only a little ahead of what can be sent: it is paused when the bytes read and
+//   not yet sent reach 256 KiB (READ_AHEAD), when unacked + unsent reaches sndBuf (default 4 MiB, as
+//   Linux's tcp_wmem maximum), or when the engine's flows together hold sndBufTotal (default 64 MiB),
+//   and resumed once below; what waits stays in the host socket's kernel buffer, as passt leaves it
+//   there (it reads with MSG_PEEK), and pausing at sndBuf alone made reads stop and go: with 256 KiB
+//   both for reading ahead and in flight, a download through a TAP stalled on it (docs/performance.md).
 //   What is in flight is also bounded by a congestion window (RFC 5681 slow start and congestion
 //   avoidance from RFC 6928's 10 segments, halved on fast retransmit, one segment after a timeout),
-//   since what lies between us and the guest drops when it is full.
-//   We send within the guest's window (with its scale); there is no congestion window: the guest is
-//   one hop away on a virtual link, and the loss there is queue overflow, handled by RTO (RFC 6298
+//   since what lies between us and the guest drops when it is full. It grows by the bytes each ACK
+//   covers (RFC 3465 byte counting, in slow start without its L limit, as Linux's tcp_slow_start counts
+//   every segment acknowledged): the guest ACKs a whole super-segment at once, and one MSS per ACK
+//   took a second to open a window of a few MiB.
+//   We send within the guest's window (with its scale) and the congestion window: the guest is one
+//   hop away on a virtual link, and the loss there is queue overflow, handled by RTO (RFC 6298
 //   estimator, go back to sndUna and send one segment, exponential backoff), fast retransmit on the
 //   third duplicate ACK and NewReno-style retransmission of the next hole on a partial ACK.
 //   A zero window with data waiting arms the persist timer, whose probes are an ACK with an old
@@ -82,8 +90,10 @@ export interface TcpEngineOptions {
   mss?: number;
   /** Bytes of guest data the host Duplex may hold before our window is 0 (default 256 KiB). */
   rcvBuf?: number;
-  /** Host bytes kept unacked + unsent per flow before the Duplex is paused (default 256 KiB). */
+  /** Host bytes kept unacked + unsent per flow before the Duplex is paused (default 4 MiB). */
   sndBuf?: number;
+  /** Host bytes kept by all flows together before the Duplexes that read are paused (default 64 MiB). */
+  sndBufTotal?: number;
   /** Retransmission timeout bounds, ms (RFC 6298; defaults 1000 initial, 200 min, 60000 max). */
   initialRto?: number; minRto?: number; maxRto?: number;
   /** RTOs in a row before a flow is given up (RST both sides); default 12. */
@@ -109,6 +119,8 @@ export interface TcpEngineOptions {
 
 /** Bytes free before every packet send() gets (an Ethernet header's worth). */
 export const LINK_HEADROOM = 14;
+// Host bytes read and not yet sent, per flow, before the Duplex is paused (at most sndBuf).
+const READ_AHEAD = 256 * 1024;
 const MAX_PACKET = 65535 - LINK_HEADROOM;
 
 export type TcpState = 'OPENING' | 'SYN_SENT' | 'SYN_RCVD' | 'ESTABLISHED' | 'CLOSE_WAIT' | 'FIN_WAIT' | 'LAST_ACK';
@@ -240,6 +252,10 @@ export class TcpEngine {
   private readonly mss6: number;
   private readonly rcvBuf: number;
   private readonly sndBuf: number;
+  private readonly sndBufTotal: number;
+  private readonly readAhead: number;
+  private held = 0;                          // host bytes all flows keep (their qBytes)
+  private readonly starved = new Set<Flow>();   // paused while the flows held sndBufTotal
   private readonly release?: (chunk: Buffer) => void;
   private readonly initialRto: number;
   private readonly minRto: number;
@@ -265,7 +281,9 @@ export class TcpEngine {
     this.mss4 = opts.mss ?? 1460;
     this.mss6 = opts.mss ?? 1440;
     this.rcvBuf = opts.rcvBuf ?? 256 * 1024;
-    this.sndBuf = opts.sndBuf ?? 256 * 1024;
+    this.sndBuf = opts.sndBuf ?? 4 * 1024 * 1024;
+    this.sndBufTotal = opts.sndBufTotal ?? 64 * 1024 * 1024;
+    this.readAhead = Math.min(READ_AHEAD, this.sndBuf);
     this.release = opts.release;
     this.initialRto = opts.initialRto ?? 1000;
     this.minRto = opts.minRto ?? 200;
@@ -274,7 +292,7 @@ export class TcpEngine {
     this.synRetries = opts.synRetries ?? 5;
     this.verify = opts.verifyChecksums ?? true;
     this.superSegments = opts.superSegments ?? 0;
-    for (const [name, v, min, max] of [['mss', opts.mss, 64, 65495], ['rcvBuf', this.rcvBuf, 1, 2 ** 30], ['sndBuf', this.sndBuf, 1, 2 ** 30], ['maxFlows', this.maxFlows, 1, 2 ** 24], ['superSegments', opts.superSegments, 0, MAX_PACKET]] as const) {
+    for (const [name, v, min, max] of [['mss', opts.mss, 64, 65495], ['rcvBuf', this.rcvBuf, 1, 2 ** 30], ['sndBuf', this.sndBuf, 1, 2 ** 30], ['sndBufTotal', this.sndBufTotal, 1, 2 ** 40], ['maxFlows', this.maxFlows, 1, 2 ** 24], ['superSegments', opts.superSegments, 0, MAX_PACKET]] as const) {
       if (v !== undefined && !(Number.isInteger(v) && v >= min && v <= max)) throw new RangeError(`TcpEngine ${name} must be an integer in ${min}..${max}, got ${v}`);
     }
     let s = 0;
@@ -626,15 +644,15 @@ export class TcpEngine {
     f.retries = 0;
     if (!f.inRecovery) {
       const mss = f.sendMss;
-      if (f.cwnd < f.ssthresh) f.cwnd += data < mss ? data : mss;
-      else f.cwnd += Math.max(1, Math.floor(mss * mss / f.cwnd));
+      if (f.cwnd < f.ssthresh) f.cwnd += data;
+      else f.cwnd += Math.max(1, Math.floor(mss * data / f.cwnd));
       if (f.cwnd > this.sndBuf) f.cwnd = this.sndBuf;
     }
     if (f.rttOn && seqLt(f.rttSeq, ack)) { f.rttOn = false; this.rttSample(f, this.now() - f.rttAt); }
     if (f.inRecovery) {
       if (seqLt(ack, f.recover)) { this.retransmitHead(f); } else f.inRecovery = false;
     }
-    if (f.paused && f.qBytes <= this.sndBuf >> 1 && !f.hostClosed) { f.paused = false; f.duplex!.resume(); }
+    this.maybeResume(f);
     if (f.sndUna === f.sndMax) this.disarm(f);
     else this.arm(f, f.rto);
     if (f.finAcked) this.maybeDone(f);
@@ -650,6 +668,8 @@ export class TcpEngine {
   // Drops `n` acknowledged bytes from the head of the send queue.
   private dequeue(f: Flow, n: number): void {
     f.qBytes -= n;
+    this.held -= n;
+    if (this.starved.size > 0 && this.held < this.sndBufTotal) for (const g of this.starved) this.maybeResume(g);
     while (n > 0) {
       const c = f.q[f.qHead];
       const left = c.length - f.qHeadOff;
@@ -673,8 +693,26 @@ export class TcpEngine {
     if (f.dead || chunk.length === 0) return;
     f.q.push(chunk);
     f.qBytes += chunk.length;
-    if (f.qBytes >= this.sndBuf && !f.paused) { f.paused = true; f.duplex!.pause(); }
+    this.held += chunk.length;
     this.trySend(f, 0);
+    if (f.paused || f.dead) return;
+    const unsent = f.qBytes - ((f.sndNxt - f.sndUna) | 0);
+    if (unsent >= this.readAhead || f.qBytes >= this.sndBuf || this.held >= this.sndBufTotal) {
+      f.paused = true;
+      f.duplex!.pause();
+      if (this.held >= this.sndBufTotal) this.starved.add(f);
+    }
+  }
+
+  // Reading goes on once the flow has sent most of what it read ahead, its queue is below sndBuf by
+  // as much, and the flows together hold less than sndBufTotal.
+  private maybeResume(f: Flow): void {
+    if (!f.paused || f.dead || f.hostClosed) return;
+    const unsent = f.qBytes - ((f.sndNxt - f.sndUna) | 0), half = this.readAhead >> 1;
+    if (unsent > half || f.qBytes > this.sndBuf - half || this.held >= this.sndBufTotal) return;
+    f.paused = false;
+    this.starved.delete(f);
+    f.duplex!.resume();
   }
 
   hostEnd(f: Flow): void {
@@ -765,6 +803,7 @@ export class TcpEngine {
       if (f.dead || f.state !== S_OPEN) return;
       if (limit > 0 && ++sent >= limit) break;
     }
+    this.maybeResume(f);
   }
 
   // What trySend does after moving sndNxt: sndMax, the RTT sample, the retransmission timer.
@@ -950,6 +989,8 @@ export class TcpEngine {
     f.dead = true;
     f.timerAt = 0;
     if (f.timer !== undefined) { clearTimeout(f.timer); f.timer = undefined; }
+    this.held -= f.qBytes;
+    this.starved.delete(f);
     f.q = []; f.qBytes = 0;
     if (this.flowsById.get(f.id) === f) this.flowsById.delete(f.id);
     this.counters.flowsClosed++;
