@@ -215,6 +215,19 @@ static napi_value Close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// sndBuf(fd, bytes) -> the socket's send buffer after asking for `bytes` (SO_SNDBUF: the kernel
+// doubles it and caps the request at net.core.wmem_max), or -errno. Node.js sets no socket buffer
+// sizes on a net.Socket; the stream transport asks for a larger one on its client's unix socket.
+static napi_value SndBuf(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd, want; CHECK(napi_get_value_int32(env, argv[0], &fd)); CHECK(napi_get_value_int32(env, argv[1], &want));
+  int got = 0; socklen_t len = sizeof got;
+  int r = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want) < 0 || getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &len) < 0 ? -errno : got;
+  napi_value out; CHECK(napi_create_int32(env, r, &out));
+  return out;
+}
+
 // pingOpen(v6) -> fd, or -errno (EACCES when ping_group_range leaves our group out).
 static napi_value PingOpen(napi_env env, napi_callback_info info) {
   size_t argc = 1; napi_value argv[1];
@@ -478,6 +491,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "rawOpen", 0, RawOpen, 0, 0, 0, napi_default, 0 },
     { "rawSend", 0, RawSend, 0, 0, 0, napi_default, 0 },
     { "pingOpen", 0, PingOpen, 0, 0, 0, napi_default, 0 },
+    { "sndBuf", 0, SndBuf, 0, 0, 0, napi_default, 0 },
     { "pingSend", 0, PingSend, 0, 0, 0, napi_default, 0 },
     { "pingRecv", 0, PingRecv, 0, 0, 0, napi_default, 0 },
   };

@@ -305,6 +305,27 @@ test('unix stream: an existing file is not replaced (EADDRINUSE, same content); 
   assert.not.ok(existsSync(path), 'the socket netplane made is gone');
 });
 
+test('unix stream: the client\'s socket gets a 4 MiB send buffer (SO_SNDBUF, capped by net.core.wmem_max and doubled by the kernel), as passt asks for its own; TCP clients keep the kernel\'s autotuning', async () => {
+  assert.ok(nativeTapAvailable(), 'the native helper is built (node scripts/native.mjs)');
+  const sw = new Switch({ maxPorts: 4 });
+  const pa = sw.addPort(), pb = sw.addPort();
+  const dir = mkdtempSync(join(tmpdir(), 'netplane-unix-'));
+  const ta = await StreamTransport.listen(sw, pa.id, { unix: join(dir, 'a.sock') });
+  const tb = await StreamTransport.listen(sw, pb.id, { tcp: { host: '127.0.0.1', port: 0 } });
+  const ca = connect(join(dir, 'a.sock')), cb = connect((tb.address() as { port: number }).port, '127.0.0.1');
+  try {
+    assert.is(ta.sendBuffer, 0, 'no client yet');
+    await until(() => ta.sendBuffer > 0);
+    const wmemMax = Number(readFileSync('/proc/sys/net/core/wmem_max', 'utf8'));
+    assert.is(ta.sendBuffer, 2 * Math.min(4 * 1024 * 1024, wmemMax));
+    await until(() => tb.stats.connects === 1);
+    assert.is(tb.sendBuffer, 0, 'a TCP client: left to the kernel');
+  } finally {
+    ca.destroy(); cb.destroy();
+    await ta.close(); await tb.close();
+  }
+});
+
 test('a transport keeps the port object it attached to: a port id reused by another endpoint is not its', async () => {
   const sw = new Switch({ maxPorts: 4 });
   const pa = sw.addPort(), pb = sw.addPort();

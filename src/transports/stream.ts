@@ -13,6 +13,13 @@
 // call and no view per frame), copies them into one staging buffer and writes it with one write() at
 // the end of the tick, reusing the buffer whenever the kernel took it whole.
 //
+// A unix socket's send buffer is asked to be 4 MiB (SO_SNDBUF through the native helper, where it is
+// built; Node.js sets no socket buffer sizes; the kernel doubles the request and caps it at
+// net.core.wmem_max), as passt does for its own: at the default 208 KiB the kernel took a batch of a
+// download only in part about every other write, and each partial write cost a fresh staging buffer,
+// external memory that V8 answered with full collections, and a wait for the socket to drain
+// (docs/performance.md). A TCP client's buffer is left to the kernel's autotuning.
+//
 // The daemon running this is root and any local user may dial a TCP port, so a listener belongs to
 // one switch port and one client at a time: while that client is alive, another connection is
 // refused at once (counted in `refusals`, logged, kept in `disconnects`) and cannot take the VM's
@@ -29,6 +36,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmodSync } from 'node:fs';
 import type { Switch, SwitchPort } from '../dataplane.js';
+import { loadNative } from './tap.js';
 import { Pump, MIN_FRAME, MAX_FRAME, newStats, attachBatch, noteDisconnect, logOf } from './pump.js';
 
 export interface StreamOptions {
@@ -77,7 +85,7 @@ export class StreamTransport {
       return;
     }
     this.client = s;
-    this.writer = new FrameWriter(s, this.maxQueuedBytes, this.stats);
+    this.writer = new FrameWriter(s, this.maxQueuedBytes, this.stats, this.opts.unix !== undefined);
     this.stats.connects++;
     s.setNoDelay(true);
     const pump = Pump.of(this.sw);
@@ -92,6 +100,9 @@ export class StreamTransport {
     });
     s.on('close', () => { if (this.client === s) this.client = undefined; });
   }
+
+  /** The kernel's send buffer of the client's unix socket once widened (bytes), 0 when it was not. */
+  get sendBuffer(): number { return this.client && this.writer?.socket === this.client ? this.writer.sendBuffer : 0; }
 
   private write(mem: Uint8Array, frames: Uint32Array, n: number): void {
     if (this.client && this.writer?.socket === this.client) this.writer.write(mem, frames, n);
@@ -170,7 +181,7 @@ export class StreamServer {
           c = fresh;
         }
         c.socket = s;
-        c.writer = new FrameWriter(s, this.opts.maxQueuedBytes ?? 1 << 20, this.stats);
+        c.writer = new FrameWriter(s, this.opts.maxQueuedBytes ?? 1 << 20, this.stats, this.opts.unix !== undefined);
         client = c;
         this.stats.connects++;
       }
@@ -191,6 +202,17 @@ export class StreamServer {
     for (const c of this.byMac.values()) { c.socket?.destroy(); c.detach(); }
     return closeServer(this.server);
   }
+}
+
+// A unix socket's send buffer asked to be UNIX_SNDBUF (see the top of this file); the kernel's answer,
+// or 0 without the native helper or a descriptor.
+export const UNIX_SNDBUF = 4 * 1024 * 1024;
+function widenSendBuffer(s: Socket): number {
+  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const n = loadNative();
+  if (typeof n?.sndBuf !== 'function' || typeof fd !== 'number' || fd < 0) return 0;   // a helper built before it had sndBuf
+  const got = n!.sndBuf(fd, UNIX_SNDBUF);
+  return got > 0 ? got : 0;
 }
 
 // The pieces both listeners share: listening, deframing, framing, closing.
@@ -313,8 +335,11 @@ export class FrameWriter {
   private staged = 0;         // frames in the buffer, counted sent; dropped instead if the socket goes first
   private scheduled = false;
   writes = 0;                 // write() calls made on the socket: one per batch, unless the batch overflowed the buffer
+  readonly sendBuffer: number;   // the unix socket's send buffer as widened, 0 when it was not
 
-  constructor(readonly socket: Socket, private readonly maxQueuedBytes: number, private readonly stats: { txFrames: number; txDropped: number }) {}
+  constructor(readonly socket: Socket, private readonly maxQueuedBytes: number, private readonly stats: { txFrames: number; txDropped: number }, unix = false) {
+    this.sendBuffer = unix ? widenSendBuffer(socket) : 0;
+  }
 
   // The frames of one delivery for this client (the switch's BatchHandler): frame i at mem[frames[2i]
   // .. + frames[2i + 1]), each copied behind its length prefix in one loop.

@@ -43,6 +43,7 @@ export interface Native {
   udpSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number, to: Uint8Array): number;
   rawOpen(): number;
   rawSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number): number;
+  sndBuf(fd: number, bytes: number): number;
 }
 
 let native: Native | null | undefined;
