@@ -361,8 +361,20 @@ async function uplinks(): Promise<Uplinks> {
   const by = (x?: Rate) => (x ? ` (${x.min.toFixed(2)}-${x.max.toFixed(2)})` : '');
   const show = (name: string, r: UplinkResult) =>
     console.log(`  ${name.padEnd(30)} up ${r.upGbps.toFixed(3).padStart(7)} Gbit/s${by(r.up)}   down ${r.downGbps.toFixed(3).padStart(7)} Gbit/s${by(r.down)}   RTT ${r.rttMs.toFixed(3)} ms`);
+  // Each case's processes, namespaces and native TAP host are gone before the next starts (a case
+  // runs up to three times, and its names and its copy of the passt binary are fixed).
   const attempt = async ([name, run]: Case): Promise<UplinkResult> => {
-    try { return await run(); } catch (e) { console.log(`  ${name}: failed: ${(e as Error).message}`); return { upGbps: 0, downGbps: 0, rttMs: NaN }; }
+    const procsFrom = procs.length, nsFrom = extraNs.length;
+    try { return await run(); } catch (e) { console.log(`  ${name}: failed: ${(e as Error).message}`); return { upGbps: 0, downGbps: 0, rttMs: NaN }; } finally {
+      const gone = procs.splice(procsFrom).map((p) => new Promise<void>((ok) => {
+        if (p.exitCode !== null || p.signalCode !== null) return ok();
+        p.once('exit', () => ok());
+        try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { ok(); }
+      }));
+      await Promise.race([Promise.all(gone), new Promise((r) => setTimeout(r, 3000))]);
+      for (const ns of extraNs.splice(nsFrom)) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } }
+      await teardown();
+    }
   };
   try {
     for (const [title, cases] of tables) {
