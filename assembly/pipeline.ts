@@ -60,7 +60,7 @@ export let maxBatch: u32 = 0;
 
 // The slot touches are xored together and stored here, so the optimizer keeps the loads.
 export let sinkBase: usize = 0;
-// The batch's touch list (touchAll): up to three slot addresses a packet, u32 each.
+// The batch's touch list (touchAll): up to three addresses a packet, u32 each.
 let touchBase: usize = 0;
 
 // The rx vnet headers, one per descriptor (nodes/vnet.ts), read only for ports with offloads.
@@ -147,22 +147,14 @@ function touchAll(n: u32, touchMac: bool, touchFlow: bool, touchRemotes: bool): 
   for (let i: u32 = 0; i < n; i++) {
     let m = meta(i);
     if (touchMac) {
-      store<u32>(touchBase + (k << 2), mac.slotOf(m.srcHash));
-      k++;
-      if (!m.toRouter) {
-        store<u32>(touchBase + (k << 2), mac.slotOf(m.dstHash));
-        k++;
-      }
+      k = listed(k, mac.slotOf(m.srcHash));
+      if (!m.toRouter) k = listed(k, mac.slotOf(m.dstHash));
     }
-    if (touchFlow && m.flowHash != 0) {
-      store<u32>(touchBase + (k << 2), flow.slotOf(m.flowHash));
-      k++;
-    }
+    if (touchFlow && m.flowHash != 0) k = listed(k, flow.slotOf(m.flowHash));
   }
-  let touched: u64 = 0;
-  for (let j: usize = 0; j < k; j++) touched ^= load<u64>(<usize>load<u32>(touchBase + (j << 2)));
+  let touched = loadListed(k);
   if (touchFlow) {
-    // Then each key's record, both of its lines, the same way.
+    // Then each key's record, both of its lines.
     k = 0;
     for (let i: u32 = 0; i < n; i++) {
       let m = meta(i);
@@ -170,11 +162,9 @@ function touchAll(n: u32, touchMac: bool, touchFlow: bool, touchRemotes: bool): 
       if (h == 0) continue;
       let v = flow.probe(h);
       m.flowRef = v;
-      if (v) {
-        store<u32>(touchBase + (k << 2), flow.recordOf(v));
-        k++;
-      }
+      if (v) k = listed(k, flow.recordOf(v));
     }
+    // Two loads an address here, not two addresses: a shorter list to walk (nat-1M ×0.96 the other way).
     for (let j: usize = 0; j < k; j++) {
       let r = <usize>load<u32>(touchBase + (j << 2));
       touched ^= load<u64>(r) ^ load<u64>(r, 64);
@@ -190,14 +180,24 @@ function touchAll(n: u32, touchMac: bool, touchFlow: bool, touchRemotes: bool): 
       let s: usize = 0;
       if (m.flags & FLAG_TUNNEL) s = mac.find(mac.key(loadMac(m.frame + eth.SRC), m.vlan), m.network, m.srcHash);
       else if (m.toRouter == 0 && (m.flags & FLAG_GROUP_DST) == 0) s = mac.find(mac.key(loadMac(m.frame + eth.DST), m.vlan), m.network, m.dstHash);
-      if (s != 0 && mac.recPort(s) == overlay.TUNNEL_PORT) {
-        store<u32>(touchBase + (k << 2), <u32>overlay.remoteOfSlot(s));
-        k++;
-      }
+      if (s != 0 && mac.recPort(s) == overlay.TUNNEL_PORT) k = listed(k, <u32>overlay.remoteOfSlot(s));
     }
-    for (let j: usize = 0; j < k; j++) touched ^= load<u64>(<usize>load<u32>(touchBase + (j << 2)), 12);
+    touched ^= loadListed(k);
   }
   store<u64>(sinkBase, touched);
+}
+
+// Puts address a at position k of the touch list; the next position.
+@inline function listed(k: usize, a: u32): usize {
+  store<u32>(touchBase + (k << 2), a);
+  return k + 1;
+}
+
+// Loads the first k addresses of the touch list, xored together.
+@inline function loadListed(k: usize): u64 {
+  let touched: u64 = 0;
+  for (let j: usize = 0; j < k; j++) touched ^= load<u64>(<usize>load<u32>(touchBase + (j << 2)));
+  return touched;
 }
 
 // The last stages: learn the source, then forward by L2 or hand the packet to the router.
