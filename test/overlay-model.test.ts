@@ -26,24 +26,22 @@ const remote = (id: string, mac: string, ip: string, pa = '192.0.2.2', extra: Re
 const spec = (id: string, mac: string, ip: string, host = 'h2', pa = '192.0.2.2'): RemoteEndpointSpec =>
   ({ ID: id, HostComputeNetwork: 'ovl', MacAddress: mac, IpAddresses: [ip], ProviderAddress: pa, Host: host });
 
+// The error a refusal threw: a ModelError with this code, naming this field; its message.
+function modelError(e: unknown, code: string, field: string): string {
+  assert.instance(e, ModelError, String(e));
+  assert.is((e as ModelError).code, code, (e as Error).message);
+  assert.is((e as ModelError).field, field, (e as Error).message);
+  return (e as Error).message;
+}
+
 function refused(fn: () => unknown, code: string, field: string): string {
-  try { fn(); } catch (e) {
-    assert.instance(e, ModelError, String(e));
-    assert.is((e as ModelError).code, code, (e as Error).message);
-    assert.is((e as ModelError).field, field, (e as Error).message);
-    return (e as Error).message;
-  }
+  try { fn(); } catch (e) { return modelError(e, code, field); }
   assert.unreachable(`expected ${code} on ${field}`);
   return '';
 }
 
 async function refusedAsync(p: Promise<unknown>, code: string, field: string): Promise<string> {
-  try { await p; } catch (e) {
-    assert.instance(e, ModelError, String(e));
-    assert.is((e as ModelError).code, code, (e as Error).message);
-    assert.is((e as ModelError).field, field, (e as Error).message);
-    return (e as Error).message;
-  }
+  try { await p; } catch (e) { return modelError(e, code, field); }
   assert.unreachable(`expected ${code} on ${field}`);
   return '';
 }
