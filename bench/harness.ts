@@ -37,6 +37,12 @@ export interface BenchRecord {
 
 export const quick = process.argv.includes('--quick');
 
+// A suite: the line that introduces it and its cases. run.ts measures every case in a process of its
+// own, so no case runs in a heap, an address space or JIT feedback that an earlier case left behind
+// (two setups in one process favoured the one loaded second by 5-20 % at 1M entries; bench/ab.ts).
+export type Case = () => BenchRecord | BenchRecord[] | Promise<BenchRecord | BenchRecord[]>;
+export interface Suite { title: string; cases(): Case[] }
+
 export interface Measurement { mpps: number; spread: Spread }
 
 // Runs fn (which moves `packetsPerCall` packets) and returns millions of packets per second, with

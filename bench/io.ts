@@ -15,24 +15,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Switch, UdpTransport, StreamTransport } from '../src/index.js';
-import { quick, record, type BenchRecord } from './harness.js';
+import { quick, record, type BenchRecord, type Suite } from './harness.js';
 
-export async function ioSuite(): Promise<BenchRecord[]> {
-  console.log('Frame I/O: one UDP transport in, one out, 64-byte frames');
+const seconds = quick ? 1 : 3;
+
+export const ioSuite: Suite = {
+  title: 'Frame I/O: one UDP transport in, one out, 64-byte frames; the stream transport as QEMU guests drive it',
+  cases: () => [udpCase, () => streamCase('3', seconds), () => streamCase('flood', seconds)],
+};
+
+async function udpCase(): Promise<BenchRecord> {
   const sw = new Switch({ build: 'release', maxPorts: 4 });
   const a = sw.addPort(), b = sw.addPort();
   const ta = await UdpTransport.open(sw, a.id, { bind: { port: 0 }, maxQueued: 4096 });
   const tb = await UdpTransport.open(sw, b.id, { bind: { port: 0 }, maxQueued: 4096 });
-  const seconds = quick ? 1 : 3;
   const child = fork(fileURLToPath(new URL('./io-peer.mjs', import.meta.url)), [String(ta.address().port), String(tb.address().port), String(seconds)]);
   const result = await new Promise<{ sent: number; received: number; ms: number }>((ok) => child.on('message', (m) => ok(m as never)));
   await ta.close();
   await tb.close();
   const pps = result.received / (result.ms / 1000);
   console.log(`  ${'udp transport, 64-byte frames'.padEnd(44)} ${(pps / 1e6).toFixed(3).padStart(7)} Mpps  (${((100 * result.received) / result.sent).toFixed(0)} % of ${result.sent} sent)`);
-  const out = [record('udp-transport-64', 'Mpps', pps / 1e6, 1, 'transport pair', undefined, { sent: result.sent, received: result.received })];
-  for (const mode of ['3', 'flood']) out.push(await streamCase(mode, seconds));
-  return out;
+  return record('udp-transport-64', 'Mpps', pps / 1e6, 1, 'transport pair', undefined, { sent: result.sent, received: result.received });
 }
 
 async function streamCase(mode: string, seconds: number): Promise<BenchRecord> {

@@ -4,7 +4,7 @@
 // costs two MAC table lookups over the whole table (uniformly random hosts: the cache-hostile case).
 import { Dataplane } from '../src/dataplane.js';
 import { ethernet, ipv4, udp } from '../src/frames.js';
-import { measure, record, rng, quick, type BenchRecord } from './harness.js';
+import { measure, record, rng, quick, type BenchRecord, type Suite } from './harness.js';
 
 const PORTS = 64;
 const BATCH = 256;
@@ -94,8 +94,7 @@ export function l2Case(hosts: number): BenchRecord {
   return record(`l2-forward-${label}`, 'Mpps', m.mpps, hosts, 'MACs', m.spread);
 }
 
-export function l2Suite(): BenchRecord[] {
-  console.log('L2 switch: learn + forward, 64-byte frames, batches of 256');
-  const sizes = quick ? [1 << 10, 1 << 16] : [1 << 10, 1 << 16, 1 << 20];
-  return sizes.map((h) => l2Case(h));
-}
+export const l2Suite: Suite = {
+  title: 'L2 switch: learn + forward, 64-byte frames, batches of 256',
+  cases: () => (quick ? [1 << 10, 1 << 16] : [1 << 10, 1 << 16, 1 << 20]).map((h) => () => l2Case(h)),
+};

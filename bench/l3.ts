@@ -11,7 +11,7 @@
 // - bytes per connection: the connection table's record and index bytes over its capacity (1M).
 import { Dataplane } from '../src/dataplane.js';
 import { ethernet, ipv4, tcp } from '../src/frames.js';
-import { measure, record, roundsSpread, rng, quick, type BenchRecord } from './harness.js';
+import { measure, record, roundsSpread, rng, quick, type BenchRecord, type Suite } from './harness.js';
 
 const BATCH = 256;
 const FRAME = 64;
@@ -196,8 +196,7 @@ function bytesPerConnection(): BenchRecord {
   return record('nat-bytes-per-connection', 'bytes/conn', bytes, n, 'connections');
 }
 
-export function l3Suite(): BenchRecord[] {
-  console.log('L3/NAT: conntrack + SNAT, 64-byte TCP, batches of 256');
-  const sizes = quick ? [10_000, 100_000] : [10_000, 100_000, 1 << 20];
-  return [...sizes.map(establishedCase), newConnectionsCase(), bytesPerConnection()];
-}
+export const l3Suite: Suite = {
+  title: 'L3/NAT: conntrack + SNAT, 64-byte TCP, batches of 256',
+  cases: () => [...(quick ? [10_000, 100_000] : [10_000, 100_000, 1 << 20]).map((n) => () => establishedCase(n)), newConnectionsCase, bytesPerConnection],
+};

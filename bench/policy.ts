@@ -10,7 +10,7 @@
 //   router (DNAT chosen by a 5-tuple hash).
 import { Switch, type AclRule } from '../src/index.js';
 import { ethernet, ipv4, udp, tcp } from '../src/frames.js';
-import { measure, record, roundsSpread, quick, type BenchRecord, type Spread } from './harness.js';
+import { measure, record, roundsSpread, quick, type BenchRecord, type Case, type Spread, type Suite } from './harness.js';
 
 const BATCH = 256;
 const SLOT = 128;
@@ -70,36 +70,32 @@ function newConnections(sw: Switch, frames: ReturnType<typeof batches>, rounds: 
   return { perSec: (frames.count * BATCH) / (Math.min(...times) / 1000), spread: roundsSpread(frames.count * BATCH, times) };
 }
 
-function aclCases(): BenchRecord[] {
+function aclNewCase(k: number): BenchRecord {
   const n = quick ? 1 << 16 : 1 << 18;
   const frames = batches(flowFrames(n), 0);
-  const out: BenchRecord[] = [];
-  for (const k of [10, 100, 1000]) {
-    const { sw } = lan(k);
-    const { perSec, spread } = newConnections(sw, frames, quick ? 3 : 4, true);
-    if (sw.acls.hits()['allow-all'] < n) throw new Error('the allow rule did not decide every connection');
-    logRounds(`acl new connections, ${k} rules`, perSec, spread);
-    out.push(record(`acl-new-connections-${k}`, 'Mconn/s', perSec / 1e6, k, 'rules', spread, { connsPerSec: Math.round(perSec) }));
-  }
-  // Established: 4096 flows again, their connections in place, with 10 and 1000 rules and with no
-  // ACLs at all. (The flows are few enough for the connection table to stay in cache, so this shows
-  // the work per packet, not memory latency.)
-  const few = batches(flowFrames(4096), 0);
-  for (const k of [0, 10, 1000]) {
-    const { sw } = lan(k);
-    const frames = few;
-    const x = sw.dp.exports;
-    const rxd = new Uint8Array(sw.dp.rxDescriptors.buffer, sw.dp.rxDescriptors.byteOffset, BATCH * 8);
-    const pass = (b: number) => { sw.dp.rxBuffer.set(frames.chunk(b)); rxd.set(frames.descs); return x.process(BATCH, 3); };
-    for (let b = 0; b < frames.count; b++) pass(b);
-    let b = 0;
-    const m = measure(`established flows, ${k ? `${k} ACL rules` : 'no ACLs'}`, BATCH, () => {
-      if (pass(b) !== BATCH) throw new Error('established flow not forwarded');
-      b = b + 1 === frames.count ? 0 : b + 1;
-    });
-    out.push(record(k ? `acl-established-${k}-rules` : 'established-no-acl', 'Mpps', m.mpps, k, 'rules', m.spread, { flows: 4096 }));
-  }
-  return out;
+  const { sw } = lan(k);
+  const { perSec, spread } = newConnections(sw, frames, quick ? 3 : 4, true);
+  if (sw.acls.hits()['allow-all'] < n) throw new Error('the allow rule did not decide every connection');
+  logRounds(`acl new connections, ${k} rules`, perSec, spread);
+  return record(`acl-new-connections-${k}`, 'Mconn/s', perSec / 1e6, k, 'rules', spread, { connsPerSec: Math.round(perSec) });
+}
+
+// Established: 4096 flows, their connections in place, with 10 and 1000 rules and with no ACLs at all.
+// (The flows are few enough for the connection table to stay in cache, so this shows the work per
+// packet, not memory latency.)
+function aclEstablishedCase(k: number): BenchRecord {
+  const frames = batches(flowFrames(4096), 0);
+  const { sw } = lan(k);
+  const x = sw.dp.exports;
+  const rxd = new Uint8Array(sw.dp.rxDescriptors.buffer, sw.dp.rxDescriptors.byteOffset, BATCH * 8);
+  const pass = (b: number) => { sw.dp.rxBuffer.set(frames.chunk(b)); rxd.set(frames.descs); return x.process(BATCH, 3); };
+  for (let b = 0; b < frames.count; b++) pass(b);
+  let b = 0;
+  const m = measure(`established flows, ${k ? `${k} ACL rules` : 'no ACLs'}`, BATCH, () => {
+    if (pass(b) !== BATCH) throw new Error('established flow not forwarded');
+    b = b + 1 === frames.count ? 0 : b + 1;
+  });
+  return record(k ? `acl-established-${k}-rules` : 'established-no-acl', 'Mpps', m.mpps, k, 'rules', m.spread, { flows: 4096 });
 }
 
 function lbCase(): BenchRecord {
@@ -122,10 +118,10 @@ function lbCase(): BenchRecord {
   return record('lb-new-connections', 'Mconn/s', perSec / 1e6, 16, 'backends', spread, { connsPerSec: Math.round(perSec) });
 }
 
-export function policySuite(): BenchRecord[] {
-  console.log('Policy: ACL classification, established flows with ACLs, load balancer');
-  return [...aclCases(), lbCase()];
-}
+export const policySuite: Suite = {
+  title: 'Policy: ACL classification, established flows with ACLs, load balancer',
+  cases: () => [...[10, 100, 1000].map((k): Case => () => aclNewCase(k)), ...[0, 10, 1000].map((k): Case => () => aclEstablishedCase(k)), lbCase],
+};
 
 function logRounds(name: string, perSec: number, s: Spread): void {
   console.log(`  ${name.padEnd(44)} ${(perSec / 1e6).toFixed(2).padStart(7)} M conn/s  ±${s.rme.toFixed(1)}%  (best of ${s.samples} rounds, ${s.min.toFixed(2)}–${s.max.toFixed(2)})`);

@@ -2,8 +2,15 @@
 // long), report.md and chart.svg. A full run takes about two minutes on a 2-core VM (109 s idle).
 // `npm run bench -- --quick` is a smoke run (smaller tables, shorter samples, about 30 s).
 // `npm run bench -- --report` only remakes report.md and chart.svg from the JSON files of the last run.
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { loadavg } from 'node:os';
+//
+// Every case runs in a process of its own (`--case <suite> <i>`, started here with this process's
+// flags), as a switch runs in a daemon of its own: in one process the cases of a suite measured the
+// heap, the address space and the JIT feedback the earlier ones left behind, and the later, larger
+// tables read lower for it (nat-established-1M 5.4 Mpps in one process, 8.2 in a fresh one, the same
+// build and hour; docs/performance.md).
+import { existsSync, readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { l2Suite } from './l2.js';
@@ -12,14 +19,31 @@ import { policySuite } from './policy.js';
 import { ioSuite } from './io.js';
 import { gsoSuite } from './gso.js';
 import { vxlanSuite } from './vxlan.js';
-import { writeResults, quick, NOISY, type BenchRecord } from './harness.js';
+import { writeResults, quick, NOISY, type BenchRecord, type Suite } from './harness.js';
 import { writeReport, machine, describeMachine, type RunInfo } from './report.js';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
-const suites: Array<[string, () => BenchRecord[] | Promise<BenchRecord[]>]> = [['l2', l2Suite], ['l3', l3Suite], ['policy', policySuite], ['gso', gsoSuite], ['vxlan', vxlanSuite], ['io', ioSuite]];
+const suites: Array<[string, Suite]> = [['l2', l2Suite], ['l3', l3Suite], ['policy', policySuite], ['gso', gsoSuite], ['vxlan', vxlanSuite], ['io', ioSuite]];
+
+// Measures case i of a suite in a fresh process; its records come back through a file (its console
+// lines go straight to ours).
+function inChild(suite: string, i: number, dir: string): BenchRecord[] {
+  const out = join(dir, `${suite}-${i}.json`);
+  const argv = [...process.execArgv, fileURLToPath(import.meta.url), '--case', suite, String(i), out, ...(quick ? ['--quick'] : [])];
+  const r = spawnSync(process.execPath, argv, { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`bench case ${suite} #${i} failed (${r.signal ?? `exit ${r.status}`})`);
+  return JSON.parse(readFileSync(out, 'utf8'));
+}
 const results: Record<string, BenchRecord[]> = {};
 
-if (process.argv.includes('--report')) {
+const caseAt = process.argv.indexOf('--case');
+if (caseAt >= 0) {
+  const [suite, i, out] = process.argv.slice(caseAt + 1);
+  const found = suites.find(([name]) => name === suite);
+  if (!found) throw new Error(`no suite ${suite}`);
+  const got = await found[1].cases()[Number(i)]();
+  writeFileSync(out, JSON.stringify(Array.isArray(got) ? got : [got]));
+} else if (process.argv.includes('--report')) {
   const runFile = join(dir, 'run.json');
   if (!existsSync(runFile)) throw new Error(`no ${runFile}: run the benchmarks first`);
   const saved = JSON.parse(readFileSync(runFile, 'utf8'));
@@ -33,10 +57,15 @@ if (process.argv.includes('--report')) {
   const run: RunInfo = { machine: machine(), date: new Date(), quick, load: [loadavg()[0], 0] };
   const t0 = performance.now();
   console.log(`netplane benchmarks${quick ? ' (quick)' : ''} on ${describeMachine(run.machine)}\n`);
-  for (const [i, [suite, go]] of suites.entries()) {
-    console.log(`[${i + 1}/${suites.length}] ${suite}, ${((performance.now() - t0) / 1000).toFixed(0)} s so far`);
-    results[suite] = await go();
-    console.log(`wrote ${writeResults(suite, results[suite])}\n`);
+  const tmp = mkdtempSync(join(tmpdir(), 'netplane-bench-'));
+  try {
+    for (const [i, [suite, { title, cases }]] of suites.entries()) {
+      console.log(`[${i + 1}/${suites.length}] ${suite}, ${((performance.now() - t0) / 1000).toFixed(0)} s so far\n${title}`);
+      results[suite] = cases().flatMap((_, k) => inChild(suite, k, tmp));
+      console.log(`wrote ${writeResults(suite, results[suite])}\n`);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
   run.seconds = Math.round((performance.now() - t0) / 100) / 10;
   run.load![1] = loadavg()[0];

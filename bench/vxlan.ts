@@ -7,7 +7,7 @@
 // half of each batch each way, the per-core figure for a host that sends and receives.
 import { Switch } from '../src/dataplane.js';
 import { ethernet, ipv4, udp } from '../src/frames.js';
-import { measure, record, rng, quick, type BenchRecord } from './harness.js';
+import { measure, record, rng, quick, type BenchRecord, type Case, type Suite } from './harness.js';
 
 const BATCH = 256;
 const FRAME = 64;
@@ -79,14 +79,14 @@ export function vxlanSetup(kind: VxlanCase, remotes: number, build: 'release' | 
   return run;
 }
 
-export function vxlanSuite(): BenchRecord[] {
-  const out: BenchRecord[] = [];
-  for (const remotes of quick ? [1000] : [1000, 100_000]) {
-    for (const kind of ['encap', 'decap', 'both'] as const) {
-      const name = `vxlan-${kind}-${remotes >= 1000 ? `${remotes / 1000}k` : remotes}`;
-      const m = measure(name, BATCH, vxlanSetup(kind, remotes));
-      out.push(record(name, 'Mpps', m.mpps, remotes, 'remote endpoints', m.spread, { innerFrame: FRAME }));
-    }
-  }
-  return out;
+function vxlanCase(kind: 'encap' | 'decap' | 'both', remotes: number): BenchRecord {
+  const name = `vxlan-${kind}-${remotes >= 1000 ? `${remotes / 1000}k` : remotes}`;
+  const m = measure(name, BATCH, vxlanSetup(kind, remotes));
+  return record(name, 'Mpps', m.mpps, remotes, 'remote endpoints', m.spread, { innerFrame: FRAME });
 }
+
+export const vxlanSuite: Suite = {
+  title: 'VXLAN: encapsulation and decapsulation, 64-byte inner frames, batches of 256',
+  cases: () => (quick ? [1000] : [1000, 100_000]).flatMap((remotes) =>
+    (['encap', 'decap', 'both'] as const).map((kind): Case => () => vxlanCase(kind, remotes))),
+};
