@@ -32,6 +32,8 @@ export interface BenchRecord {
   entries: number;
   entriesOf: string;
   spread?: Spread;
+  // The figure of each process the case was measured in, when more than one (run.ts).
+  processes?: number[];
   [extra: string]: unknown;
 }
 
@@ -41,7 +43,11 @@ export const quick = process.argv.includes('--quick');
 // own, so no case runs in a heap, an address space or JIT feedback that an earlier case left behind
 // (two setups in one process favoured the one loaded second by 5-20 % at 1M entries; bench/ab.ts).
 export type Case = () => BenchRecord | BenchRecord[] | Promise<BenchRecord | BenchRecord[]>;
-export interface Suite { title: string; cases(): Case[] }
+// `processes`: how many fresh processes each case is measured in (a full run; a quick run takes one).
+// The cases take turns, one process each per pass, so a minute in which this VM runs slow falls on
+// different cases in different passes; each case's figure is then the median of its processes' figures,
+// and the record keeps all of them (`processes`).
+export interface Suite { title: string; processes?: number; cases(): Case[] }
 
 export interface Measurement { mpps: number; spread: Spread }
 

@@ -96,5 +96,6 @@ export function l2Case(hosts: number): BenchRecord {
 
 export const l2Suite: Suite = {
   title: 'L2 switch: learn + forward, 64-byte frames, batches of 256',
+  processes: 3,
   cases: () => (quick ? [1 << 10, 1 << 16] : [1 << 10, 1 << 16, 1 << 20]).map((h) => () => l2Case(h)),
 };

@@ -198,5 +198,6 @@ function bytesPerConnection(): BenchRecord {
 
 export const l3Suite: Suite = {
   title: 'L3/NAT: conntrack + SNAT, 64-byte TCP, batches of 256',
+  processes: 3,
   cases: () => [...(quick ? [10_000, 100_000] : [10_000, 100_000, 1 << 20]).map((n) => () => establishedCase(n)), newConnectionsCase, bytesPerConnection],
 };

@@ -243,7 +243,8 @@ export function renderMarkdown(results: Record<string, BenchRecord[]>, run: RunI
       lines.push(`| case | table | ${t.head} | ± | range | samples | note |`, '|---|---|---|---|---|---|---|');
       for (const r of rows) {
         const s = r.spread;
-        const note = !s ? 'one timed run: spread not measured' : noisy(r) ? `⚠ **spread ±${s.rme.toFixed(0)} % > ${NOISY} %: noisy, do not quote**` : '';
+        const of = r.processes ? `median of ${r.processes.length} processes (${r.processes.map(fixed).join(', ')})` : '';
+        const note = [of, !s ? 'one timed run: spread not measured' : noisy(r) ? `⚠ **spread ±${s.rme.toFixed(0)} % > ${NOISY} %: noisy, do not quote**` : ''].filter(Boolean).join('; ');
         lines.push(`| ${r.name} | ${grouped(r.entries)} ${r.entriesOf} | ${fixed(r.value)} | ${s ? `±${s.rme.toFixed(1)} %` : '–'} | ` +
           `${s ? `${fixed(s.min)} – ${fixed(s.max)}` : '–'} | ${s ? `${s.samples}${s.of === 'best' ? ' rounds (best)' : ''}` : '1'} | ${note} |`);
       }
