@@ -1,5 +1,5 @@
 // `npm run bench`: runs every suite, writes bench/results/<suite>.json, run.json (when, on what, how
-// long), report.md and chart.svg. A full run takes about two minutes on a 2-core VM (109 s idle).
+// long), report.md and chart.svg. A full run takes about seven minutes on a 2-core VM (395 s idle).
 // `npm run bench -- --quick` is a smoke run (smaller tables, shorter samples, about 30 s).
 // `npm run bench -- --report` only remakes report.md and chart.svg from the JSON files of the last run.
 //
