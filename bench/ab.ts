@@ -17,6 +17,7 @@
 import { resolve } from 'node:path';
 import { loadavg } from 'node:os';
 import { execFileSync } from 'node:child_process';
+import { median } from './harness.js';
 
 const BATCH = 256;
 const ROUND = 100;  // batches a timed round
@@ -51,8 +52,6 @@ async function child(tree: string, name: string, seconds: number): Promise<void>
   }
   console.log(JSON.stringify({ mpps: median(rounds) }));
 }
-
-function median(v: number[]): number { const s = [...v].sort((a, b) => a - b); return s[s.length >> 1]; }
 
 if (process.argv[2] === '--child') {
   await child(process.argv[3], process.argv[4], Number(process.argv[5]));

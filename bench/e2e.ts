@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { linuxHost, nativeHost, workerHost, exec, teardown, requirements, sh } from '../test/e2e/netns.js';
-import { writeResults, quick } from './harness.js';
+import { writeResults, quick, median } from './harness.js';
 import { qemuCases, qemuMissing, type PathResult } from './qemu-guests.js';
 
 const seconds = quick ? 2 : 5;
@@ -486,8 +486,6 @@ async function viaOverlayNetplane(): Promise<Rate & { rttMs: number; cpuMs: numb
   }
   return { ...r, cpuMs };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function qemuRecord(name: string, r: PathResult) {
   const mbps = (v: number) => Math.round(v * 10) / 10;

@@ -97,6 +97,9 @@ export function writeResults(suite: string, records: readonly object[]): string 
   return file;
 }
 
+// The median of a list (the upper of the two middle values when the count is even).
+export function median(v: readonly number[]): number { const s = [...v].sort((a, b) => a - b); return s[s.length >> 1]; }
+
 // A small deterministic PRNG (xorshift32) so every run builds the same traffic.
 export function rng(seed = 0x2545f491): () => number {
   let s = seed >>> 0 || 1;

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { Switch } from '../src/index.js';
 import { StreamTransport } from '../src/transports/stream.js';
 import { UdpTransport } from '../src/transports/udp.js';
+import { median } from './harness.js';
 
 export const GUEST = process.env.NETPLANE_GUEST_DIR ?? '/tmp/np-guest';
 const QEMU = 'qemu-system-x86_64';
@@ -116,9 +117,8 @@ async function transfer(paths: Path[], seconds: number, rounds: number): Promise
         runs.push((Number(m[2]) * 8) / (Number(m[3]) / 100) / 1e6);
       }
       if (runs.length !== rounds) throw new Error(`the sender did not finish its runs on ${p.name}: ${b!.screen().slice(-2000)}`);
-      const sorted = [...runs].sort((x, y) => x - y);
       const mbMoved = bytes / 1e6;
-      out[p.name] = { mbps: sorted[Math.floor(sorted.length / 2)], runs, mbMoved, ...(p.netplane ? { netplaneCpuMsPerMB: cpuMs[i] / mbMoved } : {}) };
+      out[p.name] = { mbps: median(runs), runs, mbMoved, ...(p.netplane ? { netplaneCpuMsPerMB: cpuMs[i] / mbMoved } : {}) };
     });
     if (!/NPGUEST DONE rc=0/.test(b.screen())) throw new Error(`the sender failed: ${b.screen().slice(-2000)}`);
     // The machine's load drifts between rounds; within a round the paths ran back to back, so the

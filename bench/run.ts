@@ -21,7 +21,7 @@ import { policySuite } from './policy.js';
 import { ioSuite } from './io.js';
 import { gsoSuite } from './gso.js';
 import { vxlanSuite } from './vxlan.js';
-import { writeResults, quick, NOISY, type BenchRecord, type Suite } from './harness.js';
+import { writeResults, quick, median, NOISY, type BenchRecord, type Suite } from './harness.js';
 import { writeReport, machine, describeMachine, type RunInfo } from './report.js';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
@@ -41,8 +41,8 @@ const results: Record<string, BenchRecord[]> = {};
 // One case's records from several processes: the one with the median figure, with every figure.
 function medianRecord(recs: BenchRecord[]): BenchRecord {
   if (recs.length === 1) return recs[0];
-  const sorted = [...recs].sort((a, b) => a.value - b.value);
-  return { ...sorted[(sorted.length - 1) >> 1], processes: recs.map((r) => r.value) };
+  const figures = recs.map((r) => r.value), m = median(figures);
+  return { ...recs.find((r) => r.value === m)!, processes: figures };
 }
 
 const caseAt = process.argv.indexOf('--case');
