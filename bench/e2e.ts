@@ -18,9 +18,8 @@
 // bridge, iperf3 between the guests, in the same run. `-- --uplinks` runs only the socket uplinks,
 // `-- --qemu` only the QEMU guests, `-- --overlay` only the VXLAN case. Writes bench/results/e2e.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync, readdirSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { Switch, nativeTapAvailable } from '../src/index.js';
-import { SocketUplink } from '../src/uplink/index.js';
 import { StreamTransport } from '../src/transports/stream.js';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { linuxHost, nativeHost, workerHost, exec, teardown, requirements, sh } from '../test/e2e/netns.js';
 import { writeResults, quick, median } from './harness.js';
 import { qemuCases, qemuMissing, type PathResult } from './qemu-guests.js';
+import { uplinkSwitch, hostDefault, startPasst, startPasta, threadCpu, threadCpuSince } from './uplink-peers.js';
 
 const seconds = quick ? 2 : 5;
 const procs: ChildProcess[] = [];
@@ -145,27 +145,11 @@ async function viaBridge() {
 // alternated N times (default 3) because the machine is noisy, each run printed with the CPU seconds
 // of this process's threads (where the time goes), then the range and median of each.
 
-// CPU seconds (user + system) of this process's threads by name, from /proc: the main thread (the
-// switch's) and the others (the I/O worker's, libuv's pool, V8's helpers).
-function threadCpu(): Map<string, number> {
-  const hz = 100, out = new Map<string, number>();
-  for (const t of readdirSync('/proc/self/task')) {
-    try {
-      const st = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
-      const name = t === String(process.pid) ? 'main' : /\((.*)\)/.exec(st)![1];
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / hz);
-    } catch { /* the thread ended */ }
-  }
-  return out;
-}
-
 async function measureCpu(client: string, server: string, serverIp: string) {
   const before = threadCpu();
   const r = await measure(client, server, serverIp);
-  const after = threadCpu();
-  const used = [...after].map(([n, v]) => [n, v - (before.get(n) ?? 0)] as const).filter(([, v]) => v >= 0.05).sort((x, y) => y[1] - x[1]);
-  console.log(`    CPU seconds by thread over the ping and the ${seconds} s run: ${used.map(([n, v]) => `${n} ${v.toFixed(2)}`).join(', ')}`);
+  const used = threadCpuSince(before, 50);
+  console.log(`    CPU seconds by thread over the ping and the ${seconds} s run: ${used.map(([n, v]) => `${n} ${(v / 1000).toFixed(2)}`).join(', ')}`);
   return r;
 }
 
@@ -241,18 +225,6 @@ async function streamClient(name: string, socket: string, address: string, gatew
   return ns;
 }
 
-// A switch with the guest's port behind gateway 10.0.2.2 and the socket uplink as its default route
-// (the gateway reaches the host's loopback), as both netplane uplink cases use it.
-function uplinkSwitch() {
-  const sw = new Switch({ maxPorts: 8 });
-  const guest = sw.addPort({ network: 2 });
-  const rt = sw.router;
-  rt.addInterface({ id: 0, network: 2, address: '10.0.2.2/24' });
-  rt.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
-  rt.addRoute({ destination: '0.0.0.0/0', interface: 1 });
-  return { sw, guest, up: SocketUplink.attach(sw, { interface: 1, host: [0] }) };
-}
-
 async function viaUplinkNetplane(): Promise<UplinkResult> {
   const { sw, guest, up } = uplinkSwitch();
   const socket = join(tmp, 'netplane.sock');
@@ -268,22 +240,11 @@ async function viaUplinkNetplane(): Promise<UplinkResult> {
 
 async function viaPasst(): Promise<UplinkResult> {
   const socket = join(tmp, 'passt.sock');
-  // passt drops to nobody: its socket's directory must let it in. -f: in the foreground (killed at the end).
-  sh(['chmod', '0777', tmp]);
-  // Debian's passt (0.0~git20230309) starts passt.avx2 where the CPU has AVX2, and that build
-  // segfaults on its first TCP connection here; a copy of the generic binary, away from its .avx2
-  // sibling, runs the generic code.
-  const passt = join(tmp, 'passt');
-  sh(['cp', sh(['sh', '-c', 'command -v passt']).trim(), passt]);
-  procs.push(spawn(passt, ['-f', '-q', '-s', socket], { stdio: 'ignore', detached: true }));
-  for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
   // passt hands the guest the host's own address and gateway; the gateway is the host's loopback.
-  const route = sh(['ip', '-4', 'route', 'show', 'default']);
-  const gw = /via (\S+)/.exec(route)?.[1];
-  const addr = /inet (\S+)/.exec(sh(['ip', '-4', 'addr', 'show', 'dev', /dev (\S+)/.exec(route)?.[1] ?? 'lo']))?.[1];
-  if (!gw || !addr) throw new Error('passt needs the host to have a default IPv4 route');
-  const ns = await streamClient('up', socket, addr, gw);
-  return measureUplink(ns, gw);
+  const { gateway, address } = hostDefault();
+  procs.push(await startPasst(tmp, socket));
+  const ns = await streamClient('up', socket, address, gateway);
+  return measureUplink(ns, gateway);
 }
 
 async function viaSlirp(mtu: number): Promise<UplinkResult> {
@@ -318,20 +279,12 @@ async function viaUplinkNetplaneTap(): Promise<UplinkResult> {
 }
 
 // passt's own namespace mode, pasta: it makes its own TAP (MTU 65520) in the namespace and maps the
-// gateway address to the host's loopback. Root would make it drop to nobody before joining the
-// namespace (and fail): --runas 0:0. The same generic-binary copy as passt's (the name decides the mode).
+// gateway address to the host's loopback.
 async function viaPasta(): Promise<UplinkResult> {
   const ns = netns('pa');
-  const pasta = join(tmp, 'pasta');
-  sh(['cp', sh(['sh', '-c', 'command -v passt']).trim(), pasta]);
-  procs.push(spawn(pasta, ['-q', '-f', '--runas', '0:0', '--config-net', '--netns', ns], { stdio: 'ignore', detached: true }));
-  const gw = /via (\S+)/.exec(sh(['ip', '-4', 'route', 'show', 'default']))?.[1];
-  if (!gw) throw new Error('pasta needs the host to have a default IPv4 route');
-  for (let i = 0; i < 100; i++) {
-    try { if (sh(['ip', '-4', 'route', 'show', 'default'], { ns }).includes(gw)) break; } catch { /* not made yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return measureUplink(ns, gw);
+  const { gateway } = hostDefault();
+  procs.push(await startPasta(tmp, ns, gateway));
+  return measureUplink(ns, gateway);
 }
 
 // The two pairs the issue's goal compares (netplane against passt behind the same client, and each

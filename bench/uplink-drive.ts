@@ -12,15 +12,14 @@
 // (bytes in flight, queued, the guest's window, cwnd, paused, srtt). UPLINK_TCP='{...}' passes
 // TcpEngineOptions to netplane's engine (an A/B of sndBuf, say).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Switch } from '../src/index.js';
-import { SocketUplink } from '../src/uplink/index.js';
 import { StreamTransport } from '../src/transports/stream.js';
 import { TapTransport } from '../src/transports/tap.js';
 import { exec, sh } from '../test/e2e/netns.js';
+import { uplinkSwitch, hostDefault, startPasst, startPasta, threadCpu, threadCpuSince } from './uplink-peers.js';
 
 const args = process.argv.slice(2);
 const up = args.includes('--up');
@@ -45,46 +44,13 @@ function cpuOf(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
-// CPU ms of this process's threads by name (main = the switch's thread), from /proc.
-function tasks(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const t of readdirSync('/proc/self/task')) {
-    try {
-      const st = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
-      const name = t === String(process.pid) ? 'main' : /\((.*)\)/.exec(st)![1];
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
-    } catch { /* the thread ended */ }
-  }
-  return out;
-}
-function threadCpu(before: Map<string, number>): string {
-  return [...tasks()].map(([n, v]) => [n, v - (before.get(n) ?? 0)] as const).filter(([, v]) => v >= 20).sort((x, y) => y[1] - x[1]).map(([n, v]) => `${n} ${v} ms`).join(', ');
-}
-
-const sw = new Switch({ maxPorts: 8 });
-const guest = sw.addPort({ network: 2 });
-sw.router.addInterface({ id: 0, network: 2, address: '10.0.2.2/24' });
-sw.router.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
-sw.router.addRoute({ destination: '0.0.0.0/0', interface: 1 });
 const tcpOptions = process.env.UPLINK_TCP ? JSON.parse(process.env.UPLINK_TCP) : undefined;   // A/B of engine options, e.g. '{"sndBuf":1048576}'
-const uplink = SocketUplink.attach(sw, { interface: 1, host: [0], tcpOptions });
+const { sw, guest, up: uplink } = uplinkSwitch(tcpOptions);
 const socket = join(tmp, viaPasst ? 'passt.sock' : 'netplane.sock');
 const st = other || viaNative ? undefined : await StreamTransport.listen(sw, guest.id, { unix: socket });
-// passt as bench/e2e.ts runs it: the generic binary's copy, the host's address and gateway for the client.
-let address = '10.0.2.15/24', gateway = '10.0.2.2';
-if (other) {
-  sh(['chmod', '0777', tmp]);
-  const bin = join(tmp, 'passt');
-  sh(['cp', sh(['sh', '-c', 'command -v passt']).trim(), bin]);
-  if (viaPasst) {
-    procs.push(spawn(bin, ['-f', '-q', '-s', socket], { stdio: 'ignore', detached: true }));
-    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
-  }
-  const route = sh(['ip', '-4', 'route', 'show', 'default']);
-  gateway = /via (\S+)/.exec(route)![1];
-  address = /inet (\S+)/.exec(sh(['ip', '-4', 'addr', 'show', 'dev', /dev (\S+)/.exec(route)![1]]))![1];
-}
+// passt and pasta as bench/e2e.ts runs them, handing the client the host's address and gateway.
+const { address, gateway } = other ? hostDefault() : { address: '10.0.2.15/24', gateway: '10.0.2.2' };
+if (viaPasst) procs.push(await startPasst(tmp, socket));
 const peerPid = () => other ? Number(sh(['sh', '-c', `pgrep -f '^${join(tmp, viaPasta ? 'pasta' : 'passt')}' | head -1`]).trim()) : process.pid;
 let code = 0;
 let clientTap: TapTransport | undefined;
@@ -97,13 +63,7 @@ try {
   // The client: a TAP bridged by tap-stream.mjs (netplane, passt), attached natively, or pasta's own.
   let p: ChildProcess | undefined;
   if (viaPasta) {
-    const bin = join(tmp, 'pasta');
-    sh(['cp', sh(['sh', '-c', 'command -v passt']).trim(), bin]);
-    procs.push(spawn(bin, ['-q', '-f', '--runas', '0:0', '--config-net', '--netns', ns], { stdio: 'ignore', detached: true }));
-    for (let i = 0; i < 100; i++) {
-      try { if (sh(['ip', '-4', 'route', 'show', 'default'], { ns }).includes(gateway)) break; } catch { /* not made yet */ }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    procs.push(await startPasta(tmp, ns, gateway));
   } else if (viaNative) {
     clientTap = new TapTransport(sw, guest.id, dev, { offload: true });
     sh(['ip', 'link', 'set', dev, 'netns', ns]);
@@ -124,7 +84,7 @@ try {
   }
   await new Promise((r) => setTimeout(r, 300));
   const pp = peerPid();
-  const task0 = tasks();
+  const task0 = threadCpu();
   const cpu0 = process.cpuUsage(), t0 = performance.now(), tap0 = p ? cpuOf(p.pid!) : 0, peer0 = cpuOf(pp), srv0 = cpuOf(server.pid!), idle0 = idle();
   const samples: string[] = [];
   const sampler = sample ? setInterval(() => samples.push(snapshot()), 500) : undefined;
@@ -139,7 +99,7 @@ try {
   const name = viaPasst ? 'passt' : viaPasta ? 'pasta' : viaNative ? 'netplane socket uplink, native TAP' : 'netplane socket uplink';
   console.log(`${name} ${up ? 'up' : 'down'} ${gbps.toFixed(3)} Gbit/s; CPU over the run: ${who} ${(100 * peer / wall).toFixed(0)} %, tap-stream ${(100 * tap / wall).toFixed(0)} %, iperf3 server ${(100 * srv / wall).toFixed(0)} %, machine idle ${(100 * idleFrac).toFixed(0)} % of 2 cores; CPU ms per 100 MB: ${who} ${per(peer)}, tap-stream ${per(tap)}; load ${loadavg()[0].toFixed(2)}`);
   if (!other) {
-    console.log(`netplane CPU ms per 100 MB: user ${(cpu.user / 1000 / (bytes / 1e8)).toFixed(0)}, system ${(cpu.system / 1000 / (bytes / 1e8)).toFixed(0)}; by thread: ${threadCpu(task0)}`);
+    console.log(`netplane CPU ms per 100 MB: user ${(cpu.user / 1000 / (bytes / 1e8)).toFixed(0)}, system ${(cpu.system / 1000 / (bytes / 1e8)).toFixed(0)}; by thread: ${threadCpuSince(task0, 20).map(([n, v]) => `${n} ${v} ms`).join(', ')}`);
     const s = uplink.stats();
     console.log(Object.entries(s).filter(([k, v]) => v && /^tcp_|^inject|frames/.test(k)).map(([k, v]) => `${k}=${v}`).join(' '));
     const w = (st as unknown as { writer?: { writes: number } } | undefined)?.writer;
