@@ -18,6 +18,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StreamTransport } from '../src/transports/stream.js';
 import { TapTransport } from '../src/transports/tap.js';
+import { IoWorker } from '../src/worker/io.js';
 import { exec, sh } from '../test/e2e/netns.js';
 import { uplinkSwitch, hostDefault, startPasst, startPasta, threadCpu, threadCpuSince } from './uplink-peers.js';
 
@@ -26,7 +27,8 @@ const up = args.includes('--up');
 // Who serves the client: netplane behind the stream client (default), passt behind the same client
 // (--passt), netplane with the client's TAP attached natively with offloads (--native), pasta (--pasta).
 const viaPasst = args.includes('--passt');
-const viaNative = args.includes('--native');
+const viaWorker = args.includes('--worker');
+const viaNative = args.includes('--native') || viaWorker;
 const viaPasta = args.includes('--pasta');
 const other = viaPasst || viaPasta;   // not netplane
 const sample = args.includes('--ss');        // the client's `ss -ti` and the engine's flow state every 500 ms
@@ -54,6 +56,7 @@ if (viaPasst) procs.push(await startPasst(tmp, socket));
 const peerPid = () => other ? Number(sh(['sh', '-c', `pgrep -f '^${join(tmp, viaPasta ? 'pasta' : 'passt')}' | head -1`]).trim()) : process.pid;
 let code = 0;
 let clientTap: TapTransport | undefined;
+let io: IoWorker | undefined;
 try {
   sh(['ip', 'netns', 'add', ns]);
   sh(['ip', 'link', 'set', 'lo', 'up'], { ns });
@@ -64,6 +67,11 @@ try {
   let p: ChildProcess | undefined;
   if (viaPasta) {
     procs.push(await startPasta(tmp, ns, gateway));
+  } else if (viaWorker) {
+    io = new IoWorker(sw, process.env.RING ? { ringBytes: Number(process.env.RING) } : {});
+    io.tap(guest.id, dev);
+    await io.ready;
+    sh(['ip', 'link', 'set', dev, 'netns', ns]);
   } else if (viaNative) {
     clientTap = new TapTransport(sw, guest.id, dev, { offload: true });
     sh(['ip', 'link', 'set', dev, 'netns', ns]);
@@ -96,7 +104,7 @@ try {
   const idleFrac = (idle() - idle0) / (wall / 1000 * 100 * 2);
   const per = (ms: number) => (ms / (bytes / 1e8)).toFixed(0);
   const who = viaPasst ? 'passt' : viaPasta ? 'pasta' : 'netplane';
-  const name = viaPasst ? 'passt' : viaPasta ? 'pasta' : viaNative ? 'netplane socket uplink, native TAP' : 'netplane socket uplink';
+  const name = viaPasst ? 'passt' : viaPasta ? 'pasta' : viaWorker ? 'netplane socket uplink, native TAP on an I/O worker' : viaNative ? 'netplane socket uplink, native TAP' : 'netplane socket uplink';
   console.log(`${name} ${up ? 'up' : 'down'} ${gbps.toFixed(3)} Gbit/s; CPU over the run: ${who} ${(100 * peer / wall).toFixed(0)} %, tap-stream ${(100 * tap / wall).toFixed(0)} %, iperf3 server ${(100 * srv / wall).toFixed(0)} %, machine idle ${(100 * idleFrac).toFixed(0)} % of 2 cores; CPU ms per 100 MB: ${who} ${per(peer)}, tap-stream ${per(tap)}; load ${loadavg()[0].toFixed(2)}`);
   if (!other) {
     console.log(`netplane CPU ms per 100 MB: user ${(cpu.user / 1000 / (bytes / 1e8)).toFixed(0)}, system ${(cpu.system / 1000 / (bytes / 1e8)).toFixed(0)}; by thread: ${threadCpuSince(task0, 20).map(([n, v]) => `${n} ${v} ms`).join(', ')}`);
@@ -105,12 +113,14 @@ try {
     const w = (st as unknown as { writer?: { writes: number } } | undefined)?.writer;
     if (st && w) console.log(`stream transport: ${st.stats.txFrames} frames to the client in ${w.writes} writes (${(bytes / w.writes / 1024).toFixed(0)} KiB a write), ${st.stats.rxFrames} from it, ${st.stats.txDropped} dropped; the client socket's send buffer ${st.sendBuffer || 'not widened'}`);
   }
+  if (io) console.log(`I/O worker: ring drops ${JSON.stringify(io.ringDrops)}, device ${JSON.stringify(io.deviceCounters(guest.id))}`);
   for (const l of samples) console.log(l);
 } finally {
   for (const c of procs) { try { if (c.pid) process.kill(-c.pid, 'SIGKILL'); } catch { /* gone */ } }
   try { sh(['ip', 'netns', 'del', ns]); } catch { /* gone */ }
   await st?.close();
   clientTap?.close();
+  await io?.close();
   uplink.close();
   rmSync(tmp, { recursive: true, force: true });
 }

@@ -6,7 +6,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Worker } from 'node:worker_threads';
-import { Ring, CONTROL_BYTES, RECORD_HEADER, VNET_BYTES, FLAG_VNET, recordBytes } from '../src/worker/ring.js';
+import { createRequire } from 'node:module';
+import { Ring, CONTROL_BYTES, RECORD_HEADER, VNET_BYTES, FLAG_VNET, recordBytes, BULK_COPY_MIN, type BulkCopy } from '../src/worker/ring.js';
+import { nativeTapAvailable } from '../src/transports/tap.js';
 
 const frameOf = (len: number, seed: number) => Uint8Array.from({ length: len }, (_, i) => (i * 31 + seed * 7) & 255);
 const drainAll = (r: Ring) => {
@@ -59,6 +61,47 @@ test('wrap-around: records never straddle the end; the padding is skipped; thous
   assert.is(r.drops, 0);
   // The positions are free-running: after this many bytes they went around the area many times.
   assert.ok(Atomics.load(r.ctl, 0) >>> 0 > 100 * r.capacity);
+});
+
+// The bulk copier (Ring.bulkCopy): the native helper's memcpy where it is built (the I/O worker sets
+// it), else a recording stand-in, so that the test checks which frames take it either way.
+const native = nativeTapAvailable() ? createRequire(import.meta.url)('../native/build/Release/netplane_tap.node') as { copy: BulkCopy } : undefined;
+
+test('frames from BULK_COPY_MIN bytes up go through the bulk copier, smaller ones do not; all come out exact, across wraps', () => {
+  const r = Ring.create(1 << 18);
+  const used: number[] = [];
+  const copy: BulkCopy = native ? native.copy : (dst, at, src) => dst.set(src, at);
+  r.bulkCopy = (dst, at, src) => { used.push(src.length); copy(dst, at, src); };
+  // From a WebAssembly memory, as the switch hands its frames over.
+  const mem = new Uint8Array(new WebAssembly.Memory({ initial: 2 }).buffer);
+  const lens = [64, BULK_COPY_MIN - 1, BULK_COPY_MIN, 1514, 9000, 65535, 60, 65535, 40000];
+  for (let lap = 0; lap < 20; lap++) {
+    used.length = 0;
+    lens.forEach((l, i) => {
+      mem.set(frameOf(l, lap + i), 100);
+      assert.ok(r.push(i, mem.subarray(100, 100 + l)), `lap ${lap} frame ${i}`);
+    });
+    r.publish();
+    assert.equal(used, lens.filter((l) => l >= BULK_COPY_MIN));
+    const got = drainAll(r);
+    assert.equal(got.map((g) => g.frame.length), lens);
+    got.forEach((g, i) => assert.equal(g.frame, frameOf(lens[i], lap + i), `lap ${lap} frame ${i}`));
+  }
+});
+
+test('the native copy refuses a range outside its destination and copies nothing', () => {
+  if (!native) {
+    if (process.env.CI) assert.unreachable('the native TAP helper was not built (npm run build:native)');
+    console.error('NOTE: the native TAP helper is not built here: its copy was not checked');
+    return;
+  }
+  const dst = new Uint8Array(new SharedArrayBuffer(4096));
+  assert.throws(() => native.copy(dst, 4000, new Uint8Array(100)), /out of range/);
+  assert.throws(() => native.copy(dst, -1, new Uint8Array(1)), /out of range/);
+  assert.throws(() => native.copy(dst, 0, new Uint16Array(4) as unknown as Uint8Array), /Uint8Array/);
+  assert.ok(dst.every((b) => b === 0));
+  native.copy(dst, 4096 - 3, Uint8Array.from([1, 2, 3]));
+  assert.equal([...dst.subarray(4093)], [1, 2, 3]);
 });
 
 test('a full ring drops the frame, counts it and keeps what it has; space comes back when drained', () => {

@@ -18,7 +18,7 @@
 // Control messages (attach, detach, close) come by postMessage; frames never do.
 import { parentPort, workerData } from 'node:worker_threads';
 import { createRequire } from 'node:module';
-import { Ring, VNET_BYTES, FLAG_VNET } from './ring.js';
+import { Ring, VNET_BYTES, FLAG_VNET, type BulkCopy } from './ring.js';
 import { COUNTERS, READ, WRITTEN, WRITE_FAILED, READ_REFUSED, type IoCommand, type IoReply, type IoThreadData } from './protocol.js';
 
 // The native TAP helper's calls this thread uses. write() takes a batch (descriptors of three u32 into
@@ -30,6 +30,7 @@ interface Native {
   poll(fd: number, cb: () => void): object;
   stop(handle: object): void;
   close(fd: number): void;
+  copy?: BulkCopy;
 }
 
 // The staging buffer reads go into: a plain TAP's frames are at most a jumbo frame (9216 bytes, 256 a
@@ -43,6 +44,7 @@ function main(data: IoThreadData): void {
   const port = parentPort!;
   const n = createRequire(import.meta.url)(data.native) as Native;
   const rx = new Ring(data.rx), tx = new Ring(data.tx);
+  rx.bulkCopy = n.copy;
   const counters = new Float64Array(data.counters);
   const fds = new Int32Array(data.maxPorts).fill(-1);
   const pollers = new Map<number, object>();
@@ -65,10 +67,10 @@ function main(data: IoThreadData): void {
           if (len < hdr || len > hdr + 65535) { counters[p * COUNTERS + READ_REFUSED]++; continue; }
           const off = rx.reserve(len - hdr, p, flags);
           if (off < 0) continue;                      // full: counted in the ring's drops
-          if (hdr) rx.data.set(buf.subarray(at, at + len), off - VNET_BYTES);
+          if (hdr) rx.copyIn(off - VNET_BYTES, buf.subarray(at, at + len));
           else {
             rx.data.fill(0, off - VNET_BYTES, off);   // a plain TAP: no vnet header
-            rx.data.set(buf.subarray(at, at + len), off);
+            rx.copyIn(off, buf.subarray(at, at + len));
           }
         }
         counters[p * COUNTERS + READ] += got;

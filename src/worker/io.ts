@@ -24,7 +24,7 @@ import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import type { Switch, SwitchPort } from '../switch.js';
 import { attachTx, newStats, type TransportStats } from '../transports/pump.js';
-import { Ring, FLAG_VNET, VNET_BYTES } from './ring.js';
+import { Ring, FLAG_VNET, VNET_BYTES, type BulkCopy } from './ring.js';
 import { TUN_F_ALL, capsOfTunOffloads } from '../transports/tap.js';
 import { COUNTERS, READ, WRITTEN, WRITE_FAILED, READ_REFUSED, type IoCommand, type IoReply, type IoThreadData } from './protocol.js';
 
@@ -36,7 +36,7 @@ export interface IoWorkerOptions {
 
 // open(name, offloads) -> [fd, accepted]: offloads are the TUN_F_* bits offered (-1 opens a plain TAP),
 // accepted the bits the kernel took (-1 for a plain TAP). As src/transports/tap.ts.
-interface NativeOpen { open(name: string, offloads: number): [number, number]; close(fd: number): void }
+interface NativeOpen { open(name: string, offloads: number): [number, number]; close(fd: number): void; copy?: BulkCopy }
 
 const nativePath = '../../native/build/Release/netplane_tap.node';   // from build/dist/ and from src/worker/
 
@@ -112,6 +112,7 @@ export class IoWorker {
     const maxPorts = sw.dp.maxPorts;
     this.rx = Ring.create(opts.ringBytes ?? 1 << 22);
     this.tx = Ring.create(opts.ringBytes ?? 1 << 22);
+    this.tx.bulkCopy = this.native.copy;
     this.counters = new Float64Array(new SharedArrayBuffer(maxPorts * COUNTERS * 8));
     this.taps = new Array(maxPorts);
     this.thread = startThread({ rx: this.rx.buffer, tx: this.tx.buffer, counters: this.counters.buffer as SharedArrayBuffer, native: path, maxPorts });

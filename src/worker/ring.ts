@@ -38,6 +38,11 @@ export const FLAG_VNET = 1;
 type WaitAsync = (a: Int32Array, index: number, value: number) => { async: boolean; value: Promise<unknown> | string };
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 const WRAP = -1;                 // 0xffffffff read as Int32
+// From this many bytes up, a copy into the ring goes through the bulk copier when one is set (see
+// Ring.bulkCopy); below it, the call costs more than it saves.
+export const BULK_COPY_MIN = 1024;
+// memcpy of all of src into dst at `at` (the native helper's copy()).
+export type BulkCopy = (dst: Uint8Array, at: number, src: Uint8Array) => void;
 const HEAD = 0, TAIL = 16, SLEEPING = 32, DROPS = 33, CAPACITY = 34, CLOSED = 35;
 
 export const recordBytes = (length: number): number => (RECORD_HEADER + length + 7) & ~7;
@@ -52,6 +57,11 @@ export class Ring {
   // end keeps its own index in a local and stores it to the shared word once per batch.
   private head: number;
   private tail: number;
+  // V8 copies into a SharedArrayBuffer (TypedArray.prototype.set) a word at a time with relaxed
+  // atomics: 3.2 µs for a 64 KiB super-frame against 0.7 µs with memcpy, a fifth of the switch
+  // thread's time in a TSO download. Where the native helper is there, its memcpy copies the larger
+  // frames in (copyIn). Safe because a record's bytes belong to one end at a time.
+  bulkCopy?: BulkCopy;
 
   // `buffer` from Ring.create(capacity) on one side, the same SharedArrayBuffer on the other.
   constructor(readonly buffer: SharedArrayBuffer) {
@@ -114,8 +124,14 @@ export class Ring {
     if (off < 0) return false;
     if (vnet) this.data.set(vnet.length === VNET_BYTES ? vnet : vnet.subarray(0, VNET_BYTES), off - VNET_BYTES);
     else this.data.fill(0, off - VNET_BYTES, off);
-    this.data.set(frame, off);
+    this.copyIn(off, frame);
     return true;
+  }
+
+  // Copies bytes into the data area at `off` (a record the caller reserved).
+  copyIn(off: number, bytes: Uint8Array): void {
+    if (this.bulkCopy && bytes.length >= BULK_COPY_MIN) this.bulkCopy(this.data, off, bytes);
+    else this.data.set(bytes, off);
   }
 
   // Makes the records reserved so far visible to the consumer, and wakes it if it sleeps. True when
