@@ -47,6 +47,7 @@ export const enum Stat {
   VxlanDecap,    // frames decapsulated from the underlay into their domain
   VxlanBumCopies, // copies of broadcast / multicast / unknown unicast frames sent to a VNI's members
   VxlanProxyReplies, // ARP replies and neighbour advertisements sent for remote endpoints' addresses
+  GsoPuntedWhole, // TCP super-frames punted whole to a host that takes them (punt_set_offload)
   Count,
 }
 
@@ -59,7 +60,7 @@ const STAT_NAMES: StaticArray<string> = [
   "frag_held", "frag_released", "frag_expired", "fragments_made",
   "host_resets", "frag_held_dropped", "punted",
   "gso_frames", "gso_segments", "csum_completed", "mss_clamped",
-  "vxlan_encap", "vxlan_decap", "vxlan_bum_copies", "vxlan_proxy_replies",
+  "vxlan_encap", "vxlan_decap", "vxlan_bum_copies", "vxlan_proxy_replies", "gso_punted_whole",
 ];
 
 export function statName(i: u32): string {

@@ -29,6 +29,13 @@ export const enum PuntReason {
   Dhcp6 = 6,     // DHCPv6 client to server (UDP port 547) at ff02::1:2 or a gateway address
 }
 
+// Set in a descriptor's reason (bit 15) for a frame punted whole with its offload state: the 12 bytes
+// before the frame are its virtio-net header (nodes/vnet.ts), as a port with offloads gets it.
+export const REASON_VNET: u32 = 0x8000;
+// The TCP super-frames the host takes whole in its uplink and host punts (punt_set_offload): the
+// OFFLOAD_TSO4 and OFFLOAD_TSO6 bits of ports.ts. 0, the default: every punt is a plain frame.
+export let takes: u32 = 0;
+
 export let descBase: usize = 0;
 export let descMax: u32 = 0;
 export let count: u32 = 0;
@@ -37,14 +44,25 @@ export let bufSize: u32 = 0;
 let bufUsed: u32 = 0;
 
 export function capacityFor(batch: u32): u32 { return batch < MAX_DESCRIPTORS ? batch : MAX_DESCRIPTORS; }
-export function bytes(batch: u32): u64 {
-  let n = capacityFor(batch);
-  return arena.span(n, DESCRIPTOR_SIZE) + arena.span(<u64>n * BYTES_PER_SLOT, 1);
+// The frame copies' bytes: BYTES_PER_SLOT a descriptor, and at least what a batch can bring, so
+// that a batch of super-frames punted whole (or cut into segments) always fits: the rx buffer with a
+// vnet header and alignment a frame, at most a longest frame a descriptor.
+const MOST_PER_FRAME: u64 = 65535 + 12 + 8;
+function bufBytes(batch: u32, rxBytes: u32): u32 {
+  let n = <u64>capacityFor(batch);
+  let slots = n * <u64>BYTES_PER_SLOT;
+  let whole = <u64>rxBytes + n * (12 + 8);
+  if (whole > n * MOST_PER_FRAME) whole = n * MOST_PER_FRAME;
+  return <u32>(slots > whole ? slots : whole);
 }
-export function alloc(batch: u32): void {
+export function bytes(batch: u32, rxBytes: u32): u64 {
+  let n = capacityFor(batch);
+  return arena.span(n, DESCRIPTOR_SIZE) + arena.span(<u64>bufBytes(batch, rxBytes), 1);
+}
+export function alloc(batch: u32, rxBytes: u32): void {
   descMax = capacityFor(batch);
   descBase = arena.take(descMax, DESCRIPTOR_SIZE);
-  bufSize = descMax * BYTES_PER_SLOT;
+  bufSize = bufBytes(batch, rxBytes);
   bufBase = arena.take(bufSize, 1);
 }
 

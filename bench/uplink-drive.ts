@@ -48,6 +48,7 @@ function cpuOf(pid: number): number {
 
 const tcpOptions = process.env.UPLINK_TCP ? JSON.parse(process.env.UPLINK_TCP) : undefined;   // A/B of engine options, e.g. '{"sndBuf":1048576}'
 const { sw, guest, up: uplink } = uplinkSwitch(tcpOptions);
+if (process.env.NO_WHOLE) sw.setPuntOffload(0);
 const socket = join(tmp, viaPasst ? 'passt.sock' : 'netplane.sock');
 const st = other || viaNative ? undefined : await StreamTransport.listen(sw, guest.id, { unix: socket });
 // passt and pasta as bench/e2e.ts runs them, handing the client the host's address and gateway.
@@ -113,6 +114,7 @@ try {
     const w = (st as unknown as { writer?: { writes: number } } | undefined)?.writer;
     if (st && w) console.log(`stream transport: ${st.stats.txFrames} frames to the client in ${w.writes} writes (${(bytes / w.writes / 1024).toFixed(0)} KiB a write), ${st.stats.rxFrames} from it, ${st.stats.txDropped} dropped; the client socket's send buffer ${st.sendBuffer || 'not widened'}`);
   }
+  if (clientTap) console.log(`client TAP: ${JSON.stringify(clientTap.stats)}`);
   if (io) console.log(`I/O worker: ring drops ${JSON.stringify(io.ringDrops)}, device ${JSON.stringify(io.deviceCounters(guest.id))}`);
   for (const l of samples) console.log(l);
 } finally {

@@ -76,6 +76,7 @@ export interface NetplaneExports {
   punt_descriptors(): number;
   punt_capacity(): number;
   punt_count(): number;
+  punt_set_offload(caps: number): number;
   route_add6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number, ifIndex: number, n0: number, n1: number, n2: number, n3: number, flags: number): number;
   route_remove6(zone: number, a0: number, a1: number, a2: number, a3: number, len: number): number;
   neighbor_set6(zone: number, a0: number, a1: number, a2: number, a3: number, macHi: number, macLo: number, ifIndex: number, now: number): number;

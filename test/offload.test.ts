@@ -427,6 +427,49 @@ test('a super-frame punted (socket uplink) arrives as plain segments; a partial 
   assert.is(n.sw.counters().stats.csum_completed, 1);
 });
 
+test('with punt offload, a TCP super-frame for the uplink is punted whole with its vnet header; finished as a kernel would, it is the same segments; UDP USO and other punts stay plain', () => {
+  const n = net({ 0: ALL });
+  n.sw.router.setPunt(1, ['uplink']);
+  const punted: Array<{ frame: Uint8Array; vnet?: Uint8Array; reason: string }> = [];
+  n.sw.onPunt((f, info) => punted.push({ frame: f.slice(), vnet: info.vnet?.slice(), reason: info.reason }));
+  const fl: Flow = { path: PATHS[4], sport: 40010, dport: 80, seq: 100000, ack: 778 };
+  const sf = data(fl, 'tcp', 5000, 'PA');
+  const L = layout(sf);
+  const h = vnetHeader(F_NEEDS_CSUM, GSO_TCPV4, 1448, L.l4 + L.thl, L.l4, 16);
+  // Off (the default): its segments, as the test above.
+  n.send(0, partial(sf), h);
+  assert.is(punted.length, 4);
+  const plain = punted.splice(0).map((p) => p.frame);
+  assert.ok(punted.every((p) => p.vnet === undefined));
+  assert.throws(() => n.sw.setPuntOffload(1), /caps/);
+  assert.is(n.sw.dp.exports.punt_set_offload(8), -3, 'the ABI refuses other bits');
+  n.sw.setPuntOffload(2 | 4);
+  const before = n.sw.counters().stats;
+  n.send(0, partial(data({ ...fl, seq: fl.seq }, 'tcp', 5000, 'PA')), h);
+  assert.is(punted.length, 1, 'one punt: the super-frame whole');
+  const w = punted[0];
+  assert.is(w.reason, 'uplink');
+  assert.ok(w.vnet, 'with its vnet header');
+  const v = readVnet(w.vnet!);
+  const Q = layout(w.frame);
+  assert.equal(v, { flags: F_NEEDS_CSUM, type: GSO_TCPV4, hdrLen: Q.l4 + Q.thl, size: 1448, start: Q.l4, offset: 16 });
+  assert.equal(finish(w.frame, w.vnet), plain, 'finished as a kernel would: the segments it was punted as before, byte for byte');
+  const after = n.sw.counters().stats;
+  assert.is(after.gso_punted_whole - before.gso_punted_whole, 1);
+  assert.is(after.gso_segments - before.gso_segments, 0, 'nothing segmented');
+  // A UDP super-frame (USO) is still punted as its datagrams: their boundaries are the payload's.
+  punted.length = 0;
+  const uf = data({ ...fl, sport: 40011, dport: 4000 }, 'udp', 3000, '');
+  const U = layout(uf);
+  n.send(0, partial(uf), vnetHeader(F_NEEDS_CSUM, GSO_UDP_L4, 1000, U.l4 + 8, U.l4, 6));
+  assert.is(punted.length, 3);
+  assert.ok(punted.every((p) => p.vnet === undefined && verifyChecksums(p.frame)), 'plain datagrams with complete checksums');
+  n.sw.setPuntOffload(0);
+  punted.length = 0;
+  n.send(0, partial(data(fl, 'tcp', 5000, 'PA')), h);
+  assert.is(punted.length, 4, 'off again: segments');
+});
+
 test('conntrack counts the whole payload of a super-frame: the ACK of all of it passes, one beyond is out of window', () => {
   const path = PATHS[4];
   const n = net({ 0: ALL });

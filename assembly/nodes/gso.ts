@@ -14,8 +14,10 @@
 // segment; IPv6 payload length; TCP sequence number advanced by the payload before it, FIN and PSH
 // only on the last segment, CWR only on the first; UDP its own length; a full L4 checksum each.
 //
-// The punt area has 2 KiB slots (punt.ts): a super-frame is punted as its segments, and a partial
-// checksum completed, so the host's services always see plain frames.
+// The punt area (punt.ts): a super-frame is punted as its segments, and a partial checksum completed,
+// so the host's services see plain frames; except a TCP super-frame for the uplink or the host when
+// the host takes them (punt_set_offload), which goes whole with its vnet header, as to a port with
+// offloads: a socket uplink writes its payload to a socket in one piece.
 //
 // A frame delivered to one port is finished in place; one being flooded to several (FLAG_FLOODING) is
 // finished in a copy, since the other ports may take it as it is.
@@ -25,6 +27,7 @@ import { PORT_CAPS_SHIFT, PORT_CAPS, OFFLOAD_CSUM, OFFLOAD_TSO4, OFFLOAD_TSO6, O
 import { drop, bump, Stat } from "../counters";
 import * as tx from "../tx";
 import * as area from "../punt";
+import { PuntReason } from "../punt";
 import * as vnet from "./vnet";
 import * as checksum from "../wire/checksum";
 import * as ipv4 from "../wire/ipv4";
@@ -127,6 +130,26 @@ export function punt(m: Meta, reason: u32, ifIndex: u32, zone: u32): bool {
     memory.copy(p, f, m.len);
     vnet.complete(p, m.l4, m.l4len, m.protocol);
     bump(Stat.CsumCompleted);
+    return true;
+  }
+  let type = vnet.typeOf(v) & ~vnet.GSO_ECN;
+  let whole = type == vnet.GSO_TCPV4 ? area.takes & OFFLOAD_TSO4 : type == vnet.GSO_TCPV6 ? area.takes & OFFLOAD_TSO6 : 0;
+  if (whole != 0 && (reason == PuntReason.Uplink || reason == PuntReason.Host)) {
+    let h = area.reserve(<u32>vnet.HEADER_SIZE + m.len, m.inPort, reason | area.REASON_VNET, ifIndex, zone, m.vlan);
+    if (h == 0) return false;
+    // The descriptor names the frame, after its header.
+    let d = area.descBase + <usize>(area.count - 1) * area.DESCRIPTOR_SIZE;
+    store<u32>(d, <u32>(h + vnet.HEADER_SIZE));
+    store<u16>(d, <u16>m.len, 4);
+    store<u8>(h, <u8>vnet.flagsOf(v));
+    store<u8>(h, <u8>vnet.typeOf(v), 1);
+    store<u16>(h, <u16>(m.l4 + tcp.headerLen(f + m.l4)), 2);
+    store<u16>(h, <u16>vnet.sizeOf(v), 4);
+    store<u16>(h, <u16>m.l4, 6);
+    store<u16>(h, 16, 8);
+    store<u16>(h, 0, 10);
+    memory.copy(h + vnet.HEADER_SIZE, f, m.len);
+    bump(Stat.GsoPuntedWhole);
     return true;
   }
   let n = begin(f, m.l3, m.l4, m.ethertype == eth.TYPE_IPV6, m.protocol, m.l4len, vnet.sizeOf(v));

@@ -45,7 +45,9 @@ export type { TcpFlowKey, TcpEngineOptions };
 
 // The TCP engine (./tcp.ts): the contract in COMMON13.md; a factory so tests can stand one in.
 export interface TcpEngineLike {
-  input(packet: Uint8Array): void;
+  // partialChecksum: a TCP super-frame punted whole (its checksum field the pseudo-header sum only;
+  // the default engine takes them, SocketUplink asks the switch for them only with it).
+  input(packet: Uint8Array, partialChecksum?: boolean): void;
   connect?(key: TcpFlowKey, host: Duplex): void;
   flows(): unknown[];
   close(): void;
@@ -174,7 +176,8 @@ export class SocketUplink {
   private readonly added: Array<[number, PuntClass]> = [];
   private readonly said = new Set<string>();
   private readonly reads = new ReadPool();
-  private readonly offload: boolean;                               // the injection ports take vnet headers (superSegments)
+  private readonly offload: boolean;
+  private readonly wholePunts: boolean;                            // the switch punts TCP super-frames whole (setPuntOffload)                               // the injection ports take vnet headers (superSegments)
   private readonly vnet = new Uint8Array(12);
   private closed = false;
 
@@ -210,6 +213,10 @@ export class SocketUplink {
     // and checksums them for the guest's port (or passes them whole to a port that takes them).
     this.offload = o.superSegments !== false;
     if (this.offload) sw.setOffload(this.port.id, INJECT_OFFLOADS);
+    // The other way, a guest's TCP super-frames come whole (with the default engine, which takes a
+    // partial checksum): its payload goes to the host socket in one piece, not as 45 segments.
+    this.wholePunts = this.offload && o.tcp === undefined;
+    if (this.wholePunts) sw.setPuntOffload(Offload.TSO4 | Offload.TSO6);
     // What the switch floods to the injection port (the router's own frames, other guests' broadcasts
     // on the uplink network) is not the host's: counted and dropped.
     this.port.onFrame(() => { this.counters.switch_frames_ignored++; });
@@ -337,6 +344,7 @@ export class SocketUplink {
     this.tcpHost?.close();
     this.sw.onPunt('uplink', undefined);
     this.sw.onPunt('host', undefined);
+    if (this.wholePunts) this.sw.setPuntOffload(0);
     for (const [id, c] of this.added) {
       const f = this.sw.router.interfaces.get(id);
       if (f) this.sw.router.setPunt(id, f.punt.filter((x) => x !== c));
@@ -360,7 +368,7 @@ export class SocketUplink {
     if (typeof p === 'string') return this.refuse(p);
     const via = info.reason === 'host' ? 'host' : 'uplink';
     if (via === 'host') this.noteGuest(p, fr, info.interface);
-    if (p.protocol === PROTO_TCP) return this.tcp(p, via);
+    if (p.protocol === PROTO_TCP) return this.tcp(p, via, info.vnet !== undefined);
     if (p.protocol !== PROTO_UDP && p.protocol !== PROTO_ICMP && p.protocol !== PROTO_ICMPV6) return this.refuse('unsupported_protocol');
     if (!checksumOk(p)) return this.refuse('bad_checksum');
     if (p.protocol === PROTO_UDP) return this.udpIn(p, via);
@@ -684,7 +692,7 @@ export class SocketUplink {
 
   // ---- TCP ----
 
-  private tcp(p: IpPacket, via: 'uplink' | 'host'): void {
+  private tcp(p: IpPacket, via: 'uplink' | 'host', partialChecksum = false): void {
     this.counters.tcp_segments++;
     const engine = via === 'host' ? this.tcpHost : this.tcpUplink;
     if (!engine) {
@@ -693,7 +701,7 @@ export class SocketUplink {
       if (rst) (via === 'host' ? this.injectHost(rst) : this.injectUplink(rst));
       return;
     }
-    engine.input(p.ip);   // the engine copies what it keeps
+    engine.input(p.ip, partialChecksum);   // the engine copies what it keeps
   }
 
   // The host side of a guest's new connection: a TCP socket to the real destination, or to the

@@ -113,6 +113,7 @@ export class IoWorker {
     this.rx = Ring.create(opts.ringBytes ?? 1 << 22);
     this.tx = Ring.create(opts.ringBytes ?? 1 << 22);
     this.tx.bulkCopy = this.native.copy;
+    sw.bulkCopy ??= this.native.copy;   // the rx ring's frames into the module's rx buffer
     this.counters = new Float64Array(new SharedArrayBuffer(maxPorts * COUNTERS * 8));
     this.taps = new Array(maxPorts);
     this.thread = startThread({ rx: this.rx.buffer, tx: this.tx.buffer, counters: this.counters.buffer as SharedArrayBuffer, native: path, maxPorts });

@@ -30,6 +30,11 @@
 // the ring is empty, and waits; a producer that publishes frames exchanges `sleeping` to 0 and
 // notifies only when it was 1. So a busy consumer is never notified, and a batch of frames costs one
 // notify at most. The producer publishes (stores head) once per batch (`publish`), not per frame.
+import { BULK_COPY_MIN, type BulkCopy } from '../switch.js';
+
+// A copy into the ring from BULK_COPY_MIN bytes up goes through the bulk copier when one is set (see
+// Ring.bulkCopy).
+export { BULK_COPY_MIN, type BulkCopy };
 export const CONTROL_BYTES = 256;
 export const RECORD_HEADER = 20;
 export const VNET_BYTES = 12;
@@ -38,11 +43,6 @@ export const FLAG_VNET = 1;
 type WaitAsync = (a: Int32Array, index: number, value: number) => { async: boolean; value: Promise<unknown> | string };
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 const WRAP = -1;                 // 0xffffffff read as Int32
-// From this many bytes up, a copy into the ring goes through the bulk copier when one is set (see
-// Ring.bulkCopy); below it, the call costs more than it saves.
-export const BULK_COPY_MIN = 1024;
-// memcpy of all of src into dst at `at` (the native helper's copy()).
-export type BulkCopy = (dst: Uint8Array, at: number, src: Uint8Array) => void;
 const HEAD = 0, TAIL = 16, SLEEPING = 32, DROPS = 33, CAPACITY = 34, CLOSED = 35;
 
 export const recordBytes = (length: number): number => (RECORD_HEADER + length + 7) & ~7;
