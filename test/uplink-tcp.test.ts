@@ -365,6 +365,29 @@ test('bulk both ways over a real socket, byte-exact: small guest window, segment
   serverGot = [];
 });
 
+test('guest -> host over a real socket whose reader stalls: the 1 MiB slabs the data is copied into are reused only after their writes completed, byte-exact', async () => {
+  const up = pattern(9 * 1024 * 1024 + 5, 9);
+  let serverGot: Buffer[] = [], serverEnded = false;
+  const srv = await listen((s) => {
+    // The reader stalls now and then, so the engine's writes wait in the socket with their slabs.
+    s.pause();
+    const t = setInterval(() => { if (s.isPaused()) s.resume(); else s.pause(); }, 15);
+    s.on('data', (d) => serverGot.push(d));
+    s.on('end', () => { serverEnded = true; clearInterval(t); });
+  });
+  // A 4 MiB receive buffer and 32 KiB segments: several slabs' worth written and not yet called back.
+  const h = harness({ ...FAST, rcvBuf: 4 * 1024 * 1024, open: (k) => dial(k.dport) });
+  const g = new Peer(h, { dport: srv.port, wnd: 65535, ws: 7, mss: 32 * 1024 });
+  g.syn();
+  await until(() => g.established, 'handshake');
+  g.write(up); g.end();
+  await until(() => serverEnded, 'all data at the host', 30000);
+  assert.is(sha(Buffer.concat(serverGot)), sha(up), 'guest -> host byte-exact');
+  assert.is(h.eng.counters.bytesToHost, up.length);
+  h.eng.close(); srv.close();
+  serverGot = [];
+});
+
 test('bulk over IPv6 with window scaling, high loss from the engine: fast retransmit', async () => {
   const down = pattern(4 * 1024 * 1024, 3);
   const srv = await listen((s) => { s.resume(); s.end(down); });

@@ -11,7 +11,8 @@
 //
 // What is buffered, and the bounds:
 // - guest -> host: in-order payload is copied once out of the packet (the caller may reuse its
-//   buffer, e.g. a view into wasm memory) and written to the Duplex. The window we advertise is
+//   buffer, e.g. a view into wasm memory), into 1 MiB slabs for a socket (below, Slab), and written
+//   to the Duplex. The window we advertise is
 //   rcvBuf (default 256 KiB) minus duplex.writableLength, so a slow host side closes the window to 0
 //   and the guest stops; a window update is sent from the write callback when it has grown by a
 //   quarter of the buffer. The right edge never moves left (RFC 9293 3.8.6), so the Duplex can hold
@@ -66,6 +67,7 @@
 // Every packet from the guest is untrusted: malformed input is a drop counted under a named reason in
 // counters.dropped, never a throw.
 import type { Duplex } from 'node:stream';
+import { Socket } from 'node:net';
 import { onesComplementSum, parseIPv4, parseIPv6, formatIPv4, formatIPv6 } from '../frames.js';
 
 export interface TcpFlowKey { v6: boolean; src: string; sport: number; dst: string; dport: number }
@@ -167,6 +169,21 @@ export interface TcpCounters {
 
 const FIN = 1, SYN = 2, RST = 4, PSH = 8, ACK = 16;
 const MAX_WSCALE = 14;
+
+// Guest data for the host sockets (net.Socket) is copied into 1 MiB slabs, not into a Buffer of its own each time:
+// a Buffer over 4 KiB is an ArrayBuffer of its own, and at a few Gbit/s of 64 KiB super-segments the
+// external memory they added up to had V8 run a full mark-compact every few hundred MB (a fifth of
+// the main thread in a TSO upload, docs/performance.md). A slab is written over again only once every
+// write from it has completed (its callback ran); a slab whose writes never complete (a socket
+// destroyed without calling back) is left to the garbage collector. At most SPARE_SLABS wait spare.
+const SLAB = 1 << 20;
+const SPARE_SLABS = 4;
+class Slab {
+  readonly buf = Buffer.allocUnsafeSlow(SLAB);
+  used = 0;
+  pending = 0;      // writes from it not yet called back
+  retired = false;  // no longer the one chunks are taken from
+}
 // A flow's life; 'OPENING' waits for open(), 'SYN_SENT' is host-initiated.
 const S_OPENING = 0, S_SYN_SENT = 1, S_SYN_RCVD = 2, S_OPEN = 3;
 
@@ -251,6 +268,8 @@ export class TcpEngine {
   private readonly mss4: number;
   private readonly mss6: number;
   private readonly rcvBuf: number;
+  private slab = new Slab();
+  private readonly spareSlabs: Slab[] = [];
   private readonly sndBuf: number;
   private readonly sndBufTotal: number;
   private readonly readAhead: number;
@@ -587,14 +606,18 @@ export class TcpEngine {
       if (take > room) { take = room > 0 ? room : 0; clipped = true; }
       if (take > 0) {
         const start = s.off + s.hlen + off;
-        const chunk = Buffer.allocUnsafe(take);
+        // Only a socket's write is done with the bytes when it calls back (they are in the kernel); another
+        // Duplex (an in-process service's pair) may hand the chunk itself on, so it gets one of its own.
+        const sl = f.duplex instanceof Socket ? this.slabFor(take) : undefined;
+        const chunk = sl ? sl.buf.subarray(sl.used, sl.used + take) : Buffer.allocUnsafe(take);
+        if (sl) { sl.used = (sl.used + take + 7) & ~7; sl.pending++; }
         chunk.set(p.subarray(start, start + take));
         f.rcvNxt = (f.rcvNxt + take) >>> 0;
         f.toHost += take;
         this.counters.bytesToHost += take;
         // A batch's segments reach the host socket in one writev, not one write each.
         if (!f.corked) { f.corked = true; f.duplex!.cork(); this.enlist(f); }
-        f.duplex!.write(chunk, f.onWritten);
+        f.duplex!.write(chunk, sl ? () => { this.slabWritten(sl); f.onWritten(); } : f.onWritten);
         if (f.dead) return;
       }
       if (clipped) { this.drop('out_of_window'); this.sendAck(f); return; }
@@ -747,6 +770,24 @@ export class TcpEngine {
       this.counters.windowUpdates++;
       this.sendAck(f);
     }
+  }
+
+  // The slab the next `n` bytes of guest data go into (n <= MAX_PACKET < SLAB).
+  private slabFor(n: number): Slab {
+    let sl = this.slab;
+    if (sl.used + n <= SLAB) return sl;
+    sl.retired = true;
+    if (sl.pending === 0) { sl.used = 0; sl.retired = false; return sl; }
+    sl = this.spareSlabs.pop() ?? new Slab();
+    this.slab = sl;
+    return sl;
+  }
+
+  private slabWritten(sl: Slab): void {
+    if (--sl.pending !== 0 || !sl.retired) return;
+    sl.used = 0;
+    sl.retired = false;
+    if (this.spareSlabs.length < SPARE_SLABS) this.spareSlabs.push(sl);
   }
 
   private freeSpace(f: Flow): number {
