@@ -79,6 +79,18 @@ export function put(frame: usize, len: u32, inPort: u32, reason: u32, ifIndex: u
   return true;
 }
 
+// A descriptor for a frame of `len` bytes preceded by a `hdr`-byte header (a vnet header: the caller
+// sets REASON_VNET in `reason`), and room for both; the address of the header, 0 when the area is full.
+// The descriptor names the frame, after its header.
+export function reserveWithHeader(hdr: u32, len: u32, inPort: u32, reason: u32, ifIndex: u32, zone: u32, vlan: u32): usize {
+  let h = reserve(hdr + len, inPort, reason, ifIndex, zone, vlan);
+  if (h == 0) return 0;
+  let d = descBase + <usize>(count - 1) * DESCRIPTOR_SIZE;
+  store<u32>(d, <u32>(h + hdr));
+  store<u16>(d, <u16>len, 4);
+  return h;
+}
+
 // A descriptor and room for a frame of `len` bytes that the caller writes (nodes/gso.ts builds
 // segments there); 0 when the area is full.
 export function reserve(len: u32, inPort: u32, reason: u32, ifIndex: u32, zone: u32, vlan: u32): usize {

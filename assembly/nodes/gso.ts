@@ -135,12 +135,8 @@ export function punt(m: Meta, reason: u32, ifIndex: u32, zone: u32): bool {
   let type = vnet.typeOf(v) & ~vnet.GSO_ECN;
   let whole = type == vnet.GSO_TCPV4 ? area.takes & OFFLOAD_TSO4 : type == vnet.GSO_TCPV6 ? area.takes & OFFLOAD_TSO6 : 0;
   if (whole != 0 && (reason == PuntReason.Uplink || reason == PuntReason.Host)) {
-    let h = area.reserve(<u32>vnet.HEADER_SIZE + m.len, m.inPort, reason | area.REASON_VNET, ifIndex, zone, m.vlan);
+    let h = area.reserveWithHeader(<u32>vnet.HEADER_SIZE, m.len, m.inPort, reason | area.REASON_VNET, ifIndex, zone, m.vlan);
     if (h == 0) return false;
-    // The descriptor names the frame, after its header.
-    let d = area.descBase + <usize>(area.count - 1) * area.DESCRIPTOR_SIZE;
-    store<u32>(d, <u32>(h + vnet.HEADER_SIZE));
-    store<u16>(d, <u16>m.len, 4);
     store<u8>(h, <u8>vnet.flagsOf(v));
     store<u8>(h, <u8>vnet.typeOf(v), 1);
     store<u16>(h, <u16>(m.l4 + tcp.headerLen(f + m.l4)), 2);
