@@ -388,6 +388,32 @@ test('guest -> host over a real socket whose reader stalls: the 1 MiB slabs the 
   serverGot = [];
 });
 
+test('a host that does not read: the slabs waiting for its writes stop at 16 MiB, the rest gets Buffers of its own; all arrives once it reads', async () => {
+  const up = pattern(48 * 1024 * 1024 + 11, 12);
+  let serverGot: Buffer[] = [], serverEnded = false;
+  let sock: net.Socket | undefined;
+  const srv = await listen((s) => {
+    sock = s;
+    s.pause();   // reads nothing until told
+    s.on('data', (d) => serverGot.push(d));
+    s.on('end', () => { serverEnded = true; });
+  });
+  // A receive buffer far beyond the slabs' cap, so that the writes pending in the socket outgrow it.
+  const h = harness({ ...FAST, rcvBuf: 64 * 1024 * 1024, open: (k) => dial(k.dport) });
+  const g = new Peer(h, { dport: srv.port, wnd: 65535, ws: 10, mss: 32 * 1024 });
+  g.syn();
+  await until(() => g.established, 'handshake');
+  g.write(up); g.end();
+  await until(() => h.eng.counters.unpooledWrites > 0, 'the cap reached while the host does not read', 30000);
+  const pinned = (h.eng as unknown as { pinnedSlabs: number }).pinnedSlabs;
+  assert.ok(pinned <= 16, `at most 16 slabs wait for writes (${pinned})`);
+  sock!.resume();
+  await until(() => serverEnded, 'all data at the host once it reads', 60000);
+  assert.is(sha(Buffer.concat(serverGot)), sha(up), 'guest -> host byte-exact, slabs and Buffers alike');
+  h.eng.close(); srv.close();
+  serverGot = [];
+});
+
 test('bulk over IPv6 with window scaling, high loss from the engine: fast retransmit', async () => {
   const down = pattern(4 * 1024 * 1024, 3);
   const srv = await listen((s) => { s.resume(); s.end(down); });

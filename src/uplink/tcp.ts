@@ -164,6 +164,7 @@ export interface TcpCounters {
   dupAcksSent: number;
   bytesToHost: number;
   bytesToGuest: number;
+  unpooledWrites: number;     // guest data given a Buffer of its own: PINNED_SLABS slabs still waited for writes
   dropped: Record<TcpDropReason, number>;
 }
 
@@ -176,8 +177,12 @@ const MAX_WSCALE = 14;
 // the main thread in a TSO upload, docs/performance.md). A slab is written over again only once every
 // write from it has completed (its callback ran); a slab whose writes never complete (a socket
 // destroyed without calling back) is left to the garbage collector. At most SPARE_SLABS wait spare.
+// One pending chunk keeps its whole slab: a guest could strew small writes to a host that never
+// reads across many slabs. So at most PINNED_SLABS retired slabs may wait for their writes; beyond,
+// chunks are Buffers of their own again, whose memory is what the windows bound.
 const SLAB = 1 << 20;
 const SPARE_SLABS = 4;
+const PINNED_SLABS = 16;
 class Slab {
   readonly buf = Buffer.allocUnsafeSlow(SLAB);
   used = 0;
@@ -270,6 +275,7 @@ export class TcpEngine {
   private readonly rcvBuf: number;
   private slab = new Slab();
   private readonly spareSlabs: Slab[] = [];
+  private pinnedSlabs = 0;            // retired slabs with writes not yet called back
   private readonly sndBuf: number;
   private readonly sndBufTotal: number;
   private readonly readAhead: number;
@@ -320,7 +326,7 @@ export class TcpEngine {
     this.counters = {
       flowsOpened: 0, flowsConnected: 0, flowsClosed: 0, refused: 0, unreachable: 0, connectFailed: 0,
       resetByGuest: 0, resetToGuest: 0, rstNoFlow: 0, flowTableFull: 0, synAbsorbed: 0, retransmits: 0,
-      fastRetransmits: 0, timeouts: 0, windowProbes: 0, windowUpdates: 0, dupAcksSent: 0, bytesToHost: 0, bytesToGuest: 0,
+      fastRetransmits: 0, timeouts: 0, windowProbes: 0, windowUpdates: 0, dupAcksSent: 0, bytesToHost: 0, bytesToGuest: 0, unpooledWrites: 0,
       dropped: Object.fromEntries(TCP_DROP_REASONS.map((r) => [r, 0])) as Record<TcpDropReason, number>,
     };
     this.flushDue = this.flushDue.bind(this);
@@ -611,6 +617,7 @@ export class TcpEngine {
         const sl = f.duplex instanceof Socket ? this.slabFor(take) : undefined;
         const chunk = sl ? sl.buf.subarray(sl.used, sl.used + take) : Buffer.allocUnsafe(take);
         if (sl) { sl.used = (sl.used + take + 7) & ~7; sl.pending++; }
+        else if (f.duplex instanceof Socket) this.counters.unpooledWrites++;
         chunk.set(p.subarray(start, start + take));
         f.rcvNxt = (f.rcvNxt + take) >>> 0;
         f.toHost += take;
@@ -772,12 +779,15 @@ export class TcpEngine {
     }
   }
 
-  // The slab the next `n` bytes of guest data go into (n <= MAX_PACKET < SLAB).
-  private slabFor(n: number): Slab {
+  // The slab the next `n` bytes of guest data go into (n <= MAX_PACKET < SLAB); undefined when
+  // PINNED_SLABS retired slabs still wait for writes.
+  private slabFor(n: number): Slab | undefined {
     let sl = this.slab;
     if (sl.used + n <= SLAB) return sl;
+    if (sl.pending === 0) { sl.used = 0; return sl; }
+    if (this.pinnedSlabs >= PINNED_SLABS) return undefined;
     sl.retired = true;
-    if (sl.pending === 0) { sl.used = 0; sl.retired = false; return sl; }
+    this.pinnedSlabs++;
     sl = this.spareSlabs.pop() ?? new Slab();
     this.slab = sl;
     return sl;
@@ -785,6 +795,7 @@ export class TcpEngine {
 
   private slabWritten(sl: Slab): void {
     if (--sl.pending !== 0 || !sl.retired) return;
+    this.pinnedSlabs--;
     sl.used = 0;
     sl.retired = false;
     if (this.spareSlabs.length < SPARE_SLABS) this.spareSlabs.push(sl);
