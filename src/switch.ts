@@ -259,6 +259,11 @@ export class SwitchPort {
 export type BulkCopy = (dst: Uint8Array, at: number, src: Uint8Array) => void;
 // From this many bytes up a bulk copier is used where one is set; below it, the call costs more than it saves.
 export const BULK_COPY_MIN = 1024;
+// Copies src into dst at `at`: with `bulk` when one is given and src is long enough, else TypedArray.set.
+export function copyInto(dst: Uint8Array, at: number, src: Uint8Array, bulk: BulkCopy | undefined): void {
+  if (bulk !== undefined && src.length >= BULK_COPY_MIN) bulk(dst, at, src);
+  else dst.set(src, at);
+}
 
 export class Switch {
   readonly dp: Dataplane;
@@ -429,8 +434,7 @@ export class Switch {
     if (this.captures.size) this.captures.get(port)?.write(frame, Date.now());
     dp.views();
     const off = this.rxUsed;
-    if (this.bulkCopy !== undefined && frame.length >= BULK_COPY_MIN) this.bulkCopy(dp.rxBuffer, off, frame);
-    else dp.rxBuffer.set(frame, off);
+    copyInto(dp.rxBuffer, off, frame, this.bulkCopy);
     const d = this.pending * 8;
     dp.rxDescriptors.setUint32(d, off, true);
     dp.rxDescriptors.setUint16(d + 4, frame.length, true);

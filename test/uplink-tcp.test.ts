@@ -245,6 +245,18 @@ async function listen(onConn: (s: net.Socket) => void): Promise<net.Server & { p
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   return Object.assign(srv, { port: (srv.address() as net.AddressInfo).port });
 }
+// A server that keeps what its connection receives: `received()` the bytes so far, `ended()` once the
+// other side finished; `onConn` sees the socket first (to pause it, to answer).
+async function listenCollecting(onConn: (s: net.Socket) => void = () => {}) {
+  const got: Buffer[] = [];
+  let ended = false;
+  const srv = await listen((s) => {
+    onConn(s);
+    s.on('data', (d) => got.push(d));
+    s.on('end', () => { ended = true; });
+  });
+  return { srv, received: () => Buffer.concat(got), ended: () => ended };
+}
 function dial(port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
@@ -335,12 +347,7 @@ test('segments for no flow: RST as RFC 9293 says (ACK: seq=SEG.ACK; else RST+ACK
 
 test('bulk both ways over a real socket, byte-exact: small guest window, segments lost each way, retransmitted', async () => {
   const up = pattern(3 * 1024 * 1024 + 123, 1), down = pattern(2 * 1024 * 1024 + 77, 2);
-  let serverGot: Buffer[] = [], serverEnded = false;
-  const srv = await listen((s) => {
-    s.on('data', (d) => serverGot.push(d));
-    s.on('end', () => { serverEnded = true; });
-    s.end(down);
-  });
+  const { srv, received, ended } = await listenCollecting((s) => { s.end(down); });
   const h = harness({ ...FAST, open: (k) => dial(k.dport) });
   // Guest: a 6000-byte window without scaling; every 151st segment to it and every 97th from it lost.
   const g = new Peer(h, { dport: srv.port, wnd: 6000, mss: 1460, dropIn: (n) => n % 151 === 0, dropOut: (n) => n % 97 === 0 });
@@ -349,8 +356,8 @@ test('bulk both ways over a real socket, byte-exact: small guest window, segment
   const f = h.eng.flows()[0];
   assert.equal([f.host?.remoteAddress, f.host?.remotePort, f.host?.localAddress], ['127.0.0.1', srv.port, '127.0.0.1'], 'the host socket in flows()');
   g.write(up); g.end();
-  await until(() => serverEnded && g.finRcvd, 'both directions complete');
-  const sg = Buffer.concat(serverGot);
+  await until(() => ended() && g.finRcvd, 'both directions complete');
+  const sg = received();
   assert.is(sha(sg), sha(up), 'guest -> host byte-exact');
   assert.is(sha(g.data()), sha(down), 'host -> guest byte-exact');
   assert.ok(h.eng.counters.retransmits > 0, 'the engine retransmitted lost segments');
@@ -362,18 +369,15 @@ test('bulk both ways over a real socket, byte-exact: small guest window, segment
   assert.is(h.eng.counters.bytesToHost, up.length);
   assert.is(h.eng.counters.bytesToGuest, down.length);
   h.eng.close(); srv.close();
-  serverGot = [];
 });
 
 test('guest -> host over a real socket whose reader stalls: the 1 MiB slabs the data is copied into are reused only after their writes completed, byte-exact', async () => {
   const up = pattern(9 * 1024 * 1024 + 5, 9);
-  let serverGot: Buffer[] = [], serverEnded = false;
-  const srv = await listen((s) => {
+  const { srv, received, ended } = await listenCollecting((s) => {
     // The reader stalls now and then, so the engine's writes wait in the socket with their slabs.
     s.pause();
     const t = setInterval(() => { if (s.isPaused()) s.resume(); else s.pause(); }, 15);
-    s.on('data', (d) => serverGot.push(d));
-    s.on('end', () => { serverEnded = true; clearInterval(t); });
+    s.on('end', () => clearInterval(t));
   });
   // A 4 MiB receive buffer and 32 KiB segments: several slabs' worth written and not yet called back.
   const h = harness({ ...FAST, rcvBuf: 4 * 1024 * 1024, open: (k) => dial(k.dport) });
@@ -381,22 +385,18 @@ test('guest -> host over a real socket whose reader stalls: the 1 MiB slabs the 
   g.syn();
   await until(() => g.established, 'handshake');
   g.write(up); g.end();
-  await until(() => serverEnded, 'all data at the host', 30000);
-  assert.is(sha(Buffer.concat(serverGot)), sha(up), 'guest -> host byte-exact');
+  await until(ended, 'all data at the host', 30000);
+  assert.is(sha(received()), sha(up), 'guest -> host byte-exact');
   assert.is(h.eng.counters.bytesToHost, up.length);
   h.eng.close(); srv.close();
-  serverGot = [];
 });
 
 test('a host that does not read: the slabs waiting for its writes stop at 16 MiB, the rest gets Buffers of its own; all arrives once it reads', async () => {
   const up = pattern(48 * 1024 * 1024 + 11, 12);
-  let serverGot: Buffer[] = [], serverEnded = false;
   let sock: net.Socket | undefined;
-  const srv = await listen((s) => {
+  const { srv, received, ended } = await listenCollecting((s) => {
     sock = s;
     s.pause();   // reads nothing until told
-    s.on('data', (d) => serverGot.push(d));
-    s.on('end', () => { serverEnded = true; });
   });
   // A receive buffer far beyond the slabs' cap, so that the writes pending in the socket outgrow it.
   const h = harness({ ...FAST, rcvBuf: 64 * 1024 * 1024, open: (k) => dial(k.dport) });
@@ -408,10 +408,9 @@ test('a host that does not read: the slabs waiting for its writes stop at 16 MiB
   const pinned = (h.eng as unknown as { pinnedSlabs: number }).pinnedSlabs;
   assert.ok(pinned <= 16, `at most 16 slabs wait for writes (${pinned})`);
   sock!.resume();
-  await until(() => serverEnded, 'all data at the host once it reads', 60000);
-  assert.is(sha(Buffer.concat(serverGot)), sha(up), 'guest -> host byte-exact, slabs and Buffers alike');
+  await until(ended, 'all data at the host once it reads', 60000);
+  assert.is(sha(received()), sha(up), 'guest -> host byte-exact, slabs and Buffers alike');
   h.eng.close(); srv.close();
-  serverGot = [];
 });
 
 test('bulk over IPv6 with window scaling, high loss from the engine: fast retransmit', async () => {

@@ -54,16 +54,21 @@ const TCP_CWR: u32 = 0x80;
 // have gained or lost the tag the frame came with).
 @inline function l3Of(f: usize): u32 { return get16(f + 12) == eth.TYPE_VLAN ? 18 : 14; }
 
+// Writes a vnet header at h (nodes/vnet.ts's layout): the tx offload record of the descriptor just
+// emitted (record), or the header before a super-frame punted whole.
+@inline function writeHeader(h: usize, flags: u32, type: u32, hdrLen: u32, size: u32, start: u32, off: u32): void {
+  store<u8>(h, <u8>flags);
+  store<u8>(h, <u8>type, 1);
+  store<u16>(h, <u16>hdrLen, 2);
+  store<u16>(h, <u16>size, 4);
+  store<u16>(h, <u16>start, 6);
+  store<u16>(h, <u16>off, 8);
+  store<u16>(h, 0, 10);
+}
+
 // Writes the tx offload record of the descriptor just emitted.
 @inline function record(flags: u32, type: u32, hdrLen: u32, size: u32, start: u32, off: u32): void {
-  let r = tx.offBase + <usize>(tx.count - 1) * tx.OFFLOAD_SIZE;
-  store<u8>(r, <u8>flags);
-  store<u8>(r, <u8>type, 1);
-  store<u16>(r, <u16>hdrLen, 2);
-  store<u16>(r, <u16>size, 4);
-  store<u16>(r, <u16>start, 6);
-  store<u16>(r, <u16>off, 8);
-  store<u16>(r, 0, 10);
+  writeHeader(tx.offBase + <usize>(tx.count - 1) * tx.OFFLOAD_SIZE, flags, type, hdrLen, size, start, off);
 }
 
 // Sends frame f (m, or a VLAN variant of it) of `len` bytes out of port o whose flags are `pflags`:
@@ -137,13 +142,7 @@ export function punt(m: Meta, reason: u32, ifIndex: u32, zone: u32): bool {
   if (whole != 0 && (reason == PuntReason.Uplink || reason == PuntReason.Host)) {
     let h = area.reserveWithHeader(<u32>vnet.HEADER_SIZE, m.len, m.inPort, reason | area.REASON_VNET, ifIndex, zone, m.vlan);
     if (h == 0) return false;
-    store<u8>(h, <u8>vnet.flagsOf(v));
-    store<u8>(h, <u8>vnet.typeOf(v), 1);
-    store<u16>(h, <u16>(m.l4 + tcp.headerLen(f + m.l4)), 2);
-    store<u16>(h, <u16>vnet.sizeOf(v), 4);
-    store<u16>(h, <u16>m.l4, 6);
-    store<u16>(h, 16, 8);
-    store<u16>(h, 0, 10);
+    writeHeader(h, vnet.flagsOf(v), vnet.typeOf(v), vnet.headersLen(f, m.l4, m.protocol), vnet.sizeOf(v), m.l4, vnet.csumOffset(m.protocol));
     memory.copy(h + vnet.HEADER_SIZE, f, m.len);
     bump(Stat.GsoPuntedWhole);
     return true;

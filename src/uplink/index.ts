@@ -176,8 +176,8 @@ export class SocketUplink {
   private readonly added: Array<[number, PuntClass]> = [];
   private readonly said = new Set<string>();
   private readonly reads = new ReadPool();
-  private readonly offload: boolean;
-  private readonly wholePunts: boolean;                            // the switch punts TCP super-frames whole (setPuntOffload)                               // the injection ports take vnet headers (superSegments)
+  private readonly offload: boolean;                               // the injection ports take vnet headers (superSegments)
+  private readonly wholePunts: boolean;                            // the switch punts TCP super-frames whole (setPuntOffload)
   private readonly vnet = new Uint8Array(12);
   private closed = false;
 

@@ -614,10 +614,11 @@ export class TcpEngine {
         const start = s.off + s.hlen + off;
         // Only a socket's write is done with the bytes when it calls back (they are in the kernel); another
         // Duplex (an in-process service's pair) may hand the chunk itself on, so it gets one of its own.
-        const sl = f.duplex instanceof Socket ? this.slabFor(take) : undefined;
+        const socket = f.duplex instanceof Socket;
+        const sl = socket ? this.slabFor(take) : undefined;
         const chunk = sl ? sl.buf.subarray(sl.used, sl.used + take) : Buffer.allocUnsafe(take);
         if (sl) { sl.used = (sl.used + take + 7) & ~7; sl.pending++; }
-        else if (f.duplex instanceof Socket) this.counters.unpooledWrites++;
+        else if (socket) this.counters.unpooledWrites++;
         chunk.set(p.subarray(start, start + take));
         f.rcvNxt = (f.rcvNxt + take) >>> 0;
         f.toHost += take;

@@ -30,7 +30,7 @@
 // the ring is empty, and waits; a producer that publishes frames exchanges `sleeping` to 0 and
 // notifies only when it was 1. So a busy consumer is never notified, and a batch of frames costs one
 // notify at most. The producer publishes (stores head) once per batch (`publish`), not per frame.
-import { BULK_COPY_MIN, type BulkCopy } from '../switch.js';
+import { BULK_COPY_MIN, copyInto, type BulkCopy } from '../switch.js';
 
 // A copy into the ring from BULK_COPY_MIN bytes up goes through the bulk copier when one is set (see
 // Ring.bulkCopy).
@@ -130,8 +130,7 @@ export class Ring {
 
   // Copies bytes into the data area at `off` (a record the caller reserved).
   copyIn(off: number, bytes: Uint8Array): void {
-    if (this.bulkCopy && bytes.length >= BULK_COPY_MIN) this.bulkCopy(this.data, off, bytes);
-    else this.data.set(bytes, off);
+    copyInto(this.data, off, bytes, this.bulkCopy);
   }
 
   // Makes the records reserved so far visible to the consumer, and wakes it if it sleeps. True when
