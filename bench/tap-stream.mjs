@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const native = createRequire(import.meta.url)(join(dirname(fileURLToPath(import.meta.url)), '../native/build/Release/netplane_tap.node'));
-const [dev, path] = process.argv.slice(2);
+const [dev, path, mtuArg] = process.argv.slice(2);
 // The helper's API before and after its batched writes (issue 14): open(dev) -> fd and write(fd, frame),
 // or open(dev, offloads) -> [fd, accepted] (-1: a plain TAP, no vnet header) and
 // write(fd, base, desc, n, hdrLen) writing n frames described by [header, frame, length] offsets into
@@ -31,7 +31,7 @@ function tapFlush(base) {
   if (descN) native.write(fd, base, desc, descN, 0);
   descN = 0;
 }
-const SLOT = 9216, BATCH = 256;
+const SLOT = Math.max(9216, Number(mtuArg ?? 0) + 18), BATCH = 256;
 const buf = new Uint8Array(SLOT * BATCH), lens = new Uint32Array(BATCH);
 const out = Buffer.alloc((SLOT + 4) * BATCH);
 const sock = connect(path);

@@ -34,6 +34,8 @@ const other = viaPasst || viaPasta;   // not netplane
 const sample = args.includes('--ss');        // the client's `ss -ti` and the engine's flow state every 500 ms
 const si = args.indexOf('--seconds');
 const seconds = si >= 0 ? Number(args[si + 1]) : 5;
+const mi = args.indexOf('--mtu');
+const mtu = mi >= 0 ? Number(args[mi + 1]) : undefined;
 const here = dirname(fileURLToPath(import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'npd-'));
 const ns = `npd-${process.pid % 10000}`;
@@ -47,7 +49,7 @@ function cpuOf(pid: number): number {
 }
 
 const tcpOptions = process.env.UPLINK_TCP ? JSON.parse(process.env.UPLINK_TCP) : undefined;   // A/B of engine options, e.g. '{"sndBuf":1048576}'
-const { sw, guest, up: uplink } = uplinkSwitch(tcpOptions);
+const { sw, guest, up: uplink } = uplinkSwitch(tcpOptions, mtu);
 if (process.env.NO_WHOLE) sw.setPuntOffload(0);
 const socket = join(tmp, viaPasst ? 'passt.sock' : 'netplane.sock');
 const st = other || viaNative ? undefined : await StreamTransport.listen(sw, guest.id, { unix: socket });
@@ -77,7 +79,7 @@ try {
     clientTap = new TapTransport(sw, guest.id, dev, { offload: true });
     sh(['ip', 'link', 'set', dev, 'netns', ns]);
   } else {
-    p = spawn(process.execPath, [join(here, 'tap-stream.mjs'), dev, socket], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+    p = spawn(process.execPath, [join(here, 'tap-stream.mjs'), dev, socket, ...(mtu ? [String(mtu)] : [])], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
     procs.push(p);
     await new Promise<void>((ok, fail) => {
       p!.stdout!.on('data', (d) => { if (String(d).includes('connected')) ok(); });
@@ -88,6 +90,7 @@ try {
   if (!viaPasta) {
     sh(['ip', 'link', 'set', dev, 'address', '02:00:00:00:00:2c'], { ns });
     sh(['ip', 'addr', 'add', address, 'dev', dev], { ns });
+    if (mtu) sh(['ip', 'link', 'set', dev, 'mtu', String(mtu)], { ns });
     sh(['ip', 'link', 'set', dev, 'up'], { ns });
     sh(['ip', 'route', 'add', 'default', 'via', gateway], { ns });
   }

@@ -11,11 +11,11 @@ import { sh } from '../test/e2e/netns.js';
 
 // A switch with the guest's port behind gateway 10.0.2.2 and the socket uplink as its default route
 // (the gateway reaches the host's loopback).
-export function uplinkSwitch(tcpOptions?: TcpEngineOptions) {
+export function uplinkSwitch(tcpOptions?: TcpEngineOptions, mtu?: number) {
   const sw = new Switch({ maxPorts: 8 });
   const guest = sw.addPort({ network: 2 });
   const rt = sw.router;
-  rt.addInterface({ id: 0, network: 2, address: '10.0.2.2/24' });
+  rt.addInterface({ id: 0, network: 2, address: '10.0.2.2/24', ...(mtu ? { mtu } : {}) });
   rt.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
   rt.addRoute({ destination: '0.0.0.0/0', interface: 1 });
   return { sw, guest, up: SocketUplink.attach(sw, { interface: 1, host: [0], tcpOptions }) };

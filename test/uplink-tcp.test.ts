@@ -303,6 +303,41 @@ test('guest SYN over IPv6 with no window scale: MSS 1440, no window scale option
   h.eng.close();
 });
 
+test('pathMtu: our MSS is the path MTU less the headers, read as each flow opens, at most mss; the guest\'s smaller MSS wins', async () => {
+  let mtu = 65520;
+  const h = harness({ pathMtu: () => mtu, open: async () => new PassThrough() });
+  h.eng.input(seg({ sport: 40001, seq: 1, flags: S, options: synOpts(65480) }));
+  await until(() => h.sent.length === 1, 'SYN-ACK');
+  assert.is(h.sent[0].mss, 65480, 'IPv4: 65520 - 40');
+  h.eng.input(seg({ v6: true, sport: 40002, seq: 1, flags: S, options: synOpts(65460) }));
+  await until(() => h.sent.length === 2, 'SYN-ACK over IPv6');
+  assert.is(h.sent[1].mss, 65460, 'IPv6: 65520 - 60');
+  mtu = 9000;   // the guests' MTU changed: flows opened from now on take it
+  h.eng.input(seg({ sport: 40003, seq: 1, flags: S, options: synOpts(65480) }));
+  await until(() => h.sent.length === 3, 'SYN-ACK after the change');
+  assert.is(h.sent[2].mss, 8960);
+  mtu = 100;    // below IPv4's minimum MTU: 576's MSS
+  h.eng.input(seg({ sport: 40004, seq: 1, flags: S, options: synOpts(1460) }));
+  await until(() => h.sent.length === 4, 'SYN-ACK at the floor');
+  assert.is(h.sent[3].mss, 536);
+  h.eng.close();
+  const capped = harness({ pathMtu: () => 65520, mss: 9000, open: async () => new PassThrough() });
+  capped.eng.input(seg({ sport: 40005, seq: 1, flags: S, options: synOpts(65480) }));
+  await until(() => capped.sent.length === 1, 'SYN-ACK with mss given');
+  assert.is(capped.sent[0].mss, 9000, 'mss caps the path\'s');
+  capped.eng.close();
+  // Data to a guest that announced less than the path allows goes at the guest's MSS.
+  const src = new Source(300 * 1024);
+  const d = harness({ pathMtu: () => 65520, superSegments: 65521, open: async () => src });
+  const g = new Peer(d, { mss: 9000, wnd: 1 << 20, ws: 5 });
+  g.syn();
+  await until(() => g.finRcvd, 'all data and the FIN');
+  assert.is(sha(g.data()), sha(Buffer.concat(src.chunks)));
+  assert.ok(d.supers.length > 0 && d.supers.every((x) => x.mss === 9000), 'cut at the guest\'s MSS');
+  assert.ok(d.sent.every((p) => p.payload.length <= 9000));
+  d.eng.close();
+});
+
 test('open() refused or reset: RST+ACK acknowledging the SYN (RFC 9293 3.10.7.1)', async () => {
   for (const code of ['ECONNREFUSED', 'ECONNRESET']) {
     const h = harness({ open: () => Promise.reject(errno(code)) });

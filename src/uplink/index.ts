@@ -227,8 +227,12 @@ export class SocketUplink {
       const now = () => this.clock();
       const superSegments = this.offload ? Math.min(65535, sw.dp.rxBuffer.length) - LINK_HEADROOM : 0;
       const release = (c: Buffer) => this.reads.release(c);
-      this.tcpUplink = tcp({ superSegments, release, send: (p, mss) => this.injectUplink(p, true, mss), open: (k) => this.openTcp(k, false), now });
-      this.tcpHost = tcp({ superSegments, release, send: (p, mss) => this.injectHost(p, true, mss), open: (k) => this.openTcp(k, true), now });
+      // Our MSS from the smallest guest interface's MTU (see injectUplink: the MTU of the route to each
+      // guest would be exact, the smallest is never too large): a guest on a 65520-byte link, as
+      // passt and QEMU users run them, gets 64 KiB segments, a 1500-byte one 1460 as before.
+      const pathMtu = () => this.guestMtu();
+      this.tcpUplink = tcp({ superSegments, release, pathMtu, send: (p, mss) => this.injectUplink(p, true, mss), open: (k) => this.openTcp(k, false), now });
+      this.tcpHost = tcp({ superSegments, release, pathMtu, send: (p, mss) => this.injectHost(p, true, mss), open: (k) => this.openTcp(k, true), now });
     }
     sw.onPunt('uplink', (fr, info) => this.punted(fr, info));
     sw.onPunt('host', (fr, info) => this.punted(fr, info));
@@ -742,41 +746,75 @@ export class SocketUplink {
 // from a free list (net.connect's onread), the chunk goes to the engine as the socket's 'data' (pushed
 // through the stream, so data before the engine listens waits, and a full stream stops reading), and
 // the engine hands each chunk back once acknowledged (TcpEngineOptions.release); a small read is
-// copied out at once so its 64 KiB buffer goes straight back. The list is bounded: beyond it, buffers
-// are left to the collector.
+// copied out at once so its buffer goes straight back. The list is bounded: beyond it, buffers are
+// left to the collector.
+//
+// A socket whose read filled its buffer has more waiting: its next reads take 1 MiB (bulk) buffers,
+// until a read fills less than a quarter of one. Each read is a syscall that also sends the sender
+// a window update, whose processing (the sender's next pushes, over the loopback) runs in our
+// syscall: a 64 KiB read cost about 35 us of that, and reads 16 times larger took the download's CPU
+// from 130-150 to 85-105 ms per 100 MB (docs/performance.md). A bulk buffer may hold a small chunk for
+// as long as the guest takes to acknowledge it, so at most BULK_BUFFERS of them exist at once,
+// whether free, waiting for a read or holding chunks (a buffer of a flow that died is counted until
+// it is collected); beyond, sockets read 64 KiB.
 export const READ_BYTES = 64 * 1024;
+export const BULK_READ_BYTES = 1024 * 1024;
+export const BULK_BUFFERS = 32;
 const SMALL_READ = 4096, KEPT_READ_BUFFERS = 256;
 
-class ReadPool {
+export class ReadPool {
   private readonly free: ArrayBuffer[] = [];
+  private readonly freeBulk: ArrayBuffer[] = [];
   private readonly ours = new WeakSet<ArrayBuffer>();
+  private readonly bulkGone = new FinalizationRegistry<null>(() => { this.bulkBuffers--; });
+  /** Bulk buffers in existence (at most BULK_BUFFERS). */
+  bulkBuffers = 0;
 
-  private take = (): Buffer => {
+  take(bulk: boolean): Buffer {
+    if (bulk) {
+      const ab = this.freeBulk.pop();
+      if (ab) return Buffer.from(ab);
+      if (this.bulkBuffers < BULK_BUFFERS) {
+        const b = this.made(BULK_READ_BYTES);
+        this.bulkBuffers++;
+        this.bulkGone.register(b.buffer, null);
+        return b;
+      }
+    }
     const ab = this.free.pop();
-    if (ab) return Buffer.from(ab, 0, READ_BYTES);
-    const b = Buffer.allocUnsafeSlow(READ_BYTES);
+    return ab ? Buffer.from(ab) : this.made(READ_BYTES);
+  }
+
+  private made(size: number): Buffer {
+    const b = Buffer.allocUnsafeSlow(size);
     this.ours.add(b.buffer as ArrayBuffer);
     return b;
-  };
+  }
 
   release(c: Buffer): void {
     const ab = c.buffer as ArrayBuffer;
-    if (c.byteOffset === 0 && this.ours.has(ab) && this.free.length < KEPT_READ_BUFFERS) { this.ours.delete(ab); this.ours.add(ab); this.free.push(ab); }
+    if (c.byteOffset !== 0 || !this.ours.has(ab)) return;
+    if (ab.byteLength === BULK_READ_BYTES) this.freeBulk.push(ab);
+    else if (this.free.length < KEPT_READ_BUFFERS) this.free.push(ab);
+  }
+
+  // The chunk a read of n bytes into `buf` gives the engine.
+  chunk(n: number, buf: Buffer): Buffer {
+    if (n >= SMALL_READ) return buf.subarray(0, n);
+    const small = Buffer.from(buf.subarray(0, n));
+    this.release(buf);
+    return small;
   }
 
   connect(to: { host: string; port: number }): Socket {
+    let bulk = false;
     const s: Socket = netConnect({
       ...to,
       onread: {
-        buffer: this.take,
+        buffer: () => this.take(bulk),
         callback: (n: number, buf: Uint8Array): boolean => {
-          const b = buf as Buffer;
-          if (n < SMALL_READ) {
-            const small = Buffer.from(b.subarray(0, n));
-            this.release(b);
-            return s.push(small);
-          }
-          return s.push(b.subarray(0, n));
+          bulk = n === buf.length || (bulk && n >= BULK_READ_BYTES / 4);
+          return s.push(this.chunk(n, buf as Buffer));
         },
       },
     });

@@ -90,6 +90,12 @@ export interface TcpEngineOptions {
   maxFlows?: number;
   /** Our MSS (default 1460 over IPv4, 1440 over IPv6: a 1500-byte path). */
   mss?: number;
+  /**
+   * The MTU of the path to the guests, read as each flow opens (Linux takes its MSS from the route's
+   * MTU the same way): our MSS is it less 40 (IPv4) or 60 (IPv6) bytes of headers, and at most `mss`
+   * where that is given too.
+   */
+  pathMtu?: () => number;
   /** Bytes of guest data the host Duplex may hold before our window is 0 (default 256 KiB). */
   rcvBuf?: number;
   /** Host bytes kept unacked + unsent per flow before the Duplex is paused (default 4 MiB). */
@@ -270,8 +276,7 @@ export class TcpEngine {
   private readonly flowsById = new Map<string, Flow>();
   private readonly now: () => number;
   private readonly maxFlows: number;
-  private readonly mss4: number;
-  private readonly mss6: number;
+  private readonly mss?: number;
   private readonly rcvBuf: number;
   private slab = new Slab();
   private readonly spareSlabs: Slab[] = [];
@@ -303,8 +308,7 @@ export class TcpEngine {
   constructor(private readonly opts: TcpEngineOptions) {
     this.now = opts.now ?? Date.now;
     this.maxFlows = opts.maxFlows ?? 4096;
-    this.mss4 = opts.mss ?? 1460;
-    this.mss6 = opts.mss ?? 1440;
+    this.mss = opts.mss;
     this.rcvBuf = opts.rcvBuf ?? 256 * 1024;
     this.sndBuf = opts.sndBuf ?? 4 * 1024 * 1024;
     this.sndBufTotal = opts.sndBufTotal ?? 64 * 1024 * 1024;
@@ -450,7 +454,7 @@ export class TcpEngine {
   }
 
   private synOptions(f: Flow, s: Seg): void {
-    const our = f.key.v6 ? this.mss6 : this.mss4;
+    const our = this.ourMss(f.key.v6);
     f.sendMss = Math.min(our, s.mss > 0 ? s.mss : (f.key.v6 ? 1220 : 536));
     f.cwnd = 10 * f.sendMss;   // RFC 6928's initial window
     f.wsOk = s.ws >= 0;
@@ -514,7 +518,7 @@ export class TcpEngine {
     }
     const f = new Flow(this, id, { ...key }, guest, remote);
     f.state = S_SYN_SENT;
-    f.sendMss = key.v6 ? this.mss6 : this.mss4;
+    f.sendMss = this.ourMss(key.v6);
     f.cwnd = 10 * f.sendMss;   // RFC 6928's initial window
     this.flowsById.set(id, f);
     this.attach(f, host);
@@ -1122,6 +1126,16 @@ export class TcpEngine {
   }
 
   private sendSynAck(f: Flow): void { this.sendPacket(f, f.iss, SYN | ACK, f.wsOk ? 8 : 4); }
+  // The MSS we announce and send at most: from the path's MTU where we are told it (IPv6's minimum
+  // MTU at least), else `mss`, else a 1500-byte path's.
+  private ourMss(v6: boolean): number {
+    const hdrs = v6 ? 60 : 40;
+    const mtu = this.opts.pathMtu?.();
+    if (mtu === undefined || !Number.isInteger(mtu)) return this.mss ?? 1500 - hdrs;
+    const fromPath = Math.max(v6 ? 1280 : 576, Math.min(65535, mtu)) - hdrs;
+    return Math.min(this.mss ?? fromPath, fromPath);
+  }
+
   private sendSyn(f: Flow): void {
     const pkt = this.header(f.key.v6, f.remoteAddr, f.guestAddr, f.key.dport, f.key.sport, f.iss, 0, SYN, 0xffff, 8, 0);
     this.synOpts(pkt, f.key.v6 ? 40 : 20, f.sendMss, this.ourWscale, 8);
@@ -1135,7 +1149,7 @@ export class TcpEngine {
     const win = flags & SYN ? Math.min(0xffff, this.rcvBuf) : flags & RST ? 0 : this.window(f);
     const pkt = this.header(v6, f.remoteAddr, f.guestAddr, f.key.dport, f.key.sport, seq, flags & ACK ? f.rcvNxt : 0, flags, win, optLen, 0);
     if (flags & SYN) {
-      this.synOpts(pkt, v6 ? 40 : 20, v6 ? this.mss6 : this.mss4, f.rcvWscale, optLen);
+      this.synOpts(pkt, v6 ? 40 : 20, this.ourMss(v6), f.rcvWscale, optLen);
       f.rcvAdvEdge = (f.rcvNxt + win) >>> 0;
     }
     this.finish(pkt, v6);

@@ -115,7 +115,7 @@ export async function socatHost(name: string, udp: { host: string; port: number 
 
 // The same host attached by netplane's native TAP helper instead of socat and UDP.
 // offload: false opens a plain TAP (no vnet header, no super-frames); by default it takes offloads.
-export async function nativeHost(sw: Switch, port: number, name: string, opts: { mac: string; address: string; gateway?: string; offload?: boolean }): Promise<{ ns: string; dev: string; tap: TapTransport }> {
+export async function nativeHost(sw: Switch, port: number, name: string, opts: { mac: string; address: string; gateway?: string; offload?: boolean; mtu?: number }): Promise<{ ns: string; dev: string; tap: TapTransport }> {
   const ns = `np-${run}-${name}`;
   const dev = `np${run}${name}`.slice(0, 15);
   sh(['ip', 'netns', 'add', ns]);
@@ -142,10 +142,11 @@ export async function workerHost(sw: Switch, port: number, name: string, opts: {
 }
 
 // Moves a TAP created in the root namespace into `ns` and gives it its MAC, address and route.
-function configure(ns: string, dev: string, opts: { mac: string; address: string; gateway?: string }): void {
+function configure(ns: string, dev: string, opts: { mac: string; address: string; gateway?: string; mtu?: number }): void {
   sh(['ip', 'link', 'set', dev, 'netns', ns]);
   sh(['ip', 'link', 'set', 'lo', 'up'], { ns });
   sh(['ip', 'link', 'set', dev, 'address', opts.mac], { ns });
+  if (opts.mtu) sh(['ip', 'link', 'set', dev, 'mtu', String(opts.mtu)], { ns });
   sh(['ip', 'addr', 'add', opts.address, 'dev', dev], { ns });
   sh(['ip', 'link', 'set', dev, 'up'], { ns });
   if (opts.gateway) sh(['ip', 'route', 'add', 'default', 'via', opts.gateway], { ns });
