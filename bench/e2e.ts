@@ -7,7 +7,9 @@
 // netplane's socket uplink, through passt, and through slirp4netns, TCP both ways and ping RTT, in the
 // same run. netplane and passt get the same client: a TAP bridged to their unix socket in QEMU's stream
 // framing by bench/tap-stream.mjs in its own process; slirp4netns makes its own TAP in the namespace
-// (MTU 1500 like the others). Then each tool with its best client attachment: netplane's uplink with the
+// (MTU 1500 like the others). The same client again at passt's MTU, 65520 (its TAP, and netplane's
+// guest interface): at 1500 the client's kernel, taking 1500-byte frames, bounds both tools alike.
+// Then each tool with its best client attachment: netplane's uplink with the
 // client's TAP attached natively with offloads (TSO super-frames both ways), passt's namespace mode
 // pasta (its own TAP, MTU 65520), slirp4netns with --mtu=65520.
 // Needs root, /dev/net/tun, iproute2, socat, iperf3, vde2, passt and slirp4netns:
@@ -208,10 +210,10 @@ async function measureUplink(ns: string, gateway: string): Promise<UplinkResult>
 }
 
 // A TAP in a fresh namespace, bridged to a QEMU-stream unix socket by bench/tap-stream.mjs.
-async function streamClient(name: string, socket: string, address: string, gateway: string): Promise<string> {
+async function streamClient(name: string, socket: string, address: string, gateway: string, mtu?: number): Promise<string> {
   const ns = netns(name);
   const dev = `npbu${process.pid % 1000}${name}`.slice(0, 15);
-  const p = spawn(process.execPath, [join(here, 'tap-stream.mjs'), dev, socket], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  const p = spawn(process.execPath, [join(here, 'tap-stream.mjs'), dev, socket, ...(mtu ? [String(mtu)] : [])], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   procs.push(p);
   await new Promise<void>((ok, fail) => {
     p.stdout!.on('data', (d) => { if (String(d).includes('connected')) ok(); });
@@ -220,17 +222,19 @@ async function streamClient(name: string, socket: string, address: string, gatew
   sh(['ip', 'link', 'set', dev, 'netns', ns]);
   sh(['ip', 'link', 'set', dev, 'address', '02:00:00:00:00:2c'], { ns });
   sh(['ip', 'addr', 'add', address, 'dev', dev], { ns });
+  if (mtu) sh(['ip', 'link', 'set', dev, 'mtu', String(mtu)], { ns });
   sh(['ip', 'link', 'set', dev, 'up'], { ns });
   sh(['ip', 'route', 'add', 'default', 'via', gateway], { ns });
   return ns;
 }
 
-async function viaUplinkNetplane(): Promise<UplinkResult> {
-  const { sw, guest, up } = uplinkSwitch();
+// mtu: the client's TAP and netplane's guest interface (passt's own is 65520 whatever the client's).
+async function viaUplinkNetplane(mtu?: number): Promise<UplinkResult> {
+  const { sw, guest, up } = uplinkSwitch(undefined, mtu);
   const socket = join(tmp, 'netplane.sock');
   const st = await StreamTransport.listen(sw, guest.id, { unix: socket });
   try {
-    const ns = await streamClient('un', socket, '10.0.2.15/24', '10.0.2.2');
+    const ns = await streamClient('un', socket, '10.0.2.15/24', '10.0.2.2', mtu);
     return await measureUplink(ns, '10.0.2.2');
   } finally {
     await st.close();
@@ -238,12 +242,12 @@ async function viaUplinkNetplane(): Promise<UplinkResult> {
   }
 }
 
-async function viaPasst(): Promise<UplinkResult> {
+async function viaPasst(mtu?: number): Promise<UplinkResult> {
   const socket = join(tmp, 'passt.sock');
   // passt hands the guest the host's own address and gateway; the gateway is the host's loopback.
   const { gateway, address } = hostDefault();
   procs.push(await startPasst(tmp, socket));
-  const ns = await streamClient('up', socket, address, gateway);
+  const ns = await streamClient('up', socket, address, gateway, mtu);
   return measureUplink(ns, gateway);
 }
 
@@ -307,7 +311,9 @@ async function uplinks(): Promise<Uplinks> {
   type Case = readonly [string, () => Promise<UplinkResult>];
   const tables: Array<[string, Case[]]> = [
     ['The same client (a TAP bridged to the peer\'s unix socket by bench/tap-stream.mjs, MTU 1500):',
-      [['netplane socket uplink', viaUplinkNetplane], ['passt', viaPasst], ['slirp4netns', () => viaSlirp(1500)]]],
+      [['netplane socket uplink', () => viaUplinkNetplane()], ['passt', () => viaPasst()], ['slirp4netns', () => viaSlirp(1500)]]],
+    ['The same client at passt\'s MTU, 65520 (the client\'s TAP, and netplane\'s guest interface):',
+      [['netplane socket uplink (MTU 65520)', () => viaUplinkNetplane(65520)], ['passt (MTU 65520)', () => viaPasst(65520)]]],
     ['Each with its best client attachment:',
       [['netplane, native TAP offloads', viaUplinkNetplaneTap], ['pasta (MTU 65520)', viaPasta], ['slirp4netns (MTU 65520)', () => viaSlirp(65520)]]],
   ];
@@ -504,6 +510,7 @@ try {
         if (rs?.length) goals.push({ goal: `${goal}${rs.length > 1 ? ` (median of ${rs.length} rounds)` : ''}`, ratio: median(rs), target: 1, spread: { min: Math.min(...rs), max: Math.max(...rs) } });
       };
       if (np && pa) roundsGoal('socket uplink / passt, download, same client', downRatios['netplane socket uplink']);
+      if (up['passt (MTU 65520)']) roundsGoal('socket uplink / passt, download, same client at MTU 65520', downRatios['netplane socket uplink (MTU 65520)']);
       roundsGoal('socket uplink / pasta, download, best attachments', downRatios['netplane, native TAP offloads']);
       if (nt) console.log(`  best attachments: netplane / pasta: up ${vb('pasta (MTU 65520)', 'upGbps').toFixed(2)}x down ${vb('pasta (MTU 65520)', 'downGbps').toFixed(2)}x   netplane / slirp4netns: up ${vb('slirp4netns (MTU 65520)', 'upGbps').toFixed(2)}x down ${vb('slirp4netns (MTU 65520)', 'downGbps').toFixed(2)}x`);
     }
