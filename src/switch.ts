@@ -430,7 +430,9 @@ export class Switch {
     if (frame.length > dp.rxBuffer.length) throw new NetplaneError('frame', `${frame.length} bytes does not fit the rx buffer`);
     if (vnet !== undefined && vnet.length < VNET_HDR_LEN) throw new NetplaneError('vnet', `a vnet header is ${VNET_HDR_LEN} bytes, got ${vnet.length}`);
     if (this.delivering) { this.deferred.push([port, frame.slice(), vnet?.slice(0, VNET_HDR_LEN)]); return; }
-    if (this.pending === dp.batch || this.rxUsed + frame.length > dp.rxBuffer.length) this.flush();
+    // A loop: the frames handlers sent during a flush's delivery are queued at its end, and may
+    // have filled the batch again.
+    while (this.pending === dp.batch || this.rxUsed + frame.length > dp.rxBuffer.length) this.flush();
     if (this.captures.size) this.captures.get(port)?.write(frame, Date.now());
     dp.views();
     const off = this.rxUsed;

@@ -40,6 +40,23 @@ test('unknown unicast and broadcast flood to every other port of the network; kn
   assert.is(st.tx_packets, 3 + 3 + 1 + 1);
 });
 
+test('frames a handler sends during delivery that fill the batch again are processed, not written past it', () => {
+  // Each frame port 1 gets makes it answer with two: the 8 frames of a full batch come back as 16,
+  // queued at the end of the flush that delivered them, which fill the batch of 8 twice over.
+  const sw = new Switch({ maxPorts: 4, batch: 8 });
+  sw.addPort({ network: 1 });
+  sw.addPort({ network: 1 });
+  let at0 = 0, at1 = 0;
+  const frame = (src: string) => ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src, ethertype: 0x88b5, payload: new Uint8Array(46) });
+  sw.port(0).onFrame(() => { at0++; });
+  sw.port(1).onFrame(() => { at1++; sw.send(1, frame('02:00:00:00:00:02')); sw.send(1, frame('02:00:00:00:00:02')); });
+  for (let i = 0; i < 9; i++) sw.send(0, frame('02:00:00:00:00:01'));   // the ninth flushes the first eight
+  sw.flush();
+  sw.flush();
+  assert.is(at1, 9, 'port 1 got all nine');
+  assert.is(at0, 18, 'and port 0 all eighteen answers');
+});
+
 test('frames are delivered byte for byte unchanged between access ports', () => {
   const { out, send } = rig([{}, {}]);
   const f = frame(mac(1), BC);
