@@ -285,7 +285,7 @@ test('guest SYN: SYN-ACK only after open() resolves, with MSS and window scale; 
   const sa = h.sent[0];
   assert.equal([sa.src, sa.dst, sa.sport, sa.dport, sa.flags, sa.ack], [H4, G4, 80, 40000, S | A, 1001]);
   assert.is(sa.mss, 1460, 'MSS for a 1500-byte IPv4 path');
-  assert.is(sa.ws, 3, 'window scale offered back: 256 KiB needs a shift of 3');
+  assert.is(sa.ws, 5, 'window scale offered back: 1 MiB needs a shift of 5');
   assert.ok(sa.wnd > 0);
   assert.is(h.eng.flows()[0].state, 'SYN_RCVD');
   h.eng.input(seg({ seq: 1001, ack: (sa.seq + 1) >>> 0, flags: A }));
@@ -492,6 +492,38 @@ test('backpressure: a slow host side closes the window to 0 with memory bounded,
   clearInterval(pump);
   assert.is(sha(Buffer.concat(sink.got)), sha(up));
   assert.ok(h.eng.counters.windowUpdates > 0, 'window updates as the host side drained');
+  h.eng.close();
+});
+
+test('backpressure across flows: the windows together never promise more than rcvBufTotal; a flow held back by it gets its update when the total frees', async () => {
+  const rcvBuf = 64 * 1024, rcvBufTotal = 96 * 1024;
+  const sinks = [new SlowSink(), new SlowSink()];
+  let k = 0;
+  const h = harness({ ...FAST, rcvBuf, rcvBufTotal, open: async () => sinks[k++] });
+  const gs = [new Peer(h, { sport: 41001, wnd: 65535, ws: 0 }), new Peer(h, { sport: 41002, wnd: 65535, ws: 0 })];
+  const ups = [pattern(512 * 1024, 21), pattern(512 * 1024, 22)];
+  for (const g of gs) g.syn();
+  await until(() => gs.every((g) => g.established), 'handshakes');
+  gs.forEach((g, i) => g.write(ups[i]));
+  let maxTotal = 0, maxOwn = 0;
+  for (let i = 0; i < 60; i++) {
+    await new Promise((r) => setTimeout(r, 2));
+    maxTotal = Math.max(maxTotal, sinks[0].writableLength + sinks[1].writableLength);
+    maxOwn = Math.max(maxOwn, ...sinks.map((x) => x.writableLength));
+  }
+  assert.ok(maxTotal <= rcvBufTotal + 2 * 1460, `the flows together hold at most rcvBufTotal (${maxTotal})`);
+  assert.ok(maxTotal > rcvBuf + 1460, `more than one flow's buffer was used (${maxTotal})`);
+  assert.ok(maxOwn <= rcvBuf + 1460, `each at most its rcvBuf (${maxOwn})`);
+  // Drain one flow at a time: the other, held back by the total, must be told when it frees.
+  const updates = h.eng.counters.windowUpdates;
+  const pump = setInterval(() => sinks[0].release(), 1);
+  await until(() => Buffer.concat(sinks[0].got).length === ups[0].length, 'the first flow through');
+  clearInterval(pump);
+  assert.ok(h.eng.counters.windowUpdates > updates, 'window updates as the first drained');
+  const pump2 = setInterval(() => sinks[1].release(), 1);
+  await until(() => Buffer.concat(sinks[1].got).length === ups[1].length, 'the second flow through');
+  clearInterval(pump2);
+  sinks.forEach((x, i) => assert.is(sha(Buffer.concat(x.got)), sha(ups[i])));
   h.eng.close();
 });
 

@@ -13,9 +13,14 @@
 // - guest -> host: in-order payload is copied once out of the packet (the caller may reuse its
 //   buffer, e.g. a view into wasm memory), into 1 MiB slabs for a socket (below, Slab), and written
 //   to the Duplex. The window we advertise is
-//   rcvBuf (default 256 KiB) minus duplex.writableLength, so a slow host side closes the window to 0
+//   rcvBuf (default 1 MiB) minus duplex.writableLength, so a slow host side closes the window to 0
 //   and the guest stops; a window update is sent from the write callback when it has grown by a
-//   quarter of the buffer. The right edge never moves left (RFC 9293 3.8.6), so the Duplex can hold
+//   quarter of the buffer. The flows together never promise more than rcvBufTotal (default 64 MiB):
+//   the bytes written to the Duplexes and not yet called back, plus every flow's open window (which
+//   never shrinks), stay within it, and a flow it held back gets its update once an eighth of the
+//   total is free again. At 256 KiB a 64 KiB-MSS guest (MTU
+//   65520) had four segments in flight, and its upload ran at 1.2 Gbit/s at a 1.3 ms RTT; at 1 MiB
+//   2.6 (docs/performance.md). The right edge never moves left (RFC 9293 3.8.6), so the Duplex can hold
 //   at most rcvBuf plus rounding. Out-of-order segments are dropped and answered with an immediate
 //   duplicate ACK (no reorder queue: the guest's own fast retransmit recovers; memory stays flat).
 // - host -> guest: the Duplex's chunks are kept as they arrive (no copy) in a queue from sndUna;
@@ -96,8 +101,10 @@ export interface TcpEngineOptions {
    * where that is given too.
    */
   pathMtu?: () => number;
-  /** Bytes of guest data the host Duplex may hold before our window is 0 (default 256 KiB). */
+  /** Bytes of guest data the host Duplex may hold before our window is 0 (default 1 MiB). */
   rcvBuf?: number;
+  /** Bytes of guest data all flows' Duplexes may hold together (default 64 MiB). */
+  rcvBufTotal?: number;
   /** Host bytes kept unacked + unsent per flow before the Duplex is paused (default 4 MiB). */
   sndBuf?: number;
   /** Host bytes kept by all flows together before the Duplexes that read are paused (default 64 MiB). */
@@ -228,7 +235,6 @@ class Flow {
     this.onEnd = this.onEnd.bind(this);
     this.onError = this.onError.bind(this);
     this.onClose = this.onClose.bind(this);
-    this.onWritten = this.onWritten.bind(this);
   }
   // Ours.
   iss = 0; sndUna = 0; sndNxt = 0; sndMax = 0;
@@ -250,6 +256,8 @@ class Flow {
   guestFin = false; ackDue = false;
   sendDue = false;            // an ACK opened room: trySend at the end of the batch
   corked = false;             // guest data written to the Duplex corked: uncorked at the end of the batch
+  unwritten = 0;              // guest bytes written to the Duplex, not yet called back
+  promised = 0;               // its open window, as counted in the engine's total
   listed = false;             // in the engine's list for the end of the batch
   // Timers (ms on opts.now): one deadline, one setTimeout.
   timerAt = 0; timerFireAt = 0; timer: ReturnType<typeof setTimeout> | undefined;
@@ -262,7 +270,6 @@ class Flow {
   onEnd() { this.engine.hostEnd(this); }
   onError() { this.engine.hostGone(this, true); }
   onClose() { this.engine.hostGone(this, false); }
-  onWritten() { this.engine.written(this); }
 }
 
 interface Seg {
@@ -283,6 +290,10 @@ export class TcpEngine {
   private pinnedSlabs = 0;            // retired slabs with writes not yet called back
   private readonly sndBuf: number;
   private readonly sndBufTotal: number;
+  private readonly rcvBufTotal: number;
+  private unwritten = 0;                     // guest bytes written to the Duplexes, not yet called back
+  private promised = 0;                      // the flows' open windows (rcvAdvEdge - rcvNxt) together
+  private readonly rcvStarved = new Set<Flow>();   // windows held back by rcvBufTotal
   private readonly readAhead: number;
   private held = 0;                          // host bytes all flows keep (their qBytes)
   private readonly starved = new Set<Flow>();   // paused while the flows held sndBufTotal
@@ -309,7 +320,8 @@ export class TcpEngine {
     this.now = opts.now ?? Date.now;
     this.maxFlows = opts.maxFlows ?? 4096;
     this.mss = opts.mss;
-    this.rcvBuf = opts.rcvBuf ?? 256 * 1024;
+    this.rcvBuf = opts.rcvBuf ?? 1024 * 1024;
+    this.rcvBufTotal = opts.rcvBufTotal ?? 64 * 1024 * 1024;
     this.sndBuf = opts.sndBuf ?? 4 * 1024 * 1024;
     this.sndBufTotal = opts.sndBufTotal ?? 64 * 1024 * 1024;
     this.readAhead = Math.min(READ_AHEAD, this.sndBuf);
@@ -321,7 +333,7 @@ export class TcpEngine {
     this.synRetries = opts.synRetries ?? 5;
     this.verify = opts.verifyChecksums ?? true;
     this.superSegments = opts.superSegments ?? 0;
-    for (const [name, v, min, max] of [['mss', opts.mss, 64, 65495], ['rcvBuf', this.rcvBuf, 1, 2 ** 30], ['sndBuf', this.sndBuf, 1, 2 ** 30], ['sndBufTotal', this.sndBufTotal, 1, 2 ** 40], ['maxFlows', this.maxFlows, 1, 2 ** 24], ['superSegments', opts.superSegments, 0, MAX_PACKET]] as const) {
+    for (const [name, v, min, max] of [['mss', opts.mss, 64, 65495], ['rcvBuf', this.rcvBuf, 1, 2 ** 30], ['rcvBufTotal', this.rcvBufTotal, 1, 2 ** 40], ['sndBuf', this.sndBuf, 1, 2 ** 30], ['sndBufTotal', this.sndBufTotal, 1, 2 ** 40], ['maxFlows', this.maxFlows, 1, 2 ** 24], ['superSegments', opts.superSegments, 0, MAX_PACKET]] as const) {
       if (v !== undefined && !(Number.isInteger(v) && v >= min && v <= max)) throw new RangeError(`TcpEngine ${name} must be an integer in ${min}..${max}, got ${v}`);
     }
     let s = 0;
@@ -625,11 +637,14 @@ export class TcpEngine {
         else if (socket) this.counters.unpooledWrites++;
         chunk.set(p.subarray(start, start + take));
         f.rcvNxt = (f.rcvNxt + take) >>> 0;
+        this.repromise(f);
         f.toHost += take;
         this.counters.bytesToHost += take;
         // A batch's segments reach the host socket in one writev, not one write each.
         if (!f.corked) { f.corked = true; f.duplex!.cork(); this.enlist(f); }
-        f.duplex!.write(chunk, sl ? () => { this.slabWritten(sl); f.onWritten(); } : f.onWritten);
+        f.unwritten += take;
+        this.unwritten += take;
+        f.duplex!.write(chunk, () => { if (sl) this.slabWritten(sl); this.wroteOut(f, take); });
         if (f.dead) return;
       }
       if (clipped) { this.drop('out_of_window'); this.sendAck(f); return; }
@@ -637,6 +652,7 @@ export class TcpEngine {
     if (fin && !f.guestFin) {
       f.guestFin = true;
       f.rcvNxt = (f.rcvNxt + 1) >>> 0;
+      this.repromise(f);
       if (!f.hostClosed) f.duplex!.end();
       this.sendAck(f);
       this.maybeDone(f);
@@ -774,7 +790,7 @@ export class TcpEngine {
   // The Duplex took a chunk: the window may have opened enough to tell the guest.
   // Only a window the field can show counts: without window scaling the guest sees at most 65535,
   // and an update that cannot open it further is a useless packet (one per chunk written, before).
-  written(f: Flow): void {
+  private written(f: Flow): void {
     if (f.dead || f.guestFin || f.state !== S_OPEN) return;
     const free = Math.min(this.freeSpace(f), 0xffff * (1 << f.rcvWscale));
     const adv = (f.rcvAdvEdge - f.rcvNxt) | 0;
@@ -806,9 +822,35 @@ export class TcpEngine {
     if (this.spareSlabs.length < SPARE_SLABS) this.spareSlabs.push(sl);
   }
 
+  // A write to f's Duplex called back: the flow's window, and those the total held back, may open.
+  // (A dead flow's bytes left the total when it was removed.)
+  private wroteOut(f: Flow, n: number): void {
+    if (f.dead) return;
+    f.unwritten -= n;
+    this.unwritten -= n;
+    this.written(f);
+    if (this.rcvStarved.size > 0 && this.rcvBufTotal - this.unwritten - this.promised >= this.rcvBufTotal >> 3) {
+      const held = [...this.rcvStarved];
+      this.rcvStarved.clear();
+      for (const g of held) this.written(g);
+    }
+  }
+
+  // f's open window as counted in `promised` (set only once the window's edge is: the SYN-ACK's).
+  private repromise(f: Flow): void {
+    const p = Math.max(0, (f.rcvAdvEdge - f.rcvNxt) | 0);
+    this.promised += p - f.promised;
+    f.promised = p;
+  }
+
   private freeSpace(f: Flow): number {
     const used = f.hostClosed || !f.duplex ? 0 : f.duplex.writableLength;
-    return used >= this.rcvBuf ? 0 : this.rcvBuf - used;
+    const own = this.rcvBuf - used, all = this.rcvBufTotal - this.unwritten - (this.promised - f.promised);
+    if (all < own && !f.hostClosed) {
+      this.rcvStarved.add(f);
+      return all > 0 ? all : 0;
+    }
+    return own > 0 ? own : 0;
   }
 
   // The window field for a segment we send, moving rcvAdvEdge (never left, RFC 9293 3.8.6).
@@ -821,6 +863,7 @@ export class TcpEngine {
     if (w > 0xffff) w = 0xffff;
     const edge = (f.rcvNxt + w * (1 << f.rcvWscale)) >>> 0;
     if (seqLt(f.rcvAdvEdge, edge) || f.state !== S_OPEN) f.rcvAdvEdge = edge;
+    this.repromise(f);
     return w;
   }
 
@@ -1051,6 +1094,11 @@ export class TcpEngine {
     if (f.timer !== undefined) { clearTimeout(f.timer); f.timer = undefined; }
     this.held -= f.qBytes;
     this.starved.delete(f);
+    this.unwritten -= f.unwritten;
+    f.unwritten = 0;
+    this.promised -= f.promised;
+    f.promised = 0;
+    this.rcvStarved.delete(f);
     f.q = []; f.qBytes = 0;
     if (this.flowsById.get(f.id) === f) this.flowsById.delete(f.id);
     this.counters.flowsClosed++;
@@ -1146,11 +1194,12 @@ export class TcpEngine {
   // A segment with no payload on a flow (ACK, FIN, RST, SYN-ACK with `optLen` option bytes).
   private sendPacket(f: Flow, seq: number, flags: number, optLen: number): void {
     const v6 = f.key.v6;
-    const win = flags & SYN ? Math.min(0xffff, this.rcvBuf) : flags & RST ? 0 : this.window(f);
+    const win = flags & SYN ? Math.min(0xffff, this.freeSpace(f)) : flags & RST ? 0 : this.window(f);
     const pkt = this.header(v6, f.remoteAddr, f.guestAddr, f.key.dport, f.key.sport, seq, flags & ACK ? f.rcvNxt : 0, flags, win, optLen, 0);
     if (flags & SYN) {
       this.synOpts(pkt, v6 ? 40 : 20, this.ourMss(v6), f.rcvWscale, optLen);
       f.rcvAdvEdge = (f.rcvNxt + win) >>> 0;
+      this.repromise(f);
     }
     this.finish(pkt, v6);
     if (flags & ACK) this.clearAck(f);
