@@ -4,14 +4,11 @@
 // path is tested on real TAPs in test/e2e-worker.test.ts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Switch, IoWorker, nativeTapAvailable } from '../src/index.js';
+import { Switch, IoWorker } from '../src/index.js';
+import { nativeOr } from './e2e/netns.js';
 
 test('an I/O worker starts, refuses a port the switch does not have, closes its thread, then refuses TAPs', async () => {
-  if (!nativeTapAvailable()) {
-    if (process.env.CI) assert.unreachable('the native TAP helper was not built (npm run build:native)');
-    console.error('NOTE: the native TAP helper is not built here: the I/O worker test did not run');
-    return;
-  }
+  if (!nativeOr('the I/O worker test did not run')) return;
   const sw = new Switch({ maxPorts: 4 });
   sw.addPort();
   const io = new IoWorker(sw, { ringBytes: 1 << 16 });

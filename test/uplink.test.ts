@@ -24,8 +24,7 @@ import { Switch } from '../src/dataplane.js';
 import { Pump } from '../src/transports/pump.js';
 import { SocketUplink, type SocketUplinkOptions, type TcpEngineOptions, type TcpFlowKey } from '../src/uplink/index.js';
 import { ethernet, ipv4, ipv6, udp, tcp, icmp, icmpv6, dissect, type Dissection } from '../src/frames.js';
-import { requirements, outsideServer, setSysctl, background, linuxHost, nativeHost, exec, sh, teardown } from './e2e/netns.js';
-import { nativeTapAvailable } from '../src/transports/tap.js';
+import { requirements, outsideServer, setSysctl, background, linuxHost, nativeHost, nativeOr, exec, sh, teardown } from './e2e/netns.js';
 
 const A = { mac: '02:00:00:00:00:0a', ip: '10.0.0.2', ip6: 'fd00::2' };
 const B = { mac: '02:00:00:00:00:0b', ip: '10.0.0.3' };
@@ -60,6 +59,18 @@ function rig(opts: Partial<SocketUplinkOptions> = {}) {
   const pump = Pump.of(sw);
   const send = (port: number, frame: Uint8Array) => { pump.receive(sw.port(port), frame); };
   return { sw, rt, up, got, send, logs };
+}
+
+// The e2e tests' switch: one port on network 1 behind gateway 10.0.0.1 (interface 0, `gateway` adds
+// to it), the uplink on interface 1 with the default routes.
+function uplinkSwitch(gateway: { address6?: string; mtu?: number } = {}, opts: Partial<SocketUplinkOptions> = {}) {
+  const sw = new Switch({ maxPorts: 8 });
+  const port = sw.addPort({ network: 1 }).id;
+  sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24', ...gateway });
+  sw.router.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
+  sw.router.addRoute({ destination: '0.0.0.0/0', interface: 1 });
+  if (gateway.address6) sw.router.addRoute({ destination: '::/0', interface: 1 });
+  return { sw, port, up: SocketUplink.attach(sw, { interface: 1, host: [0], ...opts }) };
 }
 
 const guestUdp = (dst: string, sport: number, dport: number, payload: string, who: { mac: string; ip: string } = A) =>
@@ -448,15 +459,8 @@ test('attach refuses a second uplink and an unknown interface, naming the field;
 
 test('e2e: a Linux host on a TAP: UDP round trip with nc and ping through the uplink to a server outside, IPv4 and IPv6', async () => {
   const restore = setSysctl('net.ipv4.ping_group_range', PING_ALLOWED);
-  const sw = new Switch({ maxPorts: 8 });
-  let up: SocketUplink | undefined;
+  const { sw, port, up } = uplinkSwitch({ address6: 'fd00::1/64' });
   try {
-    const port = sw.addPort({ network: 1 }).id;
-    sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24', address6: 'fd00::1/64' });
-    sw.router.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
-    sw.router.addRoute({ destination: '0.0.0.0/0', interface: 1 });
-    sw.router.addRoute({ destination: '::/0', interface: 1 });
-    up = SocketUplink.attach(sw, { interface: 1, host: [0] });
     const h = await linuxHost(sw, port, 'upg', { mac: A.mac, address: '10.0.0.2/24', gateway: '10.0.0.1' });
     sh(['ip', '-6', 'addr', 'add', 'fd00::2/64', 'dev', h.dev, 'nodad'], { ns: h.ns });
     sh(['ip', '-6', 'route', 'add', 'default', 'via', 'fd00::1'], { ns: h.ns });
@@ -472,20 +476,14 @@ test('e2e: a Linux host on a TAP: UDP round trip with nc and ping through the up
     assert.match(p6.out, /2 received/);
     const s = up.stats();
     assert.ok(s.udp_rx >= 2 && s.ping_rx >= 4, JSON.stringify(s));
-  } finally { up?.close(); restore(); }
+  } finally { up.close(); restore(); }
 });
 
 test('e2e: a Linux host fetches a file over TCP through the uplink (outside) and from the host\'s loopback via the gateway, sha256 equal', async () => {
-  const sw = new Switch({ maxPorts: 8 });
-  let up: SocketUplink | undefined;
+  const { sw, port, up } = uplinkSwitch({}, { services: { 5300: (st) => st.pipe(st) } });
   const local: Server = createServer((c) => { c.on('error', () => {}); c.end(fileBytes); });
   await new Promise<void>((ok) => local.listen(0, '127.0.0.1', ok));
   try {
-    const port = sw.addPort({ network: 1 }).id;
-    sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24' });
-    sw.router.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
-    sw.router.addRoute({ destination: '0.0.0.0/0', interface: 1 });
-    up = SocketUplink.attach(sw, { interface: 1, host: [0], services: { 5300: (st) => st.pipe(st) } });
     const h = await linuxHost(sw, port, 'upt', { mac: A.mac, address: '10.0.0.2/24', gateway: '10.0.0.1' });
     const out = await exec(h.ns, `socat -u TCP:${server.address}:${outsidePort} STDOUT | sha256sum`, 60000);
     assert.is(out.out.split(' ')[0], fileHash, JSON.stringify(out));
@@ -504,25 +502,15 @@ test('e2e: a Linux host fetches a file over TCP through the uplink (outside) and
     assert.ok(s.injected * 3 < (s.tcp_bytes_to_guest / 1460) * 2, `super-segments: ${s.injected} packets injected for ${s.tcp_bytes_to_guest} bytes`);
     const refused = await exec(h.ns, `socat -u TCP:${server.address}:9 STDOUT`, 20000);
     assert.match(refused.err, /Connection refused/, 'a closed port outside: RST to the guest');
-  } finally { up?.close(); local.close(); }
+  } finally { up.close(); local.close(); }
 });
 
 test('e2e: a Linux host with a 9000-byte MTU on a plain TAP, behind a 9000-byte gateway interface, gets segments of its MSS (8960), not 1460; sha256 equal', async () => {
-  if (!nativeTapAvailable()) {
-    if (process.env.CI) assert.unreachable('the native TAP helper was not built (npm run build:native)');
-    console.error('NOTE: the native TAP helper is not built here: the jumbo download did not run');
-    return;
-  }
-  const sw = new Switch({ maxPorts: 8 });
-  let up: SocketUplink | undefined;
+  if (!nativeOr('the jumbo download did not run')) return;
+  const { sw, port, up } = uplinkSwitch({ mtu: 9000 });
   const local: Server = createServer((c) => { c.on('error', () => {}); c.end(fileBytes); });
   await new Promise<void>((ok) => local.listen(0, '127.0.0.1', ok));
   try {
-    const port = sw.addPort({ network: 1 }).id;
-    sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24', mtu: 9000 });
-    sw.router.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
-    sw.router.addRoute({ destination: '0.0.0.0/0', interface: 1 });
-    up = SocketUplink.attach(sw, { interface: 1, host: [0] });
     const h = await nativeHost(sw, port, 'upj', { mac: A.mac, address: '10.0.0.2/24', gateway: '10.0.0.1', offload: false, mtu: 9000 });
     const lport = (local.address() as { port: number }).port;
     const lo = await exec(h.ns, `socat -u TCP:10.0.0.1:${lport} STDOUT | sha256sum`, 60000);
@@ -532,17 +520,11 @@ test('e2e: a Linux host with a 9000-byte MTU on a plain TAP, behind a 9000-byte 
     // drops it, and the sha256 above would fail); at 1460 bytes a segment it would take 2150 frames.
     const frames = t.txFrames;
     assert.ok(frames * 8960 < fileBytes.length * 1.5, `segments of the guest's MSS: ${frames} frames for ${fileBytes.length} bytes`);
-  } finally { up?.close(); local.close(); }
+  } finally { up.close(); local.close(); }
 });
 
 test('e2e: a Linux host on an offloaded TAP uploads 20 MB to the host\'s loopback: its TSO super-frames reach the engine whole, sha256 equal', async () => {
-  if (!nativeTapAvailable()) {
-    if (process.env.CI) assert.unreachable('the native TAP helper was not built (npm run build:native)');
-    console.error('NOTE: the native TAP helper is not built here: the offloaded upload did not run');
-    return;
-  }
-  const sw = new Switch({ maxPorts: 8 });
-  let up: SocketUplink | undefined;
+  if (!nativeOr('the offloaded upload did not run')) return;
   const hash = createHash('sha256');
   let got = 0;
   let done!: () => void;
@@ -552,12 +534,8 @@ test('e2e: a Linux host on an offloaded TAP uploads 20 MB to the host\'s loopbac
   const file = join(tmpdir(), `np-upload-${process.pid}`);
   const bytes = randomBytes(20 << 20);
   writeFileSync(file, bytes);
+  const { sw, port, up } = uplinkSwitch();
   try {
-    const port = sw.addPort({ network: 1 }).id;
-    sw.router.addInterface({ id: 0, network: 1, address: '10.0.0.1/24' });
-    sw.router.addInterface({ id: 1, network: 5, address: '100.64.0.1/24', mtu: 65535 });
-    sw.router.addRoute({ destination: '0.0.0.0/0', interface: 1 });
-    up = SocketUplink.attach(sw, { interface: 1, host: [0] });
     const h = await nativeHost(sw, port, 'upo', { mac: A.mac, address: '10.0.0.2/24', gateway: '10.0.0.1', offload: true });
     const lport = (sink.address() as { port: number }).port;
     const r = await exec(h.ns, `socat -u OPEN:${file} TCP:10.0.0.1:${lport}`, 60000);
@@ -570,7 +548,7 @@ test('e2e: a Linux host on an offloaded TAP uploads 20 MB to the host\'s loopbac
     assert.ok(h.tap.stats.rxSuperFrames > 0, `the guest sent super-frames: ${JSON.stringify(h.tap.stats)}`);
     assert.ok(st.gso_punted_whole > 0, `punted whole: ${JSON.stringify(st)}`);
     assert.ok(s.tcp_segments * 1448 * 4 < bytes.length, `the engine took fewer, larger segments: ${s.tcp_segments} for ${bytes.length} bytes`);
-  } finally { up?.close(); sink.close(); rmSync(file, { force: true }); }
+  } finally { up.close(); sink.close(); rmSync(file, { force: true }); }
 });
 
 test.run();

@@ -6,7 +6,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Switch } from '../../src/dataplane.js';
 import { UdpTransport } from '../../src/transports/udp.js';
-import { TapTransport } from '../../src/transports/tap.js';
+import { TapTransport, nativeTapAvailable } from '../../src/transports/tap.js';
 import { IoWorker, type IoTap } from '../../src/worker/io.js';
 
 export function requirements(): string | undefined {
@@ -16,6 +16,15 @@ export function requirements(): string | undefined {
     try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }); } catch { return `the end-to-end tests need ${tool} (apt-get install socat iproute2 iputils-ping netcat-openbsd busybox)`; }
   }
   return undefined;
+}
+
+// The native helper (native/, npm run build:native), which the TAP, ring and worker tests need: in
+// CI its absence fails the test; elsewhere the test says loudly what did not run and returns false.
+export function nativeOr(didNotRun: string, available = nativeTapAvailable()): boolean {
+  if (available) return true;
+  if (process.env.CI) throw new Error('the native TAP helper was not built (npm run build:native)');
+  console.error(`NOTE: the native TAP helper is not built here: ${didNotRun}`);
+  return false;
 }
 
 const run = `${process.pid % 10000}`;
