@@ -447,6 +447,35 @@ test('WebSocket: one binary message per frame; a text message disconnects the cl
   }
 });
 
+test('WebSocket: the frames of one delivery leave in one socket write, each its own message, in order', async () => {
+  const sw = new Switch({ maxPorts: 4 });
+  const pa = sw.addPort(), pb = sw.addPort();
+  const tb = await WebSocketTransport.listen(sw, pb.id, { port: 0 });
+  const b = await new Promise<WebSocket>((ok) => { const ws = new WebSocket(`ws://127.0.0.1:${tb.address().port}`); ws.once('open', () => ok(ws)); });
+  const got: Buffer[] = [];
+  b.on('message', (m) => got.push(m as Buffer));
+  try {
+    // The server side of the client's connection, its writes counted (one _writev for a corked batch;
+    // a write per frame without the cork).
+    const socket = (tb as unknown as { socket: Socket }).socket;
+    let writes = 0;
+    for (const k of ['_write', '_writev'] as const) {
+      const f = (socket as any)[k];
+      (socket as any)[k] = function (this: Socket, ...args: unknown[]) { writes++; return f.apply(this, args); };
+    }
+    const frames = Array.from({ length: 16 }, (_, i) => frame(A, BC, 100 + i));
+    for (const f of frames) pa.send(f);
+    sw.flush();
+    await until(() => got.length === 16);
+    assert.equal(got.map((m) => new Uint8Array(m)), frames);
+    assert.is(writes, 1, 'one write for the delivery\'s 16 frames');
+    assert.is(tb.stats.txFrames, 16);
+  } finally {
+    b.terminate();
+    await tb.close();
+  }
+});
+
 // A handshake's outcome: the open client, or the HTTP status it was refused with.
 const handshake = (t: WebSocketTransport, origin?: string) => new Promise<{ ws?: WebSocket; status?: number }>((ok) => {
   const ws = new WebSocket(`ws://127.0.0.1:${t.address().port}`, { ...(origin === undefined ? {} : { origin }), handshakeTimeout: 3000 });
