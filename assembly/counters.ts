@@ -48,6 +48,8 @@ export const enum Stat {
   VxlanBumCopies, // copies of broadcast / multicast / unknown unicast frames sent to a VNI's members
   VxlanProxyReplies, // ARP replies and neighbour advertisements sent for remote endpoints' addresses
   GsoPuntedWhole, // TCP super-frames punted whole to a host that takes them (punt_set_offload)
+  GroFrames,     // TCP super-frames made of consecutive segments for a port with TSO4 (nodes/gro.ts)
+  GroSegments,   // the segments they hold
   Count,
 }
 
@@ -61,6 +63,7 @@ const STAT_NAMES: StaticArray<string> = [
   "host_resets", "frag_held_dropped", "punted",
   "gso_frames", "gso_segments", "csum_completed", "mss_clamped",
   "vxlan_encap", "vxlan_decap", "vxlan_bum_copies", "vxlan_proxy_replies", "gso_punted_whole",
+  "gro_frames", "gro_segments",
 ];
 
 export function statName(i: u32): string {

@@ -32,6 +32,7 @@ import * as acl from "./tables/acl";
 import * as aclnode from "./nodes/acl";
 import * as trace from "./trace";
 import * as ct from "./nodes/ct";
+import * as gro from "./nodes/gro";
 import { icmpErrors, arpRequests, initBuckets } from "./ratelimit";
 import * as overlay from "./overlay";
 
@@ -222,6 +223,7 @@ export function port_remove(p: u32): i32 {
   memory.fill(changetype<usize>(pt), 0, ports.PORT_SIZE);
   memory.fill(ports.portDropBase + <usize>p * <usize>Reason.Count * 8, 0, <usize>Reason.Count * 8);
   ports.clearVlans(p);
+  gro.recount();
   return Error.Ok;
 }
 
@@ -237,6 +239,7 @@ export function port_set_offload(p: u32, caps: u32): i32 {
   if ((caps & ports.OFFLOAD_TSO_ECN) != 0 && (caps & (ports.OFFLOAD_TSO4 | ports.OFFLOAD_TSO6)) == 0) return Error.BadArgument;
   let pt = ports.port(p);
   pt.flags = <u16>((<u32>pt.flags & ~<u32>ports.PORT_CAPS) | (caps << ports.PORT_CAPS_SHIFT));
+  gro.recount();
   return Error.Ok;
 }
 export function port_offload(p: u32): u32 {

@@ -25,6 +25,7 @@ import { drop, bump, Stat, flushBatch } from "./counters";
 import * as counters from "./counters";
 import * as mac from "./tables/mac";
 import * as tx from "./tx";
+import * as gro from "./nodes/gro";
 import * as punt from "./punt";
 import { parse } from "./nodes/parse";
 import { ingress } from "./nodes/ingress";
@@ -111,6 +112,7 @@ export function process(n: u32, now: f64): u32 {
   mac.sweep(t, SWEEP_SLOTS_PER_BATCH);
   let expired = flow.sweep(t, SWEEP_SLOTS_PER_BATCH);
   if (expired) bump(Stat.CtExpired, expired);
+  gro.coalesce();
   flushBatch();
   return tx.count;
 }

@@ -34,6 +34,9 @@ export function alloc(descriptors: u32, buffer: u32): void {
   bufBase = arena.take(buffer, 1);
 }
 
+// Keeps the first n descriptors (nodes/gro.ts, after merging some).
+@inline export function truncate(n: u32): void { count = n; }
+
 @inline export function reset(): void {
   count = 0;
   bufUsed = 0;

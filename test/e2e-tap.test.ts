@@ -95,6 +95,20 @@ test('an offloaded sender and a plain receiver on one segment: the switch segmen
   assert.equal(drops, {}, 'nothing dropped in the switch');
 });
 
+test('a plain sender and an offloaded receiver: the switch coalesces the sender\'s segments into super-frames (GRO) that the receiver\'s kernel takes, byte for byte', async () => {
+  if (missing) return;
+  const sw = new Switch({ maxPorts: 4 });
+  const p = sw.addPort(), q = sw.addPort();
+  const x = await nativeHost(sw, p.id, 'gx', { mac: '02:00:00:00:0e:41', address: '10.70.0.1/24', offload: false });
+  const y = await nativeHost(sw, q.id, 'gy', { mac: '02:00:00:00:0e:42', address: '10.70.0.2/24' });
+  await transfer('gro', x.ns, y.ns, '10.70.0.2', 5007, 8);
+  const st = sw.counters().stats;
+  assert.ok(st.gro_frames > 0 && st.gro_segments > st.gro_frames, `segments coalesced: ${st.gro_segments} into ${st.gro_frames}`);
+  assert.ok(y.tap.stats.txSuperFrames > 0, JSON.stringify(y.tap.stats));
+  assert.is(x.tap.stats.rxSuperFrames, 0);
+  assert.equal(sw.counters().drops, {}, 'nothing dropped in the switch');
+});
+
 test('UDP GSO (USO): UDP_SEGMENT sends cross as super-frames (up to a 65535-byte frame) and reach a plain receiver as their datagrams; one longer than a frame can be is counted in rxTooLong', async () => {
   if (missing) return;
   const sw = new Switch({ maxPorts: 4 });

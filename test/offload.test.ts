@@ -158,7 +158,15 @@ function net(caps: Record<number, number> = {}) {
   for (const [h, p] of [[A, 0], [B, 1], [R, 2], [X, 2]] as const) {
     send(p, ethernet({ dst: BC, src: h.mac, payload: arp({ op: 'request', senderMac: h.mac, senderIp: h.ip, targetIp: h === R || h === X ? '192.168.1.99' : '10.0.0.99' }) }));
   }
-  return { sw, send };
+  // Several frames in one batch (one flush), as a transport's read hands them over.
+  const batch = (port: number, fs: Uint8Array[]) => {
+    now += 1;
+    out.length = 0;
+    for (const f of fs) sw.send(port, f);
+    sw.flush(now);
+    return out.slice();
+  };
+  return { sw, send, batch };
 }
 
 interface Path {
@@ -498,6 +506,75 @@ test('a partial checksum to a router address is taken as verified: unmapped TCP 
   const plain = net();
   assert.is(plain.send(0, f).length, 0);
   assert.is(plain.sw.counters().drops.local_bad_checksum, 1);
+});
+
+// ---- GRO: consecutive segments to a port with TSO4 leave as one super-frame (nodes/gro.ts) -------
+
+// The TCP checksum of segment f recomputed (after a test changed its header).
+function refresh(f: Uint8Array): Uint8Array {
+  const L = layout(f);
+  put16(f, csumAt(L), 0);
+  put16(f, csumAt(L), (~fold(sum(f, L.l4, L.l4 + L.l4len, pseudo(f, L, L.l4len)))) & 0xffff);
+  return f;
+}
+const vnetOf = (x: { vnet?: Uint8Array }) => x.vnet ? readVnet(x.vnet) : undefined;
+
+// Sends `segs` in one batch on a reference switch without offloads and on one whose egress port has
+// `caps`; what leaves the egress, finished as a kernel would, must be the reference's frames. Returns
+// what the port with caps got, and its switch.
+function groCase(path: Path, caps: number, segs: (flow: Flow) => Uint8Array[]) {
+  const ref = net();
+  path.setup?.(ref.sw);
+  const flow = open(ref, path, 'tcp', 40000);
+  const frames = segs(flow);
+  const want = ref.batch(flow.path.from, frames).filter((x) => x.port === path.to).map((x) => x.frame);
+  const g = net({ [path.to]: caps });
+  path.setup?.(g.sw);
+  assert.equal(open(g, path, 'tcp', 40000), flow, 'the same connection on both switches');
+  const o = g.batch(flow.path.from, frames).filter((x) => x.port === path.to);
+  const got = o.flatMap((x) => finish(x.frame, x.vnet));
+  assert.is(got.length, want.length, `${path.name}: the segments, once finished`);
+  for (let i = 0; i < want.length; i++) assert.equal(got[i], want[i], `${path.name}: segment ${i} is the reference's bytes`);
+  return { o, sw: g.sw, want };
+}
+const GRO_PATHS = PATHS.filter((p) => ['L2', 'L2 through a port ACL', 'NAT masquerade', 'port mapping', 'hairpin', 'masquerade reply'].includes(p.name));
+
+test('GRO: 14 segments of one flow in one batch, through L2, an ACL, NAT (masquerade, its reply, a port mapping, hairpin), leave a port with TSO4 as one super-frame that the kernel cuts back into them', () => {
+  for (const path of GRO_PATHS) {
+    const { o, sw } = groCase(path, ALL, (f) => segment(data(f, 'tcp', 20000, 'PA'), 1448));
+    assert.is(o.length, 1, `${path.name}: one frame`);
+    assert.equal({ ...vnetOf(o[0]), hdrLen: 0 }, { flags: F_NEEDS_CSUM, type: GSO_TCPV4, hdrLen: 0, size: 1448, start: 34, offset: 16 }, path.name);
+    assert.is(vnetOf(o[0])!.hdrLen, 14 + 20 + 32, 'hdr_len: the headers with the timestamp option');
+    const st = sw.counters().stats;
+    assert.is(st.gro_frames, 1);
+    assert.is(st.gro_segments, 14);
+  }
+});
+
+test('GRO: what ends a run (a sequence gap, a bad checksum, PSH, another flow between, an IP id out of step) and ports that do not take super-frames', () => {
+  const L2 = PATHS[0];
+  const segsOf = (f: Flow) => segment(data(f, 'tcp', 20000, 'PA'), 1448);
+  const types = (o: Array<{ vnet?: Uint8Array }>) => o.map((x) => { const v = vnetOf(x); return v && v.type === GSO_TCPV4 ? 'S' : '.'; }).join('');
+  // A segment missing: the run stops before the gap and a new one starts after it.
+  assert.is(types(groCase(L2, ALL, (f) => segsOf(f).filter((_, i) => i !== 5)).o), 'SS');
+  // A segment whose payload was damaged in flight: never merged (the merged frame's checksum would be
+  // trusted); it leaves as it came, its bad checksum with it, between the runs around it.
+  const bad = groCase(L2, ALL, (f) => segsOf(f).map((s, i) => { if (i === 3) { const c = s.slice(); c[c.length - 1] ^= 0x55; return c; } return s; }));
+  assert.is(types(bad.o), 'S.S');
+  assert.not.ok(verifyChecksums(bad.o[1].frame), 'the damaged segment still fails its checksum');
+  // PSH in the middle: the run takes it as its last segment.
+  assert.is(types(groCase(L2, ALL, (f) => segsOf(f).map((s, i) => { if (i === 5) { const c = s.slice(); c[layout(c).l4 + 13] |= 0x08; return refresh(c); } return s; })).o), 'SS');
+  // Two flows interleaved: no two adjacent segments of one flow, nothing merged.
+  const two = groCase(L2, ALL, (f) => {
+    const a = segsOf(f), b = segment(data({ ...f, sport: f.sport + 1 }, 'tcp', 20000, 'PA'), 1448);
+    return a.flatMap((s, i) => [s, b[i]]);
+  });
+  assert.is(types(two.o), '.'.repeat(28));
+  // Every IP id the same (not the +1 of one sender's segments): not merged.
+  assert.is(types(groCase(L2, ALL, (f) => segsOf(f).map((s) => { const c = s.slice(); put16(c, 18, 0x1000); put16(c, 24, 0); put16(c, 24, (~fold(sum(c, 14, 34))) & 0xffff); return c; })).o), '.'.repeat(14));
+  // A port with checksum offload but no TSO4, and a plain port: the segments as they are.
+  assert.is(groCase(L2, Offload.CSUM | Offload.TSO6, segsOf).o.length, 14);
+  assert.is(groCase(L2, 0, segsOf).o.length, 14);
 });
 
 test('setOffload refuses TSO without checksum offload, and caps outside the flags', () => {

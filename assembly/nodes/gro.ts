@@ -1,0 +1,184 @@
+// Stage: receive coalescing (Linux's GRO, tcp_gro_receive) for ports that take TCP super-frames. A
+// guest on an offloaded TAP sends 64 KiB super-frames, but what reaches it from a plain port (a UDP or
+// stream transport, VXLAN decapsulation, another host's segments) comes in MTU-sized segments, and
+// the guest's kernel then pays its whole receive path once per segment. Here, at the end of a batch,
+// consecutive tx descriptors of one TCP flow to a port with TSO4 are merged into one super-frame
+// with a vnet header (NEEDS_CSUM, GSO_TCPV4, gso_size the first segment's payload): the segments the
+// kernel would make of it again (nodes/gso.ts, Linux's tcp_gso_segment) are byte for byte the ones
+// that were merged.
+//
+// A segment joins the run before it only when that holds, as Linux's GRO checks it:
+//   - IPv4 without options or fragmentation, TCP with payload, ACK alone (PSH only on the last);
+//   - the same Ethernet header, TOS, TTL, DF, addresses, ports, ACK, window, urgent pointer and
+//     option bytes (timestamps included) as the run's first;
+//   - its sequence number right after the previous segment's data, its IP identification the
+//     previous one's plus one;
+//   - every segment before it carried exactly gso_size bytes, and it carries at most that;
+//   - its IP header and TCP checksums are valid. The merged frame's checksum is partial, which the
+//     receiving kernel trusts, so a segment that fails its checksum is never merged: it goes on as it
+//     is, and the receiver drops it as it would have.
+// The run ends at 45 segments or 65535 bytes of IP packet. Only frames that leave from where they
+// came in (the rx buffer: switched, routed, NATed or decapsulated in place) with no offload state of
+// their own are considered, and only adjacent descriptors to the same port, so the order frames leave
+// a port in never changes. Not coalesced (left for later): IPv6, VLAN-tagged frames, and frames the
+// dataplane copied (a tag pushed or popped).
+//
+// Where the merged frame does not fit the tx scratch area, its segments leave as they are. The
+// per-port tx counters keep what was switched (the segments); gro_frames and gro_segments count the
+// super-frames made and the segments they hold.
+import * as tx from "../tx";
+import * as ports from "../ports";
+import { bump, Stat } from "../counters";
+import * as vnet from "./vnet";
+import * as checksum from "../wire/checksum";
+import * as ipv4 from "../wire/ipv4";
+import * as tcp from "../wire/tcp";
+import { get8, get16, get32, set8, set16 } from "../wire/bytes";
+
+const ETH_LEN: u32 = 14;
+const IP_LEN: u32 = 20;
+const MAX_SEGMENTS: u32 = 45;
+const MAX_IP_LEN: u32 = 65535;
+const TCP_ACK: u32 = 0x10;
+
+// Ports with TSO4 (port_set_offload keeps it): when none, a batch costs one compare here.
+export let tso4Ports: u32 = 0;
+
+export function recount(): void {
+  let k: u32 = 0;
+  for (let p: u32 = 0; p < ports.maxPorts; p++) {
+    if (ports.port(p).state != ports.STATE_FREE && ((<u32>ports.port(p).flags & ports.PORT_CAPS) >> ports.PORT_CAPS_SHIFT) & ports.OFFLOAD_TSO4) k++;
+  }
+  tso4Ports = k;
+}
+
+@inline function desc(i: u32): usize { return tx.descBase + <usize>i * tx.DESCRIPTOR_SIZE; }
+@inline function off(i: u32): usize { return tx.offBase + <usize>i * tx.OFFLOAD_SIZE; }
+@inline function frameOf(i: u32): usize { return <usize>load<u32>(desc(i)); }
+@inline function portOf(i: u32): u32 { return <u32>load<u16>(desc(i), 6); }
+
+// The TCP payload length of descriptor i's frame when it is a segment that may be coalesced (see the
+// top of the file), else 0.
+function payloadOf(i: u32): u32 {
+  let d = desc(i);
+  let f = <usize>load<u32>(d);
+  let len = <u32>load<u16>(d, 4);
+  // Offload state of its own (a super-frame, a partial checksum): not a plain segment. A frame in tx
+  // scratch memory was made here (a segment of nodes/gso.ts, a VLAN variant, a router's frame): left
+  // as it is, so a super-frame cut for a port that could not take it whole is not merged again.
+  if (load<u16>(off(i)) != 0) return 0;
+  if (f >= tx.bufBase && f < tx.bufBase + <usize>tx.bufSize) return 0;
+  if (len < ETH_LEN + IP_LEN + tcp.MIN_LEN || get16(f + 12) != 0x0800) return 0;
+  let ip = f + ETH_LEN;
+  if (get8(ip) != 0x45 || get8(ip + 9) != 6 || (get16(ip + 6) & 0x3fff) != 0) return 0;
+  let total = ipv4.totalLength(ip);
+  if (total < IP_LEN + tcp.MIN_LEN || total > len - ETH_LEN) return 0;
+  let l4 = ip + IP_LEN;
+  let thl = tcp.headerLen(l4);
+  if (thl < tcp.MIN_LEN || thl > total - IP_LEN) return 0;
+  let pay = total - IP_LEN - thl;
+  if (pay == 0) return 0;
+  if ((<u32>get8(l4 + tcp.FLAGS) & ~tcp.PSH) != TCP_ACK) return 0;
+  if (checksum.compute(ip, IP_LEN) != 0) return 0;
+  if (checksum.fold(checksum.sum(l4, total - IP_LEN, vnet.pseudoSum(ip, false, 6, total - IP_LEN))) != 0) return 0;
+  return pay;
+}
+
+// Does segment b (payload bPay) continue the run that starts with a and whose last segment is p?
+function continues(a: usize, p: usize, pPay: u32, b: usize): bool {
+  // The Ethernet header (12 bytes of addresses; the type is IPv4 for both).
+  if (load<u64>(a) != load<u64>(b) || load<u32>(a, 8) != load<u32>(b, 8)) return false;
+  let ia = a + ETH_LEN, ib = b + ETH_LEN, ip = p + ETH_LEN;
+  // TOS, flags and fragment offset (DF), TTL and protocol, the addresses.
+  if (get8(ia + 1) != get8(ib + 1) || load<u16>(ia, 6) != load<u16>(ib, 6) || load<u16>(ia, 8) != load<u16>(ib, 8)) return false;
+  if (load<u64>(ia, 12) != load<u64>(ib, 12)) return false;
+  if (((ipv4.ident(ip) + 1) & 0xffff) != ipv4.ident(ib)) return false;
+  let ta = ia + IP_LEN, tb = ib + IP_LEN, tp = ip + IP_LEN;
+  // Ports; ACK; data offset; window; urgent pointer; then the options, word by word.
+  if (load<u32>(ta) != load<u32>(tb) || load<u32>(ta, 8) != load<u32>(tb, 8)) return false;
+  if (get8(ta + 12) != get8(tb + 12) || load<u16>(ta, 14) != load<u16>(tb, 14) || load<u16>(ta, 18) != load<u16>(tb, 18)) return false;
+  let thl = tcp.headerLen(ta);
+  for (let o: u32 = tcp.MIN_LEN; o < thl; o += 4) if (load<u32>(ta + o) != load<u32>(tb + o)) return false;
+  // The previous segment ended where this one starts, and did not push.
+  if (tcp.seq(tp) + pPay != tcp.seq(tb)) return false;
+  return (<u32>get8(tp + tcp.FLAGS) & tcp.PSH) == 0;
+}
+
+// Merges descriptors [i, j) (payloads in pays) into one frame in tx scratch memory, written as
+// descriptor w with its vnet header. False when the scratch area has no room (nothing is changed).
+function merge(i: u32, j: u32, w: u32, size: u32, sum: u32): bool {
+  let a = frameOf(i);
+  let thl = tcp.headerLen(a + ETH_LEN + IP_LEN);
+  let hdr = ETH_LEN + IP_LEN + thl;
+  let total = hdr + sum;
+  let p = tx.reserve(total);
+  if (p == 0) return false;
+  memory.copy(p, a, hdr);
+  let at = p + hdr;
+  let last = a;
+  for (let k = i; k < j; k++) {
+    let f = frameOf(k);
+    let pay = ipv4.totalLength(f + ETH_LEN) - IP_LEN - thl;
+    memory.copy(at, f + hdr, pay);
+    at += pay;
+    last = f;
+  }
+  let ip = p + ETH_LEN, l4 = ip + IP_LEN;
+  ipv4.setTotalLength(ip, total - ETH_LEN);
+  ipv4.setChecksum(ip, 0);
+  ipv4.setChecksum(ip, checksum.compute(ip, IP_LEN));
+  set8(l4 + tcp.FLAGS, <u8>(get8(l4 + tcp.FLAGS) | (get8(last + ETH_LEN + IP_LEN + tcp.FLAGS) & tcp.PSH)));
+  set16(l4 + tcp.CHECKSUM, vnet.foldPlain(vnet.pseudoSum(ip, false, 6, total - ETH_LEN - IP_LEN)));
+  let d = desc(w);
+  store<u32>(d, <u32>p);
+  store<u16>(d, <u16>total, 4);
+  store<u16>(d, <u16>portOf(i), 6);
+  let h = off(w);
+  store<u8>(h, <u8>vnet.F_NEEDS_CSUM);
+  store<u8>(h, <u8>vnet.GSO_TCPV4, 1);
+  store<u16>(h, <u16>hdr, 2);
+  store<u16>(h, <u16>size, 4);
+  store<u16>(h, <u16>(ETH_LEN + IP_LEN), 6);
+  store<u16>(h, <u16>vnet.csumOffset(6), 8);
+  store<u16>(h, 0, 10);
+  bump(Stat.GroFrames);
+  bump(Stat.GroSegments, j - i);
+  return true;
+}
+
+// Moves descriptor i (and its offload record) to position w.
+@inline function keep(i: u32, w: u32): void {
+  if (i == w) return;
+  store<u64>(desc(w), load<u64>(desc(i)));
+  memory.copy(off(w), off(i), tx.OFFLOAD_SIZE);
+}
+
+// Coalesces the batch's tx descriptors (the stage's one entry, at the end of process()).
+export function coalesce(): void {
+  let n = tx.count;
+  if (tso4Ports == 0 || n < 2) return;
+  let w: u32 = 0;
+  let i: u32 = 0;
+  while (i < n) {
+    let o = portOf(i);
+    let caps = (<u32>ports.port(o).flags & ports.PORT_CAPS) >> ports.PORT_CAPS_SHIFT;
+    let size: u32 = (caps & ports.OFFLOAD_TSO4) != 0 ? payloadOf(i) : 0;
+    let j = i + 1;
+    if (size != 0) {
+      let a = frameOf(i);
+      let hdr = IP_LEN + tcp.headerLen(a + ETH_LEN + IP_LEN);
+      let sum = size, pPay = size, p = a;
+      while (j < n && j - i < MAX_SEGMENTS && pPay == size && portOf(j) == o) {
+        let b = frameOf(j);
+        let bPay = payloadOf(j);
+        if (bPay == 0 || bPay > size || hdr + sum + bPay > MAX_IP_LEN || !continues(a, p, pPay, b)) break;
+        sum += bPay; pPay = bPay; p = b;
+        j++;
+      }
+      if (j - i >= 2 && merge(i, j, w, size, sum)) { w++; i = j; continue; }
+    }
+    for (let k = i; k < j; k++) keep(k, w++);
+    i = j;
+  }
+  tx.truncate(w);
+}
