@@ -228,6 +228,20 @@ static napi_value SndBuf(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// rcvBuf(fd, bytes) -> the socket's receive buffer after asking for `bytes` (SO_RCVBUF: doubled by
+// the kernel and capped at net.core.rmem_max), or -errno. A UDP socket's default (rmem_default, 208
+// KiB here) holds about 90 datagrams of 1500 bytes: a burst of a super-frame's VXLAN segments, or a
+// guest's, overflows it while the event loop is busy elsewhere, and each overflow is a lost segment.
+static napi_value RcvBuf(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd, want; CHECK(napi_get_value_int32(env, argv[0], &fd)); CHECK(napi_get_value_int32(env, argv[1], &want));
+  int got = 0; socklen_t len = sizeof got;
+  int r = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want) < 0 || getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0 ? -errno : got;
+  napi_value out; CHECK(napi_create_int32(env, r, &out));
+  return out;
+}
+
 // pingOpen(v6) -> fd, or -errno (EACCES when ping_group_range leaves our group out).
 static napi_value PingOpen(napi_env env, napi_callback_info info) {
   size_t argc = 1; napi_value argv[1];
@@ -513,6 +527,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "rawSend", 0, RawSend, 0, 0, 0, napi_default, 0 },
     { "pingOpen", 0, PingOpen, 0, 0, 0, napi_default, 0 },
     { "sndBuf", 0, SndBuf, 0, 0, 0, napi_default, 0 },
+    { "rcvBuf", 0, RcvBuf, 0, 0, 0, napi_default, 0 },
     { "pingSend", 0, PingSend, 0, 0, 0, napi_default, 0 },
     { "pingRecv", 0, PingRecv, 0, 0, 0, napi_default, 0 },
     { "copy", 0, Copy, 0, 0, 0, napi_default, 0 },

@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { Switch, type SwitchPort, UdpTransport, nativeTapAvailable, StreamTransport, StreamServer, WebSocketTransport, readPcap } from '../src/index.js';
+import { UDP_RCVBUF } from '../src/transports/udp.js';
+import { execFileSync } from 'node:child_process';
 import { ethernet, ipv4, udp } from '../src/frames.js';
 
 const A = '02:00:00:00:00:0a', B = '02:00:00:00:00:0b', BC = 'ff:ff:ff:ff:ff:ff';
@@ -91,6 +93,29 @@ for (const native of [true, false]) {
     }
   });
 }
+
+// A UDP socket's receive buffer as the kernel reports it (ss's skmem rb), for the socket bound to port.
+function udpReceiveBuffer(port: number): number {
+  const out = execFileSync('ss', ['-uamnH', `sport = :${port}`], { encoding: 'utf8' });
+  const m = /rb(\d+)/.exec(out);
+  if (!m) throw new Error(`no socket on udp port ${port}: ${out}`);
+  return Number(m[1]);
+}
+
+test('UDP: the socket asks for a 1 MiB receive buffer (the default holds about 90 frames), native helper and dgram alike', async () => {
+  const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+  // The kernel doubles what it is asked for, after capping the request at rmem_max.
+  const want = 2 * Math.min(UDP_RCVBUF, rmemMax);
+  const sw = new Switch({ maxPorts: 4 });
+  for (const native of [true, false]) {
+    const p = sw.addPort();
+    const t = await UdpTransport.open(sw, p.id, { bind: { port: 0 }, native });
+    try {
+      assert.is(t.batched, native && nativeTapAvailable());
+      assert.is(udpReceiveBuffer(t.address().port), want, `native ${native}`);
+    } finally { await t.close(); }
+  }
+});
 
 test('UDP: a learned peer keeps its port against other senders until it has been silent for peerIdleMs', async () => {
   const sw = new Switch({ maxPorts: 4 });

@@ -10,7 +10,8 @@ import * as assert from 'uvu/assert';
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { Switch } from '../src/dataplane.js';
-import { UnderlayTransport } from '../src/transports/underlay.js';
+import { UnderlayTransport, UNDERLAY_RCVBUF } from '../src/transports/underlay.js';
+import { readFileSync } from 'node:fs';
 import { nativeTapAvailable } from '../src/transports/tap.js';
 import { ethernet, ipv4, udp, dissect, verifyChecksums } from '../src/frames.js';
 
@@ -30,6 +31,8 @@ test('in: a datagram becomes a whole outer frame, the payload not copied twice a
   const send = sw.send.bind(sw);
   (sw as { send: typeof sw.send }).send = (port, frame, vnet) => { if (port === under.id) got.push(frame.slice()); else send(port, frame, vnet); };
   const t = UnderlayTransport.open(sw, under.id, { address: '127.0.0.1', udpPort: PORT });
+  // Its receive buffer: what it asked for, as far as rmem_max lets it (the kernel doubles it).
+  assert.is(t.receiveBuffer, 2 * Math.min(UNDERLAY_RCVBUF, Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'))));
   const peer = createSocket('udp4');
   await new Promise<void>((ok) => peer.bind(0, '127.0.0.1', () => ok()));
   try {

@@ -44,6 +44,7 @@ export interface Native {
   rawOpen(): number;
   rawSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number): number;
   sndBuf(fd: number, bytes: number): number;
+  rcvBuf(fd: number, bytes: number): number;
 }
 
 let native: Native | null | undefined;

@@ -21,13 +21,17 @@
 // hands this port are copied into a pooled tx buffer and sent to the peer in one sendmmsg() call at
 // the end of the delivery (Switch.onDelivered). A datagram the socket cannot take (its buffer full)
 // is counted in txDropped, as a full dgram queue (maxQueued) is on the fallback. `native: false`, or
-// no helper, keeps Node's dgram socket: one system call and one event per datagram.
+// no helper, keeps Node's dgram socket: one system call and one event per datagram. Either socket asks
+// for a 1 MiB receive buffer (UDP_RCVBUF; the kernel's default holds about 90 frames, which a guest's
+// burst overflows while the event loop is busy, each overflow a lost frame).
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
 import { isIP } from 'node:net';
 import { NetplaneError, type Switch, type SwitchPort } from '../dataplane.js';
 import { Pump, MIN_FRAME, MAX_FRAME, newStats, attachTx } from './pump.js';
 import { loadNative, type Native } from './tap.js';
 import { parseIPv4, parseIPv6, formatIPv4, formatIPv6 } from '../frames.js';
+
+export const UDP_RCVBUF = 1024 * 1024;
 
 export interface UdpOptions {
   bind: { host?: string; port: number };
@@ -175,6 +179,7 @@ export class UdpTransport {
     if (n) {
       let t: UdpTransport | undefined;
       const [fd, bound] = n.udpOpen(addrRecord(host, opts.bind.port, v6));
+      if (typeof n.rcvBuf === 'function') n.rcvBuf(fd, UDP_RCVBUF);
       const nat = new NativeUdp(n, fd, host, bound, v6, (msg, fromPeer, from) => t!.arrived(msg, fromPeer, from),
         (ok, dropped) => { t!.stats.txFrames += ok; t!.stats.txDropped += dropped; });
       t = new UdpTransport(sw, swPort, opts, undefined, nat);
@@ -182,6 +187,7 @@ export class UdpTransport {
     }
     const socket = createSocket(v6 ? 'udp6' : 'udp4');
     await new Promise<void>((ok, fail) => { socket.once('error', fail); socket.bind(opts.bind.port, host, () => { socket.off('error', fail); ok(); }); });
+    try { socket.setRecvBufferSize(UDP_RCVBUF); } catch { /* the kernel's limit; the default stays */ }
     return new UdpTransport(sw, swPort, opts, socket);
   }
 
