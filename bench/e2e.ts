@@ -472,6 +472,7 @@ if (ab) {
   try { await tapAb(Number(ab.split('=')[1] ?? 3)); } finally { await teardown(); }
   process.exit(0);
 }
+let failed: unknown;
 try {
   // --tap: only the native TAP cases (with and without offloads) and the kernel bridge, into e2e-tap.json.
   const tapOnly = process.argv.includes('--tap');
@@ -565,11 +566,16 @@ try {
     try { for (const r of JSON.parse(readFileSync(file, 'utf8'))) if (!fresh.has(r.name) && !section(r.name)) records.push(r); } catch { /* no earlier run */ }
   }
   console.log(`wrote ${writeResults(tapOnly ? 'e2e-tap' : 'e2e', records)}`);
+} catch (e) {
+  // Said, and the exit code says it: the finally below exits the process, which would otherwise end a
+  // failed run with code 0 and no word (a QEMU case that threw once ended a full run that way).
+  failed = e;
+  console.error(`netplane bench:e2e: failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
 } finally {
   for (const p of procs) { try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }
   for (const ns of extraNs) { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } }
   rmSync(`/tmp/npb-vde-${process.pid}`, { recursive: true, force: true });
   rmSync(tmp, { recursive: true, force: true });
   await teardown();
-  process.exit(0);
+  process.exit(failed === undefined ? 0 : 1);
 }
