@@ -215,32 +215,29 @@ static napi_value Close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// sndBuf(fd, bytes) -> the socket's send buffer after asking for `bytes` (SO_SNDBUF: the kernel
-// doubles it and caps the request at net.core.wmem_max), or -errno. Node.js sets no socket buffer
-// sizes on a net.Socket; the stream transport asks for a larger one on its client's unix socket.
-static napi_value SndBuf(napi_env env, napi_callback_info info) {
+// Sets socket option `opt` (SO_SNDBUF or SO_RCVBUF) of fd to argv[1] bytes and returns what the
+// kernel made of it (it doubles the request after capping it at net.core.wmem_max / rmem_max), or
+// -errno.
+static napi_value SockBuf(napi_env env, napi_callback_info info, int opt) {
   size_t argc = 2; napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd, want; CHECK(napi_get_value_int32(env, argv[0], &fd)); CHECK(napi_get_value_int32(env, argv[1], &want));
   int got = 0; socklen_t len = sizeof got;
-  int r = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want) < 0 || getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &len) < 0 ? -errno : got;
+  int r = setsockopt(fd, SOL_SOCKET, opt, &want, sizeof want) < 0 || getsockopt(fd, SOL_SOCKET, opt, &got, &len) < 0 ? -errno : got;
   napi_value out; CHECK(napi_create_int32(env, r, &out));
   return out;
 }
 
-// rcvBuf(fd, bytes) -> the socket's receive buffer after asking for `bytes` (SO_RCVBUF: doubled by
-// the kernel and capped at net.core.rmem_max), or -errno. A UDP socket's default (rmem_default, 208
-// KiB here) holds about 90 datagrams of 1500 bytes: a burst of a super-frame's VXLAN segments, or a
-// guest's, overflows it while the event loop is busy elsewhere, and each overflow is a lost segment.
-static napi_value RcvBuf(napi_env env, napi_callback_info info) {
-  size_t argc = 2; napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd, want; CHECK(napi_get_value_int32(env, argv[0], &fd)); CHECK(napi_get_value_int32(env, argv[1], &want));
-  int got = 0; socklen_t len = sizeof got;
-  int r = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want) < 0 || getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0 ? -errno : got;
-  napi_value out; CHECK(napi_create_int32(env, r, &out));
-  return out;
-}
+// sndBuf(fd, bytes) -> the socket's send buffer after asking for `bytes`, or -errno. Node.js sets no
+// socket buffer sizes on a net.Socket; the stream transport asks for a larger one on its client's
+// unix socket.
+static napi_value SndBuf(napi_env env, napi_callback_info info) { return SockBuf(env, info, SO_SNDBUF); }
+
+// rcvBuf(fd, bytes) -> the socket's receive buffer after asking for `bytes`, or -errno. A UDP
+// socket's default (rmem_default, 208 KiB here) holds about 90 datagrams of 1500 bytes: a burst of a
+// super-frame's VXLAN segments, or a guest's, overflows it while the event loop is busy elsewhere,
+// and each overflow is a lost segment.
+static napi_value RcvBuf(napi_env env, napi_callback_info info) { return SockBuf(env, info, SO_RCVBUF); }
 
 // pingOpen(v6) -> fd, or -errno (EACCES when ping_group_range leaves our group out).
 static napi_value PingOpen(napi_env env, napi_callback_info info) {
