@@ -243,7 +243,7 @@ export function port_set_offload(p: u32, caps: u32): i32 {
   return Error.Ok;
 }
 export function port_offload(p: u32): u32 {
-  return checkPort(p) ? 0 : (<u32>ports.port(p).flags & ports.PORT_CAPS) >> ports.PORT_CAPS_SHIFT;
+  return checkPort(p) ? 0 : ports.capsOf(ports.port(p).flags);
 }
 
 export function port_record(p: u32): usize {

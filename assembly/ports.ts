@@ -38,6 +38,8 @@ export const OFFLOAD_TSO6: u32 = 4;
 export const OFFLOAD_TSO_ECN: u32 = 8;
 export const OFFLOAD_USO: u32 = 16;
 export const OFFLOAD_ALL: u32 = 31;
+// The offload capabilities in a port's flags.
+@inline export function capsOf(flags: u32): u32 { return (flags & PORT_CAPS) >> PORT_CAPS_SHIFT; }
 
 export const NO_LIMIT: u32 = 0xffffffff;
 

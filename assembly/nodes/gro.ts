@@ -30,16 +30,19 @@ import * as tx from "../tx";
 import * as ports from "../ports";
 import { bump, Stat } from "../counters";
 import * as vnet from "./vnet";
+import { writeHeader } from "./gso";
 import * as checksum from "../wire/checksum";
+import * as eth from "../wire/ethernet";
 import * as ipv4 from "../wire/ipv4";
 import * as tcp from "../wire/tcp";
-import { get8, get16, get32, set8, set16 } from "../wire/bytes";
+import { get8, get16, set8, set16 } from "../wire/bytes";
 
-const ETH_LEN: u32 = 14;
-const IP_LEN: u32 = 20;
+const ETH_LEN = eth.HEADER_LEN;
+const IP_LEN = ipv4.MIN_LEN;       // the only IPv4 header length coalesced (no options)
 const MAX_SEGMENTS: u32 = 45;
 const MAX_IP_LEN: u32 = 65535;
 const TCP_ACK: u32 = 0x10;
+const PROTO_TCP: u32 = 6;
 
 // Ports with TSO4 (port_set_offload keeps it): when none, a batch costs one compare here.
 export let tso4Ports: u32 = 0;
@@ -47,7 +50,7 @@ export let tso4Ports: u32 = 0;
 export function recount(): void {
   let k: u32 = 0;
   for (let p: u32 = 0; p < ports.maxPorts; p++) {
-    if (ports.port(p).state != ports.STATE_FREE && ((<u32>ports.port(p).flags & ports.PORT_CAPS) >> ports.PORT_CAPS_SHIFT) & ports.OFFLOAD_TSO4) k++;
+    if (ports.port(p).state != ports.STATE_FREE && (ports.capsOf(ports.port(p).flags) & ports.OFFLOAD_TSO4) != 0) k++;
   }
   tso4Ports = k;
 }
@@ -68,9 +71,9 @@ function payloadOf(i: u32): u32 {
   // as it is, so a super-frame cut for a port that could not take it whole is not merged again.
   if (load<u16>(off(i)) != 0) return 0;
   if (f >= tx.bufBase && f < tx.bufBase + <usize>tx.bufSize) return 0;
-  if (len < ETH_LEN + IP_LEN + tcp.MIN_LEN || get16(f + 12) != 0x0800) return 0;
+  if (len < ETH_LEN + IP_LEN + tcp.MIN_LEN || get16(f + eth.ETHERTYPE) != eth.TYPE_IPV4) return 0;
   let ip = f + ETH_LEN;
-  if (get8(ip) != 0x45 || get8(ip + 9) != 6 || (get16(ip + 6) & 0x3fff) != 0) return 0;
+  if (get8(ip) != 0x45 || ipv4.protocol(ip) != PROTO_TCP || ipv4.isFragment(ip)) return 0;
   let total = ipv4.totalLength(ip);
   if (total < IP_LEN + tcp.MIN_LEN || total > len - ETH_LEN) return 0;
   let l4 = ip + IP_LEN;
@@ -80,7 +83,7 @@ function payloadOf(i: u32): u32 {
   if (pay == 0) return 0;
   if ((<u32>get8(l4 + tcp.FLAGS) & ~tcp.PSH) != TCP_ACK) return 0;
   if (checksum.compute(ip, IP_LEN) != 0) return 0;
-  if (checksum.fold(checksum.sum(l4, total - IP_LEN, vnet.pseudoSum(ip, false, 6, total - IP_LEN))) != 0) return 0;
+  if (checksum.fold(checksum.sum(l4, total - IP_LEN, vnet.pseudoSum(ip, false, PROTO_TCP, total - IP_LEN))) != 0) return 0;
   return pay;
 }
 
@@ -104,8 +107,9 @@ function continues(a: usize, p: usize, pPay: u32, b: usize): bool {
   return (<u32>get8(tp + tcp.FLAGS) & tcp.PSH) == 0;
 }
 
-// Merges descriptors [i, j) (payloads in pays) into one frame in tx scratch memory, written as
-// descriptor w with its vnet header. False when the scratch area has no room (nothing is changed).
+// Merges descriptors [i, j) (gso_size `size`, `sum` payload bytes in all) into one frame in tx scratch
+// memory, written as descriptor w with its vnet header. False when the scratch area has no room
+// (nothing is changed).
 function merge(i: u32, j: u32, w: u32, size: u32, sum: u32): bool {
   let a = frameOf(i);
   let thl = tcp.headerLen(a + ETH_LEN + IP_LEN);
@@ -128,19 +132,12 @@ function merge(i: u32, j: u32, w: u32, size: u32, sum: u32): bool {
   ipv4.setChecksum(ip, 0);
   ipv4.setChecksum(ip, checksum.compute(ip, IP_LEN));
   set8(l4 + tcp.FLAGS, <u8>(get8(l4 + tcp.FLAGS) | (get8(last + ETH_LEN + IP_LEN + tcp.FLAGS) & tcp.PSH)));
-  set16(l4 + tcp.CHECKSUM, vnet.foldPlain(vnet.pseudoSum(ip, false, 6, total - ETH_LEN - IP_LEN)));
+  set16(l4 + tcp.CHECKSUM, vnet.foldPlain(vnet.pseudoSum(ip, false, PROTO_TCP, total - ETH_LEN - IP_LEN)));
   let d = desc(w);
   store<u32>(d, <u32>p);
   store<u16>(d, <u16>total, 4);
   store<u16>(d, <u16>portOf(i), 6);
-  let h = off(w);
-  store<u8>(h, <u8>vnet.F_NEEDS_CSUM);
-  store<u8>(h, <u8>vnet.GSO_TCPV4, 1);
-  store<u16>(h, <u16>hdr, 2);
-  store<u16>(h, <u16>size, 4);
-  store<u16>(h, <u16>(ETH_LEN + IP_LEN), 6);
-  store<u16>(h, <u16>vnet.csumOffset(6), 8);
-  store<u16>(h, 0, 10);
+  writeHeader(off(w), vnet.F_NEEDS_CSUM, vnet.GSO_TCPV4, hdr, size, ETH_LEN + IP_LEN, vnet.csumOffset(PROTO_TCP));
   bump(Stat.GroFrames);
   bump(Stat.GroSegments, j - i);
   return true;
@@ -159,19 +156,24 @@ export function coalesce(): void {
   if (tso4Ports == 0 || n < 2) return;
   let w: u32 = 0;
   let i: u32 = 0;
+  // The segment that ended a run is the next run's first: its payloadOf (a checksum over all of it)
+  // is kept rather than computed again.
+  let known: u32 = n, knownPay: u32 = 0;
   while (i < n) {
     let o = portOf(i);
-    let caps = (<u32>ports.port(o).flags & ports.PORT_CAPS) >> ports.PORT_CAPS_SHIFT;
-    let size: u32 = (caps & ports.OFFLOAD_TSO4) != 0 ? payloadOf(i) : 0;
+    let size: u32 = (ports.capsOf(ports.port(o).flags) & ports.OFFLOAD_TSO4) == 0 ? 0 : i == known ? knownPay : payloadOf(i);
     let j = i + 1;
     if (size != 0) {
       let a = frameOf(i);
-      let hdr = IP_LEN + tcp.headerLen(a + ETH_LEN + IP_LEN);
+      let ipHeaders = IP_LEN + tcp.headerLen(a + ETH_LEN + IP_LEN);
       let sum = size, pPay = size, p = a;
       while (j < n && j - i < MAX_SEGMENTS && pPay == size && portOf(j) == o) {
         let b = frameOf(j);
         let bPay = payloadOf(j);
-        if (bPay == 0 || bPay > size || hdr + sum + bPay > MAX_IP_LEN || !continues(a, p, pPay, b)) break;
+        if (bPay == 0 || bPay > size || ipHeaders + sum + bPay > MAX_IP_LEN || !continues(a, p, pPay, b)) {
+          known = j; knownPay = bPay;
+          break;
+        }
         sum += bPay; pPay = bPay; p = b;
         j++;
       }

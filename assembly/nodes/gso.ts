@@ -23,7 +23,7 @@
 // finished in a copy, since the other ports may take it as it is.
 import { Reason } from "../reasons";
 import { Meta, FLAG_FLOODING } from "../packet";
-import { PORT_CAPS_SHIFT, PORT_CAPS, OFFLOAD_CSUM, OFFLOAD_TSO4, OFFLOAD_TSO6, OFFLOAD_TSO_ECN, OFFLOAD_USO } from "../ports";
+import { capsOf, OFFLOAD_CSUM, OFFLOAD_TSO4, OFFLOAD_TSO6, OFFLOAD_TSO_ECN, OFFLOAD_USO } from "../ports";
 import { drop, bump, Stat } from "../counters";
 import * as tx from "../tx";
 import * as area from "../punt";
@@ -56,7 +56,7 @@ const TCP_CWR: u32 = 0x80;
 
 // Writes a vnet header at h (nodes/vnet.ts's layout): the tx offload record of the descriptor just
 // emitted (record), or the header before a super-frame punted whole.
-@inline function writeHeader(h: usize, flags: u32, type: u32, hdrLen: u32, size: u32, start: u32, off: u32): void {
+@inline export function writeHeader(h: usize, flags: u32, type: u32, hdrLen: u32, size: u32, start: u32, off: u32): void {
   store<u8>(h, <u8>flags);
   store<u8>(h, <u8>type, 1);
   store<u16>(h, <u16>hdrLen, 2);
@@ -74,7 +74,7 @@ const TCP_CWR: u32 = 0x80;
 // Sends frame f (m, or a VLAN variant of it) of `len` bytes out of port o whose flags are `pflags`:
 // called only when the frame has offload state or the port has offloads.
 export function emit(m: Meta, o: u32, pflags: u32, f: usize, len: u32): bool {
-  let caps = (pflags & PORT_CAPS) >> PORT_CAPS_SHIFT;
+  let caps = capsOf(pflags);
   let v = m.vnet;
   if (v == 0) {
     if (!tx.emit(o, f, len, m.inPort)) return false;
