@@ -30,6 +30,45 @@ test('MAC table: 3000 static entries, 1500 removed at random, the rest intact', 
   for (const i of removed) assert.not.ok(sw.removeMac({ mac: mac(i), vlan: i % 7 }), 'removing twice finds nothing');
 });
 
+test('MAC table at capacity: lines overflow into the next and wrap around, churn keeps every key found once', () => {
+  // 64 entries in 128 slots (32 lines of four): at half load about one line in ten is full, so keys
+  // overflow into the next lines, and the last line's overflow wraps to the first. Deletion moves them
+  // back over lines; a key the search then misses would be added a second time by addStaticMac.
+  const sw = new Switch({ maxPorts: 4, macEntries: 64 });
+  sw.addPort(); sw.addPort(); sw.addPort();
+  const r = rng(29);
+  const model = new Map<number, number>();
+  let next = 1;
+  const add = (i: number, port: number) => { sw.addStaticMac({ mac: mac(i), port, vlan: i % 3 }); model.set(i, port); };
+  const check = (what: string) => {
+    const listed = sw.macTable();
+    const table = new Map(listed.map((e) => [`${e.mac}/${e.vlan}`, e.port]));
+    assert.is(listed.length, model.size, `${what}: no key listed twice`);
+    for (const [i, port] of model) assert.is(table.get(`${mac(i)}/${i % 3}`), port, `${what}: ${mac(i)} on port ${port}`);
+  };
+  while (model.size < 64) add(next++, r() % 3);
+  assert.throws(() => sw.addStaticMac({ mac: mac(next), port: 0, vlan: next % 3 }), /full/, 'a full table takes no more');
+  check('full');
+  for (let round = 0; round < 60; round++) {
+    const present = [...model.keys()];
+    for (let n = 0; n < 24; n++) {
+      const i = present.splice(r() % present.length, 1)[0];
+      assert.ok(sw.removeMac({ mac: mac(i), vlan: i % 3 }), `round ${round}: remove ${i}`);
+      model.delete(i);
+    }
+    while (model.size < 64) add(next++, r() % 3);
+    // Every key again with another port: found in place (an unfound key would be inserted twice).
+    for (const [i, port] of [...model]) add(i, (port + 1) % 3);
+    check(`round ${round}`);
+  }
+  const onPort1 = [...model].filter(([, p]) => p === 1).map(([i]) => i);
+  assert.is(sw.flushMacs(1), onPort1.length, 'flushing a port removes its entries, moved ones too');
+  for (const i of onPort1) model.delete(i);
+  check('after the flush');
+  for (const i of [...model.keys()]) assert.ok(sw.removeMac({ mac: mac(i), vlan: i % 3 }), `last removal of ${i}`);
+  assert.is(sw.macTable().length, 0);
+});
+
 test('routes, neighbours and port mappings: add, remove half, the rest still match', () => {
   const sw = new Switch({ maxPorts: 4, routes: 2048, neighbors: 2048, portMappings: 2048 });
   const rt = sw.router;
