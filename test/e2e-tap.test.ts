@@ -95,16 +95,23 @@ test('an offloaded sender and a plain receiver on one segment: the switch segmen
   assert.equal(drops, {}, 'nothing dropped in the switch');
 });
 
-test('a plain sender and an offloaded receiver: the switch coalesces the sender\'s segments into super-frames (GRO) that the receiver\'s kernel takes, byte for byte', async () => {
+test('a plain sender and an offloaded receiver: the switch coalesces the sender\'s segments into super-frames (GRO) that the receiver\'s kernel takes, byte for byte, over IPv4 and IPv6', async () => {
   if (missing) return;
   const sw = new Switch({ maxPorts: 4 });
   const p = sw.addPort(), q = sw.addPort();
   const x = await nativeHost(sw, p.id, 'gx', { mac: '02:00:00:00:0e:41', address: '10.70.0.1/24', offload: false });
   const y = await nativeHost(sw, q.id, 'gy', { mac: '02:00:00:00:0e:42', address: '10.70.0.2/24' });
+  for (const [h, a] of [[x, 'fd70::1/64'], [y, 'fd70::2/64']] as const) await exec(h.ns, `ip -6 addr add ${a} dev ${h.dev} nodad`);
   await transfer('gro', x.ns, y.ns, '10.70.0.2', 5007, 8);
   const st = sw.counters().stats;
   assert.ok(st.gro_frames > 0 && st.gro_segments > st.gro_frames, `segments coalesced: ${st.gro_segments} into ${st.gro_frames}`);
-  assert.ok(y.tap.stats.txSuperFrames > 0, JSON.stringify(y.tap.stats));
+  const sent4 = y.tap.stats.txSuperFrames;
+  assert.ok(sent4 > 0, JSON.stringify(y.tap.stats));
+  await transfer('gro6', x.ns, y.ns, 'fd70::2', 5008, 8);
+  const st6 = sw.counters().stats;
+  assert.ok(st6.gro_frames > st.gro_frames && st6.gro_segments - st.gro_segments > st6.gro_frames - st.gro_frames,
+    `IPv6 segments coalesced too: ${st6.gro_segments - st.gro_segments} into ${st6.gro_frames - st.gro_frames}`);
+  assert.ok(y.tap.stats.txSuperFrames > sent4, JSON.stringify(y.tap.stats));
   assert.is(x.tap.stats.rxSuperFrames, 0);
   assert.equal(sw.counters().drops, {}, 'nothing dropped in the switch');
 });

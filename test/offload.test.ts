@@ -577,6 +577,30 @@ test('GRO: what ends a run (a sequence gap, a bad checksum, PSH, another flow be
   assert.is(groCase(L2, 0, segsOf).o.length, 14);
 });
 
+test('GRO over IPv6: 14 segments through L2 and a port ACL leave a port with TSO6 as one TCPV6 super-frame; a flow label or hop limit that changes ends the run; a port with TSO4 alone takes them as they are', () => {
+  const V6 = PATHS6.filter((p) => p.name === 'L2 IPv6' || p.name === 'L2 IPv6 through a port ACL');
+  assert.is(V6.length, 2);
+  const segsOf = (f: Flow) => segment(data(f, 'tcp', 20000, 'PA'), 1448);
+  for (const path of V6) {
+    const { o, sw } = groCase(path, ALL, segsOf);
+    assert.is(o.length, 1, `${path.name}: one frame`);
+    assert.equal(vnetOf(o[0]), { flags: F_NEEDS_CSUM, type: GSO_TCPV6, hdrLen: 14 + 40 + 32, size: 1448, start: 54, offset: 16 }, path.name);
+    assert.is(get16(o[0].frame, 14 + 4), 32 + 20000, 'the payload length: TCP header and all the data');
+    const st = sw.counters().stats;
+    assert.is(st.gro_frames, 1);
+    assert.is(st.gro_segments, 14);
+  }
+  const L2v6 = V6[0];
+  const types = (o: Array<{ vnet?: Uint8Array }>) => o.map((x) => { const v = vnetOf(x); return v && v.type === GSO_TCPV6 ? 'S' : '.'; }).join('');
+  // The flow label of segment 7 on (a sender that rehashed the flow): two runs, as Linux's GRO flushes.
+  assert.is(types(groCase(L2v6, ALL, (f) => segsOf(f).map((s, i) => { if (i < 7) return s; const c = s.slice(); c[14 + 3] ^= 0x01; return c; })).o), 'SS');
+  // One segment with another hop limit (not in the TCP checksum): it leaves alone, between two runs.
+  assert.is(types(groCase(L2v6, ALL, (f) => segsOf(f).map((s, i) => { if (i !== 4) return s; const c = s.slice(); c[14 + 7] -= 1; return c; })).o), 'S.S');
+  // A port with TSO4 but not TSO6 gets the segments as they are, and one with TSO6 alone merges them.
+  assert.is(types(groCase(L2v6, Offload.CSUM | Offload.TSO4, segsOf).o), '.'.repeat(14));
+  assert.is(types(groCase(L2v6, Offload.CSUM | Offload.TSO6, segsOf).o), 'S');
+});
+
 test('setOffload refuses TSO without checksum offload, and caps outside the flags', () => {
   const n = net();
   assert.throws(() => n.sw.setOffload(0, Offload.TSO4), /caps/);
