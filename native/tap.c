@@ -12,7 +12,8 @@
 // polled like a TAP, drained with recvmmsg() and written with sendmmsg(), one call per batch each way,
 // where Node's dgram socket costs a system call and an event per datagram.
 // It also carries the overlay's underlay (src/transports/underlay.ts): VXLAN datagrams arrive on a UDP
-// socket (udpRecv above), outer IPv4 packets leave by a raw socket in batches (rawSend).
+// socket (udpRecv above) and leave by UDP sockets in batches, a run of one flow's equal datagrams as
+// one UDP GSO send (udpSendSegments).
 // It also opens the socket uplink's unprivileged ICMP echo ("ping") sockets (src/uplink/ping.ts),
 // socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) and its ICMPv6 twin, which Node.js has no API for: the
 // kernel allows them to the groups in net.ipv4.ping_group_range, without CAP_NET_RAW.
@@ -32,6 +33,11 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <netinet/udp.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
 
 typedef struct { uv_poll_t poll; napi_env env; napi_ref cb; int fd; int active; } Poller;
 
@@ -397,32 +403,24 @@ static napi_value UdpRecv(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// Sends the n frames of desc (write()'s layout, its header offset unused) from base with sendmmsg:
-// all to `one`, or, when `one` is NULL, each an IPv4 packet to its own destination address (bytes
-// 16-19 of its header). A frame outside the buffer (or, without `one`, shorter than an IPv4 header)
-// is dropped unread; one the socket refuses (EAGAIN: its buffer is full, which drops the rest;
-// EMSGSIZE, EHOSTUNREACH...) is skipped. Returns how many were sent; the caller counts the others.
+// Sends the n frames of desc (write()'s layout, its header offset unused) from base with sendmmsg,
+// all to `to`. A frame outside the buffer is dropped unread; one the socket refuses (EAGAIN: its
+// buffer is full, which drops the rest; EMSGSIZE, EHOSTUNREACH...) is skipped. Returns how many were
+// sent; the caller counts the others.
 static uint32_t send_batch(int fd, uint8_t *base, size_t blen, const uint32_t *desc, int32_t n,
-                           const struct sockaddr_storage *one, socklen_t oneLen) {
-  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK]; struct sockaddr_in to[MMSG_CHUNK];
+                           const struct sockaddr_storage *to, socklen_t toLen) {
+  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK];
   uint32_t sent = 0;
   int32_t i = 0;
   while (i < n) {
     unsigned k = 0;
     while (k < MMSG_CHUNK && i + (int32_t)k < n) {
       size_t f = desc[(i + k) * 3 + 1], len = desc[(i + k) * 3 + 2];
-      if (f + len > blen || (!one && len < 20)) break;
+      if (f + len > blen) break;
       iov[k].iov_base = base + f; iov[k].iov_len = len;
       memset(&m[k], 0, sizeof m[k]);
       m[k].msg_hdr.msg_iov = &iov[k]; m[k].msg_hdr.msg_iovlen = 1;
-      if (one) {
-        m[k].msg_hdr.msg_name = (void *)one; m[k].msg_hdr.msg_namelen = oneLen;
-      } else {
-        memset(&to[k], 0, sizeof to[k]);
-        to[k].sin_family = AF_INET;
-        memcpy(&to[k].sin_addr, base + f + 16, 4);
-        m[k].msg_hdr.msg_name = &to[k]; m[k].msg_hdr.msg_namelen = sizeof to[k];
-      }
+      m[k].msg_hdr.msg_name = (void *)to; m[k].msg_hdr.msg_namelen = toLen;
       k++;
     }
     if (k == 0) { i++; continue; }   // unreadable: dropped, never read
@@ -459,32 +457,80 @@ static napi_value UdpSend(napi_env env, napi_callback_info info) {
 
 // ---- the overlay's underlay (src/transports/underlay.ts) --------------------------------------------
 
-// rawOpen() -> fd: a non-blocking raw IPv4 socket that sends whole IPv4 packets as given
-// (IPPROTO_RAW implies IP_HDRINCL: the kernel fills in only the checksum, the total length, and an ID
-// when it is zero, then routes the packet and resolves its next hop). Needs CAP_NET_RAW: throws
-// "socket(AF_INET, SOCK_RAW, IPPROTO_RAW): Operation not permitted (EPERM)" without it.
-static napi_value RawOpen(napi_env env, napi_callback_info info) {
-  (void)info;
-  int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
-  if (fd < 0) return throw_errno(env, "socket(AF_INET, SOCK_RAW, IPPROTO_RAW)");
-  napi_value out; CHECK(napi_create_int32(env, fd, &out));
+// udpDf(fd) -> 0 or -errno: every datagram the UDP socket sends has DF set and none is fragmented
+// (IP_PMTUDISC_PROBE: the device's MTU is the limit, a larger datagram is refused with EMSGSIZE), as
+// the overlay's outer packets must not be.
+static napi_value UdpDf(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
+  int v = IP_PMTUDISC_PROBE;
+  int r = setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof v) < 0 ? -errno : 0;
+  napi_value out; CHECK(napi_create_int32(env, r, &out));
   return out;
 }
 
-// rawSend(fd, base, desc, n) -> packets sent: desc as write()'s (its header offset unused), each an
-// IPv4 packet sent to its own destination address, with sendmmsg (send_batch says what is dropped);
-// the caller counts n - sent as dropped.
-static napi_value RawSend(napi_env env, napi_callback_info info) {
-  size_t argc = 4; napi_value argv[4];
+#define SEG_DESC 6
+
+// udpSendSegments(base, desc, n) -> datagrams sent. desc holds 6 u32 a message: the UDP socket, the
+// payload's offset and length in base, the segment size, the destination IPv4 address (its four
+// bytes in memory order) and port. A segment size of 0 sends the payload as one datagram; any other
+// sends it with UDP_SEGMENT (Linux 4.18, UDP GSO): the kernel cuts it into datagrams of that size, the
+// last one shorter, with one pass through its stack for all of them. Consecutive messages on one
+// socket go in one sendmmsg. A message outside the buffer is dropped unread; one the socket refuses
+// (EMSGSIZE, EHOSTUNREACH...) is skipped; EAGAIN (its buffer full) drops the rest. The caller counts
+// the datagrams not sent.
+static napi_value UdpSendSegments(napi_env env, napi_callback_info info) {
+  size_t argc = 3; napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd, n;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
-  CHECK(napi_get_value_int32(env, argv[3], &n));
+  int32_t n; CHECK(napi_get_value_int32(env, argv[2], &n));
   napi_typedarray_type t; size_t blen, dlen; void *bdata, *ddata; napi_value ab; size_t off;
-  CHECK(napi_get_typedarray_info(env, argv[1], &t, &blen, &bdata, &ab, &off));
-  CHECK(napi_get_typedarray_info(env, argv[2], &t, &dlen, &ddata, &ab, &off));
-  if (n < 0 || (size_t)n * 3 > dlen) { napi_throw_range_error(env, NULL, "rawSend: bad batch"); return NULL; }
-  napi_value out; CHECK(napi_create_uint32(env, send_batch(fd, bdata, blen, ddata, n, NULL, 0), &out));
+  CHECK(napi_get_typedarray_info(env, argv[0], &t, &blen, &bdata, &ab, &off));
+  CHECK(napi_get_typedarray_info(env, argv[1], &t, &dlen, &ddata, &ab, &off));
+  if (t != napi_uint32_array || n < 0 || (size_t)n * SEG_DESC > dlen) { napi_throw_range_error(env, NULL, "udpSendSegments: bad batch"); return NULL; }
+  uint8_t *base = bdata; const uint32_t *desc = ddata;
+  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK]; struct sockaddr_in to[MMSG_CHUNK];
+  union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } ctl[MMSG_CHUNK];
+  uint32_t grams[MMSG_CHUNK];
+  uint32_t sent = 0;
+  int32_t i = 0;
+  while (i < n) {
+    int fd = (int)desc[i * SEG_DESC];
+    unsigned k = 0;
+    while (k < MMSG_CHUNK && i + (int32_t)k < n && (int)desc[(i + k) * SEG_DESC] == fd) {
+      const uint32_t *d = desc + (i + k) * SEG_DESC;
+      size_t f = d[1], len = d[2]; uint32_t seg = d[3];
+      if (f > blen || len > blen - f || len == 0 || seg > 0xffff) break;
+      iov[k].iov_base = base + f; iov[k].iov_len = len;
+      memset(&m[k], 0, sizeof m[k]);
+      memset(&to[k], 0, sizeof to[k]);
+      to[k].sin_family = AF_INET;
+      memcpy(&to[k].sin_addr, &d[4], 4);
+      to[k].sin_port = htons((uint16_t)d[5]);
+      m[k].msg_hdr.msg_iov = &iov[k]; m[k].msg_hdr.msg_iovlen = 1;
+      m[k].msg_hdr.msg_name = &to[k]; m[k].msg_hdr.msg_namelen = sizeof to[k];
+      grams[k] = 1;
+      if (seg != 0 && len > seg) {
+        m[k].msg_hdr.msg_control = ctl[k].buf; m[k].msg_hdr.msg_controllen = sizeof ctl[k].buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m[k].msg_hdr);
+        c->cmsg_level = SOL_UDP; c->cmsg_type = UDP_SEGMENT; c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t s16 = (uint16_t)seg; memcpy(CMSG_DATA(c), &s16, sizeof s16);
+        grams[k] = (uint32_t)((len + seg - 1) / seg);
+      }
+      k++;
+    }
+    if (k == 0) { i++; continue; }   // unreadable: dropped, never read
+    int r = sendmmsg(fd, m, k, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;   // the rest is dropped
+      i++;                                                 // this one is refused: dropped
+      continue;
+    }
+    for (int j = 0; j < r; j++) sent += grams[j];
+    i += r;
+  }
+  napi_value out; CHECK(napi_create_uint32(env, sent, &out));
   return out;
 }
 
@@ -520,8 +566,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "udpOpen", 0, UdpOpen, 0, 0, 0, napi_default, 0 },
     { "udpRecv", 0, UdpRecv, 0, 0, 0, napi_default, 0 },
     { "udpSend", 0, UdpSend, 0, 0, 0, napi_default, 0 },
-    { "rawOpen", 0, RawOpen, 0, 0, 0, napi_default, 0 },
-    { "rawSend", 0, RawSend, 0, 0, 0, napi_default, 0 },
+    { "udpDf", 0, UdpDf, 0, 0, 0, napi_default, 0 },
+    { "udpSendSegments", 0, UdpSendSegments, 0, 0, 0, napi_default, 0 },
     { "pingOpen", 0, PingOpen, 0, 0, 0, napi_default, 0 },
     { "sndBuf", 0, SndBuf, 0, 0, 0, napi_default, 0 },
     { "rcvBuf", 0, RcvBuf, 0, 0, 0, napi_default, 0 },

@@ -54,8 +54,8 @@ export interface DaemonConfig {
   uplink?: (HostConfig['uplink'] & { transport?: Transport }) | false;
   defaults?: { network?: boolean };   // create the default NAT network when the state is empty
   // This host's underlay for Overlay networks (docs/model.md "Overlay networks"): its provider
-  // address (an IPv4 address of this host), the VXLAN UDP port and the underlay's MTU. Needs root
-  // (a raw socket); absent: Overlay networks are refused.
+  // address (an IPv4 address of this host), the VXLAN UDP port and the underlay's MTU. Needs the
+  // native helper (UDP GSO sends); absent: Overlay networks are refused.
   overlay?: OverlayConfig;
   cluster?: ClusterConfig;      // membership through etcd (src/cluster, docs/cluster.md); needs overlay
 }

@@ -159,7 +159,7 @@ export class Host {
       try {
         this.underlay = UnderlayTransport.open(this.sw, this.compiler.underlayPort!, { address: ov.providerAddress, udpPort: ov.udpPort });
       } catch (e) {
-        throw new ModelError('InvalidArgument', 'overlay', `cannot open the underlay on ${ov.providerAddress}:${ov.udpPort} (a UDP socket there and a raw IPv4 socket: root or CAP_NET_RAW, and an address of this host): ${(e as Error).message}`);
+        throw new ModelError('InvalidArgument', 'overlay', `cannot open the underlay on ${ov.providerAddress}:${ov.udpPort} (UDP sockets there: an address of this host and a free port): ${(e as Error).message}`);
       }
     }
     this.confinement = {

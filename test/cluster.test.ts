@@ -235,7 +235,7 @@ test('daemons: a network and endpoints through etcd, remotes in GET /endpoints, 
   const daemons: Daemon[] = [];
   // Provider addresses: /32s of the benchmarking range (RFC 2544's 198.18.0.0/15) added to lo for
   // the test (an underlay address must be the host's own, not 127/8), apart per test process.
-  if (process.getuid?.() !== 0) throw new Error('the daemons\' overlay needs root (a raw socket, addresses on lo)');
+  if (process.getuid?.() !== 0) throw new Error('the daemons\' overlay needs root (addresses on lo)');
   const pa = (n: number) => `198.${18 + (process.pid & 1)}.${(process.pid >> 1) % 250}.${n}`;
   for (const n of [2, 3]) execFileSync('ip', ['addr', 'replace', `${pa(n)}/32`, 'dev', 'lo']);
   const dropAddresses = () => { for (const n of [2, 3]) { try { execFileSync('ip', ['addr', 'del', `${pa(n)}/32`, 'dev', 'lo'], { stdio: 'ignore' }); } catch { /* gone */ } } };

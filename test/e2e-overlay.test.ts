@@ -7,7 +7,7 @@
 // read only, and netplane's counters showing the encapsulation and decapsulation.
 //
 // The underlay: netplane's socket underlay binds UDP on its provider address and sends outer packets
-// on a raw socket, and sockets belong to the namespace of the process that opens them. A Node process
+// from UDP sockets bound there too, and sockets belong to the namespace of the process that opens them. A Node process
 // cannot move itself into a namespace, so netplane's underlay is the root side of a veth pair
 // (198.19.<n>.1/24, <n> from the pid as e2e/netns.ts's outsideServer does) whose other side is in the
 // Linux host's namespace (198.19.<n>.2, where vx0 is `local`); no bridge is needed for two members.

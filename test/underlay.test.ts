@@ -1,10 +1,11 @@
 // The socket underlay (src/transports/underlay.ts) against the real kernel: a VXLAN datagram sent to
 // the provider address reaches the switch as a whole outer frame (zero MACs, an IPv4 header from the
 // sender to the PA with a valid checksum, TTL 64, the UDP header with the sender's port), the payload
-// byte for byte; and an outer IPv4 frame the switch hands the underlay port leaves by the raw socket,
-// its Ethernet header stripped, and arrives at a UDP socket as the datagram it carries. Loopback
-// stands in for the underlay (the transport binds what it is given; the compiler checks the PA).
-// Needs root (the raw socket) and the native helper: without them it fails with the reason.
+// byte for byte; and an outer IPv4/UDP frame the switch hands the underlay port leaves by one of the
+// transport's UDP sockets and arrives at a UDP socket as the datagram it carries, a run of equal
+// datagrams of one flow as one UDP GSO send that arrives as its datagrams. Loopback stands in for the
+// underlay (the transport binds what it is given; the compiler checks the PA). Needs the native
+// helper: without it it fails with the reason.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createSocket } from 'node:dgram';
@@ -15,10 +16,10 @@ import { readFileSync } from 'node:fs';
 import { nativeTapAvailable } from '../src/transports/tap.js';
 import { ethernet, ipv4, udp, dissect, verifyChecksums } from '../src/frames.js';
 
-const missing = process.getuid?.() !== 0 ? 'the underlay test needs root (a raw socket)' : nativeTapAvailable() ? undefined : 'the underlay test needs the native helper (node scripts/native.mjs)';
+const missing = nativeTapAvailable() ? undefined : 'the underlay test needs the native helper (node scripts/native.mjs)';
 const PORT = 40000 + (process.pid % 20000);
 
-test('the requirements are there: root and the native helper', () => {
+test('the requirements are there: the native helper', () => {
   if (missing) assert.unreachable(missing);
 });
 
@@ -58,7 +59,7 @@ test('in: a datagram becomes a whole outer frame, the payload not copied twice a
     assert.is(t.stats.rxFrames, 3);
 
     // Out: a broadcast outer frame from the other port floods to the underlay port, which sends its
-    // IPv4 packet (a UDP datagram to the peer) by the raw socket.
+    // UDP datagram to the peer.
     const heard: Buffer[] = [];
     peer.on('message', (m) => heard.push(m));
     const body = randomBytes(300);
@@ -69,6 +70,31 @@ test('in: a datagram becomes a whole outer frame, the payload not copied twice a
     assert.equal(new Uint8Array(heard[0]), new Uint8Array(body));
     assert.is(t.stats.txFrames, 1);
     assert.ok(t.stats.txBatches >= 1);
+    assert.is(t.stats.txRuns, 0);
+
+    // A run: five datagrams of one flow in one batch, four of 1000 bytes and a last of 300, leave as
+    // one UDP GSO send and arrive as the five datagrams, in order; a sixth to another port, and an
+    // outer packet that is not UDP (refused: only UDP leaves), do not join it.
+    heard.length = 0;
+    const out = (dport: number, body: Uint8Array, protocol?: number) => ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: '02:00:00:00:00:01',
+      payload: ipv4({ src: '127.0.0.1', dst: '127.0.0.1', protocol, payload: protocol === undefined ? udp({ srcPort: 50000, dstPort: dport, payload: body }) : body }) });
+    const run = [1000, 1000, 1000, 1000, 300].map((n) => randomBytes(n));
+    const other2 = createSocket('udp4');
+    await new Promise<void>((ok) => other2.bind(0, '127.0.0.1', () => ok()));
+    const heard2: Buffer[] = [];
+    other2.on('message', (m) => heard2.push(m));
+    try {
+      sw.inject([...run.map((b) => [other.id, out(peer.address().port, b)] as [number, Uint8Array]), [other.id, out(other2.address().port, randomBytes(20))], [other.id, out(peer.address().port, randomBytes(20), 132)]]);
+      for (let i = 0; i < 100 && (heard.length < 5 || heard2.length < 1); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.is(heard.length, 5, JSON.stringify(t.stats));
+      heard.forEach((m, i) => assert.equal(new Uint8Array(m), new Uint8Array(run[i]), `datagram ${i} of the run`));
+      assert.is(heard2.length, 1);
+      assert.is(t.stats.txRuns, 1, 'the five went as one UDP GSO send');
+      assert.is(t.stats.txFrames, 1 + 6);
+      assert.is(t.stats.txDropped, 1, 'the outer packet that is not UDP');
+    } finally {
+      other2.close();
+    }
   } finally {
     t.close();
     peer.close();

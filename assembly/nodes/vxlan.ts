@@ -17,7 +17,7 @@
 // overlay (split horizon: every host floods to every member itself, head-end replication).
 //
 // Encapsulation: outer IPv4 from the PA to the remote's PA, TTL 64, DF set (the underlay must not
-// fragment: the socket underlay sends with IP_HDRINCL, which never fragments), a fresh
+// fragment: the socket underlay's UDP sockets send with DF and never fragment), a fresh
 // identification, the header checksum; UDP from a source port in 49152-65535 taken from a hash of the
 // inner flow (RFC 7348 §5: ECMP entropy, stable per flow) to the VXLAN port, checksum 0 (Linux's
 // default for IPv4, RFC 7348 §5); VXLAN with the I flag and the domain's VNI; the inner frame,

@@ -41,8 +41,8 @@ export interface Native {
   udpOpen(addr: Uint8Array): [fd: number, port: number];
   udpRecv(fd: number, buf: Uint8Array, lens: Uint32Array, slot: number, from: Uint8Array): number;
   udpSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number, to: Uint8Array): number;
-  rawOpen(): number;
-  rawSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number): number;
+  udpDf(fd: number): number;
+  udpSendSegments(base: Uint8Array, desc: Uint32Array, n: number): number;
   sndBuf(fd: number, bytes: number): number;
   rcvBuf(fd: number, bytes: number): number;
 }

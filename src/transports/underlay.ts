@@ -3,10 +3,10 @@
 //
 // Why sockets and not a device: a TAP or a packet socket on the underlay NIC would make netplane a
 // second IP stack on the host's address (its own ARP, its own routing to the other hosts). With a
-// UDP socket bound to PA:udpPort the kernel hands us exactly the VXLAN datagrams for us, and with a
-// raw IPv4 socket it sends the outer packets the dataplane built, resolving the next hop itself. The
-// dataplane still builds and parses whole outer headers (they carry the entropy source port, the DF
-// bit, the sender the membership check needs), so this transport only translates:
+// UDP socket bound to PA:udpPort the kernel hands us exactly the VXLAN datagrams for us, and UDP
+// sockets bound to the PA send the outer datagrams, the kernel resolving the next hop. The dataplane
+// still builds and parses whole outer headers (they carry the entropy source port, the sender the
+// membership check needs), so this transport only translates:
 //
 //   in:  each datagram is read (recvmmsg, many per call, through the native helper's udpRecv) at an
 //        offset of 42 bytes into its slot of a pooled buffer, and the 14 + 20 + 8 bytes in front of it
@@ -14,17 +14,31 @@
 //        sender's address to the PA, TTL 64, a valid checksum) and a UDP header (the sender's port to
 //        udpPort, checksum 0). No copy of the payload; the frame goes to the switch as the underlay
 //        port's.
-//   out: a frame the switch hands the underlay port is an outer IPv4 packet behind 14 bytes of
-//        Ethernet: the 14 bytes are stripped, the packet copied into a pooled tx buffer, and at the
-//        end of the delivery (Switch.onDelivered) the whole batch leaves in one sendmmsg on the raw
-//        socket (socket(AF_INET, SOCK_RAW, IPPROTO_RAW): IP_HDRINCL implied), each to its own
-//        destination. A packet the kernel refuses (its queue full, too big for the route, no route)
-//        is counted in txDropped.
+//   out: a frame the switch hands the underlay port is an outer IPv4/UDP packet behind 14 bytes of
+//        Ethernet: its UDP payload (the VXLAN header and the inner frame) is copied into a pooled tx
+//        buffer, and at the end of the delivery (Switch.onDelivered) the batch leaves in sendmmsg
+//        calls (the helper's udpSendSegments), each datagram to the destination address and port of
+//        its outer headers. A run of datagrams of one flow (the segments of a super-frame the
+//        dataplane cut and encapsulated one by one: same destination, same source port, equal
+//        lengths but the last) is copied back to back and sent as one UDP GSO message
+//        (UDP_SEGMENT): the kernel's stack runs once for the run and cuts it into the same
+//        datagrams at the end. It used to send each outer packet whole on a raw socket, one pass
+//        of the kernel's IP output each, which bound a sending host to 1.3-1.6 Gbit/s
+//        (docs/performance.md). A packet the kernel refuses (its queue full, too big for the route,
+//        no route) and an outer packet that is not UDP are counted in txDropped.
 //
-// The raw socket needs CAP_NET_RAW (root), and the PA must be an address of this host (the bind
-// fails otherwise): the open fails with the errno's name (EPERM, EADDRNOTAVAIL, EADDRINUSE), and the
+// What the kernel writes, not the dataplane: the outer source port is the sending socket's (16
+// sockets bound to the PA on ports the kernel picks; the dataplane's per-flow source port chooses
+// the socket, so a flow keeps one source port and the underlay's ECMP still sees 16 of them), the IP
+// identification, and the UDP checksum, which the kernel computes (UDP GSO requires one; the
+// dataplane writes 0, and RFC 7348 §5 lets a receiver take either). DF is set on every datagram and
+// none is fragmented (IP_PMTUDISC_PROBE), as the dataplane sets it; TTL 64 and TOS 0, as it writes.
+//
+// No raw socket, so no CAP_NET_RAW: the PA must be an address of this host (the bind fails otherwise)
+// and the UDP port free: the open fails with the errno's name (EADDRNOTAVAIL, EADDRINUSE), and the
 // daemon refuses its `overlay` setting with that reason. There is no fallback without the native
-// helper (Node.js has no raw sockets); the in-memory SDK can drive the underlay port itself.
+// helper (Node.js's dgram sockets take one datagram a call, without UDP_SEGMENT); the in-memory SDK
+// can drive the underlay port itself.
 import type { Switch, SwitchPort } from '../dataplane.js';
 import { Pump, newStats, attachTx, MAX_FRAME, type TransportStats } from './pump.js';
 import { loadNative, type Native } from './tap.js';
@@ -39,6 +53,7 @@ export interface UnderlayStats extends TransportStats {
   rxBatches: number;
   txBatches: number;
   rxTooLong: number;      // datagrams that do not fit a frame with the 42 bytes of outer headers
+  txRuns: number;         // runs of a flow's datagrams handed to the kernel as one UDP GSO send
 }
 
 const OUTER = 14 + 20 + 8;             // what is synthesized in front of each datagram
@@ -46,7 +61,13 @@ const ADDR_REC = 20;                   // the helper's address record (udp.ts)
 const SLOT = 65536;                    // the largest datagram a frame can hold (MAX_FRAME - OUTER), + room to tell a longer one
 const RX_BATCH = 16;
 const TX_BYTES = SLOT * 16;
-const TX_FRAMES = 1024;
+const TX_MESSAGES = 1024;
+const SEG_DESC = 6;                    // udpSendSegments' record: socket, offset, length, segment size, address, port
+const TX_SOCKETS = 16;
+// A UDP GSO message: at most 64 segments (Linux's UDP_MAX_SEGMENTS) and 65507 bytes of payload (an
+// IPv4 UDP datagram's largest).
+const RUN_SEGMENTS = 64;
+const RUN_BYTES = 65507;
 // The UDP socket's receive buffer asked for (SO_RCVBUF, capped by net.core.rmem_max): the default
 // (rmem_default, 208 KiB) holds about 90 datagrams, less than two super-frames' worth of VXLAN
 // segments from a sending host, and what overflows it is lost (7.5 % of the datagrams in the
@@ -54,17 +75,19 @@ const TX_FRAMES = 1024;
 export const UNDERLAY_RCVBUF = 4 * 1024 * 1024;
 
 export class UnderlayTransport {
-  readonly stats: UnderlayStats = { ...newStats(), rxBatches: 0, txBatches: 0, rxTooLong: 0 };
+  readonly stats: UnderlayStats = { ...newStats(), rxBatches: 0, txBatches: 0, rxTooLong: 0, txRuns: 0 };
   private readonly udpFd: number;
-  private readonly rawFd: number;
+  private readonly txFds: number[] = [];
   private readonly poller: object;
   private readonly buf = new Uint8Array(OUTER + SLOT * RX_BATCH);
   private readonly lens = new Uint32Array(RX_BATCH);
   private readonly from = new Uint8Array(ADDR_REC * RX_BATCH);
   private readonly txBuf = new Uint8Array(TX_BYTES);
-  private readonly txDesc = new Uint32Array(TX_FRAMES * 3);
-  private txCount = 0;
+  private readonly txDesc = new Uint32Array(TX_MESSAGES * SEG_DESC);
+  private txCount = 0;                 // messages
+  private txGrams = 0;                 // the datagrams they hold
   private txUsed = 0;
+  private runOpen = false;             // the last message may take another segment of its run
   private readonly pa: Uint8Array;
   private readonly detach: () => void;
   private readonly undelivered: () => void;
@@ -81,11 +104,18 @@ export class UnderlayTransport {
     rec[2] = this.udpPort >> 8;
     rec[3] = this.udpPort & 0xff;
     rec.set(this.pa, 4);
-    this.rawFd = n.rawOpen();
+    [this.udpFd] = n.udpOpen(rec);
     try {
-      [this.udpFd] = n.udpOpen(rec);
+      const txRec = rec.slice();
+      txRec[2] = 0; txRec[3] = 0;
+      for (let i = 0; i < TX_SOCKETS; i++) {
+        const [fd] = n.udpOpen(txRec);
+        this.txFds.push(fd);
+        const e = n.udpDf(fd);
+        if (e < 0) throw new Error(`setsockopt(IP_MTU_DISCOVER): errno ${-e}`);
+      }
     } catch (e) {
-      n.close(this.rawFd);
+      for (const fd of [this.udpFd, ...this.txFds]) n.close(fd);
       throw e;
     }
     this.receiveBuffer = typeof n.rcvBuf === 'function' ? Math.max(0, n.rcvBuf(this.udpFd, UNDERLAY_RCVBUF)) : 0;
@@ -144,30 +174,61 @@ export class UnderlayTransport {
     else this.stats.rxRefused++;
   }
 
-  // An outer packet the dataplane built: its Ethernet header off, into the tx batch.
+  // An outer packet the dataplane built: its UDP payload into the tx batch, as a message of its own or
+  // as the next segment of the last message's run.
   private queue(f: Uint8Array): void {
-    if (f.length < 14 + 20 || f[12] !== 0x08 || f[13] !== 0x00) { this.stats.txDropped++; return; }
-    const len = f.length - 14;
-    if (this.txCount === TX_FRAMES || this.txUsed + len > TX_BYTES) this.flush();
+    const ihl = f.length >= 14 + 20 ? (f[14] & 0x0f) * 4 : 0;
+    if (ihl < 20 || f[12] !== 0x08 || f[13] !== 0x00 || f[14] >> 4 !== 4 || f[14 + 9] !== 17 || f.length < 14 + ihl + 8) {
+      this.stats.txDropped++;
+      return;
+    }
+    const u = 14 + ihl, len = f.length - u - 8;
+    const addr = (f[30] | (f[31] << 8) | (f[32] << 16) | (f[33] << 24)) >>> 0;
+    const port = (f[u + 2] << 8) | f[u + 3];
+    const fd = this.txFds[((f[u] << 8) | f[u + 1]) % TX_SOCKETS];
+    const d = this.txDesc;
+    if (this.runOpen) {
+      const l = (this.txCount - 1) * SEG_DESC;
+      const seg = d[l + 3] || d[l + 2];
+      if (d[l] === fd && d[l + 4] === addr && d[l + 5] === port && len <= seg && len > 0 &&
+          d[l + 2] + len <= RUN_BYTES && (d[l + 2] / seg) < RUN_SEGMENTS && this.txUsed + len <= TX_BYTES) {
+        this.txBuf.set(f.subarray(u + 8), d[l + 1] + d[l + 2]);
+        if (d[l + 3] === 0) this.stats.txRuns++;
+        d[l + 2] += len;
+        d[l + 3] = seg;
+        this.txUsed += len;
+        this.txGrams++;
+        this.runOpen = len === seg;
+        return;
+      }
+    }
+    if (this.txCount === TX_MESSAGES || this.txUsed + len > TX_BYTES) this.flush();
     if (len > TX_BYTES) { this.stats.txDropped++; return; }
-    const off = this.txUsed, d = this.txCount * 3;
-    this.txBuf.set(f.subarray(14), off);
-    this.txDesc[d] = off;
-    this.txDesc[d + 1] = off;
-    this.txDesc[d + 2] = len;
+    const off = this.txUsed, k = this.txCount * SEG_DESC;
+    this.txBuf.set(f.subarray(u + 8), off);
+    d[k] = fd;
+    d[k + 1] = off;
+    d[k + 2] = len;
+    d[k + 3] = 0;
+    d[k + 4] = addr;
+    d[k + 5] = port;
     this.txCount++;
-    this.txUsed = (off + len + 7) & ~7;
+    this.txGrams++;
+    this.txUsed = off + len;
+    this.runOpen = len > 0;
   }
 
   private flush(): void {
-    const count = this.txCount;
+    const count = this.txCount, grams = this.txGrams;
     if (count === 0) return;
     this.txCount = 0;
+    this.txGrams = 0;
     this.txUsed = 0;
-    const sent = this.n.rawSend(this.rawFd, this.txBuf, this.txDesc, count);
+    this.runOpen = false;
+    const sent = this.n.udpSendSegments(this.txBuf, this.txDesc, count);
     this.stats.txBatches++;
     this.stats.txFrames += sent;
-    this.stats.txDropped += count - sent;
+    this.stats.txDropped += grams - sent;
   }
 
   close(): void {
@@ -175,6 +236,6 @@ export class UnderlayTransport {
     this.undelivered();
     this.n.stop(this.poller);
     this.n.close(this.udpFd);
-    this.n.close(this.rawFd);
+    for (const fd of this.txFds) this.n.close(fd);
   }
 }
