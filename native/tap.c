@@ -403,6 +403,18 @@ static napi_value UdpRecv(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// One sendmmsg of k prepared messages (k > 0): how many the socket took; 0 when it refused the first
+// (EMSGSIZE, EHOSTUNREACH...: the caller drops that one); -1 when its buffer is full (EAGAIN: the
+// caller drops the rest). Interrupted calls are made again.
+static int send_some(int fd, struct mmsghdr *m, unsigned k) {
+  for (;;) {
+    int r = sendmmsg(fd, m, k, MSG_DONTWAIT);
+    if (r >= 0) return r;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : 0;
+  }
+}
+
 // Sends the n frames of desc (write()'s layout, its header offset unused) from base with sendmmsg,
 // all to `to`. A frame outside the buffer is dropped unread; one the socket refuses (EAGAIN: its
 // buffer is full, which drops the rest; EMSGSIZE, EHOSTUNREACH...) is skipped. Returns how many were
@@ -424,13 +436,9 @@ static uint32_t send_batch(int fd, uint8_t *base, size_t blen, const uint32_t *d
       k++;
     }
     if (k == 0) { i++; continue; }   // unreadable: dropped, never read
-    int r = sendmmsg(fd, m, k, MSG_DONTWAIT);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;   // the rest is dropped
-      i++;                                                 // this one is refused: dropped
-      continue;
-    }
+    int r = send_some(fd, m, k);
+    if (r < 0) break;                // the socket's buffer is full: the rest is dropped
+    if (r == 0) { i++; continue; }   // this one is refused: dropped
     sent += (uint32_t)r; i += r;
   }
   return sent;
@@ -520,13 +528,9 @@ static napi_value UdpSendSegments(napi_env env, napi_callback_info info) {
       k++;
     }
     if (k == 0) { i++; continue; }   // unreadable: dropped, never read
-    int r = sendmmsg(fd, m, k, MSG_DONTWAIT);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;   // the rest is dropped
-      i++;                                                 // this one is refused: dropped
-      continue;
-    }
+    int r = send_some(fd, m, k);
+    if (r < 0) break;                // the socket's buffer is full: the rest is dropped
+    if (r == 0) { i++; continue; }   // this one is refused: dropped
     for (int j = 0; j < r; j++) sent += grams[j];
     i += r;
   }
