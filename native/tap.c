@@ -38,6 +38,9 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 typedef struct { uv_poll_t poll; napi_env env; napi_ref cb; int fd; int active; } Poller;
 
@@ -365,23 +368,34 @@ static napi_value UdpOpen(napi_env env, napi_callback_info info) {
 
 #define MMSG_CHUNK 64
 
-// udpRecv(fd, buf, lens, slot, from) -> n: datagrams into buf at offsets i * slot (a longer one is
-// truncated: its length says slot + 1), their lengths into lens, their sources into from (a record
-// each), with recvmmsg until the socket is empty or the buffers are full.
+// udpRecv(fd, buf, lens, slot, from[, segs]) -> n: datagrams into buf at offsets i * slot (a longer
+// one is truncated: its length says slot + 1), their lengths into lens, their sources into from (a
+// record each), with recvmmsg until the socket is empty or the buffers are full. With segs, on a
+// socket with UDP_GRO (udpGro): what the kernel coalesced comes as one message of equal datagrams
+// back to back, the last shorter, and segs gets their size (0 for a message that is one datagram).
 static napi_value UdpRecv(napi_env env, napi_callback_info info) {
-  size_t argc = 5; napi_value argv[5];
+  size_t argc = 6; napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd, slot; CHECK(napi_get_value_int32(env, argv[0], &fd)); CHECK(napi_get_value_int32(env, argv[3], &slot));
-  napi_typedarray_type t; size_t blen, llen, flen; void *bdata, *ldata, *fdata; napi_value ab; size_t boff;
+  napi_typedarray_type t; size_t blen, llen, flen, slen = 0; void *bdata, *ldata, *fdata, *sdata = NULL; napi_value ab; size_t boff;
   CHECK(napi_get_typedarray_info(env, argv[1], &t, &blen, &bdata, &ab, &boff));
   CHECK(napi_get_typedarray_info(env, argv[2], &t, &llen, &ldata, &ab, &boff));
   CHECK(napi_get_typedarray_info(env, argv[4], &t, &flen, &fdata, &ab, &boff));
-  uint8_t *buf = bdata, *from = fdata; uint32_t *lens = ldata;
+  if (argc >= 6) {
+    napi_valuetype vt; CHECK(napi_typeof(env, argv[5], &vt));
+    if (vt != napi_undefined) {
+      CHECK(napi_get_typedarray_info(env, argv[5], &t, &slen, &sdata, &ab, &boff));
+      if (t != napi_uint32_array) { napi_throw_type_error(env, NULL, "udpRecv: segs must be a Uint32Array"); return NULL; }
+    }
+  }
+  uint8_t *buf = bdata, *from = fdata; uint32_t *lens = ldata, *segs = sdata;
   size_t max = slot > 0 ? blen / (size_t)slot : 0;
   if (max > llen) max = llen;
   if (max > flen / ADDR_REC) max = flen / ADDR_REC;
+  if (segs && max > slen) max = slen;
   size_t n = 0;
   struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK]; struct sockaddr_storage ss[MMSG_CHUNK];
+  union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctl[MMSG_CHUNK];
   while (n < max) {
     unsigned k = max - n < MMSG_CHUNK ? (unsigned)(max - n) : MMSG_CHUNK;
     memset(m, 0, sizeof(struct mmsghdr) * k);
@@ -389,12 +403,20 @@ static napi_value UdpRecv(napi_env env, napi_callback_info info) {
       iov[i].iov_base = buf + (n + i) * (size_t)slot; iov[i].iov_len = (size_t)slot;
       m[i].msg_hdr.msg_iov = &iov[i]; m[i].msg_hdr.msg_iovlen = 1;
       m[i].msg_hdr.msg_name = &ss[i]; m[i].msg_hdr.msg_namelen = sizeof ss[i];
+      if (segs) { m[i].msg_hdr.msg_control = ctl[i].buf; m[i].msg_hdr.msg_controllen = sizeof ctl[i].buf; }
     }
     int r = recvmmsg(fd, m, k, MSG_DONTWAIT, NULL);
     if (r < 0) { if (errno == EINTR) continue; break; }
     for (int i = 0; i < r; i++) {
       lens[n + i] = (m[i].msg_hdr.msg_flags & MSG_TRUNC) ? (uint32_t)slot + 1 : m[i].msg_len;
       put_addr(from + (n + i) * ADDR_REC, &ss[i]);
+      if (segs) {
+        uint32_t g = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&m[i].msg_hdr); c; c = CMSG_NXTHDR(&m[i].msg_hdr, c)) {
+          if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) { int v; memcpy(&v, CMSG_DATA(c), sizeof v); g = v > 0 ? (uint32_t)v : 0; }
+        }
+        segs[n + i] = g;
+      }
     }
     n += (size_t)r;
     if ((unsigned)r < k) break;
@@ -474,6 +496,18 @@ static napi_value UdpDf(napi_env env, napi_callback_info info) {
   int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
   int v = IP_PMTUDISC_PROBE;
   int r = setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof v) < 0 ? -errno : 0;
+  napi_value out; CHECK(napi_create_int32(env, r, &out));
+  return out;
+}
+
+// udpGro(fd) -> 0 or -errno: the kernel may hand the UDP socket a run of one sender's equal datagrams
+// as one message (UDP_GRO, Linux 5.0), which udpRecv with segs reads and tells apart.
+static napi_value UdpGro(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
+  int v = 1;
+  int r = setsockopt(fd, SOL_UDP, UDP_GRO, &v, sizeof v) < 0 ? -errno : 0;
   napi_value out; CHECK(napi_create_int32(env, r, &out));
   return out;
 }
@@ -571,6 +605,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "udpRecv", 0, UdpRecv, 0, 0, 0, napi_default, 0 },
     { "udpSend", 0, UdpSend, 0, 0, 0, napi_default, 0 },
     { "udpDf", 0, UdpDf, 0, 0, 0, napi_default, 0 },
+    { "udpGro", 0, UdpGro, 0, 0, 0, napi_default, 0 },
     { "udpSendSegments", 0, UdpSendSegments, 0, 0, 0, napi_default, 0 },
     { "pingOpen", 0, PingOpen, 0, 0, 0, napi_default, 0 },
     { "sndBuf", 0, SndBuf, 0, 0, 0, napi_default, 0 },

@@ -101,6 +101,41 @@ test('in: a datagram becomes a whole outer frame, the payload not copied twice a
   }
 });
 
+test('underlay to underlay: a run leaves as one UDP GSO send and reaches the other underlay (UDP_GRO) as one message, handed to its switch as its datagrams, each with its outer headers', async () => {
+  if (missing) return;
+  const mk = () => {
+    const sw = new Switch({ maxPorts: 4 });
+    const under = sw.addPort({ network: 0 }), other = sw.addPort({ network: 0 });
+    const got: Uint8Array[] = [];
+    const send = sw.send.bind(sw);
+    (sw as { send: typeof sw.send }).send = (port, frame, vnet) => { if (port === under.id) got.push(frame.slice()); else send(port, frame, vnet); };
+    return { sw, under, other, got };
+  };
+  const a = mk(), b = mk();
+  const ta = UnderlayTransport.open(a.sw, a.under.id, { address: '127.0.0.1', udpPort: PORT + 1 });
+  const tb = UnderlayTransport.open(b.sw, b.under.id, { address: '127.0.0.1', udpPort: PORT + 2 });
+  try {
+    assert.ok(tb.gro, 'this kernel has UDP_GRO (Linux 5.0)');
+    const run = [1200, 1200, 1200, 1200, 1200, 1200, 700].map((n) => randomBytes(n));
+    a.sw.inject(run.map((body) => [a.other.id, ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: '02:00:00:00:00:01',
+      payload: ipv4({ src: '127.0.0.1', dst: '127.0.0.1', payload: udp({ srcPort: 50001, dstPort: PORT + 2, payload: body }) }) })] as [number, Uint8Array]));
+    for (let i = 0; i < 100 && b.got.length < run.length; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.is(ta.stats.txRuns, 1);
+    assert.is(b.got.length, run.length, JSON.stringify(tb.stats));
+    assert.is(tb.stats.rxRuns, 1, 'the kernel kept the run whole to the receiving socket');
+    b.got.forEach((f, i) => {
+      const d = dissect(f);
+      assert.is(d.udp?.dstPort, PORT + 2);
+      assert.is(d.ipv4?.totalLength, 28 + run[i].length, `datagram ${i}: its own lengths`);
+      assert.ok(d.ipv4?.checksumOk);
+      assert.equal(f.subarray(42), new Uint8Array(run[i]), `datagram ${i} byte for byte`);
+    });
+  } finally {
+    ta.close();
+    tb.close();
+  }
+});
+
 test('a PA the host does not have is refused with the errno\'s name', () => {
   if (missing) return;
   const sw = new Switch({ maxPorts: 2 });

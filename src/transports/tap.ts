@@ -39,9 +39,10 @@ export interface Native {
   stop(handle: object): void;
   close(fd: number): void;
   udpOpen(addr: Uint8Array): [fd: number, port: number];
-  udpRecv(fd: number, buf: Uint8Array, lens: Uint32Array, slot: number, from: Uint8Array): number;
+  udpRecv(fd: number, buf: Uint8Array, lens: Uint32Array, slot: number, from: Uint8Array, segs?: Uint32Array): number;
   udpSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number, to: Uint8Array): number;
   udpDf(fd: number): number;
+  udpGro(fd: number): number;
   udpSendSegments(base: Uint8Array, desc: Uint32Array, n: number): number;
   sndBuf(fd: number, bytes: number): number;
   rcvBuf(fd: number, bytes: number): number;

@@ -13,7 +13,9 @@
 //        are written there: an Ethernet header with zero MACs and type 0x0800, an IPv4 header (the
 //        sender's address to the PA, TTL 64, a valid checksum) and a UDP header (the sender's port to
 //        udpPort, checksum 0). No copy of the payload; the frame goes to the switch as the underlay
-//        port's.
+//        port's. The socket has UDP_GRO: a run another host sent as one UDP GSO message (below) comes
+//        as one message of its datagrams back to back, which the kernel did not cut, and each is
+//        handed over in turn, its headers written over the tail of the one before.
 //   out: a frame the switch hands the underlay port is an outer IPv4/UDP packet behind 14 bytes of
 //        Ethernet: its UDP payload (the VXLAN header and the inner frame) is copied into a pooled tx
 //        buffer, and at the end of the delivery (Switch.onDelivered) the batch leaves in sendmmsg
@@ -53,6 +55,7 @@ export interface UnderlayStats extends TransportStats {
   rxBatches: number;
   txBatches: number;
   rxTooLong: number;      // datagrams that do not fit a frame with the 42 bytes of outer headers
+  rxRuns: number;         // messages that were a sender's run of datagrams, coalesced by the kernel (UDP_GRO)
   txRuns: number;         // runs of a flow's datagrams handed to the kernel as one UDP GSO send
 }
 
@@ -75,12 +78,13 @@ const RUN_BYTES = 65507;
 export const UNDERLAY_RCVBUF = 4 * 1024 * 1024;
 
 export class UnderlayTransport {
-  readonly stats: UnderlayStats = { ...newStats(), rxBatches: 0, txBatches: 0, rxTooLong: 0, txRuns: 0 };
+  readonly stats: UnderlayStats = { ...newStats(), rxBatches: 0, txBatches: 0, rxTooLong: 0, rxRuns: 0, txRuns: 0 };
   private readonly udpFd: number;
   private readonly txFds: number[] = [];
   private readonly poller: object;
   private readonly buf = new Uint8Array(OUTER + SLOT * RX_BATCH);
   private readonly lens = new Uint32Array(RX_BATCH);
+  private readonly segs = new Uint32Array(RX_BATCH);
   private readonly from = new Uint8Array(ADDR_REC * RX_BATCH);
   private readonly txBuf = new Uint8Array(TX_BYTES);
   private readonly txDesc = new Uint32Array(TX_MESSAGES * SEG_DESC);
@@ -93,6 +97,7 @@ export class UnderlayTransport {
   private readonly undelivered: () => void;
   private readonly swPort: SwitchPort;
   readonly udpPort: number;
+  readonly gro: boolean;               // the UDP socket takes a sender's runs of datagrams as one message (UDP_GRO)
   readonly receiveBuffer: number;      // the UDP socket's receive buffer as the kernel set it (0 with a helper without rcvBuf)
 
   private constructor(private readonly n: Native, readonly sw: Switch, port: number, opts: UnderlayOptions) {
@@ -119,6 +124,8 @@ export class UnderlayTransport {
       throw e;
     }
     this.receiveBuffer = typeof n.rcvBuf === 'function' ? Math.max(0, n.rcvBuf(this.udpFd, UNDERLAY_RCVBUF)) : 0;
+    // A kernel without UDP_GRO (before 5.0) hands every datagram on its own: segs stay 0.
+    this.gro = n.udpGro(this.udpFd) === 0;
     const pump = Pump.of(sw);
     // Datagram i lands at OUTER + i * SLOT: its outer headers go in the OUTER bytes before it, the
     // tail of the previous slot, which only a datagram too long to accept reaches (it is dropped
@@ -127,7 +134,7 @@ export class UnderlayTransport {
     this.poller = n.poll(this.udpFd, () => {
       let got: number;
       do {
-        got = n.udpRecv(this.udpFd, rx, this.lens, SLOT, this.from);
+        got = n.udpRecv(this.udpFd, rx, this.lens, SLOT, this.from, this.segs);
         if (got > 0) this.stats.rxBatches++;
         for (let i = 0; i < got; i++) this.received(pump, i);
       } while (got === RX_BATCH);
@@ -143,10 +150,23 @@ export class UnderlayTransport {
     return new UnderlayTransport(n, sw, port, opts);
   }
 
+  // Message i of a read: one datagram, or (UDP_GRO) a run of equal datagrams from one sender, the
+  // last shorter, each handed to the switch in turn. A datagram's outer headers are written in the
+  // 42 bytes before it: for the first, the previous slot's tail; for each later one, the tail of the
+  // one before, which the switch has copied by then (Switch.send copies the frame).
   private received(pump: Pump, i: number): void {
-    const len = this.lens[i];
+    const len = this.lens[i], seg = this.segs[i];
+    if (len > SLOT) { this.stats.rxTooLong++; return; }
+    if (seg === 0 || seg >= len) { this.deliver(pump, i * SLOT, len, i); return; }
+    this.stats.rxRuns++;
+    for (let o = 0; o < len; o += seg) this.deliver(pump, i * SLOT + o, Math.min(seg, len - o), i);
+  }
+
+  // The datagram of `len` bytes at buf[at + OUTER], from the sender of message i: its outer headers
+  // written in front of it, then to the switch.
+  private deliver(pump: Pump, at: number, len: number, i: number): void {
     if (OUTER + len > MAX_FRAME) { this.stats.rxTooLong++; return; }
-    const b = this.buf, at = i * SLOT, r = i * ADDR_REC, from = this.from;
+    const b = this.buf, r = i * ADDR_REC, from = this.from;
     // Ethernet: zero MACs, IPv4.
     b.fill(0, at, at + 12);
     b[at + 12] = 0x08; b[at + 13] = 0x00;
