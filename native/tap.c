@@ -512,6 +512,18 @@ static napi_value UdpGro(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// udpGso(fd) -> 0 or -errno: whether the kernel has UDP GSO (UDP_SEGMENT, Linux 4.18), asked by
+// setting the socket's default segment size to 0 (none), which is what it already is.
+static napi_value UdpGso(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
+  int v = 0;
+  int r = setsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, sizeof v) < 0 ? -errno : 0;
+  napi_value out; CHECK(napi_create_int32(env, r, &out));
+  return out;
+}
+
 #define SEG_DESC 6
 
 // udpSendSegments(base, desc, n) -> datagrams sent. desc holds 6 u32 a message: the UDP socket, the
@@ -606,6 +618,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "udpSend", 0, UdpSend, 0, 0, 0, napi_default, 0 },
     { "udpDf", 0, UdpDf, 0, 0, 0, napi_default, 0 },
     { "udpGro", 0, UdpGro, 0, 0, 0, napi_default, 0 },
+    { "udpGso", 0, UdpGso, 0, 0, 0, napi_default, 0 },
     { "udpSendSegments", 0, UdpSendSegments, 0, 0, 0, napi_default, 0 },
     { "pingOpen", 0, PingOpen, 0, 0, 0, napi_default, 0 },
     { "sndBuf", 0, SndBuf, 0, 0, 0, napi_default, 0 },

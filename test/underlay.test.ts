@@ -116,6 +116,7 @@ test('underlay to underlay: a run leaves as one UDP GSO send and reaches the oth
   const tb = UnderlayTransport.open(b.sw, b.under.id, { address: '127.0.0.1', udpPort: PORT + 2 });
   try {
     assert.ok(tb.gro, 'this kernel has UDP_GRO (Linux 5.0)');
+    assert.ok(ta.gso, 'and UDP GSO (Linux 4.18)');
     const run = [1200, 1200, 1200, 1200, 1200, 1200, 700].map((n) => randomBytes(n));
     a.sw.inject(run.map((body) => [a.other.id, ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: '02:00:00:00:00:01',
       payload: ipv4({ src: '127.0.0.1', dst: '127.0.0.1', payload: udp({ srcPort: 50001, dstPort: PORT + 2, payload: body }) }) })] as [number, Uint8Array]));

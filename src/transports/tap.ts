@@ -43,6 +43,7 @@ export interface Native {
   udpSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number, to: Uint8Array): number;
   udpDf(fd: number): number;
   udpGro(fd: number): number;
+  udpGso(fd: number): number;
   udpSendSegments(base: Uint8Array, desc: Uint32Array, n: number): number;
   sndBuf(fd: number, bytes: number): number;
   rcvBuf(fd: number, bytes: number): number;

@@ -27,7 +27,9 @@
 //        datagrams at the end. It used to send each outer packet whole on a raw socket, one pass
 //        of the kernel's IP output each, which bound a sending host to 1.3-1.6 Gbit/s
 //        (docs/performance.md). A packet the kernel refuses (its queue full, too big for the route,
-//        no route) and an outer packet that is not UDP are counted in txDropped.
+//        no route) and an outer packet that is not UDP are counted in txDropped. A kernel without
+//        UDP_SEGMENT (before Linux 4.18) gets every datagram as a message of its own (`gso` false),
+//        and one without UDP_GRO (before 5.0) hands every datagram over on its own (`gro` false).
 //
 // What the kernel writes, not the dataplane: the outer source port is the sending socket's (16
 // sockets bound to the PA on ports the kernel picks; the dataplane's per-flow source port chooses
@@ -98,6 +100,7 @@ export class UnderlayTransport {
   private readonly swPort: SwitchPort;
   readonly udpPort: number;
   readonly gro: boolean;               // the UDP socket takes a sender's runs of datagrams as one message (UDP_GRO)
+  readonly gso: boolean;               // runs leave as one UDP GSO send (UDP_SEGMENT); without it, datagram by datagram
   readonly receiveBuffer: number;      // the UDP socket's receive buffer as the kernel set it (0 with a helper without rcvBuf)
 
   private constructor(private readonly n: Native, readonly sw: Switch, port: number, opts: UnderlayOptions) {
@@ -124,8 +127,10 @@ export class UnderlayTransport {
       throw e;
     }
     this.receiveBuffer = typeof n.rcvBuf === 'function' ? Math.max(0, n.rcvBuf(this.udpFd, UNDERLAY_RCVBUF)) : 0;
-    // A kernel without UDP_GRO (before 5.0) hands every datagram on its own: segs stay 0.
+    // A kernel without UDP_GRO (before 5.0) hands every datagram on its own: segs stay 0. One without
+    // UDP_SEGMENT (before 4.18) would refuse every run: each datagram is then a message of its own.
     this.gro = n.udpGro(this.udpFd) === 0;
+    this.gso = n.udpGso(this.txFds[0]) === 0;
     const pump = Pump.of(sw);
     // Datagram i lands at OUTER + i * SLOT: its outer headers go in the OUTER bytes before it, the
     // tail of the previous slot, which only a datagram too long to accept reaches (it is dropped
@@ -235,7 +240,7 @@ export class UnderlayTransport {
     this.txCount++;
     this.txGrams++;
     this.txUsed = off + len;
-    this.runOpen = len > 0;
+    this.runOpen = this.gso && len > 0;
   }
 
   private flush(): void {
