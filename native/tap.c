@@ -526,24 +526,27 @@ static napi_value UdpGso(napi_env env, napi_callback_info info) {
 
 #define SEG_DESC 6
 
-// udpSendSegments(base, desc, n) -> datagrams sent. desc holds 6 u32 a message: the UDP socket, the
-// payload's offset and length in base, the segment size, the destination IPv4 address (its four
-// bytes in memory order) and port. A segment size of 0 sends the payload as one datagram; any other
-// sends it with UDP_SEGMENT (Linux 4.18, UDP GSO): the kernel cuts it into datagrams of that size, the
-// last one shorter, with one pass through its stack for all of them. Consecutive messages on one
-// socket go in one sendmmsg. A message outside the buffer is dropped unread; one the socket refuses
-// (EMSGSIZE, EHOSTUNREACH...) is skipped; EAGAIN (its buffer full) drops the rest. The caller counts
-// the datagrams not sent.
+// udpSendSegments(base, desc, n, iovs) -> datagrams sent. desc holds 6 u32 a message: the UDP socket,
+// the index of its first (offset, length) pair in iovs and how many pairs (1-64: its payload is
+// those ranges of base, one after another), the segment size, the destination IPv4 address (its
+// four bytes in memory order) and port. A segment size of 0 sends the payload as one datagram; any
+// other sends it with UDP_SEGMENT (Linux 4.18, UDP GSO): the kernel cuts it into datagrams of that
+// size, the last one shorter, with one pass through its stack for all of them. Consecutive
+// messages on one socket go in one sendmmsg. A message with a range outside the buffer is dropped
+// unread; one the socket refuses (EMSGSIZE, EHOSTUNREACH...) is skipped; EAGAIN (its buffer full)
+// drops the rest. The caller counts the datagrams not sent.
+#define SEG_IOVS 64
 static napi_value UdpSendSegments(napi_env env, napi_callback_info info) {
-  size_t argc = 3; napi_value argv[3];
+  size_t argc = 4; napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t n; CHECK(napi_get_value_int32(env, argv[2], &n));
-  napi_typedarray_type t; size_t blen, dlen; void *bdata, *ddata; napi_value ab; size_t off;
+  napi_typedarray_type t, ti; size_t blen, dlen, ilen; void *bdata, *ddata, *idata; napi_value ab; size_t off;
   CHECK(napi_get_typedarray_info(env, argv[0], &t, &blen, &bdata, &ab, &off));
   CHECK(napi_get_typedarray_info(env, argv[1], &t, &dlen, &ddata, &ab, &off));
-  if (t != napi_uint32_array || n < 0 || (size_t)n * SEG_DESC > dlen) { napi_throw_range_error(env, NULL, "udpSendSegments: bad batch"); return NULL; }
-  uint8_t *base = bdata; const uint32_t *desc = ddata;
-  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK]; struct sockaddr_in to[MMSG_CHUNK];
+  CHECK(napi_get_typedarray_info(env, argv[3], &ti, &ilen, &idata, &ab, &off));
+  if (t != napi_uint32_array || ti != napi_uint32_array || n < 0 || (size_t)n * SEG_DESC > dlen) { napi_throw_range_error(env, NULL, "udpSendSegments: bad batch"); return NULL; }
+  uint8_t *base = bdata; const uint32_t *desc = ddata, *iovs = idata;
+  struct mmsghdr m[MMSG_CHUNK]; struct iovec iov[MMSG_CHUNK][SEG_IOVS]; struct sockaddr_in to[MMSG_CHUNK];
   union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } ctl[MMSG_CHUNK];
   uint32_t grams[MMSG_CHUNK];
   uint32_t sent = 0;
@@ -553,15 +556,22 @@ static napi_value UdpSendSegments(napi_env env, napi_callback_info info) {
     unsigned k = 0;
     while (k < MMSG_CHUNK && i + (int32_t)k < n && (int)desc[(i + k) * SEG_DESC] == fd) {
       const uint32_t *d = desc + (i + k) * SEG_DESC;
-      size_t f = d[1], len = d[2]; uint32_t seg = d[3];
-      if (f > blen || len > blen - f || len == 0 || seg > 0xffff) break;
-      iov[k].iov_base = base + f; iov[k].iov_len = len;
+      size_t first = d[1], count = d[2]; uint32_t seg = d[3];
+      if (count == 0 || count > SEG_IOVS || first > ilen / 2 || count > ilen / 2 - first || seg > 0xffff) break;
+      size_t len = 0; int bad = 0;
+      for (size_t j = 0; j < count; j++) {
+        size_t f = iovs[2 * (first + j)], l = iovs[2 * (first + j) + 1];
+        if (f > blen || l > blen - f) { bad = 1; break; }
+        iov[k][j].iov_base = base + f; iov[k][j].iov_len = l;
+        len += l;
+      }
+      if (bad || len == 0) break;
       memset(&m[k], 0, sizeof m[k]);
       memset(&to[k], 0, sizeof to[k]);
       to[k].sin_family = AF_INET;
       memcpy(&to[k].sin_addr, &d[4], 4);
       to[k].sin_port = htons((uint16_t)d[5]);
-      m[k].msg_hdr.msg_iov = &iov[k]; m[k].msg_hdr.msg_iovlen = 1;
+      m[k].msg_hdr.msg_iov = iov[k]; m[k].msg_hdr.msg_iovlen = count;
       m[k].msg_hdr.msg_name = &to[k]; m[k].msg_hdr.msg_namelen = sizeof to[k];
       grams[k] = 1;
       if (seg != 0 && len > seg) {

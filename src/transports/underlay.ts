@@ -17,14 +17,16 @@
 //        as one message of its datagrams back to back, which the kernel did not cut, and each is
 //        handed over in turn, its headers written over the tail of the one before.
 //   out: a frame the switch hands the underlay port is an outer IPv4/UDP packet behind 14 bytes of
-//        Ethernet: its UDP payload (the VXLAN header and the inner frame) is copied into a pooled tx
-//        buffer, and at the end of the delivery (Switch.onDelivered) the batch leaves in sendmmsg
-//        calls (the helper's udpSendSegments), each datagram to the destination address and port of
-//        its outer headers. A run of datagrams of one flow (the segments of a super-frame the
-//        dataplane cut and encapsulated one by one: same destination, same source port, equal
-//        lengths but the last) is copied back to back and sent as one UDP GSO message
-//        (UDP_SEGMENT): the kernel's stack runs once for the run and cuts it into the same
-//        datagrams at the end. It used to send each outer packet whole on a raw socket, one pass
+//        Ethernet. The port's frames of a delivery come in one call (Switch.onBatch: where they lie
+//        in the module's memory), and at the end of the delivery (Switch.onDelivered), while that
+//        memory still holds them, they leave in sendmmsg calls (the helper's udpSendSegments), each
+//        UDP payload (the VXLAN header and the inner frame) read where it lies and sent to the
+//        destination address and port of its outer headers: no copy in JavaScript. A run of
+//        datagrams of one flow (the segments of a super-frame the dataplane cut and encapsulated one
+//        by one: same destination, same source port, equal lengths but the last) is one UDP GSO
+//        message (UDP_SEGMENT) whose payload is the run's payloads one after another (one iovec
+//        each): the kernel's stack runs once for the run and cuts it into the same datagrams at
+//        the end. It used to send each outer packet whole on a raw socket, one pass
 //        of the kernel's IP output each, which bound a sending host to 1.3-1.6 Gbit/s
 //        (docs/performance.md). A packet the kernel refuses (its queue full, too big for the route,
 //        no route) and an outer packet that is not UDP are counted in txDropped. A kernel without
@@ -44,7 +46,7 @@
 // helper (Node.js's dgram sockets take one datagram a call, without UDP_SEGMENT); the in-memory SDK
 // can drive the underlay port itself.
 import type { Switch, SwitchPort } from '../dataplane.js';
-import { Pump, newStats, attachTx, MAX_FRAME, type TransportStats } from './pump.js';
+import { Pump, newStats, attachBatch, MAX_FRAME, type TransportStats } from './pump.js';
 import { loadNative, type Native } from './tap.js';
 import { parseIPv4 } from '../frames.js';
 
@@ -65,8 +67,8 @@ const OUTER = 14 + 20 + 8;             // what is synthesized in front of each d
 const ADDR_REC = 20;                   // the helper's address record (udp.ts)
 const SLOT = 65536;                    // the largest datagram a frame can hold (MAX_FRAME - OUTER), + room to tell a longer one
 const RX_BATCH = 16;
-const TX_BYTES = SLOT * 16;
 const TX_MESSAGES = 1024;
+const TX_IOVS = 4096;                  // (offset, length) pairs: the payloads of the queued messages
 const SEG_DESC = 6;                    // udpSendSegments' record: socket, offset, length, segment size, address, port
 const TX_SOCKETS = 16;
 // A UDP GSO message: at most 64 segments (Linux's UDP_MAX_SEGMENTS) and 65507 bytes of payload (an
@@ -88,12 +90,14 @@ export class UnderlayTransport {
   private readonly lens = new Uint32Array(RX_BATCH);
   private readonly segs = new Uint32Array(RX_BATCH);
   private readonly from = new Uint8Array(ADDR_REC * RX_BATCH);
-  private readonly txBuf = new Uint8Array(TX_BYTES);
   private readonly txDesc = new Uint32Array(TX_MESSAGES * SEG_DESC);
+  private readonly txIovs = new Uint32Array(TX_IOVS * 2);
   private txCount = 0;                 // messages
-  private txGrams = 0;                 // the datagrams they hold
-  private txUsed = 0;
+  private txIovN = 0;                  // pairs in txIovs
+  private txGrams = 0;                 // the datagrams the messages hold
   private runOpen = false;             // the last message may take another segment of its run
+  private runBytes = 0;                // the last message's payload
+  private mem: Uint8Array | undefined; // the module's memory, during the delivery whose frames are queued
   private readonly pa: Uint8Array;
   private readonly detach: () => void;
   private readonly undelivered: () => void;
@@ -144,7 +148,10 @@ export class UnderlayTransport {
         for (let i = 0; i < got; i++) this.received(pump, i);
       } while (got === RX_BATCH);
     });
-    this.detach = attachTx(this.swPort, (f) => this.queue(f));
+    this.detach = attachBatch(this.swPort, (mem, frames, count) => {
+      this.mem = mem;
+      for (let k = 0; k < count; k++) this.queue(mem, frames[2 * k], frames[2 * k + 1]);
+    });
     this.undelivered = sw.onDelivered(() => this.flush());
   }
 
@@ -199,58 +206,63 @@ export class UnderlayTransport {
     else this.stats.rxRefused++;
   }
 
-  // An outer packet the dataplane built: its UDP payload into the tx batch, as a message of its own or
-  // as the next segment of the last message's run.
-  private queue(f: Uint8Array): void {
-    const ihl = f.length >= 14 + 20 ? (f[14] & 0x0f) * 4 : 0;
-    if (ihl < 20 || f[12] !== 0x08 || f[13] !== 0x00 || f[14] >> 4 !== 4 || f[14 + 9] !== 17 || f.length < 14 + ihl + 8) {
+  // An outer packet the dataplane built (mem[at .. at + flen), valid until the delivery ends): its UDP
+  // payload, where it lies, queued as a message of its own or as the next segment of the last
+  // message's run. Nothing is copied: the sends at the end of the delivery read the module's memory.
+  private queue(mem: Uint8Array, at: number, flen: number): void {
+    const ihl = flen >= 14 + 20 ? (mem[at + 14] & 0x0f) * 4 : 0;
+    if (ihl < 20 || mem[at + 12] !== 0x08 || mem[at + 13] !== 0x00 || mem[at + 14] >> 4 !== 4 || mem[at + 23] !== 17 || flen < 14 + ihl + 8) {
       this.stats.txDropped++;
       return;
     }
-    const u = 14 + ihl, len = f.length - u - 8;
-    const addr = (f[30] | (f[31] << 8) | (f[32] << 16) | (f[33] << 24)) >>> 0;
-    const port = (f[u + 2] << 8) | f[u + 3];
-    const fd = this.txFds[((f[u] << 8) | f[u + 1]) % TX_SOCKETS];
-    const d = this.txDesc;
+    const u = at + 14 + ihl, pay = u + 8, len = at + flen - pay;
+    const addr = (mem[at + 30] | (mem[at + 31] << 8) | (mem[at + 32] << 16) | (mem[at + 33] << 24)) >>> 0;
+    const port = (mem[u + 2] << 8) | mem[u + 3];
+    const fd = this.txFds[((mem[u] << 8) | mem[u + 1]) % TX_SOCKETS];
+    const d = this.txDesc, iovs = this.txIovs;
     if (this.runOpen) {
       const l = (this.txCount - 1) * SEG_DESC;
-      const seg = d[l + 3] || d[l + 2];
-      if (d[l] === fd && d[l + 4] === addr && d[l + 5] === port && len <= seg && len > 0 &&
-          d[l + 2] + len <= RUN_BYTES && (d[l + 2] / seg) < RUN_SEGMENTS && this.txUsed + len <= TX_BYTES) {
-        this.txBuf.set(f.subarray(u + 8), d[l + 1] + d[l + 2]);
+      const seg = d[l + 3] || this.runBytes;
+      if (d[l] === fd && d[l + 4] === addr && d[l + 5] === port && len > 0 && len <= seg &&
+          this.runBytes + len <= RUN_BYTES && d[l + 2] < RUN_SEGMENTS && this.txIovN < TX_IOVS) {
         if (d[l + 3] === 0) this.stats.txRuns++;
-        d[l + 2] += len;
+        iovs[2 * this.txIovN] = pay;
+        iovs[2 * this.txIovN + 1] = len;
+        this.txIovN++;
+        d[l + 2]++;
         d[l + 3] = seg;
-        this.txUsed += len;
+        this.runBytes += len;
         this.txGrams++;
         this.runOpen = len === seg;
         return;
       }
     }
-    if (this.txCount === TX_MESSAGES || this.txUsed + len > TX_BYTES) this.flush();
-    if (len > TX_BYTES) { this.stats.txDropped++; return; }
-    const off = this.txUsed, k = this.txCount * SEG_DESC;
-    this.txBuf.set(f.subarray(u + 8), off);
+    if (this.txCount === TX_MESSAGES || this.txIovN === TX_IOVS) this.flush();
+    const k = this.txCount * SEG_DESC;
     d[k] = fd;
-    d[k + 1] = off;
-    d[k + 2] = len;
+    d[k + 1] = this.txIovN;
+    d[k + 2] = 1;
     d[k + 3] = 0;
     d[k + 4] = addr;
     d[k + 5] = port;
+    iovs[2 * this.txIovN] = pay;
+    iovs[2 * this.txIovN + 1] = len;
+    this.txIovN++;
     this.txCount++;
     this.txGrams++;
-    this.txUsed = off + len;
+    this.runBytes = len;
     this.runOpen = this.gso && len > 0;
   }
 
   private flush(): void {
-    const count = this.txCount, grams = this.txGrams;
-    if (count === 0) return;
+    const count = this.txCount, grams = this.txGrams, mem = this.mem;
     this.txCount = 0;
+    this.txIovN = 0;
     this.txGrams = 0;
-    this.txUsed = 0;
     this.runOpen = false;
-    const sent = this.n.udpSendSegments(this.txBuf, this.txDesc, count);
+    this.mem = undefined;
+    if (count === 0 || !mem) return;
+    const sent = this.n.udpSendSegments(mem, this.txDesc, count, this.txIovs);
     this.stats.txBatches++;
     this.stats.txFrames += sent;
     this.stats.txDropped += grams - sent;
