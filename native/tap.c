@@ -487,42 +487,28 @@ static napi_value UdpSend(napi_env env, napi_callback_info info) {
 
 // ---- the overlay's underlay (src/transports/underlay.ts) --------------------------------------------
 
+// Sets the socket option (level, name) of the fd argument to an int: 0, or -errno.
+static napi_value SetIntOpt(napi_env env, napi_callback_info info, int level, int name, int value) {
+  size_t argc = 1; napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
+  int r = setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
+  napi_value out; CHECK(napi_create_int32(env, r, &out));
+  return out;
+}
+
 // udpDf(fd) -> 0 or -errno: every datagram the UDP socket sends has DF set and none is fragmented
 // (IP_PMTUDISC_PROBE: the device's MTU is the limit, a larger datagram is refused with EMSGSIZE), as
 // the overlay's outer packets must not be.
-static napi_value UdpDf(napi_env env, napi_callback_info info) {
-  size_t argc = 1; napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
-  int v = IP_PMTUDISC_PROBE;
-  int r = setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof v) < 0 ? -errno : 0;
-  napi_value out; CHECK(napi_create_int32(env, r, &out));
-  return out;
-}
+static napi_value UdpDf(napi_env env, napi_callback_info info) { return SetIntOpt(env, info, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE); }
 
 // udpGro(fd) -> 0 or -errno: the kernel may hand the UDP socket a run of one sender's equal datagrams
 // as one message (UDP_GRO, Linux 5.0), which udpRecv with segs reads and tells apart.
-static napi_value UdpGro(napi_env env, napi_callback_info info) {
-  size_t argc = 1; napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
-  int v = 1;
-  int r = setsockopt(fd, SOL_UDP, UDP_GRO, &v, sizeof v) < 0 ? -errno : 0;
-  napi_value out; CHECK(napi_create_int32(env, r, &out));
-  return out;
-}
+static napi_value UdpGro(napi_env env, napi_callback_info info) { return SetIntOpt(env, info, SOL_UDP, UDP_GRO, 1); }
 
 // udpGso(fd) -> 0 or -errno: whether the kernel has UDP GSO (UDP_SEGMENT, Linux 4.18), asked by
 // setting the socket's default segment size to 0 (none), which is what it already is.
-static napi_value UdpGso(napi_env env, napi_callback_info info) {
-  size_t argc = 1; napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
-  int v = 0;
-  int r = setsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, sizeof v) < 0 ? -errno : 0;
-  napi_value out; CHECK(napi_create_int32(env, r, &out));
-  return out;
-}
+static napi_value UdpGso(napi_env env, napi_callback_info info) { return SetIntOpt(env, info, SOL_UDP, UDP_SEGMENT, 0); }
 
 #define SEG_DESC 6
 
