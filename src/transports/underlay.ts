@@ -17,7 +17,7 @@
 //        as one message of its datagrams back to back, which the kernel did not cut, and each is
 //        handed over in turn, its headers written over the tail of the one before.
 //   out: a frame the switch hands the underlay port is an outer IPv4/UDP packet behind 14 bytes of
-//        Ethernet. The port's frames of a delivery come in one call (Switch.onBatch: where they lie
+//        Ethernet. The port's frames of a delivery come in one call (SwitchPort.onBatch: where they lie
 //        in the module's memory), and at the end of the delivery (Switch.onDelivered), while that
 //        memory still holds them, they leave in sendmmsg calls (the helper's udpSendSegments), each
 //        UDP payload (the VXLAN header and the inner frame) read where it lies and sent to the
@@ -69,7 +69,7 @@ const SLOT = 65536;                    // the largest datagram a frame can hold 
 const RX_BATCH = 16;
 const TX_MESSAGES = 1024;
 const TX_IOVS = 4096;                  // (offset, length) pairs: the payloads of the queued messages
-const SEG_DESC = 6;                    // udpSendSegments' record: socket, offset, length, segment size, address, port
+const SEG_DESC = 6;                    // udpSendSegments' record: socket, first pair in txIovs, pairs, segment size, address, port
 const TX_SOCKETS = 16;
 // A UDP GSO message: at most 64 segments (Linux's UDP_MAX_SEGMENTS) and 65507 bytes of payload (an
 // IPv4 UDP datagram's largest).
