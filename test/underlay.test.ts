@@ -137,6 +137,36 @@ test('underlay to underlay: a run leaves as one UDP GSO send and reaches the oth
   }
 });
 
+test('more datagrams in one delivery than the send queue holds: the queue is sent when full and the rest after, every datagram sent; a datagram too long for a frame is counted, not delivered', async () => {
+  if (missing) return;
+  const sw = new Switch({ maxPorts: 4, batch: 2048 });
+  const under = sw.addPort({ network: 0 });
+  const other = sw.addPort({ network: 0 });
+  const t = UnderlayTransport.open(sw, under.id, { address: '127.0.0.1', udpPort: PORT + 3 });
+  try {
+    // 1100 datagrams to 1100 ports (none joins another's run): more messages than one send takes.
+    const frames = Array.from({ length: 1100 }, (_, i) => [other.id, ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: '02:00:00:00:00:01',
+      payload: ipv4({ src: '127.0.0.1', dst: '127.0.0.1', payload: udp({ srcPort: 50002, dstPort: 20000 + i, payload: randomBytes(20) }) }) })] as [number, Uint8Array]);
+    sw.inject(frames);
+    assert.is(t.stats.txFrames, 1100, JSON.stringify(t.stats));
+    assert.is(t.stats.txDropped, 0);
+    assert.ok(t.stats.txBatches >= 2, 'sent in two sends at least');
+    // In: a datagram whose frame would be longer than 65535 bytes.
+    const peer = createSocket('udp4');
+    await new Promise<void>((ok) => peer.bind(0, '127.0.0.1', () => ok()));
+    try {
+      peer.send(randomBytes(65507), PORT + 3, '127.0.0.1');
+      for (let i = 0; i < 100 && t.stats.rxTooLong === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.is(t.stats.rxTooLong, 1);
+      assert.is(t.stats.rxFrames, 0);
+    } finally {
+      peer.close();
+    }
+  } finally {
+    t.close();
+  }
+});
+
 test('a PA the host does not have is refused with the errno\'s name', () => {
   if (missing) return;
   const sw = new Switch({ maxPorts: 2 });

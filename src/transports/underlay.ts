@@ -149,7 +149,6 @@ export class UnderlayTransport {
       } while (got === RX_BATCH);
     });
     this.detach = attachBatch(this.swPort, (mem, frames, count) => {
-      this.mem = mem;
       for (let k = 0; k < count; k++) this.queue(mem, frames[2 * k], frames[2 * k + 1]);
     });
     this.undelivered = sw.onDelivered(() => this.flush());
@@ -237,7 +236,9 @@ export class UnderlayTransport {
         return;
       }
     }
+    // A full queue is sent now: its frames are in the same memory, which the delivery still holds.
     if (this.txCount === TX_MESSAGES || this.txIovN === TX_IOVS) this.flush();
+    this.mem = mem;
     const k = this.txCount * SEG_DESC;
     d[k] = fd;
     d[k + 1] = this.txIovN;
