@@ -91,26 +91,22 @@ export function alloc(entries: u32): void {
   let want = k | OCCUPIED;
   let s = slot(h & mask);
   if ((recKey(s) & ~STATIC) == want && recNetwork(s) == network) return s;
-  // Then the rest of its line, in the order a new key takes its free slots.
+  // Then the rest of its line in the order a new key takes its free slots, then the next lines (in
+  // the same order) while the ones before are full.
   let i = h & lineMask;
   let free = recKey(s) == 0;
-  for (let j: u32 = 1; j < LINE_SLOTS; j++) {
-    let t = slot(i + ((h + j) & (LINE_SLOTS - 1)));
-    let rk = recKey(t);
-    if ((rk & ~STATIC) == want && recNetwork(t) == network) return t;
-    free |= rk == 0;
-  }
-  // Then the next lines, while the ones before are full.
-  while (!free) {
-    i = (i + LINE_SLOTS) & mask;
-    for (let j: u32 = 0; j < LINE_SLOTS; j++) {
-      let t = slot(i + j);
+  let first: u32 = 1;
+  while (true) {
+    for (let j = first; j < LINE_SLOTS; j++) {
+      let t = slot(i + ((h + j) & (LINE_SLOTS - 1)));
       let rk = recKey(t);
       if ((rk & ~STATIC) == want && recNetwork(t) == network) return t;
       free |= rk == 0;
     }
+    if (free) return 0;
+    i = (i + LINE_SLOTS) & mask;
+    first = 0;
   }
-  return 0;
 }
 
 // Forwarding lookup: the port for a destination, or -1 when unknown or aged out.
@@ -234,7 +230,10 @@ function erase(i: u32): void {
     if (p < maxPorts) port(p).learned--;
   }
   count--;
+  // A line with a free slot was never passed by a search: nothing after it needs to move.
+  let passed = lineFull(i & lineMask);
   clear(s);
+  if (!passed) return;
   let hole = i;
   let holeLine = i & lineMask;
   let y = holeLine;
