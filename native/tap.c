@@ -34,6 +34,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <netinet/udp.h>
+#include <linux/filter.h>
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -510,6 +511,23 @@ static napi_value UdpGro(napi_env env, napi_callback_info info) { return SetIntO
 // setting the socket's default segment size to 0 (none), which is what it already is.
 static napi_value UdpGso(napi_env env, napi_callback_info info) { return SetIntOpt(env, info, SOL_UDP, UDP_SEGMENT, 0); }
 
+// udpSendOnly(fd) -> 0 or -errno: the UDP socket takes no datagram in from now on (a socket filter
+// that accepts none, SO_ATTACH_FILTER), and what came before it is read and thrown away. The
+// underlay's send sockets are bound to the PA on ports of their own that nothing of ours reads: a
+// sender could otherwise fill each one's receive queue (rmem_default, 208 KiB here). The kernel
+// drops what arrives for them and counts it in the socket's drops (/proc/net/udp).
+static napi_value UdpSendOnly(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd; CHECK(napi_get_value_int32(env, argv[0], &fd));
+  struct sock_filter none[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
+  struct sock_fprog prog = { .len = 1, .filter = none };
+  int r = setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0 ? -errno : 0;
+  if (r == 0) while (recv(fd, NULL, 0, MSG_DONTWAIT | MSG_TRUNC) >= 0 || errno == EINTR) {}
+  napi_value out; CHECK(napi_create_int32(env, r, &out));
+  return out;
+}
+
 #define SEG_DESC 6
 
 // udpSendSegments(base, desc, n, iovs) -> datagrams sent. desc holds 6 u32 a message: the UDP socket,
@@ -616,6 +634,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "udpGro", 0, UdpGro, 0, 0, 0, napi_default, 0 },
     { "udpGso", 0, UdpGso, 0, 0, 0, napi_default, 0 },
     { "udpSendSegments", 0, UdpSendSegments, 0, 0, 0, napi_default, 0 },
+    { "udpSendOnly", 0, UdpSendOnly, 0, 0, 0, napi_default, 0 },
     { "pingOpen", 0, PingOpen, 0, 0, 0, napi_default, 0 },
     { "sndBuf", 0, SndBuf, 0, 0, 0, napi_default, 0 },
     { "rcvBuf", 0, RcvBuf, 0, 0, 0, napi_default, 0 },

@@ -167,6 +167,44 @@ test('more datagrams in one delivery than the send queue holds: the queue is sen
   }
 });
 
+// /proc/net/udp's rx_queue and drops of the IPv4 UDP socket bound to 127.0.0.1:port.
+function udpSocketQueue(port: number): { rxQueue: number; drops: number } | undefined {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local) return { rxQueue: parseInt(f[4].split(':')[1], 16), drops: Number(f[12]) };
+  }
+  return undefined;
+}
+
+test('the send sockets take nothing in: datagrams sent to their ports are dropped by the kernel, none queued', async () => {
+  if (missing) return;
+  const sw = new Switch({ maxPorts: 2 });
+  const under = sw.addPort({ network: 0 });
+  const t = UnderlayTransport.open(sw, under.id, { address: '127.0.0.1', udpPort: PORT + 4 });
+  const peer = createSocket('udp4');
+  try {
+    assert.is(t.txPorts.length, 16);
+    await new Promise<void>((ok) => peer.bind(0, '127.0.0.1', () => ok()));
+    const target = t.txPorts.slice(0, 2);
+    for (const p of target) for (let i = 0; i < 200; i++) peer.send(randomBytes(1400), p, '127.0.0.1');
+    let q = target.map(udpSocketQueue);
+    for (let i = 0; i < 100 && q.some((x) => (x?.drops ?? 0) < 200); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      q = target.map(udpSocketQueue);
+    }
+    for (const x of q) {
+      assert.ok(x, 'the send socket is in /proc/net/udp');
+      assert.is(x!.rxQueue, 0, 'nothing queued');
+      assert.is(x!.drops, 200, 'every datagram dropped and counted');
+    }
+    assert.is(t.stats.rxFrames, 0);
+  } finally {
+    peer.close();
+    t.close();
+  }
+});
+
 test('a PA the host does not have is refused with the errno\'s name', () => {
   if (missing) return;
   const sw = new Switch({ maxPorts: 2 });

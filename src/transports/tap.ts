@@ -44,6 +44,7 @@ export interface Native {
   udpDf(fd: number): number;
   udpGro(fd: number): number;
   udpGso(fd: number): number;
+  udpSendOnly(fd: number): number;
   udpSendSegments(base: Uint8Array, desc: Uint32Array, n: number, iovs: Uint32Array): number;
   sndBuf(fd: number, bytes: number): number;
   rcvBuf(fd: number, bytes: number): number;

@@ -103,6 +103,7 @@ export class UnderlayTransport {
   private readonly undelivered: () => void;
   private readonly swPort: SwitchPort;
   readonly udpPort: number;
+  readonly txPorts: number[] = [];     // the send sockets' UDP ports on the PA (the outer source ports)
   readonly gro: boolean;               // the UDP socket takes a sender's runs of datagrams as one message (UDP_GRO)
   readonly gso: boolean;               // runs leave as one UDP GSO send (UDP_SEGMENT); without it, datagram by datagram
   readonly receiveBuffer: number;      // the UDP socket's receive buffer as the kernel set it (0 with a helper without rcvBuf)
@@ -121,10 +122,14 @@ export class UnderlayTransport {
       const txRec = rec.slice();
       txRec[2] = 0; txRec[3] = 0;
       for (let i = 0; i < TX_SOCKETS; i++) {
-        const [fd] = n.udpOpen(txRec);
+        const [fd, txPort] = n.udpOpen(txRec);
         this.txFds.push(fd);
+        this.txPorts.push(txPort);
         const e = n.udpDf(fd);
         if (e < 0) throw new Error(`setsockopt(IP_MTU_DISCOVER): errno ${-e}`);
+        // Nothing reads them: they take nothing in, so no sender can fill their receive queues.
+        const r = n.udpSendOnly(fd);
+        if (r < 0) throw new Error(`setsockopt(SO_ATTACH_FILTER): errno ${-r}`);
       }
     } catch (e) {
       for (const fd of [this.udpFd, ...this.txFds]) n.close(fd);
