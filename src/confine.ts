@@ -120,6 +120,8 @@ export function lockStateDir(dir: string): () => void {
 // ---- the API token ---------------------------------------------------------------------------------
 
 // The bearer token of the TCP listener: made at first start (32 random bytes, 0600), read after.
+// Written in hex: a token a user pastes after `--token` must not start with "-" (base64url's did one
+// time in 64, and the CLI's parser then took it for an option), nor hold anything a shell quotes.
 export function loadOrCreateToken(dir: string): string {
   const path = join(dir, TOKEN_FILE);
   let st: Stats | undefined;
@@ -131,7 +133,7 @@ export function loadOrCreateToken(dir: string): string {
     const t = readFileSync(path, 'utf8').trim();
     if (t.length >= 32) return t;
   }
-  const token = randomBytes(32).toString('base64url');
+  const token = randomBytes(32).toString('hex');
   writeAtomic(dir, TOKEN_FILE, token + '\n');
   return token;
 }

@@ -17,6 +17,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import WebSocket from 'ws';
 import { ethernet, arp, dissect } from '../src/frames.js';
+import { loadOrCreateToken } from '../src/confine.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(root, 'bin/netplane.js');
@@ -132,6 +133,19 @@ test('a web page cannot drive the API: foreign Origin, rebinding Host, text/plai
   } finally {
     await stop(d);
   }
+});
+
+test('the token is 64 hex digits, 0600, and read back as written: never a "-" first for the CLI to take as an option', () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const dir = mkdtempSync(join(tmpdir(), 'np-token-'));
+    const t = loadOrCreateToken(dir);
+    assert.match(t, /^[0-9a-f]{64}$/);
+    assert.is(statSync(join(dir, 'token')).mode & 0o777, 0o600);
+    assert.is(loadOrCreateToken(dir), t, 'the second start reads it');
+    seen.add(t);
+  }
+  assert.is(seen.size, 200, 'each one new');
 });
 
 test('HTTP hygiene: malformed escapes are 400, unknown paths 404, bodies over 1 MiB 413', async () => {
