@@ -760,7 +760,9 @@ export class SocketUplink {
 export const READ_BYTES = 64 * 1024;
 export const BULK_READ_BYTES = 1024 * 1024;
 export const BULK_BUFFERS = 32;
-const SMALL_READ = 4096, KEPT_READ_BUFFERS = 256;
+// A read of fewer bytes than SMALL_READ is copied out into a buffer of its own (chunk()).
+export const SMALL_READ = 4096;
+const KEPT_READ_BUFFERS = 256;
 
 export class ReadPool {
   private readonly free: ArrayBuffer[] = [];
