@@ -10,32 +10,15 @@
 //
 // A checkout needs its own build (`node scripts/build.mjs wasm`) and node_modules; its bench/ must
 // export the setup the case names (a checkout older than a setup can take this tree's bench file).
-// Cases: l2-1k, l2-64k, l2-1M (bench/l2.ts), nat-1k, nat-10k, nat-100k, nat-1M (bench/l3.ts,
-// established), nat-new (bench/l3.ts, SYNs through SNAT into a table of 512k, flushed outside the
-// timed rounds), vxlan-encap|decap|both-1k|100k (bench/vxlan.ts).
+// Cases: bench/cases.ts. Where the machine's speed moves too much for a time A/B, bench/icount.ts
+// counts the instructions a packet takes instead.
 // Prints each side's median Mpps with its range and the median ratio with its range.
-import { resolve } from 'node:path';
 import { loadavg } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { median } from './harness.js';
+import { BATCH, sizes, setup } from './cases.js';
 
-const BATCH = 256;
 const ROUND = 100;  // batches a timed round
-const sizes: Record<string, number> = {
-  'l2-1k': 1 << 10, 'l2-64k': 1 << 16, 'l2-1M': 1 << 20,
-  'nat-1k': 1000, 'nat-10k': 10_000, 'nat-100k': 100_000, 'nat-1M': 1 << 20, 'nat-new': 1 << 19,
-};
-for (const kind of ['encap', 'decap', 'both']) { sizes[`vxlan-${kind}-1k`] = 1000; sizes[`vxlan-${kind}-100k`] = 100_000; }
-
-type Run = (() => void) & { prepare?: (k: number) => void };
-
-async function setup(tree: string, name: string): Promise<Run> {
-  const dir = resolve(tree);
-  if (name.startsWith('l2-')) return (await import(`${dir}/bench/l2.ts`)).l2Setup(sizes[name]);
-  if (name.startsWith('vxlan-')) return (await import(`${dir}/bench/vxlan.ts`)).vxlanSetup(name.split('-')[1], sizes[name]);
-  if (name === 'nat-new') return (await import(`${dir}/bench/l3.ts`)).newConnectionsSetup(sizes[name]);
-  return (await import(`${dir}/bench/l3.ts`)).establishedSetup(sizes[name]);
-}
 
 // The child: one setup, warmed up, then timed rounds for `seconds`; prints the median Mpps.
 async function child(tree: string, name: string, seconds: number): Promise<void> {
