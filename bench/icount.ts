@@ -11,6 +11,7 @@
 // (N2 - N1) x 256 packets is the instructions a packet takes, the harness's copies of the frames into
 // the rx buffer and its one call a batch included (as in `npm run bench`). V8 runs with
 // --single-threaded (no compiler or GC threads whose work would land in one run and not the other),
+// --predictable (none of its heuristics that read the time: nat-10k moved by 1.5 % without it),
 // --no-liftoff (every function compiled by TurboFan from the start: what the hot loop runs after
 // tier-up anyway, without a tier-up that depends on timing) and fixed hash and random seeds, and the
 // clock the cases read is a virtual one (below). The setup still varies by a few million
@@ -55,7 +56,7 @@ if (process.argv[2] === '--child') {
   // The instructions of one process: the case set up, then n batches.
   const total = (tree: string, name: string, n: number): number => {
     const r = spawnSync('valgrind', ['--tool=cachegrind', '--cache-sim=no', '--cachegrind-out-file=/dev/null',
-      process.execPath, '--single-threaded', '--no-liftoff', '--hash-seed=1', '--random-seed=1', ...process.execArgv, process.argv[1], '--child', tree, name, String(n)],
+      process.execPath, '--single-threaded', '--predictable', '--no-liftoff', '--hash-seed=1', '--random-seed=1', ...process.execArgv, process.argv[1], '--child', tree, name, String(n)],
     { encoding: 'utf8', maxBuffer: 1 << 26 });
     const m = /I\s+refs:\s+([\d,]+)/.exec(r.stderr);
     if (r.status !== 0 || !m) throw new Error(`valgrind ${name} (${tree}, ${n} batches) failed: ${r.stderr.split('\n').slice(-8).join('\n')}`);
