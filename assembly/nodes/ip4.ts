@@ -165,9 +165,8 @@ function local4(m: Meta, f: Iface, proto: u32, sport: u32, answer: u32, now: u32
   let f = iface(<u32>i);
   if (f.mac != dstMac || f.state != IF_UP) return 0;
   m.toRouter = <u32>i + 1;
-  let ip = m.frame + m.l3;
-  let l4 = m.frame + m.l4;
-  return flow.hashKey(<u32>f.zone, m.protocol, ipv4.src(ip), ipv4.dst(ip), get16(l4), get16(l4 + 2));
+  // The addresses (source, destination) and the ports as the headers carry them: two loads.
+  return flow.hashWire(<u32>f.zone, m.protocol, load<u64>(m.frame + m.l3, ipv4.SRC), load<u32>(m.frame + m.l4));
 }
 
 // Applies direction `dir` of connection r to the packet and sends it on.

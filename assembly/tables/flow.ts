@@ -32,6 +32,7 @@ import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
 import * as arena from "../arena";
 import * as addr6 from "./addr6";
 import * as eim from "./eim";
+import { swap16 } from "../wire/bytes";
 
 export const RECORD_SIZE: usize = 128;
 
@@ -72,12 +73,20 @@ export function alloc(conns: u32): void {
 
 @inline export function rec(i: u32): usize { return recBase + <usize>i * RECORD_SIZE; }
 
-@inline export function hashKey(zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): u32 {
-  let a = (<u64>src << 32) | <u64>dst;
-  let b = (<u64>sport << 48) | (<u64>dport << 32) | (<u64>proto << 16) | <u64>zone;
-  let h = mix64(a ^ mix64(b));
-  let r = <u32>h;
+// The index hash of a key. It is taken over the addresses and ports as the wire carries them, so the
+// batch's first pass hashes a packet from two loads of its headers, without swapping a byte
+// (ip4.ts routedFlowHash); a caller with the key as numbers swaps them here (hashKey). addrs: the 8
+// bytes of source then destination address, ports: the 4 bytes of source then destination port (or
+// identifier), each as loaded from the packet (little-endian).
+@inline export function hashWire(zone: u32, proto: u32, addrs: u64, ports: u32): u32 {
+  // One finalizer over the addresses and the multiplied rest (each output bit depends on every input bit).
+  let b = (<u64>ports << 32) | (<u64>proto << 16) | <u64>zone;
+  let r = <u32>mix64(addrs ^ (b * 0x9e3779b97f4a7c15));
   return r == 0 ? 1 : r; // 0 marks an empty index slot's hash
+}
+@inline export function hashKey(zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): u32 {
+  let addrs = <u64>bswap<u32>(src) | (<u64>bswap<u32>(dst) << 32);
+  return hashWire(zone, proto, addrs, swap16(sport) | (swap16(dport) << 16));
 }
 
 @inline function matches(r: usize, dir: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): bool {
