@@ -495,11 +495,12 @@ export class Router {
     const addr = (n: number, v6: boolean) => v6
       ? ipv6String(v.getBigUint64(a6 + (n - 1) * 24, true), v.getBigUint64(a6 + (n - 1) * 24 + 8, true))
       : ipv4String(n);
+    // The tuples are in network byte order (docs/ABI.md).
     const tuple = (r: number, o: number, v6: boolean): ConnectionTuple => ({
-      src: addr(v.getUint32(r + o, true), v6),
-      dst: addr(v.getUint32(r + o + 4, true), v6),
-      sport: v.getUint16(r + o + 8, true),
-      dport: v.getUint16(r + o + 10, true),
+      src: addr(v.getUint32(r + o), v6),
+      dst: addr(v.getUint32(r + o + 4), v6),
+      sport: v.getUint16(r + o + 8),
+      dport: v.getUint16(r + o + 10),
     });
     for (let i = 0; i < n; i++) {
       const r = base + i * size;

@@ -174,10 +174,10 @@ function stillAllowed(r: usize, p: u32): bool {
   let f = load<u8>(r, 28);
   let dir = (f & flow.CT_ACL_IN) ? acl.DIR_IN : acl.DIR_OUT;
   let v6 = (f & flow.CT_V6) != 0;
-  let a = load<u32>(r), b = load<u32>(r, 4);
+  let a = flow.srcOf(r, 0), b = flow.dstOf(r, 0);
   let ahi: u64 = v6 ? addr6.hi(a) : 0, alo: u64 = v6 ? addr6.lo(a) : <u64>a;
   let bhi: u64 = v6 ? addr6.hi(b) : 0, blo: u64 = v6 ? addr6.lo(b) : <u64>b;
-  let sp = <u32>load<u16>(r, 8), dp = <u32>load<u16>(r, 10);
+  let sp = flow.sportOf(r, 0), dp = flow.dportOf(r, 0);
   proto = <u32>load<u8>(r, 26);
   let out = dir == acl.DIR_OUT;
   return allowed(p, dir, v6, out ? ahi : bhi, out ? alo : blo, out ? bhi : ahi, out ? blo : alo, out ? sp : dp, out ? dp : sp);

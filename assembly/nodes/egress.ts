@@ -60,9 +60,9 @@ export function resolve(r: usize, now: u32): bool {
   let keepReply = (seen & REPLY_PRIMED) != 0;
   // Original direction packets go to the reply tuple's source; reply packets to the original source.
   // A direct-server-return connection's original direction goes to its backend (nodes/nat.ts).
-  let to = (seen & CT_DSR) ? load<u32>(r, 92) : load<u32>(r, 12);
+  let to = (seen & CT_DSR) ? load<u32>(r, 92) : flow.srcOf(r, 1);
   let ok = resolveOne(r, zone, v6, to, 0, now);
-  if (!keepReply) ok = resolveOne(r, zone, v6, load<u32>(r), 1, now) && ok;
+  if (!keepReply) ok = resolveOne(r, zone, v6, flow.srcOf(r, 0), 1, now) && ok;
   if (ok) {
     store<u8>(r, seen & ~REPLY_PRIMED, 29);
     store<u16>(r, <u16>(epoch & 0xffff), 30);

@@ -29,7 +29,7 @@ import * as ipv4 from "../wire/ipv4";
 import * as icmpw from "../wire/icmp";
 import * as checksum from "../wire/checksum";
 import * as eth from "../wire/ethernet";
-import { get16, get32, set16, loadMac } from "../wire/bytes";
+import { get16, get32, set16, swap16, loadMac } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import * as ct from "./ct";
 import { newConnection, LOCAL, routedIface, routedNextHop } from "./nat";
@@ -53,18 +53,18 @@ import * as trace from "../trace";
   let ip = m.frame + m.l3;
   let zone = <u32>f.zone;
   let proto = m.protocol;
-  let src = ipv4.src(ip);
-  let dst = ipv4.dst(ip);
-  let sport: u32 = 0, dport: u32 = 0, tcpFlags: u32 = 0;
+  // The key as the packet carries it (tables/flow.ts): what the connection's record is compared with.
+  let addrs = load<u64>(ip, ipv4.SRC);
+  let ports: u32 = 0, tcpFlags: u32 = 0;
   let l4 = m.frame + m.l4;
   if (proto == 6 || proto == 17) {
-    sport = get16(l4);
-    dport = get16(l4 + 2);
+    ports = load<u32>(l4);
     if (proto == 6) tcpFlags = <u32>load<u8>(l4, 13);
   } else if (proto == 1) {
+    // An echo request's identifier stands for its source port, a reply's for its destination port.
     let t = icmpw.type(l4);
-    if (t == icmpw.ECHO_REQUEST) sport = icmpw.ident(l4);
-    else if (t == icmpw.ECHO_REPLY) dport = icmpw.ident(l4);
+    if (t == icmpw.ECHO_REQUEST) ports = <u32>load<u16>(l4, 4);
+    else if (t == icmpw.ECHO_REPLY) ports = <u32>load<u16>(l4, 4) << 16;
     else if (icmpw.isError(t)) {
       // A fragmented ICMP error cannot be translated: its checksum covers what is not here.
       if (m.flags & FLAG_FRAGMENT) drop(m.inPort, Reason.IpFragment);
@@ -75,9 +75,9 @@ import * as trace from "../trace";
   let answer: u32 = 0;
   if (m.flags & FLAG_FRAGMENT) {
     // An echo request to the router gets the identification of its fragmented reply here.
-    let localEcho = proto == 1 && sport != 0 && isLocalAddressV4(zone, dst);
-    let why = frag.first(zone, proto, 0, <u64>src, 0, <u64>dst, ipv4.ident(ip), sport, dport, m.l4len, ipv4.headerLen(ip), now,
-                         localEcho ? freshIpId() : 0);
+    let localEcho = proto == 1 && (ports & 0xffff) != 0 && isLocalAddressV4(zone, ipv4.dst(ip));
+    let why = frag.first(zone, proto, 0, <u64>ipv4.src(ip), 0, <u64>ipv4.dst(ip), ipv4.ident(ip), swap16(ports & 0xffff), swap16(ports >>> 16),
+                         m.l4len, ipv4.headerLen(ip), now, localEcho ? freshIpId() : 0);
     if (why) {
       drop(m.inPort, why);
       return;
@@ -85,10 +85,10 @@ import * as trace from "../trace";
     answer = frag.answer;
   }
 
-  let h = m.flowHash != 0 ? m.flowHash : flow.hashKey(zone, proto, src, dst, sport, dport);
+  let h = m.flowHash != 0 ? m.flowHash : flow.hashWire(zone, proto, addrs, ports);
   // The batch's touch pass may already have found the connection (pipeline.ts): checked, not probed.
-  let known = m.flowRef != 0 && flow.holds(m.flowRef, zone, proto, src, dst, sport, dport)
-    ? m.flowRef : flow.lookup(h, zone, proto, src, dst, sport, dport);
+  let known = m.flowRef != 0 && flow.holds(m.flowRef, zone, proto, addrs, ports)
+    ? m.flowRef : flow.lookupWire(h, zone, proto, addrs, ports);
   let v = ct.live(known, proto, tcpFlags, now);
   if (v != 0) {
     let ri = (v - 1) >> 1;
@@ -104,6 +104,9 @@ import * as trace from "../trace";
   }
 
   trace.note(trace.Step.Conntrack, 0, 0, 0, 0);
+  // No connection: the key as numbers, for what follows.
+  let src = ipv4.src(ip), dst = ipv4.dst(ip);
+  let sport = swap16(ports & 0xffff), dport = swap16(ports >>> 16);
   // For a router address or a load balancer's VIP, with no port mapping or load balancer for its port:
   // the router's own (echo, or the replies of a host with nothing listening, nodes/hostreply.ts).
   let toRouter = isRouterAddressV4(zone, dst);
@@ -207,17 +210,16 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
     m.vnet = 0;
     v = 0;
   }
-  let o: usize = dir ? 0 : 12;           // the other direction's tuple holds this one's translation
-  let nsrc = load<u32>(r + o, 4);
-  let ndst = load<u32>(r + o);
-  let nsport = <u32>load<u16>(r + o, 10);
-  let ndport = <u32>load<u16>(r + o, 8);
+  // The other direction's tuple, reversed, is this one's translation: its addresses and ports as the
+  // packet carries them (tables/flow.ts), each pair swapped by a rotation.
+  let o: usize = dir ? 0 : 12;
+  let addrs = rotr<u64>(load<u64>(r + o), 32);
+  let ports = rotr<u32>(load<u32>(r + o, 8), 16);
   let d: usize = dir ? 4 : 0;
   let ipDelta = <u32>load<u16>(r + d, 56);
   let l4Delta = <u32>load<u16>(r + d, 58);
 
-  ipv4.setSrc(ip, nsrc);
-  ipv4.setDst(ip, ndst);
+  store<u64>(ip, addrs, ipv4.SRC);
   ipv4.setTtl(ip, ttl - 1);
   ipv4.setChecksum(ip, checksum.applyDelta(ipv4.checksum(ip), ipDelta));
   let proto = m.protocol;
@@ -225,15 +227,13 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
   if (m.l4 == 0) {
     // a later fragment: no transport header here
   } else if (proto == 6) {
-    set16(l4, nsport);
-    set16(l4 + 2, ndport);
+    store<u32>(l4, ports);
     let c = get16(l4 + 16);
     // CHECKSUM_PARTIAL (nodes/vnet.ts): the field is the pseudo-header sum, which only the addresses change.
     set16(l4 + 16, v & vnet.F_NEEDS_CSUM ? vnet.partialAddrUpdate(c, ipDelta) : checksum.applyDelta(c, l4Delta));
     if (wanted(fin, out)) clampMss(l4, fin, out, false, (v & vnet.F_NEEDS_CSUM) != 0);
   } else if (proto == 17) {
-    set16(l4, nsport);
-    set16(l4 + 2, ndport);
+    store<u32>(l4, ports);
     let c = get16(l4 + 6);
     if (v & vnet.F_NEEDS_CSUM) {
       let n = vnet.partialAddrUpdate(c, ipDelta);
@@ -243,7 +243,7 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
       set16(l4 + 6, n == 0 ? 0xffff : n);
     }
   } else if (proto == 1) {
-    set16(l4 + 4, icmpw.type(l4) == icmpw.ECHO_REQUEST ? nsport : ndport);
+    store<u16>(l4 + 4, <u16>(icmpw.type(l4) == icmpw.ECHO_REQUEST ? ports : ports >>> 16));
     set16(l4 + 2, checksum.applyDelta(get16(l4 + 2), l4Delta));
   }
   egress.account(r, dir, m.len - m.l3);
@@ -315,9 +315,9 @@ function icmpErrorInput(m: Meta, f: Iface, zone: u32, now: u32): void {
   }
   let r = flow.rec((v - 1) >> 1);
   let dir = (v - 1) & 1;           // the direction the error travels
-  let q: usize = dir ? 0 : 12;     // the quoted packet went the other way: its pre-translation tuple
-  let osrc = load<u32>(r + q), odst = load<u32>(r + q, 4);
-  let osport = <u32>load<u16>(r + q, 8), odport = <u32>load<u16>(r + q, 10);
+  // The quoted packet went the other way: its pre-translation tuple.
+  let osrc = flow.srcOf(r, dir ^ 1), odst = flow.dstOf(r, dir ^ 1);
+  let osport = flow.sportOf(r, dir ^ 1), odport = flow.dportOf(r, dir ^ 1);
   let ttl = ipv4.ttl(ip);
   if (ttl <= 1) {
     drop(m.inPort, Reason.TtlExceeded);

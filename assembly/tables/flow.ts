@@ -13,9 +13,13 @@
 // path reads and writes: the tuples, state and next hops in the first, the counters and TCP windows in
 // the second.
 //
-// Record (128 bytes, little-endian; addresses and ports as numbers, not wire order):
-//   0  u32 orig src        4  u32 orig dst        8  u16 orig sport     10 u16 orig dport
-//   12 u32 reply src       16 u32 reply dst       20 u16 reply sport    22 u16 reply dport
+// Record (128 bytes, little-endian, except the tuples: their addresses and ports are in network byte
+// order, as the packet carries them and as Linux's nf_conntrack_tuple holds them, so the fast path
+// compares a packet's 12 bytes of addresses and ports with two loads and writes its translation back
+// with two stores, and swaps no byte; an IPv6 connection's addresses are tables/addr6.ts ids, stored
+// the same way):
+//   0  orig src            4  orig dst            8  orig sport         10 orig dport
+//   12 reply src           16 reply dst           20 reply sport        22 reply dport
 //   24 u16 zone            26 u8 protocol         27 u8 state           28 u8 flags
 //   29 u8 tcp flags seen   30 u16 route generation (low 16 bits; 0 = egress not resolved)
 //   32 u8 orig TCP window scale and flags, 33 u8 reply (nodes/tcpwindow.ts)    34 u16 unused
@@ -85,19 +89,32 @@ export function alloc(conns: u32): void {
   return r == 0 ? 1 : r; // 0 marks an empty index slot's hash
 }
 @inline export function hashKey(zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): u32 {
-  let addrs = <u64>bswap<u32>(src) | (<u64>bswap<u32>(dst) << 32);
-  return hashWire(zone, proto, addrs, swap16(sport) | (swap16(dport) << 16));
+  return hashWire(zone, proto, wireAddrs(src, dst), wirePorts(sport, dport));
 }
 
-@inline function matches(r: usize, dir: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): bool {
+// The tuple of direction `dir` (0 original, 1 reply) as numbers.
+@inline export function srcOf(r: usize, dir: u32): u32 { return bswap<u32>(load<u32>(r + (dir ? 12 : 0))); }
+@inline export function dstOf(r: usize, dir: u32): u32 { return bswap<u32>(load<u32>(r + (dir ? 12 : 0), 4)); }
+@inline export function sportOf(r: usize, dir: u32): u32 { return swap16(<u32>load<u16>(r + (dir ? 12 : 0), 8)); }
+@inline export function dportOf(r: usize, dir: u32): u32 { return swap16(<u32>load<u16>(r + (dir ? 12 : 0), 10)); }
+
+// A key as numbers, as the record and the packet hold it: the addresses (source in the low word) and
+// the ports (source in the low half).
+@inline export function wireAddrs(src: u32, dst: u32): u64 { return <u64>bswap<u32>(src) | (<u64>bswap<u32>(dst) << 32); }
+@inline export function wirePorts(sport: u32, dport: u32): u32 { return swap16(sport) | (swap16(dport) << 16); }
+
+@inline function matches(r: usize, dir: u32, zone: u32, proto: u32, addrs: u64, ports: u32): bool {
   let o: usize = dir ? 12 : 0;
-  return load<u32>(r + o) == src && load<u32>(r + o, 4) == dst &&
-    <u32>load<u16>(r + o, 8) == sport && <u32>load<u16>(r + o, 10) == dport &&
-    <u32>load<u16>(r, 24) == zone && <u32>load<u8>(r, 26) == proto;
+  return load<u64>(r + o) == addrs && load<u32>(r + o, 8) == ports &&
+    (load<u32>(r, 24) & 0xffffff) == (zone | (proto << 16));
 }
 
 // Finds a key: returns (record << 1 | direction) + 1, or 0.
 export function lookup(h: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): u32 {
+  return lookupWire(h, zone, proto, wireAddrs(src, dst), wirePorts(sport, dport));
+}
+// The same, with the addresses and ports as the packet carries them (wireAddrs, wirePorts).
+export function lookupWire(h: u32, zone: u32, proto: u32, addrs: u64, ports: u32): u32 {
   let i = h & idxMask;
   while (true) {
     let s = idxBase + (<usize>i << 3);
@@ -106,7 +123,7 @@ export function lookup(h: u32, zone: u32, proto: u32, src: u32, dst: u32, sport:
     if (<u32>e == h) {
       let v = <u32>(e >> 32);
       let ri = (v - 1) >> 1;
-      if (matches(rec(ri), (v - 1) & 1, zone, proto, src, dst, sport, dport)) return v;
+      if (matches(rec(ri), (v - 1) & 1, zone, proto, addrs, ports)) return v;
     }
     i = (i + 1) & idxMask;
   }
@@ -140,10 +157,10 @@ const PROBE_SLOTS: u32 = 8;
 
 // Whether reference v (from probe(), maybe stale: the batch's earlier packets may have removed or
 // replaced connections since) is a connection in use with this key in its direction: then lookup()
-// would return v, and the index need not be probed again.
-@inline export function holds(v: u32, zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): bool {
+// would return v, and the index need not be probed again. The key as the packet carries it.
+@inline export function holds(v: u32, zone: u32, proto: u32, addrs: u64, ports: u32): bool {
   let r = rec((v - 1) >> 1);
-  return (load<u8>(r, 28) & CT_IN_USE) != 0 && matches(r, (v - 1) & 1, zone, proto, src, dst, sport, dport);
+  return (load<u8>(r, 28) & CT_IN_USE) != 0 && matches(r, (v - 1) & 1, zone, proto, addrs, ports);
 }
 
 function insertKey(h: u32, v: u32): void {
@@ -165,8 +182,7 @@ function removeKey(h: u32, v: u32): void {
 
 @inline function keyHashOf(r: usize, dir: u32): u32 {
   let o: usize = dir ? 12 : 0;
-  return hashKey(<u32>load<u16>(r, 24), <u32>load<u8>(r, 26), load<u32>(r + o), load<u32>(r + o, 4),
-    <u32>load<u16>(r + o, 8), <u32>load<u16>(r + o, 10));
+  return hashWire(<u32>load<u16>(r, 24), <u32>load<u8>(r, 26), load<u64>(r + o), load<u32>(r + o, 8));
 }
 
 // Takes a free record, or -1 when the table is full. The caller fills it, then calls commit().
@@ -190,14 +206,10 @@ export function giveBack(i: u32): void {
 export function setTuples(r: usize, zone: u32, proto: u32, state: u32, flags: u32,
                           src: u32, dst: u32, sport: u32, dport: u32,
                           rsrc: u32, rdst: u32, rsport: u32, rdport: u32, now: u32): void {
-  store<u32>(r, src);
-  store<u32>(r, dst, 4);
-  store<u16>(r, <u16>sport, 8);
-  store<u16>(r, <u16>dport, 10);
-  store<u32>(r, rsrc, 12);
-  store<u32>(r, rdst, 16);
-  store<u16>(r, <u16>rsport, 20);
-  store<u16>(r, <u16>rdport, 22);
+  store<u64>(r, wireAddrs(src, dst));
+  store<u32>(r, wirePorts(sport, dport), 8);
+  store<u64>(r, wireAddrs(rsrc, rdst), 12);
+  store<u32>(r, wirePorts(rsport, rdport), 20);
   store<u16>(r, <u16>zone, 24);
   store<u8>(r, <u8>proto, 26);
   store<u8>(r, <u8>state, 27);
@@ -222,11 +234,11 @@ export function release(i: u32): void {
   removeKey(keyHashOf(r, 1), (i << 1) + 2);
   let f = load<u8>(r, 28);
   if (f & CT_EIM) {
-    eim.unref(<u32>load<u16>(r, 24), <u32>load<u8>(r, 26), load<u32>(r), <u32>load<u16>(r, 8), load<u32>(r, 16));
+    eim.unref(<u32>load<u16>(r, 24), <u32>load<u8>(r, 26), srcOf(r, 0), sportOf(r, 0), dstOf(r, 1));
   }
   if (f & CT_V6) {
-    addr6.release(load<u32>(r));
-    addr6.release(load<u32>(r, 4));
+    addr6.release(srcOf(r, 0));
+    addr6.release(dstOf(r, 0));
   }
   giveBack(i);
   count--;
