@@ -265,9 +265,9 @@ export function checkRst(r: usize, d: u32, l4: usize, established: bool): u32 {
 }
 
 // Linux's table of flag combinations a TCP may send (PSH, ECE and CWR aside: tcp_error()), as a bit
-// set indexed by URG ACK RST SYN FIN (5 bits): SYN, SYN|URG, SYN|ACK, RST, RST|ACK, FIN|ACK,
-// FIN|ACK|URG, ACK, ACK|URG.
-const VALID_FLAGS: u32 = (1 << 0x02) | (1 << 0x12) | (1 << 0x0a) | (1 << 0x04) | (1 << 0x0c) | (1 << 0x09) | (1 << 0x19) | (1 << 0x08) | (1 << 0x18);
+// set indexed by the flags byte's low six bits with PSH (8) cleared: SYN, SYN|URG, SYN|ACK, RST,
+// RST|ACK, FIN|ACK, FIN|ACK|URG, ACK, ACK|URG.
+const VALID_FLAGS: u64 = (<u64>1 << 0x02) | (<u64>1 << 0x22) | (<u64>1 << 0x12) | (<u64>1 << 0x04) | (<u64>1 << 0x14) | (<u64>1 << 0x11) | (<u64>1 << 0x31) | (<u64>1 << 0x10) | (<u64>1 << 0x30);
 @inline export function validFlags(f: u32): bool {
-  return ((VALID_FLAGS >> ((f & 0x07) | ((f & 0x30) >> 1))) & 1) != 0;
+  return ((VALID_FLAGS >> <u64>(f & 0x37)) & 1) != 0;
 }
