@@ -215,36 +215,38 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
   let o: usize = dir ? 0 : 12;
   let addrs = rotr<u64>(load<u64>(r + o), 32);
   let ports = rotr<u32>(load<u32>(r + o, 8), 16);
+  // The checksum deltas are in network byte order too, and so is every checksum below taken and put
+  // back: a one's complement sum does not depend on the byte order (RFC 1071 2.B).
   let d: usize = dir ? 4 : 0;
   let ipDelta = <u32>load<u16>(r + d, 56);
   let l4Delta = <u32>load<u16>(r + d, 58);
 
   store<u64>(ip, addrs, ipv4.SRC);
   ipv4.setTtl(ip, ttl - 1);
-  ipv4.setChecksum(ip, checksum.applyDelta(ipv4.checksum(ip), ipDelta));
+  store<u16>(ip, <u16>checksum.applyDelta(<u32>load<u16>(ip, ipv4.CHECKSUM), ipDelta), ipv4.CHECKSUM);
   let proto = m.protocol;
   let l4 = m.frame + m.l4;
   if (m.l4 == 0) {
     // a later fragment: no transport header here
   } else if (proto == 6) {
     store<u32>(l4, ports);
-    let c = get16(l4 + 16);
+    let c = <u32>load<u16>(l4, 16);
     // CHECKSUM_PARTIAL (nodes/vnet.ts): the field is the pseudo-header sum, which only the addresses change.
-    set16(l4 + 16, v & vnet.F_NEEDS_CSUM ? vnet.partialAddrUpdate(c, ipDelta) : checksum.applyDelta(c, l4Delta));
+    store<u16>(l4, <u16>(v & vnet.F_NEEDS_CSUM ? vnet.partialAddrUpdate(c, ipDelta) : checksum.applyDelta(c, l4Delta)), 16);
     if (wanted(fin, out)) clampMss(l4, fin, out, false, (v & vnet.F_NEEDS_CSUM) != 0);
   } else if (proto == 17) {
     store<u32>(l4, ports);
-    let c = get16(l4 + 6);
+    let c = <u32>load<u16>(l4, 6);
     if (v & vnet.F_NEEDS_CSUM) {
       let n = vnet.partialAddrUpdate(c, ipDelta);
-      set16(l4 + 6, n == 0 ? 0xffff : n);
+      store<u16>(l4, <u16>(n == 0 ? 0xffff : n), 6);
     } else if (c != 0) {
       let n = checksum.applyDelta(c, l4Delta);
-      set16(l4 + 6, n == 0 ? 0xffff : n);
+      store<u16>(l4, <u16>(n == 0 ? 0xffff : n), 6);
     }
   } else if (proto == 1) {
     store<u16>(l4 + 4, <u16>(icmpw.type(l4) == icmpw.ECHO_REQUEST ? ports : ports >>> 16));
-    set16(l4 + 2, checksum.applyDelta(get16(l4 + 2), l4Delta));
+    store<u16>(l4, <u16>checksum.applyDelta(<u32>load<u16>(l4, 2), l4Delta), 2);
   }
   egress.account(r, dir, m.len - m.l3);
   if (tooBig) fragment4(m, out, egress.nextHop(r, dir), now);

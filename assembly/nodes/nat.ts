@@ -32,6 +32,7 @@ import * as lpm from "../tables/lpm";
 import * as natrules from "../tables/natrules";
 import * as eim from "../tables/eim";
 import * as checksum from "../wire/checksum";
+import { swap16 } from "../wire/bytes";
 import * as ct from "./ct";
 import * as win from "./tcpwindow";
 import * as trace from "../trace";
@@ -207,10 +208,11 @@ export function newConnection(ifIn: u32, zone: u32, proto: u32, src: u32, dst: u
     pa = checksum.delta16(sport, nsport);
     pb = checksum.delta16(nsport, sport);
   }
-  store<u16>(r, <u16>checksum.foldSum(a + TTL_DELTA), 56);
-  store<u16>(r, <u16>checksum.foldSum(proto == 1 ? pa : a + pa), 58);
-  store<u16>(r, <u16>checksum.foldSum(b + TTL_DELTA), 60);
-  store<u16>(r, <u16>checksum.foldSum(proto == 1 ? pb : b + pb), 62);
+  // Stored in network byte order, as the checksum fields they are added to (tables/flow.ts).
+  store<u16>(r, <u16>swap16(checksum.foldSum(a + TTL_DELTA)), 56);
+  store<u16>(r, <u16>swap16(checksum.foldSum(proto == 1 ? pa : a + pa)), 58);
+  store<u16>(r, <u16>swap16(checksum.foldSum(b + TTL_DELTA)), 60);
+  store<u16>(r, <u16>swap16(checksum.foldSum(proto == 1 ? pb : b + pb)), 62);
   flow.commit(<u32>ri, origHash, replyHash);
   bump(Stat.CtCreated);
   return ri;

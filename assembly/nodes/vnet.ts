@@ -100,8 +100,10 @@ export function pseudoSum(ip: usize, v6: bool, proto: u32, l4len: u32): u64 {
 // and nothing else (Linux's inet_proto_csum_replace4 with pseudohdr on CHECKSUM_PARTIAL); port
 // changes do not touch it. `ipDelta` is a connection's IPv4 header delta (nodes/nat.ts), which holds
 // the TTL decrement too: its 0xfeff is taken out again (+0x0100 is -0xfeff in one's complement).
+// Both as the packet and the record hold them, in network byte order (one's complement sums do not
+// depend on the byte order, RFC 1071 2.B), where those constants read 0xfffe and 0x0001.
 @inline export function partialAddrUpdate(check: u32, ipDelta: u32): u32 {
-  return checksum.foldSum(check + checksum.foldSum(ipDelta + 0x0100));
+  return checksum.foldSum(check + checksum.foldSum(ipDelta + 0x0001));
 }
 
 // Completes a partial checksum in place as Linux's skb_checksum_help: the sum over the L4 header

@@ -28,6 +28,7 @@
 //   44 6 bytes orig next-hop MAC     50 6 bytes reply next-hop MAC
 //   56 u16 orig IP checksum delta    58 u16 orig L4 checksum delta
 //   60 u16 reply IP checksum delta   62 u16 reply L4 checksum delta
+//      (the deltas in network byte order, as the checksum fields they are added to)
 //   64 u32 orig packets    68 u32 reply packets  72 u64 orig bytes      80 u64 reply bytes
 //   88 u32 created (ms)    92 u32 policy generation (free records: next free record + 1)
 //   96 TCP window of the original direction: u32 end, u32 maxend, u32 maxwin, u32 maxack

@@ -3,7 +3,7 @@
 // option's length at least 2 and inside the header), so no accessor or option walk can leave the frame.
 // Ethernet padding after `total length` is allowed: the IP datagram ends where total length says.
 import { Reason } from "../reasons";
-import { get8, get16, get32, set8, set16, set32 } from "./bytes";
+import { get8, get16, get32, set8, set16, set32, swap16 } from "./bytes";
 
 export const MIN_LEN: u32 = 20;
 export const VER_IHL: usize = 0;
@@ -27,6 +27,11 @@ const OPT_NOP: u32 = 1;
 @inline export function check(p: usize, len: u32): Reason {
   if (len < MIN_LEN) return Reason.Ipv4Truncated;
   let vi = get8(p + VER_IHL);
+  // Version 4 with a 20-byte header, almost every packet: only its total length is left to check.
+  if (vi == 0x45) {
+    let t = get16(p + TOTAL_LENGTH);
+    return t < MIN_LEN || t > len ? Reason.Ipv4BadTotalLength : Reason.None;
+  }
   if ((vi >> 4) != 4) return Reason.Ipv4BadVersion;
   let hl = (vi & 0xf) << 2;
   if (hl < MIN_LEN || hl > len) return Reason.Ipv4BadIhl;
@@ -61,7 +66,8 @@ function checkOptions(p: usize, len: u32): Reason {
 @inline export function fragOffset(p: usize): u32 { return get16(p + FLAGS_FRAG) & FRAG_OFFSET_MASK; }
 @inline export function moreFragments(p: usize): bool { return (get16(p + FLAGS_FRAG) & FLAG_MF) != 0; }
 // A fragment is any datagram with MF set or a non-zero offset; only the first one carries the L4 header.
-@inline export function isFragment(p: usize): bool { return (get16(p + FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK)) != 0; }
+// (The mask applies to the field as loaded, its bytes swapped: no swap of the field.)
+@inline export function isFragment(p: usize): bool { return (<u32>load<u16>(p + FLAGS_FRAG) & swap16(FLAG_MF | FRAG_OFFSET_MASK)) != 0; }
 @inline export function ttl(p: usize): u32 { return get8(p + TTL); }
 @inline export function setTtl(p: usize, v: u32): void { set8(p + TTL, v); }
 @inline export function protocol(p: usize): u32 { return get8(p + PROTOCOL); }
