@@ -160,9 +160,8 @@ function initSender(r: usize, d: u32, l4: usize, end: u32, win: u32): void {
     if (setup(r, d, state, l4, f, end, win, sack)) return ACCEPT;
   }
 
-  // Each window value is loaded where it is first needed, not all six at once: in V8's code for the
-  // batch loop every value held across the checks took a stack slot and its reloads.
-  let oEnd = load<u32>(o, END);
+  let sEnd = load<u32>(s, END), sMaxend = load<u32>(s, MAXEND), sMaxwin = load<u32>(s, MAXWIN);
+  let oEnd = load<u32>(o, END), oMaxend = load<u32>(o, MAXEND), oMaxwin = load<u32>(o, MAXWIN);
   if ((f & (tcp.ACKF | tcp.RST)) != tcp.ACKF) {
     // No ACK (or a RST with an empty one, as some stacks send): as if it acknowledged all it could.
     if ((f & tcp.ACKF) == 0 || ack == 0) {
@@ -170,19 +169,16 @@ function initSender(r: usize, d: u32, l4: usize, end: u32, win: u32): void {
       sack = oEnd;
     }
     if ((f & tcp.RST) != 0 && seq == 0 && state == 1) {
-      seq = load<u32>(s, END);                   // the RST a closed port answers a SYN with
-      end = seq;
+      seq = sEnd;                                // the RST a closed port answers a SYN with
+      end = sEnd;
     }
   }
+  let maxAck = oEnd - (sMaxwin > MAXACKWINCONST ? sMaxwin : MAXACKWINCONST) - 1;
 
-  let sMaxend = load<u32>(s, MAXEND);
-  if (!before(seq, sMaxend + 1)) return overshoot(s, o, end, sMaxend, oEnd, sack);
+  if (!before(seq, sMaxend + 1)) return overshoot(s, end, sEnd, sMaxend, oEnd, oMaxwin, sack, maxAck);
   if (!before(sack, oEnd + 1)) return <u32>Reason.CtTcpAckOutOfWindow;
-  let sEnd = load<u32>(s, END);
-  let oMaxwin = load<u32>(o, MAXWIN);
   if (oMaxwin != 0 && !after(end, sEnd - oMaxwin - 1)) return IGNORE;
-  let sMaxwin = load<u32>(s, MAXWIN);
-  if (!after(sack, maxAckOf(oEnd, sMaxwin))) return IGNORE;
+  if (!after(sack, maxAck)) return IGNORE;
 
   // In window: what the segment shows about its sender...
   let sf = <u32>load<u8>(r + TDF + d);
@@ -200,7 +196,7 @@ function initSender(r: usize, d: u32, l4: usize, end: u32, win: u32): void {
   }
   // ...and about what its receiver may send.
   if (oMaxwin != 0 && after(end, sMaxend)) store<u32>(o, oMaxwin + (end - sMaxend), MAXWIN);
-  if (after(sack + win, load<u32>(o, MAXEND) - 1)) store<u32>(o, win == 0 ? sack + 1 : sack + win, MAXEND);
+  if (after(sack + win, oMaxend - 1)) store<u32>(o, win == 0 ? sack + 1 : sack + win, MAXEND);
   return ACCEPT;
 }
 
@@ -236,19 +232,10 @@ function setup(r: usize, d: u32, state: u32, l4: usize, f: u32, end: u32, win: u
   return false;
 }
 
-// The lowest ACK a segment of the sender of direction s may carry (Linux's bound IV): its receiver's
-// end less the larger of the sender's largest window and MAXACKWINCONST.
-@inline function maxAckOf(oEnd: u32, sMaxwin: u32): u32 {
-  return oEnd - (sMaxwin > MAXACKWINCONST ? sMaxwin : MAXACKWINCONST) - 1;
-}
-
 // Bound I failed: the segment goes past what the receiver's window allows. By a little, with all else
 // in order, it is ignored (stacks that send a little past the window: a later ACK of it must still be
 // in window, so its end is kept); else it is invalid.
-function overshoot(s: usize, o: usize, end: u32, sMaxend: u32, oEnd: u32, sack: u32): u32 {
-  let sEnd = load<u32>(s, END);
-  let oMaxwin = load<u32>(o, MAXWIN);
-  let maxAck = maxAckOf(oEnd, load<u32>(s, MAXWIN));
+function overshoot(s: usize, end: u32, sEnd: u32, sMaxend: u32, oEnd: u32, oMaxwin: u32, sack: u32, maxAck: u32): u32 {
   let overshot = end - sMaxend + 1;
   if (oMaxwin != 0 && after(end, sEnd - oMaxwin - 1) && after(sack, maxAck) && overshot <= oMaxwin && before(sack, oEnd + 1)) {
     store<u32>(s, end, END);
