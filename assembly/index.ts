@@ -56,7 +56,7 @@ const enum Error {
   TooLarge = -14,     // create/create_l3: the tables do not fit in wasm32 memory, or the host refused to grow it
 }
 
-export const ABI_VERSION: u32 = 1;
+export const ABI_VERSION: u32 = 2;
 
 let created = false;
 
