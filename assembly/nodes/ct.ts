@@ -155,11 +155,13 @@ export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, no
       store<u32>(r, now + timeout(ns), 36);
       return Reason.None;
     }
-    if (s == State.TcpEstablished && (f & (tcp.SYN | tcp.FIN | tcp.RST)) == 0) {
-      nextSeen = 0;                 // an established segment moves nothing (tcpNext's answer, inline)
-    } else {
+    // An established segment moves nothing (tcpNext's answer, inline); the FIN-seen bits in a local,
+    // not tcpNext's global, which V8 would store and load again.
+    let seen: u8 = 0;
+    if (s != State.TcpEstablished || (f & (tcp.SYN | tcp.FIN | tcp.RST)) != 0) {
       ns = tcpNext(r, s, dir, f);
       if (ns == State.None) return Reason.CtTcpInvalid;
+      seen = nextSeen;
     }
     let checked = true;
     if (f & tcp.RST) {
@@ -185,7 +187,7 @@ export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, no
       }
       if (v != win.ACCEPT) return <Reason>v;
     }
-    if (nextSeen) store<u8>(r, nextSeen, 29);
+    if (seen) store<u8>(r, seen, 29);
     t = timeout(ns);
     if (ns == State.TcpEstablished) {
       // Assured once both sides took part; a picked-up connection, once its other side answers.
@@ -304,7 +306,8 @@ function tcpNext(r: usize, s: u32, dir: u32, f: u32): u32 {
 @inline export function hit(r: usize, ri: u32, proto: u32, dir: u32, l4: usize, l4len: u32, now: u32): Reason {
   ignored = false;
   let why = updateInline(r, proto, dir, l4, l4len, now);
-  trace.note(trace.Step.Conntrack, ignored ? 2 : 1, ri, dir, <u32>load<u8>(r, 27));
+  // (The record's arguments are computed only when tracing.)
+  if (trace.traceOn) trace.record(trace.Step.Conntrack, ignored ? 2 : 1, ri, dir, <u32>load<u8>(r, 27));
   return why;
 }
 

@@ -191,24 +191,28 @@ function forward(m: Meta, fin: Iface, r: usize, dir: u32, now: u32): void {
   let out = egress.outIface(r, dir);
   // A socket uplink (punt uplink) fragments nothing: the host's sockets carry the payload. A
   // super-frame is checked by the size of its segments (Linux's skb_gso_validate_network_len).
+  // One compare and one branch for a packet that fits; the rest is out of the way.
   let v = m.vnet;
-  let tooBig = (vnet.sizeOf(v) != 0 ? vnet.segmentNetworkLen(m) : ipv4.totalLength(ip)) > out.mtu && (out.punt & PUNT_UPLINK) == 0;
-  if (tooBig && (ipv4.flagsFrag(ip) & ipv4.FLAG_DF)) {
-    sendError(m, fin, icmpw.DEST_UNREACHABLE, icmpw.FRAGMENTATION_NEEDED, now, out.mtu);
-    drop(m.inPort, Reason.MtuExceeded);
-    return;
-  }
-  if (tooBig && v != 0) {
-    // Linux would segment and then fragment each segment; a sender that offers TSO sets DF, so
-    // netplane drops the rare super-frame without it.
-    if (vnet.sizeOf(v) != 0) {
+  let tooBig = false;
+  if ((vnet.sizeOf(v) != 0 ? vnet.segmentNetworkLen(m) : ipv4.totalLength(ip)) > out.mtu) {
+    tooBig = (out.punt & PUNT_UPLINK) == 0;
+    if (tooBig && (ipv4.flagsFrag(ip) & ipv4.FLAG_DF)) {
+      sendError(m, fin, icmpw.DEST_UNREACHABLE, icmpw.FRAGMENTATION_NEEDED, now, out.mtu);
       drop(m.inPort, Reason.MtuExceeded);
       return;
     }
-    // A partial checksum is finished before fragmenting: it lives in the first fragment only.
-    vnet.complete(m.frame, m.l4, m.l4len, m.protocol);
-    m.vnet = 0;
-    v = 0;
+    if (tooBig && v != 0) {
+      // Linux would segment and then fragment each segment; a sender that offers TSO sets DF, so
+      // netplane drops the rare super-frame without it.
+      if (vnet.sizeOf(v) != 0) {
+        drop(m.inPort, Reason.MtuExceeded);
+        return;
+      }
+      // A partial checksum is finished before fragmenting: it lives in the first fragment only.
+      vnet.complete(m.frame, m.l4, m.l4len, m.protocol);
+      m.vnet = 0;
+      v = 0;
+    }
   }
   // The other direction's tuple, reversed, is this one's translation: its addresses and ports as the
   // packet carries them (tables/flow.ts), each pair swapped by a rotation.
