@@ -1,5 +1,5 @@
-// Runs one batch through the stages. When the MAC table or the connection table is larger than the
-// cache, the stages run over the whole batch in turn (VPP's vector model): the first pass parses every
+// Runs one batch through the stages. When the MAC table or the connection table holds more than the
+// cache does, the stages run over the whole batch in turn (VPP's vector model): the first pass parses every
 // frame, applies the ingress checks and computes the table hashes; a tight pass touches every slot
 // those hashes name, so the cache misses overlap instead of stalling one after another; the last pass
 // learns and forwards. When the tables fit in cache there is nothing to overlap, and each packet runs
@@ -88,8 +88,10 @@ export function process(n: u32, now: f64): u32 {
   let t = <u32><u64>now;
   vxlan.setNow(t);
 
-  let touchMac = mac.bytes(mac.capacity) > TOUCH_MIN_BYTES;
-  let touchFlow = flow.bytes(flow.capacity) > TOUCH_MIN_BYTES;
+  // By what the tables hold, not what they could: a switch created with room for 64k connections
+  // (the default) that holds none, or forwards only L2, runs each packet to completion.
+  let touchMac = mac.bytes(mac.count) > TOUCH_MIN_BYTES;
+  let touchFlow = flow.bytes(flow.count) > TOUCH_MIN_BYTES;
   let touchRemotes = <u64>overlay.remoteCount * overlay.REMOTE_SIZE > TOUCH_MIN_BYTES;
   if (touchMac || touchFlow || touchRemotes) {
     // Tables larger than the cache: classify the whole batch, touch every slot it will need, then

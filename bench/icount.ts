@@ -39,6 +39,11 @@ if (process.argv[2] === '--child') {
   const run = await setup(process.argv[3], process.argv[4]);
   if (run.prepare) throw new Error(`${process.argv[4]} prepares its batches outside the measurement: not counted here`);
   const n = Number(process.argv[5]);
+  if (process.env.ICOUNT_WAIT) {
+    // For bench/icount-lines.ts: says it is set up, then waits for a line on stdin (callgrind counts from then on).
+    await new Promise<void>((go) => { process.stdin.once('data', () => go()); process.stderr.write('icount: ready\n'); });
+    process.stdin.destroy();
+  }
   for (let i = 0; i < n; i++) run();
 } else {
   try {
