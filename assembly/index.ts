@@ -117,6 +117,9 @@ export function create(maxPorts: u32, macEntries: u32, batch: u32, rxBytes: u32)
 
 // ---- batch ----------------------------------------------------------------------------------------
 
+// The working-set size above which a batch runs in three passes (pipeline.ts): bytes, default 1 MiB.
+export function batch_set_touch_above(bytes: u32): i32 { pipeline.touchAbove = bytes; return 0; }
+export function batch_touch_above(): u32 { return <u32>pipeline.touchAbove; }
 export function rx_descriptors(): usize { return pipeline.rxDescBase; }
 export function rx_buffer(): usize { return pipeline.rxBufBase; }
 export function rx_buffer_size(): u32 { return pipeline.rxBufSize; }

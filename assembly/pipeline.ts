@@ -52,7 +52,9 @@ const FRAG_SWEEP_PER_BATCH: u32 = 16;
 // it, even a table that fits in the shared L3 gains: an L3 hit still stalls a dependent lookup for
 // tens of cycles, and the touches overlap those too (the established-NAT case with 10k connections,
 // 1.8 MiB of conntrack, gained most; docs/performance.md).
-const TOUCH_MIN_BYTES: u64 = 1 << 20;
+// batch_set_touch_above() changes it (0: every batch in three passes, as the tests that compare the
+// two modes run it).
+export let touchAbove: u64 = 1 << 20;
 
 export let rxDescBase: usize = 0;
 export let rxBufBase: usize = 0;
@@ -90,9 +92,9 @@ export function process(n: u32, now: f64): u32 {
 
   // By what the tables hold, not what they could: a switch created with room for 64k connections
   // (the default) that holds none, or forwards only L2, runs each packet to completion.
-  let touchMac = mac.bytes(mac.count) > TOUCH_MIN_BYTES;
-  let touchFlow = flow.bytes(flow.count) > TOUCH_MIN_BYTES;
-  let touchRemotes = <u64>overlay.remoteCount * overlay.REMOTE_SIZE > TOUCH_MIN_BYTES;
+  let touchMac = mac.bytes(mac.count) > touchAbove;
+  let touchFlow = flow.bytes(flow.count) > touchAbove;
+  let touchRemotes = <u64>overlay.remoteCount * overlay.REMOTE_SIZE > touchAbove;
   if (touchMac || touchFlow || touchRemotes) {
     // Tables larger than the cache: classify the whole batch, touch every slot it will need, then
     // learn and forward, so the cache misses overlap.

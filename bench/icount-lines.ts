@@ -49,11 +49,11 @@ try {
     '--single-threaded', '--predictable', '--no-liftoff', '--hash-seed=1', '--random-seed=1', '--print-wasm-code', ...child, String(batches)],
   { env: { ...process.env, ICOUNT_WAIT: '1' }, stdio: ['pipe', listingFd, 'pipe'] });
   let errors = '';
-  vg.stderr.setEncoding('utf8').on('data', (d: string) => {
+  vg.stderr!.setEncoding('utf8').on('data', (d: string) => {
     errors += d;
     if (d.includes('icount: ready')) {
       execFileSync('callgrind_control', ['--instr=on', String(vg.pid)], { stdio: 'ignore' });
-      vg.stdin.end('go\n');
+      vg.stdin!.end('go\n');
     }
   });
   const status = await new Promise<number | null>((done) => vg.on('close', (code, signal) => done(code ?? (signal ? -1 : null))));

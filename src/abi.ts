@@ -38,6 +38,8 @@ export interface NetplaneExports {
   mac_flush_port(p: number): number;
   mac_flush(): number;
   mac_set_aging(ms: number): number;
+  batch_set_touch_above(bytes: number): number;
+  batch_touch_above(): number;
   mac_aging(): number;
   mac_age(now: number, slots: number): number;
   mac_table(): number;
