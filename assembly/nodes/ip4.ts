@@ -29,7 +29,7 @@ import * as ipv4 from "../wire/ipv4";
 import * as icmpw from "../wire/icmp";
 import * as checksum from "../wire/checksum";
 import * as eth from "../wire/ethernet";
-import { get16, get32, set16, swap16, loadMac } from "../wire/bytes";
+import { get32, swap16, loadMac } from "../wire/bytes";
 import { drop, bump, Stat } from "../counters";
 import * as ct from "./ct";
 import { newConnection, LOCAL, routedIface, routedNextHop } from "./nat";

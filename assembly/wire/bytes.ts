@@ -11,6 +11,9 @@
 @inline export function set8(p: usize, v: u32): void { store<u8>(p, <u8>v); }
 @inline export function set16(p: usize, v: u32): void { store<u16>(p, <u16>swap16(v)); }
 @inline export function set32(p: usize, v: u32): void { store<u32>(p, bswap<u32>(v)); }
+// Whether any bit of `mask` is set in the 16-bit field at p: the mask swapped (a constant, folded),
+// not the field.
+@inline export function any16(p: usize, mask: u32): bool { return (<u32>load<u16>(p) & swap16(mask)) != 0; }
 
 // A MAC address as the dataplane keys it: its six bytes in wire order, packed little-endian into the low
 // 48 bits of a u64 (so byte 0 of the address is the lowest byte). Hosts see the same six bytes in memory.

@@ -3,7 +3,7 @@
 // option's length at least 2 and inside the header), so no accessor or option walk can leave the frame.
 // Ethernet padding after `total length` is allowed: the IP datagram ends where total length says.
 import { Reason } from "../reasons";
-import { get8, get16, get32, set8, set16, set32, swap16 } from "./bytes";
+import { get8, get16, get32, set8, set16, set32, any16 } from "./bytes";
 
 export const MIN_LEN: u32 = 20;
 export const VER_IHL: usize = 0;
@@ -66,8 +66,7 @@ function checkOptions(p: usize, len: u32): Reason {
 @inline export function fragOffset(p: usize): u32 { return get16(p + FLAGS_FRAG) & FRAG_OFFSET_MASK; }
 @inline export function moreFragments(p: usize): bool { return (get16(p + FLAGS_FRAG) & FLAG_MF) != 0; }
 // A fragment is any datagram with MF set or a non-zero offset; only the first one carries the L4 header.
-// (The mask applies to the field as loaded, its bytes swapped: no swap of the field.)
-@inline export function isFragment(p: usize): bool { return (<u32>load<u16>(p + FLAGS_FRAG) & swap16(FLAG_MF | FRAG_OFFSET_MASK)) != 0; }
+@inline export function isFragment(p: usize): bool { return any16(p + FLAGS_FRAG, FLAG_MF | FRAG_OFFSET_MASK); }
 @inline export function ttl(p: usize): u32 { return get8(p + TTL); }
 @inline export function setTtl(p: usize, v: u32): void { set8(p + TTL, v); }
 @inline export function protocol(p: usize): u32 { return get8(p + PROTOCOL); }
