@@ -15,11 +15,11 @@
 //
 // Counts are per packet of the counted batches: callgrind starts counting once the case is set up
 // (callgrind_control). Needs valgrind. A few minutes a case.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BATCH, sizes } from './cases.js';
+import { BATCH, COUNTED_V8_FLAGS, countedChild, sizes, warm } from './cases.js';
 
 const [name, batchesArg, linesArg] = process.argv.slice(2);
 if (!name || !(name in sizes) || name === 'nat-new') throw new Error(`usage: icount-lines.ts <case> [batches] [lines]; cases: ${Object.keys(sizes).filter((k) => k !== 'nat-new').join(', ')}`);
@@ -38,15 +38,14 @@ try {
   const map = JSON.parse(readFileSync(join(tmp, 'm.wasm.map'), 'utf8')) as { sources: string[]; mappings: string };
 
   // 2. The run: the case's setup once without valgrind (tsx compiles the checkout), then under callgrind.
-  const child = [...process.execArgv, join(tree, 'bench/icount.ts'), '--child', tree, name];
-  const warm = spawnSync(process.execPath, [...child, '0'], { encoding: 'utf8' });
-  if (warm.status !== 0) throw new Error(`${name} failed: ${warm.stderr}`);
+  warm(tree, name);
+  const child = countedChild(tree, name);
   // Callgrind counts nothing until the case is set up (the child says so and waits), then the batches.
   const out = join(tmp, 'cg.out');
   // V8's listing goes to a file: through a pipe the last functions compiled came cut short.
   const listingFd = openSync(join(tmp, 'listing.txt'), 'w');
   const vg = spawn('valgrind', ['--tool=callgrind', '--dump-instr=yes', '--instr-atstart=no', `--callgrind-out-file=${out}`, process.execPath,
-    '--single-threaded', '--predictable', '--no-liftoff', '--hash-seed=1', '--random-seed=1', '--print-wasm-code', ...child, String(batches)],
+    ...COUNTED_V8_FLAGS, '--print-wasm-code', ...child, String(batches)],
   { env: { ...process.env, ICOUNT_WAIT: '1' }, stdio: ['pipe', listingFd, 'pipe'] });
   let errors = '';
   vg.stderr!.setEncoding('utf8').on('data', (d: string) => {

@@ -27,7 +27,7 @@
 //
 // Needs valgrind (scripts/install-bench-deps.sh installs it). A few minutes a case and checkout.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { BATCH, sizes, setup } from './cases.js';
+import { BATCH, COUNTED_V8_FLAGS, countedChild, sizes, setup, warm } from './cases.js';
 
 if (process.argv[2] === '--child') {
   // The cases take `now` from performance.now() once a batch. Under valgrind a batch takes a
@@ -61,19 +61,11 @@ if (process.argv[2] === '--child') {
   // The instructions of one process: the case set up, then n batches.
   const total = (tree: string, name: string, n: number): number => {
     const r = spawnSync('valgrind', ['--tool=cachegrind', '--cache-sim=no', '--cachegrind-out-file=/dev/null',
-      process.execPath, '--single-threaded', '--predictable', '--no-liftoff', '--hash-seed=1', '--random-seed=1', ...process.execArgv, process.argv[1], '--child', tree, name, String(n)],
+      process.execPath, ...COUNTED_V8_FLAGS, ...countedChild(tree, name), String(n)],
     { encoding: 'utf8', maxBuffer: 1 << 26 });
     const m = /I\s+refs:\s+([\d,]+)/.exec(r.stderr);
     if (r.status !== 0 || !m) throw new Error(`valgrind ${name} (${tree}, ${n} batches) failed: ${r.stderr.split('\n').slice(-8).join('\n')}`);
     return Number(m[1].replace(/,/g, ''));
-  };
-
-  // The case once without valgrind first: the first process to load a checkout's TypeScript compiles
-  // it (tsx keeps the result for the next), and it did that in one of the two counted processes
-  // (a fresh checkout read 2071 against 1592 for the same code).
-  const warm = (tree: string, name: string): void => {
-    const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1], '--child', tree, name, '0'], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`${name} (${tree}) failed: ${r.stderr.split('\n').slice(-8).join('\n')}`);
   };
 
   console.log(`instructions a packet (valgrind, ${n2 - n1} batches of ${BATCH} counted)`);
