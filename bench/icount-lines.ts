@@ -12,6 +12,7 @@
 // files and functions are exact.
 //
 //   node --import tsx bench/icount-lines.ts <case> [batches=2000] [lines=40]
+//   ICOUNT_SHOW=mac.ts:70,bytes.ts:9 node --import tsx bench/icount-lines.ts ...   (and those lines' code)
 //
 // Counts are per packet of the counted batches: callgrind starts counting once the case is set up
 // (callgrind_control). Needs valgrind. A few minutes a case.
@@ -138,6 +139,8 @@ try {
   const packets = batches * BATCH;
   const perFn: [number, number][] = [];
   const byLine = new Map<string, number>(), byFile = new Map<string, number>();
+  // ICOUNT_SHOW=file:line[,file:line]: those lines' instructions, each with its count a packet.
+  const showLines = (process.env.ICOUNT_SHOW ?? '').split(',').filter(Boolean), shown: string[] = [];
   for (const f of fns) {
     let total = 0;
     const body = bodies.get(f.index);
@@ -150,6 +153,7 @@ try {
       const k = below(pcs, f.offsets[i]);
       const j = k >= 0 && body !== undefined ? below(cols, body + pos[k][1]) : -1;
       const at = j >= 0 ? where[j] : `wasm-function[${f.index}]`;
+      if (showLines.some((w) => at.endsWith(w))) shown.push(`${(c / packets).toFixed(2).padStart(7)}  ${at.padEnd(32)} ${f.text[i]}`);
       byLine.set(at, (byLine.get(at) ?? 0) + c);
       const file = at.split(':')[0];
       byFile.set(file, (byFile.get(file) ?? 0) + c);
@@ -164,6 +168,7 @@ try {
   show('by function (wasm-function index)', perFn.map(([i, v]) => [`wasm-function[${i}]`, v] as [string, number]), 10);
   show('by file', byFile, 20);
   show('by line', byLine, top);
+  if (shown.length) console.log(`the instructions of ${showLines.join(', ')}, in code order\n${shown.join('\n')}`);
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

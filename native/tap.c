@@ -17,6 +17,7 @@
 // It also opens the socket uplink's unprivileged ICMP echo ("ping") sockets (src/uplink/ping.ts),
 // socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) and its ICMPv6 twin, which Node.js has no API for: the
 // kernel allows them to the groups in net.ipv4.ping_group_range, without CAP_NET_RAW.
+// And it asks for huge pages for the dataplane's memory (hugePages below, src/dataplane.ts).
 #define _GNU_SOURCE   // recvmmsg, sendmmsg
 #include <node_api.h>
 #include <uv.h>
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <sys/mman.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <sys/socket.h>
@@ -619,6 +621,29 @@ static napi_value Copy(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// hugePages(mem) -> 0 or an errno: madvise(MADV_HUGEPAGE) over the whole pages of a Uint8Array's bytes
+// (the dataplane's WebAssembly memory, src/dataplane.ts). Advice only, on this process's own memory:
+// pages not yet touched are then backed by 2 MiB pages where the kernel has them, so a table of
+// hundreds of MiB is covered by a few hundred TLB entries instead of tens of thousands. Linux's THP
+// setting "madvise" (Debian's default) gives huge pages only to ranges advised this way.
+static napi_value HugePages(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_typedarray_type t; size_t len; void *data; napi_value ab; size_t off;
+  CHECK(napi_get_typedarray_info(env, argv[0], &t, &len, &data, &ab, &off));
+  if (t != napi_uint8_array) { napi_throw_type_error(env, NULL, "hugePages: a Uint8Array"); return NULL; }
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t start = ((uintptr_t)data + page - 1) & ~(page - 1), end = ((uintptr_t)data + len) & ~(page - 1);
+  int err = 0;
+#ifdef MADV_HUGEPAGE
+  if (end > start && madvise((void *)start, end - start, MADV_HUGEPAGE) != 0) err = errno;
+#else
+  err = ENOSYS;
+#endif
+  napi_value out; CHECK(napi_create_int32(env, err, &out));
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     { "open", 0, Open, 0, 0, 0, napi_default, 0 },
@@ -641,6 +666,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "pingSend", 0, PingSend, 0, 0, 0, napi_default, 0 },
     { "pingRecv", 0, PingRecv, 0, 0, 0, napi_default, 0 },
     { "copy", 0, Copy, 0, 0, 0, napi_default, 0 },
+    { "hugePages", 0, HugePages, 0, 0, 0, napi_default, 0 },
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   return exports;

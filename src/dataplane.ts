@@ -1,10 +1,12 @@
 // The switch for Node.js: src/switch.ts with the module read from the package's own files, so that
 // `new Switch()` and `new Dataplane()` are synchronous, and captures may name a file. Everything else
 // (ports, batches, MAC table, counters, router, ACLs, trace) is src/switch.ts, shared with the browser
-// bundle (src/web.ts), which loads the module with fetch instead.
+// bundle (src/web.ts), which loads the module with fetch instead. Here the tables can also have huge
+// pages (the native helper's madvise; DataplaneOptions.hugePages).
 import { readFileSync } from 'node:fs';
 import { Dataplane as CoreDataplane, Switch as CoreSwitch, defaultBuild, type Build, type DataplaneOptions, type SwitchOptions, type WasmSource } from './switch.js';
 import { PcapWriter, type PcapSink } from './pcap.js';
+import { loadNative } from './transports/native.js';
 
 export * from './switch.js';
 
@@ -38,7 +40,8 @@ export function loadModule(build: Build = 'release'): WebAssembly.Module {
 
 function withModule<T extends DataplaneOptions>(opts: T): T {
   const build = opts.build ?? defaultBuild();
-  return { ...opts, build, module: opts.module ?? loadModule(build) };
+  const native = loadNative();
+  return { ...opts, build, module: opts.module ?? loadModule(build), adviseHugePages: typeof native?.hugePages === 'function' ? (mem) => native.hugePages(mem) : undefined };
 }
 
 export class Dataplane extends CoreDataplane {

@@ -73,6 +73,11 @@ export interface DataplaneOptions {
   ipv6Addresses?: number;
   maxRemotes?: number;          // VXLAN remote endpoints (sw.overlay), 1 .. 2^24; default 16384
   maxOverlayMembers?: number;   // (VNI, provider address) pairs, 1 .. 2^20; default 4096
+  // Node.js on Linux with the native helper: ask the kernel to back the tables with 2 MiB pages
+  // (madvise MADV_HUGEPAGE; default true). Elsewhere there is nothing to ask and it is ignored.
+  hugePages?: boolean;
+  // What asks for them: set by the Node.js entry (src/dataplane.ts), not by users. Returns 0 or an errno.
+  adviseHugePages?: (mem: Uint8Array) => number;
 }
 
 export const DEFAULTS = {
@@ -89,6 +94,9 @@ export class Dataplane implements DataplaneView {
   readonly reasons: string[];
   readonly statNames: string[];
   readonly ctStates: string[];
+  // Whether the tables' memory was advised for huge pages (DataplaneOptions.hugePages): false where
+  // that was not asked, not possible (no native helper, not Linux) or refused by the kernel.
+  readonly hugePages: boolean;
   private buffer!: ArrayBuffer;
   u8!: Uint8Array;
   dv!: DataView;
@@ -117,6 +125,13 @@ export class Dataplane implements DataplaneView {
     const addrs6 = opts.ipv6Addresses ?? DEFAULTS.ipv6Addresses;
     createCall(this.exports, 'create_l3', { routes, neighbors, connections: conns, portMappings: mappings, ipv6Addresses: addrs6 },
                this.exports.create_l3);
+    // Before any table is used: create and create_l3 grew memory for them and wrote none of it (the
+    // region is zero as grown, tables/flow.ts takes records in order), and the advice only changes
+    // how pages not yet touched are backed. The tables of a large switch (160 MiB for 1M connections)
+    // then take a few hundred TLB entries instead of tens of thousands (docs/performance.md).
+    if (opts.hugePages !== undefined && typeof opts.hugePages !== 'boolean') throw new NetplaneError('hugePages', `must be true or false, not ${JSON.stringify(opts.hugePages)}`);
+    this.hugePages = opts.hugePages !== false && opts.adviseHugePages !== undefined &&
+      opts.adviseHugePages(new Uint8Array(this.exports.memory.buffer)) === 0;
     this.maxPorts = maxPorts;
     this.batch = batch;
     this.ctStates = names(this.exports.ct_state_count(), (i) => this.exports.__getString(this.exports.ct_state_name(i)));

@@ -30,7 +30,7 @@
 //   60 u16 reply IP checksum delta   62 u16 reply L4 checksum delta
 //      (the deltas in network byte order, as the checksum fields they are added to)
 //   64 u32 orig packets    68 u32 reply packets  72 u64 orig bytes      80 u64 reply bytes
-//   88 u32 created (ms)    92 u32 policy generation (free records: next free record + 1)
+//   88 u32 created (ms)    92 u32 policy generation (records given back: the next one given back + 1)
 //   96 TCP window of the original direction: u32 end, u32 maxend, u32 maxwin, u32 maxack
 //   112 the same for the reply direction
 import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
@@ -56,7 +56,8 @@ export const ZONE_V6: u32 = 0x8000;
 export let recBase: usize = 0;
 export let capacity: u32 = 0;
 export let count: u32 = 0;
-let freeHead: u32 = 0;              // next free record + 1 (0 = none)
+let freeHead: u32 = 0;              // the last record given back + 1 (0 = none)
+let fresh: u32 = 0;                 // records from here on were never taken (and are zero)
 let idxBase: usize = 0;
 export let idxSlots: u32 = 0;
 let idxMask: u32 = 0;
@@ -68,9 +69,12 @@ export function bytes(conns: u32): u64 { return arena.span(conns, RECORD_SIZE) +
 export function alloc(conns: u32): void {
   capacity = conns;
   recBase = arena.take(conns, RECORD_SIZE);
-  // Thread the free list through the records, lowest first.
-  for (let i: u32 = 0; i < conns; i++) store<u32>(rec(i), i + 2 <= conns ? i + 2 : 0, 92);
-  freeHead = 1;
+  // Nothing is written here: records never taken are not on the free list but above `fresh`, so a
+  // table's pages are first touched when a connection uses them (src/dataplane.ts asks for huge pages
+  // after create_l3, which only applies to pages not yet touched), and creating 1M connections'
+  // worth of table costs no pass over 128 MiB.
+  freeHead = 0;
+  fresh = 0;
   idxSlots = nextPow2(conns * 4);
   idxMask = idxSlots - 1;
   idxBase = arena.take(idxSlots, 8);
@@ -187,8 +191,13 @@ function removeKey(h: u32, v: u32): void {
 }
 
 // Takes a free record, or -1 when the table is full. The caller fills it, then calls commit().
+// The records given back first, the last first; then the lowest never taken.
 export function take(): i32 {
-  if (freeHead == 0) return -1;
+  if (freeHead == 0) {
+    if (fresh >= capacity) return -1;
+    fresh++;
+    return <i32>(fresh - 1);
+  }
   let i = freeHead - 1;
   freeHead = load<u32>(rec(i), 92);
   memory.fill(rec(i), 0, RECORD_SIZE);
@@ -260,7 +269,7 @@ export function sweep(now: u32, budget: u32): u32 {
       release(i);
       removed++;
     }
-    i = i + 1 == capacity ? 0 : i + 1;
+    i = i + 1 >= fresh ? 0 : i + 1;       // records above `fresh` were never used
   }
   sweepCursor = i;
   return removed;
@@ -269,11 +278,12 @@ export function sweep(now: u32, budget: u32): u32 {
 // Early drop (as Linux does when its table is full): frees one connection that is expired or not
 // yet assured, looking at up to `budget` records from a rotating cursor. Returns false if none.
 export function evictOne(now: u32, budget: u32): bool {
+  if (fresh == 0) return false;
   let i = evictCursor;
   for (let n: u32 = 0; n < budget; n++) {
     let r = rec(i);
     let f = load<u8>(r, 28);
-    let next = i + 1 == capacity ? 0 : i + 1;
+    let next = i + 1 >= fresh ? 0 : i + 1;
     if ((f & CT_IN_USE) != 0 && ((f & CT_ASSURED) == 0 || expired(r, now))) {
       release(i);
       evictCursor = next;
@@ -288,7 +298,7 @@ export function evictOne(now: u32, budget: u32): bool {
 // Removes every connection (optionally only of one zone, either family: zone < 0x10000). Returns how many.
 export function flush(zone: u32): u32 {
   let removed: u32 = 0;
-  for (let i: u32 = 0; i < capacity; i++) {
+  for (let i: u32 = 0; i < fresh; i++) {
     let r = rec(i);
     if ((load<u8>(r, 28) & CT_IN_USE) == 0) continue;
     if (zone <= 0xffff && (<u32>load<u16>(r, 24) & ~ZONE_V6) != zone) continue;

@@ -27,48 +27,14 @@
 // The transport holds the SwitchPort object it attached to (see pump.ts): frames go in only while
 // that object is still the switch's port, and close clears only its own handler, never one another
 // endpoint set on a port that reuses the id.
-import { createRequire } from 'node:module';
+import { loadNative, type Native } from './native.js';
 import { Offload, VNET_HDR_LEN, type Switch, type SwitchPort } from '../dataplane.js';
 import { Pump, newStats, attachTx, MAX_FRAME, type TransportStats } from './pump.js';
 
-export interface Native {
-  open(name: string, offloads: number): [fd: number, accepted: number];
-  read(fd: number, buf: Uint8Array, lens: Uint32Array, slot: number): number;
-  write(fd: number, base: Uint8Array, desc: Uint32Array, n: number, hdrLen: number): number;
-  poll(fd: number, cb: () => void): object;
-  stop(handle: object): void;
-  close(fd: number): void;
-  udpOpen(addr: Uint8Array): [fd: number, port: number];
-  udpRecv(fd: number, buf: Uint8Array, lens: Uint32Array, slot: number, from: Uint8Array, segs?: Uint32Array): number;
-  udpSend(fd: number, base: Uint8Array, desc: Uint32Array, n: number, to: Uint8Array): number;
-  udpDf(fd: number): number;
-  udpGro(fd: number): number;
-  udpGso(fd: number): number;
-  udpSendOnly(fd: number): number;
-  udpSendSegments(base: Uint8Array, desc: Uint32Array, n: number, iovs: Uint32Array): number;
-  sndBuf(fd: number, bytes: number): number;
-  rcvBuf(fd: number, bytes: number): number;
-}
-
-let native: Native | null | undefined;
-
-// The helper, or null where it is not built (or not Linux). The UDP transport batches with it too.
-export function loadNative(): Native | null {
-  if (process.platform !== 'linux') return null;
-  return load();
-}
-
-function load(): Native | null {
-  if (native !== undefined) return native;
-  const require = createRequire(import.meta.url);
-  // native/build/Release/ (scripts/native.mjs) is two levels up both from the bundle
-  // (build/dist/*.js) and from here (src/transports/, run from source with tsx).
-  try { native = require('../../native/build/Release/netplane_tap.node') as Native; } catch { native = null; }
-  return native;
-}
+export { loadNative, type Native };
 
 export function nativeTapAvailable(): boolean {
-  return process.platform === 'linux' && load() !== null;
+  return loadNative() !== null;
 }
 
 // linux/if_tun.h's TUN_F_* (what we take from the kernel).
@@ -125,7 +91,7 @@ export class TapTransport {
   private readonly swPort: SwitchPort;
 
   constructor(readonly sw: Switch, readonly port: number, readonly name: string, opts: TapOptions = {}) {
-    const n = load();
+    const n = loadNative();
     if (!n) throw new Error('the native TAP helper is not built (npm run build:native needs a C compiler and node-gyp)');
     const swPort = this.swPort = sw.port(port);
     const offload = opts.offload !== false;
@@ -192,14 +158,14 @@ export class TapTransport {
     if (count === 0) return;
     this.txCount = 0;
     this.txUsed = 0;
-    const written = load()!.write(this.fd, this.txBuf, this.txDesc, count, this.hdr);
+    const written = loadNative()!.write(this.fd, this.txBuf, this.txDesc, count, this.hdr);
     this.stats.txBatches++;
     this.stats.txFrames += written;
     this.stats.txDropped += count - written;
   }
 
   close(): void {
-    const n = load()!;
+    const n = loadNative()!;
     this.detach();
     this.undelivered();
     if (this.caps && this.sw.ports.get(this.port) === this.swPort) this.sw.setOffload(this.port, 0);
