@@ -112,6 +112,7 @@ export class Dataplane implements DataplaneView {
     if (!(opts.module instanceof WebAssembly.Module)) {
       throw new NetplaneError('module', 'no compiled WebAssembly module given: here it is loaded asynchronously, so use `await Switch.create({ wasm })` or pass `module: await compileModule(url)`');
     }
+    if (opts.hugePages !== undefined && typeof opts.hugePages !== 'boolean') throw new NetplaneError('hugePages', `must be true or false, not ${JSON.stringify(opts.hugePages)}`);
     this.exports = instantiate(opts.module);
     const maxPorts = opts.maxPorts ?? DEFAULTS.maxPorts;
     const macEntries = opts.macEntries ?? DEFAULTS.macEntries;
@@ -125,11 +126,11 @@ export class Dataplane implements DataplaneView {
     const addrs6 = opts.ipv6Addresses ?? DEFAULTS.ipv6Addresses;
     createCall(this.exports, 'create_l3', { routes, neighbors, connections: conns, portMappings: mappings, ipv6Addresses: addrs6 },
                this.exports.create_l3);
-    // Before any table is used: create and create_l3 grew memory for them and wrote none of it (the
-    // region is zero as grown, tables/flow.ts takes records in order), and the advice only changes
-    // how pages not yet touched are backed. The tables of a large switch (160 MiB for 1M connections)
-    // then take a few hundred TLB entries instead of tens of thousands (docs/performance.md).
-    if (opts.hugePages !== undefined && typeof opts.hugePages !== 'boolean') throw new NetplaneError('hugePages', `must be true or false, not ${JSON.stringify(opts.hugePages)}`);
+    // Before any table is used: create and create_l3 grew memory for the tables and wrote none of the
+    // large ones (the region is zero as grown, tables/flow.ts takes records in order), and the advice
+    // only changes how pages not yet touched are backed. A large switch's tables (160 MiB for 1M
+    // connections) then take a few hundred TLB entries instead of tens of thousands
+    // (docs/performance.md).
     this.hugePages = opts.hugePages !== false && opts.adviseHugePages !== undefined &&
       opts.adviseHugePages(new Uint8Array(this.exports.memory.buffer)) === 0;
     this.maxPorts = maxPorts;
