@@ -96,7 +96,9 @@ export class Dataplane implements DataplaneView {
   readonly ctStates: string[];
   // Whether the tables' memory was advised for huge pages (DataplaneOptions.hugePages): false where
   // that was not asked, not possible (no native helper, not Linux) or refused by the kernel.
-  readonly hugePages: boolean;
+  get hugePages(): boolean { return this.advised; }
+  private advised = false;
+  private readonly advise?: (mem: Uint8Array) => number;
   private buffer!: ArrayBuffer;
   u8!: Uint8Array;
   dv!: DataView;
@@ -126,13 +128,7 @@ export class Dataplane implements DataplaneView {
     const addrs6 = opts.ipv6Addresses ?? DEFAULTS.ipv6Addresses;
     createCall(this.exports, 'create_l3', { routes, neighbors, connections: conns, portMappings: mappings, ipv6Addresses: addrs6 },
                this.exports.create_l3);
-    // Before any table is used: create and create_l3 grew memory for the tables and wrote none of the
-    // large ones (the region is zero as grown, tables/flow.ts takes records in order), and the advice
-    // only changes how pages not yet touched are backed. A large switch's tables (160 MiB for 1M
-    // connections) then take a few hundred TLB entries instead of tens of thousands
-    // (docs/performance.md).
-    this.hugePages = opts.hugePages !== false && opts.adviseHugePages !== undefined &&
-      opts.adviseHugePages(new Uint8Array(this.exports.memory.buffer)) === 0;
+    if (opts.hugePages !== false) this.advise = opts.adviseHugePages;
     this.maxPorts = maxPorts;
     this.batch = batch;
     this.ctStates = names(this.exports.ct_state_count(), (i) => this.exports.__getString(this.exports.ct_state_name(i)));
@@ -146,6 +142,13 @@ export class Dataplane implements DataplaneView {
     const buf = this.exports.memory.buffer;
     if (buf === this.buffer) return;
     this.buffer = buf;
+    // Memory grew: first for the tables of create and create_l3, later for the overlay's
+    // (overlay_create) and the heap. Its new pages are advised before any table uses them: those
+    // calls grow memory for their tables and write none of the large ones (the region is zero as
+    // grown, tables/flow.ts takes records in order), and the advice only changes how pages not yet
+    // touched are backed. A large switch's tables (160 MiB for 1M connections) then take a few
+    // hundred TLB entries instead of tens of thousands (docs/performance.md).
+    if (this.advise) this.advised = this.advise(new Uint8Array(buf)) === 0;
     this.u8 = new Uint8Array(buf);
     this.dv = new DataView(buf);
     const x = this.exports;

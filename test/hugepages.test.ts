@@ -3,6 +3,7 @@
 // carries the advice (VmFlags "hg"); creating a switch with room for 1M connections writes almost none
 // of its 230 MiB (records are taken in order, tables/flow.ts), so the advice reaches the pages before
 // they are first touched; once the MAC table is used, huge pages back it (where THP is not "never").
+// Memory grown later (the overlay's tables, created on first use) is advised as it grows.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
@@ -50,6 +51,18 @@ test('hugePages: false asks nothing', () => {
   const dp = new Dataplane({ connections: 1 << 18, hugePages: false });
   assert.is(dp.hugePages, false);
   assert.is(advised(dp.exports.memory.buffer.byteLength, before).length, 0, 'no new mapping carries the advice');
+});
+
+test('memory grown later for the overlay\'s tables is advised too, before they are used', () => {
+  const sw = new Switch({ maxPorts: 4, maxRemotes: 1 << 18 });
+  sw.addPort();
+  const before = sw.dp.exports.memory.buffer.byteLength;
+  sw.overlay.setUnderlay({ port: 0, address: '192.0.2.1' });   // the overlay's tables are created on first use
+  const after = sw.dp.exports.memory.buffer.byteLength;
+  assert.ok(after - before > 24 << 20, `overlay_create grew memory by ${after - before} bytes`);
+  const m = mappings().filter((v) => v.flags.includes('hg') && v.size === after);
+  assert.is(m.length, 1, 'one mapping of the grown memory\'s size carries the advice');
+  assert.ok(m[0].rss < 16 << 20, `and little of it is resident: ${m[0].rss >> 20} MiB`);
 });
 
 test('hugePages that is not a boolean is refused, naming the field', () => {
