@@ -223,6 +223,11 @@ export function check(field: string, v: number, lo: number, hi: number): void {
   if (!Number.isInteger(v) || v < lo || v > hi) throw new NetplaneError(field, `must be an integer from ${lo} to ${hi}, got ${v}`);
 }
 
+// An optional flag: absent, or true or false.
+export function checkFlag(field: string, v: unknown): void {
+  if (v !== undefined && typeof v !== 'boolean') throw new NetplaneError(field, `expected true or false, got ${JSON.stringify(v)}`);
+}
+
 // Throws on a configuration call's negative return, with the error's name.
 export function abi(field: string, code: number): void {
   if (code < 0) throw new NetplaneError(field, ABI_ERRORS[code] ?? `error ${code}`);

@@ -20,7 +20,7 @@
 // what toJSON / restore keep, like src/dhcp.ts, and what leasesAt shows. Every message from the wire is
 // untrusted: a malformed one is counted under a named reason in `counters.dropped`, never thrown.
 import type { Switch } from './switch.js';
-import { NetplaneError } from './abi.js';
+import { NetplaneError, checkFlag } from './abi.js';
 import { ethernet, ipv6, udp, parseIPv6, formatIPv6, parseMac, formatMac, onesComplementSum, pseudoHeaderSum } from './frames.js';
 import { Pump } from './transports/pump.js';
 import { linkLocal, encodeName } from './ra.js';
@@ -126,7 +126,7 @@ export class Dhcp6Server {
     const t2 = seconds('rebindingTime', o.rebindingTime, Math.max(t1, Math.floor((preferred * 4) / 5)));
     if (t2 < t1) throw new NetplaneError('rebindingTime', `${t2} is shorter than renewalTime ${t1}`);
     this.t = { preferred, valid, t1, t2, refresh: seconds('informationRefreshTime', o.informationRefreshTime, 86400) };
-    if (o.rapidCommit !== undefined && typeof o.rapidCommit !== 'boolean') throw new NetplaneError('rapidCommit', `expected true or false, got ${JSON.stringify(o.rapidCommit)}`);
+    checkFlag('rapidCommit', o.rapidCommit);
     this.rapidCommit = o.rapidCommit ?? true;
     this.preference = o.preference ?? 255;
     if (!Number.isInteger(this.preference) || this.preference < 0 || this.preference > 255) throw new NetplaneError('preference', `expected 0-255, got ${JSON.stringify(o.preference)}`);

@@ -25,7 +25,7 @@
 // Time is passed in (ms): tick(now) sends what is due; attach() drives it with setInterval and a clock,
 // both of which tests replace. Every solicitation is untrusted: a malformed one is counted under a named reason.
 import type { Switch } from './switch.js';
-import { NetplaneError } from './abi.js';
+import { NetplaneError, checkFlag } from './abi.js';
 import { ethernet, ipv6, icmpv6, parseIPv6, formatIPv6, parseMac, formatMac, onesComplementSum, pseudoHeaderSum } from './frames.js';
 import { Pump } from './transports/pump.js';
 
@@ -138,7 +138,7 @@ export class RouterAdvertiser {
     this.lifetime = lifetime === 0 ? 0 : seconds('lifetime', lifetime, this.maxInterval, 9000);
     const hopLimit = o.hopLimit ?? 64;
     if (!Number.isInteger(hopLimit) || hopLimit < 0 || hopLimit > 255) throw new NetplaneError('hopLimit', `expected 0-255, got ${JSON.stringify(o.hopLimit)}`);
-    for (const k of ['managed', 'otherConfig'] as const) if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new NetplaneError(k, `expected true or false, got ${JSON.stringify(o[k])}`);
+    for (const k of ['managed', 'otherConfig'] as const) checkFlag(k, o[k]);
     this.head = [hopLimit, (o.managed ? 0x80 : 0) | (o.otherConfig ? 0x40 : 0)];
 
     const out: number[] = [1, 1, ...parseMac(f.mac)];                          // source link-layer address

@@ -2,7 +2,7 @@
 // belonging to a compartment), routes, neighbours, source NAT (HNS OutBoundNAT), port mappings (HNS
 // PortMapping) and the connection table. Every call validates all of its arguments before it changes
 // anything, and names the field it refuses.
-import { NetplaneError, check as intIn, abi, PUNT_CLASSES, type PuntClass, type DataplaneView } from './abi.js';
+import { NetplaneError, check as intIn, checkFlag, abi, PUNT_CLASSES, type PuntClass, type DataplaneView } from './abi.js';
 import { parseIPv4, parseIPv6, parseMac, formatIPv4, formatIPv6, formatMac } from './frames.js';
 
 export interface InterfaceSpec {
@@ -211,7 +211,7 @@ export class Router {
     const mtu = spec.mtu ?? DEFAULT_MTU;
     intIn('mtu', mtu, MIN_MTU, 65535);
     const mss = mssClampValue(spec.mssClamp);
-    if (spec.silent !== undefined && typeof spec.silent !== 'boolean') throw new NetplaneError('silent', `expected true or false, got ${JSON.stringify(spec.silent)}`);
+    checkFlag('silent', spec.silent);
     const punt = puntMask(spec.punt);
     const x = this.dp.exports;
     const tcp = spec.tcp ? tcpFlags(spec.tcp) : 0;

@@ -18,7 +18,7 @@ import { Acls } from './acl.js';
 import { Overlay, OVERLAY_DEFAULTS } from './overlay.js';
 import { traceFrame, type TraceResult } from './trace.js';
 import type { PcapSink } from './pcap-format.js';
-import { NetplaneError, ABI_ERRORS, PUNT_REASONS, check, abi, instantiate, createCall, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
+import { NetplaneError, ABI_ERRORS, PUNT_REASONS, check, checkFlag, abi, instantiate, createCall, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
 
 export { NetplaneError, ABI_ERRORS, PUNT_REASONS, type PuntClass, type Build, type NetplaneExports, type DataplaneView } from './abi.js';
 
@@ -114,7 +114,7 @@ export class Dataplane implements DataplaneView {
     if (!(opts.module instanceof WebAssembly.Module)) {
       throw new NetplaneError('module', 'no compiled WebAssembly module given: here it is loaded asynchronously, so use `await Switch.create({ wasm })` or pass `module: await compileModule(url)`');
     }
-    if (opts.hugePages !== undefined && typeof opts.hugePages !== 'boolean') throw new NetplaneError('hugePages', `must be true or false, not ${JSON.stringify(opts.hugePages)}`);
+    checkFlag('hugePages', opts.hugePages);
     this.exports = instantiate(opts.module);
     const maxPorts = opts.maxPorts ?? DEFAULTS.maxPorts;
     const macEntries = opts.macEntries ?? DEFAULTS.macEntries;
