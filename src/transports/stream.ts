@@ -36,7 +36,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmodSync } from 'node:fs';
 import type { Switch, SwitchPort } from '../dataplane.js';
-import { loadNative } from './tap.js';
+import { loadNative } from './native.js';
 import { Pump, MIN_FRAME, MAX_FRAME, newStats, attachBatch, noteDisconnect, logOf } from './pump.js';
 
 export interface StreamOptions {

@@ -27,11 +27,9 @@
 // The transport holds the SwitchPort object it attached to (see pump.ts): frames go in only while
 // that object is still the switch's port, and close clears only its own handler, never one another
 // endpoint set on a port that reuses the id.
-import { loadNative, type Native } from './native.js';
+import { loadNative } from './native.js';
 import { Offload, VNET_HDR_LEN, type Switch, type SwitchPort } from '../dataplane.js';
 import { Pump, newStats, attachTx, MAX_FRAME, type TransportStats } from './pump.js';
-
-export { loadNative, type Native };
 
 export function nativeTapAvailable(): boolean {
   return loadNative() !== null;

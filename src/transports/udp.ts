@@ -28,7 +28,7 @@ import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
 import { isIP } from 'node:net';
 import { NetplaneError, type Switch, type SwitchPort } from '../dataplane.js';
 import { Pump, MIN_FRAME, MAX_FRAME, newStats, attachTx } from './pump.js';
-import { loadNative, type Native } from './tap.js';
+import { loadNative, type Native } from './native.js';
 import { parseIPv4, parseIPv6, formatIPv4, formatIPv6 } from '../frames.js';
 
 export const UDP_RCVBUF = 1024 * 1024;

@@ -47,7 +47,7 @@
 // can drive the underlay port itself.
 import type { Switch, SwitchPort } from '../dataplane.js';
 import { Pump, newStats, attachBatch, MAX_FRAME, type TransportStats } from './pump.js';
-import { loadNative, type Native } from './tap.js';
+import { loadNative, type Native } from './native.js';
 import { parseIPv4 } from '../frames.js';
 
 export interface UnderlayOptions {

@@ -5,7 +5,7 @@
 // helper (native/tap.c, loaded like the native TAP transport); without it, or when the sysctl
 // net.ipv4.ping_group_range leaves this process's group out (the kernel then says EACCES), the
 // uplink counts a refusal and says why once.
-import { createRequire } from 'node:module';
+import { loadNative } from '../transports/native.js';
 import { constants } from 'node:os';
 
 interface NativePing {
@@ -19,14 +19,11 @@ interface NativePing {
 
 let native: NativePing | null | undefined;
 
+// The native helper (src/transports/native.ts), if it is built with the ping sockets.
 function load(): NativePing | null {
   if (native !== undefined) return native;
-  const require = createRequire(import.meta.url);
-  // native/build/Release/ is two levels up from the bundle (build/dist/) and from here (src/uplink/).
-  try {
-    const n = require('../../native/build/Release/netplane_tap.node') as Partial<NativePing>;
-    native = typeof n.pingOpen === 'function' ? n as NativePing : null;
-  } catch { native = null; }
+  const n = loadNative() as Partial<NativePing> | null;
+  native = typeof n?.pingOpen === 'function' ? n as NativePing : null;
   return native;
 }
 
