@@ -29,6 +29,7 @@ import * as eim from "./tables/eim";
 import * as addr6 from "./tables/addr6";
 import * as frag from "./tables/frag";
 import * as acl from "./tables/acl";
+import * as hashing from "./tables/hash";
 import * as aclnode from "./nodes/acl";
 import * as trace from "./trace";
 import * as ct from "./nodes/ct";
@@ -83,6 +84,17 @@ function txDescriptors(maxPorts: u32, batch: u32): u32 {
   return <u32>min<u64>(<u64>batch * <u64>(maxPorts < 64 ? maxPorts : 64), 1 << 20);
 }
 function txBytes(batch: u32, rxBytes: u32): u32 { return rxBytes * 2 + batch * 24; }
+
+// Keys the hashes of the tables whose keys a guest or a remote host picks (tables/hash.ts `seed`) with
+// 64 secret bits (lo, hi). Before create() only, so that no table holds a key hashed with another seed;
+// afterwards it returns -1 (already created) and changes nothing. A host that never calls it gets seed 0: the tables
+// work, but anyone can compute keys that collide in them. The Node.js and browser entries pass 64
+// random bits (DataplaneOptions.hashSeed).
+export function set_hash_seed(lo: u32, hi: u32): i32 {
+  if (created) return Error.AlreadyCreated;
+  hashing.setSeed((<u64>hi << 32) | <u64>lo);
+  return Error.Ok;
+}
 
 // Creates the switch's tables. Called once per instance, before anything else. Returns 0, -3 for an
 // argument out of its range, -14 when the tables together do not fit (nothing is changed then).
@@ -728,6 +740,8 @@ export function ct_table(): usize { return flow.recBase; }
 export function ct_record_size(): u32 { return <u32>flow.RECORD_SIZE; }
 export function ct_capacity(): u32 { return flow.capacity; }
 export function ct_index_slots(): u32 { return flow.idxSlots; }
+// The index (8 bytes a slot: u32 key hash, 0 = empty, u32 (record << 1 | direction) + 1), read-only.
+export function ct_index(): usize { return flow.idxBase; }
 // IPv6 connections store address ids: id n is the 16 bytes at addr6_table() + (n - 1) * 24.
 export function addr6_table(): usize { return addr6.recBase; }
 export function ct_count(): u32 { return flow.count; }

@@ -4,7 +4,7 @@
 // costs two MAC table lookups over the whole table (uniformly random hosts: the cache-hostile case).
 import { Dataplane } from '../src/dataplane.js';
 import { ethernet, ipv4, udp } from '../src/frames.js';
-import { measure, record, rng, quick, type BenchRecord, type Suite } from './harness.js';
+import { HASH_SEED, measure, record, rng, quick, type BenchRecord, type Suite } from './harness.js';
 
 const PORTS = 64;
 const BATCH = 256;
@@ -28,7 +28,7 @@ function template(): Uint8Array {
 
 // Builds the switch and the traffic and returns the function that moves one batch.
 export function l2Setup(hosts: number, build: 'release' | 'debug' = 'release'): () => void {
-  const dp = new Dataplane({ build, maxPorts: PORTS, macEntries: hosts, batch: BATCH, rxBytes: BATCH * FRAME });
+  const dp = new Dataplane({ build, hashSeed: HASH_SEED, maxPorts: PORTS, macEntries: hosts, batch: BATCH, rxBytes: BATCH * FRAME });
   const x = dp.exports;
   for (let p = 0; p < PORTS; p++) x.port_configure(p, 0, 0, 0, 0, 0xffffffff);
 

@@ -11,7 +11,7 @@
 // - bytes per connection: the connection table's record and index bytes over its capacity (1M).
 import { Dataplane } from '../src/dataplane.js';
 import { ethernet, ipv4, tcp } from '../src/frames.js';
-import { measure, record, roundsSpread, rng, quick, type BenchRecord, type Suite } from './harness.js';
+import { HASH_SEED, measure, record, roundsSpread, rng, quick, type BenchRecord, type Suite } from './harness.js';
 
 const BATCH = 256;
 const FRAME = 64;
@@ -26,7 +26,7 @@ const hostMac = (h: number) => `02:00:00:01:${(h >> 8).toString(16).padStart(2, 
 const hostIp = (h: number) => `10.0.${h >> 8}.${(h & 255) + 1}`;
 
 function natHost(conns: number) {
-  const dp = new Dataplane({ build: 'release', maxPorts: 4, macEntries: 1024, batch: BATCH, rxBytes: BATCH * 128, connections: conns, neighbors: 1024 });
+  const dp = new Dataplane({ build: 'release', hashSeed: HASH_SEED, maxPorts: 4, macEntries: 1024, batch: BATCH, rxBytes: BATCH * 128, connections: conns, neighbors: 1024 });
   const x = dp.exports;
   const ok = (e: number, what: string) => { if (e < 0) throw new Error(`${what}: ${e}`); };
   ok(x.port_configure(0, 1, 0, 0, 0, 0xffffffff), 'port 0');
@@ -189,7 +189,7 @@ function newConnectionsCase(): BenchRecord {
 // The connection table's own footprint: record and index bytes per connection, read from the module.
 function bytesPerConnection(): BenchRecord {
   const n = 1 << 20;
-  const dp = new Dataplane({ build: 'release', connections: n });
+  const dp = new Dataplane({ build: 'release', hashSeed: HASH_SEED, connections: n });
   const x = dp.exports;
   const bytes = (x.ct_record_size() * x.ct_capacity() + x.ct_index_slots() * 8) / n;
   console.log(`  ${'memory per connection'.padEnd(44)} ${bytes.toFixed(1).padStart(7)} bytes`);

@@ -7,7 +7,7 @@
 // half of each batch each way, the per-core figure for a host that sends and receives.
 import { Switch } from '../src/dataplane.js';
 import { ethernet, ipv4, udp } from '../src/frames.js';
-import { measure, record, rng, quick, type BenchRecord, type Case, type Suite } from './harness.js';
+import { HASH_SEED, measure, record, rng, quick, type BenchRecord, type Case, type Suite } from './harness.js';
 
 const BATCH = 256;
 const FRAME = 64;
@@ -24,7 +24,7 @@ export type VxlanCase = 'encap' | 'decap' | 'both';
 
 export function vxlanSetup(kind: VxlanCase, remotes: number, build: 'release' | 'debug' = 'release'): () => void {
   let now = 1000;
-  const sw = new Switch({ build, maxPorts: 4, macEntries: remotes + 1024, batch: BATCH, rxBytes: BATCH * SLOT, maxRemotes: remotes, clock: () => now });
+  const sw = new Switch({ build, hashSeed: HASH_SEED, maxPorts: 4, macEntries: remotes + 1024, batch: BATCH, rxBytes: BATCH * SLOT, maxRemotes: remotes, clock: () => now });
   sw.addPort({ network: 100 });
   sw.addPort({ network: 1 });
   sw.overlay.setUnderlay({ port: 0, address: '10.99.255.1' });

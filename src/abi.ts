@@ -9,6 +9,7 @@ export type Build = 'release' | 'debug';
 // The raw exports (docs/ABI.md).
 export interface NetplaneExports {
   memory: WebAssembly.Memory;
+  set_hash_seed(lo: number, hi: number): number;
   create(maxPorts: number, macEntries: number, batch: number, rxBytes: number): number;
   rx_descriptors(): number;
   rx_buffer(): number;
@@ -102,6 +103,7 @@ export interface NetplaneExports {
   ct_record_size(): number;
   ct_capacity(): number;
   ct_index_slots(): number;
+  ct_index(): number;
   ct_count(): number;
   ct_flush(zone: number): number;
   ct_state_count(): number;
@@ -250,7 +252,7 @@ export function abiString(memory: WebAssembly.Memory, addr: number): string {
 // 2 GiB (tables that large are allowed) would come out negative: these are read as unsigned.
 const ADDRESS_EXPORTS = ['rx_descriptors', 'rx_buffer', 'tx_descriptors', 'rx_offloads', 'tx_offloads', 'port_record', 'port_drops', 'mac_table',
   'drops', 'reason_name', 'stats', 'stat_name', 'parse_result', 'iface_record', 'route_table', 'neighbor_table',
-  'ct_table', 'addr6_table', 'ct_state_name', 'acl_alloc', 'trace_buffer', 'punt_descriptors',
+  'ct_table', 'ct_index', 'addr6_table', 'ct_state_name', 'acl_alloc', 'trace_buffer', 'punt_descriptors',
   'overlay_member_table', 'overlay_remote_table'] as const;
 
 export function instantiate(module: WebAssembly.Module): NetplaneExports {

@@ -78,6 +78,11 @@ export interface DataplaneOptions {
   hugePages?: boolean;
   // What asks for them: set by the Node.js entry (src/dataplane.ts), not by users. Returns 0 or an errno.
   adviseHugePages?: (mem: Uint8Array) => number;
+  // The secret that keys the hashes of the tables whose keys guests and remote hosts pick (conntrack,
+  // MAC, fragments, IPv6 addresses, mappings, neighbours; docs/ABI.md set_hash_seed), 0 .. 2^64-1.
+  // Default: 64 random bits from crypto.getRandomValues, different for every switch. Give one only to
+  // repeat a run exactly (the benchmarks do); a seed others know lets them flood a table's probe runs.
+  hashSeed?: bigint;
 }
 
 export const DEFAULTS = {
@@ -115,7 +120,9 @@ export class Dataplane implements DataplaneView {
       throw new NetplaneError('module', 'no compiled WebAssembly module given: here it is loaded asynchronously, so use `await Switch.create({ wasm })` or pass `module: await compileModule(url)`');
     }
     checkFlag('hugePages', opts.hugePages);
+    const seed = hashSeed(opts.hashSeed);
     this.exports = instantiate(opts.module);
+    abi('hashSeed', this.exports.set_hash_seed(Number(seed & 0xffffffffn), Number(seed >> 32n)));
     const maxPorts = opts.maxPorts ?? DEFAULTS.maxPorts;
     const macEntries = opts.macEntries ?? DEFAULTS.macEntries;
     const batch = opts.batch ?? DEFAULTS.batch;
@@ -173,6 +180,18 @@ export class Dataplane implements DataplaneView {
   u64(addr: number): number {
     return Number(this.dv.getBigUint64(addr, true));
   }
+}
+
+// The seed given (checked), or 64 random bits.
+function hashSeed(v: unknown): bigint {
+  if (v === undefined) {
+    const r = crypto.getRandomValues(new Uint32Array(2));
+    return (BigInt(r[1]) << 32n) | BigInt(r[0]);
+  }
+  if (typeof v !== 'bigint' || v < 0n || v >= 1n << 64n) {
+    throw new NetplaneError('hashSeed', `must be a bigint from 0 to 2^64-1, got ${typeof v === 'bigint' ? `${v}n` : JSON.stringify(v)}`);
+  }
+  return v;
 }
 
 function names(n: number, get: (i: number) => string): string[] {

@@ -55,10 +55,11 @@ export const CT_DSR: u8 = 0x40;
 
 // The hash a new connection picks its backend by (tables/natrules.ts: Maglev), by the balancer's
 // distribution: per connection (5-tuple), per source address and protocol, or per source address.
+// Unseeded: every host of a cluster must pick the same backend for the same connection.
 @inline function backendHash(dist: u32, proto: u32, src: u32, sport: u32, dst: u32, dport: u32): u32 {
-  if (dist == natrules.LB_SOURCE_IP) return flow.hashKey(0, 0, src, 0, 0, 0);
-  if (dist == natrules.LB_SOURCE_IP_PROTOCOL) return flow.hashKey(0, proto, src, 0, 0, 0);
-  return flow.hashKey(0, proto, src, dst, sport, dport);
+  if (dist == natrules.LB_SOURCE_IP) return flow.hashUnseeded(0, 0, src, 0, 0, 0);
+  if (dist == natrules.LB_SOURCE_IP_PROTOCOL) return flow.hashUnseeded(0, proto, src, 0, 0, 0);
+  return flow.hashUnseeded(0, proto, src, dst, sport, dport);
 }
 
 // The egress the new connection's route chose, for the caller to prime the connection's cache with.

@@ -6,7 +6,7 @@
 //
 // Record (24 bytes): 0 u64 address hi, 8 u64 lo (big-endian halves, as tables/lpm.ts), 16 u32
 // references (0 = free; for free records: 20 u32 next free + 1).
-import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
+import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome, seed } from "./hash";
 import * as arena from "../arena";
 
 const RECORD_SIZE: usize = 24;
@@ -35,7 +35,7 @@ export function alloc(entries: u32): void {
 @inline export function lo(id: u32): u64 { return load<u64>(rec(id - 1), 8); }
 
 @inline function hashOf(h: u64, l: u64): u32 {
-  let x = <u32>mix64(h ^ mix64(l ^ 0x6164647236));
+  let x = <u32>mix64(h ^ mix64(l ^ seed ^ 0x6164647236));
   return x == 0 ? 1 : x;
 }
 

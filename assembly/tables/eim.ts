@@ -7,7 +7,7 @@
 //
 // Mapping record (24 bytes): 0 u32 internal address, 4 u32 external address, 8 u16 internal port,
 // 10 u16 external port, 12 u16 zone, 14 u8 protocol, 15 u8 in use, 16 u32 connections, 20 u32 rule.
-import { hash3, nextPow2, eraseAt } from "./hash";
+import { hash3, nextPow2, eraseAt, seed } from "./hash";
 import * as arena from "../arena";
 
 const RECORD_SIZE: usize = 24;
@@ -57,7 +57,7 @@ export function prepareRule(r: u32): void {
 
 @inline function slot(i: u32): usize { return base + <usize>i * RECORD_SIZE; }
 @inline function keyHash(zone: u32, proto: u32, intAddr: u32, intPort: u32, extAddr: u32): u32 {
-  return hash3((<u64>zone << 32) | (<u64>proto << 16) | <u64>intPort, <u64>intAddr, <u64>extAddr ^ 0x65696d);
+  return hash3((<u64>zone << 32) | (<u64>proto << 16) | <u64>intPort, <u64>intAddr, <u64>extAddr ^ seed ^ 0x65696d);
 }
 
 function used(s: usize): bool { return load<u8>(s, 15) != 0; }

@@ -33,7 +33,7 @@
 //   88 u32 created (ms)    92 u32 policy generation (records given back: the next one given back + 1)
 //   96 TCP window of the original direction: u32 end, u32 maxend, u32 maxwin, u32 maxack
 //   112 the same for the reply direction
-import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
+import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome, seed } from "./hash";
 import * as arena from "../arena";
 import * as addr6 from "./addr6";
 import * as eim from "./eim";
@@ -58,7 +58,7 @@ export let capacity: u32 = 0;
 export let count: u32 = 0;
 let freeHead: u32 = 0;              // the last record given back + 1 (0 = none)
 let fresh: u32 = 0;                 // records from here on were never taken (and are zero)
-let idxBase: usize = 0;
+export let idxBase: usize = 0;
 export let idxSlots: u32 = 0;
 let idxMask: u32 = 0;
 let sweepCursor: u32 = 0;
@@ -87,14 +87,23 @@ export function alloc(conns: u32): void {
 // (ip4.ts routedFlowHash); a caller with the key as numbers swaps them here (hashKey). addrs: the 8
 // bytes of source then destination address, ports: the 4 bytes of source then destination port (or
 // identifier), each as loaded from the packet (little-endian).
+// Keyed with the table's secret seed (tables/hash.ts).
 @inline export function hashWire(zone: u32, proto: u32, addrs: u64, ports: u32): u32 {
+  return hashKeyed(zone, proto, addrs ^ seed, ports);
+}
+@inline export function hashKey(zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): u32 {
+  return hashWire(zone, proto, wireAddrs(src, dst), wirePorts(sport, dport));
+}
+// The same hash without the seed, for what must agree across hosts (the load balancer's backend
+// choice, nodes/nat.ts).
+@inline export function hashUnseeded(zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): u32 {
+  return hashKeyed(zone, proto, wireAddrs(src, dst), wirePorts(sport, dport));
+}
+@inline function hashKeyed(zone: u32, proto: u32, addrs: u64, ports: u32): u32 {
   // One finalizer over the addresses and the multiplied rest (each output bit depends on every input bit).
   let b = (<u64>ports << 32) | (<u64>proto << 16) | <u64>zone;
   let r = <u32>mix64(addrs ^ (b * 0x9e3779b97f4a7c15));
   return r == 0 ? 1 : r; // 0 marks an empty index slot's hash
-}
-@inline export function hashKey(zone: u32, proto: u32, src: u32, dst: u32, sport: u32, dport: u32): u32 {
-  return hashWire(zone, proto, wireAddrs(src, dst), wirePorts(sport, dport));
 }
 
 // The tuple of direction `dir` (0 original, 1 reply) as numbers.

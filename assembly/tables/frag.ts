@@ -34,7 +34,7 @@
 //   16 u32 the datagram's answer identification once released, 20 u16 network, 22 u16 VLAN (the
 //   broadcast domain it was in: a frame decapsulated from the underlay has no port of its own), 24 frame.
 import { Reason } from "../reasons";
-import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome } from "./hash";
+import { mix64, nextPow2, eraseAt, indexSlotUsed, indexSlotHome, seed } from "./hash";
 import { drop, bump, Stat } from "../counters";
 import * as arena from "../arena";
 
@@ -122,7 +122,7 @@ export function alloc(datagrams: u32): void {
 @inline export function hold(i: u32): usize { return holdBase + <usize>i * HOLD_SIZE; }
 
 @inline function keyHash(zone: u32, proto: u32, shi: u64, slo: u64, dhi: u64, dlo: u64, id: u32): u32 {
-  let h = <u32>mix64(shi ^ mix64(slo ^ mix64(dhi ^ mix64(dlo ^ ((<u64>id << 32) | (<u64>zone << 8) | <u64>proto)))));
+  let h = <u32>mix64(shi ^ mix64(slo ^ mix64(dhi ^ mix64(dlo ^ seed ^ ((<u64>id << 32) | (<u64>zone << 8) | <u64>proto)))));
   return h == 0 ? 1 : h;
 }
 

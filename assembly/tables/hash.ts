@@ -1,6 +1,17 @@
 // Hash mixing shared by the tables: the MurmurHash3 64-bit finalizer, which spreads every input bit over
 // the whole output so that masking the low bits for a power-of-two table is safe.
 
+// The secret key of the tables whose keys a guest or a remote host picks (conntrack, MAC, fragments,
+// IPv6 addresses, endpoint-independent mappings, neighbours), xored into each hash's input before the
+// mixing: without it, anyone who reads this file can compute keys that share a home slot and grow one
+// probe run until every lookup in it walks thousands of slots (a hash flooding attack, as on Linux's
+// conntrack before its hash took a random seed, nf_conntrack_hash_rnd; Open vSwitch keys its hashes with
+// a random basis the same way). The host sets it before create() (set_hash_seed): the Node.js and
+// browser entries from 64 random bits. Hashes that must agree across hosts take none: the load
+// balancer's backend choice (nodes/nat.ts backendHash), the VXLAN source port.
+export let seed: u64 = 0;
+export function setSeed(s: u64): void { seed = s; }
+
 @inline export function mix64(h: u64): u64 {
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccd;

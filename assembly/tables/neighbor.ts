@@ -7,7 +7,7 @@
 // Record (32 bytes): 0 u64 address hi, 8 u64 address lo (as in tables/lpm.ts), 16 u16 zone, 18 u8
 // family (4/6; 0 = free), 19 u8 state (1 learned, 2 static), 20 u16 interface, 22 6 bytes MAC, 28 u32
 // last confirmed (ms).
-import { hash3, nextPow2, eraseAt } from "./hash";
+import { hash3, nextPow2, eraseAt, seed } from "./hash";
 import * as arena from "../arena";
 import { bumpEpoch } from "../router";
 
@@ -33,7 +33,7 @@ export function alloc(entries: u32): void {
 
 @inline function slot(i: u32): usize { return base + (<usize>i << 5); }
 @inline function keyHash(zone: u32, fam: u32, hi: u64, lo: u64): u32 {
-  return hash3(<u64>(zone | (fam << 16)) ^ 0x6e65696768626f72, hi, lo);
+  return hash3(<u64>(zone | (fam << 16)) ^ 0x6e65696768626f72, hi, lo ^ seed);
 }
 
 export function find(zone: u32, fam: u32, hi: u64, lo: u64): usize {
