@@ -13,7 +13,8 @@ const RECORD_SIZE: usize = 24;
 
 export let recBase: usize = 0;
 let capacity: u32 = 0;
-let freeHead: u32 = 0;
+let freeHead: u32 = 0;           // the last id given back (0 = none)
+let fresh: u32 = 0;              // records from here on were never taken (and are zero)
 let idxBase: usize = 0;
 let idxMask: u32 = 0;
 export let count: u32 = 0;
@@ -23,8 +24,9 @@ export function bytes(entries: u32): u64 { return arena.span(entries, RECORD_SIZ
 export function alloc(entries: u32): void {
   capacity = entries;
   recBase = arena.take(entries, RECORD_SIZE);
-  for (let i: u32 = 0; i < entries; i++) store<u32>(rec(i), i + 2 <= entries ? i + 2 : 0, 20);
-  freeHead = entries > 0 ? 1 : 0;
+  // Nothing is written here, as in tables/flow.ts: records are taken in order (one given back first).
+  freeHead = 0;
+  fresh = 0;
   let slots = nextPow2(entries * 2);
   idxMask = slots - 1;
   idxBase = arena.take(slots, 8);
@@ -63,10 +65,15 @@ export function acquire(h: u64, l: u64): u32 {
     store<u32>(r, load<u32>(r, 16) + 1, 16);
     return id;
   }
-  if (freeHead == 0) return 0;
-  id = freeHead;
+  if (freeHead != 0) {
+    id = freeHead;
+    freeHead = load<u32>(rec(id - 1), 20);
+  } else if (fresh < capacity) {
+    id = ++fresh;
+  } else {
+    return 0;
+  }
   let r = rec(id - 1);
-  freeHead = load<u32>(r, 20);
   store<u64>(r, h);
   store<u64>(r, l, 8);
   store<u32>(r, 1, 16);

@@ -65,12 +65,14 @@ export const HOLD: i32 = -1;
 export let recBase: usize = 0;
 export let capacity: u32 = 0;
 export let count: u32 = 0;
-let freeHead: u32 = 0;
+let freeHead: u32 = 0;           // the last record given back + 1 (0 = none)
+let fresh: u32 = 0;              // records from here on were never taken (and are zero)
 let idxBase: usize = 0;
 let idxMask: u32 = 0;
 export let holdBase: usize = 0;
 export let holdSlots: u32 = 0;
-let holdFree: u32 = 0;           // next free slot + 1
+let holdFree: u32 = 0;           // the last slot given back + 1 (0 = none)
+let holdFresh: u32 = 0;          // slots from here on were never taken
 let pendingHead: u32 = 0;        // released slots waiting to run again, + 1
 let sweepCursor: u32 = 0;
 export let timeoutMs: u32 = DEFAULT_TIMEOUT_MS;
@@ -107,15 +109,17 @@ export function bytes(datagrams: u32): u64 {
 export function alloc(datagrams: u32): void {
   capacity = datagrams;
   recBase = arena.take(datagrams, RECORD_SIZE);
-  for (let i: u32 = 0; i < datagrams; i++) store<u32>(rec(i), i + 2 <= datagrams ? i + 2 : 0, 60);
-  freeHead = 1;
+  // Nothing is written here, as in tables/flow.ts: records and hold slots are taken in order (one given
+  // back first), so the table's pages are first touched when fragments use them.
+  freeHead = 0;
+  fresh = 0;
   let slots = nextPow2(datagrams * 2);
   idxMask = slots - 1;
   idxBase = arena.take(slots, 8);
   holdSlots = holdSlotsFor(datagrams);
   holdBase = arena.take(holdSlots, HOLD_SIZE);
-  for (let i: u32 = 0; i < holdSlots; i++) store<u32>(hold(i), i + 2 <= holdSlots ? i + 2 : 0);
-  holdFree = holdSlots > 0 ? 1 : 0;
+  holdFree = 0;
+  holdFresh = 0;
 }
 
 @inline export function rec(i: u32): usize { return recBase + <usize>i * RECORD_SIZE; }
@@ -157,11 +161,17 @@ function open(zone: u32, proto: u32, shi: u64, slo: u64, dhi: u64, dlo: u64, id:
     expire(v - 1);
   }
   // Full: datagrams that expired since the sweep last passed them make room first.
-  if (freeHead == 0) sweep(now, RECLAIM_SCAN);
-  if (freeHead == 0) return 0;
-  let i = freeHead - 1;
+  if (freeHead == 0 && fresh == capacity) sweep(now, RECLAIM_SCAN);
+  let i: u32;
+  if (freeHead != 0) {
+    i = freeHead - 1;
+    freeHead = load<u32>(rec(i), 60);
+  } else if (fresh < capacity) {
+    i = fresh++;
+  } else {
+    return 0;
+  }
   let r = rec(i);
-  freeHead = load<u32>(r, 60);
   memory.fill(r, 0, RANGES);
   store<u64>(r, shi);
   store<u64>(r, slo, 8);
@@ -344,10 +354,17 @@ let heldFor: usize = 0;
 // Holds the frame of the fragment later() answered HOLD for. Returns the reason it cannot be held
 // (the caller drops it), or None.
 export function holdFrame(frame: usize, len: u32, inPort: u32, ifIndex: u32, stage: u32, network: u32, vlan: u32): Reason {
-  if (len > HOLD_FRAME_MAX || holdFree == 0) return Reason.IpFragmentBufferFull;
-  let s = holdFree;
+  if (len > HOLD_FRAME_MAX) return Reason.IpFragmentBufferFull;
+  let s: u32;
+  if (holdFree != 0) {
+    s = holdFree;
+    holdFree = load<u32>(hold(s - 1));
+  } else if (holdFresh < holdSlots) {
+    s = ++holdFresh;
+  } else {
+    return Reason.IpFragmentBufferFull;
+  }
   let p = hold(s - 1);
-  holdFree = load<u32>(p);
   let r = heldFor;
   store<u32>(p, load<u32>(r, 60));
   store<u16>(p, <u16>len, 4);
@@ -376,14 +393,14 @@ export function freeSlot(s: u32): void {
   holdFree = s;
 }
 
-// Expires datagrams among the next `budget` records.
+// Expires datagrams among the next `budget` records ever taken.
 export function sweep(now: u32, budget: u32): void {
   if (count == 0) return;
   let i = sweepCursor;
   for (let n: u32 = 0; n < budget; n++) {
     let r = rec(i);
     if ((load<u8>(r, 39) & IN_USE) != 0 && <i32>(now - load<u32>(r, 44)) > 0) expire(i);
-    i = i + 1 == capacity ? 0 : i + 1;
+    i = i + 1 >= fresh ? 0 : i + 1;
   }
   sweepCursor = i;
 }
