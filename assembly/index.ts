@@ -86,10 +86,10 @@ function txDescriptors(maxPorts: u32, batch: u32): u32 {
 function txBytes(batch: u32, rxBytes: u32): u32 { return rxBytes * 2 + batch * 24; }
 
 // Keys the hashes of the tables whose keys a guest or a remote host picks (tables/hash.ts `seed`) with
-// 64 secret bits (lo, hi). Before create() only, so that no table holds a key hashed with another seed;
-// afterwards it returns -1 (already created) and changes nothing. A host that never calls it gets seed 0: the tables
-// work, but anyone can compute keys that collide in them. The Node.js and browser entries pass 64
-// random bits (DataplaneOptions.hashSeed).
+// 64 secret bits (lo, hi). Before create() only, so that no table holds a key hashed with another
+// seed: afterwards it returns -1 (already created) and changes nothing. A host that never calls it
+// gets seed 0: the tables work, but anyone can compute keys that collide in them. The Node.js and
+// browser entries pass 64 random bits (DataplaneOptions.hashSeed).
 export function set_hash_seed(lo: u32, hi: u32): i32 {
   if (created) return Error.AlreadyCreated;
   hashing.setSeed((<u64>hi << 32) | <u64>lo);

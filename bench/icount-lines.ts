@@ -13,6 +13,8 @@
 //
 //   node --import tsx bench/icount-lines.ts <case> [batches=2000] [lines=40]
 //   ICOUNT_SHOW=mac.ts:70,bytes.ts:9 node --import tsx bench/icount-lines.ts ...   (and those lines' code)
+// It also lists the compares V8 turned into a 0/1 value that it then tests (set<cc>, movzx, test),
+// by line: a `&&` or `||` that became an if yielding a value, which nested ifs avoid.
 //
 // Counts are per packet of the counted batches: callgrind starts counting once the case is set up
 // (callgrind_control). Needs valgrind. A few minutes a case.
@@ -141,6 +143,9 @@ try {
   const byLine = new Map<string, number>(), byFile = new Map<string, number>();
   // ICOUNT_SHOW=file:line[,file:line]: those lines' instructions, each with its count a packet.
   const showLines = (process.env.ICOUNT_SHOW ?? '').split(',').filter(Boolean), shown: string[] = [];
+  // Compares V8 made into a 0/1 value (set<cc>; then a movzx, and mostly a test: three instructions a
+  // branch could have saved), by line: where a `&&` or `||` condition became an if that yields a value.
+  const materialized = new Map<string, number>();
   for (const f of fns) {
     let total = 0;
     const body = bodies.get(f.index);
@@ -154,6 +159,7 @@ try {
       const j = k >= 0 && body !== undefined ? below(cols, body + pos[k][1]) : -1;
       const at = j >= 0 ? where[j] : `wasm-function[${f.index}]`;
       if (showLines.some((w) => at.endsWith(w))) shown.push(`${(c / packets).toFixed(2).padStart(7)}  ${at.padEnd(32)} ${f.text[i]}`);
+      if (/^set[a-z]+ /.test(f.text[i])) materialized.set(at, (materialized.get(at) ?? 0) + c);
       byLine.set(at, (byLine.get(at) ?? 0) + c);
       const file = at.split(':')[0];
       byFile.set(file, (byFile.get(file) ?? 0) + c);
@@ -168,6 +174,8 @@ try {
   show('by function (wasm-function index)', perFn.map(([i, v]) => [`wasm-function[${i}]`, v] as [string, number]), 10);
   show('by file', byFile, 20);
   show('by line', byLine, top);
+  const tested = [...materialized.values()].reduce((a, b) => a + b, 0);
+  show(`compares made a value (set<cc>): ${(tested / packets).toFixed(1)} a packet, by line`, materialized, 30);
   if (shown.length) console.log(`the instructions of ${showLines.join(', ')}, in code order\n${shown.join('\n')}`);
 } finally {
   rmSync(tmp, { recursive: true, force: true });

@@ -143,7 +143,7 @@ export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, no
   let s = <u32>load<u8>(r, 27);
   let ns = s;
   let flags = load<u8>(r, 28);
-  if (dir == 1 && (flags & flow.CT_SEEN_REPLY) == 0) flags |= flow.CT_SEEN_REPLY;
+  if (dir == 1) flags |= flow.CT_SEEN_REPLY;
   let t: u32 = 0;
   if (proto == 6) {
     let f = <u32>load<u8>(l4, 13);
@@ -158,7 +158,7 @@ export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, no
     // An established segment moves nothing (tcpNext's answer, inline); the FIN-seen bits in a local,
     // not tcpNext's global, which V8 would store and load again.
     let seen: u8 = 0;
-    if (s != State.TcpEstablished || (f & (tcp.SYN | tcp.FIN | tcp.RST)) != 0) {
+    if (((s ^ State.TcpEstablished) | (f & (tcp.SYN | tcp.FIN | tcp.RST))) != 0) {
       ns = tcpNext(r, s, dir, f);
       if (ns == State.None) return Reason.CtTcpInvalid;
       seen = nextSeen;
@@ -178,8 +178,9 @@ export function update(r: usize, proto: u32, dir: u32, l4: usize, l4len: u32, no
     if (checked) {
       let v = win.check(r, dir, s, l4, l4len, f);
       // Liberal (the connection's sender, or its zone): what fails a bound passes and moves its state.
-      if (v != win.ACCEPT && ((load<u8>(r + win.TDF + dir) & win.TD_LIBERAL) != 0 ||
-          (zoneFlags(<u32>load<u16>(r, 24)) & ZONE_LIBERAL) != 0)) v = win.ACCEPT;
+      if (v != win.ACCEPT) {
+        if ((load<u8>(r + win.TDF + dir) & win.TD_LIBERAL) != 0 || (zoneFlags(<u32>load<u16>(r, 24)) & ZONE_LIBERAL) != 0) v = win.ACCEPT;
+      }
       if (v == win.IGNORE) {
         bump(Stat.CtTcpIgnored);
         ignored = true;

@@ -158,7 +158,7 @@ export function sendVia(m: Meta, out: Iface, nextHop: u64, now: u32): void {
   m.network = network;
   m.vlan = vid;
   let k = mac.key(nextHop, vid);
-  if (k != lastKey || network != lastNetwork) {
+  if (((k ^ lastKey) | <u64>(network ^ lastNetwork)) != 0) {
     lastKey = k;
     lastNetwork = network;
     lastHash = mac.hash(k, network);

@@ -57,9 +57,11 @@ import * as trace from "../trace";
   let addrs = load<u64>(ip, ipv4.SRC);
   let ports: u32 = 0, tcpFlags: u32 = 0;
   let l4 = m.frame + m.l4;
-  if (proto == 6 || proto == 17) {
+  if (proto == 6) {
     ports = load<u32>(l4);
-    if (proto == 6) tcpFlags = <u32>load<u8>(l4, 13);
+    tcpFlags = <u32>load<u8>(l4, 13);
+  } else if (proto == 17) {
+    ports = load<u32>(l4);
   } else if (proto == 1) {
     // An echo request's identifier stands for its source port, a reply's for its destination port.
     let t = icmpw.type(l4);
@@ -87,8 +89,9 @@ import * as trace from "../trace";
 
   let h = m.flowHash != 0 ? m.flowHash : flow.hashWire(zone, proto, addrs, ports);
   // The batch's touch pass may already have found the connection (pipeline.ts): checked, not probed.
-  let known = m.flowRef != 0 && flow.holds(m.flowRef, zone, proto, addrs, ports)
-    ? m.flowRef : flow.lookupWire(h, zone, proto, addrs, ports);
+  let known: u32 = 0;
+  if (m.flowRef != 0) known = flow.holds(m.flowRef, zone, proto, addrs, ports);
+  if (known == 0) known = flow.lookupWire(h, zone, proto, addrs, ports);
   let v = ct.live(known, proto, tcpFlags, now);
   if (v != 0) {
     let ri = (v - 1) >> 1;
@@ -162,11 +165,17 @@ function local4(m: Meta, f: Iface, proto: u32, sport: u32, answer: u32, now: u32
 // Also records in m.toRouter that the frame is for the router, so forwarding need not look the gateway
 // MAC up again.
 @inline export function routedFlowHash(m: Meta, dstMac: u64): u32 {
-  if (m.ethertype != eth.TYPE_IPV4 || m.l4 == 0 || (m.protocol != 6 && m.protocol != 17)) return 0;
+  // Each test in its own if: a `||` chain would become a value V8 makes and tests (tables/mac.ts find).
+  if (m.ethertype != eth.TYPE_IPV4) return 0;
+  if (m.l4 == 0) return 0;
+  if (m.protocol != 6) {
+    if (m.protocol != 17) return 0;
+  }
   let i = ifaceOfDomain(m.network, m.vlan);
   if (i < 0) return 0;
   let f = iface(<u32>i);
-  if (f.mac != dstMac || f.state != IF_UP) return 0;
+  if (f.mac != dstMac) return 0;
+  if (f.state != IF_UP) return 0;
   m.toRouter = <u32>i + 1;
   // The addresses (source, destination) and the ports as the headers carry them: two loads.
   return flow.hashWire(<u32>f.zone, m.protocol, load<u64>(m.frame + m.l3, ipv4.SRC), load<u32>(m.frame + m.l4));

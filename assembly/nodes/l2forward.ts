@@ -21,7 +21,7 @@
 import { Reason } from "../reasons";
 import * as arena from "../arena";
 import { Meta, FLAG_TAGGED, FLAG_FLOODED, FLAG_FLOODING } from "../packet";
-import { Port, port, highPort, isMember, MODE_TRUNK, PORT_ACL, PORT_CAPS } from "../ports";
+import { Port, port, highPort, isMember, MODE_TRUNK, PORT_ACL, PORT_CAPS, STATE_UP } from "../ports";
 import * as gso from "./gso";
 import { aclCheck } from "./acl";
 import { DIR_IN } from "../tables/acl";
@@ -95,7 +95,14 @@ export function allocGroupFwd(): void { groupFwdBase = arena.take(65536, 2); }
         return 0;
       }
       let pt = port(o);
-      if (isMember(pt, o, m.network, m.vlan)) {
+      // isMember's tests, each in its own if for the common case (an access port of the domain): a
+      // `&&` or `||` would become a value V8 makes and then tests (tables/mac.ts find).
+      let member = false;
+      if (((<u32>pt.state ^ STATE_UP) | (<u32>pt.network ^ m.network)) == 0) {
+        if (<u32>pt.vlan == m.vlan) member = true;
+        else member = isMember(pt, o, m.network, m.vlan);
+      }
+      if (member) {
         if (trace.traceOn) trace.note(trace.Step.L2, 0, o, 0, 0);
         deliver(m, pt, o, now);
         return 0;
@@ -104,8 +111,8 @@ export function allocGroupFwd(): void { groupFwdBase = arena.take(65536, 2); }
     }
   }
   // A DHCP or DHCPv6 request to the gateway's server goes to the host instead (nodes/punt.ts).
-  if (puntAny && isGroupMac(dst)) {
-    if (m.ethertype == eth.TYPE_IPV4 ? puntGroup4(m) : m.ethertype == eth.TYPE_IPV6 && puntGroup6(m)) return 0;
+  if (puntAny) {
+    if (isGroupMac(dst) && (m.ethertype == eth.TYPE_IPV4 ? puntGroup4(m) : m.ethertype == eth.TYPE_IPV6 && puntGroup6(m))) return 0;
   }
   let f: i32 = -1;
   if (isGroupMac(dst) && (m.ethertype == eth.TYPE_ARP || m.ethertype == eth.TYPE_IPV6)) f = ifaceOfDomain(m.network, m.vlan);
@@ -155,12 +162,14 @@ function flood(m: Meta, exclude: u32, now: u32, toRouter: bool): void {
       return false;
     }
   }
-  let wantTag = pt.mode == MODE_TRUNK && <u32>pt.vlan != m.vlan;
   let tagged = (m.flags & FLAG_TAGGED) != 0;
-  if (wantTag) {
-    if (tagged && (m.tci & 0x0fff) == m.vlan) return send(m, pt, o, m.frame, m.len);
-    if (m.retagged == 0 && !buildTagged(m)) return false;
-    return send(m, pt, o, m.retagged, tagged ? m.len : m.len + vlan.TAG_LEN);
+  // A trunk port whose native VLAN is not the frame's wants it tagged (nested ifs: see l2forward).
+  if (pt.mode == MODE_TRUNK) {
+    if (<u32>pt.vlan != m.vlan) {
+      if (tagged && (m.tci & 0x0fff) == m.vlan) return send(m, pt, o, m.frame, m.len);
+      if (m.retagged == 0 && !buildTagged(m)) return false;
+      return send(m, pt, o, m.retagged, tagged ? m.len : m.len + vlan.TAG_LEN);
+    }
   }
   if (!tagged) return send(m, pt, o, m.frame, m.len);
   if (m.untagged == 0 && !buildUntagged(m)) return false;

@@ -18,7 +18,15 @@ import * as trace from "../trace";
   // (The underlay port learns nothing: a decapsulated frame's source is checked instead.)
   if (pt.flags & PORT_NO_LEARN) return (m.flags & FLAG_TUNNEL) != 0 ? checkSource(m, now) : Reason.None;
   let k = mac.key(loadMac(m.frame + eth.SRC), m.vlan);
-  if (!trace.traceOn && mac.refreshed(k, m.network, m.srcHash, m.inPort, now)) return Reason.None;
+  // Learned on this port and seen lately: nothing to do. Each test in its own if (tables/mac.ts find).
+  if (!trace.traceOn) {
+    let s = mac.find(k, m.network, m.srcHash);
+    if (s != 0) {
+      if (mac.recPort(s) == m.inPort) {
+        if (mac.seenWithin(s, now)) return Reason.None;
+      }
+    }
+  }
   let r = mac.learn(k, m.network, m.srcHash, m.inPort, now);
   if (trace.traceOn) trace.note(trace.Step.Learn, <u32>r, 0, 0, 0); // Learn's values are the trace's codes
   if (r == mac.Learn.LimitReached) return Reason.LearnLimit;

@@ -117,10 +117,17 @@ export function alloc(conns: u32): void {
 @inline export function wireAddrs(src: u32, dst: u32): u64 { return <u64>bswap<u32>(src) | (<u64>bswap<u32>(dst) << 32); }
 @inline export function wirePorts(sport: u32, dport: u32): u32 { return swap16(sport) | (swap16(dport) << 16); }
 
-@inline function matches(r: usize, dir: u32, zone: u32, proto: u32, addrs: u64, ports: u32): bool {
+// Whether direction `dir` of record r has the key (the addresses, ports, zone and protocol): v when
+// it does, else 0, each field tested in its own if (a `&&` chain would become a value V8 makes and
+// then tests; tables/mac.ts find).
+@inline function matching(v: u32, r: usize, dir: u32, zone: u32, proto: u32, addrs: u64, ports: u32): u32 {
   let o: usize = dir ? 12 : 0;
-  return load<u64>(r + o) == addrs && load<u32>(r + o, 8) == ports &&
-    (load<u32>(r, 24) & 0xffffff) == (zone | (proto << 16));
+  if (load<u64>(r + o) == addrs) {
+    if (load<u32>(r + o, 8) == ports) {
+      if ((load<u32>(r, 24) & 0xffffff) == (zone | (proto << 16))) return v;
+    }
+  }
+  return 0;
 }
 
 // Finds a key: returns (record << 1 | direction) + 1, or 0.
@@ -137,7 +144,7 @@ export function lookupWire(h: u32, zone: u32, proto: u32, addrs: u64, ports: u32
     if (<u32>e == h) {
       let v = <u32>(e >> 32);
       let ri = (v - 1) >> 1;
-      if (matches(rec(ri), (v - 1) & 1, zone, proto, addrs, ports)) return v;
+      if (matching(v, rec(ri), (v - 1) & 1, zone, proto, addrs, ports) != 0) return v;
     }
     i = (i + 1) & idxMask;
   }
@@ -169,12 +176,13 @@ const PROBE_SLOTS: u32 = 8;
 // anything is sent).
 @inline export function recordOf(v: u32): u32 { return <u32>rec((v - 1) >> 1); }
 
-// Whether reference v (from probe(), maybe stale: the batch's earlier packets may have removed or
-// replaced connections since) is a connection in use with this key in its direction: then lookup()
-// would return v, and the index need not be probed again. The key as the packet carries it.
-@inline export function holds(v: u32, zone: u32, proto: u32, addrs: u64, ports: u32): bool {
+// v when reference v (from probe(), maybe stale: the batch's earlier packets may have removed or
+// replaced connections since) is a connection in use with this key in its direction (then lookup()
+// would return v, and the index need not be probed again), else 0. The key as the packet carries it.
+@inline export function holds(v: u32, zone: u32, proto: u32, addrs: u64, ports: u32): u32 {
   let r = rec((v - 1) >> 1);
-  return (load<u8>(r, 28) & CT_IN_USE) != 0 && matches(r, (v - 1) & 1, zone, proto, addrs, ports);
+  if ((load<u8>(r, 28) & CT_IN_USE) == 0) return 0;
+  return matching(v, r, (v - 1) & 1, zone, proto, addrs, ports);
 }
 
 function insertKey(h: u32, v: u32): void {
