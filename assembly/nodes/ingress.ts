@@ -27,6 +27,8 @@ import * as eth from "../wire/ethernet";
   let src = loadMac(m.frame + eth.SRC);
   if (isGroupMac(src)) return Reason.SrcMacMulticast;
   if (src == 0) return Reason.L2ZeroSource;
-  if ((pt.flags & PORT_SPOOF_GUARD) && src != pt.guardMac) return Reason.MacSpoof;
+  if (pt.flags & PORT_SPOOF_GUARD) {
+    if (src != pt.guardMac) return Reason.MacSpoof;
+  }
   return Reason.None;
 }

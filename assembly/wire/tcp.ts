@@ -25,7 +25,7 @@ export const URG: u32 = 0x20;
 @inline export function check(p: usize, len: u32): Reason {
   if (len < MIN_LEN) return Reason.TcpTruncated;
   let hl = (get8(p + DATA_OFFSET) >> 4) << 2;
-  if (hl < MIN_LEN || hl > len) return Reason.TcpBadDataOffset;
+  if (hl - MIN_LEN > len - MIN_LEN) return Reason.TcpBadDataOffset; // MIN_LEN <= hl <= len, unsigned
   if (hl > MIN_LEN) return checkOptions(p + MIN_LEN, hl - MIN_LEN);
   return Reason.None;
 }

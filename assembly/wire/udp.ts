@@ -14,7 +14,7 @@ export const CHECKSUM: usize = 6;
 @inline export function check(p: usize, len: u32): Reason {
   if (len < HEADER_LEN) return Reason.UdpTruncated;
   let ul = get16(p + LENGTH);
-  if (ul < HEADER_LEN || ul > len) return Reason.UdpBadLength;
+  if (ul - HEADER_LEN > len - HEADER_LEN) return Reason.UdpBadLength; // HEADER_LEN <= ul <= len, unsigned
   return Reason.None;
 }
 
