@@ -128,14 +128,15 @@ export function alloc(entries: u32): void {
 
 export const enum Learn { Refreshed = 0, Learned, Moved, NotLearned, LimitReached, StaticConflict }
 
+// The common case of learning is inline, in nodes/l2learn.ts: the source is already learned on this
+// port (find, recPort) and was seen within REFRESH_MS (seenWithin), each tested in its own if (see
+// find). Anything else takes learn(). The probe run is followed, not only the home slot: at half load
+// about a third of the records sit past their home slot (linear probing), and each of those took the
+// call to learn() (5 % of l2-1k's time).
+@inline export function seenWithin(s: usize, now: u32): bool { return now - recSeen(s) < REFRESH_MS; }
+
 // Learns or refreshes (network, k) on port `p`. Returns what happened; LimitReached and StaticConflict
 // mean the frame must be dropped (port security), NotLearned only that the table was full.
-// The common case of learning is inline (nodes/l2learn.ts): the source is already learned on this
-// port and was seen within REFRESH_MS (find, recPort, seenWithin). Anything else takes learn(). The probe run is followed, not only the home slot:
-// at half load about a third of the records sit past their home slot (linear probing), and each of
-// those took the call to learn() (5 % of l2-1k's time).
-// The caller tests each condition in its own if (nodes/l2learn.ts): see find().
-@inline export function seenWithin(s: usize, now: u32): bool { return now - recSeen(s) < REFRESH_MS; }
 
 export function learn(k: u64, network: u32, h: u32, p: u32, now: u32): Learn {
   let s = find(k, network, h);
