@@ -189,7 +189,7 @@ function newConnectionsCase(): BenchRecord {
 // The connection table's own footprint: record and index bytes per connection, read from the module.
 function bytesPerConnection(): BenchRecord {
   const n = 1 << 20;
-  const dp = new Dataplane({ build: 'release', hashSeed: HASH_SEED, connections: n });
+  const dp = new Dataplane({ build: 'release', connections: n });
   const x = dp.exports;
   const bytes = (x.ct_record_size() * x.ct_capacity() + x.ct_index_slots() * 8) / n;
   console.log(`  ${'memory per connection'.padEnd(44)} ${bytes.toFixed(1).padStart(7)} bytes`);

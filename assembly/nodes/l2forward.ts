@@ -21,7 +21,7 @@
 import { Reason } from "../reasons";
 import * as arena from "../arena";
 import { Meta, FLAG_TAGGED, FLAG_FLOODED, FLAG_FLOODING } from "../packet";
-import { Port, port, highPort, isMember, MODE_TRUNK, PORT_ACL, PORT_CAPS, STATE_UP } from "../ports";
+import { Port, port, highPort, isMember, MODE_TRUNK, PORT_ACL, PORT_CAPS } from "../ports";
 import * as gso from "./gso";
 import { aclCheck } from "./acl";
 import { DIR_IN } from "../tables/acl";
@@ -95,14 +95,7 @@ export function allocGroupFwd(): void { groupFwdBase = arena.take(65536, 2); }
         return 0;
       }
       let pt = port(o);
-      // isMember's tests, each in its own if for the common case (an access port of the domain): a
-      // `&&` or `||` would become a value V8 makes and then tests (tables/mac.ts find).
-      let member = false;
-      if (((<u32>pt.state ^ STATE_UP) | (<u32>pt.network ^ m.network)) == 0) {
-        if (<u32>pt.vlan == m.vlan) member = true;
-        else member = isMember(pt, o, m.network, m.vlan);
-      }
-      if (member) {
+      if (isMember(pt, o, m.network, m.vlan)) {
         if (trace.traceOn) trace.note(trace.Step.L2, 0, o, 0, 0);
         deliver(m, pt, o, now);
         return 0;

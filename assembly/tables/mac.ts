@@ -73,9 +73,9 @@ export function alloc(entries: u32): void {
 @inline export function recPort(s: usize): u32 { return <u32>load<u16>(s, 10); }
 @inline function recSeen(s: usize): u32 { return load<u32>(s, 12); }
 @inline export function isStatic(s: usize): bool { return (recKey(s) & STATIC) != 0; }
-@inline function expired(s: usize, now: u32): bool {
-  return (recKey(s) & STATIC) == 0 && now - recSeen(s) > agingMs;
-}
+// Not seen within the aging time (whether or not the record is static).
+@inline function aged(s: usize, now: u32): bool { return now - recSeen(s) > agingMs; }
+@inline function expired(s: usize, now: u32): bool { return !isStatic(s) && aged(s, now); }
 
 // Is the record at s in force at `now` (static, or seen within the aging time)?
 @inline export function live(s: usize, now: u32): bool { return !expired(s, now); }
@@ -120,8 +120,9 @@ export function alloc(entries: u32): void {
 @inline export function lookup(k: u64, network: u32, h: u32, now: u32): i32 {
   let s = find(k, network, h);
   if (s == 0) return -1;
-  if ((recKey(s) & STATIC) == 0) {
-    if (now - recSeen(s) > agingMs) return -1;
+  // expired(), its two tests nested (see find).
+  if (!isStatic(s)) {
+    if (aged(s, now)) return -1;
   }
   return <i32>recPort(s);
 }
