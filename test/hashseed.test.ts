@@ -20,13 +20,11 @@ function mix64(h: bigint): bigint {
   return h ^ (h >> 33n);
 }
 // tables/mac.ts hash: the key (the MAC's bytes little-endian in the low 48 bits, the VLAN above),
-// the network multiplied in, the seed xored, then half of the finalizer.
+// the network multiplied in, the seed xored, then the finalizer.
 function macHash(seed: bigint, mac: number[], vlan: number, network: number): number {
   let k = BigInt(vlan) << 48n;
   mac.forEach((b, i) => { k |= BigInt(b) << BigInt(8 * i); });
-  let h = k ^ mul(BigInt(network), GOLDEN) ^ seed;
-  h ^= h >> 33n; h = mul(h, 0xff51afd7ed558ccdn); h ^= h >> 33n;
-  return Number(h & 0xffffffffn);
+  return Number(mix64(k ^ mul(BigInt(network), GOLDEN) ^ seed) & 0xffffffffn);
 }
 // tables/flow.ts hashWire: the 8 bytes of addresses and the 4 of ports as the packet carries them,
 // loaded little-endian; 0 is kept for an empty slot.
