@@ -12,9 +12,12 @@
 // export the setup the case names (a checkout older than a setup can take this tree's bench file).
 // Cases: bench/cases.ts. Where the machine's speed moves too much for a time A/B, bench/icount.ts
 // counts the instructions a packet takes instead.
-// Prints each side's median Mpps with its range and the median ratio with its range.
+// Prints each side's median Mpps with its range and the median ratio with its range. bench/goals.ts
+// runs the same pairs (abPairs) for issue 14's per-packet targets inside `npm run bench:e2e`.
 import { loadavg } from 'node:os';
 import { execFileSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { median } from './harness.js';
 import { BATCH, sizes, setup } from './cases.js';
 
@@ -36,28 +39,38 @@ async function child(tree: string, name: string, seconds: number): Promise<void>
   console.log(JSON.stringify({ mpps: median(rounds) }));
 }
 
-if (process.argv[2] === '--child') {
-  await child(process.argv[3], process.argv[4], Number(process.argv[5]));
-} else {
-  const [name = 'nat-10k', pairsArg, secondsArg] = process.argv.slice(2);
+export interface Pairs { a: number[]; b: number[]; ratio: number[] }
+
+// `pairs` pairs of processes, A and B taking turns (A B, B A, ...), each measuring `name` for
+// `seconds` of CPU time; CPU pins them with taskset.
+export function abPairs(a: string, b: string, name: string, pairs: number, seconds: number, cpu?: string): Pairs {
   if (!(name in sizes)) throw new Error(`unknown case ${name}: one of ${Object.keys(sizes).join(', ')}`);
-  const pairs = Number(pairsArg ?? 6);
-  const seconds = Number(secondsArg ?? 3);
-  const cpu = process.env.CPU;
   const measure = (tree: string): number => {
-    const argv = [...process.execArgv, process.argv[1], '--child', tree, name, String(seconds)];
+    const argv = [...process.execArgv, fileURLToPath(import.meta.url), '--child', tree, name, String(seconds)];
     const out = cpu !== undefined
       ? execFileSync('taskset', ['-c', cpu, process.execPath, ...argv], { encoding: 'utf8' })
       : execFileSync(process.execPath, argv, { encoding: 'utf8' });
     return JSON.parse(out.trim().split('\n').pop()!).mpps;
   };
-  const a = process.env.A ?? '.', b = process.env.B ?? '.';
-  const ra: number[] = [], rb: number[] = [], ratio: number[] = [];
+  const r: Pairs = { a: [], b: [], ratio: [] };
   for (let p = 0; p < pairs; p++) {
     let x: number, y: number;
     if (p & 1) { y = measure(b); x = measure(a); } else { x = measure(a); y = measure(b); }
-    ra.push(x); rb.push(y); ratio.push(y / x);
+    r.a.push(x); r.b.push(y); r.ratio.push(y / x);
   }
-  const show = (v: number[]) => `${median(v).toFixed(2)} (${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)})`;
-  console.log(`${name}: A ${show(ra)} Mpps, B ${show(rb)} Mpps, B/A ${show(ratio)} over ${pairs} pairs of processes, ${seconds} s each${cpu !== undefined ? ` on CPU ${cpu}` : ''}; load ${loadavg()[0].toFixed(1)}`);
+  return r;
+}
+
+export const showRange = (v: number[]): string => `${median(v).toFixed(2)} (${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)})`;
+
+const main = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (main && process.argv[2] === '--child') {
+  await child(process.argv[3], process.argv[4], Number(process.argv[5]));
+} else if (main) {
+  const [name = 'nat-10k', pairsArg, secondsArg] = process.argv.slice(2);
+  const pairs = Number(pairsArg ?? 6);
+  const seconds = Number(secondsArg ?? 3);
+  const cpu = process.env.CPU;
+  const r = abPairs(process.env.A ?? '.', process.env.B ?? '.', name, pairs, seconds, cpu);
+  console.log(`${name}: A ${showRange(r.a)} Mpps, B ${showRange(r.b)} Mpps, B/A ${showRange(r.ratio)} over ${pairs} pairs of processes, ${seconds} s each${cpu !== undefined ? ` on CPU ${cpu}` : ''}; load ${loadavg()[0].toFixed(1)}`);
 }

@@ -18,7 +18,9 @@
 // test guest). Then VXLAN between two hosts on an underlay bridge: netplane's overlay (two switches,
 // each with a guest on the native TAP and the socket underlay) against Linux vxlan devices with a
 // bridge, iperf3 between the guests, in the same run. `-- --uplinks` runs only the socket uplinks,
-// `-- --qemu` only the QEMU guests, `-- --overlay` only the VXLAN case. Writes bench/results/e2e.json.
+// `-- --qemu` only the QEMU guests, `-- --overlay` only the VXLAN case. Last, issue 14's per-packet targets: this tree against
+// the code of the day they were set, A/B on this machine (bench/goals.ts; `-- --per-packet` only
+// that). Writes bench/results/e2e.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { Switch, nativeTapAvailable } from '../src/index.js';
@@ -30,6 +32,8 @@ import { fileURLToPath } from 'node:url';
 import { linuxHost, nativeHost, workerHost, exec, teardown, requirements, sh } from '../test/e2e/netns.js';
 import { writeResults, quick, median } from './harness.js';
 import { qemuCases, qemuMissing, type PathResult } from './qemu-guests.js';
+import { perPacketGoals, perPacketMissing } from './goals.js';
+import { sizes } from './cases.js';
 import { uplinkSwitch, hostDefault, startPasst, startPasta, threadCpu, threadCpuSince } from './uplink-peers.js';
 
 const seconds = quick ? 2 : 5;
@@ -38,9 +42,11 @@ const extraNs: string[] = [];
 
 const onlyQemu = process.argv.includes('--qemu');
 const onlyOverlay = process.argv.includes('--overlay');
+const onlyPerPacket = process.argv.includes('--per-packet');
 
 function need(): string | undefined {
   if (onlyQemu) return qemuMissing();
+  if (onlyPerPacket) return perPacketMissing();
   const r = requirements();
   if (r) return r;
   for (const t of ['iperf3', 'vde_switch', 'vde_plug2tap', 'passt', 'slirp4netns']) {
@@ -479,7 +485,7 @@ try {
   const records: object[] = [];
   // The issue's goals, each a ratio of two figures of this run (a full run only).
   const goals: Array<{ goal: string; ratio: number; target: number; spread?: { min: number; max: number } }> = [];
-  if (!onlyQemu && !onlyOverlay) {
+  if (!onlyQemu && !onlyOverlay && !onlyPerPacket) {
     console.log(`TCP throughput (iperf3, ${seconds} s) and ping RTT between two namespaces`);
     const results: Record<string, Rate & { rttMs: number }> = {};
     const cases: Array<[string, () => Promise<Rate & { rttMs: number }>]> = [['netplane (socat UDP)', viaNetplane]];
@@ -528,9 +534,9 @@ try {
     );
   }
   // The QEMU guests: their own section, last, so a machine without QEMU still gets the rest.
-  const missingQemu = tapOnly || onlyOverlay ? undefined : qemuMissing();
+  const missingQemu = tapOnly || onlyOverlay || onlyPerPacket ? undefined : qemuMissing();
   if (missingQemu && !process.argv.includes('--uplinks')) console.log(`QEMU guest to guest: skipped: ${missingQemu}`);
-  else if (!process.argv.includes('--uplinks') && !tapOnly && !onlyOverlay) {
+  else if (!process.argv.includes('--uplinks') && !tapOnly && !onlyOverlay && !onlyPerPacket) {
     const rounds = quick ? 2 : 7;
     console.log(`QEMU guest to guest (TCG): TCP, busybox dd | nc, ${rounds} rounds of about ${seconds} s per path, the paths taking turns`);
     const q = await qemuCases(seconds, rounds, console.log);
@@ -541,7 +547,7 @@ try {
     }
   }
   // VXLAN across two hosts (issue 15): netplane against Linux's vxlan devices, in this run.
-  if (!onlyQemu && !tapOnly && !process.argv.includes('--uplinks') && nativeTapAvailable()) {
+  if (!onlyQemu && !tapOnly && !onlyPerPacket && !process.argv.includes('--uplinks') && nativeTapAvailable()) {
     console.log(`VXLAN between two hosts: TCP between a guest of each (iperf3, ${seconds} s), inner MTU 1450`);
     const lx = await viaOverlayLinux();
     const np = await viaOverlayNetplane();
@@ -552,6 +558,18 @@ try {
     console.log(`  netplane / Linux: ${(np.gbps / lx.gbps).toFixed(2)}x (${(np.min / lx.max).toFixed(2)}-${(np.max / lx.min).toFixed(2)}); netplane CPU per host ${np.cpuMs.join(' and ')} ms over the run`);
     records.push({ name: 'ratio: VXLAN netplane / Linux vxlan (iperf3)', mpps: 0, entries: 0, ratio: Math.round((np.gbps / lx.gbps) * 100) / 100, spread: { min: Math.round((np.min / lx.max) * 100) / 100, max: Math.round((np.max / lx.min) * 100) / 100 } });
   }
+  // The per-packet targets (bench/goals.ts): this tree against the issue's base, on this machine.
+  if (!onlyQemu && !onlyOverlay && !tapOnly && !process.argv.includes('--uplinks')) {
+    console.log('Per packet, 64-byte frames: this tree against the code of the day issue 14 set its targets (bench/goals.ts)');
+    const missingBase = perPacketMissing();
+    if (missingBase) console.log(`  skipped: ${missingBase}`);
+    else {
+      for (const g of perPacketGoals(console.log, quick ? 3 : 7, quick ? 1 : 3)) {
+        goals.push({ goal: `per packet: ${g.what}, this tree / the issue's base`, ratio: g.ratio, target: g.need, spread: g.spread });
+        records.push({ name: `per-packet: ${g.name}`, mpps: r3(median(g.mpps)), entries: sizes[g.name], baseMpps: r3(median(g.baseMpps)), runs: g.mpps.map(r3), baseRuns: g.baseMpps.map(r3), ratio: r3(g.ratio), spread: { min: r3(g.spread.min), max: r3(g.spread.max) }, need: g.need, then: g.then, target: g.target });
+      }
+    }
+  }
   if (goals.length) {
     console.log('Issue 14 goals, from this run (ratio, its spread, the target):');
     const f = (v: number) => v.toFixed(2);
@@ -559,10 +577,10 @@ try {
     records.push(...goals.map((g) => ({ name: `goal: ${g.goal}`, mpps: 0, entries: 0, ratio: Math.round(g.ratio * 100) / 100, target: g.target, met: g.ratio >= g.target, ...(g.spread ? { spread: { min: Math.round(g.spread.min * 100) / 100, max: Math.round(g.spread.max * 100) / 100 } } : {}) })));
   }
   // A run of one section (--qemu, --uplinks) keeps the other sections' last figures in the file.
-  if (onlyQemu || onlyOverlay || process.argv.includes('--uplinks')) {
+  if (onlyQemu || onlyOverlay || onlyPerPacket || process.argv.includes('--uplinks')) {
     const file = join(here, 'results', 'e2e.json');
     const fresh = new Set(records.map((r) => (r as { name: string }).name));
-    const section = onlyQemu ? (n: string) => n.startsWith('qemu: ') : onlyOverlay ? (n: string) => n.startsWith('overlay: ') || n.startsWith('ratio: VXLAN') : (n: string) => n.startsWith('uplink: ');
+    const section = onlyQemu ? (n: string) => n.startsWith('qemu: ') : onlyPerPacket ? (n: string) => n.startsWith('per-packet: ') : onlyOverlay ? (n: string) => n.startsWith('overlay: ') || n.startsWith('ratio: VXLAN') : (n: string) => n.startsWith('uplink: ');
     try { for (const r of JSON.parse(readFileSync(file, 'utf8'))) if (!fresh.has(r.name) && !section(r.name)) records.push(r); } catch { /* no earlier run */ }
   }
   console.log(`wrote ${writeResults(tapOnly ? 'e2e-tap' : 'e2e', records)}`);
