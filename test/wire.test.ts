@@ -541,6 +541,27 @@ test('inet_checksum matches internetChecksum on random buffers (0..1500 bytes, a
   }
 });
 
+// The sum takes 32 bytes a step in SIMD lanes, folded into 64 bits once a block of 512 KiB: lengths
+// around the step, super-frame sizes, and lengths past one and two blocks, all ones (each lane's
+// largest growth) and random, at odd offsets.
+test('inet_checksum matches internetChecksum on super-frame sizes and past the sum\'s 512 KiB block', () => {
+  const big = new Dataplane({ maxPorts: 2, macEntries: 64, batch: 4, rxBytes: 1280 * 1024 });
+  const bx = big.exports;
+  const at = (data: Uint8Array, off: number) => {
+    big.views();
+    big.rxBuffer.set(data, off);
+    return bx.inet_checksum(bx.rx_buffer() + off, data.length);
+  };
+  const r = prng(0x51dd);
+  for (const n of [16, 31, 32, 33, 47, 48, 63, 64, 65, 95, 1514, 9001, 65535, 65536, 65549, 524287, 524288, 524320, 524353, 1048576 + 77]) {
+    for (const off of [0, 1, 7]) {
+      const ones = new Uint8Array(n).fill(0xff), rand = r.bytes(n);
+      assert.is(at(ones, off), internetChecksum(ones), `${n} bytes of 0xff at +${off}`);
+      assert.is(at(rand, off), internetChecksum(rand), `${n} random bytes at +${off}`);
+    }
+  }
+});
+
 // A random IPv4 header with a correct checksum.
 function randomHeader(r: ReturnType<typeof prng>): Uint8Array {
   const h = r.bytes(20);
