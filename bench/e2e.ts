@@ -17,10 +17,10 @@
 // netplane and through QEMU's own stream netdev (bench/qemu-guests.ts; needs qemu-system-x86 and the
 // test guest). Then VXLAN between two hosts on an underlay bridge: netplane's overlay (two switches,
 // each with a guest on the native TAP and the socket underlay) against Linux vxlan devices with a
-// bridge, iperf3 between the guests, in the same run. `-- --uplinks` runs only the socket uplinks,
-// `-- --qemu` only the QEMU guests, `-- --overlay` only the VXLAN case. Last, issue 14's per-packet targets: this tree against
-// the code of the day they were set, A/B on this machine (bench/goals.ts; `-- --per-packet` only
-// that). Writes bench/results/e2e.json.
+// bridge, iperf3 between the guests, in the same run. Last, issue 14's per-packet targets: this tree
+// against the code of the day they were set, A/B on this machine (bench/goals.ts). `-- --uplinks`
+// runs only the socket uplinks, `-- --qemu` only the QEMU guests, `-- --overlay` only the VXLAN case,
+// `-- --per-packet` only the per-packet targets. Writes bench/results/e2e.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { Switch, nativeTapAvailable } from '../src/index.js';
