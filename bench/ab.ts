@@ -6,7 +6,7 @@
 // (this VM's two vCPUs differ by up to 1.5x at l2-1M; docs/performance.md).
 //
 //   node --import tsx bench/ab.ts <case> [pairs] [seconds per process]   (A, B: checkout directories)
-//   A=/tmp/base B=. CPU=1 node --import tsx bench/ab.ts nat-1M 6 3
+//   A=/tmp/base B=. CPU=1 node --import tsx bench/ab.ts nat-1M 7 3
 //
 // A checkout needs its own build (`node scripts/build.mjs wasm`) and node_modules; its bench/ must
 // export the setup the case names (a checkout older than a setup can take this tree's bench file).
@@ -68,7 +68,7 @@ if (main && process.argv[2] === '--child') {
   await child(process.argv[3], process.argv[4], Number(process.argv[5]));
 } else if (main) {
   const [name = 'nat-10k', pairsArg, secondsArg] = process.argv.slice(2);
-  const pairs = Number(pairsArg ?? 6);
+  const pairs = Number(pairsArg ?? 7);   // odd: the median is one of the pairs
   const seconds = Number(secondsArg ?? 3);
   const cpu = process.env.CPU;
   const r = abPairs(process.env.A ?? '.', process.env.B ?? '.', name, pairs, seconds, cpu);
