@@ -21,8 +21,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './harness.js';
-import { abPairs } from './ab.js';
-import { sizes } from './cases.js';
+import { abPairs, showRange } from './ab.js';
 
 export const BASE = 'c4b9e4379aeb93a1cc647b77aaf5d7afbc8251c5';
 
@@ -59,8 +58,7 @@ function pinTo(): string | undefined {
 }
 
 export function perPacketGoals(log: (line: string) => void, pairs = 7, seconds = 3): PerPacketGoal[] {
-  const tree = mkdtempSync(join(tmpdir(), 'netplane-base-'));
-  rmSync(tree, { recursive: true });
+  const tree = mkdtempSync(join(tmpdir(), 'netplane-base-'));   // empty: git checks out into it
   git('worktree', 'add', '--detach', tree, BASE);
   try {
     symlinkSync(join(root, 'node_modules'), join(tree, 'node_modules'));
@@ -69,14 +67,13 @@ export function perPacketGoals(log: (line: string) => void, pairs = 7, seconds =
     log(`  A: ${BASE.slice(0, 7)} (the issue's base), B: this tree; ${pairs} pairs of processes per case, ${seconds} s each${cpu !== undefined ? `, pinned to CPU ${cpu}` : ''}`);
     const goals: PerPacketGoal[] = [];
     for (const t of TARGETS) {
-      if (!(t.name in sizes)) throw new Error(`no case ${t.name} in bench/cases.ts`);
       const r = abPairs(tree, root, t.name, pairs, seconds, cpu);
       const g: PerPacketGoal = {
         name: t.name, what: t.what, ratio: median(r.ratio), spread: { min: Math.min(...r.ratio), max: Math.max(...r.ratio) },
         need: Math.ceil((t.target / t.then) * 1000) / 1000, baseMpps: r.a, mpps: r.b, then: t.then, target: t.target,
       };
       goals.push(g);
-      log(`  ${t.what.padEnd(34)} A ${median(r.a).toFixed(2)} Mpps, B ${median(r.b).toFixed(2)} Mpps here; B/A ${g.ratio.toFixed(2)} (${g.spread.min.toFixed(2)}-${g.spread.max.toFixed(2)}), needs ${g.need} (${t.target} / ${t.then}); that day's ${t.then} Mpps x ${g.ratio.toFixed(2)} = ${(t.then * g.ratio).toFixed(1)}`);
+      log(`  ${t.what.padEnd(34)} A ${median(r.a).toFixed(2)} Mpps, B ${median(r.b).toFixed(2)} Mpps here; B/A ${showRange(r.ratio)}, needs ${g.need} (${t.target} / ${t.then}); that day's ${t.then} Mpps x ${g.ratio.toFixed(2)} = ${(t.then * g.ratio).toFixed(1)}`);
     }
     return goals;
   } finally {

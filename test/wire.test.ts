@@ -501,11 +501,13 @@ test('an rx descriptor pointing outside the rx buffer is counted as rx_bad_descr
 
 // ---- 4. checksums -------------------------------------------------------------------------------
 
-function wasmChecksum(data: Uint8Array, offset = 0): number {
-  dp.views();
-  dp.rxBuffer.fill(0x5a, offset, offset + data.length + 16);
-  dp.rxBuffer.set(data, offset);
-  return x.inet_checksum(x.rx_buffer() + offset, data.length);
+// The module's checksum of data placed at rx_buffer + offset of d, with 16 bytes of 0x5a after it
+// (a sum that read past the end would count them).
+function wasmChecksum(data: Uint8Array, offset = 0, d = dp): number {
+  d.views();
+  d.rxBuffer.fill(0x5a, offset, offset + data.length + 16);
+  d.rxBuffer.set(data, offset);
+  return d.exports.inet_checksum(d.exports.rx_buffer() + offset, data.length);
 }
 
 test('inet_checksum on known buffers', () => {
@@ -546,12 +548,7 @@ test('inet_checksum matches internetChecksum on random buffers (0..1500 bytes, a
 // largest growth) and random, at odd offsets.
 test('inet_checksum matches internetChecksum on super-frame sizes and past the sum\'s 512 KiB block', () => {
   const big = new Dataplane({ maxPorts: 2, macEntries: 64, batch: 4, rxBytes: 1280 * 1024 });
-  const bx = big.exports;
-  const at = (data: Uint8Array, off: number) => {
-    big.views();
-    big.rxBuffer.set(data, off);
-    return bx.inet_checksum(bx.rx_buffer() + off, data.length);
-  };
+  const at = (data: Uint8Array, off: number) => wasmChecksum(data, off, big);
   const r = prng(0x51dd);
   for (const n of [16, 31, 32, 33, 47, 48, 63, 64, 65, 95, 1514, 9001, 65535, 65536, 65549, 524287, 524288, 524320, 524353, 1048576 + 77]) {
     for (const off of [0, 1, 7]) {
